@@ -1,0 +1,155 @@
+// Package mcasttest gives tests real multicast sockets on loopback and a
+// loss-injecting wrapper for them. Every socket it opens sends on interface
+// lo with TTL 1: test traffic never leaves the host.
+package mcasttest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/h3m-project/h3m/mquic/mcast"
+)
+
+// Source is the SSM source address of loopback test sessions.
+var Source = netip.MustParseAddr("127.0.0.1")
+
+// Group returns a random SSM group on a random port, so that tests running
+// in parallel (or in other packages at the same time) do not hear each
+// other.
+func Group() netip.AddrPort {
+	a := netip.AddrFrom4([4]byte{232, byte(rand.IntN(250) + 1), byte(rand.IntN(256)), byte(rand.IntN(250) + 1)})
+	return netip.AddrPortFrom(a, uint16(20000+rand.IntN(30000)))
+}
+
+// Sender opens a multicast sender socket on lo for group.
+func Sender(t testing.TB, group netip.AddrPort, opts ...func(*mcast.Config)) *mcast.Conn {
+	t.Helper()
+	cfg := mcast.Config{Group: group, Source: Source, Interface: "lo", TTL: 1}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := mcast.ListenSender(cfg)
+	if err != nil {
+		t.Fatalf("multicast sender on lo: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Receiver opens a multicast receiver socket on lo joined to (Source, group).
+func Receiver(t testing.TB, group netip.AddrPort, opts ...func(*mcast.Config)) *mcast.Conn {
+	t.Helper()
+	cfg := mcast.Config{Group: group, Source: Source, Interface: "lo"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := mcast.ListenReceiver(cfg)
+	if err != nil {
+		t.Fatalf("multicast receiver on lo: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Lossy wraps a sender socket and drops a random fraction of the packets
+// written through it, keeping a copy of each dropped packet so tests can
+// check that the receiver reports exactly what was lost.
+type Lossy struct {
+	*mcast.Conn
+	mu      sync.Mutex
+	rng     *rand.Rand
+	rate    float64
+	keep    [][]byte // reused batch
+	dropped [][]byte
+	drop    func(pkt []byte) bool
+	sent    int
+}
+
+// NewLossy drops each packet with probability rate, reproducibly from seed.
+func NewLossy(c *mcast.Conn, rate float64, seed uint64) *Lossy {
+	return &Lossy{Conn: c, rate: rate, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// DropIf replaces the random choice: packets for which f returns true are
+// dropped.
+func (l *Lossy) DropIf(f func(pkt []byte) bool) {
+	l.mu.Lock()
+	l.drop = f
+	l.mu.Unlock()
+}
+
+// SetRate changes the drop probability.
+func (l *Lossy) SetRate(rate float64) {
+	l.mu.Lock()
+	l.rate = rate
+	l.mu.Unlock()
+}
+
+func (l *Lossy) dropLocked(p []byte) bool {
+	if l.drop != nil {
+		return l.drop(p)
+	}
+	return l.rate > 0 && l.rng.Float64() < l.rate
+}
+
+// WriteBatch implements mcast.BatchWriter, dropping some packets.
+func (l *Lossy) WriteBatch(pkts [][]byte, dst netip.AddrPort) (int, error) {
+	l.mu.Lock()
+	l.keep = l.keep[:0]
+	for _, p := range pkts {
+		if l.dropLocked(p) {
+			l.dropped = append(l.dropped, append([]byte(nil), p...))
+			continue
+		}
+		l.keep = append(l.keep, p)
+	}
+	keep := l.keep
+	l.sent += len(keep)
+	l.mu.Unlock()
+	for len(keep) > 0 {
+		n, err := l.Conn.WriteBatch(keep, dst)
+		if err != nil {
+			return 0, err
+		}
+		keep = keep[n:]
+	}
+	return len(pkts), nil
+}
+
+// WriteTo implements net.PacketConn, dropping some packets.
+func (l *Lossy) WriteTo(p []byte, addr net.Addr) (int, error) {
+	l.mu.Lock()
+	if l.dropLocked(p) {
+		l.dropped = append(l.dropped, append([]byte(nil), p...))
+		l.mu.Unlock()
+		return len(p), nil
+	}
+	l.sent++
+	l.mu.Unlock()
+	return l.Conn.WriteTo(p, addr)
+}
+
+// Dropped returns copies of the packets dropped so far.
+func (l *Lossy) Dropped() [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([][]byte(nil), l.dropped...)
+}
+
+// Sent is how many packets went through.
+func (l *Lossy) Sent() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent
+}
+
+// String describes the loss so far.
+func (l *Lossy) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("%d sent, %d dropped", l.sent, len(l.dropped))
+}
