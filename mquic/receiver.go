@@ -79,12 +79,12 @@ type ReceiverStats struct {
 	BadFrame      uint64 // packet with a malformed frame
 
 	// Frames ignored inside accepted packets.
-	ProhibitedFrames uint64                     // frames the profile prohibits (ACK, CRYPTO, ...)
+	ProhibitedFrames uint64                    // frames the profile prohibits (ACK, CRYPTO, ...)
 	ProhibitedByType map[wire.FrameType]uint64 // the same, per frame type
-	BadStreamFrames  uint64                     // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
-	RefusedStreams   uint64                     // frames for streams over MaxStreams
-	ClosedStreamData uint64                     // frames for streams already finished
-	DiscardedBytes   uint64                     // stream bytes dropped (ignored or discarded streams)
+	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
+	RefusedStreams   uint64                    // frames for streams over MaxStreams
+	ClosedStreamData uint64                    // frames for streams already finished
+	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
 	// Loss.
 	LostPackets      uint64 // packet numbers skipped and never received
