@@ -43,7 +43,9 @@ func Sender(t testing.TB, group netip.AddrPort, opts ...func(*mcast.Config)) *mc
 // Receiver opens a multicast receiver socket on lo joined to (Source, group).
 func Receiver(t testing.TB, group netip.AddrPort, opts ...func(*mcast.Config)) *mcast.Conn {
 	t.Helper()
-	cfg := mcast.Config{Group: group, Source: Source, Interface: "lo"}
+	// A deep buffer absorbs the scheduling stalls of a loaded 2-core CI
+	// machine running several test packages at once.
+	cfg := mcast.Config{Group: group, Source: Source, Interface: "lo", RecvBuffer: 64 << 20}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -1,0 +1,637 @@
+package h3m
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// maxHeaderBytes bounds the bytes a frame header, push-stream header or
+// DATA_WITH_OFFSET offset can take: two varints.
+const maxHeaderBytes = 16
+
+// headerAcc gathers a small header that may arrive split across calls.
+type headerAcc struct {
+	buf [maxHeaderBytes]byte
+	n   int
+}
+
+// feed offers p to parse (which reports ErrNeedMore while incomplete) and
+// returns how many bytes of p the header took and whether it is complete.
+// A header that cannot be complete within maxHeaderBytes is an error.
+func (a *headerAcc) feed(p []byte, parse func(b []byte) (int, error)) (used int, done bool, err error) {
+	if a.n == 0 {
+		n, err := parse(p)
+		switch {
+		case err == nil:
+			return n, true, nil
+		case errors.Is(err, h3frame.ErrNeedMore) && len(p) < maxHeaderBytes:
+			a.n = copy(a.buf[:], p)
+			return len(p), false, nil
+		default:
+			return 0, false, err
+		}
+	}
+	had := a.n
+	take := copy(a.buf[a.n:], p)
+	n, err := parse(a.buf[:a.n+take])
+	switch {
+	case err == nil:
+		a.n = 0
+		return n - had, true, nil
+	case errors.Is(err, h3frame.ErrNeedMore) && a.n+take < maxHeaderBytes:
+		a.n += take
+		return take, false, nil
+	default:
+		a.n = 0
+		return 0, false, err
+	}
+}
+
+func (a *headerAcc) reset() { a.n = 0 }
+
+// parseOffset parses a DATA_WITH_OFFSET offset varint.
+func parseOffset(b []byte) (uint64, int, error) {
+	v, n, err := quicvarint.Parse(b)
+	if err != nil {
+		return 0, 0, h3frame.ErrNeedMore
+	}
+	return v, n, nil
+}
+
+// controlParser reads stream 0: PUSH_PROMISE and CANCEL_PUSH frames. Other
+// frames are ignored and counted, as the draft requires.
+type controlParser struct {
+	r      *Receiver
+	hdr    headerAcc
+	inBody bool
+	ftype  h3frame.Type
+	remain uint64
+	keep   bool   // buffering the payload (vs skipping it)
+	buf    []byte // buffered payload
+	desync bool
+}
+
+// Data implements mquic.StreamHandler.
+func (c *controlParser) Data(off uint64, p []byte) {
+	r := c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.desync {
+		// After a loss, every STREAM frame start is a candidate frame start:
+		// senders start each promise at a new STREAM frame.
+		c.desync = false
+		c.inBody, c.buf = false, c.buf[:0]
+		c.hdr.reset()
+	}
+	for len(p) > 0 {
+		if !c.inBody {
+			var t h3frame.Type
+			var length uint64
+			used, done, err := c.hdr.feed(p, func(b []byte) (int, error) {
+				var n int
+				var err error
+				t, length, n, err = h3frame.ParseFrameHeader(b)
+				return n, err
+			})
+			if err != nil {
+				r.stats.MalformedFrames++
+				c.desync = true
+				return
+			}
+			p = p[used:]
+			if !done {
+				return
+			}
+			c.ftype, c.remain, c.inBody = t, length, true
+			c.keep = t == h3frame.TypePushPromise || t == h3frame.TypeCancelPush
+			if c.keep && length > uint64(r.maxF) {
+				r.stats.MalformedFrames++
+				c.desync = true
+				return
+			}
+			if !c.keep {
+				r.stats.IgnoredFrames++
+			}
+			c.buf = c.buf[:0]
+		}
+		k := min(c.remain, uint64(len(p)))
+		if c.keep {
+			c.buf = append(c.buf, p[:k]...)
+		}
+		p = p[k:]
+		c.remain -= k
+		if c.remain == 0 {
+			c.inBody = false
+			if c.keep {
+				c.frameLocked(c.ftype, c.buf)
+			}
+		}
+	}
+}
+
+func (c *controlParser) frameLocked(t h3frame.Type, payload []byte) {
+	r := c.r
+	switch t {
+	case h3frame.TypePushPromise:
+		pushID, block, err := h3frame.ParsePushPromisePayload(payload)
+		if err != nil {
+			r.stats.MalformedFrames++
+			return
+		}
+		fields, err := h3frame.ParseFieldSection(block, r.maxF)
+		if err != nil {
+			r.stats.MalformedFrames++
+			r.log.Debug("bad promise field section", "push_id", pushID, "err", err)
+			return
+		}
+		req, err := h3frame.ParseRequest(fields)
+		if err != nil {
+			r.stats.MalformedFrames++
+			r.log.Debug("bad promised request", "push_id", pushID, "err", err)
+			return
+		}
+		r.mu.Unlock()
+		r.promise(pushID, req)
+		r.mu.Lock()
+	case h3frame.TypeCancelPush:
+		pushID, err := h3frame.ParseCancelPushPayload(payload)
+		if err != nil {
+			r.stats.MalformedFrames++
+			return
+		}
+		res, _ := r.resourceLocked(pushID)
+		r.failLocked(res, ErrCancelled)
+	}
+}
+
+// Gap implements mquic.StreamHandler.
+func (c *controlParser) Gap(from, to uint64) {
+	c.r.mu.Lock()
+	c.desync = true
+	c.r.mu.Unlock()
+}
+
+// Finish implements mquic.StreamHandler. Stream 0 is never finished by a
+// conforming sender.
+func (c *controlParser) Finish(uint64) {}
+
+// Reset implements mquic.StreamHandler.
+func (c *controlParser) Reset(uint64, uint64) {}
+
+// pushParser reads one push stream: the push ID, HEADERS, the body in DATA
+// or DATA_WITH_OFFSET frames, and optional trailers.
+type pushParser struct {
+	r   *Receiver
+	s   *mquic.RecvStream
+	res *Resource
+
+	pos      uint64 // stream offset of the next byte
+	hdr      headerAcc
+	hdrStart uint64 // stream offset where the header being read began
+	phase    int
+	ftype    h3frame.Type
+	// remain is what is left of the current frame's payload.
+	remain uint64
+	buf    []byte // buffered HEADERS payload
+
+	bodyOff uint64 // representation offset of the next body byte
+	bodyEnd uint64 // highest representation offset written
+
+	// What is known of the body framing, to place data after a loss.
+	s0      uint64 // stream offset of the first body frame
+	haveS0  bool
+	d, hlen uint64 // payload size and header size of full DATA frames
+	haveD   bool
+	uniform bool // every DATA frame so far had size d (except a last one)
+	short   bool // a shorter DATA frame was seen: it must be the last
+	verify  bool // framing was inferred after a loss: check the next header
+
+	headersDone bool
+	trailers    bool
+	trailerLost bool
+	desync      bool // framing lost; try to recover at the next STREAM frame
+	dead        bool // nothing more can be placed
+	finished    bool
+	lastData    time.Time
+}
+
+const (
+	phStreamHeader = iota
+	phFrameHeader
+	phOffset // DATA_WITH_OFFSET offset field
+	phPayload
+)
+
+// Data implements mquic.StreamHandler.
+func (pp *pushParser) Data(off uint64, p []byte) {
+	r := pp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pp.lastData = time.Now()
+	if off < pp.pos {
+		return // late bytes of a reported gap: left for repair
+	}
+	if pp.dead {
+		pp.pos = off + uint64(len(p))
+		return
+	}
+	if pp.desync {
+		used, ok := pp.resync(off, p)
+		if !ok {
+			pp.pos = off + uint64(len(p))
+			return
+		}
+		p = p[used:]
+		pp.pos = off + uint64(used)
+	}
+	if err := pp.feed(p); err != nil {
+		pp.failLocked(err)
+	}
+}
+
+func (pp *pushParser) failLocked(err error) {
+	pp.dead = true
+	pp.s.Discard()
+	if pp.res != nil {
+		pp.r.failLocked(pp.res, err)
+	}
+}
+
+// feed parses p, which continues the stream at pp.pos in sync.
+func (pp *pushParser) feed(p []byte) error {
+	r := pp.r
+	for len(p) > 0 && !pp.dead {
+		switch pp.phase {
+		case phStreamHeader:
+			var pushID uint64
+			used, done, err := pp.hdr.feed(p, func(b []byte) (n int, err error) {
+				pushID, n, err = h3frame.ParsePushStreamHeader(b)
+				return n, err
+			})
+			if err != nil {
+				pp.dead = true
+				pp.s.Discard()
+				r.stats.MalformedFrames++
+				return nil
+			}
+			pp.advance(&p, used)
+			if !done {
+				return nil
+			}
+			res, _ := r.resourceLocked(pushID)
+			if res.parser != nil {
+				// A second stream for one push ID: ignore it.
+				pp.dead = true
+				pp.s.Discard()
+				r.stats.MalformedFrames++
+				return nil
+			}
+			res.parser = pp
+			res.StreamID = pp.s.ID()
+			r.byStream[pp.s.ID()] = res
+			pp.res = res
+			pp.phase = phFrameHeader
+		case phFrameHeader:
+			var t h3frame.Type
+			var length uint64
+			if pp.hdr.n == 0 {
+				pp.hdrStart = pp.pos
+			}
+			used, done, err := pp.hdr.feed(p, func(b []byte) (n int, err error) {
+				t, length, n, err = h3frame.ParseFrameHeader(b)
+				return n, err
+			})
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+			}
+			pp.advance(&p, used)
+			if !done {
+				return nil
+			}
+			if err := pp.frameStart(t, length, pp.pos-pp.hdrStart); err != nil {
+				return err
+			}
+		case phOffset:
+			var off uint64
+			used, done, err := pp.hdr.feed(p, func(b []byte) (n int, err error) {
+				off, n, err = parseOffset(b)
+				return n, err
+			})
+			if err != nil || (done && uint64(used) > pp.remain) {
+				return fmt.Errorf("%w: DATA_WITH_OFFSET offset", ErrMalformedPush)
+			}
+			pp.advance(&p, used)
+			if !done {
+				return nil
+			}
+			pp.remain -= uint64(used)
+			pp.bodyOff = off
+			pp.phase = phPayload
+			if pp.remain == 0 {
+				pp.phase = phFrameHeader
+			}
+		case phPayload:
+			k := min(pp.remain, uint64(len(p)))
+			chunk := p[:k]
+			switch pp.ftype {
+			case h3frame.TypeData, h3frame.TypeDataWithOffset:
+				if err := pp.body(chunk); err != nil {
+					return err
+				}
+			case h3frame.TypeHeaders:
+				pp.buf = append(pp.buf, chunk...)
+			}
+			pp.advance(&p, int(k))
+			pp.remain -= k
+			if pp.remain == 0 {
+				pp.phase = phFrameHeader
+				if pp.ftype == h3frame.TypeHeaders {
+					if err := pp.headers(pp.buf); err != nil {
+						return err
+					}
+					pp.buf = pp.buf[:0]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (pp *pushParser) advance(p *[]byte, n int) {
+	*p = (*p)[n:]
+	pp.pos += uint64(n)
+}
+
+// frameStart handles a parsed frame header; hl is its length in bytes.
+func (pp *pushParser) frameStart(t h3frame.Type, length, hl uint64) error {
+	r := pp.r
+	pp.ftype, pp.remain = t, length
+	pp.phase = phPayload
+	switch t {
+	case h3frame.TypeHeaders:
+		if length > uint64(r.maxF) {
+			return fmt.Errorf("%w: %d-byte field section exceeds %d", ErrTooLarge, length, r.maxF)
+		}
+		if pp.headersDone {
+			pp.trailers = true
+		}
+		pp.buf = pp.buf[:0]
+	case h3frame.TypeData:
+		if !pp.headersDone || pp.trailers {
+			return fmt.Errorf("%w: DATA outside the body", ErrMalformedPush)
+		}
+		if pp.r.cfg.Profile.DataOffset {
+			return fmt.Errorf("%w: DATA in a data-offset session", ErrMalformedPush)
+		}
+		if pp.verify {
+			pp.verify = false
+			if length > pp.d {
+				pp.giveUp()
+				pp.phase = phFrameHeader
+				return nil
+			}
+		}
+		pp.learnFraming(length, hl)
+	case h3frame.TypeDataWithOffset:
+		if !pp.headersDone || pp.trailers {
+			return fmt.Errorf("%w: DATA_WITH_OFFSET outside the body", ErrMalformedPush)
+		}
+		if !pp.r.cfg.Profile.DataOffset {
+			return fmt.Errorf("%w: DATA_WITH_OFFSET in a session without the data-offset experiment", ErrMalformedPush)
+		}
+		pp.phase = phOffset
+	case h3frame.TypePushPromise, h3frame.TypeCancelPush, h3frame.TypeSettings, h3frame.TypeGoAway, h3frame.TypeMaxPushID:
+		// Prohibited or out of place on a push stream: ignored and counted
+		// (the draft: receivers MUST ignore prohibited frames).
+		r.stats.IgnoredFrames++
+		pp.phase = phPayload
+		pp.ftype = h3frame.Type(1<<62 - 1) // skip
+	default:
+		r.stats.IgnoredFrames++
+	}
+	if pp.remain == 0 && pp.phase == phPayload {
+		pp.phase = phFrameHeader
+		if t == h3frame.TypeHeaders {
+			return pp.headers(nil)
+		}
+	}
+	return nil
+}
+
+// learnFraming records the DATA frame sizes seen while in sync, so that a
+// loss can be bridged when the sender uses one size (spec/http.md).
+func (pp *pushParser) learnFraming(length, hl uint64) {
+	switch {
+	case !pp.haveD:
+		pp.d, pp.hlen, pp.haveD, pp.uniform = length, hl, true, true
+	case pp.short || length > pp.d:
+		pp.uniform = false
+	case length < pp.d:
+		pp.short = true
+	}
+}
+
+// body places DATA payload bytes at pp.bodyOff.
+func (pp *pushParser) body(chunk []byte) error {
+	res := pp.res
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	end := pp.bodyOff + uint64(len(chunk))
+	if res.length >= 0 && (pp.bodyOff < uint64(res.first) || end > uint64(res.first+res.length)) {
+		return fmt.Errorf("%w: body bytes [%d,%d) outside [%d,%d)", ErrMalformedPush, pp.bodyOff, end, res.first, res.first+res.length)
+	}
+	if res.body == nil {
+		return fmt.Errorf("%w: body before headers", ErrMalformedPush)
+	}
+	if _, err := res.body.WriteAt(chunk, int64(pp.bodyOff)-res.first); err != nil {
+		return fmt.Errorf("h3m: store body: %w", err)
+	}
+	res.received.Add(pp.bodyOff, end)
+	pp.bodyOff = end
+	pp.bodyEnd = max(pp.bodyEnd, end)
+	return nil
+}
+
+// headers handles a complete HEADERS frame: the response, or trailers.
+func (pp *pushParser) headers(block []byte) error {
+	r := pp.r
+	fields, err := h3frame.ParseFieldSection(block, r.maxF)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+	}
+	if pp.trailers {
+		h := fieldsHeader(fields)
+		pp.res.mu.Lock()
+		pp.res.trailer = h
+		pp.res.mu.Unlock()
+		return nil
+	}
+	resp, err := h3frame.ParseResponse(fields)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+	}
+	if err := r.headersLocked(pp.res, resp); err != nil {
+		return err
+	}
+	pp.headersDone = true
+	pp.s0, pp.haveS0 = pp.pos, true
+	pp.bodyOff = uint64(pp.res.first)
+	if pp.res.close {
+		r.ending = pp.res
+	}
+	r.emitLocked(EventHeaders, pp.res)
+	return nil
+}
+
+// Gap implements mquic.StreamHandler.
+func (pp *pushParser) Gap(from, to uint64) {
+	r := pp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pp.lastData = time.Now()
+	if from < pp.pos {
+		from = pp.pos
+	}
+	if to <= from {
+		return
+	}
+	defer func() { pp.pos = to }()
+	if pp.dead {
+		return
+	}
+	n := to - from
+	body := pp.ftype == h3frame.TypeData || pp.ftype == h3frame.TypeDataWithOffset
+	if pp.phase == phPayload && body && n <= pp.remain {
+		// The loss is inside a body frame: its bytes are simply missing.
+		pp.bodyOff += n
+		pp.remain -= n
+		if pp.remain == 0 {
+			pp.phase = phFrameHeader
+		}
+		return
+	}
+	pp.hdr.reset()
+	switch {
+	case pp.res == nil:
+		// The push ID itself was lost: the promise will expire unanswered
+		// and be fetched over unicast.
+		pp.dead = true
+		pp.s.Discard()
+	case !pp.headersDone:
+		pp.failLocked(ErrHeadersLost)
+	case pp.trailers:
+		pp.trailerLost = true
+		pp.dead = true
+	default:
+		pp.desync = true
+		pp.phase = phFrameHeader
+	}
+}
+
+// resync tries to recover the body framing at off, the start of a STREAM
+// frame after a loss. It returns how many bytes of p to skip before normal
+// parsing resumes, or false to drop p.
+func (pp *pushParser) resync(off uint64, p []byte) (int, bool) {
+	r := pp.r
+	res := pp.res
+	res.mu.Lock()
+	first, length := res.first, res.length
+	res.mu.Unlock()
+	if r.cfg.Profile.DataOffset {
+		// Every DATA_WITH_OFFSET frame says where it goes: a frame that
+		// starts this STREAM frame can be read as it is.
+		t, _, _, err := h3frame.ParseFrameHeader(p)
+		if err != nil || (t != h3frame.TypeDataWithOffset && t != h3frame.TypeHeaders) {
+			return 0, false
+		}
+		if t == h3frame.TypeHeaders {
+			pp.trailers = true
+		}
+		pp.desync = false
+		r.stats.Resyncs++
+		return 0, true
+	}
+	if !pp.haveS0 {
+		return 0, false
+	}
+	if !pp.haveD {
+		// The first DATA frame was lost: learn the size from this one if
+		// its position fits a uniform framing.
+		t, l, hl, err := h3frame.ParseFrameHeader(p)
+		if err != nil || t != h3frame.TypeData || l == 0 {
+			pp.giveUp()
+			return 0, false
+		}
+		if (off-pp.s0)%(uint64(hl)+l) != 0 {
+			pp.giveUp()
+			return 0, false
+		}
+		pp.d, pp.hlen, pp.haveD, pp.uniform = l, uint64(hl), true, true
+	}
+	if !pp.uniform {
+		pp.giveUp()
+		return 0, false
+	}
+	fs := pp.hlen + pp.d
+	rel := off - pp.s0
+	k, w := rel/fs, rel%fs
+	skip := uint64(0)
+	if w != 0 && w < pp.hlen {
+		// Inside a frame header: resume at the next frame.
+		skip = fs - w
+		if skip >= uint64(len(p)) {
+			return 0, false
+		}
+		k, w = k+1, 0
+	}
+	pp.desync = false
+	r.stats.Resyncs++
+	if w == 0 {
+		pp.phase = phFrameHeader
+		pp.bodyOff = uint64(first) + k*pp.d
+		pp.verify = true
+		return int(skip), true
+	}
+	// Inside a frame's payload.
+	pp.bodyOff = uint64(first) + k*pp.d + (w - pp.hlen)
+	pp.remain = pp.d - (w - pp.hlen)
+	if length >= 0 {
+		pp.remain = min(pp.remain, uint64(first+length)-pp.bodyOff)
+	}
+	pp.ftype = h3frame.TypeData
+	pp.phase = phPayload
+	pp.verify = true
+	return 0, true
+}
+
+func (pp *pushParser) giveUp() {
+	pp.dead = true
+	pp.r.stats.Desyncs++
+}
+
+// Finish implements mquic.StreamHandler.
+func (pp *pushParser) Finish(uint64) {
+	r := pp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if pp.phase == phPayload && pp.ftype == h3frame.TypeHeaders && pp.remain > 0 && pp.res != nil && !pp.headersDone {
+		pp.failLocked(ErrHeadersLost)
+		return
+	}
+	r.finishPushLocked(pp, true)
+}
+
+// Reset implements mquic.StreamHandler.
+func (pp *pushParser) Reset(code, finalSize uint64) {
+	r := pp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if pp.res != nil {
+		r.failLocked(pp.res, fmt.Errorf("%w (code %#x)", ErrReset, code))
+	}
+}

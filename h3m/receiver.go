@@ -1,0 +1,548 @@
+package h3m
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/mquic"
+)
+
+// EventKind says what happened to a resource.
+type EventKind int
+
+// The events a Receiver reports.
+const (
+	// EventPromised: a PUSH_PROMISE arrived.
+	EventPromised EventKind = iota
+	// EventHeaders: the response headers arrived.
+	EventHeaders
+	// EventComplete: the resource arrived whole and verified.
+	EventComplete
+	// EventIncomplete: the push ended with body bytes missing
+	// (Resource.Missing); repair them.
+	EventIncomplete
+	// EventFailed: the resource cannot be completed from multicast
+	// (Resource.State gives the reason); fetch it whole.
+	EventFailed
+	// EventSessionEnd: the session ended ("connection: close" and every
+	// push finished). Resource is the one that carried the close.
+	EventSessionEnd
+)
+
+func (k EventKind) String() string {
+	return [...]string{"promised", "headers", "complete", "incomplete", "failed", "session-end"}[k]
+}
+
+// Event is one report of a Receiver.
+type Event struct {
+	Kind     EventKind
+	Resource *Resource
+}
+
+// ReceiverConfig configures a Receiver.
+type ReceiverConfig struct {
+	// Session is the transport session to receive.
+	Session mquic.Params
+	// Profile is the session's HTTP-level profile.
+	Profile Profile
+	// Storage receives bodies; nil means MemoryStorage with MaxResourceSize.
+	Storage Storage
+	// MaxResourceSize caps a resource's body in the default storage;
+	// 0 means 256 MiB.
+	MaxResourceSize int64
+	// MaxFieldSectionSize caps a decoded header or trailer section;
+	// 0 means 64 KiB.
+	MaxFieldSectionSize int
+	// MaxResources caps the resources in progress; 0 means 1024.
+	MaxResources int
+	// PushTimeout is how long a push may go without data before it is
+	// reported incomplete (its tail is missing); 0 means 5 s.
+	PushTimeout time.Duration
+	// Verifier checks digests and signatures of completed resources; nil
+	// means digests are checked when present and signatures are not.
+	Verifier *Verifier
+	// OnEvent receives events, in order, on a goroutine of its own.
+	OnEvent func(Event)
+	// Transport tunes the transport receiver (its Params and Handler are
+	// set by the Receiver).
+	Transport mquic.ReceiverConfig
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ReceiverStats count what the HTTP layer saw.
+type ReceiverStats struct {
+	Promises        uint64
+	Complete        uint64
+	Incomplete      uint64
+	Failed          uint64
+	IgnoredFrames   uint64 // SETTINGS, GOAWAY, MAX_PUSH_ID, unknown types: ignored as the draft requires
+	UnpromisedPush  uint64 // push streams whose promise never arrived
+	MalformedFrames uint64
+	Resyncs         uint64 // times a push stream's framing was recovered after a loss
+	Desyncs         uint64 // times it could not be, losing the rest of a body
+}
+
+// Receiver receives the pushes of one session and turns them into resources.
+type Receiver struct {
+	cfg  ReceiverConfig
+	log  *slog.Logger
+	tr   *mquic.Receiver
+	maxF int
+
+	mu        sync.Mutex
+	pushes    map[uint64]*Resource // by push ID
+	byStream  map[uint64]*Resource
+	stream0   *controlParser
+	ending    *Resource // the response that carried connection: close
+	ended     bool
+	endedCh   chan struct{}
+	stats     ReceiverStats
+	maxPushID uint64
+	events    []Event
+	evWake    chan struct{}
+}
+
+// NewReceiver creates a receiver for the session reading from conn (see
+// mcast.ListenReceiver).
+func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxResourceSize == 0 {
+		cfg.MaxResourceSize = 256 << 20
+	}
+	if cfg.Storage == nil {
+		cfg.Storage = MemoryStorage{MaxSize: cfg.MaxResourceSize}
+	}
+	if cfg.MaxFieldSectionSize == 0 {
+		cfg.MaxFieldSectionSize = 64 << 10
+	}
+	if cfg.MaxResources == 0 {
+		cfg.MaxResources = 1024
+	}
+	if cfg.PushTimeout == 0 {
+		cfg.PushTimeout = 5 * time.Second
+	}
+	r := &Receiver{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		maxF:     cfg.MaxFieldSectionSize,
+		pushes:   make(map[uint64]*Resource),
+		byStream: make(map[uint64]*Resource),
+		endedCh:  make(chan struct{}),
+		evWake:   make(chan struct{}, 1),
+	}
+	tc := cfg.Transport
+	tc.Params = cfg.Session
+	tc.Handler = r
+	if tc.Logger == nil {
+		tc.Logger = cfg.Logger
+	}
+	tr, err := mquic.NewReceiver(conn, tc)
+	if err != nil {
+		return nil, fmt.Errorf("h3m: receiver: %w", err)
+	}
+	r.tr = tr
+	return r, nil
+}
+
+// Transport returns the transport receiver (for its statistics).
+func (r *Receiver) Transport() *mquic.Receiver { return r.tr }
+
+// HandlePacket feeds one datagram, as if read from the socket.
+func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) { r.tr.HandlePacket(pkt, src) }
+
+// Stats returns the HTTP-level counters.
+func (r *Receiver) Stats() ReceiverStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// Resources returns every resource known so far, by push ID.
+func (r *Receiver) Resources() []*Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Resource, 0, len(r.pushes))
+	for _, res := range r.pushes {
+		out = append(out, res)
+	}
+	sortByPushID(out)
+	return out
+}
+
+// Ended is closed when the session has ended.
+func (r *Receiver) Ended() <-chan struct{} { return r.endedCh }
+
+// Run receives until ctx ends (nil), the session ends (nil), or the
+// transport fails or times out (ErrIdleTimeout). Pushes still in progress
+// when it returns are reported incomplete or failed.
+func (r *Receiver) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.dispatch(ctx)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- r.tr.Run(ctx) }()
+	tick := time.NewTicker(min(r.cfg.PushTimeout/4, 250*time.Millisecond))
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case err = <-errc:
+			break loop
+		case <-r.endedCh:
+			cancel()
+			<-errc
+			break loop
+		case now := <-tick.C:
+			r.expire(now)
+		}
+	}
+	r.tr.Flush()
+	r.finishAll()
+	cancel()
+	wg.Wait()
+	r.flushEvents()
+	return err
+}
+
+// dispatch delivers events in order on its own goroutine, so handlers may
+// call back into the receiver.
+func (r *Receiver) dispatch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.evWake:
+			r.flushEvents()
+		}
+	}
+}
+
+func (r *Receiver) flushEvents() {
+	for {
+		r.mu.Lock()
+		evs := r.events
+		r.events = nil
+		r.mu.Unlock()
+		if len(evs) == 0 {
+			return
+		}
+		if r.cfg.OnEvent != nil {
+			for _, e := range evs {
+				r.cfg.OnEvent(e)
+			}
+		}
+	}
+}
+
+func (r *Receiver) emitLocked(kind EventKind, res *Resource) {
+	r.events = append(r.events, Event{Kind: kind, Resource: res})
+	select {
+	case r.evWake <- struct{}{}:
+	default:
+	}
+}
+
+// OpenStream implements mquic.Handler.
+func (r *Receiver) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
+	if s.ID() == 0 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stream0 == nil {
+			r.stream0 = &controlParser{r: r}
+		}
+		return r.stream0
+	}
+	return &pushParser{r: r, s: s}
+}
+
+// resourceLocked returns the resource of pushID, creating it.
+func (r *Receiver) resourceLocked(pushID uint64) (*Resource, bool) {
+	if res := r.pushes[pushID]; res != nil {
+		return res, true
+	}
+	if len(r.pushes) >= r.cfg.MaxResources {
+		r.evictLocked()
+	}
+	res := &Resource{PushID: pushID, length: -1, complete: -1}
+	r.pushes[pushID] = res
+	return res, false
+}
+
+// evictLocked forgets the oldest finished resource, keeping memory bounded.
+func (r *Receiver) evictLocked() {
+	var oldest *Resource
+	for _, res := range r.pushes {
+		if st, _ := res.State(); st != StateReceiving && (oldest == nil || res.PushID < oldest.PushID) {
+			oldest = res
+		}
+	}
+	if oldest != nil {
+		delete(r.pushes, oldest.PushID)
+		delete(r.byStream, oldest.StreamID)
+	}
+}
+
+// promise handles a PUSH_PROMISE.
+func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, existed := r.resourceLocked(pushID)
+	res.mu.Lock()
+	if res.request != nil {
+		res.mu.Unlock()
+		return // a duplicate promise (draft: same push ID, same request)
+	}
+	res.request = req
+	res.mu.Unlock()
+	res.since = time.Now()
+	r.stats.Promises++
+	r.maxPushID = max(r.maxPushID, pushID)
+	r.emitLocked(EventPromised, res)
+	_ = existed
+}
+
+// cancel handles CANCEL_PUSH.
+func (r *Receiver) cancelPush(pushID uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, _ := r.resourceLocked(pushID)
+	r.failLocked(res, ErrCancelled)
+}
+
+// failLocked marks res failed and reports it (once).
+func (r *Receiver) failLocked(res *Resource, err error) {
+	res.mu.Lock()
+	if res.state != StateReceiving {
+		res.mu.Unlock()
+		return
+	}
+	res.state, res.err = StateFailed, err
+	if res.body != nil {
+		_ = res.body.Discard()
+	}
+	res.mu.Unlock()
+	r.stats.Failed++
+	r.log.Debug("push failed", "push_id", res.PushID, "path", res.Path(), "err", err)
+	r.emitLocked(EventFailed, res)
+	r.checkEndLocked()
+}
+
+// checkEndLocked ends the session once a response carried connection: close
+// and no push is still in progress.
+func (r *Receiver) checkEndLocked() {
+	if r.ending == nil || r.ended {
+		return
+	}
+	for _, res := range r.pushes {
+		res.mu.Lock()
+		st, promised := res.state, res.request != nil
+		res.mu.Unlock()
+		if st == StateReceiving && promised && res.PushID <= r.maxPushID {
+			return
+		}
+	}
+	r.ended = true
+	r.emitLocked(EventSessionEnd, r.ending)
+	close(r.endedCh)
+}
+
+// expire reports pushes that went quiet for PushTimeout, and promises
+// whose push stream never came.
+func (r *Receiver) expire(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, res := range r.pushes {
+		res.mu.Lock()
+		st := res.state
+		res.mu.Unlock()
+		if st != StateReceiving {
+			continue
+		}
+		pp := res.parser
+		if pp == nil {
+			if now.Sub(res.since) >= r.cfg.PushTimeout {
+				r.failLocked(res, ErrPushLost)
+			}
+			continue
+		}
+		if now.Sub(pp.lastData) >= r.cfg.PushTimeout {
+			r.finishPushLocked(pp, false)
+		}
+	}
+}
+
+// finishAll reports every push still in progress when the session stops.
+func (r *Receiver) finishAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, res := range r.pushes {
+		res.mu.Lock()
+		st := res.state
+		res.mu.Unlock()
+		if st != StateReceiving {
+			continue
+		}
+		switch {
+		case res.parser == nil:
+			r.failLocked(res, ErrPushLost)
+		case res.Request() == nil:
+			r.stats.UnpromisedPush++
+			r.failLocked(res, ErrPromiseLost)
+		default:
+			r.finishPushLocked(res.parser, false)
+		}
+	}
+}
+
+// headersArrived records a response on its resource and prepares its body.
+func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	res.response = resp
+	res.length, res.first, res.complete = -1, 0, -1
+	if cl := resp.Header.Get("Content-Length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: content-length %q", ErrMalformedPush, cl)
+		}
+		res.length = n
+	}
+	if resp.Status == http.StatusPartialContent {
+		first, last, complete, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+		}
+		res.first, res.complete = first, complete
+		if res.length < 0 {
+			res.length = last - first + 1
+		} else if res.length != last-first+1 {
+			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, last-first+1)
+		}
+	} else if res.length >= 0 {
+		res.complete = res.length
+	}
+	res.close = hasToken(resp.Header.Values("Connection"), "close")
+	body, err := r.cfg.Storage.NewBody(res, res.length)
+	if err != nil {
+		return err
+	}
+	res.body = body
+	return nil
+}
+
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// parseContentRange parses "bytes first-last/complete" (complete may be *).
+func parseContentRange(v string) (first, last, complete int64, err error) {
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("content-range %q: not a byte range", v)
+	}
+	span, total, ok := strings.Cut(rest, "/")
+	a, b, ok2 := strings.Cut(span, "-")
+	if !ok || !ok2 {
+		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	complete = -1
+	var err3 error
+	if total != "*" {
+		complete, err3 = strconv.ParseInt(total, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || (complete >= 0 && last >= complete) {
+		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
+	}
+	return first, last, complete, nil
+}
+
+// finishPushLocked settles a push whose stream ended (fin) or went quiet.
+func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
+	res := pp.res
+	if res == nil {
+		return
+	}
+	res.mu.Lock()
+	st, promised, resp := res.state, res.request != nil, res.response
+	res.mu.Unlock()
+	if st != StateReceiving {
+		return
+	}
+	switch {
+	case !promised:
+		// Not promised (yet): the promise may still come; expire decides.
+		if !fin && time.Since(pp.lastData) >= r.cfg.PushTimeout {
+			r.stats.UnpromisedPush++
+			r.failLocked(res, ErrPromiseLost)
+		}
+		pp.finished = fin
+		return
+	case resp == nil:
+		r.failLocked(res, ErrHeadersLost)
+		return
+	case pp.trailerLost:
+		r.failLocked(res, ErrTrailersLost)
+		return
+	}
+	res.mu.Lock()
+	if res.length < 0 && fin && !pp.desync {
+		// No content-length: the body is what arrived in order.
+		res.length = int64(pp.bodyEnd) - res.first
+		if res.complete < 0 && resp.Status != http.StatusPartialContent {
+			res.complete = res.length
+		}
+	}
+	missing := res.missingLocked()
+	unknown := res.length < 0
+	res.mu.Unlock()
+	if unknown {
+		r.failLocked(res, fmt.Errorf("%w: body length unknown after a loss", ErrMalformedPush))
+		return
+	}
+	if len(missing) > 0 {
+		res.mu.Lock()
+		res.state = StateIncomplete
+		res.mu.Unlock()
+		r.stats.Incomplete++
+		r.emitLocked(EventIncomplete, res)
+		r.checkEndLocked()
+		return
+	}
+	if err := r.cfg.Verifier.verify(res, r.cfg.Profile); err != nil {
+		r.failLocked(res, err)
+		return
+	}
+	res.mu.Lock()
+	res.state = StateComplete
+	res.mu.Unlock()
+	r.stats.Complete++
+	r.emitLocked(EventComplete, res)
+	r.checkEndLocked()
+}

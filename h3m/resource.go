@@ -1,0 +1,271 @@
+package h3m
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/mquic/ranges"
+)
+
+// State is where a received resource stands.
+type State int
+
+// The states of a received resource.
+const (
+	// StateReceiving: promised, not finished yet.
+	StateReceiving State = iota
+	// StateComplete: every byte arrived and every check passed.
+	StateComplete
+	// StateIncomplete: the response arrived but body bytes are missing;
+	// Missing says which. Repairable with range requests.
+	StateIncomplete
+	// StateFailed: the resource cannot be completed from what multicast
+	// delivered (lost headers, integrity failure, reset, cancelled, too
+	// large); Err says why. Fetch it whole over unicast.
+	StateFailed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateReceiving:
+		return "receiving"
+	case StateComplete:
+		return "complete"
+	case StateIncomplete:
+		return "incomplete"
+	case StateFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// Reasons a resource fails.
+var (
+	ErrHeadersLost   = errors.New("h3m: response headers lost")
+	ErrTrailersLost  = errors.New("h3m: trailers lost")
+	ErrPromiseLost   = errors.New("h3m: push stream without a received promise")
+	ErrPushLost      = errors.New("h3m: promised push stream never arrived")
+	ErrReset         = errors.New("h3m: push reset by the sender")
+	ErrCancelled     = errors.New("h3m: push cancelled by the sender")
+	ErrTooLarge      = errors.New("h3m: resource larger than the receiver's cap")
+	ErrMalformedPush = errors.New("h3m: malformed push")
+)
+
+// Resource is one pushed HTTP resource as received.
+type Resource struct {
+	PushID   uint64
+	StreamID uint64
+
+	mu       sync.Mutex
+	request  *h3frame.Request
+	response *h3frame.Response
+	trailer  http.Header
+	state    State
+	err      error
+	body     Body
+	// first and length place the body in its representation: the body
+	// holds bytes [first, first+length); length -1 until known.
+	first, length int64
+	complete      int64 // representation size, -1 unknown
+	received      ranges.Set
+	close         bool // the response carried "connection: close"
+
+	// Owned by the Receiver (under its lock).
+	parser *pushParser
+	since  time.Time // when the promise arrived
+}
+
+// Request returns the promised request, or nil if its promise was lost.
+func (r *Resource) Request() *h3frame.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.request
+}
+
+// Response returns the response, or nil before its HEADERS arrived.
+func (r *Resource) Response() *h3frame.Response {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.response
+}
+
+// Trailer returns the trailer fields, if any arrived.
+func (r *Resource) Trailer() http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.trailer
+}
+
+// Path returns the promised path ("" if the promise was lost).
+func (r *Resource) Path() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.request == nil {
+		return ""
+	}
+	return r.request.Path
+}
+
+// State returns the resource's state and, for StateFailed, why.
+func (r *Resource) State() (State, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state, r.err
+}
+
+// Body returns where the body was written.
+func (r *Resource) Body() Body {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.body
+}
+
+// Span returns the part of the representation the push carries: bytes
+// [first, first+length) of a representation of complete bytes (-1 when not
+// known).
+func (r *Resource) Span() (first, length, complete int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first, r.length, r.complete
+}
+
+// Received returns the representation byte ranges that arrived.
+func (r *Resource) Received() []ranges.Range {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ranges.Range(nil), r.received.Ranges()...)
+}
+
+// Missing returns the representation byte ranges of the push's span that
+// did not arrive. Unknown before the length is known.
+func (r *Resource) Missing() []ranges.Range {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.missingLocked()
+}
+
+func (r *Resource) missingLocked() []ranges.Range {
+	if r.length < 0 {
+		return nil
+	}
+	return r.received.Missing(nil, uint64(r.first), uint64(r.first+r.length))
+}
+
+// ConnectionClose reports whether the response ended the session.
+func (r *Resource) ConnectionClose() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.close
+}
+
+// Body is where a received body goes: written at offsets relative to the
+// start of the push's span, read back for verification and use.
+type Body interface {
+	io.WriterAt
+	io.ReaderAt
+	// Discard releases the body of a resource that was abandoned.
+	Discard() error
+}
+
+// Storage creates the bodies of received resources.
+type Storage interface {
+	// NewBody returns the body for res; size is its content length, or -1
+	// when unknown.
+	NewBody(res *Resource, size int64) (Body, error)
+}
+
+// MemoryStorage keeps bodies in memory, each at most MaxSize bytes.
+type MemoryStorage struct {
+	MaxSize int64
+}
+
+// NewBody implements Storage.
+func (m MemoryStorage) NewBody(_ *Resource, size int64) (Body, error) {
+	if m.MaxSize > 0 && size > m.MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes, cap %d", ErrTooLarge, size, m.MaxSize)
+	}
+	b := &MemoryBody{max: m.MaxSize}
+	if size > 0 {
+		b.buf = make([]byte, 0, size)
+	}
+	return b, nil
+}
+
+// MemoryBody is a body held in memory.
+type MemoryBody struct {
+	mu  sync.Mutex
+	buf []byte
+	max int64
+}
+
+// WriteAt implements io.WriterAt, growing the body as needed.
+func (b *MemoryBody) WriteAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	end := off + int64(len(p))
+	if off < 0 || b.max > 0 && end > b.max {
+		return 0, fmt.Errorf("%w: write up to byte %d, cap %d", ErrTooLarge, end, b.max)
+	}
+	if end > int64(len(b.buf)) {
+		if end > int64(cap(b.buf)) {
+			nb := make([]byte, end, max(end, 2*int64(cap(b.buf))))
+			copy(nb, b.buf)
+			b.buf = nb
+		} else {
+			b.buf = b.buf[:end]
+		}
+	}
+	return copy(b.buf[off:], p), nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (b *MemoryBody) ReadAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if off >= int64(len(b.buf)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.buf[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Bytes returns the body's bytes.
+func (b *MemoryBody) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf
+}
+
+// Discard implements Body.
+func (b *MemoryBody) Discard() error {
+	b.mu.Lock()
+	b.buf = nil
+	b.mu.Unlock()
+	return nil
+}
+
+// fieldsHeader turns regular field lines into an http.Header.
+func fieldsHeader(fields []h3frame.Field) http.Header {
+	h := make(http.Header, len(fields))
+	for _, f := range fields {
+		if len(f.Name) > 0 && f.Name[0] == ':' {
+			continue
+		}
+		h.Add(f.Name, f.Value)
+	}
+	return h
+}
+
+func sortByPushID(rs []*Resource) {
+	slices.SortFunc(rs, func(a, b *Resource) int { return cmp.Compare(a.PushID, b.PushID) })
+}
