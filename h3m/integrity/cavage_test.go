@@ -55,7 +55,7 @@ func nghqMessage(t testing.TB, e nghqExchange, withResponse bool) *Message {
 
 func nghqResolver(t testing.TB) KeyResolver {
 	t.Helper()
-	raw, err := os.ReadFile("testdata/nghq/sender-cert.pem")
+	raw, err := os.ReadFile("../../internal/pcapfile/testdata/nghq/sender-cert.pem")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,10 +28,10 @@ import (
 var updateNGHQ = flag.Bool("update-nghq", false, "rewrite testdata/nghq-signatures.json from the capture")
 
 const (
-	nghqCapture  = "testdata/nghq/capture.pcap"
+	nghqCapture  = "../../internal/pcapfile/testdata/nghq/capture.pcap"
 	nghqVectors  = "testdata/nghq-signatures.json"
 	nghqDCIDLen  = 10 // "Session ID"
-	nghqFilesDir = "testdata/nghq/files"
+	nghqFilesDir = "../../internal/pcapfile/testdata/nghq/files"
 )
 
 // nghqField is one header field line, in wire order.
