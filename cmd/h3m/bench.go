@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/h3m-project/h3m/internal/bench"
+	"github.com/h3m-project/h3m/mquic/protect"
+)
+
+func benchCommand() *command {
+	return &command{
+		name:  "bench",
+		usage: "[flags]",
+		short: "measure throughput against a raw-UDP baseline on loopback",
+		long: `bench sends and receives on loopback multicast for a few seconds per phase
+and prints sender and receiver Gbit/s and packets/s: first raw UDP datagrams
+with the same socket technique (sendmmsg/recvmmsg, GSO/GRO when enabled), then
+the multicast QUIC transport, then HTTP pushes over it, each with its ratio to
+the baseline measured in the same run. Sending is unpaced: the figures are
+capacities of this machine, not of a network.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
+			var o bench.Options
+			var suite string
+			var group string
+			var what string
+			fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each measured phase")
+			fs.IntVar(&o.PacketSize, "size", 1200, "UDP payload bytes per packet")
+			fs.BoolVar(&o.GSO, "gso", true, "use UDP GSO when sending")
+			fs.BoolVar(&o.GRO, "gro", true, "use UDP GRO when receiving")
+			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
+			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
+			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
+			fs.StringVar(&what, "what", "all", "phases: transport, http or all")
+			return func(ctx context.Context, e *env) error {
+				g, err := netip.ParseAddrPort(group)
+				if err != nil {
+					return usagef("--group: %v", err)
+				}
+				o.Group = g
+				o.Source = netip.MustParseAddr("127.0.0.1")
+				if o.Interface != "lo" {
+					return usagef("--interface: bench runs on loopback only")
+				}
+				switch suite {
+				case "none":
+					o.Suite = protect.SuiteNull
+				case "1301":
+					o.Suite = protect.SuiteAES128GCM
+				case "1302":
+					o.Suite = protect.SuiteAES256GCM
+				case "1303":
+					o.Suite = protect.SuiteChaCha20Poly1305
+				default:
+					return usagef("--suite %q: want 1301, 1302, 1303 or none", suite)
+				}
+				o.Out = e.stdout
+				o.Logger = e.log
+				if what == "transport" || what == "all" {
+					r, err := bench.Transport(ctx, o)
+					if err != nil {
+						return err
+					}
+					r.Report(e.stdout, o)
+				}
+				if what == "http" || what == "all" {
+					o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+10)
+					r, err := bench.HTTP(ctx, o)
+					if err != nil {
+						return err
+					}
+					r.Report(e.stdout, o)
+				}
+				if what != "transport" && what != "http" && what != "all" {
+					return usagef("--what %q: want transport, http or all", what)
+				}
+				fmt.Fprintln(e.stdout)
+				return nil
+			}
+		},
+	}
+}

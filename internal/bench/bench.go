@@ -1,0 +1,187 @@
+// Package bench measures the project's throughput against a raw-UDP
+// baseline taken in the same run with the same socket technique, and
+// prints the ratios the performance targets are stated in (DESIGN.md §4).
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/h3m-project/h3m/mquic/protect"
+)
+
+// Options configure a benchmark run.
+type Options struct {
+	// Duration of each measured phase.
+	Duration time.Duration
+	// PacketSize is the UDP payload size of full packets.
+	PacketSize int
+	// GSO and GRO enable UDP segmentation offload on the sockets (both on
+	// by default in the command).
+	GSO, GRO bool
+	// Suite protects the mquic packets.
+	Suite protect.Suite
+	// Interface and Group: where the sockets talk (loopback by default).
+	Interface string
+	Group     netip.AddrPort
+	Source    netip.Addr
+	// Out receives the report.
+	Out io.Writer
+	// Logger receives socket logs.
+	Logger *slog.Logger
+}
+
+// Rate is a throughput measurement.
+type Rate struct {
+	Packets uint64
+	Bytes   uint64 // payload bytes (UDP payload for packets, stream or body bytes for data)
+	Elapsed time.Duration
+}
+
+// PPS is packets per second.
+func (r Rate) PPS() float64 { return float64(r.Packets) / r.Elapsed.Seconds() }
+
+// Gbps is payload gigabits per second.
+func (r Rate) Gbps() float64 { return float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9 }
+
+func (r Rate) String() string {
+	return fmt.Sprintf("%7.2f Gbit/s %9.0f pkt/s", r.Gbps(), r.PPS())
+}
+
+// conns opens a sender and a receiver socket pair for one phase.
+func (o *Options) conns(port uint16) (*mcast.Conn, *mcast.Conn, error) {
+	group := netip.AddrPortFrom(o.Group.Addr(), port)
+	rcv, err := mcast.ListenReceiver(mcast.Config{Group: group, Source: o.Source, Interface: o.Interface,
+		RecvBuffer: 64 << 20, DisableGRO: !o.GRO, Logger: o.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	snd, err := mcast.ListenSender(mcast.Config{Group: group, Source: o.Source, Interface: o.Interface, TTL: 1,
+		DisableGSO: !o.GSO, Logger: o.Logger})
+	if err != nil {
+		rcv.Close()
+		return nil, nil, err
+	}
+	return snd, rcv, nil
+}
+
+func (o *Options) params(port uint16) mquic.Params {
+	p := mquic.Params{
+		Group:       netip.AddrPortFrom(o.Group.Addr(), port),
+		Source:      o.Source,
+		SessionID:   []byte{0xb1, 0xe2, 0xc3, 0xd4, 0x01, 0x02, 0x03, 0x04},
+		CipherSuite: o.Suite,
+	}
+	if o.Suite != protect.SuiteNull {
+		p.Secret = make([]byte, o.Suite.Hash()().Size())
+		rand.Read(p.Secret)
+	}
+	return p
+}
+
+// TransportResult compares mquic with raw UDP.
+type TransportResult struct {
+	RawSend, RawRecv     Rate
+	MquicSend, MquicRecv Rate
+	MquicStream          Rate // stream bytes delivered to the handler
+}
+
+// countingHandler counts delivered stream bytes.
+type countingHandler struct {
+	bytes atomic.Uint64
+	last  atomic.Int64
+}
+
+func (h *countingHandler) OpenStream(*mquic.RecvStream) mquic.StreamHandler { return h }
+func (h *countingHandler) Data(_ uint64, p []byte) {
+	h.bytes.Add(uint64(len(p)))
+	h.last.Store(time.Now().UnixNano())
+}
+func (h *countingHandler) Gap(uint64, uint64)   {}
+func (h *countingHandler) Finish(uint64)        {}
+func (h *countingHandler) Reset(uint64, uint64) {}
+
+// Transport measures raw UDP and then mquic, unpaced, for o.Duration each.
+func Transport(ctx context.Context, o Options) (TransportResult, error) {
+	var res TransportResult
+	port := o.Group.Port()
+
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return res, err
+	}
+	base, err := mcast.Baseline(ctx, snd, rcv, o.PacketSize, o.Duration, 0)
+	snd.Close()
+	rcv.Close()
+	if err != nil {
+		return res, fmt.Errorf("raw baseline: %w", err)
+	}
+	res.RawSend = Rate{Packets: base.Sent, Bytes: base.Sent * uint64(o.PacketSize), Elapsed: base.Elapsed}
+	res.RawRecv = Rate{Packets: base.Received, Bytes: base.Received * uint64(o.PacketSize), Elapsed: base.RecvElapsed}
+
+	snd, rcv, err = o.conns(port + 1)
+	if err != nil {
+		return res, err
+	}
+	defer snd.Close()
+	defer rcv.Close()
+	params := o.params(port + 1)
+	h := &countingHandler{}
+	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
+	if err != nil {
+		return res, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
+		BatchSize: 2 * snd.MaxSegments(), Logger: o.Logger})
+	if err != nil {
+		return res, err
+	}
+	st, err := s.OpenStream()
+	if err != nil {
+		return res, err
+	}
+	chunk := make([]byte, s.MaxChunk())
+	start := time.Now()
+	for time.Since(start) < o.Duration && ctx.Err() == nil {
+		for range 64 {
+			if err := st.WriteChunk(chunk); err != nil {
+				return res, err
+			}
+		}
+	}
+	s.Flush()
+	sent := time.Since(start)
+	ss := s.Stats()
+	s.Close()
+	time.Sleep(200 * time.Millisecond) // let the receiver drain its socket
+	cancel()
+	<-done
+	rs := r.Stats()
+	recvElapsed := time.Duration(h.last.Load() - start.UnixNano())
+	res.MquicSend = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
+	res.MquicRecv = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: recvElapsed}
+	res.MquicStream = Rate{Packets: rs.Packets, Bytes: h.bytes.Load(), Elapsed: recvElapsed}
+	return res, nil
+}
+
+// Report prints a transport result with its ratios.
+func (r TransportResult) Report(w io.Writer, o Options) {
+	fmt.Fprintf(w, "transport, %d-byte packets, %v per phase, GSO %v, GRO %v, unpaced, %s\n",
+		o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
+	fmt.Fprintf(w, "  raw UDP   send %s   receive %s\n", r.RawSend, r.RawRecv)
+	fmt.Fprintf(w, "  mquic     send %s   receive %s   (stream data %.2f Gbit/s)\n", r.MquicSend, r.MquicRecv, r.MquicStream.Gbps())
+	fmt.Fprintf(w, "  ratio     send %.2f                         receive %.2f   (target >= 0.5)\n",
+		r.MquicSend.PPS()/r.RawSend.PPS(), r.MquicRecv.PPS()/r.RawRecv.PPS())
+}
