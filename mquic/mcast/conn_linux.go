@@ -80,7 +80,7 @@ func ListenSender(cfg Config) (*Conn, error) {
 	c.source = local
 	c.setSendBuffer(cfg.sendBuffer())
 	c.rcvbuf = c.readBuffer(unix.SO_RCVBUF)
-	c.log.Info("mcast: sender open",
+	c.log.Debug("mcast: sender open",
 		"group", c.group, "interface", ifi.Name, "local", c.uc.LocalAddr().String(),
 		"ttl", cfg.ttl(), "sndbuf", c.sndbuf, "gso", c.gso.Load())
 	return c, nil
@@ -125,7 +125,7 @@ func ListenReceiver(cfg Config) (*Conn, error) {
 	if c.source.IsValid() {
 		src = c.source.String()
 	}
-	c.log.Info("mcast: receiver joined",
+	c.log.Debug("mcast: receiver joined",
 		"group", c.group, "source", src, "interface", ifi.Name,
 		"rcvbuf", c.rcvbuf, "rcvbuf_requested", cfg.recvBuffer(), "gro", c.gro.Load())
 	return c, nil
