@@ -104,7 +104,6 @@ func TestReceiveNGHQCapture(t *testing.T) {
 	}
 }
 
-
 // TestNGHQCompatibleSender pushes the capture's files in the h3m-07 profile
 // and checks every packet against what nghq's receiver accepts
 // (nghq-wire.md §6): short header 0x40, the session ID, 1-byte packet

@@ -38,7 +38,7 @@ func TestPartialContent(t *testing.T) {
 		}
 		for i, want := range []struct {
 			first, length, complete int64
-			contentRange, rangeReq string
+			contentRange, rangeReq  string
 		}{{0, 100000, -1, "bytes 0-99999/*", "bytes=0-99999"}, {100000, 200000, 300000, "bytes 100000-299999/300000", "bytes=100000-299999"}} {
 			r := parts[i]
 			if st, err := r.State(); st != h3m.StateComplete {
