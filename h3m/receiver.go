@@ -101,6 +101,8 @@ type Receiver struct {
 
 	mu        sync.Mutex
 	pushes    map[uint64]*Resource // by push ID
+	active    map[uint64]*Resource // the pushes still receiving
+	settled   []uint64             // push IDs in the order they settled, for eviction
 	byStream  map[uint64]*Resource
 	stream0   *controlParser
 	ending    *Resource // the response that carried connection: close
@@ -138,6 +140,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		log:      cfg.Logger,
 		maxF:     cfg.MaxFieldSectionSize,
 		pushes:   make(map[uint64]*Resource),
+		active:   make(map[uint64]*Resource),
 		byStream: make(map[uint64]*Resource),
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
@@ -278,26 +281,25 @@ func (r *Receiver) resourceLocked(pushID uint64) (*Resource, bool) {
 	if res := r.pushes[pushID]; res != nil {
 		return res, true
 	}
-	if len(r.pushes) >= r.cfg.MaxResources {
-		r.evictLocked()
+	// Forget the resources that settled first, keeping memory bounded.
+	for len(r.pushes) >= r.cfg.MaxResources && len(r.settled) > 0 {
+		old := r.pushes[r.settled[0]]
+		r.settled = r.settled[1:]
+		if old != nil {
+			delete(r.pushes, old.PushID)
+			delete(r.byStream, old.StreamID)
+		}
 	}
 	res := &Resource{PushID: pushID, length: -1, complete: -1}
 	r.pushes[pushID] = res
+	r.active[pushID] = res
 	return res, false
 }
 
-// evictLocked forgets the oldest finished resource, keeping memory bounded.
-func (r *Receiver) evictLocked() {
-	var oldest *Resource
-	for _, res := range r.pushes {
-		if st, _ := res.State(); st != StateReceiving && (oldest == nil || res.PushID < oldest.PushID) {
-			oldest = res
-		}
-	}
-	if oldest != nil {
-		delete(r.pushes, oldest.PushID)
-		delete(r.byStream, oldest.StreamID)
-	}
+// settleLocked records that res left StateReceiving.
+func (r *Receiver) settleLocked(res *Resource) {
+	delete(r.active, res.PushID)
+	r.settled = append(r.settled, res.PushID)
 }
 
 // promise handles a PUSH_PROMISE.
@@ -339,6 +341,7 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 		_ = res.body.Discard()
 	}
 	res.mu.Unlock()
+	r.settleLocked(res)
 	r.stats.Failed++
 	r.log.Debug("push failed", "push_id", res.PushID, "path", res.Path(), "err", err)
 	r.emitLocked(EventFailed, res)
@@ -351,7 +354,7 @@ func (r *Receiver) checkEndLocked() {
 	if r.ending == nil || r.ended {
 		return
 	}
-	for _, res := range r.pushes {
+	for _, res := range r.active {
 		res.mu.Lock()
 		st, promised := res.state, res.request != nil
 		res.mu.Unlock()
@@ -369,7 +372,7 @@ func (r *Receiver) checkEndLocked() {
 func (r *Receiver) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, res := range r.pushes {
+	for _, res := range r.active {
 		res.mu.Lock()
 		st := res.state
 		res.mu.Unlock()
@@ -393,7 +396,7 @@ func (r *Receiver) expire(now time.Time) {
 func (r *Receiver) finishAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, res := range r.pushes {
+	for _, res := range r.active {
 		res.mu.Lock()
 		st := res.state
 		res.mu.Unlock()
@@ -530,6 +533,7 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		res.mu.Lock()
 		res.state = StateIncomplete
 		res.mu.Unlock()
+		r.settleLocked(res)
 		r.stats.Incomplete++
 		r.emitLocked(EventIncomplete, res)
 		r.checkEndLocked()
@@ -542,6 +546,7 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	res.mu.Lock()
 	res.state = StateComplete
 	res.mu.Unlock()
+	r.settleLocked(res)
 	r.stats.Complete++
 	r.emitLocked(EventComplete, res)
 	r.checkEndLocked()

@@ -29,8 +29,7 @@ capacities of this machine, not of a network.`,
 			var what string
 			fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each measured phase")
 			fs.IntVar(&o.PacketSize, "size", 1200, "UDP payload bytes per packet")
-			fs.BoolVar(&o.GSO, "gso", true, "use UDP GSO when sending")
-			fs.BoolVar(&o.GRO, "gro", true, "use UDP GRO when receiving")
+			offload := fs.String("offload", "both", "socket technique: off (sendmmsg/recvmmsg), on (UDP GSO/GRO) or both")
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
@@ -57,27 +56,42 @@ capacities of this machine, not of a network.`,
 				default:
 					return usagef("--suite %q: want 1301, 1302, 1303 or none", suite)
 				}
-				o.Out = e.stdout
-				o.Logger = e.log
-				if what == "transport" || what == "all" {
-					r, err := bench.Transport(ctx, o)
-					if err != nil {
-						return err
-					}
-					r.Report(e.stdout, o)
-				}
-				if what == "http" || what == "all" {
-					o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+10)
-					r, err := bench.HTTP(ctx, o)
-					if err != nil {
-						return err
-					}
-					r.Report(e.stdout, o)
+				var techniques []bool
+				switch *offload {
+				case "both":
+					techniques = []bool{false, true}
+				case "on":
+					techniques = []bool{true}
+				case "off":
+					techniques = []bool{false}
+				default:
+					return usagef("--offload %q: want off, on or both", *offload)
 				}
 				if what != "transport" && what != "http" && what != "all" {
 					return usagef("--what %q: want transport, http or all", what)
 				}
-				fmt.Fprintln(e.stdout)
+				o.Out = e.stdout
+				o.Logger = e.log
+				for i, off := range techniques {
+					o.GSO, o.GRO = off, off
+					o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i))
+					if what == "transport" || what == "all" {
+						r, err := bench.Transport(ctx, o)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
+					}
+					if what == "http" || what == "all" {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
+						r, err := bench.HTTP(ctx, o)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
+					}
+					fmt.Fprintln(e.stdout)
+				}
 				return nil
 			}
 		},
