@@ -45,7 +45,7 @@ const (
 )
 
 func commands() []*command {
-	return []*command{demoCommand(), benchCommand()}
+	return []*command{demoCommand(), benchCommand(), serveCommand()}
 }
 
 func main() {

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"github.com/h3m-project/h3m/h3m/altsvc"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/h3m-project/h3m/internal/dirwatch"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/unicast"
+)
+
+func serveCommand() *command {
+	return &command{
+		name:  "serve",
+		usage: "--dir DIR [flags]",
+		short: "push a folder over multicast and serve it over unicast HTTP/3",
+		long: `serve runs a multicast session that pushes the files of DIR, and the unicast
+HTTP/3 server that announces the session (Alt-Svc and /.well-known/h3m),
+delivers its keys over TLS, repairs what receivers lost and serves everything
+to receivers that cannot get multicast.
+
+By default it pushes the folder once and then keeps the session and the server
+up until interrupted. With --watch it also pushes files as they appear or
+change (a live DASH folder written by ffmpeg or a packager), skipping files
+still being written and pushing manifests after the segments they list. With
+--once it pushes the folder, ends the session and exits after --linger.
+
+Ctrl-C ends the session cleanly: the last push carries "connection: close" and
+the session is marked ended in the session description.
+
+Without --cert and --key, a self-signed certificate for the --listen host is
+generated (or reused) at h3m-cert.pem / h3m-key.pem: point receivers at it
+with --ca h3m-cert.pem.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
+			var sf sessionFlags
+			sf.register(fs)
+			dir := fs.String("dir", "", "folder to serve and push (required)")
+			listen := fs.String("listen", "127.0.0.1:4433", "UDP address of the unicast HTTP/3 server")
+			certFile := fs.String("cert", "h3m-cert.pem", "TLS certificate (PEM); created self-signed when missing")
+			keyFile := fs.String("key", "h3m-key.pem", "TLS private key (PEM); created when missing")
+			watch := fs.Bool("watch", false, "push files as they appear or change")
+			once := fs.Bool("once", false, "push the folder, end the session and exit")
+			linger := fs.Duration("linger", 10*time.Second, "with --once: how long the unicast server stays up after the session ends, for repairs")
+			settle := fs.Duration("settle", 300*time.Millisecond, "with --watch: how long a file must stay unchanged before it is pushed")
+			rollover := fs.Duration("rollover", 0, "start a successor session with new keys this often (0: never)")
+			config := fs.String("config", "", "JSON file of flag values ({\"group\": \"232.1.1.1\", \"rate\": 50000000, ...}); flags given on the command line win")
+			return func(ctx context.Context, e *env) error {
+				if err := applyConfig(fs, *config); err != nil {
+					return err
+				}
+				if *dir == "" {
+					return usagef("--dir is required")
+				}
+				if *watch && *once {
+					return usagef("--watch and --once exclude each other")
+				}
+				if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
+					return usagef("--dir %q: not a folder", *dir)
+				}
+				ad, err := sf.advertisement()
+				if err != nil {
+					return err
+				}
+				return runServe(ctx, e, serveOptions{
+					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
+					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover,
+					digests: splitList(sf.digests),
+				})
+			}
+		},
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+type serveOptions struct {
+	ad                altsvc.Advertisement
+	iface             string
+	ttl               int
+	dir               string
+	listen            string
+	certFile, keyFile string
+	watch, once       bool
+	linger, settle    time.Duration
+	rollover          time.Duration
+	digests           []string
+	// ready, if set, is called once the server is up, with its URL.
+	ready func(url string)
+}
+
+func runServe(ctx context.Context, e *env, o serveOptions) error {
+	host, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return usagef("--listen %q: %v", o.listen, err)
+	}
+	cert, err := unicast.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
+	if err != nil {
+		return err
+	}
+	files, err := unicast.NewFileServer(o.dir, o.digests...)
+	if err != nil {
+		return err
+	}
+	defer files.Close()
+	sessions, catalog := &unicast.Sessions{}, &unicast.Catalog{}
+	srv := &unicast.Server{
+		Addr: o.listen, Handler: files,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		Sessions:  sessions, Catalog: catalog, Logger: e.log,
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ListenAndServe(context.WithoutCancel(ctx)) }()
+	defer srv.Close()
+	url := "https://" + o.listen + "/"
+	authority := o.listen
+
+	pub, err := unicast.NewPublisher(unicast.PublisherConfig{
+		Interface: o.iface, TTL: o.ttl, Files: files, Authority: authority,
+		Sessions: sessions, Catalog: catalog, Digests: o.digests,
+		Sender: mquic.SenderConfig{Logger: e.log}, Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	id, err := pub.Start(o.ad)
+	if err != nil {
+		return err
+	}
+	ca, _ := filepath.Abs(o.certFile)
+	fmt.Fprintf(e.stdout, "h3m: session %s (%s) on %s from %s via %s, %d bit/s\n",
+		id, o.ad.ProtocolID, o.ad.Session.Group, o.ad.Session.Source, o.iface, o.ad.Session.PeakFlowRate)
+	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
+	if o.ready != nil {
+		o.ready(url)
+	}
+
+	pushed := 0
+	push := func(batch []dirwatch.File) error {
+		for _, f := range batch {
+			entry, err := pub.PushFile(ctx, "/"+f.Path)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				e.log.Warn("push failed", "path", f.Path, "err", err)
+				continue
+			}
+			pushed++
+			e.log.Info("pushed", "path", entry.Path, "bytes", entry.Size, "session", entry.Session, "push_id", entry.PushID)
+		}
+		return nil
+	}
+	w := dirwatch.New(o.dir, dirwatch.Options{Settle: o.settle})
+	var runErr error
+	if o.rollover > 0 {
+		go func() {
+			t := time.NewTicker(o.rollover)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					next, err := pub.Rollover(ctx, rekey(o.ad), min(o.rollover/4, 2*time.Second))
+					if err != nil {
+						if ctx.Err() == nil {
+							e.log.Error("rollover failed", "err", err)
+						}
+						return
+					}
+					e.log.Info("rolled over to a new session", "session", next)
+				}
+			}
+		}()
+	}
+	switch {
+	case o.watch:
+		runErr = w.Watch(ctx, true, push)
+	default:
+		files, err := w.Scan(time.Now(), false)
+		if err == nil {
+			err = push(files)
+		}
+		if err != nil {
+			runErr = err
+			break
+		}
+		if !o.once {
+			select {
+			case <-ctx.Done():
+				runErr = ctx.Err()
+			case err := <-srvErr:
+				runErr = err
+			}
+		}
+	}
+	// End the session: its last push carries connection: close.
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := pub.Close(closeCtx); err != nil {
+		e.log.Warn("ending the session", "err", err)
+	}
+	fmt.Fprintf(e.stdout, "h3m: session ended after %d pushes\n", pushed)
+	if o.once && runErr == nil {
+		// Stay up for the receivers' repairs and fallback fetches.
+		select {
+		case <-time.After(o.linger):
+		case <-ctx.Done():
+		case err := <-srvErr:
+			return err
+		}
+	}
+	if errors.Is(runErr, context.Canceled) {
+		return nil // Ctrl-C: a clean end
+	}
+	return runErr
+}
