@@ -1,0 +1,269 @@
+package unicast
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic/ranges"
+)
+
+// TestLossRepair: 10 % random loss on the multicast path. Every resource
+// ends byte-exact; incomplete ones are repaired with range requests whose
+// bytes stay close to the bytes lost (the ratio is reported); those whose
+// promise or headers were lost come whole by fallback.
+func TestLossRepair(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 24, minSize: 20 << 10, maxSize: 300 << 10, seed: 1, loss: 0.10})
+	if _, err := h.pub.Start(testAd(t, "loss")); err != nil {
+		t.Fatal(err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(1)
+	h.pushAll(h.paths)
+	tc.waitPaths(15*time.Second, h.paths)
+	ds := tc.checkExact(h, h.paths)
+
+	via := countVia(ds)
+	var lost, repaired, wire int64
+	var ranges2K int64 // what merging gaps closer than 2 KiB would have fetched
+	for _, d := range ds {
+		if d.Via != ViaRepair {
+			continue
+		}
+		if d.LostBytes <= 0 || d.RepairBytes < d.LostBytes {
+			t.Errorf("%s: repaired %d bytes for %d lost", d.Path, d.RepairBytes, d.LostBytes)
+		}
+		lost += d.LostBytes
+		repaired += d.RepairBytes
+		wire += d.RepairWireBytes
+		ranges2K += int64(mergedBytes(d.RepairRanges, 2048))
+	}
+	if via[ViaRepair] == 0 {
+		t.Fatalf("no resource was repaired at 10%% loss: %v", via)
+	}
+	pkts, pktBytes := h.dropped()
+	ratio := float64(repaired) / float64(lost)
+	t.Logf("deliveries %v; %d packets (%d bytes) dropped; repair: %d bytes lost, %d fetched (ratio %.3f), %d response body bytes (ratio %.3f)",
+		via, pkts, pktBytes, lost, repaired, ratio, wire, float64(wire)/float64(lost))
+	t.Logf("merging gaps below 2 KiB instead of %d bytes would have fetched %d bytes (ratio %.3f)", DefaultMergeGap, ranges2K, float64(ranges2K)/float64(lost))
+	if ratio > 1.25 {
+		t.Errorf("repair fetched %.2f times the bytes lost", ratio)
+	}
+	st := tc.c.Stats()
+	if st.Failed != 0 || st.BadResponses != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+	if st.LostBytes != lost || st.RepairBytes != repaired {
+		t.Errorf("stats lost/repaired %d/%d, deliveries say %d/%d", st.LostBytes, st.RepairBytes, lost, repaired)
+	}
+}
+
+// mergedBytes is what fetching rs with gaps merged below gap would cost.
+func mergedBytes(rs []ranges.Range, gap uint64) (n uint64) {
+	for _, r := range mergeRanges(rs, gap) {
+		n += r.Len()
+	}
+	return n
+}
+
+// TestFallbackWhenMulticastNeverArrives: nothing reaches the session's
+// group, so the client falls back and every resource arrives by unicast;
+// then multicast starts, the client leaves fallback and the next resources
+// come by multicast.
+func TestFallbackWhenMulticastNeverArrives(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 12, maxSize: 100 << 10, seed: 2})
+	h.setDrop(func([]byte) bool { return true }) // nobody sends to the group
+	if _, err := h.pub.Start(testAd(t, "silent")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.clientConfig()
+	cfg.FallbackAfter = 400 * time.Millisecond
+	tc := h.runClient(cfg)
+	tc.waitJoined(1)
+	first, second := h.paths[:6], h.paths[6:]
+	h.pushAll(first)
+	tc.waitPaths(10*time.Second, first)
+	for _, d := range tc.checkExact(h, first) {
+		if d.Via != ViaFallback {
+			t.Errorf("%s came via %s while multicast was silent", d.Path, d.Via)
+		}
+	}
+	if !tc.c.InFallback() || tc.c.Stats().FallbackEntered == 0 {
+		t.Fatalf("client not in fallback: %+v", tc.c.Stats())
+	}
+
+	h.setDrop(nil) // multicast starts
+	waitFor(t, 5*time.Second, "the client to leave fallback", func() bool { return !tc.c.InFallback() })
+	h.pushAll(second)
+	tc.waitPaths(10*time.Second, second)
+	for _, d := range tc.checkExact(h, second) {
+		if d.Via != ViaMulticast {
+			t.Errorf("%s came via %s after multicast returned", d.Path, d.Via)
+		}
+	}
+	t.Logf("stats: %+v", tc.c.Stats())
+}
+
+// TestFallbackWhenJoinFails: the join itself fails (no such interface):
+// everything comes by fallback, and the join keeps being retried.
+func TestFallbackWhenJoinFails(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 4, maxSize: 50 << 10, seed: 3})
+	if _, err := h.pub.Start(testAd(t, "nojoin")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.clientConfig()
+	cfg.Interface = "h3m-no-such0"
+	tc := h.runClient(cfg)
+	waitFor(t, 5*time.Second, "a failed join", func() bool { return tc.c.Stats().JoinErrors > 0 })
+	h.pushAll(h.paths)
+	tc.waitPaths(10*time.Second, h.paths)
+	for _, d := range tc.checkExact(h, h.paths) {
+		if d.Via != ViaFallback {
+			t.Errorf("%s came via %s without a join", d.Path, d.Via)
+		}
+	}
+	waitFor(t, 5*time.Second, "join retries", func() bool { return tc.c.Stats().JoinErrors >= 3 })
+	if st := tc.c.Stats(); !st.FallbackActive || st.Joins != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestServerStoppedMidSession: the unicast server stops while the session
+// runs with 5 % loss. Multicast delivery goes on; repairs fail, back off
+// and retry, and finish once the server is back on the same address.
+func TestServerStoppedMidSession(t *testing.T) {
+	// Small and large resources: at 5 % loss the small ones often arrive
+	// whole, the large ones never.
+	h := newHarness(t, harnessOpts{files: 16, minSize: 1 << 10, maxSize: 60 << 10, seed: 4, loss: 0.05})
+	if _, err := h.pub.Start(testAd(t, "outage")); err != nil {
+		t.Fatal(err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(1)
+	waitFor(t, 5*time.Second, "a first description", func() bool { return tc.c.Stats().Joins > 0 })
+	addr := h.addr
+	h.stopServer()
+	h.pushAll(h.paths)
+
+	// While the server is down, multicast keeps delivering and repairs fail.
+	waitFor(t, 10*time.Second, "multicast deliveries and failed repairs during the outage", func() bool {
+		st := tc.c.Stats()
+		return st.Multicast > 0 && st.RequestErrors >= 3
+	})
+	time.Sleep(1500 * time.Millisecond) // long enough for the back-off to grow
+	during := tc.c.Stats()
+	if during.Repaired+during.Fallback != 0 {
+		t.Fatalf("unicast deliveries while the server was down: %+v", during)
+	}
+	h.startServer(addr)
+	tc.waitPaths(15*time.Second, h.paths)
+	ds := tc.checkExact(h, h.paths)
+	via := countVia(ds)
+	retried, most := 0, 0
+	for _, d := range ds {
+		if d.Via != ViaMulticast && len(d.Problems) > 0 {
+			retried++
+			most = max(most, len(d.Problems))
+		}
+	}
+	st := tc.c.Stats()
+	t.Logf("during the outage: %d multicast deliveries, %d failed requests; at the end %v, %d resources needed retries (up to %d failed attempts); stats %+v",
+		during.Multicast, during.RequestErrors, via, retried, most, st)
+	if via[ViaRepair] == 0 || retried == 0 || most < 2 {
+		t.Errorf("no repair retried across the outage: %v, %d retried", via, retried)
+	}
+	if st.Failed != 0 {
+		t.Errorf("%d resources given up", st.Failed)
+	}
+}
+
+// TestRollover: in the middle of a transfer (with 3 % loss) the publisher
+// announces a successor session, switches to it and ends the old one. The
+// client joins the successor, leaves the old session, and gets every
+// resource exactly once.
+func TestRollover(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 20, maxSize: 80 << 10, seed: 5, loss: 0.03})
+	idA, err := h.pub.Start(testAd(t, "roll-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(1)
+
+	pushed := make(chan error, 1)
+	go func() {
+		for i, p := range h.paths {
+			if _, err := h.pub.PushFile(context.Background(), p); err != nil {
+				pushed <- err
+				return
+			}
+			if i < len(h.paths)-1 {
+				time.Sleep(60 * time.Millisecond) // a paced transfer
+			}
+		}
+		pushed <- nil
+	}()
+	time.Sleep(250 * time.Millisecond) // some resources go on A
+	idB, err := h.pub.Rollover(context.Background(), testAd(t, "roll-b"), 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPaths(15*time.Second, h.paths)
+	ds := tc.checkExact(h, h.paths)
+	bySession := map[string]int{}
+	for _, d := range ds {
+		bySession[d.Session]++
+	}
+	if bySession[idA] == 0 || bySession[idB] == 0 {
+		t.Errorf("deliveries per session %v: want some from %s and from %s", bySession, idA, idB)
+	}
+	waitFor(t, 5*time.Second, "the client to leave the old session", func() bool { return tc.c.Stats().Leaves >= 1 })
+	st := tc.c.Stats()
+	if st.Joins < 2 || st.Failed != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+	old, _ := h.sessions.Get(idA)
+	if old.State != StateEnded || old.Successor != idB {
+		t.Errorf("old session: state %s successor %q", old.State, old.Successor)
+	}
+	t.Logf("deliveries per session %v, via %v; stats %+v", bySession, countVia(ds), st)
+}
+
+// TestDuplicateAcrossSessions: the same resource carried by two sessions
+// (a sender that pushes on both during an overlap) is delivered once.
+func TestDuplicateAcrossSessions(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 3, maxSize: 30 << 10, seed: 6})
+	other, err := NewPublisher(PublisherConfig{
+		Interface: "lo", TTL: 1, Files: h.files, Authority: h.addr,
+		Sessions: h.sessions, Catalog: h.catalog, Logger: h.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close(context.Background()) })
+	if _, err := h.pub.Start(testAd(t, "dup-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Start(testAd(t, "dup-b")); err != nil {
+		t.Fatal(err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(2)
+	for _, p := range h.paths {
+		for _, pub := range []*Publisher{h.pub, other} {
+			if _, err := pub.PushFile(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tc.waitPaths(10*time.Second, h.paths)
+	waitFor(t, 5*time.Second, "the second copies", func() bool { return tc.c.Stats().Duplicates >= len(h.paths) })
+	time.Sleep(200 * time.Millisecond)
+	tc.checkExact(h, h.paths)
+	if st := tc.c.Stats(); st.Multicast != len(h.paths) || st.Duplicates != len(h.paths) {
+		t.Errorf("stats: %+v", st)
+	}
+}

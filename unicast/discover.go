@@ -1,0 +1,125 @@
+package unicast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/h3m-project/h3m/h3m/altsvc"
+)
+
+// ErrNoAdvertisement is returned by Discover when the server neither serves
+// a well-known description nor sends an h3m Alt-Svc field.
+var ErrNoAdvertisement = errors.New("unicast: the server advertises no h3m session")
+
+// Discover learns the multicast sessions of the origin of rawURL (an https
+// URL) with hc: from the well-known description if the server serves one,
+// otherwise from the Alt-Svc field of its responses (then every session is
+// taken as active and there is no catalogue; Description.FromAltSvc is set).
+// A malformed description or Alt-Svc field is an error: nothing is taken
+// from a document that does not parse.
+func Discover(ctx context.Context, hc *http.Client, rawURL string) (*Description, error) {
+	u, err := originURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	wk := u.JoinPath(WellKnownPath)
+	resp, err := get(ctx, hc, http.MethodGet, wk.String())
+	if err != nil {
+		return nil, fmt.Errorf("unicast: discover: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxDescriptionSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("unicast: discover: reading %s: %w", wk, err)
+		}
+		d, err := ParseDescription(b)
+		if err != nil {
+			return nil, fmt.Errorf("unicast: discover: %s: %w", wk, err)
+		}
+		return d, nil
+	case http.StatusNotFound, http.StatusGone, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+	default:
+		return nil, fmt.Errorf("unicast: discover: %s: %w", wk, &StatusError{Path: WellKnownPath, Code: resp.StatusCode, Status: resp.Status})
+	}
+	alt := resp.Header.Values("Alt-Svc")
+	if len(alt) == 0 {
+		// The server may only advertise on its content: ask for the URL given.
+		r2, err := get(ctx, hc, http.MethodHead, rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("unicast: discover: %w", err)
+		}
+		r2.Body.Close()
+		alt = r2.Header.Values("Alt-Svc")
+	}
+	return describeAltSvc(alt)
+}
+
+// describeAltSvc builds a description from Alt-Svc field lines.
+func describeAltSvc(lines []string) (*Description, error) {
+	if len(lines) == 0 {
+		return nil, ErrNoAdvertisement
+	}
+	v := strings.Join(lines, ", ")
+	ads, clear, err := altsvc.Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("unicast: discover: malformed Alt-Svc field: %w", err)
+	}
+	d := &Description{Version: DescriptionVersion, FromAltSvc: true}
+	if clear {
+		return d, nil
+	}
+	if len(ads) == 0 {
+		return nil, ErrNoAdvertisement
+	}
+	seen := map[string]bool{}
+	for i := range ads {
+		if err := ads[i].Validate(); err != nil {
+			return nil, fmt.Errorf("unicast: discover: invalid Alt-Svc advertisement (alternative %d): %w", i, err)
+		}
+		id := SessionID(&ads[i])
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		d.Sessions = append(d.Sessions, SessionInfo{ID: id, State: StateActive, AltSvc: ads[i].String(), Advertisement: ads[i]})
+	}
+	return d, nil
+}
+
+// originURL checks that rawURL is an https URL and returns its origin.
+func originURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("unicast: URL: %w", err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("unicast: URL %q: want https://host[:port]/... (session keys only travel over TLS)", rawURL)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+func get(ctx context.Context, hc *http.Client, method, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return hc.Do(req)
+}
+
+// StatusError reports an HTTP status the client cannot use.
+type StatusError struct {
+	Path   string
+	Code   int
+	Status string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("unicast: %s: unexpected status %s", e.Path, e.Status)
+}
