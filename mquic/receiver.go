@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/ranges"
@@ -55,6 +56,15 @@ type ReceiverConfig struct {
 	ReplayWindow int
 	// ReadBatch is how many datagrams (or GRO buffers) one read takes.
 	ReadBatch int
+	// RequireAsymmetric refuses a session that does not advertise
+	// asymmetric packet authentication (manifest.ExtensionID): NewReceiver
+	// then fails. A session that advertises it is always authenticated,
+	// whatever this says.
+	RequireAsymmetric bool
+	// Auth bounds asymmetric authentication: hold times and memory caps
+	// (zero fields take the manifest package's defaults; Window defaults to
+	// ReplayWindow).
+	Auth manifest.AuthConfig
 	// Logger receives the receiver's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -94,6 +104,16 @@ type ReceiverStats struct {
 	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes
 	LargestPN        uint64
 	Buffered         int // out-of-order bytes held now
+
+	// Asymmetric sessions: a packet is accepted only once a verified
+	// manifest lists it. Until then it is held (Auth.Held); held packets
+	// that no manifest lists in time are dropped (Auth.Expired,
+	// Auth.Evicted), and packets of only MANIFEST frames, whose manifests
+	// were used, end in Auth.UnconfirmedManifests if no manifest lists
+	// them. Every datagram is thus in Packets, a drop reason above,
+	// BadManifest, or one of those four.
+	BadManifest uint64             // packets of only MANIFEST frames that were all rejected
+	Auth        manifest.AuthStats // manifests, digests and held packets
 }
 
 // Receiver receives one multicast QUIC session: it drops packets from other
@@ -121,6 +141,7 @@ type Receiver struct {
 	lastPacket time.Time
 	stats      ReceiverStats
 	frame      wire.Frame
+	auth       *manifest.Authenticator // nil in a symmetric session
 }
 
 // NewReceiver creates a receiver for the session cfg.Params reading from
@@ -170,6 +191,22 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		streams:   make(map[uint64]*RecvStream),
 	}
 	r.stats.ProhibitedByType = make(map[wire.FrameType]uint64)
+	prof, err := sessionProfile(&p)
+	if err != nil {
+		return nil, fmt.Errorf("mquic: new receiver: %w", err)
+	}
+	if prof == nil && cfg.RequireAsymmetric {
+		return nil, fmt.Errorf("mquic: new receiver: the session is symmetric (it does not advertise extension %04x), and asymmetric authentication is required", manifest.ExtensionID)
+	}
+	if prof != nil {
+		ac := cfg.Auth
+		if ac.Window == 0 {
+			ac.Window = uint64(r.win.size)
+		}
+		if r.auth, err = manifest.NewAuthenticator(prof, ac, r.releaseHeld); err != nil {
+			return nil, fmt.Errorf("mquic: new receiver: %w", err)
+		}
+	}
 	if br, ok := conn.(mcast.BatchReader); ok {
 		r.batchR = br
 	}
@@ -188,7 +225,25 @@ func (r *Receiver) Stats() ReceiverStats {
 	s.LostPackets = r.win.missing
 	s.LargestPN = r.win.largest
 	s.Buffered = r.buffered
+	if r.auth != nil {
+		s.Auth = r.auth.Stats()
+	}
 	return s
+}
+
+// sessionProfile returns the asymmetric-authentication profile the session
+// advertises, or nil for a symmetric session.
+func sessionProfile(p *Params) (*manifest.Profile, error) {
+	for _, e := range p.Extensions {
+		if e.ID == manifest.ExtensionID {
+			prof, err := manifest.ParseProfile(e.Value)
+			if err != nil {
+				return nil, &ParamError{Param: "extensions", Err: fmt.Errorf("transport parameter %04x: %w", e.ID, err)}
+			}
+			return prof, nil
+		}
+	}
+	return nil, nil
 }
 
 // Run reads and handles packets until ctx ends (it returns nil), the
@@ -294,6 +349,11 @@ func (r *Receiver) nextDeadline() time.Time {
 			}
 		}
 	}
+	if r.auth != nil {
+		if t, ok := r.auth.Deadline(); ok && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
 	return d
 }
 
@@ -342,6 +402,12 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 			pnLen = int(pkt[0]&0x03) + 1
 		}
 	}
+	var digest manifest.Digest
+	if r.auth != nil {
+		// The digest covers the packet as sent: take it before Open
+		// decrypts in place.
+		digest = manifest.Sum(pkt)
+	}
 	pn, payload, err := r.prot.Open(pkt, pnOffset, pnLen, r.win.largest, r.win.have)
 	if err != nil {
 		r.stats.DecryptFailed++
@@ -357,32 +423,110 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 	}
 	// Validate every frame before acting on any, so that a packet with an
 	// unknown or malformed frame is dropped whole.
+	manifests, others := 0, false
 	for b := payload; len(b) > 0; {
-		n, err := wire.ParseFrame(b, &r.frame)
+		n, isManifest, err := r.parseFrame(b)
 		if err != nil {
 			if _, ok := errors.AsType[*wire.UnknownFrameTypeError](err); ok {
 				r.stats.UnknownFrame++
 			} else {
 				r.stats.BadFrame++
 			}
-			r.win.mark(pn) // authenticated: never accept it again
+			if r.auth == nil {
+				r.win.mark(pn) // authenticated: never accept it again
+			}
 			return
+		}
+		if isManifest {
+			manifests++
+		} else if r.frame.Type != wire.FrameTypePadding {
+			others = true
 		}
 		b = b[n:]
 	}
+	now := time.Now()
+	if r.auth != nil {
+		used := 0
+		if manifests > 0 {
+			used = r.handleManifests(payload, now)
+		}
+		if !r.auth.Authenticate(&digest, pn, now) {
+			switch {
+			case manifests > 0 && !others && used == 0:
+				r.stats.BadManifest++
+			case !r.auth.Hold(&digest, pn, payload, len(pkt), manifests > 0 && !others, now):
+				r.stats.Duplicate++
+			}
+			return
+		}
+	}
+	r.accept(pn, pnLen, payload, len(pkt), now)
+}
+
+// parseFrame parses the frame at the start of b into r.frame or, in an
+// asymmetric session, checks the MANIFEST frame there.
+func (r *Receiver) parseFrame(b []byte) (n int, isManifest bool, err error) {
+	if r.auth != nil && manifest.IsFrame(b) {
+		_, n, err = manifest.ParseFrame(b)
+		return n, true, err
+	}
+	n, err = wire.ParseFrame(b, &r.frame)
+	return n, false, err
+}
+
+// handleManifests passes the MANIFEST frames of a validated payload to the
+// authenticator, which releases the held packets they list. It returns how
+// many were new or copies of verified ones.
+func (r *Receiver) handleManifests(payload []byte, now time.Time) (used int) {
+	for b := payload; len(b) > 0; {
+		if !manifest.IsFrame(b) {
+			n, _ := wire.ParseFrame(b, &r.frame)
+			b = b[n:]
+			continue
+		}
+		m, n, _ := manifest.ParseFrame(b)
+		if err := r.auth.HandleManifest(&m, now); err == nil || errors.Is(err, manifest.ErrRepeat) {
+			used++
+		}
+		b = b[n:]
+	}
+	return used
+}
+
+// releaseHeld accepts a held packet that a manifest listed.
+func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
+	switch r.win.check(pn) {
+	case pnDuplicate:
+		r.stats.Duplicate++
+		return
+	case pnStale:
+		r.stats.Stale++
+		return
+	}
+	r.accept(pn, 0, payload, wireLen, time.Now())
+}
+
+// accept takes an authenticated packet whose frames are valid: it marks its
+// packet number and handles its frames (MANIFEST frames were handled
+// already). pnLen is the packet-number length it was decoded with, which the
+// first accepted packet fixes for the session; 0 when unknown (a released
+// packet).
+func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, wireLen int, now time.Time) {
 	if r.pnLen == 0 {
 		r.pnLen = pnLen
 	}
 	if r.win.mark(pn) {
 		r.stats.ReorderedPackets++
 	}
-	now := time.Now()
 	r.lastPacket = now
 	r.stats.Packets++
-	r.stats.Bytes += uint64(len(pkt))
+	r.stats.Bytes += uint64(wireLen)
 	for b := payload; len(b) > 0; {
-		n, _ := wire.ParseFrame(b, &r.frame)
+		n, isManifest, _ := r.parseFrame(b)
 		b = b[n:]
+		if isManifest {
+			continue
+		}
 		f := &r.frame
 		switch {
 		case f.Type == wire.FrameTypePadding:
@@ -566,8 +710,12 @@ func (r *Receiver) unlist(s *RecvStream) {
 	}
 }
 
-// afterBatchLocked declares the holes that waited long enough.
+// afterBatchLocked declares the holes that waited long enough, and drops
+// the held packets and digests whose time is up.
 func (r *Receiver) afterBatchLocked(now time.Time) {
+	if r.auth != nil {
+		r.auth.Expire(now)
+	}
 	for i := 0; i < len(r.waiting); {
 		s := r.waiting[i]
 		for len(s.pending) > 0 {

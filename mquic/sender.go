@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/wire"
@@ -44,6 +45,12 @@ type SenderConfig struct {
 	// OnPacket, when set, is called with every packet exactly as it goes on
 	// the wire (protected), in packet-number order. It must not keep pkt.
 	OnPacket func(pn uint64, pkt []byte)
+	// Manifests, when set, makes the sender sign manifests of the digests of
+	// its packets and send them in MANIFEST frames (asymmetric
+	// authentication, spec/transport.md). The session must then advertise
+	// manifest.ExtensionID with the profile of Manifests.Key; a session
+	// that advertises it cannot be sent without Manifests.
+	Manifests *manifest.SignerConfig
 	// Logger receives the sender's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -56,6 +63,7 @@ type SenderStats struct {
 	Pings       uint64 // keep-alive PING packets
 	Writes      uint64 // batched write calls
 	PaceWait    time.Duration
+	Manifests   manifest.SignerStats // asymmetric sessions only
 }
 
 // Sender sends the packets of one multicast QUIC session: stream 0 and any
@@ -71,6 +79,7 @@ type Sender struct {
 	dstAddr  net.Addr
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
+	signer   *manifest.Signer // nil in a symmetric session
 
 	sessionID  []byte
 	pnLen      int
@@ -83,24 +92,26 @@ type Sender struct {
 	flushDelay time.Duration
 	idle       time.Duration
 
-	mu        sync.Mutex
-	prot      *protect.Protector
-	nextPN    uint64
-	nextUniID uint64
-	stream0   *SendStream
-	cur       []byte // packet being filled; nil when none
-	curPN     uint64
-	curSince  time.Time
-	bufs      [][]byte // one buffer per batch slot
-	queue     [][]byte // sealed packets waiting to be written
-	batchN    int
-	pace      pacer
-	lastSend  time.Time
-	err       error // sticky write error
-	closed    bool
-	wake      chan struct{}
-	stop      context.CancelFunc
-	done      chan struct{}
+	mu         sync.Mutex
+	prot       *protect.Protector
+	nextPN     uint64
+	nextUniID  uint64
+	stream0    *SendStream
+	cur        []byte // packet being filled; nil when none
+	curPN      uint64
+	curSince   time.Time
+	curTrigger bool     // the packet being filled carries more than MANIFEST frames: it calls for a manifest
+	emitting   bool     // inside emitManifests
+	bufs       [][]byte // one buffer per batch slot
+	queue      [][]byte // sealed packets waiting to be written
+	batchN     int
+	pace       pacer
+	lastSend   time.Time
+	err        error // sticky write error
+	closed     bool
+	wake       chan struct{}
+	stop       context.CancelFunc
+	done       chan struct{}
 
 	packets, bytes, streamBytes, pings, writes atomic.Uint64
 	paceWait                                   atomic.Int64
@@ -155,6 +166,9 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	if s.maxChunk < 64 {
 		return nil, fmt.Errorf("mquic: new sender: packet size %d leaves only %d bytes for stream data", s.packetSize, s.maxChunk)
 	}
+	if err := s.setupSigner(&p, cfg.Manifests); err != nil {
+		return nil, fmt.Errorf("mquic: new sender: %w", err)
+	}
 	if bw, ok := conn.(mcast.BatchWriter); ok {
 		s.batchW = bw
 	}
@@ -172,6 +186,23 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.log.Debug("sender started", "suite", p.CipherSuite, "pn_len", s.pnLen, "packet_size", s.packetSize,
 		"peak_flow_rate", p.PeakFlowRate, "batch", s.batchN)
 	return s, nil
+}
+
+// setupSigner creates the manifest signer of an asymmetric session.
+func (s *Sender) setupSigner(p *Params, cfg *manifest.SignerConfig) error {
+	prof, err := sessionProfile(p)
+	switch {
+	case err != nil:
+		return err
+	case prof == nil && cfg == nil:
+		return nil
+	case prof == nil:
+		return fmt.Errorf("manifest signing configured, but the session does not advertise extension %04x (receivers would drop MANIFEST frames)", manifest.ExtensionID)
+	case cfg == nil:
+		return fmt.Errorf("the session advertises asymmetric authentication (extension %04x) but no manifest signing key is configured", manifest.ExtensionID)
+	}
+	s.signer, err = manifest.NewSigner(prof, *cfg, s.payloadEnd-s.hdrLen)
+	return err
 }
 
 // MaxChunk is the largest chunk WriteChunk accepts on any stream: what fits
@@ -220,6 +251,60 @@ func (s *Sender) Ping() error {
 	return s.flushLocked()
 }
 
+// WriteFrame places frame, one whole QUIC frame of an extension the session
+// advertises, in a packet: the one being filled if it has room, otherwise a
+// new one. It is sent like stream data (within FlushDelay, or at Flush).
+func (s *Sender) WriteFrame(frame []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if len(frame) == 0 || len(frame) > s.payloadEnd-s.hdrLen {
+		return fmt.Errorf("mquic: frame of %d bytes; a packet takes 1 to %d", len(frame), s.payloadEnd-s.hdrLen)
+	}
+	if err := s.ensurePacket(len(frame)); err != nil {
+		return err
+	}
+	s.cur = append(s.cur, frame...)
+	return nil
+}
+
+// emitManifests sends the MANIFEST frames that are due (all of them with
+// force), each whole in a packet. A frame that does not fit in the packet
+// being filled goes in a packet of its own, which is then listed by a later
+// manifest but does not call for one.
+func (s *Sender) emitManifests(force bool) error {
+	if s.signer == nil || s.emitting {
+		return nil
+	}
+	s.emitting = true
+	defer func() { s.emitting = false }()
+	now := time.Now()
+	for {
+		f, err := s.signer.Next(now, force)
+		if err != nil {
+			s.err = fmt.Errorf("mquic: manifest: %w", err)
+			s.log.Error("manifest signing failed; sender stops", "err", err)
+			return s.err
+		}
+		if f == nil {
+			return nil
+		}
+		alone := s.cur == nil || s.payloadEnd-len(s.cur) < len(f)
+		if err := s.ensurePacket(len(f)); err != nil {
+			return err
+		}
+		s.cur = append(s.cur, f...)
+		if alone {
+			s.curTrigger = false
+		}
+		if err := s.finishPacket(); err != nil {
+			return err
+		}
+	}
+}
+
 // Close flushes pending data and stops the sender's timers. It does not
 // close conn. Ending a session is the layer above's business (the draft has
 // no transport-level close).
@@ -230,6 +315,12 @@ func (s *Sender) Close() error {
 		return nil
 	}
 	err := s.flushLocked()
+	if err == nil {
+		// Every packet sent must be listed in a manifest.
+		if err = s.emitManifests(true); err == nil {
+			err = s.flushLocked()
+		}
+	}
 	s.closed = true
 	s.mu.Unlock()
 	s.stop()
@@ -246,7 +337,17 @@ func (s *Sender) Stats() SenderStats {
 		Pings:       s.pings.Load(),
 		Writes:      s.writes.Load(),
 		PaceWait:    time.Duration(s.paceWait.Load()),
+		Manifests:   s.signerStats(),
 	}
+}
+
+func (s *Sender) signerStats() manifest.SignerStats {
+	if s.signer == nil {
+		return manifest.SignerStats{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signer.Stats()
 }
 
 func (s *Sender) usable() error {
@@ -280,6 +381,7 @@ func (s *Sender) ensurePacket(need int) error {
 	s.nextPN++
 	s.cur = wire.AppendShortHeader(buf, s.sessionID, s.curPN, s.pnLen)
 	s.curSince = time.Now()
+	s.curTrigger = true
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -297,13 +399,23 @@ func (s *Sender) finishPacket() error {
 		s.cur = wire.AppendPadding(s.cur, pad)
 	}
 	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
+	if s.signer != nil {
+		s.signer.Add(s.curPN, pkt, s.curTrigger, s.curSince)
+	}
 	if s.onPacket != nil {
 		s.onPacket(s.curPN, pkt)
 	}
 	s.queue = append(s.queue, pkt)
 	s.cur = nil
 	if len(s.queue) >= s.batchN || len(s.queue) == len(s.bufs) {
-		return s.writeQueue()
+		if err := s.writeQueue(); err != nil {
+			return err
+		}
+	}
+	if s.signer != nil && s.signer.Ready() {
+		// A manifest just filled up: send it (and the copies it makes due)
+		// now. Manifests due by time are the timers' business.
+		return s.emitManifests(false)
 	}
 	return nil
 }
@@ -382,6 +494,19 @@ func (s *Sender) timers(ctx context.Context) {
 				}
 			} else {
 				next = d
+			}
+		}
+		if s.signer != nil && !s.closed && s.err == nil {
+			if due, ok := s.signer.Deadline(); ok && !due.After(now) {
+				if err := s.emitManifests(false); err == nil {
+					_ = s.flushLocked()
+				}
+			}
+			if due, ok := s.signer.Deadline(); ok && s.err == nil {
+				d := max(due.Sub(now), time.Millisecond/10)
+				if next < 0 || d < next {
+					next = d
+				}
 			}
 		}
 		if s.idle > 0 && !s.closed && s.err == nil {

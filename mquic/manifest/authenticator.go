@@ -1,0 +1,544 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults of AuthConfig. The hold times are AMBI's defaults.
+const (
+	DefaultDataHoldTime   = 2 * time.Second
+	DefaultDigestHoldTime = 10 * time.Second
+	DefaultMaxHeldPackets = 4096
+	DefaultMaxHeldBytes   = 8 << 20
+	DefaultMaxDigests     = 1 << 16
+	DefaultMaxVerifyRate  = 10000
+	DefaultWindow         = 4096
+	DefaultMaxAhead       = 1 << 22
+)
+
+// AuthConfig configures an Authenticator. Zero fields take the defaults.
+type AuthConfig struct {
+	// DataHoldTime is how long an unauthenticated packet waits for a
+	// manifest before it is dropped (AMBI's data-hold-time).
+	DataHoldTime time.Duration
+	// DigestHoldTime is how long a verified digest waits for its packet
+	// (AMBI's digest-hold-time).
+	DigestHoldTime time.Duration
+	// MaxHeldPackets and MaxHeldBytes cap the packets waiting for a
+	// manifest; past either the oldest is dropped.
+	MaxHeldPackets int
+	MaxHeldBytes   int
+	// MaxDigests caps the verified digests waiting for their packets; past
+	// it the oldest is forgotten.
+	MaxDigests int
+	// MaxVerifyRate caps signature verifications per second (with a burst
+	// of a quarter second's worth); manifests past it are dropped unverified.
+	// It bounds the CPU a flood of forged manifests can take.
+	MaxVerifyRate int
+	// Window is how far below the largest authenticated packet number a
+	// packet can still be authenticated: the receiver's replay window.
+	// Manifests that list only older packets are dropped unverified.
+	Window uint64
+	// MaxAhead is how far beyond the largest authenticated packet number a
+	// manifest's first packet may be. Manifests further ahead are dropped
+	// unverified, unless nothing was authenticated for DigestHoldTime (the
+	// receiver may have missed that much).
+	MaxAhead uint64
+}
+
+// AuthStats are an Authenticator's counters.
+type AuthStats struct {
+	// Manifests.
+	Manifests    uint64        // manifests verified and used
+	Repeats      uint64        // copies of a verified manifest, recognized without verifying
+	BadSignature uint64        // dropped: the signature does not verify
+	WrongKey     uint64        // dropped: another algorithm or key ID than the session's
+	WrongStream  uint64        // dropped: another Manifest Stream ID than the session's
+	Conflicting  uint64        // dropped: a verified sequence number with other content (forged)
+	Implausible  uint64        // dropped: packet numbers all too old, or too far ahead
+	RateLimited  uint64        // dropped: over MaxVerifyRate
+	Verified     uint64        // signature verifications (good or bad)
+	VerifyTime   time.Duration // time spent verifying
+
+	// Digests.
+	Digests        uint64 // digests registered to wait for their packets
+	DigestsExpired uint64 // waited DigestHoldTime for a packet that never came
+	DigestsEvicted uint64 // forgotten early because of MaxDigests
+	StaleDigests   uint64 // listed packets older than the window, ignored
+	WaitingDigests int    // registered now
+
+	// Packets.
+	Authenticated        uint64 // packets whose digest a verified manifest listed
+	Released             uint64 // of those, packets that had been held
+	Held                 int    // packets waiting for a manifest now
+	HeldBytes            int    // their payload bytes
+	Expired              uint64 // dropped: waited DataHoldTime without a manifest
+	Evicted              uint64 // dropped early because of MaxHeldPackets or MaxHeldBytes
+	UnconfirmedManifests uint64 // packets of only MANIFEST frames that no manifest listed in time (their manifests were used)
+	PNMismatch           uint64 // a listed digest matched a packet decoded with another packet number
+}
+
+// Release receives a held packet that a manifest authenticated: its packet
+// number, its decrypted payload (valid only during the call), its length on
+// the wire, and whether it carried only MANIFEST frames. It is called from
+// HandleManifest and must not call the Authenticator.
+type Release func(pn uint64, payload []byte, wireLen int, manifestOnly bool)
+
+// Authenticator is the receiver side of asymmetric authentication. For each
+// packet that passed the session checks and decryption, the receiver:
+//
+//  1. computes its digest (Sum) before decrypting it in place;
+//  2. passes every MANIFEST frame in it to HandleManifest at once, as
+//     manifests are self-authenticating: packets held for digests the
+//     manifest lists are handed to the Release function, in packet-number
+//     order;
+//  3. asks Authenticate whether a verified manifest listed the packet, and
+//     if so processes it; otherwise
+//  4. passes it to Hold, which keeps a copy until a manifest lists it or it
+//     expires.
+//
+// A digest authenticates one packet once; a replayed packet finds no digest
+// (and the receiver's replay window, which only authenticated packets mark,
+// drops it anyway). Memory is bounded by AuthConfig; every dropped manifest,
+// digest and packet is counted.
+//
+// An Authenticator is not safe for concurrent use.
+type Authenticator struct {
+	prof    *Profile
+	cfg     AuthConfig
+	release Release
+	epoch   time.Time
+
+	digests   map[Digest]int32 // verified digests waiting for packets -> slot in waiting
+	waiting   fifo[waitingDigest]
+	held      map[Digest]int32 // unauthenticated packets -> slot in heldQ
+	heldQ     fifo[heldPacket]
+	heldBytes int
+	bufs      [][]byte // free payload buffers
+
+	largest     uint64
+	haveLargest bool
+	lastAuth    int64
+
+	seen    [64]seenManifest // recently verified manifests, by Seq % 64
+	seqs    seqWindow        // sequence numbers verified recently
+	tokens  float64
+	tokenAt int64
+	scratch []byte
+
+	stats AuthStats
+}
+
+type waitingDigest struct {
+	d  Digest
+	pn uint64
+	at int64
+}
+
+type heldPacket struct {
+	d            Digest
+	pn           uint64
+	at           int64
+	buf          []byte
+	wireLen      int
+	manifestOnly bool
+}
+
+type seenManifest struct {
+	valid bool
+	seq   uint32
+	sum   Digest // SHA-256 of the whole manifest, signature included
+}
+
+// heldBufSize is the size of pooled payload buffers: any packet that fits
+// an Ethernet MTU.
+const heldBufSize = 1500
+
+// NewAuthenticator creates the authenticator of a session with profile prof.
+// release receives the held packets that manifests authenticate.
+func NewAuthenticator(prof *Profile, cfg AuthConfig, release Release) (*Authenticator, error) {
+	if prof == nil || prof.Key == nil {
+		return nil, errors.New("manifest: new authenticator: no profile")
+	}
+	if release == nil {
+		return nil, errors.New("manifest: new authenticator: no release function")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if cfg.DataHoldTime <= 0 {
+		cfg.DataHoldTime = DefaultDataHoldTime
+	}
+	if cfg.DigestHoldTime <= 0 {
+		cfg.DigestHoldTime = DefaultDigestHoldTime
+	}
+	def(&cfg.MaxHeldPackets, DefaultMaxHeldPackets)
+	def(&cfg.MaxHeldBytes, DefaultMaxHeldBytes)
+	def(&cfg.MaxDigests, DefaultMaxDigests)
+	def(&cfg.MaxVerifyRate, DefaultMaxVerifyRate)
+	if cfg.Window == 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.MaxAhead == 0 {
+		cfg.MaxAhead = DefaultMaxAhead
+	}
+	a := &Authenticator{
+		prof:    prof,
+		cfg:     cfg,
+		release: release,
+		epoch:   time.Now(),
+		digests: make(map[Digest]int32, min(cfg.MaxDigests, 4096)),
+		waiting: newFIFO[waitingDigest](),
+		held:    make(map[Digest]int32, min(cfg.MaxHeldPackets, 1024)),
+		heldQ:   newFIFO[heldPacket](),
+		scratch: make([]byte, 0, 2048),
+	}
+	a.tokens = a.burst()
+	return a, nil
+}
+
+// Profile returns the session profile the authenticator checks against.
+func (a *Authenticator) Profile() *Profile { return a.prof }
+
+func (a *Authenticator) burst() float64 { return max(16, float64(a.cfg.MaxVerifyRate)/4) }
+
+func (a *Authenticator) ticks(now time.Time) int64 { return int64(now.Sub(a.epoch)) }
+
+// Errors of HandleManifest besides parse errors, ErrBadSignature and
+// ErrWrongKey.
+var (
+	// ErrRepeat means the manifest is a copy of one already verified; it is
+	// not an error of the sender.
+	ErrRepeat = errors.New("manifest: repeat of a verified manifest")
+	// ErrWrongStream means the Manifest Stream ID is not the profile's.
+	ErrWrongStream = errors.New("manifest: another manifest stream")
+	// ErrConflict means the manifest reuses the sequence number of a
+	// verified manifest with other content.
+	ErrConflict = errors.New("manifest: sequence number of a verified manifest with other content")
+	// ErrImplausible means the packet numbers are all too old or too far
+	// ahead.
+	ErrImplausible = errors.New("manifest: implausible packet numbers")
+	// ErrRateLimited means the manifest was dropped unverified because of
+	// MaxVerifyRate.
+	ErrRateLimited = errors.New("manifest: verification rate exceeded")
+)
+
+// HandleManifest checks a manifest and, if its signature verifies, makes its
+// digests authenticate their packets: held packets are released at once (in
+// packet-number order), other digests wait DigestHoldTime for their packets.
+// Each rejected manifest is counted under one reason and returned as an
+// error; ErrRepeat means it was a copy of a manifest already used.
+//
+// The cheap checks come before the signature: Manifest Stream ID, key, a
+// copy of a verified manifest, a reused sequence number, implausible packet
+// numbers, and the verification rate.
+func (a *Authenticator) HandleManifest(m *Manifest, now time.Time) error {
+	t := a.ticks(now)
+	if m.StreamID != a.prof.StreamID {
+		a.stats.WrongStream++
+		return ErrWrongStream
+	}
+	if m.Alg != a.prof.Key.alg || m.KeyID != a.prof.Key.id {
+		a.stats.WrongKey++
+		return ErrWrongKey
+	}
+	slot := &a.seen[m.Seq%uint32(len(a.seen))]
+	switch a.seqs.check(m.Seq) {
+	case seqSeen:
+		// A sender never reuses a sequence number: this is a copy, or a
+		// forgery. The last 64 manifests are told apart by content; an
+		// older one brings nothing new either way.
+		if slot.valid && slot.seq == m.Seq && manifestSum(m) != slot.sum {
+			a.stats.Conflicting++
+			return ErrConflict
+		}
+		a.stats.Repeats++
+		return ErrRepeat
+	case seqStale:
+		a.stats.Implausible++
+		return ErrImplausible
+	}
+	if a.implausible(m, t) {
+		a.stats.Implausible++
+		return ErrImplausible
+	}
+	if !a.takeToken(t) {
+		a.stats.RateLimited++
+		return ErrRateLimited
+	}
+	t0 := time.Now()
+	var err error
+	a.scratch, err = a.prof.Key.verify(m, a.scratch)
+	a.stats.VerifyTime += time.Since(t0)
+	a.stats.Verified++
+	if err != nil {
+		a.stats.BadSignature++
+		return err
+	}
+	a.stats.Manifests++
+	*slot = seenManifest{valid: true, seq: m.Seq, sum: manifestSum(m)}
+	a.seqs.mark(m.Seq)
+	a.register(m, t)
+	return nil
+}
+
+// manifestSum digests a whole parsed manifest, signature included.
+func manifestSum(m *Manifest) Digest {
+	h := sha256.New()
+	h.Write(m.signed)
+	h.Write(m.Signature)
+	var d Digest
+	h.Sum(d[:0])
+	return d
+}
+
+func (a *Authenticator) implausible(m *Manifest, t int64) bool {
+	if !a.haveLargest {
+		return false
+	}
+	last := m.LastPN()
+	if last < a.largest && a.largest-last >= a.cfg.Window {
+		return true
+	}
+	recent := t-a.lastAuth < int64(a.cfg.DigestHoldTime)
+	return recent && m.FirstPN > a.largest && m.FirstPN-a.largest > a.cfg.MaxAhead
+}
+
+// takeToken refills the verification budget and takes one from it.
+func (a *Authenticator) takeToken(t int64) bool {
+	a.tokens = min(a.burst(), a.tokens+float64(t-a.tokenAt)*float64(a.cfg.MaxVerifyRate)/1e9)
+	a.tokenAt = t
+	if a.tokens < 1 {
+		return false
+	}
+	a.tokens--
+	return true
+}
+
+// register makes a verified manifest's digests authenticate their packets.
+func (a *Authenticator) register(m *Manifest, t int64) {
+	for i := range m.Count() {
+		pn := m.FirstPN + uint64(i)
+		if a.haveLargest && pn < a.largest && a.largest-pn >= a.cfg.Window {
+			a.stats.StaleDigests++
+			continue
+		}
+		var d Digest
+		copy(d[:], m.Digests[i*DigestLen:])
+		if hi, ok := a.held[d]; ok {
+			h := a.heldQ.at(hi)
+			if h.pn != pn {
+				a.stats.PNMismatch++
+				continue
+			}
+			a.authenticated(pn, t)
+			a.stats.Released++
+			a.release(h.pn, h.buf, h.wireLen, h.manifestOnly)
+			a.dropHeld(hi) // h is invalid from here
+			continue
+		}
+		if _, ok := a.digests[d]; ok {
+			continue // listed by an earlier manifest too
+		}
+		if a.waiting.len() >= a.cfg.MaxDigests {
+			a.stats.DigestsEvicted++
+			a.dropDigest(a.waiting.front())
+		}
+		a.digests[d] = a.waiting.push(waitingDigest{d: d, pn: pn, at: t})
+		a.stats.Digests++
+	}
+}
+
+func (a *Authenticator) authenticated(pn uint64, t int64) {
+	a.stats.Authenticated++
+	if !a.haveLargest || pn > a.largest {
+		a.largest, a.haveLargest = pn, true
+	}
+	a.lastAuth = t
+}
+
+// Authenticate reports whether a verified manifest listed the packet with
+// digest d and packet number pn, and if so consumes the digest: it
+// authenticates one packet only.
+func (a *Authenticator) Authenticate(d *Digest, pn uint64, now time.Time) bool {
+	i, ok := a.digests[*d]
+	if !ok {
+		return false
+	}
+	if a.waiting.at(i).pn != pn {
+		a.stats.PNMismatch++
+		return false
+	}
+	a.dropDigest(i)
+	a.authenticated(pn, a.ticks(now))
+	return true
+}
+
+// Hold keeps a copy of an unauthenticated packet's decrypted payload until a
+// manifest lists its digest (it is then passed to the Release function) or
+// DataHoldTime passes (it is then dropped and counted). manifestOnly marks
+// a packet whose frames are only MANIFEST frames and padding: nothing of it
+// is kept but its digest. Hold returns false, keeping nothing, if a packet
+// with the same digest is already held (a duplicate).
+//
+// When the held packets exceed MaxHeldPackets or MaxHeldBytes, the oldest
+// are dropped.
+func (a *Authenticator) Hold(d *Digest, pn uint64, payload []byte, wireLen int, manifestOnly bool, now time.Time) bool {
+	if _, dup := a.held[*d]; dup {
+		return false
+	}
+	var buf []byte
+	if !manifestOnly {
+		buf = a.buffer(len(payload))
+		copy(buf, payload)
+	}
+	for a.heldQ.len() > 0 && (a.heldQ.len() >= a.cfg.MaxHeldPackets || a.heldBytes+cap(buf) > a.cfg.MaxHeldBytes) {
+		a.evict(a.heldQ.front(), &a.stats.Evicted)
+	}
+	a.held[*d] = a.heldQ.push(heldPacket{d: *d, pn: pn, at: a.ticks(now), buf: buf, wireLen: wireLen, manifestOnly: manifestOnly})
+	a.heldBytes += cap(buf)
+	return true
+}
+
+func (a *Authenticator) buffer(n int) []byte {
+	if n <= heldBufSize {
+		if k := len(a.bufs); k > 0 {
+			b := a.bufs[k-1]
+			a.bufs = a.bufs[:k-1]
+			return b[:n]
+		}
+		return make([]byte, n, heldBufSize)
+	}
+	return make([]byte, n)
+}
+
+// evict drops held packet i, counting it under counter (or as an
+// unconfirmed manifest packet).
+func (a *Authenticator) evict(i int32, counter *uint64) {
+	if a.heldQ.at(i).manifestOnly {
+		a.stats.UnconfirmedManifests++
+	} else {
+		*counter++
+	}
+	a.dropHeld(i)
+}
+
+func (a *Authenticator) dropHeld(i int32) {
+	h := a.heldQ.at(i)
+	delete(a.held, h.d)
+	if h.buf != nil {
+		a.heldBytes -= cap(h.buf)
+		if cap(h.buf) == heldBufSize && len(a.bufs) < 1024 {
+			a.bufs = append(a.bufs, h.buf[:0])
+		}
+	}
+	a.heldQ.remove(i)
+}
+
+func (a *Authenticator) dropDigest(i int32) {
+	delete(a.digests, a.waiting.at(i).d)
+	a.waiting.remove(i)
+}
+
+// Expire drops the held packets and digests whose hold time has passed.
+func (a *Authenticator) Expire(now time.Time) {
+	t := a.ticks(now)
+	for i := a.heldQ.front(); i >= 0 && t-a.heldQ.at(i).at >= int64(a.cfg.DataHoldTime); i = a.heldQ.front() {
+		a.evict(i, &a.stats.Expired)
+	}
+	for i := a.waiting.front(); i >= 0 && t-a.waiting.at(i).at >= int64(a.cfg.DigestHoldTime); i = a.waiting.front() {
+		a.stats.DigestsExpired++
+		a.dropDigest(i)
+	}
+}
+
+// Deadline returns when Expire next has something to drop, and false when
+// nothing is waiting.
+func (a *Authenticator) Deadline() (time.Time, bool) {
+	var d time.Duration
+	ok := false
+	if i := a.heldQ.front(); i >= 0 {
+		d, ok = time.Duration(a.heldQ.at(i).at)+a.cfg.DataHoldTime, true
+	}
+	if i := a.waiting.front(); i >= 0 {
+		if e := time.Duration(a.waiting.at(i).at) + a.cfg.DigestHoldTime; !ok || e < d {
+			d, ok = e, true
+		}
+	}
+	return a.epoch.Add(d), ok
+}
+
+// Largest returns the largest packet number authenticated so far.
+func (a *Authenticator) Largest() (uint64, bool) { return a.largest, a.haveLargest }
+
+// Stats returns the authenticator's counters.
+func (a *Authenticator) Stats() AuthStats {
+	s := a.stats
+	s.Held = a.heldQ.len()
+	s.HeldBytes = a.heldBytes
+	s.WaitingDigests = a.waiting.len()
+	return s
+}
+
+// String summarizes the counters, for logs.
+func (s AuthStats) String() string {
+	return fmt.Sprintf("manifests %d (repeats %d, bad signature %d, wrong key %d, wrong stream %d, conflicting %d, implausible %d, rate-limited %d); "+
+		"packets authenticated %d (released %d), held %d, expired %d, evicted %d, unconfirmed manifest packets %d; digests %d (expired %d, evicted %d, waiting %d)",
+		s.Manifests, s.Repeats, s.BadSignature, s.WrongKey, s.WrongStream, s.Conflicting, s.Implausible, s.RateLimited,
+		s.Authenticated, s.Released, s.Held, s.Expired, s.Evicted, s.UnconfirmedManifests, s.Digests, s.DigestsExpired, s.DigestsEvicted, s.WaitingDigests)
+}
+
+// seqWindow remembers which of the last 4096 manifest sequence numbers were
+// verified, in serial-number arithmetic (sequence numbers wrap).
+type seqWindow struct {
+	bits [64]uint64
+	top  uint32
+	have bool
+}
+
+const seqWindowSize = 64 * 64
+
+// verdicts of seqWindow.check
+const (
+	seqNew = iota
+	seqSeen
+	seqStale
+)
+
+func (w *seqWindow) check(seq uint32) int {
+	if !w.have {
+		return seqNew
+	}
+	back := w.top - seq
+	switch {
+	case int32(back) < 0:
+		return seqNew
+	case back >= seqWindowSize:
+		return seqStale
+	case w.bits[seq/64%64]&(1<<(seq%64)) != 0:
+		return seqSeen
+	}
+	return seqNew
+}
+
+func (w *seqWindow) mark(seq uint32) {
+	switch ahead := seq - w.top; {
+	case !w.have:
+		w.have, w.top = true, seq
+	case int32(ahead) > 0:
+		if ahead >= seqWindowSize {
+			clear(w.bits[:])
+		} else {
+			for s := w.top + 1; s != seq+1; s++ {
+				w.bits[s/64%64] &^= 1 << (s % 64)
+			}
+		}
+		w.top = seq
+	}
+	w.bits[seq/64%64] |= 1 << (seq % 64)
+}

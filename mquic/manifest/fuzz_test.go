@@ -1,0 +1,143 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+)
+
+// fuzzSeeds returns valid encodings to start from: the worked example's
+// manifest and frame, and a manifest with TLVs.
+func fuzzSeeds(t testing.TB) (manifest, frame, withTLVs []byte) {
+	key := testKey(t)
+	d := Sum(unhex(t, rfc9001A5))
+	m := Manifest{StreamID: vectorStreamID, Seq: vectorSeq, FirstPN: vectorPN, Digests: d[:]}
+	manifest, _ = m.Append(nil, key, nil)
+	tlvs, _ := AppendTLV(nil, TLVRefreshDeadline, []byte{0, 30})
+	m2 := Manifest{StreamID: 1, Seq: 2, FirstPN: 3, TLVs: tlvs, Digests: testDigests(2, 1)}
+	withTLVs, _ = m2.Append(nil, key, nil)
+	return manifest, AppendFrame(nil, manifest), withTLVs
+}
+
+// FuzzParse: Parse never panics, never reads past its input, and what it
+// accepts re-encodes to the same bytes (the format has one encoding).
+func FuzzParse(f *testing.F) {
+	m, _, tl := fuzzSeeds(f)
+	f.Add(m)
+	f.Add(tl)
+	f.Add(m[:HeaderLen])
+	f.Add([]byte{})
+	key := testKey(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, n, err := Parse(b)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || (!errors.Is(err, ErrTruncated) && !errors.Is(err, ErrInvalid)) {
+				t.Fatalf("error %v is not a ParseError with a sentinel cause", err)
+			}
+			return
+		}
+		if n > len(b) || n != len(p.SignedBytes())+len(p.Signature) {
+			t.Fatalf("length %d of %d", n, len(b))
+		}
+		// Re-encode the signed part: byte-identical.
+		var pub PublicKey
+		pub.alg, pub.id = p.Alg, p.KeyID
+		again := p.appendSigned(nil, &pub)
+		binary.BigEndian.PutUint16(again[len(again)-2:], uint16(len(p.Signature)))
+		if !bytes.Equal(again, p.SignedBytes()) {
+			t.Fatalf("re-encoded %x, parsed %x", again, p.SignedBytes())
+		}
+		_ = key.Public().Verify(&p) // must not panic
+	})
+}
+
+// FuzzParseFrame: ParseFrame never panics and accepts only frames whose
+// manifest fills them.
+func FuzzParseFrame(f *testing.F) {
+	_, fr, tl := fuzzSeeds(f)
+	f.Add(fr)
+	f.Add(AppendFrame(nil, tl))
+	f.Add(fr[:6])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, n, err := ParseFrame(b)
+		if err != nil {
+			return
+		}
+		if n > len(b) || FrameLen(len(m.SignedBytes())+len(m.Signature)) != n {
+			t.Fatalf("frame of %d bytes, manifest of %d", n, len(m.SignedBytes())+len(m.Signature))
+		}
+	})
+}
+
+// FuzzParseProfile: ParseProfile never panics and round-trips what it
+// accepts.
+func FuzzParseProfile(f *testing.F) {
+	prof, _ := NewProfile(testKey(f).Public(), vectorStreamID)
+	f.Add(prof.Value())
+	f.Add(unhex(f, "01040368336d3104"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParseProfile(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(p.Value(), b) {
+			t.Fatalf("profile %x re-encodes as %x", b, p.Value())
+		}
+	})
+}
+
+// FuzzAuthenticator feeds an Authenticator a session of real packets and
+// manifests interleaved with fuzzed manifests and packets. Whatever comes,
+// no packet is released that a real manifest did not list, nothing is
+// released twice, and the caps hold.
+func FuzzAuthenticator(f *testing.F) {
+	m, _, tl := fuzzSeeds(f)
+	f.Add(m, []byte("pkt 3 real"), uint16(3))
+	f.Add(tl, []byte("forged"), uint16(0))
+	f.Add([]byte{}, []byte{}, uint16(0xffff))
+	setup := newAuthHarness(f, AuthConfig{})
+	real := setup.manifest(0, 0, 6, "real")
+	prof, key := setup.a.prof, setup.key
+	f.Fuzz(func(t *testing.T, fuzzManifest, fuzzPacket []byte, fuzzPN uint16) {
+		h := &authHarness{t: t, key: key}
+		released := map[uint64]int{}
+		a, err := NewAuthenticator(prof, AuthConfig{MaxHeldPackets: 8, MaxDigests: 8}, func(pn uint64, p []byte, _ int, _ bool) {
+			released[pn]++
+			if string(p) != string(packet(pn, "real")) {
+				t.Fatalf("released %q as packet %d", p, pn)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.a = a
+		now := time.Unix(1000, 0)
+		for pn := range uint64(6) {
+			h.arrive(pn, "real", now)
+			fp, _, err := Parse(fuzzManifest)
+			if err == nil {
+				_ = a.HandleManifest(&fp, now)
+			}
+			d := Sum(fuzzPacket)
+			if !a.Authenticate(&d, uint64(fuzzPN), now) {
+				a.Hold(&d, uint64(fuzzPN), fuzzPacket, len(fuzzPacket), false, now)
+			}
+			if st := a.Stats(); st.Held > 8 || st.WaitingDigests > 8 {
+				t.Fatalf("caps broken: %+v", st)
+			}
+		}
+		_ = a.HandleManifest(real, now)
+		for pn, n := range released {
+			if n > 1 || pn >= 6 {
+				t.Fatalf("packet %d released %d times", pn, n)
+			}
+		}
+		a.Expire(now.Add(time.Hour))
+		if st := a.Stats(); st.Held != 0 || st.WaitingDigests != 0 || st.HeldBytes != 0 {
+			t.Fatalf("state left after expiry: %+v", st)
+		}
+	})
+}

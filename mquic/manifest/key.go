@@ -1,0 +1,242 @@
+package manifest
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// Algorithm is a signature algorithm, numbered as TLS 1.3 SignatureScheme
+// (RFC 8446 §4.2.3).
+type Algorithm uint16
+
+// The signature algorithms manifests can use.
+const (
+	// Ed25519 is pure Ed25519 (RFC 8032), the default: 64-byte signatures,
+	// 32-byte public keys.
+	Ed25519 Algorithm = 0x0807
+	// ECDSAP256SHA256 is ECDSA over P-256 with SHA-256. Its signature is r
+	// and s as two 32-byte big-endian integers (64 bytes, the IEEE P1363
+	// form of JWS ES256 and RFC 9421), not TLS's ASN.1 form; its public key
+	// is the uncompressed SEC 1 point (65 bytes).
+	ECDSAP256SHA256 Algorithm = 0x0403
+)
+
+// String returns the algorithm's name.
+func (a Algorithm) String() string {
+	switch a {
+	case Ed25519:
+		return "ed25519"
+	case ECDSAP256SHA256:
+		return "ecdsa_secp256r1_sha256"
+	}
+	return fmt.Sprintf("algorithm 0x%04x", uint16(a))
+}
+
+// SignatureLen returns the length of the algorithm's signatures, 0 for an
+// unknown algorithm.
+func (a Algorithm) SignatureLen() int {
+	switch a {
+	case Ed25519, ECDSAP256SHA256:
+		return 64
+	}
+	return 0
+}
+
+// KeyIDLen is the length of a KeyID.
+const KeyIDLen = 8
+
+// KeyID names a public key in manifests: the first 8 bytes of
+// SHA-256(Signature Algorithm (16) || public key bytes).
+type KeyID [KeyIDLen]byte
+
+// Errors of signature verification.
+var (
+	// ErrBadSignature means the signature does not verify.
+	ErrBadSignature = errors.New("manifest: signature does not verify")
+	// ErrWrongKey means the manifest names another algorithm or key than
+	// the one it is checked with.
+	ErrWrongKey = errors.New("manifest: signed with another key")
+)
+
+// PublicKey is a manifest verification key.
+type PublicKey struct {
+	alg Algorithm
+	raw []byte
+	ed  ed25519.PublicKey
+	ec  *ecdsa.PublicKey
+	id  KeyID
+}
+
+// NewPublicKey wraps an ed25519.PublicKey or a P-256 *ecdsa.PublicKey.
+func NewPublicKey(pub crypto.PublicKey) (*PublicKey, error) {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ParsePublicKey(Ed25519, k)
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("manifest: ECDSA key on %s, only P-256 is supported", k.Curve.Params().Name)
+		}
+		raw, err := k.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("manifest: ECDSA key: %w", err)
+		}
+		return ParsePublicKey(ECDSAP256SHA256, raw)
+	}
+	return nil, fmt.Errorf("manifest: unsupported public key type %T (want ed25519 or ECDSA P-256)", pub)
+}
+
+// ParsePublicKey reads a public key in its wire form: 32 bytes for Ed25519,
+// the 65-byte uncompressed point for ECDSA P-256.
+func ParsePublicKey(alg Algorithm, raw []byte) (*PublicKey, error) {
+	k := &PublicKey{alg: alg, raw: bytes.Clone(raw)}
+	switch alg {
+	case Ed25519:
+		if len(raw) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("manifest: ed25519 public key of %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+		}
+		k.ed = ed25519.PublicKey(k.raw)
+	case ECDSAP256SHA256:
+		ec, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+		if err != nil {
+			return nil, fmt.Errorf("manifest: ECDSA P-256 public key: %w", err)
+		}
+		k.ec = ec
+	default:
+		return nil, fmt.Errorf("manifest: unsupported signature %s", alg)
+	}
+	h := sha256.New()
+	var a [2]byte
+	binary.BigEndian.PutUint16(a[:], uint16(alg))
+	h.Write(a[:])
+	h.Write(k.raw)
+	copy(k.id[:], h.Sum(nil))
+	return k, nil
+}
+
+// Algorithm returns the key's signature algorithm.
+func (k *PublicKey) Algorithm() Algorithm { return k.alg }
+
+// Bytes returns the key's wire form. The caller must not modify it.
+func (k *PublicKey) Bytes() []byte { return k.raw }
+
+// ID returns the key's KeyID.
+func (k *PublicKey) ID() KeyID { return k.id }
+
+// Equal reports whether k and o are the same key.
+func (k *PublicKey) Equal(o *PublicKey) bool {
+	return o != nil && k.alg == o.alg && bytes.Equal(k.raw, o.raw)
+}
+
+// Verify checks a parsed manifest's signature with k: ErrWrongKey if the
+// manifest names another algorithm or key ID, ErrBadSignature if the
+// signature does not verify.
+func (k *PublicKey) Verify(m *Manifest) error {
+	_, err := k.verify(m, nil)
+	return err
+}
+
+// verify is Verify with a reusable message buffer, returned for the next
+// call.
+func (k *PublicKey) verify(m *Manifest, scratch []byte) ([]byte, error) {
+	if m.Alg != k.alg || m.KeyID != k.id {
+		return scratch, ErrWrongKey
+	}
+	if len(m.Signature) != k.alg.SignatureLen() || len(m.signed) == 0 {
+		return scratch, ErrBadSignature
+	}
+	switch k.alg {
+	case Ed25519:
+		msg := append(append(scratch[:0], signatureContext...), m.signed...)
+		if !ed25519.Verify(k.ed, msg, m.Signature) {
+			return msg, ErrBadSignature
+		}
+		return msg, nil
+	case ECDSAP256SHA256:
+		h := sha256.New()
+		h.Write([]byte(signatureContext))
+		h.Write(m.signed)
+		r := new(big.Int).SetBytes(m.Signature[:32])
+		s := new(big.Int).SetBytes(m.Signature[32:])
+		if !ecdsa.Verify(k.ec, h.Sum(nil), r, s) {
+			return scratch, ErrBadSignature
+		}
+		return scratch, nil
+	}
+	return scratch, ErrWrongKey
+}
+
+// SigningKey signs manifests.
+type SigningKey struct {
+	signer crypto.Signer
+	pub    *PublicKey
+	rand   io.Reader
+}
+
+// NewSigningKey wraps a private key: an ed25519.PrivateKey, a P-256
+// *ecdsa.PrivateKey, or any crypto.Signer whose public key is one of those
+// (a key in an HSM, say). rnd is the randomness ECDSA needs; nil means
+// crypto/rand.
+func NewSigningKey(key crypto.Signer, rnd io.Reader) (*SigningKey, error) {
+	if key == nil {
+		return nil, errors.New("manifest: no signing key")
+	}
+	pub, err := NewPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	return &SigningKey{signer: key, pub: pub, rand: rnd}, nil
+}
+
+// Public returns the key's public half.
+func (k *SigningKey) Public() *PublicKey { return k.pub }
+
+// sign signs the context string followed by signed.
+func (k *SigningKey) sign(signed, scratch []byte) ([]byte, error) {
+	switch k.pub.alg {
+	case Ed25519:
+		msg := append(append(scratch[:0], signatureContext...), signed...)
+		return k.signer.Sign(k.rand, msg, crypto.Hash(0))
+	case ECDSAP256SHA256:
+		h := sha256.New()
+		h.Write([]byte(signatureContext))
+		h.Write(signed)
+		der, err := k.signer.Sign(k.rand, h.Sum(nil), crypto.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		return p1363FromASN1(der)
+	}
+	return nil, fmt.Errorf("unsupported signature %s", k.pub.alg)
+}
+
+// p1363FromASN1 turns an ASN.1 ECDSA-Sig-Value into r || s, 32 bytes each.
+func p1363FromASN1(der []byte) ([]byte, error) {
+	var r, s big.Int
+	in := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&s) || !seq.Empty() ||
+		r.Sign() <= 0 || s.Sign() <= 0 || r.BitLen() > 256 || s.BitLen() > 256 {
+		return nil, errors.New("malformed ECDSA signature from the signer")
+	}
+	out := make([]byte, 64)
+	r.FillBytes(out[:32])
+	s.FillBytes(out[32:])
+	return out, nil
+}

@@ -1,0 +1,320 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// DigestLen is the length of a packet digest: SHA-256, the only hash
+// algorithm a profile can name for now.
+const DigestLen = sha256.Size
+
+// Digest is the SHA-256 digest of one packet: the UDP payload exactly as sent
+// (after packet and header protection), nothing added, as MC_INTEGRITY in
+// draft-jholland-quic-multicast defines it.
+type Digest [DigestLen]byte
+
+// Sum returns the digest of a packet.
+func Sum(pkt []byte) Digest { return sha256.Sum256(pkt) }
+
+// Sizes of the fixed parts of a manifest.
+const (
+	// HeaderLen is the fixed header: Manifest Stream ID (32), Manifest
+	// Sequence Number (32), First Packet Number (64), T (1) and Packet
+	// Digest Count (15).
+	HeaderLen = 4 + 4 + 8 + 2
+	// TrailerLen is the signature block without the signature itself:
+	// Signature Algorithm (16), Key ID (64), Signature Length (16).
+	TrailerLen = 2 + KeyIDLen + 2
+	// MaxDigests is the most digests one manifest can list (15 bits).
+	MaxDigests = 1<<15 - 1
+)
+
+// MaxPacketNumber is the largest QUIC packet number (2^62-1).
+const MaxPacketNumber = 1<<62 - 1
+
+// TLV types of AMBI's manifest format that this package knows by name.
+// Others are skipped.
+const (
+	TLVPad             = 0   // padding, ignored
+	TLVRefreshDeadline = 128 // AMBI: move to another manifest stream before this many seconds
+)
+
+// signatureContext prefixes the signed bytes of every manifest, so that a
+// signature made for a manifest can never pass for one made with the same key
+// for something else (an HTTP message signature, say).
+const signatureContext = "h3m-manifest-v1\x00"
+
+// Sentinel causes wrapped in a ParseError.
+var (
+	// ErrTruncated means the input ends before the named field does.
+	ErrTruncated = errors.New("truncated")
+	// ErrInvalid means the named field holds a value the format forbids.
+	ErrInvalid = errors.New("invalid value")
+)
+
+// ParseError is a malformed manifest, MANIFEST frame or profile. errors.Is
+// matches Err against ErrTruncated and ErrInvalid.
+type ParseError struct {
+	What  string // "manifest", "MANIFEST frame" or "profile"
+	Field string // the field that is missing or wrong
+	Err   error
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.What, e.Field, e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+func manifestErr(field string, err error) error {
+	return &ParseError{What: "manifest", Field: field, Err: err}
+}
+
+// Manifest is one signed manifest: the digests of the packets numbered
+// FirstPN, FirstPN+1, ..., in that order, and the signature over them.
+//
+// The wire format (all integers big-endian, spec/transport.md):
+//
+//	Manifest {
+//	  Manifest Stream ID (32),
+//	  Manifest Sequence Number (32),
+//	  First Packet Number (64),
+//	  T (1),
+//	  Packet Digest Count (15),
+//	  [TLV Length (16)],            // present when T is 1
+//	  [TLVs (8 * TLV Length)],
+//	  Packet Digests (256 * Packet Digest Count),
+//	  Signature Algorithm (16),
+//	  Key ID (64),
+//	  Signature Length (16),
+//	  Signature (8 * Signature Length),
+//	}
+//
+// The signature covers the context string "h3m-manifest-v1" and a zero byte,
+// followed by every byte of the manifest before the Signature field.
+type Manifest struct {
+	// StreamID is the Manifest Stream ID: the profile's, so that manifests
+	// of other manifest streams are told apart before any signature check.
+	StreamID uint32
+	// Seq is the Manifest Sequence Number: one more for each new manifest,
+	// wrapping. Copies of a manifest keep its number.
+	Seq uint32
+	// FirstPN is the packet number of the first digest.
+	FirstPN uint64
+	// TLVs is the raw TLV space (AMBI's type-length-value options), nil when
+	// there is none. Append writes it as given; Parse checks its structure.
+	TLVs []byte
+	// Digests are the packet digests, DigestLen bytes each.
+	Digests []byte
+	// Alg and KeyID name the signing key.
+	Alg   Algorithm
+	KeyID KeyID
+	// Signature is the signature (set by Parse and Append).
+	Signature []byte
+
+	signed []byte // bytes before Signature (set by Parse and Append)
+}
+
+// Count returns the number of digests.
+func (m *Manifest) Count() int { return len(m.Digests) / DigestLen }
+
+// Digest returns the i-th digest, that of packet FirstPN+i.
+func (m *Manifest) Digest(i int) (d Digest) {
+	copy(d[:], m.Digests[i*DigestLen:])
+	return d
+}
+
+// LastPN returns the packet number of the last digest.
+func (m *Manifest) LastPN() uint64 { return m.FirstPN + uint64(m.Count()) - 1 }
+
+// SignedBytes returns the bytes the signature covers, without the context
+// prefix: the manifest up to and including Signature Length. It is set by
+// Parse and by Append.
+func (m *Manifest) SignedBytes() []byte { return m.signed }
+
+// Len returns the encoded length of the manifest with a signature of sigLen
+// bytes.
+func Len(digests, tlvLen, sigLen int) int {
+	n := HeaderLen + digests*DigestLen + TrailerLen + sigLen
+	if tlvLen > 0 {
+		n += 2 + tlvLen
+	}
+	return n
+}
+
+// MaxDigestsIn returns how many digests fit in a manifest of at most size
+// bytes signed with alg and without TLVs, or 0 if none fits.
+func MaxDigestsIn(size int, alg Algorithm) int {
+	n := (size - HeaderLen - TrailerLen - alg.SignatureLen()) / DigestLen
+	return max(0, min(n, MaxDigests))
+}
+
+// Append encodes the manifest, signs it with key and appends it to dst. It
+// sets m.Alg, m.KeyID, m.Signature and the signed bytes (aliasing the result).
+// scratch, when its capacity suffices, is used to build the message to sign,
+// so that signing with Ed25519 allocates only the signature.
+func (m *Manifest) Append(dst []byte, key *SigningKey, scratch []byte) ([]byte, error) {
+	if err := m.check(); err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	dst = m.appendSigned(dst, key.pub)
+	signed := dst[start:]
+	sig, err := key.sign(signed, scratch)
+	if err != nil {
+		return dst[:start], fmt.Errorf("manifest: sign: %w", err)
+	}
+	binary.BigEndian.PutUint16(dst[len(dst)-2:], uint16(len(sig)))
+	dst = append(dst, sig...)
+	m.Alg, m.KeyID = key.pub.alg, key.pub.id
+	m.signed = dst[start : len(dst)-len(sig)]
+	m.Signature = dst[len(dst)-len(sig):]
+	return dst, nil
+}
+
+// appendSigned appends the manifest up to the Signature Length field, which
+// holds the length the key's algorithm produces.
+func (m *Manifest) appendSigned(dst []byte, pub *PublicKey) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.StreamID)
+	dst = binary.BigEndian.AppendUint32(dst, m.Seq)
+	dst = binary.BigEndian.AppendUint64(dst, m.FirstPN)
+	tc := uint16(m.Count())
+	if len(m.TLVs) > 0 {
+		tc |= 0x8000
+	}
+	dst = binary.BigEndian.AppendUint16(dst, tc)
+	if len(m.TLVs) > 0 {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.TLVs)))
+		dst = append(dst, m.TLVs...)
+	}
+	dst = append(dst, m.Digests...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(pub.alg))
+	dst = append(dst, pub.id[:]...)
+	return binary.BigEndian.AppendUint16(dst, uint16(pub.alg.SignatureLen()))
+}
+
+// check validates the fields Append encodes.
+func (m *Manifest) check() error {
+	switch n := len(m.Digests); {
+	case n == 0:
+		return manifestErr("packet digest count", fmt.Errorf("%w: no digests", ErrInvalid))
+	case n%DigestLen != 0:
+		return manifestErr("packet digests", fmt.Errorf("%w: %d bytes, not a multiple of %d", ErrInvalid, n, DigestLen))
+	case n/DigestLen > MaxDigests:
+		return manifestErr("packet digest count", fmt.Errorf("%w: %d digests, at most %d", ErrInvalid, n/DigestLen, MaxDigests))
+	}
+	if m.FirstPN > MaxPacketNumber || m.LastPN() > MaxPacketNumber {
+		return manifestErr("first packet number", fmt.Errorf("%w: packets %d to %d pass 2^62-1", ErrInvalid, m.FirstPN, m.LastPN()))
+	}
+	if len(m.TLVs) > 0xffff {
+		return manifestErr("TLV length", fmt.Errorf("%w: %d bytes", ErrInvalid, len(m.TLVs)))
+	}
+	if err := checkTLVs(m.TLVs); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Parse parses the manifest at the start of b and returns it with its length,
+// so that manifests sent back to back (AMBI's application/ambi framing) can
+// be read one after the other. The returned manifest aliases b. Parse checks
+// the structure only; PublicKey.Verify checks the signature.
+func Parse(b []byte) (Manifest, int, error) {
+	var m Manifest
+	if len(b) < HeaderLen {
+		return m, 0, manifestErr("header", ErrTruncated)
+	}
+	m.StreamID = binary.BigEndian.Uint32(b)
+	m.Seq = binary.BigEndian.Uint32(b[4:])
+	m.FirstPN = binary.BigEndian.Uint64(b[8:])
+	tc := binary.BigEndian.Uint16(b[16:])
+	count := int(tc & 0x7fff)
+	pos := HeaderLen
+	if m.FirstPN > MaxPacketNumber {
+		return m, 0, manifestErr("first packet number", fmt.Errorf("%w: %d exceeds 2^62-1", ErrInvalid, m.FirstPN))
+	}
+	if count == 0 {
+		return m, 0, manifestErr("packet digest count", fmt.Errorf("%w: 0", ErrInvalid))
+	}
+	if m.FirstPN+uint64(count)-1 > MaxPacketNumber {
+		return m, 0, manifestErr("packet digest count", fmt.Errorf("%w: %d digests from packet %d pass 2^62-1", ErrInvalid, count, m.FirstPN))
+	}
+	if tc&0x8000 != 0 {
+		if len(b) < pos+2 {
+			return m, 0, manifestErr("TLV length", ErrTruncated)
+		}
+		n := int(binary.BigEndian.Uint16(b[pos:]))
+		pos += 2
+		if len(b) < pos+n {
+			return m, 0, manifestErr("TLVs", ErrTruncated)
+		}
+		m.TLVs = b[pos : pos+n : pos+n]
+		pos += n
+		if err := checkTLVs(m.TLVs); err != nil {
+			return m, 0, err
+		}
+	}
+	n := count * DigestLen
+	if len(b) < pos+n {
+		return m, 0, manifestErr("packet digests", ErrTruncated)
+	}
+	m.Digests = b[pos : pos+n : pos+n]
+	pos += n
+	if len(b) < pos+TrailerLen {
+		return m, 0, manifestErr("signature block", ErrTruncated)
+	}
+	m.Alg = Algorithm(binary.BigEndian.Uint16(b[pos:]))
+	copy(m.KeyID[:], b[pos+2:])
+	sigLen := int(binary.BigEndian.Uint16(b[pos+2+KeyIDLen:]))
+	pos += TrailerLen
+	if len(b) < pos+sigLen {
+		return m, 0, manifestErr("signature", ErrTruncated)
+	}
+	m.signed = b[:pos:pos]
+	m.Signature = b[pos : pos+sigLen : pos+sigLen]
+	return m, pos + sigLen, nil
+}
+
+// checkTLVs walks a TLV space: types 0-127 have an 8-bit length, 128-255 a
+// 16-bit one (AMBI). A TLV that runs past the space is an error, as AMBI
+// requires.
+func checkTLVs(b []byte) error {
+	for len(b) > 0 {
+		typ := b[0]
+		hdr, n := 2, 0
+		if typ >= 128 {
+			hdr = 3
+		}
+		if len(b) < hdr {
+			return manifestErr("TLV length", fmt.Errorf("%w: TLV type %d runs past the TLV space", ErrInvalid, typ))
+		}
+		if typ >= 128 {
+			n = int(binary.BigEndian.Uint16(b[1:]))
+		} else {
+			n = int(b[1])
+		}
+		if len(b) < hdr+n {
+			return manifestErr("TLV length", fmt.Errorf("%w: TLV type %d of %d bytes runs past the TLV space", ErrInvalid, typ, n))
+		}
+		b = b[hdr+n:]
+	}
+	return nil
+}
+
+// AppendTLV appends one TLV to a TLV space. The value can hold at most 255
+// bytes for types 0-127 and 65535 for types 128-255.
+func AppendTLV(dst []byte, typ byte, value []byte) ([]byte, error) {
+	switch {
+	case typ >= 128 && len(value) <= 0xffff:
+		dst = append(dst, typ)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(value)))
+	case typ < 128 && len(value) <= 0xff:
+		dst = append(dst, typ, byte(len(value)))
+	default:
+		return dst, manifestErr("TLV length", fmt.Errorf("%w: %d bytes for TLV type %d", ErrInvalid, len(value), typ))
+	}
+	return append(dst, value...), nil
+}
