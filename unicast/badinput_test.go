@@ -223,3 +223,64 @@ func TestCorruptServerGivesUp(t *testing.T) {
 		t.Errorf("stats %+v for %d given up", st, given)
 	}
 }
+
+// TestServerIgnoresRanges: a server that answers range requests with the
+// whole resource (200) is read whole, not refused.
+func TestServerIgnoresRanges(t *testing.T) {
+	ignore := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			next.ServeHTTP(w, r)
+		})
+	}
+	h, tc := runBadServer(t, 16, func(*FileServer) func(http.Handler) http.Handler { return ignore })
+	ds := tc.checkExact(h, h.paths)
+	for _, d := range ds {
+		if d.Via == ViaRepair || len(d.Problems) > 0 {
+			t.Errorf("%s via %s, problems %v", d.Path, d.Via, d.Problems)
+		}
+	}
+	if countVia(ds)[ViaFallback] == 0 {
+		t.Error("no resource needed unicast")
+	}
+}
+
+// TestRepresentationChanged: when the server's representation changed
+// since the push, If-Range makes it answer with the whole new one, which is
+// delivered under its own ETag (never the pushed bytes mixed with new ones).
+func TestRepresentationChanged(t *testing.T) {
+	changed := func(files *FileServer) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") == "" {
+					next.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Etag", `"v2"`)
+				http.ServeContent(w, r, "", time.Time{}, strings.NewReader("version 2 of "+r.URL.Path))
+			})
+		}
+	}
+	h, tc := runBadServer(t, 17, changed)
+	n := 0
+	for _, p := range h.paths {
+		ds := tc.deliveries(p)
+		if len(ds) != 1 || ds[0].Err != nil {
+			t.Fatalf("%s: %+v", p, ds)
+		}
+		d := ds[0]
+		got := readBody(t, d)
+		switch {
+		case d.ETag == `"v2"`:
+			n++
+			if d.Via != ViaFallback || string(got) != "version 2 of "+p {
+				t.Errorf("%s: via %s, %q", p, d.Via, got)
+			}
+		case !bytes.Equal(got, h.content[p]):
+			t.Errorf("%s: via %s, wrong bytes", p, d.Via)
+		}
+	}
+	if n == 0 {
+		t.Error("no repair met the new representation")
+	}
+}

@@ -25,9 +25,9 @@ var (
 	ErrMalformedResponse = errors.New("unicast: malformed response")
 )
 
-// mergeRanges returns rs (sorted, disjoint) with neighbours closer than gap
-// bytes merged: fetching the few bytes between two holes costs less than a
-// range of its own.
+// mergeRanges returns rs (sorted, disjoint) with neighbours separated by at
+// most gap bytes merged: fetching the few bytes between two holes again
+// costs less than a range (a multipart part) of its own.
 func mergeRanges(rs []ranges.Range, gap uint64) []ranges.Range {
 	var out []ranges.Range
 	for _, r := range rs {

@@ -104,8 +104,9 @@ type ClientConfig struct {
 	RepairBackoff, MaxBackoff time.Duration
 	// RequestTimeout bounds one unicast exchange, body included.
 	RequestTimeout time.Duration
-	// MergeGap merges missing ranges separated by fewer received bytes:
-	// re-fetching them costs less than a part of its own.
+	// MergeGap merges missing ranges separated by at most this many
+	// received bytes: fetching them again costs less than a multipart part
+	// of its own (about 100 bytes of part headers).
 	MergeGap int64
 	// MaxRanges caps the ranges of one request.
 	MaxRanges int
@@ -181,14 +182,14 @@ type ClientStats struct {
 	Multicast, Repaired, Fallback, Failed int
 	// Duplicates counts copies dropped because the resource (path and
 	// ETag) was already delivered, e.g. by both sessions of a rollover.
-	Duplicates int
+	Duplicates                                          int
 	LostBytes, RepairBytes, RepairWireBytes, FetchBytes int64
 	// Requests are unicast requests; RequestErrors those that failed at
 	// the network or with a transient status; BadResponses those answered
 	// wrongly (ranges, digests, refusals).
 	Requests, RequestErrors, BadResponses int
-	DescriptionErrors                    int
-	Joins, JoinErrors, Leaves            int
+	DescriptionErrors                     int
+	Joins, JoinErrors, Leaves             int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool

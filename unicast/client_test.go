@@ -267,3 +267,94 @@ func TestDuplicateAcrossSessions(t *testing.T) {
 		t.Errorf("stats: %+v", st)
 	}
 }
+
+// TestLostPromise: a push that never reaches the client at all (its
+// promise lost with everything else) is fetched whole once the catalogue
+// has listed it for LostGrace; multicast is not declared lost for it.
+func TestLostPromise(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 5, maxSize: 30 << 10, seed: 13})
+	if _, err := h.pub.Start(testAd(t, "lost")); err != nil {
+		t.Fatal(err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(1)
+	h.pushAll(h.paths[:2])
+	h.pub.Transport().Flush()
+	h.setDrop(func([]byte) bool { return true })
+	h.pushAll(h.paths[2:3])
+	h.pub.Transport().Flush()
+	h.setDrop(nil)
+	h.pushAll(h.paths[3:])
+	tc.waitPaths(10*time.Second, h.paths)
+	for _, d := range tc.checkExact(h, h.paths) {
+		want := ViaMulticast
+		if d.Path == h.paths[2] {
+			want = ViaFallback
+		}
+		if d.Via != want {
+			t.Errorf("%s via %s, want %s", d.Path, d.Via, want)
+		}
+	}
+	if st := tc.c.Stats(); st.FallbackEntered != 0 {
+		t.Errorf("fallback entered for one lost push: %+v", st)
+	}
+}
+
+// TestCatchUp: what the catalogue listed before the client started is not
+// expected of it, unless CatchUp is set.
+func TestCatchUp(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 4, maxSize: 20 << 10, seed: 14})
+	if _, err := h.pub.Start(testAd(t, "catch")); err != nil {
+		t.Fatal(err)
+	}
+	h.pushAll(h.paths[:2]) // before any client
+	plain := h.runClient(h.clientConfig())
+	cfg := h.clientConfig()
+	cfg.CatchUp = true
+	catchUp := h.runClient(cfg)
+	plain.waitJoined(1)
+	catchUp.waitJoined(1)
+	h.pushAll(h.paths[2:])
+	catchUp.waitPaths(10*time.Second, h.paths)
+	for _, d := range catchUp.checkExact(h, h.paths[:2]) {
+		if d.Via != ViaFallback {
+			t.Errorf("catch-up of %s via %s", d.Path, d.Via)
+		}
+	}
+	plain.waitPaths(10*time.Second, h.paths[2:])
+	time.Sleep(cfg.LostGrace + 500*time.Millisecond)
+	for _, p := range h.paths[:2] {
+		if ds := plain.deliveries(p); len(ds) != 0 {
+			t.Errorf("%s, pushed before the client started, fetched via %s", p, ds[0].Via)
+		}
+	}
+}
+
+// TestExitOnEnd: with ExitOnEnd, Run returns once the session has ended
+// and every resource is settled.
+func TestExitOnEnd(t *testing.T) {
+	h := newHarness(t, harnessOpts{files: 6, maxSize: 60 << 10, seed: 15, loss: 0.03})
+	if _, err := h.pub.Start(testAd(t, "exit")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.clientConfig()
+	cfg.ExitOnEnd = true
+	tc := h.runClient(cfg)
+	tc.waitJoined(1)
+	h.pushAll(h.paths)
+	if err := h.pub.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return after the session ended: %+v", tc.c.Stats())
+	}
+	if tc.err != nil {
+		t.Fatal(tc.err)
+	}
+	tc.checkExact(h, h.paths)
+	if got := len(tc.c.Resources()); got != len(h.paths) {
+		t.Errorf("Resources: %d, want %d", got, len(h.paths))
+	}
+}

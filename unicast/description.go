@@ -158,7 +158,7 @@ func ParseDescription(b []byte) (*Description, error) {
 				return nil, descErr(field+".predecessor", "%v", err)
 			}
 		}
-		if s.Successor == id {
+		if s.Successor != "" && s.Successor == id {
 			return nil, descErr(field+".successor", "a session cannot succeed itself")
 		}
 		ad, err := parseOneAdvertisement(s.AltSvc)

@@ -156,14 +156,14 @@ func (f *FileServer) Open(urlPath string) (*os.File, Representation, error) {
 	}
 	file, err := f.root.Open(name)
 	if err != nil {
-		return nil, Representation{}, err
+		return nil, Representation{}, openErr(urlPath, err)
 	}
 	st, err := file.Stat()
 	if err == nil && st.IsDir() {
 		file.Close()
 		name = path.Join(name, "index.html")
 		if file, err = f.root.Open(name); err != nil {
-			return nil, Representation{}, err
+			return nil, Representation{}, openErr(urlPath, err)
 		}
 		st, err = file.Stat()
 	}
@@ -201,6 +201,16 @@ func (f *FileServer) representation(file *os.File, st fs.FileInfo, urlPath strin
 	f.cache[key] = cachedRep{size: st.Size(), modTime: st.ModTime(), rep: rep}
 	f.mu.Unlock()
 	return rep, nil
+}
+
+// openErr reports an open failure as not found unless it is a permission
+// problem: names that leave the directory (through ".." or a symbolic
+// link), that go through a file, or that loop, name nothing servable.
+func openErr(urlPath string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%s: %w (%v)", urlPath, fs.ErrNotExist, err)
 }
 
 // fileName maps a request path to a name inside the root.

@@ -82,9 +82,9 @@ func testAd(t testing.TB, id string) altsvc.Advertisement {
 }
 
 type harnessOpts struct {
-	files   int   // number of files (default 12)
-	minSize int   // smallest file (default 1)
-	maxSize int   // largest file (default 200 KiB)
+	files   int // number of files (default 12)
+	minSize int // smallest file (default 1)
+	maxSize int // largest file (default 200 KiB)
 	seed    uint64
 	loss    float64
 	// wrap wraps the file handler (a misbehaving server).
@@ -113,10 +113,10 @@ type harness struct {
 
 	mu       sync.Mutex
 	srvClose func()
-	lossy  []*mcasttest.Lossy
-	loss   float64
-	seed   uint64
-	dropIf func([]byte) bool
+	lossy    []*mcasttest.Lossy
+	loss     float64
+	seed     uint64
+	dropIf   func([]byte) bool
 
 	pub *Publisher
 }

@@ -311,8 +311,12 @@ func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
 	for len(j.remaining) > 0 {
 		batch := j.remaining[:min(len(j.remaining), c.cfg.MaxRanges)]
 		whole, err := c.rangeRequest(ctx, j, body, batch)
-		if err != nil || whole != nil {
-			return whole, err
+		if err != nil {
+			return nil, err
+		}
+		if whole != nil {
+			discard(body) // superseded by the whole resource
+			return whole, nil
 		}
 		j.remaining = j.remaining[len(batch):]
 	}
