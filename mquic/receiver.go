@@ -139,6 +139,7 @@ type Receiver struct {
 	buffered   int
 	free       [][]byte
 	lastPacket time.Time
+	now        time.Time // when the datagrams being handled were read
 	stats      ReceiverStats
 	frame      wire.Frame
 	auth       *manifest.Authenticator // nil in a symmetric session
@@ -285,12 +286,13 @@ func (r *Receiver) Run(ctx context.Context) error {
 			n, err = r.batchR.ReadBatch(msgs)
 			if n > 0 {
 				r.mu.Lock()
+				r.now = time.Now() // one clock reading per batch
 				for i := range msgs[:n] {
 					m := &msgs[i]
 					src := m.Src
 					m.Datagrams(func(p []byte) { r.handleLocked(p, src) })
 				}
-				r.afterBatchLocked(time.Now())
+				r.afterBatchLocked(r.now)
 				r.mu.Unlock()
 			}
 		} else {
@@ -299,8 +301,9 @@ func (r *Receiver) Run(ctx context.Context) error {
 			n, from, err = r.conn.ReadFrom(buf)
 			if n > 0 {
 				r.mu.Lock()
+				r.now = time.Now()
 				r.handleLocked(buf[:n], addrPort(from))
-				r.afterBatchLocked(time.Now())
+				r.afterBatchLocked(r.now)
 				r.mu.Unlock()
 			}
 		}
@@ -362,8 +365,9 @@ func (r *Receiver) nextDeadline() time.Time {
 func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.now = time.Now()
 	r.handleLocked(pkt, src)
-	r.afterBatchLocked(time.Now())
+	r.afterBatchLocked(r.now)
 }
 
 // Flush reports every hole still waiting for reordering as a gap now, as
@@ -444,7 +448,7 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 		}
 		b = b[n:]
 	}
-	now := time.Now()
+	now := r.now
 	if r.auth != nil {
 		used := 0
 		if manifests > 0 {
@@ -503,7 +507,7 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 		r.stats.Stale++
 		return
 	}
-	r.accept(pn, 0, payload, wireLen, time.Now())
+	r.accept(pn, 0, payload, wireLen, r.now)
 }
 
 // accept takes an authenticated packet whose frames are valid: it marks its

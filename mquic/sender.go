@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -113,8 +112,9 @@ type Sender struct {
 	stop       context.CancelFunc
 	done       chan struct{}
 
-	packets, bytes, streamBytes, pings, writes atomic.Uint64
-	paceWait                                   atomic.Int64
+	st         SenderStats // counters, under mu
+	batchNow   time.Time   // when the batch being gathered began
+	flushArmed bool        // the timers goroutine will look at the packet being filled
 }
 
 // NewSender starts a sender for the session cfg.Params on conn, which must
@@ -247,7 +247,7 @@ func (s *Sender) Ping() error {
 		return err
 	}
 	s.cur = wire.AppendPing(s.cur)
-	s.pings.Add(1)
+	s.st.Pings++
 	return s.flushLocked()
 }
 
@@ -330,15 +330,11 @@ func (s *Sender) Close() error {
 
 // Stats returns the sender's counters.
 func (s *Sender) Stats() SenderStats {
-	return SenderStats{
-		Packets:     s.packets.Load(),
-		Bytes:       s.bytes.Load(),
-		StreamBytes: s.streamBytes.Load(),
-		Pings:       s.pings.Load(),
-		Writes:      s.writes.Load(),
-		PaceWait:    time.Duration(s.paceWait.Load()),
-		Manifests:   s.signerStats(),
-	}
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	st.Manifests = s.signerStats()
+	return st
 }
 
 func (s *Sender) signerStats() manifest.SignerStats {
@@ -380,11 +376,20 @@ func (s *Sender) ensurePacket(need int) error {
 	s.curPN = s.nextPN
 	s.nextPN++
 	s.cur = wire.AppendShortHeader(buf, s.sessionID, s.curPN, s.pnLen)
-	s.curSince = time.Now()
+	// One clock reading per batch: the packets of a batch are filled
+	// within microseconds, and FlushDelay and the manifest delay are
+	// milliseconds.
+	if len(s.queue) == 0 || s.batchNow.IsZero() {
+		s.batchNow = time.Now()
+	}
+	s.curSince = s.batchNow
 	s.curTrigger = true
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if !s.flushArmed {
+		s.flushArmed = true
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -441,20 +446,21 @@ func (s *Sender) writeQueue() error {
 		n += len(p)
 	}
 	if wait := s.pace.take(time.Now(), n); wait > 0 {
-		s.paceWait.Add(int64(wait))
+		s.st.PaceWait += wait
 		time.Sleep(wait)
 	}
 	err := s.write(s.queue)
-	s.writes.Add(1)
+	s.st.Writes++
 	if err != nil {
 		s.err = fmt.Errorf("mquic: send to %s: %w", s.dst, err)
 		s.log.Error("send failed; sender stops", "err", err)
 	} else {
-		s.packets.Add(uint64(len(s.queue)))
-		s.bytes.Add(uint64(n))
+		s.st.Packets += uint64(len(s.queue))
+		s.st.Bytes += uint64(n)
 	}
 	s.queue = s.queue[:0]
 	s.lastSend = time.Now()
+	s.batchNow = s.lastSend
 	return s.err
 }
 
@@ -496,6 +502,9 @@ func (s *Sender) timers(ctx context.Context) {
 				next = d
 			}
 		}
+		// From here on, a packet being filled is covered by the timer set
+		// below; a packet started later wakes this goroutine.
+		s.flushArmed = s.cur != nil
 		if s.signer != nil && !s.closed && s.err == nil {
 			if due, ok := s.signer.Deadline(); ok && !due.After(now) {
 				if err := s.emitManifests(false); err == nil {
@@ -519,7 +528,7 @@ func (s *Sender) timers(ctx context.Context) {
 			if d <= 0 {
 				if err := s.ensurePacket(1); err == nil {
 					s.cur = wire.AppendPing(s.cur)
-					s.pings.Add(1)
+					s.st.Pings++
 					_ = s.flushLocked()
 				}
 				d = s.idle / 3
@@ -671,7 +680,7 @@ func (st *SendStream) appendFrame(p []byte) {
 	st.finPN = s.curPN
 	s.cur = wire.AppendStreamFrame(s.cur, wire.StreamFrame{StreamID: st.id, Offset: st.off, Data: p}, true)
 	st.off += uint64(len(p))
-	s.streamBytes.Add(uint64(len(p)))
+	s.st.StreamBytes += uint64(len(p))
 }
 
 // Close ends the stream (FIN). When the stream's last frame is still in the
