@@ -208,25 +208,27 @@ type Client struct {
 	sem     chan struct{}
 	pollNow chan struct{}
 
-	mu         sync.Mutex
-	ctx        context.Context
-	started    bool
-	sessions   map[string]*csession
-	expectFrom map[string]uint64 // per session: first push ID expected (baseline)
-	baseline   bool
-	catalog    []CatalogEntry
-	haveCat    bool
-	descAt     time.Time // last successful description
-	endAt      time.Time // last time a session ended for us
-	delivered  map[string]*Delivery
-	results    []*Delivery
-	jobs       map[string]*job
-	busy       map[string]int // path -> multicast pushes in progress + jobs
-	seen       map[string]time.Time
-	resolved   map[string]bool
-	fallback   bool
-	stats      ClientStats
-	wg         sync.WaitGroup
+	mu       sync.Mutex
+	ctx      context.Context
+	started  bool
+	sessions map[string]*csession
+	// knownSessions counts the sessions ever joined (ExitOnEnd needs one).
+	knownSessions int
+	expectFrom    map[string]uint64 // per session: first push ID expected (baseline)
+	baseline      bool
+	catalog       []CatalogEntry
+	haveCat       bool
+	descAt        time.Time // last successful description
+	endAt         time.Time // last time a session ended for us
+	delivered     map[string]*Delivery
+	results       []*Delivery
+	jobs          map[string]*job
+	busy          map[string]int // path -> multicast pushes in progress + jobs
+	seen          map[string]time.Time
+	resolved      map[string]bool
+	fallback      bool
+	stats         ClientStats
+	wg            sync.WaitGroup
 }
 
 // NewClient checks cfg and returns a client; Run starts it.

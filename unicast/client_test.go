@@ -2,6 +2,7 @@ package unicast
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -129,9 +130,15 @@ func TestFallbackWhenJoinFails(t *testing.T) {
 }
 
 // TestServerStoppedMidSession: the unicast server stops while the session
-// runs with 5 % loss. Multicast delivery goes on; repairs fail, back off
-// and retry, and finish once the server is back on the same address.
+// runs with 5 % loss, closing its connections or, in a crash, without a
+// word. Multicast delivery goes on; repairs fail, back off and retry, and
+// finish once the server is back on the same address.
 func TestServerStoppedMidSession(t *testing.T) {
+	t.Run("closed", func(t *testing.T) { testServerStopped(t, false) })
+	t.Run("crashed", func(t *testing.T) { testServerStopped(t, true) })
+}
+
+func testServerStopped(t *testing.T, crash bool) {
 	// Small and large resources: at 5 % loss the small ones often arrive
 	// whole, the large ones never.
 	h := newHarness(t, harnessOpts{files: 16, minSize: 1 << 10, maxSize: 60 << 10, seed: 4, loss: 0.05})
@@ -142,7 +149,7 @@ func TestServerStoppedMidSession(t *testing.T) {
 	tc.waitJoined(1)
 	waitFor(t, 5*time.Second, "a first description", func() bool { return tc.c.Stats().Joins > 0 })
 	addr := h.addr
-	h.stopServer()
+	h.stopServer(crash)
 	h.pushAll(h.paths)
 
 	// While the server is down, multicast keeps delivering and repairs fail.
@@ -356,5 +363,37 @@ func TestExitOnEnd(t *testing.T) {
 	tc.checkExact(h, h.paths)
 	if got := len(tc.c.Resources()); got != len(h.paths) {
 		t.Errorf("Resources: %d, want %d", got, len(h.paths))
+	}
+}
+
+// TestAltSvcOnly: a server without the well-known document; the client
+// learns the session from the Alt-Svc field alone and receives. (Without a
+// catalogue nothing names a push whose promise was lost, so this runs
+// without loss; repair and fetch work the same in both modes.)
+func TestAltSvcOnly(t *testing.T) {
+	noDoc := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == WellKnownPath {
+				r.URL.Path = "/no-such-file" // still answered by the Server: Alt-Svc and a 404
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := newHarness(t, harnessOpts{files: 6, maxSize: 60 << 10, seed: 18, front: noDoc})
+	if _, err := h.pub.Start(testAd(t, "altsvc")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Discover(context.Background(), h.httpClient(), h.url())
+	if err != nil || !d.FromAltSvc || len(d.Sessions) != 1 {
+		t.Fatalf("discover: %+v, %v", d, err)
+	}
+	tc := h.runClient(h.clientConfig())
+	tc.waitJoined(1)
+	h.pushAll(h.paths)
+	tc.waitPaths(10*time.Second, h.paths)
+	for _, d := range tc.checkExact(h, h.paths) {
+		if d.Via != ViaMulticast {
+			t.Errorf("%s via %s", d.Path, d.Via)
+		}
 	}
 }

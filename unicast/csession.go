@@ -79,6 +79,7 @@ func (c *Client) apply(d *Description, first bool) {
 				cs.activeSince = now
 			}
 			c.sessions[si.ID] = cs
+			c.knownSessions++
 			joins = append(joins, cs)
 			c.log.Info("h3m session found", "session", si.ID, "state", si.State, "group", si.Advertisement.Session.Group.String(), "successor", si.Successor)
 			continue
@@ -92,6 +93,9 @@ func (c *Client) apply(d *Description, first bool) {
 	for id, cs := range c.sessions {
 		if !present[id] {
 			c.setStateLocked(cs, StateEnded, now)
+			if cs.left && len(cs.inProgress) == 0 {
+				delete(c.sessions, id) // gone from the description: forget it
+			}
 		}
 	}
 	starts := c.catalogJobsLocked(now)
@@ -443,7 +447,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 func (c *Client) finished() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.sessions) == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
+	if c.knownSessions == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
 		return false
 	}
 	for _, cs := range c.sessions {

@@ -112,7 +112,7 @@ type harness struct {
 	front func(http.Handler) http.Handler
 
 	mu       sync.Mutex
-	srvClose func()
+	srvClose func(crash bool)
 	lossy    []*mcasttest.Lossy
 	loss     float64
 	seed     uint64
@@ -200,26 +200,28 @@ func (h *harness) startServer(addr string) {
 		h.t.Fatalf("unicast server on %s: %v", addr, err)
 	}
 	srv := &Server{Handler: h.handler, TLSConfig: h.tlsConf, Sessions: h.sessions, Catalog: h.catalog, Logger: h.log}
-	closeFn := func() {
-		srv.Close()
-		conn.Close()
-	}
+	stop := srv.Close
 	if h.front != nil {
 		// The Server as a mounted handler, behind a misbehaving front.
 		h3s := &http3.Server{TLSConfig: http3.ConfigureTLSConfig(h.tlsConf.Clone()), Handler: h.front(srv)}
 		go h3s.Serve(conn)
-		closeFn = func() {
-			h3s.Close()
-			conn.Close()
-		}
+		stop = h3s.Close
 	} else {
 		go srv.Serve(conn)
+	}
+	closeFn := func(crash bool) {
+		if crash {
+			// The socket goes first: clients hear nothing.
+			conn.Close()
+		}
+		stop()
+		conn.Close()
 	}
 	h.mu.Lock()
 	h.srvClose = closeFn
 	h.addr = conn.LocalAddr().String()
 	h.mu.Unlock()
-	h.t.Cleanup(closeFn)
+	h.t.Cleanup(func() { closeFn(false) })
 	// Serve registers the listener asynchronously; wait until it answers.
 	hc := h.httpClient()
 	deadline := time.Now().Add(5 * time.Second)
@@ -238,13 +240,14 @@ func (h *harness) startServer(addr string) {
 	}
 }
 
-// stopServer stops the unicast server (connections closed at once).
-func (h *harness) stopServer() {
+// stopServer stops the unicast server: connections are closed at once,
+// or, for a crash, the socket is closed first so that clients are not told.
+func (h *harness) stopServer(crash bool) {
 	h.mu.Lock()
 	closeFn := h.srvClose
 	h.srvClose = nil
 	h.mu.Unlock()
-	closeFn()
+	closeFn(crash)
 }
 
 func (h *harness) url() string { return "https://" + h.addr + "/" }
