@@ -38,7 +38,7 @@ const (
 // Defaults of ClientConfig.
 const (
 	DefaultRepairConcurrency = 4
-	DefaultRepairDelay       = 100 * time.Millisecond
+	DefaultRepairDelay       = 500 * time.Millisecond
 	DefaultRepairBackoff     = 200 * time.Millisecond
 	DefaultMaxBackoff        = 5 * time.Second
 	DefaultRequestTimeout    = 30 * time.Second
