@@ -88,6 +88,10 @@ func (b *FileBody) Commit(path string) error {
 	if err := b.f.Sync(); err != nil {
 		return fmt.Errorf("h3m: commit %s: %w", path, err)
 	}
+	// Temporary files are private; the finished file gets the usual mode.
+	if err := b.f.Chmod(0o644); err != nil {
+		return fmt.Errorf("h3m: commit %s: %w", path, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("h3m: commit %s: %w", path, err)
 	}

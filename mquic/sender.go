@@ -21,7 +21,20 @@ const (
 	DefaultMaxPacketSize = 1200 // UDP payload bytes
 	DefaultBatchSize     = 32   // packets per batched write
 	DefaultFlushDelay    = time.Millisecond
+	DefaultKeepAlive     = time.Second
 )
+
+func keepAliveInterval(configured, idle time.Duration) time.Duration {
+	switch {
+	case configured < 0:
+		return 0
+	case configured > 0:
+		return configured
+	case idle > 0:
+		return min(DefaultKeepAlive, idle/3)
+	}
+	return DefaultKeepAlive
+}
 
 // maxStreamOffset is the largest stream offset QUIC allows (2^62-1).
 const maxStreamOffset = 1<<62 - 1
@@ -39,6 +52,12 @@ type SenderConfig struct {
 	// FlushDelay is how long a partly filled packet may wait for more data
 	// before it is sent anyway; 0 means DefaultFlushDelay.
 	FlushDelay time.Duration
+	// KeepAlive is how long the sender may stay silent before it sends a
+	// PING; 0 means DefaultKeepAlive or a third of the idle timeout,
+	// whichever is shorter, and a negative value disables keep-alives.
+	// Receivers take a silent session for lost multicast (and fall back to
+	// unicast), so keep it short.
+	KeepAlive time.Duration
 	// FirstPacketNumber is the packet number of the first packet sent.
 	FirstPacketNumber uint64
 	// OnPacket, when set, is called with every packet exactly as it goes on
@@ -89,7 +108,7 @@ type Sender struct {
 	minPayload int
 	maxChunk   int
 	flushDelay time.Duration
-	idle       time.Duration
+	keepAlive  time.Duration
 
 	mu         sync.Mutex
 	prot       *protect.Protector
@@ -149,7 +168,7 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 		overhead:   prot.Overhead(),
 		packetSize: cfg.MaxPacketSize,
 		flushDelay: cfg.FlushDelay,
-		idle:       p.IdleTimeout,
+		keepAlive:  keepAliveInterval(cfg.KeepAlive, p.IdleTimeout),
 		prot:       prot,
 		nextPN:     cfg.FirstPacketNumber,
 		nextUniID:  3,
@@ -518,20 +537,20 @@ func (s *Sender) timers(ctx context.Context) {
 				}
 			}
 		}
-		if s.idle > 0 && !s.closed && s.err == nil {
+		if s.keepAlive > 0 && !s.closed && s.err == nil {
 			last := s.lastSend
 			if last.IsZero() {
 				last = now
 				s.lastSend = now
 			}
-			d := last.Add(s.idle / 3).Sub(now)
+			d := last.Add(s.keepAlive).Sub(now)
 			if d <= 0 {
 				if err := s.ensurePacket(1); err == nil {
 					s.cur = wire.AppendPing(s.cur)
 					s.st.Pings++
 					_ = s.flushLocked()
 				}
-				d = s.idle / 3
+				d = s.keepAlive
 			}
 			if next < 0 || d < next {
 				next = d

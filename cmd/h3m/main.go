@@ -45,7 +45,7 @@ const (
 )
 
 func commands() []*command {
-	return []*command{demoCommand(), benchCommand(), serveCommand(), interopCommand()}
+	return []*command{demoCommand(), benchCommand(), serveCommand(), receiveCommand(), gatewayCommand(), interopCommand()}
 }
 
 func main() {

@@ -52,6 +52,7 @@ with --ca h3m-cert.pem.`,
 			linger := fs.Duration("linger", 10*time.Second, "with --once: how long the unicast server stays up after the session ends, for repairs")
 			settle := fs.Duration("settle", 300*time.Millisecond, "with --watch: how long a file must stay unchanged before it is pushed")
 			rollover := fs.Duration("rollover", 0, "start a successor session with new keys this often (0: never)")
+			wait := fs.Duration("wait", 0, "wait this long after announcing the session before the first push (time for receivers to join)")
 			config := fs.String("config", "", "JSON file of flag values ({\"group\": \"232.1.1.1\", \"rate\": 50000000, ...}); flags given on the command line win")
 			return func(ctx context.Context, e *env) error {
 				if err := applyConfig(fs, *config); err != nil {
@@ -72,7 +73,7 @@ with --ca h3m-cert.pem.`,
 				}
 				return runServe(ctx, e, serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
-					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover,
+					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests),
 				})
 			}
@@ -100,6 +101,7 @@ type serveOptions struct {
 	watch, once       bool
 	linger, settle    time.Duration
 	rollover          time.Duration
+	wait              time.Duration
 	digests           []string
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
@@ -149,6 +151,12 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
 		o.ready(url)
+	}
+	if o.wait > 0 {
+		select {
+		case <-time.After(o.wait):
+		case <-ctx.Done():
+		}
 	}
 
 	pushed := 0

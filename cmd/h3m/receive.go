@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/unicast"
+	"golang.org/x/sys/unix"
+)
+
+func receiveCommand() *command {
+	return &command{
+		name:  "receive",
+		usage: "--url URL --out DIR [flags]",
+		short: "receive a session's resources into a folder",
+		long: `receive discovers the multicast session that the unicast server at URL
+announces, joins it on --interface, and writes every resource it receives
+under DIR. A file only ever appears under its final name complete and
+verified (it is written to DIR/.h3m-partial first). What multicast lost is
+repaired with range requests over unicast; what it missed entirely is
+fetched; if no packet arrives for --fallback-after, everything comes over
+unicast until multicast returns.
+
+It exits 0 once the session has ended and every announced resource is
+complete and verified, and 1 with the reason otherwise (or when --timeout
+passes). Each delivery is reported on a line with how it came: multicast,
+repair (with the repaired bytes) or fallback.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
+			var cf clientFlags
+			cf.register(fs)
+			out := fs.String("out", "", "folder to write resources into (required)")
+			timeout := fs.Duration("timeout", 0, "give up after this long (0: wait for the session to end)")
+			return func(ctx context.Context, e *env) error {
+				if cf.url == "" || *out == "" {
+					return usagef("--url and --out are required")
+				}
+				return runReceive(ctx, e, &cf, *out, *timeout)
+			}
+		},
+	}
+}
+
+// clientFlags are the flags of the commands that receive.
+type clientFlags struct {
+	url, ca, iface string
+	fallbackAfter  time.Duration
+	catchUp        bool
+	requireDigest  bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.url, "url", "", "https URL of the h3m unicast server (as `h3m serve` prints it)")
+	fs.StringVar(&c.ca, "ca", "", "PEM certificate(s) to trust for the server (e.g. the h3m-cert.pem serve generated); default: the system roots")
+	fs.StringVar(&c.iface, "interface", "lo", "network interface to join multicast on")
+	fs.DurationVar(&c.fallbackAfter, "fallback-after", 3*time.Second, "switch to unicast when no multicast packet arrives for this long")
+	fs.BoolVar(&c.catchUp, "catch-up", true, "also fetch resources pushed before this receiver started")
+	fs.BoolVar(&c.requireDigest, "require-digest", true, "refuse resources that carry no digest to verify")
+}
+
+func (c *clientFlags) config(e *env) unicast.ClientConfig {
+	return unicast.ClientConfig{
+		URL: c.url, CAFile: c.ca, Interface: c.iface,
+		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
+		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
+		Logger:   e.log,
+	}
+}
+
+// outputPath maps a request path onto a file under dir, refusing paths
+// that would leave it.
+func outputPath(dir, urlPath string) (string, error) {
+	p := path.Clean("/" + urlPath)
+	if strings.HasSuffix(urlPath, "/") || p == "/" {
+		p = path.Join(p, "index.html")
+	}
+	rel := strings.TrimPrefix(p, "/")
+	if rel == "" || strings.HasPrefix(rel, ".h3m-partial") || !filepath.IsLocal(filepath.FromSlash(rel)) {
+		return "", fmt.Errorf("path %q cannot be stored under the output folder", urlPath)
+	}
+	return filepath.Join(dir, filepath.FromSlash(rel)), nil
+}
+
+func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeout time.Duration) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	partial := filepath.Join(out, ".h3m-partial")
+	defer os.RemoveAll(partial)
+	cfg := cf.config(e)
+	cfg.Storage = h3m.DirStorage{Dir: partial}
+	cfg.ExitOnEnd = true
+	var mu sync.Mutex
+	var failures []string
+	var bytes int64
+	var count int
+	progress := newProgressLine(e.stdout)
+	cfg.OnResource = func(d unicast.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", d.Path, d.Err))
+			progress.println(fmt.Sprintf("failed     %s: %v", d.Path, d.Err))
+			e.log.Error("resource failed", "path", d.Path, "err", d.Err)
+			return
+		}
+		err := commit(d, out)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", d.Path, err))
+			e.log.Error("storing a resource failed", "path", d.Path, "err", err)
+			return
+		}
+		count++
+		bytes += d.Size
+		line := fmt.Sprintf("%-10s %s (%d bytes)", d.Via, d.Path, d.Size)
+		if d.Via == unicast.ViaRepair {
+			line += fmt.Sprintf(", %d bytes repaired", d.RepairBytes)
+		}
+		progress.println(line)
+		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size,
+			"lost_bytes", d.LostBytes, "repair_bytes", d.RepairBytes, "fetch_bytes", d.FetchBytes)
+	}
+	client, err := unicast.NewClient(cfg)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	stop := progress.run(func() string {
+		st := client.Stats()
+		mu.Lock()
+		defer mu.Unlock()
+		mode := "multicast"
+		if st.FallbackActive {
+			mode = "FALLBACK (unicast)"
+		}
+		return fmt.Sprintf("%d resources, %.1f MB; %s; repaired %d, fallback %d, failed %d",
+			count, float64(bytes)/1e6, mode, st.Repaired, st.Fallback, st.Failed)
+	})
+	err = client.Run(ctx)
+	stop()
+	st := client.Stats()
+	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d failed\n",
+		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, len(failures))
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("gave up after --timeout %v before the session ended", timeout)
+	case err != nil:
+		return err
+	case len(failures) > 0:
+		return fmt.Errorf("%d resources failed: %s", len(failures), strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// commit moves a delivered body to its final name.
+func commit(d unicast.Delivery, out string) error {
+	dst, err := outputPath(out, d.Path)
+	if err != nil {
+		return err
+	}
+	if fb, ok := d.Body.(*h3m.FileBody); ok {
+		return fb.Commit(dst)
+	}
+	// A body held elsewhere: copy it through a temporary file.
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".h3m-*.partial")
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if tmp, err = os.CreateTemp(filepath.Dir(dst), ".h3m-*.partial"); err != nil {
+			return err
+		}
+	}
+	_, err = io.Copy(tmp, io.NewSectionReader(d.Body, 0, d.Size))
+	if err == nil {
+		err = tmp.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// progressLine keeps a status line at the bottom of a terminal, with
+// report lines printed above it; elsewhere it prints the report lines only.
+type progressLine struct {
+	w    io.Writer
+	tty  bool
+	mu   sync.Mutex
+	last string
+}
+
+func newProgressLine(w io.Writer) *progressLine {
+	p := &progressLine{w: w}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		p.tty = err == nil
+	}
+	return p
+}
+
+func (p *progressLine) println(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s\n%s", s, p.last)
+		return
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+// run refreshes the status line every 250 ms until the returned stop.
+func (p *progressLine) run(status func() string) (stop func()) {
+	if !p.tty {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s := status()
+				p.mu.Lock()
+				p.last = s
+				fmt.Fprintf(p.w, "\r\033[K%s", s)
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		p.mu.Lock()
+		fmt.Fprint(p.w, "\r\033[K")
+		p.mu.Unlock()
+	}
+}
