@@ -47,5 +47,5 @@
 // exit 0; receivers must then exit by themselves, 0 when everything
 // announced arrived intact. Checks use the downloads, exit codes, the
 // packet captures (unicast bytes from the server to each receiver) and,
-// for signatures, the receiver's JSON log.
+// for signatures, the receiver's per-resource output lines.
 package interop

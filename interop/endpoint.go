@@ -116,7 +116,10 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 			"--interface", iface, "--ttl", "1",
 			"--listen", getenv("SERVER"),
 			"--cert", filepath.Join(certs, "cert.pem"), "--key", filepath.Join(certs, "priv.key"),
-			"--profile", profile, "--suite", suite}
+			"--profile", profile, "--suite", suite,
+			// After SIGTERM ends the session, the unicast server stays up
+			// this long for the receivers' last repairs and to confirm the end.
+			"--linger", "5s"}
 		if r := getenv("RATE"); r != "" {
 			a = append(a, "--rate", r)
 		}

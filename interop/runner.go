@@ -245,7 +245,7 @@ func (c *caseRun) logf(format string, args ...any) {
 // mode cannot run.
 type errUnsupported struct{ why string }
 
-func (e errUnsupported) Error() string { return "unsupported: " + e.why }
+func (e errUnsupported) Error() string { return e.why }
 
 func (r *Runner) runCase(ctx context.Context, mode Mode, snd, rcv *Implementation, tc *TestCase) CaseResult {
 	res := CaseResult{Abbr: tc.Abbr, Name: tc.Name}
@@ -534,7 +534,7 @@ func (c *caseRun) startSender() error {
 	for {
 		if exited, code, _ := p.result(); exited {
 			if code == 127 {
-				return errUnsupported{"sender exited with 127"}
+				return errUnsupported{"sender exited with 127: " + c.tail("sender")}
 			}
 			return fmt.Errorf("sender exited with %d before its server listened: %s", code, c.tail("sender"))
 		}
@@ -577,7 +577,7 @@ func (c *caseRun) waitJoined(i int) error {
 	for {
 		if exited, code, _ := c.receivers[i].result(); exited {
 			if code == 127 {
-				return errUnsupported{fmt.Sprintf("receiver %d exited with 127", i+1)}
+				return errUnsupported{fmt.Sprintf("receiver %d exited with 127: %s", i+1, c.tail(fmt.Sprintf("receiver-%d", i+1)))}
 			}
 			return fmt.Errorf("receiver %d exited with %d before joining: %s", i+1, code, c.tail(fmt.Sprintf("receiver-%d", i+1)))
 		}
@@ -730,26 +730,21 @@ func allIdx(n int) []int {
 	return out
 }
 
-// finish ends the session: SIGTERM to the sender, up to 5 s for it to end
-// and exit, up to 10 s for the receivers to exit by themselves; anything
-// still running is stopped.
+// finish ends the session: SIGTERM to the sender, which must end the
+// session and exit within 15 s (it may keep its unicast server up a little
+// for the receivers' last repairs); the receivers get 10 s to exit by
+// themselves. Anything still running then is stopped.
 func (c *caseRun) finish() {
 	if c.sender == nil {
 		return
 	}
 	c.senderEnd = time.Now()
 	c.sender.signal(sigTERM)
-	if !c.sender.wait(context.Background(), 5*time.Second) {
-		c.logf("sender still running 5 s after SIGTERM: killing it")
-		c.sender.stop(0)
-	}
-	_, code, _ := c.sender.result()
-	c.logf("sender exited with %d after %v", code, c.sender.exitedAt().Sub(c.senderEnd).Round(time.Millisecond))
 	wait := 10 * time.Second
 	if c.tc.Name == "dash" {
 		wait = 0 // a gateway keeps serving its players
 	}
-	deadline := time.Now().Add(wait)
+	deadline := c.senderEnd.Add(wait)
 	for i, p := range c.receivers {
 		if p == nil {
 			continue
@@ -763,6 +758,12 @@ func (c *caseRun) finish() {
 		_, code, stopped := p.result()
 		c.logf("receiver %d: exit code %d (stopped by the runner: %v) at +%v", i+1, code, stopped, p.exitedAt().Sub(c.senderEnd).Round(time.Millisecond))
 	}
+	if !c.sender.wait(context.Background(), time.Until(c.senderEnd.Add(15*time.Second))) {
+		c.logf("sender still running 15 s after SIGTERM: killing it")
+		c.sender.stop(0)
+	}
+	_, code, _ := c.sender.result()
+	c.logf("sender exited with %d at +%v", code, c.sender.exitedAt().Sub(c.senderEnd).Round(time.Millisecond))
 }
 
 // stopAll stops every process still running (on early returns).
