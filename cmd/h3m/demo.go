@@ -6,118 +6,284 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
-	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m"
-	"github.com/h3m-project/h3m/h3m/h3frame"
-	"github.com/h3m-project/h3m/mquic"
-	"github.com/h3m-project/h3m/mquic/mcast"
-	"github.com/h3m-project/h3m/mquic/protect"
+	"github.com/h3m-project/h3m/h3m/gateway"
 )
 
 func demoCommand() *command {
 	return &command{
-		name:  "demo",
-		usage: "[flags]",
-		short: "run a sender and a receiver on loopback multicast with generated content",
-		long: `demo runs the whole job on a built-in default: it generates content, pushes it
-over multicast QUIC on the loopback interface (group 232.255.1.1, TTL 1) and
-receives it in the same process, printing progress and a summary. Nothing
-leaves the machine.`,
+		name:     "demo",
+		usage:    "[flags]",
+		short:    "run sender, unicast server and player gateway on loopback with generated content",
+		logLevel: "warn",
+		long: `demo runs the whole job on a built-in default, in one process and on this
+machine only: it generates a folder of files and a short live DASH stream
+(encoded by ffmpeg when it is installed, placeholder segments otherwise), runs
+"h3m serve --watch" on it (multicast on the loopback interface, group
+232.255.1.1, TTL 1; unicast HTTP/3 on 127.0.0.1:4433) and "h3m gateway" for
+players on 127.0.0.1:8080, and prints where to point a player and a live status
+line. After --duration it checks that every file reached the gateway intact
+over multicast, prints a summary and exits (0 if all is well).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
-			group := fs.String("group", "232.255.1.1:5000", "multicast group and port (on loopback)")
-			files := fs.Int("files", 20, "number of generated files")
-			size := fs.Int("size", 1<<20, "size of each generated file in bytes")
-			rate := fs.Uint64("rate", 200_000_000, "peak flow rate in bit/s")
-			return func(ctx context.Context, e *env) error {
-				g, err := netip.ParseAddrPort(*group)
-				if err != nil || !g.Addr().Is4() || !g.Addr().IsMulticast() {
-					return usagef("--group %q: want an IPv4 multicast address and port", *group)
-				}
-				return runTransportDemo(ctx, e, g, *files, *size, *rate)
-			}
+			var o demoOptions
+			fs.StringVar(&o.group, "group", "232.255.1.1", "multicast group (on loopback)")
+			fs.IntVar(&o.port, "port", 5000, "multicast UDP port")
+			fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "address of the unicast HTTP/3 server")
+			fs.StringVar(&o.gateway, "gateway", "127.0.0.1:8080", "address of the gateway for players")
+			fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long the live stream runs (0: until interrupted)")
+			fs.IntVar(&o.files, "files", 10, "number of generated files")
+			fs.IntVar(&o.size, "size", 2<<20, "size of the largest generated file")
+			fs.Uint64Var(&o.rate, "rate", 200_000_000, "peak flow rate in bit/s")
+			fs.StringVar(&o.dir, "dir", "", "folder for the generated content (default: a temporary folder, removed at exit)")
+			return func(ctx context.Context, e *env) error { return runDemo(ctx, e, o) }
 		},
 	}
 }
 
-func runTransportDemo(ctx context.Context, e *env, group netip.AddrPort, files, size int, rate uint64) error {
-	src := netip.MustParseAddr("127.0.0.1")
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	params := mquic.Params{Group: group, Source: src, SessionID: []byte("h3m-demo"),
-		CipherSuite: protect.SuiteAES128GCM, Secret: secret, PeakFlowRate: rate,
-		MaxConcurrentResources: 8, IdleTimeout: 10 * time.Second}
-	rconn, err := mcast.ListenReceiver(mcast.Config{Group: group, Source: src, Interface: "lo", Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer rconn.Close()
-	sconn, err := mcast.ListenSender(mcast.Config{Group: group, Source: src, Interface: "lo", TTL: 1, Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer sconn.Close()
+type demoOptions struct {
+	group, listen, gateway, dir string
+	port, files, size           int
+	duration                    time.Duration
+	rate                        uint64
+}
 
-	var mu sync.Mutex
-	done := 0
-	rcv, err := h3m.NewReceiver(rconn, h3m.ReceiverConfig{Session: params, Logger: e.log,
-		Verifier: &h3m.Verifier{RequireDigest: true},
-		OnEvent: func(ev h3m.Event) {
-			if ev.Kind == h3m.EventComplete {
-				mu.Lock()
-				done++
-				mu.Unlock()
-			}
-		}})
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rdone := make(chan error, 1)
-	go func() { rdone <- rcv.Run(rctx) }()
-
-	snd, err := mquic.NewSender(sconn, mquic.SenderConfig{Params: params, Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer snd.Close()
-	pusher, err := h3m.NewPusher(snd, h3m.PusherConfig{Authority: "demo.h3m.invalid", Digests: []string{"SHA-256"}, Logger: e.log})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "pushing %d files of %d bytes to %s on lo at %d bit/s\n", files, size, group, rate)
-	start := time.Now()
-	for i := range files {
-		body := make([]byte, size)
-		rand.Read(body)
-		p := &h3m.Push{Request: h3frame.Request{Path: fmt.Sprintf("/demo/file-%03d.bin", i)},
-			Header: http.Header{"Content-Type": {"application/octet-stream"}},
-			Body:   bytes.NewReader(body), ContentLength: int64(size), Last: i == files-1}
-		if _, err := pusher.Push(ctx, p); err != nil {
-			return err
-		}
-		mu.Lock()
-		fmt.Fprintf(e.stdout, "\rsent %d/%d, received %d ", i+1, files, done)
-		mu.Unlock()
-	}
-	snd.Close()
-	select {
-	case err := <-rdone:
+func runDemo(ctx context.Context, e *env, o demoOptions) error {
+	dir := o.dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "h3m-demo-")
 		if err != nil {
 			return err
 		}
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("receiver did not finish")
+		defer os.RemoveAll(tmp)
+		dir = tmp
 	}
-	st := rcv.Stats()
-	fmt.Fprintf(e.stdout, "\rsent %d, received %d complete, %d incomplete, %d failed in %v\n",
-		files, st.Complete, st.Incomplete, st.Failed, time.Since(start).Round(time.Millisecond))
-	if st.Complete != uint64(files) {
-		return fmt.Errorf("%d of %d files arrived complete", st.Complete, files)
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(filepath.Join(www, "live"), 0o755); err != nil {
+		return err
+	}
+	static, err := writeDemoFiles(www, o.files, o.size)
+	if err != nil {
+		return err
+	}
+	// The components log warnings only; the demo prints its own story.
+	quiet := &env{stdout: io.Discard, stderr: e.stderr, log: e.log}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	sf := sessionFlags{group: o.group, port: o.port, iface: "lo", ttl: 1, rate: o.rate, profile: "h3m-11",
+		suite: "1301", keys: "secret", idle: 30 * time.Second, maxConcurrent: 16, digests: "SHA-256"}
+	ad, err := sf.advertisement()
+	if err != nil {
+		return err
+	}
+	serverUp := make(chan string, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- runServe(ctx, quiet, serveOptions{
+			ad: ad, iface: "lo", ttl: 1, dir: www, listen: o.listen,
+			certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem"),
+			watch: true, settle: 200 * time.Millisecond, wait: 3 * time.Second, digests: []string{"SHA-256"},
+			ready: func(u string) { serverUp <- u },
+		})
+	}()
+	var url string
+	select {
+	case url = <-serverUp:
+	case err := <-errs:
+		return fmt.Errorf("sender: %w", err)
+	}
+	gwUp := make(chan string, 1)
+	cf := clientFlags{url: url, ca: filepath.Join(dir, "cert.pem"), iface: "lo", fallbackAfter: 3 * time.Second, requireDigest: true}
+	cf.catchUp = true
+	var gwStatus func() gateway.Status
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- runGateway(ctx, quiet, &cf, gatewayOptions{listen: o.gateway, hold: gateway.DefaultHoldPatterns,
+			holdTimeout: 4 * time.Second, cache: 512 << 20,
+			ready: func(u string) { gwUp <- u }, status: func(f func() gateway.Status) { gwStatus = f }})
+	}()
+	var gw string
+	select {
+	case gw = <-gwUp:
+	case err := <-errs:
+		return fmt.Errorf("gateway: %w", err)
+	}
+
+	fmt.Fprintf(e.stdout, "h3m demo: session %x (%s) on %s:%d over the loopback interface\n",
+		ad.Session.SessionID, ad.ProtocolID, o.group, o.port)
+	fmt.Fprintf(e.stdout, "  content:        %s\n", www)
+	fmt.Fprintf(e.stdout, "  unicast server: %s (certificate %s)\n", url, cf.ca)
+	fmt.Fprintf(e.stdout, "  gateway:        %s   status: %s_h3m/status\n", gw, gw)
+	live, how := startLive(ctx, e, filepath.Join(www, "live"), o.duration)
+	if live != nil {
+		fmt.Fprintf(e.stdout, "  live DASH (%s): %slive/manifest.mpd\n", how, gw)
+		fmt.Fprintf(e.stdout, "    ffplay %slive/manifest.mpd   or   vlc %slive/manifest.mpd\n", gw, gw)
+	} else {
+		fmt.Fprintf(e.stdout, "  live DASH: %s\n", how)
+	}
+
+	deadline := time.After(o.duration)
+	if o.duration == 0 {
+		deadline = nil
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	progress := newProgressLine(e.stdout)
+	status := func() string {
+		if gwStatus == nil {
+			return ""
+		}
+		st := gwStatus()
+		return fmt.Sprintf("gateway holds %d resources (%.1f MB); served to players: multicast %d, repair %d, fallback %d; held requests %d",
+			st.Store.Entries, float64(st.Store.Bytes)/1e6, st.Served[gateway.ViaMulticast], st.Served[gateway.ViaRepair],
+			st.Served[gateway.ViaFallback], st.Held)
+	}
+	stopProgress := progress.run(status)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-deadline:
+			break loop
+		case err := <-errs:
+			stopProgress()
+			return err
+		case <-tick.C:
+			if !progress.tty {
+				fmt.Fprintln(e.stdout, status())
+			}
+		}
+	}
+	stopProgress()
+	if live != nil {
+		live()
+	}
+	// Check what players get: every static file, through the gateway.
+	bad := 0
+	via := map[string]int{}
+	for name, want := range static {
+		resp, err := http.Get(strings.TrimSuffix(gw, "/") + name)
+		if err != nil {
+			return err
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		via[resp.Header.Get("X-H3m-Via")]++
+		if resp.StatusCode != 200 || !bytes.Equal(got, want) {
+			bad++
+			fmt.Fprintf(e.stdout, "  %s: %d, %d bytes (want %d)\n", name, resp.StatusCode, len(got), len(want))
+		}
+	}
+	fmt.Fprintf(e.stdout, "h3m demo: %d files checked through the gateway: %d intact (by %v), %d wrong\n",
+		len(static), len(static)-bad, via, bad)
+	fmt.Fprintf(e.stdout, "h3m demo: %s\n", status())
+	cancel()
+	wg.Wait()
+	if bad > 0 {
+		return fmt.Errorf("%d files did not arrive intact", bad)
 	}
 	return nil
+}
+
+// writeDemoFiles generates files of random content; the largest is size bytes.
+func writeDemoFiles(www string, n, size int) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	index := "<!doctype html><title>h3m demo</title><h1>h3m demo</h1><p>These files were pushed over multicast QUIC.</p><ul>"
+	for i := range n {
+		b := make([]byte, max(1, size>>(i%8)))
+		rand.Read(b)
+		name := fmt.Sprintf("/files/file-%02d.bin", i)
+		files[name] = b
+		index += fmt.Sprintf(`<li><a href="%s">%s</a> (%d bytes)`, name, name, len(b))
+	}
+	files["/index.html"] = []byte(index + `</ul><p><a href="/live/manifest.mpd">live stream</a> · <a href="/_h3m/status">gateway status</a></p>`)
+	for name, b := range files {
+		p := filepath.Join(www, filepath.FromSlash(strings.TrimPrefix(name, "/")))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// startLive writes a live DASH stream into dir: encoded by ffmpeg when it is
+// installed, else placeholder segments that show the delivery path (not
+// playable). It returns a function that stops it, and how it is made.
+func startLive(ctx context.Context, e *env, dir string, d time.Duration) (stop func(), how string) {
+	if d == 0 {
+		d = 24 * time.Hour
+	}
+	if ff, err := exec.LookPath("ffmpeg"); err == nil {
+		cmd := exec.CommandContext(ctx, ff, "-hide_banner", "-loglevel", "error", "-re",
+			"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25",
+			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+			"-t", fmt.Sprintf("%.0f", d.Seconds()),
+			"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-b:a", "64k",
+			"-f", "dash", "-seg_duration", "2", "-window_size", "10", "-streaming", "0",
+			filepath.Join(dir, "manifest.mpd"))
+		cmd.Stderr = e.stderr
+		if err := cmd.Start(); err == nil {
+			return func() {
+				cmd.Process.Signal(os.Interrupt)
+				done := make(chan struct{})
+				go func() { cmd.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(3 * time.Second):
+					cmd.Process.Kill()
+					<-done
+				}
+			}, "encoded by ffmpeg"
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for i := 1; ; i++ {
+			seg := make([]byte, 50_000)
+			rand.Read(seg)
+			name := fmt.Sprintf("chunk-stream0-%05d.m4s", i)
+			if err := writeAtomic(filepath.Join(dir, name), seg); err != nil {
+				return
+			}
+			mpd := fmt.Sprintf(`<?xml version="1.0"?><MPD type="dynamic" xmlns="urn:mpeg:dash:schema:mpd:2011"><!-- placeholder: %d segments, not playable --></MPD>`, i)
+			if err := writeAtomic(filepath.Join(dir, "manifest.mpd"), []byte(mpd)); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, "placeholder segments (install ffmpeg for a playable stream)"
+}
+
+func writeAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }

@@ -57,6 +57,8 @@ type gatewayOptions struct {
 	cache       int64
 	// ready, if set, is called with the gateway's URL once it listens.
 	ready func(url string)
+	// status, if set, is given the gateway's status function.
+	status func(func() gateway.Status)
 }
 
 func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) error {
@@ -76,7 +78,6 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 
 	store := gateway.NewStore(o.cache)
 	cfg := cf.config(e)
-	cfg.CatchUp = false
 	cfg.Storage = h3m.MemoryStorage{MaxSize: o.cache / 4}
 	cfg.OnResource = func(d unicast.Delivery) {
 		if d.Err != nil {
@@ -97,6 +98,9 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	})
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if o.status != nil {
+		o.status(gw.Status)
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

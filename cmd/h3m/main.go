@@ -26,7 +26,9 @@ type command struct {
 	usage string // argument synopsis
 	short string // one line
 	long  string // paragraphs for "h3m help <name>"
-	flags func(fs *flag.FlagSet) func(ctx context.Context, env *env) error
+	// logLevel is the default of --log-level ("info" when empty).
+	logLevel string
+	flags    func(fs *flag.FlagSet) func(ctx context.Context, env *env) error
 }
 
 // env is what a command runs with.
@@ -81,7 +83,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fs := newFlagSet(c, stderr)
-		logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+		defLevel := c.logLevel
+		if defLevel == "" {
+			defLevel = "info"
+		}
+		logLevel := fs.String("log-level", defLevel, "log level: debug, info, warn or error")
 		logFormat := fs.String("log-format", "text", "log format: text or json")
 		runFn := c.flags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
