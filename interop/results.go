@@ -133,6 +133,9 @@ func (res *Results) Cell(snd, rcv string) []CaseResult {
 
 // WriteJSON writes the results as indented JSON.
 func (res *Results) WriteJSON(w io.Writer) error {
+	if res.EndTime.IsZero() { // an interrupted run
+		res.EndTime = time.Now()
+	}
 	res.EndTimeUnix = res.EndTime.Unix()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
