@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				if c.name == args[1] {
 					fs := newFlagSet(c, stderr)
 					c.flags(fs)
+					commonFlags(fs, c)
 					fs.SetOutput(stdout)
 					fs.Usage()
 					return exitOK
@@ -83,13 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fs := newFlagSet(c, stderr)
-		defLevel := c.logLevel
-		if defLevel == "" {
-			defLevel = "info"
-		}
-		logLevel := fs.String("log-level", defLevel, "log level: debug, info, warn or error")
-		logFormat := fs.String("log-format", "text", "log format: text or json")
 		runFn := c.flags(fs)
+		logLevel, logFormat := commonFlags(fs, c)
 		if err := fs.Parse(args[1:]); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return exitOK
@@ -127,6 +123,17 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// commonFlags registers the flags every command has.
+func commonFlags(fs *flag.FlagSet, c *command) (level, format *string) {
+	def := c.logLevel
+	if def == "" {
+		def = "info"
+	}
+	level = fs.String("log-level", def, "log level: debug, info, warn or error")
+	format = fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
+	return level, format
+}
 
 func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("h3m "+c.name, flag.ContinueOnError)

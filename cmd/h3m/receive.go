@@ -59,7 +59,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "url", "", "https URL of the h3m unicast server (as `h3m serve` prints it)")
+	fs.StringVar(&c.url, "url", "", "https URL of the h3m unicast server, as h3m serve prints it")
 	fs.StringVar(&c.ca, "ca", "", "PEM certificate(s) to trust for the server (e.g. the h3m-cert.pem serve generated); default: the system roots")
 	fs.StringVar(&c.iface, "interface", "lo", "network interface to join multicast on")
 	fs.DurationVar(&c.fallbackAfter, "fallback-after", 3*time.Second, "switch to unicast when no multicast packet arrives for this long")
