@@ -146,8 +146,19 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		if st.FallbackActive {
 			mode = "FALLBACK (unicast)"
 		}
-		return fmt.Sprintf("%d resources, %.1f MB; %s; repaired %d, fallback %d, failed %d",
+		var b strings.Builder
+		// A bar for each large resource on its way (at most five).
+		shown := 0
+		for _, p := range client.InProgress() {
+			if p.Size < 1<<20 || shown == 5 {
+				continue
+			}
+			shown++
+			fmt.Fprintf(&b, "%s %3.0f%% %s\n", bar(p.Received, p.Size, 30), 100*float64(p.Received)/float64(p.Size), p.Path)
+		}
+		fmt.Fprintf(&b, "%d resources, %.1f MB; %s; repaired %d, fallback %d, failed %d",
 			count, float64(bytes)/1e6, mode, st.Repaired, st.Fallback, st.Failed)
+		return b.String()
 	})
 	err = client.Run(ctx)
 	stop()
@@ -197,13 +208,31 @@ func commit(d unicast.Delivery, out string) error {
 	return err
 }
 
-// progressLine keeps a status line at the bottom of a terminal, with
-// report lines printed above it; elsewhere it prints the report lines only.
+// bar draws a progress bar of width characters.
+func bar(done, total int64, width int) string {
+	n := 0
+	if total > 0 {
+		n = int(min(done, total) * int64(width) / total)
+	}
+	return "[" + strings.Repeat("=", n) + strings.Repeat(" ", width-n) + "]"
+}
+
+// progressLine keeps a status (one or more lines) at the bottom of a
+// terminal, with report lines printed above it; elsewhere it prints the
+// report lines only.
 type progressLine struct {
 	w    io.Writer
 	tty  bool
 	mu   sync.Mutex
-	last string
+	last string // the status shown
+}
+
+// clearLocked erases the status shown.
+func (p *progressLine) clearLocked() {
+	for range strings.Count(p.last, "\n") {
+		fmt.Fprint(p.w, "\r\033[K\033[A")
+	}
+	fmt.Fprint(p.w, "\r\033[K")
 }
 
 func newProgressLine(w io.Writer) *progressLine {
@@ -219,7 +248,8 @@ func (p *progressLine) println(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s\n%s", s, p.last)
+		p.clearLocked()
+		fmt.Fprintf(p.w, "%s\n%s", s, p.last)
 		return
 	}
 	fmt.Fprintln(p.w, s)
@@ -244,8 +274,9 @@ func (p *progressLine) run(status func() string) (stop func()) {
 			case <-t.C:
 				s := status()
 				p.mu.Lock()
+				p.clearLocked()
 				p.last = s
-				fmt.Fprintf(p.w, "\r\033[K%s", s)
+				fmt.Fprint(p.w, s)
 				p.mu.Unlock()
 			}
 		}
@@ -254,7 +285,8 @@ func (p *progressLine) run(status func() string) (stop func()) {
 		close(done)
 		wg.Wait()
 		p.mu.Lock()
-		fmt.Fprint(p.w, "\r\033[K")
+		p.clearLocked()
+		p.last = ""
 		p.mu.Unlock()
 	}
 }
