@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/internal/bench"
+	"github.com/h3m-project/h3m/internal/netns"
 	"github.com/h3m-project/h3m/mquic/protect"
 )
 
@@ -30,6 +31,7 @@ capacities of this machine, not of a network.`,
 			fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each measured phase")
 			fs.IntVar(&o.PacketSize, "size", 1200, "UDP payload bytes per packet")
 			offload := fs.String("offload", "both", "socket technique: off (sendmmsg/recvmmsg), on (UDP GSO/GRO) or both")
+			useNetns := fs.Bool("netns", false, "run between two network namespaces joined by a veth pair (needs root) instead of on loopback; GSO super-packets are segmented at the sender's link, as by a NIC")
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
@@ -42,7 +44,14 @@ capacities of this machine, not of a network.`,
 				o.Group = g
 				o.Source = netip.MustParseAddr("127.0.0.1")
 				if o.Interface != "lo" {
-					return usagef("--interface: bench runs on loopback only")
+					return usagef("--interface: bench runs on loopback (or, with --netns, on a veth pair of its own) only")
+				}
+				if *useNetns {
+					done, err := benchNamespaces(&o)
+					if err != nil {
+						return err
+					}
+					defer done()
 				}
 				switch suite {
 				case "none":
@@ -96,4 +105,37 @@ capacities of this machine, not of a network.`,
 			}
 		},
 	}
+}
+
+// benchNamespaces sets o up to run between two namespaces of its own joined
+// by a veth pair, and returns the function that removes them.
+func benchNamespaces(o *bench.Options) (func(), error) {
+	if err := netns.Available(); err != nil {
+		return nil, usagef("--netns: %v", err)
+	}
+	scope := &netns.Scope{}
+	var a, b *netns.NS
+	var ifA, ifB string
+	err := scope.Run(func() {
+		a, b = netns.New(scope, "bench-s"), netns.New(scope, "bench-r")
+		ifA, ifB = netns.Veth(scope, a, b, netip.MustParsePrefix("10.250.0.1/24"), netip.MustParsePrefix("10.250.0.2/24"))
+		// Segment GSO super-packets at the sender's link, as a NIC without
+		// UDP segmentation offload does: on the wire every datagram counts.
+		if _, err := a.Run("ip", "link", "set", ifA, "gso_max_segs", "1"); err != nil {
+			scope.Fatal(err)
+		}
+	})
+	if err != nil {
+		scope.Close()
+		return nil, err
+	}
+	o.Interface, o.RecvInterface = ifA, ifB
+	o.Source = netip.MustParseAddr("10.250.0.1")
+	o.InNS = func(recv bool, fn func() error) error {
+		if recv {
+			return b.Do(fn)
+		}
+		return a.Do(fn)
+	}
+	return func() { scope.Close() }, nil
 }

@@ -30,9 +30,15 @@ type Options struct {
 	// Suite protects the mquic packets.
 	Suite protect.Suite
 	// Interface and Group: where the sockets talk (loopback by default).
-	Interface string
-	Group     netip.AddrPort
-	Source    netip.Addr
+	// RecvInterface, when set, is the receiver's interface (the other end of
+	// a veth pair).
+	Interface     string
+	RecvInterface string
+	Group         netip.AddrPort
+	Source        netip.Addr
+	// InNS, when set, opens each socket inside the sender's or the
+	// receiver's network namespace.
+	InNS func(recv bool, fn func() error) error
 	// Out receives the report.
 	Out io.Writer
 	// Logger receives socket logs.
@@ -57,15 +63,29 @@ func (r Rate) String() string {
 }
 
 // conns opens a sender and a receiver socket pair for one phase.
-func (o *Options) conns(port uint16) (*mcast.Conn, *mcast.Conn, error) {
+func (o *Options) conns(port uint16) (snd, rcv *mcast.Conn, err error) {
 	group := netip.AddrPortFrom(o.Group.Addr(), port)
-	rcv, err := mcast.ListenReceiver(mcast.Config{Group: group, Source: o.Source, Interface: o.Interface,
-		RecvBuffer: 64 << 20, DisableGRO: !o.GRO, Logger: o.Logger})
+	in := o.InNS
+	if in == nil {
+		in = func(_ bool, fn func() error) error { return fn() }
+	}
+	riface := o.RecvInterface
+	if riface == "" {
+		riface = o.Interface
+	}
+	err = in(true, func() (err error) {
+		rcv, err = mcast.ListenReceiver(mcast.Config{Group: group, Source: o.Source, Interface: riface,
+			RecvBuffer: 64 << 20, DisableGRO: !o.GRO, Logger: o.Logger})
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	snd, err := mcast.ListenSender(mcast.Config{Group: group, Source: o.Source, Interface: o.Interface, TTL: 1,
-		DisableGSO: !o.GSO, Logger: o.Logger})
+	err = in(false, func() (err error) {
+		snd, err = mcast.ListenSender(mcast.Config{Group: group, Source: o.Source, Interface: o.Interface, TTL: 1,
+			DisableGSO: !o.GSO, Logger: o.Logger})
+		return err
+	})
 	if err != nil {
 		rcv.Close()
 		return nil, nil, err
@@ -178,10 +198,18 @@ func Transport(ctx context.Context, o Options) (TransportResult, error) {
 
 // Report prints a transport result with its ratios.
 func (r TransportResult) Report(w io.Writer, o Options) {
-	fmt.Fprintf(w, "transport, %d-byte packets, %v per phase, GSO %v, GRO %v, unpaced, %s\n",
-		o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
+	fmt.Fprintf(w, "transport over %s, %d-byte packets, %v per phase, GSO %v, GRO %v, unpaced, %s\n",
+		o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
 	fmt.Fprintf(w, "  raw UDP   send %s   receive %s\n", r.RawSend, r.RawRecv)
 	fmt.Fprintf(w, "  mquic     send %s   receive %s   (stream data %.2f Gbit/s)\n", r.MquicSend, r.MquicRecv, r.MquicStream.Gbps())
 	fmt.Fprintf(w, "  ratio     send %.2f                         receive %.2f   (target >= 0.5)\n",
 		r.MquicSend.PPS()/r.RawSend.PPS(), r.MquicRecv.PPS()/r.RawRecv.PPS())
+}
+
+// link names where the sockets talk, for reports.
+func (o *Options) link() string {
+	if o.RecvInterface != "" {
+		return "a veth pair between two network namespaces"
+	}
+	return "interface " + o.Interface
 }

@@ -190,7 +190,7 @@ func HTTP(ctx context.Context, o Options) (HTTPResult, error) {
 
 // Report prints an HTTP result with its ratios.
 func (r HTTPResult) Report(w io.Writer, o Options) {
-	fmt.Fprintf(w, "HTTP pushes over multicast QUIC, %d-byte packets, %v per phase, GSO %v, GRO %v, unpaced\n", o.PacketSize, o.Duration, o.GSO, o.GRO)
+	fmt.Fprintf(w, "HTTP pushes over multicast QUIC over %s, %d-byte packets, %v per phase, GSO %v, GRO %v, unpaced\n", o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO)
 	fmt.Fprintf(w, "  mquic stream data      %7.2f Gbit/s\n", r.Stream.Gbps())
 	fmt.Fprintf(w, "  %d MiB pushes (bodies) %7.2f Gbit/s   ratio to the stream %.2f (target >= 0.9)\n",
 		r.LargeSize>>20, r.Large.Gbps(), r.Large.Gbps()/r.Stream.Gbps())

@@ -25,11 +25,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NS is a network namespace created for one test.
+// TB is what this package needs of a test: *testing.T and *testing.B have
+// it, and Scope gives it to programs.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+var _ TB = testing.TB(nil)
+
+// NS is a network namespace created for one test (or one Scope).
 type NS struct {
 	// Name is the namespace's name as `ip netns` knows it.
 	Name string
-	t    testing.TB
+	t    TB
 }
 
 // Available reports why namespaces cannot be created here, or nil.
@@ -46,7 +59,7 @@ func Available() error {
 // New creates a namespace with lo up, and deletes it in t.Cleanup. It skips
 // the test when Available reports a problem. name should be short
 // (e.g. "snd"); it is only a readable part of the full name.
-func New(t testing.TB, name string) *NS {
+func New(t TB, name string) *NS {
 	t.Helper()
 	if err := Available(); err != nil {
 		t.Skipf("netns: skipping: %v", err)
@@ -128,7 +141,7 @@ func (ns *NS) MustRun(args ...string) string {
 // so they are usable at once), brings both ends up, routes the SSM ranges
 // 232.0.0.0/8 and ff3e::/16 to the veth in both namespaces, and waits for
 // the link to come up. It returns the interface names in a and in b.
-func Veth(t testing.TB, a, b *NS, addrA, addrB netip.Prefix) (ifA, ifB string) {
+func Veth(t TB, a, b *NS, addrA, addrB netip.Prefix) (ifA, ifB string) {
 	t.Helper()
 	suffix := randHex(3)
 	ifA, ifB = "h3a-"+suffix, "h3b-"+suffix
@@ -169,7 +182,7 @@ func (ns *NS) AddAddr(dev string, p netip.Prefix) {
 }
 
 // waitUp waits until dev reports carrier (LOWER_UP), at most 3 s.
-func waitUp(t testing.TB, ns *NS, dev string) {
+func waitUp(t TB, ns *NS, dev string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
