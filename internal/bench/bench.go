@@ -53,10 +53,20 @@ type Rate struct {
 }
 
 // PPS is packets per second.
-func (r Rate) PPS() float64 { return float64(r.Packets) / r.Elapsed.Seconds() }
+func (r Rate) PPS() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Packets) / r.Elapsed.Seconds()
+}
 
 // Gbps is payload gigabits per second.
-func (r Rate) Gbps() float64 { return float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9 }
+func (r Rate) Gbps() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) * 8 / r.Elapsed.Seconds() / 1e9
+}
 
 func (r Rate) String() string {
 	return fmt.Sprintf("%7.2f Gbit/s %9.0f pkt/s", r.Gbps(), r.PPS())
@@ -132,32 +142,45 @@ func (h *countingHandler) Reset(uint64, uint64) {}
 // Transport measures raw UDP and then mquic, unpaced, for o.Duration each.
 func Transport(ctx context.Context, o Options) (TransportResult, error) {
 	var res TransportResult
-	port := o.Group.Port()
+	var err error
+	if res.RawSend, res.RawRecv, err = o.rawPhase(ctx, o.Group.Port()); err != nil {
+		return res, err
+	}
+	res.MquicSend, res.MquicRecv, res.MquicStream, err = o.streamPhase(ctx, o.Group.Port()+1)
+	return res, err
+}
 
+// rawPhase measures the raw-UDP baseline.
+func (o *Options) rawPhase(ctx context.Context, port uint16) (send, recv Rate, err error) {
 	snd, rcv, err := o.conns(port)
 	if err != nil {
-		return res, err
-	}
-	base, err := mcast.Baseline(ctx, snd, rcv, o.PacketSize, o.Duration, 0)
-	snd.Close()
-	rcv.Close()
-	if err != nil {
-		return res, fmt.Errorf("raw baseline: %w", err)
-	}
-	res.RawSend = Rate{Packets: base.Sent, Bytes: base.Sent * uint64(o.PacketSize), Elapsed: base.Elapsed}
-	res.RawRecv = Rate{Packets: base.Received, Bytes: base.Received * uint64(o.PacketSize), Elapsed: base.RecvElapsed}
-
-	snd, rcv, err = o.conns(port + 1)
-	if err != nil {
-		return res, err
+		return send, recv, err
 	}
 	defer snd.Close()
 	defer rcv.Close()
-	params := o.params(port + 1)
+	base, err := mcast.Baseline(ctx, snd, rcv, o.PacketSize, o.Duration, 0)
+	if err != nil {
+		return send, recv, fmt.Errorf("raw baseline: %w", err)
+	}
+	send = Rate{Packets: base.Sent, Bytes: base.Sent * uint64(o.PacketSize), Elapsed: base.Elapsed}
+	recv = Rate{Packets: base.Received, Bytes: base.Received * uint64(o.PacketSize), Elapsed: base.RecvElapsed}
+	return send, recv, nil
+}
+
+// streamPhase sends one mquic stream as fast as possible and measures the
+// packets sent, the packets received and the stream data delivered.
+func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, stream Rate, err error) {
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return send, recv, stream, err
+	}
+	defer snd.Close()
+	defer rcv.Close()
+	params := o.params(port)
 	h := &countingHandler{}
 	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
 	if err != nil {
-		return res, err
+		return send, recv, stream, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -166,18 +189,18 @@ func Transport(ctx context.Context, o Options) (TransportResult, error) {
 	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
 		BatchSize: 2 * snd.MaxSegments(), Logger: o.Logger})
 	if err != nil {
-		return res, err
+		return send, recv, stream, err
 	}
 	st, err := s.OpenStream()
 	if err != nil {
-		return res, err
+		return send, recv, stream, err
 	}
 	chunk := make([]byte, s.MaxChunk())
 	start := time.Now()
 	for time.Since(start) < o.Duration && ctx.Err() == nil {
 		for range 64 {
 			if err := st.WriteChunk(chunk); err != nil {
-				return res, err
+				return send, recv, stream, err
 			}
 		}
 	}
@@ -190,10 +213,10 @@ func Transport(ctx context.Context, o Options) (TransportResult, error) {
 	<-done
 	rs := r.Stats()
 	recvElapsed := time.Duration(h.last.Load() - start.UnixNano())
-	res.MquicSend = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
-	res.MquicRecv = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: recvElapsed}
-	res.MquicStream = Rate{Packets: rs.Packets, Bytes: h.bytes.Load(), Elapsed: recvElapsed}
-	return res, nil
+	send = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
+	recv = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: recvElapsed}
+	stream = Rate{Packets: rs.Packets, Bytes: h.bytes.Load(), Elapsed: recvElapsed}
+	return send, recv, stream, nil
 }
 
 // Report prints a transport result with its ratios.
