@@ -59,4 +59,6 @@ func (s *Scope) Fatalf(format string, args ...any) { panic(failure{fmt.Errorf(fo
 func (s *Scope) Skipf(format string, args ...any) { s.Fatalf(format, args...) }
 
 // Errorf implements TB.
-func (s *Scope) Errorf(format string, args ...any) { s.errs = append(s.errs, fmt.Errorf(format, args...)) }
+func (s *Scope) Errorf(format string, args ...any) {
+	s.errs = append(s.errs, fmt.Errorf(format, args...))
+}
