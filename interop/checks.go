@@ -321,7 +321,7 @@ func checkLoss(c *caseRun) error {
 	var errs []error
 	for i := range c.net.Receivers {
 		errs = append(errs, c.checkExact(i), c.checkExited(i, 0),
-			c.checkUnicast(i, c.contentBytes(-1), 0.01, 0.7, time.Time{}, time.Time{}))
+			c.checkUnicast(i, c.contentBytes(-1), 0.01, 0.85, time.Time{}, time.Time{}))
 	}
 	return errors.Join(errs...)
 }
@@ -390,7 +390,7 @@ func checkMultiReceiver(c *caseRun) error {
 	for i := range c.net.Receivers {
 		share := 0.2
 		if lossOf(c.tc.Topology, i) > 0 {
-			share = 0.7
+			share = 0.85
 		}
 		errs = append(errs, c.checkExact(i), c.checkExited(i, 0),
 			c.checkUnicast(i, c.contentBytes(-1), 0, share, time.Time{}, time.Time{}))

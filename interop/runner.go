@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -751,7 +752,11 @@ func (c *caseRun) finish() {
 		}
 		if !p.wait(context.Background(), time.Until(deadline)) {
 			if wait > 0 {
-				c.logf("receiver %d still running %v after the session ended: stopping it", i+1, wait)
+				// SIGQUIT first: a Go program prints every goroutine's
+				// stack into its log, which shows where it hangs.
+				c.logf("receiver %d still running %v after the session ended: SIGQUIT, then stopping it", i+1, wait)
+				p.signal(syscall.SIGQUIT)
+				p.wait(context.Background(), time.Second)
 			}
 			p.stop(2 * time.Second)
 		}
