@@ -53,7 +53,7 @@ func BenchmarkReceivePush(b *testing.B) {
 			const size = 64 << 20
 			p.Push(context.Background(), &h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: &zeros{size}, ContentLength: size})
 			snd.Close()
-			pkts := cc.packets()
+			pkts := cc.Packets()
 			src := netip.AddrPortFrom(mcasttest.Source, 1)
 			newRcv := func() *h3m.Receiver {
 				r, _ := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params, Profile: prof, Storage: discardStorage{}})

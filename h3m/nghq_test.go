@@ -138,7 +138,7 @@ func TestNGHQCompatibleSender(t *testing.T) {
 		}
 	}
 	snd.Close()
-	pkts := cc.packets()
+	pkts := cc.Packets()
 	checkNGHQLayout(t, params, pkts)
 
 	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params, Verifier: &h3m.Verifier{RequireDigest: true}})

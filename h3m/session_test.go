@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -186,28 +185,5 @@ func bodyOf(t testing.TB, res *h3m.Resource) []byte {
 	return mb.Bytes()
 }
 
-// captureConn is a net.PacketConn that keeps what is written to it and
-// never delivers anything (tests feed packets with HandlePacket).
-type captureConn struct {
-	mu   sync.Mutex
-	pkts [][]byte
-}
-
-func (c *captureConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	c.mu.Lock()
-	c.pkts = append(c.pkts, append([]byte(nil), p...))
-	c.mu.Unlock()
-	return len(p), nil
-}
-func (c *captureConn) ReadFrom([]byte) (int, net.Addr, error) { select {} }
-func (c *captureConn) Close() error                           { return nil }
-func (c *captureConn) LocalAddr() net.Addr                    { return &net.UDPAddr{} }
-func (c *captureConn) SetDeadline(time.Time) error            { return nil }
-func (c *captureConn) SetReadDeadline(time.Time) error        { return nil }
-func (c *captureConn) SetWriteDeadline(time.Time) error       { return nil }
-
-func (c *captureConn) packets() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.pkts...)
-}
+// captureConn keeps what a sender writes (see mcasttest.CaptureConn).
+type captureConn = mcasttest.CaptureConn

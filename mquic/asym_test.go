@@ -388,7 +388,7 @@ func capturedAsymSession(t testing.TB, params mquic.Params, sc *manifest.SignerC
 	}
 	sendStreams(t, snd, pat, 1, n)
 	snd.Close()
-	return cc.packets()
+	return cc.Packets()
 }
 
 // TestAsymReplay replays the packets of an asymmetric session: a copy of a

@@ -3,9 +3,7 @@ package mquic_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,34 +13,8 @@ import (
 	"github.com/h3m-project/h3m/mquic/wire"
 )
 
-// captureConn is a net.PacketConn that keeps what is written to it.
-type captureConn struct {
-	mu   sync.Mutex
-	pkts [][]byte
-}
-
-func (c *captureConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	c.mu.Lock()
-	c.pkts = append(c.pkts, append([]byte(nil), p...))
-	c.mu.Unlock()
-	return len(p), nil
-}
-func (c *captureConn) ReadFrom([]byte) (int, net.Addr, error) { select {} }
-func (c *captureConn) Close() error                           { return nil }
-func (c *captureConn) LocalAddr() net.Addr                    { return &net.UDPAddr{} }
-func (c *captureConn) SetDeadline(time.Time) error            { return nil }
-func (c *captureConn) SetReadDeadline(time.Time) error        { return nil }
-func (c *captureConn) SetWriteDeadline(time.Time) error       { return nil }
-
-func (c *captureConn) packets() [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([][]byte, len(c.pkts))
-	for i, p := range c.pkts {
-		out[i] = append([]byte(nil), p...)
-	}
-	return out
-}
+// captureConn keeps what a sender writes (see mcasttest.CaptureConn).
+type captureConn = mcasttest.CaptureConn
 
 var src = netip.AddrPortFrom(mcasttest.Source, 4433)
 
@@ -57,7 +29,7 @@ func capturedSession(t testing.TB, params mquic.Params, pat pattern, n int) [][]
 	}
 	sendStreams(t, snd, pat, 1, n)
 	snd.Close()
-	return cc.packets()
+	return cc.Packets()
 }
 
 func newTestReceiver(t testing.TB, params mquic.Params, col *collector) *mquic.Receiver {
