@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -201,6 +202,10 @@ func RunEndpoint(ctx context.Context, h3m string, getenv func(string) string, st
 			plan.Relay.InInterface, plan.Relay.OutInterface, plan.Relay.Group)
 		go func() { relayErr <- rl.Run(rctx) }()
 	}
+	// The runner sends SIGQUIT to a hung endpoint's process group so that
+	// h3m prints its goroutines; catching it here keeps this process's own
+	// stacks out of the log (a caught signal is reset for the child).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGQUIT)
 	fmt.Fprintf(stderr, "h3m interop endpoint: %s %s\n", h3m, strings.Join(plan.Args, " "))
 	cmd := exec.CommandContext(ctx, h3m, plan.Args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
