@@ -143,9 +143,8 @@ func (p *proc) groupCPU() time.Duration {
 	}
 	var ticks int64
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue // not a process
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
@@ -155,7 +154,6 @@ func (p *proc) groupCPU() time.Duration {
 		if ok && grp == pgid {
 			ticks += t
 		}
-		_ = pid
 	}
 	return time.Duration(ticks) * time.Second / clockTicks
 }

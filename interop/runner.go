@@ -228,7 +228,7 @@ type caseRun struct {
 	captures  []*proc
 	pcaps     map[string]string // host name → capture file
 	attacker  *Relay
-	vars      map[string]string
+	gateway   string
 
 	mu         sync.Mutex
 	completeAt []map[string]time.Time // per receiver: file → when verified
@@ -490,20 +490,17 @@ func (c *caseRun) endpointVars(role Role, idx int) map[string]string {
 	return v
 }
 
-func (c *caseRun) gatewayAddr(idx int) string {
-	if c.mode == ModeLoopback {
-		if c.vars == nil {
-			c.vars = map[string]string{}
+// gatewayAddr is where the dash case's receiver serves players: port 8080
+// on the receiver host's own loopback, or a free port in loopback mode.
+func (c *caseRun) gatewayAddr(int) string {
+	if c.gateway == "" {
+		c.gateway = "127.0.0.1:8080"
+		if c.mode == ModeLoopback {
+			p, _ := freeUDPPort()
+			c.gateway = fmt.Sprintf("127.0.0.1:%d", p)
 		}
-		if g, ok := c.vars["gateway"]; ok {
-			return g
-		}
-		p, _ := freeUDPPort()
-		g := fmt.Sprintf("127.0.0.1:%d", p)
-		c.vars["gateway"] = g
-		return g
 	}
-	return "127.0.0.1:8080"
+	return c.gateway
 }
 
 func (c *caseRun) startEndpoint(role Role, idx int) (*proc, error) {
