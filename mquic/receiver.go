@@ -56,6 +56,14 @@ type ReceiverConfig struct {
 	ReplayWindow int
 	// ReadBatch is how many datagrams (or GRO buffers) one read takes.
 	ReadBatch int
+	// AuthReorderDelay, in an asymmetric session, is how long a stream hole
+	// waits (instead of ReorderDelay) before it is reported as a gap while a
+	// packet with an older packet number is held for its manifest: that
+	// packet may fill the hole once a manifest lists it. 0 means no longer
+	// than ReorderDelay. A receiver that fetches lost manifests over another
+	// channel (unicast) sets it to cover the fetch, so that the packets the
+	// fetched manifests release still reach their streams in order.
+	AuthReorderDelay time.Duration
 	// RequireAsymmetric refuses a session that does not advertise
 	// asymmetric packet authentication (manifest.ExtensionID): NewReceiver
 	// then fails. A session that advertises it is always authenticated,
@@ -143,6 +151,7 @@ type Receiver struct {
 	stats      ReceiverStats
 	frame      wire.Frame
 	auth       *manifest.Authenticator // nil in a symmetric session
+	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 }
 
 // NewReceiver creates a receiver for the session cfg.Params reading from
@@ -344,9 +353,14 @@ func (r *Receiver) nextDeadline() time.Time {
 	if r.idle > 0 {
 		d = r.lastPacket.Add(r.idle)
 	}
+	heldPN, held := r.heldData()
 	for _, s := range r.waiting {
 		if len(s.pending) > 0 {
-			t := s.pending[0].at.Add(r.cfg.ReorderDelay)
+			seg := &s.pending[0]
+			t := seg.at.Add(r.cfg.ReorderDelay)
+			if held && heldPN < seg.pn {
+				t = seg.at.Add(max(r.cfg.ReorderDelay, r.cfg.AuthReorderDelay))
+			}
 			if d.IsZero() || t.Before(d) {
 				d = t
 			}
@@ -489,9 +503,11 @@ func (r *Receiver) handleManifests(payload []byte, now time.Time) (used int) {
 			continue
 		}
 		m, n, _ := manifest.ParseFrame(b)
-		if err := r.auth.HandleManifest(&m, now); err == nil || errors.Is(err, manifest.ErrRepeat) {
+		err := r.auth.HandleManifest(&m, now)
+		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
 		}
+		r.noteInBand(m.Seq, err)
 		b = b[n:]
 	}
 	return used
@@ -720,11 +736,16 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 	if r.auth != nil {
 		r.auth.Expire(now)
 	}
+	heldPN, held := r.heldData()
 	for i := 0; i < len(r.waiting); {
 		s := r.waiting[i]
 		for len(s.pending) > 0 {
 			seg := &s.pending[0]
 			due := r.win.largest >= seg.pn+uint64(r.cfg.ReorderThreshold) || now.Sub(seg.at) >= r.cfg.ReorderDelay
+			if due && held && heldPN < seg.pn && now.Sub(seg.at) < r.cfg.AuthReorderDelay {
+				// An older packet waits for its manifest: it may fill the hole.
+				due = false
+			}
 			if !due {
 				break
 			}
@@ -739,6 +760,15 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 		}
 		i++
 	}
+}
+
+// heldData returns the oldest packet number held for a manifest when holes
+// wait for held packets (AuthReorderDelay), and false otherwise.
+func (r *Receiver) heldData() (uint64, bool) {
+	if r.auth == nil || r.cfg.AuthReorderDelay <= 0 || len(r.waiting) == 0 {
+		return 0, false
+	}
+	return r.auth.OldestHeldData()
 }
 
 // maybeFinish closes a stream whose every byte up to its final size is

@@ -45,6 +45,12 @@ type SignerConfig struct {
 	// RepeatDelay is the longest interval between copies of a manifest; 0
 	// means MaxDelay.
 	RepeatDelay time.Duration
+	// OnManifest, when set, is called with each manifest once it is signed,
+	// in sequence-number order: the encoded manifest (without the MANIFEST
+	// frame header), as a unicast server serves it to receivers that lost
+	// the in-band copies. It runs on the sender's hot path, under its lock:
+	// it must be quick and must not keep m.
+	OnManifest func(m []byte)
 }
 
 // SignerStats are a Signer's counters.
@@ -76,6 +82,7 @@ type Signer struct {
 	copies      int
 	maxDelay    time.Duration
 	repeatDelay time.Duration
+	onManifest  func([]byte)
 
 	seq         uint32
 	firstPN     uint64
@@ -128,6 +135,7 @@ func NewSigner(prof *Profile, cfg SignerConfig, maxFrameLen int) (*Signer, error
 		copies:      cfg.Redundancy,
 		maxDelay:    cfg.MaxDelay,
 		repeatDelay: cfg.RepeatDelay,
+		onManifest:  cfg.OnManifest,
 	}
 	switch {
 	case s.per == 0:
@@ -209,6 +217,7 @@ func (s *Signer) seal(now time.Time) {
 	m := Manifest{StreamID: s.prof.StreamID, Seq: s.seq, FirstPN: s.firstPN, Digests: s.pending}
 	buf := quicvarint.Append(rec.frame[:0], uint64(FrameType))
 	buf = quicvarint.Append(buf, uint64(Len(m.Count(), 0, s.key.pub.alg.SignatureLen())))
+	hdr := len(buf)
 	t0 := time.Now()
 	buf, err := m.Append(buf, s.key, s.scratch)
 	s.stats.SignTime += time.Since(t0)
@@ -219,6 +228,9 @@ func (s *Signer) seal(now time.Time) {
 	}
 	s.stats.Manifests++
 	s.stats.Digests += uint64(m.Count())
+	if s.onManifest != nil {
+		s.onManifest(buf[hdr:])
+	}
 	rec.frame, rec.fresh, rec.left, rec.owed, rec.due = buf, true, s.copies, false, now
 	if len(s.recs) == maxRecords {
 		s.stats.Abandoned += uint64(s.recs[0].left)

@@ -1,0 +1,209 @@
+package mquic
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/mquic/ranges"
+)
+
+// ErrSymmetric is returned by HandleManifest in a session without
+// asymmetric authentication: it has no manifests.
+var ErrSymmetric = errors.New("mquic: the session is symmetric: it has no manifests")
+
+// HandleManifest hands the receiver one manifest that came from outside the
+// session: over unicast, as spec/unicast.md serves them (application/ambi).
+// b holds exactly one encoded manifest. It is checked exactly like one that
+// arrived in a MANIFEST frame (stream ID, key, sequence number, plausible
+// packet numbers, verification budget, then the signature with the key the
+// advertisement pinned), so a manifest from anywhere is as good as its
+// signature. The held packets it lists are accepted, and their data handed
+// to the streams, before HandleManifest returns.
+//
+// It returns nil for a manifest verified and used, manifest.ErrRepeat for a
+// copy of one used already (in-band or earlier), ErrSymmetric in a symmetric
+// session, and another error for a manifest that does not parse or was
+// rejected. It is safe to call while Run runs.
+func (r *Receiver) HandleManifest(b []byte) error {
+	if r.auth == nil {
+		return ErrSymmetric
+	}
+	m, n, err := manifest.Parse(b)
+	if err == nil && n != len(b) {
+		err = fmt.Errorf("manifest: %d bytes after the manifest", len(b)-n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.mtrack.rejected++
+		return fmt.Errorf("mquic: manifest from outside the session: %w", err)
+	}
+	r.now = time.Now()
+	err = r.auth.HandleManifest(&m, r.now)
+	switch {
+	case err == nil:
+		r.mtrack.unicast++
+		r.mtrack.mark(m.Seq, false)
+	case errors.Is(err, manifest.ErrRepeat):
+		r.mtrack.unicastRepeats++
+	default:
+		r.mtrack.rejected++
+	}
+	r.afterBatchLocked(r.now)
+	return err
+}
+
+// noteInBand records the outcome of a manifest that arrived in a MANIFEST
+// frame of the session.
+func (r *Receiver) noteInBand(seq uint32, err error) {
+	switch {
+	case err == nil:
+		r.mtrack.inBand++
+		r.mtrack.mark(seq, true)
+	case errors.Is(err, manifest.ErrRepeat):
+		r.mtrack.seenInBand(seq)
+	}
+}
+
+// ManifestStatus says what an asymmetric session's authenticator waits for
+// and where its manifests came from, so that the layer above can fetch the
+// manifests that in-band delivery did not bring (spec/unicast.md).
+type ManifestStatus struct {
+	// Held is the number of packets with data waiting for a manifest.
+	Held int
+	// Waiting are the packet numbers of the packets with data that have
+	// been held since before the time given to ManifestStatus, merged into
+	// ranges, oldest first.
+	Waiting []ranges.Range
+	// Top is the newest manifest sequence number verified (HaveTop false:
+	// none yet).
+	Top     uint32
+	HaveTop bool
+	// Recent counts the manifests verified among the RecentSpan sequence
+	// numbers before Top (the newest few are left out: their in-band
+	// copies may still be on their way); RecentInBand those of them of
+	// which an in-band copy arrived (first or not). Their ratio says
+	// whether in-band delivery alone would have done.
+	Recent, RecentInBand int
+	// InBand and Unicast count the manifests verified from MANIFEST frames
+	// and from HandleManifest; UnicastRepeats the manifests given to
+	// HandleManifest that were used already; Rejected those it refused.
+	InBand, Unicast, UnicastRepeats, Rejected uint64
+}
+
+// RecentSpan is how many manifest sequence numbers ManifestStatus looks
+// back for its in-band coverage.
+const RecentSpan = 256
+
+// recentSkip leaves the newest sequence numbers out of the coverage.
+const recentSkip = 4
+
+// ManifestStatus returns the session's manifest status, listing in Waiting
+// the packets held since before heldBefore (at most maxRanges ranges; 0
+// means 16, and the oldest packet numbers come first). It reports false for a symmetric session.
+func (r *Receiver) ManifestStatus(heldBefore time.Time, maxRanges int) (ManifestStatus, bool) {
+	if r.auth == nil {
+		return ManifestStatus{}, false
+	}
+	if maxRanges <= 0 {
+		maxRanges = 16
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := &r.mtrack
+	st := ManifestStatus{
+		Top: t.top, HaveTop: t.have,
+		InBand: t.inBand, Unicast: t.unicast, UnicastRepeats: t.unicastRepeats, Rejected: t.rejected,
+	}
+	var set ranges.Set
+	r.auth.EachHeld(func(pn uint64, since time.Time, manifestOnly bool) bool {
+		if manifestOnly {
+			return true
+		}
+		st.Held++
+		if since.Before(heldBefore) {
+			set.Add(pn, pn+1)
+		}
+		return true
+	})
+	rs := set.Ranges()
+	st.Waiting = append([]ranges.Range(nil), rs[:min(len(rs), maxRanges)]...)
+	if t.have {
+		for i := uint32(recentSkip); i < recentSkip+RecentSpan; i++ {
+			seq := t.top - i
+			if t.top-seq >= trackSize {
+				break
+			}
+			if t.bit(&t.verified, seq) {
+				st.Recent++
+				if t.bit(&t.inband, seq) {
+					st.RecentInBand++
+				}
+			}
+		}
+	}
+	return st, true
+}
+
+// trackSize is how many manifest sequence numbers manifestTrack remembers.
+const trackSize = 64 * 64
+
+// manifestTrack remembers, for the last trackSize manifest sequence
+// numbers, which were verified and of which an in-band copy arrived, and
+// counts where verified manifests came from.
+type manifestTrack struct {
+	top              uint32
+	have             bool
+	verified, inband [64]uint64
+	inBand, unicast  uint64
+	unicastRepeats   uint64
+	rejected         uint64
+}
+
+func (t *manifestTrack) bit(b *[64]uint64, seq uint32) bool {
+	return b[seq/64%64]&(1<<(seq%64)) != 0
+}
+
+// advance moves the window so that it holds seq, and reports false for a
+// sequence number older than the window.
+func (t *manifestTrack) advance(seq uint32) bool {
+	if !t.have {
+		t.have, t.top = true, seq
+		return true
+	}
+	ahead := seq - t.top
+	switch {
+	case int32(ahead) <= 0:
+		return t.top-seq < trackSize
+	case ahead >= trackSize:
+		clear(t.verified[:])
+		clear(t.inband[:])
+	default:
+		for s := t.top + 1; s != seq+1; s++ {
+			t.verified[s/64%64] &^= 1 << (s % 64)
+			t.inband[s/64%64] &^= 1 << (s % 64)
+		}
+	}
+	t.top = seq
+	return true
+}
+
+// mark records a verified manifest.
+func (t *manifestTrack) mark(seq uint32, inBand bool) {
+	if !t.advance(seq) {
+		return
+	}
+	t.verified[seq/64%64] |= 1 << (seq % 64)
+	if inBand {
+		t.inband[seq/64%64] |= 1 << (seq % 64)
+	}
+}
+
+// seenInBand records an in-band copy of a verified manifest.
+func (t *manifestTrack) seenInBand(seq uint32) {
+	if t.have && t.top-seq < trackSize && int32(seq-t.top) <= 0 {
+		t.inband[seq/64%64] |= 1 << (seq % 64)
+	}
+}
