@@ -8,12 +8,32 @@ import (
 )
 
 // CavageSigner signs pushes with a draft-cavage-http-signatures-12
-// Signature field in the response (draft §6.2; what nghq sends).
+// Signature field in the response (draft §6.2; what nghq sends). Fields a
+// message does not have (the empty push that ends a session has no
+// content-type, say) are left out of its signature rather than failing it;
+// the signature's headers parameter says what is covered.
 type CavageSigner struct{ *integrity.CavageSigner }
 
 // Sign implements Signer.
 func (s CavageSigner) Sign(m *integrity.Message) (http.Header, error) {
-	v, err := s.CavageSigner.Sign(m)
+	signer := *s.CavageSigner
+	headers := signer.Headers
+	if headers == nil {
+		headers = integrity.NGHQPromiseHeaders
+		if m.Status != 0 {
+			headers = integrity.NGHQResponseHeaders
+		}
+	}
+	signer.Headers = make([]string, 0, len(headers))
+	for _, h := range headers {
+		name := strings.ToLower(h)
+		if !strings.HasPrefix(name, "(") && !strings.HasPrefix(name, ":") &&
+			!hasField(m.ResponseHeader, name) && !hasField(m.RequestHeader, name) {
+			continue
+		}
+		signer.Headers = append(signer.Headers, h)
+	}
+	v, err := signer.Sign(m)
 	if err != nil {
 		return nil, err
 	}
@@ -51,4 +71,10 @@ func (s MessageSigner) Sign(m *integrity.Message) (http.Header, error) {
 		return nil, err
 	}
 	return http.Header{"Signature-Input": {in}, "Signature": {sig}}, nil
+}
+
+// hasField reports whether h has the field name, under its canonical or
+// its lower-case key.
+func hasField(h http.Header, name string) bool {
+	return len(h.Values(name)) > 0 || len(h[name]) > 0
 }
