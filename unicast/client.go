@@ -90,6 +90,24 @@ type ClientConfig struct {
 	// RequireDigest refuses resources fetched or repaired over unicast
 	// that carry no digest to check.
 	RequireDigest bool
+	// RequireSignature fails every multicast resource that carries no
+	// signature verifiable with a key the origin publishes at KeysPath (it
+	// is fetched over unicast instead, where TLS authenticates it). Keys
+	// are fetched from the origin over TLS whenever the description lists
+	// keys or this is set.
+	RequireSignature bool
+	// RequireAsymmetric refuses to join multicast sessions that are not
+	// asymmetric (spec/transport.md): any receiver of a symmetric session
+	// could forge its packets. Such a session counts as not arriving: the
+	// client falls back to unicast for its resources.
+	RequireAsymmetric bool
+	// Manifests chooses how the manifests of asymmetric sessions are
+	// fetched over unicast when in-band ones are lost (ManifestsAuto by
+	// default).
+	Manifests ManifestMode
+	// ManifestWait is how long a packet may wait for its in-band manifest
+	// before the client asks the server for it (DefaultManifestWait).
+	ManifestWait time.Duration
 	// PushTimeout is the receivers' h3m.ReceiverConfig.PushTimeout.
 	PushTimeout time.Duration
 
@@ -190,6 +208,14 @@ type ClientStats struct {
 	Requests, RequestErrors, BadResponses int
 	DescriptionErrors                     int
 	Joins, JoinErrors, Leaves             int
+	// Refused counts joins refused because the session is symmetric and
+	// RequireAsymmetric is set.
+	Refused int
+	// ManifestRequests are the requests for manifests (streams included),
+	// ManifestStreams the long-lived streams opened, ManifestsFetched and
+	// ManifestBytes the manifests they brought.
+	ManifestRequests, ManifestStreams int
+	ManifestsFetched, ManifestBytes   int64
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -207,6 +233,7 @@ type Client struct {
 	storage h3m.Storage
 	sem     chan struct{}
 	pollNow chan struct{}
+	keys    *keyResolver
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -255,6 +282,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&cfg.ManifestWait, DefaultManifestWait)
+	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
+		return nil, fmt.Errorf("unicast: client: unknown manifest mode %d", cfg.Manifests)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -277,7 +308,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if storage == nil {
 		storage = h3m.MemoryStorage{MaxSize: cfg.MaxResourceSize}
 	}
-	return &Client{
+	c := &Client{
 		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr,
 		hc:         &http.Client{Transport: tr},
 		storage:    storage,
@@ -290,7 +321,30 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
 		resolved:   make(map[string]bool),
-	}, nil
+	}
+	c.keys = newKeyResolver(c)
+	return c, nil
+}
+
+// verifier returns the checks for a session's multicast resources: the
+// configured Verifier, requiring signatures with RequireSignature, and
+// resolving keys at the origin when signatures are required or the origin
+// lists keys (and the Verifier brings no resolver of its own).
+func (c *Client) verifier() *h3m.Verifier {
+	v := c.cfg.Verifier
+	keys := len(c.keys.listedIDs()) > 0
+	if !c.cfg.RequireSignature && !keys {
+		return v
+	}
+	nv := h3m.Verifier{}
+	if v != nil {
+		nv = *v
+	}
+	nv.RequireSignature = nv.RequireSignature || c.cfg.RequireSignature
+	if nv.Keys == nil {
+		nv.Keys = c.keys.resolve
+	}
+	return &nv
 }
 
 func setDefault[T int | int64 | time.Duration](p *T, v T) {

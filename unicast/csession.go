@@ -2,6 +2,7 @@ package unicast
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,8 +10,14 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 )
+
+// ErrSymmetricSession is the join error of a symmetric session when the
+// client requires asymmetric authentication.
+var ErrSymmetricSession = errors.New("unicast: refused: the session is symmetric and asymmetric authentication is required")
 
 // csession is the client's view of one multicast session.
 type csession struct {
@@ -21,13 +28,16 @@ type csession struct {
 	activeSince time.Time // when the client learnt it is active
 	endedAt     time.Time // when the client learnt it ended
 
-	rcv      *h3m.Receiver
-	cancel   context.CancelFunc
-	joining  bool
-	leaving  bool
-	joinedAt time.Time
-	joinErr  error
-	probeAt  time.Time // next join attempt after a failure
+	rcv       *h3m.Receiver
+	verifier  *h3m.Verifier // the checks of its resources (repairs too)
+	refused   bool          // symmetric, and the client requires asymmetric
+	manifests string        // path of its manifests on the origin
+	cancel    context.CancelFunc
+	joining   bool
+	leaving   bool
+	joinedAt  time.Time
+	joinErr   error
+	probeAt   time.Time // next join attempt after a failure
 
 	packets    uint64 // transport packets counted at the last check
 	lastPacket time.Time
@@ -43,6 +53,7 @@ type csession struct {
 // multicast did not deliver.
 func (c *Client) apply(d *Description, first bool) {
 	now := time.Now()
+	c.keys.setListed(d.Keys, !d.FromAltSvc)
 	var joins []*csession
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
@@ -74,7 +85,11 @@ func (c *Client) apply(d *Description, first bool) {
 			if si.State == StateEnded {
 				continue // over before we knew it; its catalogue entries still count
 			}
-			cs = &csession{id: si.ID, ad: cloneAdvertisement(&si.Advertisement), state: si.State, joining: true, inProgress: map[uint64]string{}}
+			cs = &csession{id: si.ID, ad: cloneAdvertisement(&si.Advertisement), state: si.State, joining: true, inProgress: map[uint64]string{},
+				manifests: si.Manifests}
+			if cs.manifests == "" {
+				cs.manifests = ManifestsPath + "/" + si.ID // an Alt-Svc-only origin may still serve them
+			}
 			if si.State == StateActive {
 				cs.activeSince = now
 			}
@@ -159,6 +174,30 @@ func (c *Client) join(cs *csession) {
 		c.log.Log(context.Background(), level, "joining the multicast session failed; will retry", "session", cs.id, "in", c.cfg.ProbeInterval, "err", err)
 	}
 	p := cs.ad.Session
+	asym := p.HasExtension(manifest.ExtensionID)
+	if c.cfg.RequireAsymmetric && !asym {
+		c.mu.Lock()
+		first := !cs.refused
+		cs.refused, cs.joining, cs.joinErr = true, false, fmt.Errorf("%w: session %s", ErrSymmetricSession, cs.id)
+		cs.probeAt = time.Now().Add(c.cfg.ProbeInterval)
+		if first {
+			c.stats.Refused++
+		}
+		c.mu.Unlock()
+		if first {
+			c.log.Error("refusing to join a symmetric multicast session: asymmetric authentication is required (any receiver of a symmetric session can forge its packets); its resources will come over unicast",
+				"session", cs.id, "group", p.Group.String())
+		}
+		return
+	}
+	if len(c.keys.listedIDs()) > 0 {
+		// Resource signatures are checked on the receive path, which
+		// never waits for the network: have the keys before the pushes.
+		kctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		c.keys.prefetch(kctx)
+		cancel()
+	}
+	verifier := c.verifier()
 	conn, err := mcast.ListenReceiver(mcast.Config{Group: p.Group, Source: p.Source, Interface: c.cfg.Interface, RecvBuffer: c.cfg.RecvBuffer, Logger: c.log})
 	if err != nil {
 		fail(err)
@@ -170,8 +209,9 @@ func (c *Client) join(cs *csession) {
 		Storage:         c.storage,
 		MaxResourceSize: c.cfg.MaxResourceSize,
 		PushTimeout:     c.cfg.PushTimeout,
-		Verifier:        c.cfg.Verifier,
+		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(cs, e) },
+		Transport:       c.transportConfig(),
 		Logger:          c.log,
 	})
 	if err != nil {
@@ -181,18 +221,35 @@ func (c *Client) join(cs *csession) {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
-	cs.rcv, cs.cancel, cs.joining, cs.joinErr = rcv, cancel, false, nil
+	cs.rcv, cs.cancel, cs.joining, cs.joinErr, cs.verifier = rcv, cancel, false, nil, verifier
 	cs.joinedAt, cs.packets, cs.lastPacket = time.Now(), 0, time.Time{}
 	c.stats.Joins++
 	c.wg.Add(1)
 	c.mu.Unlock()
-	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface)
+	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
+	if asym && c.cfg.Manifests != ManifestsOff {
+		c.wg.Add(1)
+		go c.runManifests(rctx, cs, rcv.Transport(), cs.manifests)
+	}
 	go func() {
 		defer c.wg.Done()
 		err := rcv.Run(rctx)
+		cancel() // stops the manifest fetcher too
 		conn.Close()
 		c.receiverDone(cs, rcv, err)
 	}()
+}
+
+// transportConfig is what a session's transport receiver needs from the
+// client's configuration.
+func (c *Client) transportConfig() mquic.ReceiverConfig {
+	rc := mquic.ReceiverConfig{RequireAsymmetric: c.cfg.RequireAsymmetric}
+	if c.cfg.Manifests != ManifestsOff {
+		// Holes that a packet held for its manifest may fill wait for the
+		// manifest fetched over unicast.
+		rc.AuthReorderDelay = c.cfg.ManifestWait + manifestFetchTime
+	}
+	return rc
 }
 
 // receiverDone handles a receiver that returned.

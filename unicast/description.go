@@ -39,6 +39,9 @@ type Description struct {
 	Version   int            `json:"version"`
 	Sessions  []SessionInfo  `json:"sessions"`
 	Resources []CatalogEntry `json:"resources"`
+	// Keys are the public keys of resource signatures the server serves
+	// at KeysPath.
+	Keys []KeyInfo `json:"keys,omitempty"`
 
 	// FromAltSvc is set on descriptions that Discover built from an Alt-Svc
 	// field because the server serves no well-known document: every session
@@ -60,6 +63,9 @@ type SessionInfo struct {
 	Started     time.Time `json:"started,omitzero"`
 	Ended       time.Time `json:"ended,omitzero"`
 	Expires     time.Time `json:"expires,omitzero"`
+	// Manifests is the path of the session's signed manifests (an
+	// asymmetric session's, when the server keeps them).
+	Manifests string `json:"manifests,omitempty"`
 
 	// Advertisement is AltSvc parsed (filled by ParseDescription).
 	Advertisement altsvc.Advertisement `json:"-"`
@@ -104,10 +110,27 @@ func describe(sessions *Sessions, catalog *Catalog) *Description {
 	return d
 }
 
+// description is the document the server serves: describe, with the
+// manifest paths and the keys.
+func (s *Server) description() *Description {
+	d := describe(s.Sessions, s.Catalog)
+	for i := range d.Sessions {
+		if s.Manifests.Has(d.Sessions[i].ID) {
+			d.Sessions[i].Manifests = ManifestsPath + "/" + d.Sessions[i].ID
+		}
+	}
+	d.Keys = s.Keys.List()
+	return d
+}
+
+// MaxDescriptionKeys caps the keys of a well-known document.
+const MaxDescriptionKeys = 256
+
 // ParseDescription parses and checks a well-known document: the version,
 // every session (a valid hex ID, a known state, an alt_svc that holds
 // exactly one valid h3m advertisement of that same session ID, hex
-// successor and predecessor IDs, no ID twice) and every resource (a path
+// successor and predecessor IDs, no ID twice, a manifests path), every key
+// (a valid key ID, listed once) and every resource (a path
 // that is an absolute request path, a non-negative size, a well-formed
 // entity tag and digests, a hex session ID). Unknown members are ignored so
 // that later versions can add some. Errors are *DescriptionError.
@@ -169,6 +192,28 @@ func ParseDescription(b []byte) (*Description, error) {
 			return nil, descErr(field+".alt_svc", "session-id %q does not match id %q", got, id)
 		}
 		s.Advertisement = ad
+		if s.Manifests != "" {
+			if err := checkPath(s.Manifests); err != nil {
+				return nil, descErr(field+".manifests", "%v", err)
+			}
+		}
+	}
+	if len(d.Keys) > MaxDescriptionKeys {
+		return nil, descErr("keys", "%d keys, limit %d", len(d.Keys), MaxDescriptionKeys)
+	}
+	keyIDs := make(map[string]bool, len(d.Keys))
+	for i, k := range d.Keys {
+		field := fmt.Sprintf("keys[%d]", i)
+		if err := checkKeyID(k.ID); err != nil {
+			return nil, descErr(field+".id", "%v", err)
+		}
+		if keyIDs[k.ID] {
+			return nil, descErr(field+".id", "key %q listed twice", k.ID)
+		}
+		keyIDs[k.ID] = true
+		if len(k.Alg) > 64 {
+			return nil, descErr(field+".alg", "%d bytes", len(k.Alg))
+		}
 	}
 	for i := range d.Resources {
 		r := &d.Resources[i]

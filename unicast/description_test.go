@@ -182,6 +182,7 @@ func FuzzParseDescription(f *testing.F) {
 	f.Add([]byte(`{"version":1,"sessions":null,"resources":null}`))
 	f.Add([]byte(`{"version":1.5}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(testDescriptionKeys))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := ParseDescription(b)
 		if err != nil {
@@ -211,4 +212,37 @@ func FuzzParseDescription(f *testing.F) {
 			t.Fatalf("round trip changed the document: %s", out)
 		}
 	})
+}
+
+// testDescriptionKeys has an asymmetric session with its manifests path and
+// two published keys.
+const testDescriptionKeys = `{"version":1,
+ "sessions":[{"id":"0a0b","state":"active","manifests":"/.well-known/h3m/manifests/0a0b",
+   "alt_svc":"h3m-11=\"232.1.2.3:5000\"; source-address=\"192.0.2.1\"; session-id=0a0b; cipher-suite=1301; secret=9ac312a7f877468ebe69422748ad00a15443f18203a07d6060f688f30f21632b; extensions=\"ff3e=01080768336d31d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\""}],
+ "resources":[],
+ "keys":[{"id":"h3m-zkloIX6tVnrX6A8U","alg":"ed25519"},{"id":"sender.pem"}]}`
+
+func TestParseDescriptionKeysAndManifests(t *testing.T) {
+	d, err := ParseDescription([]byte(testDescriptionKeys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Sessions[0].Manifests != ManifestsPath+"/0a0b" || len(d.Keys) != 2 || d.Keys[0].Alg != "ed25519" || d.Keys[1].ID != "sender.pem" {
+		t.Fatalf("%+v", d)
+	}
+	if !d.Sessions[0].Advertisement.Session.HasExtension(0xff3e) {
+		t.Fatal("the asymmetric session lost its extension")
+	}
+	for _, bad := range []struct{ from, to, field string }{
+		{`"manifests":"/.well-known/h3m/manifests/0a0b"`, `"manifests":"no-slash"`, "sessions[0].manifests"},
+		{`{"id":"sender.pem"}`, `{"id":"h3m-zkloIX6tVnrX6A8U"}`, "keys[1].id"},
+		{`{"id":"sender.pem"}`, `{"id":"a b"}`, "keys[1].id"},
+		{`{"id":"sender.pem"}`, `{"id":""}`, "keys[1].id"},
+	} {
+		_, err := ParseDescription([]byte(strings.Replace(testDescriptionKeys, bad.from, bad.to, 1)))
+		var de *DescriptionError
+		if !errors.As(err, &de) || de.Field != bad.field {
+			t.Errorf("%s: %v, want an error in %s", bad.to, err, bad.field)
+		}
+	}
 }

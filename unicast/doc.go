@@ -16,14 +16,21 @@
 //   - Publisher is the sender side: it runs multicast sessions (mquic.Sender
 //     and h3m.Pusher), pushes files with the same ETag and digests the
 //     FileServer serves, records every push in the Catalog and performs
-//     rollovers.
+//     rollovers. For asymmetric sessions it signs manifests of packet
+//     digests and records them in Manifests, which the server serves at
+//     ManifestsPath (application/ambi, ranges and live streams); the key of
+//     its resource signer goes in Keys, served at KeysPath.
 //
 // Client side: Client joins every announced or active session, delivers each
 // resource once (deduplicated by path and ETag), repairs incomplete
 // resources with range requests (merged gaps, bounded concurrency, jittered
 // back-off, digest verification), fetches whole what multicast lost entirely,
 // and switches to unicast for everything while multicast is silent. Each
-// Delivery says how the resource came: multicast, repair or fallback.
+// Delivery says how the resource came: multicast, repair or fallback. In
+// asymmetric sessions it fetches the manifests that in-band delivery lost
+// (ManifestMode); it can refuse symmetric sessions (RequireAsymmetric) and
+// require resource signatures (RequireSignature), whose keys it fetches
+// from the origin over TLS.
 //
 // The well-known JSON document is specified in spec/unicast.md; Discover and
 // ParseDescription read it.

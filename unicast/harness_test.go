@@ -91,23 +91,27 @@ type harnessOpts struct {
 	wrap func(files *FileServer, next http.Handler) http.Handler
 	// front wraps the whole server, well-known document included.
 	front func(http.Handler) http.Handler
+	// publisher adjusts the publisher's configuration.
+	publisher func(*PublisherConfig)
 }
 
 // harness is a unicast server, a publisher and the files they share, all
 // on loopback.
 type harness struct {
-	t        testing.TB
-	log      *slog.Logger
-	dir      string
-	paths    []string
-	content  map[string][]byte
-	files    *FileServer
-	handler  http.Handler
-	sessions *Sessions
-	catalog  *Catalog
-	tlsConf  *tls.Config
-	caFile   string
-	addr     string
+	t         testing.TB
+	log       *slog.Logger
+	dir       string
+	paths     []string
+	content   map[string][]byte
+	files     *FileServer
+	handler   http.Handler
+	sessions  *Sessions
+	catalog   *Catalog
+	manifests *Manifests
+	keys      *Keys
+	tlsConf   *tls.Config
+	caFile    string
+	addr      string
 
 	front func(http.Handler) http.Handler
 
@@ -163,12 +167,12 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.wrap != nil {
 		h.handler = o.wrap(h.files, h.files)
 	}
-	h.sessions, h.catalog = &Sessions{}, &Catalog{}
+	h.sessions, h.catalog, h.manifests, h.keys = &Sessions{}, &Catalog{}, &Manifests{}, &Keys{}
 	h.front = o.front
 	h.startServer("127.0.0.1:0")
-	h.pub, err = NewPublisher(PublisherConfig{
+	pc := PublisherConfig{
 		Interface: "lo", TTL: 1, Files: h.files, Authority: h.addr,
-		Sessions: h.sessions, Catalog: h.catalog, Logger: h.log,
+		Sessions: h.sessions, Catalog: h.catalog, Manifests: h.manifests, Keys: h.keys, Logger: h.log,
 		Listen: func(c mcast.Config) (net.PacketConn, error) {
 			conn, err := mcast.ListenSender(c)
 			if err != nil {
@@ -184,7 +188,11 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			h.lossy = append(h.lossy, l)
 			return l, nil
 		},
-	})
+	}
+	if o.publisher != nil {
+		o.publisher(&pc)
+	}
+	h.pub, err = NewPublisher(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +207,8 @@ func (h *harness) startServer(addr string) {
 	if err != nil {
 		h.t.Fatalf("unicast server on %s: %v", addr, err)
 	}
-	srv := &Server{Handler: h.handler, TLSConfig: h.tlsConf, Sessions: h.sessions, Catalog: h.catalog, Logger: h.log}
+	srv := &Server{Handler: h.handler, TLSConfig: h.tlsConf, Sessions: h.sessions, Catalog: h.catalog,
+		Manifests: h.manifests, Keys: h.keys, Logger: h.log}
 	stop := srv.Close
 	if h.front != nil {
 		// The Server as a mounted handler, behind a misbehaving front.

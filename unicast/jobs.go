@@ -30,14 +30,15 @@ type job struct {
 	reason string
 
 	// The multicast copy (repair; for a fetch only a hint for Storage).
-	res     *h3m.Resource
-	session string
-	pushID  uint64
-	prof    h3m.Profile
-	header  http.Header // pushed fields
-	first   int64       // the copy's first representation byte
-	length  int64
-	total   int64 // representation size (-1 unknown)
+	res      *h3m.Resource
+	verifier *h3m.Verifier // the session's checks, for a repaired copy
+	session  string
+	pushID   uint64
+	prof     h3m.Profile
+	header   http.Header // pushed fields
+	first    int64       // the copy's first representation byte
+	length   int64
+	total    int64 // representation size (-1 unknown)
 	// remaining are the representation ranges still to fetch.
 	remaining  []ranges.Range
 	reprDigest string // Repr-Digest of the repair responses
@@ -88,7 +89,7 @@ func (c *Client) startRepair(cs *csession, res *h3m.Resource, path string, h htt
 	}
 	j := &job{
 		key: key, path: path, etag: h.Get("Etag"), repair: true, reason: "multicast lost bytes",
-		res: res, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
+		res: res, verifier: cs.verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
 		first: first, length: length, total: total,
 		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
 	}
@@ -320,7 +321,7 @@ func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
 		}
 		j.remaining = j.remaining[len(batch):]
 	}
-	if err := c.cfg.Verifier.Verify(j.res, j.prof); err != nil {
+	if err := j.verifier.Verify(j.res, j.prof); err != nil {
 		return nil, badErr(fmt.Errorf("unicast: %s: repaired resource: %w", j.path, err))
 	}
 	checked := j.header.Get("Digest") != "" || (j.header.Get("Content-Digest") != "" && j.first == 0 && j.length == j.total)

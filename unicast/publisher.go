@@ -2,12 +2,14 @@ package unicast
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 )
 
@@ -36,8 +39,21 @@ type PublisherConfig struct {
 	// Digests are the digest algorithms of content pushed with Push that
 	// does not bring its own (nil: SHA-256).
 	Digests []string
-	// Signer, if set, signs every push.
+	// Signer, if set, signs every push. Its public key is published in
+	// Keys when it is an h3m.MessageSigner or h3m.CavageSigner (SignerKey).
 	Signer h3m.Signer
+	// Keys is the key registry the unicast server publishes; nil publishes
+	// no key.
+	Keys *Keys
+	// ManifestKeys sign the manifests of asymmetric sessions (those whose
+	// advertisement lists manifest.ExtensionID): each session is signed by
+	// the key whose public key its profile advertises. See also
+	// AddManifestKey.
+	ManifestKeys []crypto.Signer
+	// Manifests, if set, records the signed manifests of each asymmetric
+	// session for the unicast server, which serves them to receivers that
+	// lost the in-band copies.
+	Manifests *Manifests
 	// Sender tunes the transport senders (Params is set per session).
 	Sender mquic.SenderConfig
 	// Listen opens the socket of a session; nil means mcast.ListenSender.
@@ -58,7 +74,13 @@ type Publisher struct {
 	mu      sync.Mutex
 	current *pubSession
 	closed  bool
+
+	keyMu        sync.Mutex // not mu: Start holds mu while it opens a session
+	manifestKeys []crypto.Signer
 }
+
+// maxManifestKeys bounds the manifest keys a Publisher keeps.
+const maxManifestKeys = 16
 
 // pubSession is one running session.
 type pubSession struct {
@@ -83,7 +105,78 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Publisher{cfg: cfg, log: cfg.Logger}, nil
+	if cfg.Signer != nil && cfg.Keys != nil {
+		if id, pub, alg, ok := SignerKey(cfg.Signer); ok {
+			if err := cfg.Keys.Add(id, pub, alg); err != nil {
+				return nil, fmt.Errorf("unicast: publisher: publishing the signature key: %w", err)
+			}
+		}
+	}
+	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	for _, k := range cfg.ManifestKeys {
+		p.AddManifestKey(k)
+	}
+	return p, nil
+}
+
+// AddManifestKey adds a key for the manifests of sessions started later
+// (a fresh key for a rollover successor, say). The Publisher keeps the last
+// 16 keys added.
+func (p *Publisher) AddManifestKey(k crypto.Signer) {
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	p.manifestKeys = append(p.manifestKeys, k)
+	if n := len(p.manifestKeys) - maxManifestKeys; n > 0 {
+		p.manifestKeys = slices.Delete(p.manifestKeys, 0, n)
+	}
+}
+
+// manifestConfig returns the manifest signing of the session ad
+// describes: nil for a symmetric session; for an asymmetric one, the key
+// whose public key the profile advertises, and a hook that records each
+// manifest in Manifests.
+func (p *Publisher) manifestConfig(ad *altsvc.Advertisement, id string) (*manifest.SignerConfig, error) {
+	var prof *manifest.Profile
+	for _, e := range ad.Session.Extensions {
+		if e.ID == manifest.ExtensionID {
+			var err error
+			if prof, err = manifest.ParseProfile(e.Value); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if prof == nil {
+		return nil, nil
+	}
+	sc := manifest.SignerConfig{}
+	if p.cfg.Sender.Manifests != nil {
+		sc = *p.cfg.Sender.Manifests
+	}
+	if sc.Key == nil {
+		p.keyMu.Lock()
+		for _, k := range slices.Backward(p.manifestKeys) {
+			if pub, err := manifest.NewPublicKey(k.Public()); err == nil && pub.Equal(prof.Key) {
+				sc.Key = k
+				break
+			}
+		}
+		p.keyMu.Unlock()
+	}
+	if sc.Key == nil {
+		id := prof.Key.ID()
+		return nil, fmt.Errorf("the session is asymmetric, and no manifest key has its public key (key ID %x)", id[:])
+	}
+	if p.cfg.Manifests != nil {
+		p.cfg.Manifests.Open(id)
+		record, user := p.cfg.Manifests.Recorder(id), sc.OnManifest
+		sc.OnManifest = func(m []byte) {
+			record(m)
+			if user != nil {
+				user(m)
+			}
+		}
+	}
+	return &sc, nil
 }
 
 // open starts the transport and pusher of a session and announces it.
@@ -97,19 +190,33 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	if listen == nil {
 		listen = func(c mcast.Config) (net.PacketConn, error) { return mcast.ListenSender(c) }
 	}
+	sid := SessionID(&ad)
+	if _, dup := p.cfg.Sessions.Get(sid); dup {
+		return nil, fmt.Errorf("%w: %q", ErrDuplicateSession, sid)
+	}
 	conn, err := listen(mc)
 	if err != nil {
 		return nil, fmt.Errorf("unicast: publisher: %w", err)
+	}
+	var snd *mquic.Sender
+	fail := func(err error) (*pubSession, error) {
+		if snd != nil {
+			snd.Close()
+		}
+		conn.Close()
+		p.cfg.Manifests.discard(sid)
+		return nil, err
 	}
 	sc := p.cfg.Sender
 	sc.Params = params
 	if sc.Logger == nil {
 		sc.Logger = p.log
 	}
-	snd, err := mquic.NewSender(conn, sc)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("unicast: publisher: %w", err)
+	if sc.Manifests, err = p.manifestConfig(&ad, sid); err != nil {
+		return fail(fmt.Errorf("unicast: publisher: %w", err))
+	}
+	if snd, err = mquic.NewSender(conn, sc); err != nil {
+		return fail(fmt.Errorf("unicast: publisher: %w", err))
 	}
 	pusher, err := h3m.NewPusher(snd, h3m.PusherConfig{
 		Authority:              p.cfg.Authority,
@@ -119,15 +226,11 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 		Logger:                 p.log,
 	})
 	if err != nil {
-		snd.Close()
-		conn.Close()
-		return nil, fmt.Errorf("unicast: publisher: %w", err)
+		return fail(fmt.Errorf("unicast: publisher: %w", err))
 	}
 	id, err := p.cfg.Sessions.Announce(ad)
 	if err != nil {
-		snd.Close()
-		conn.Close()
-		return nil, err
+		return fail(err)
 	}
 	return &pubSession{id: id, ad: ad, conn: conn, snd: snd, pusher: pusher}, nil
 }
@@ -205,6 +308,9 @@ func (p *Publisher) Rollover(ctx context.Context, next altsvc.Advertisement, lea
 func (p *Publisher) shut(ctx context.Context, ps *pubSession) error {
 	err := ps.pusher.Close(ctx)
 	err = errors.Join(err, ps.snd.Close(), p.cfg.Sessions.End(ps.id), ps.conn.Close())
+	if p.cfg.Manifests != nil {
+		p.cfg.Manifests.End(ps.id) // after the sender's last manifests
+	}
 	if err != nil {
 		return fmt.Errorf("unicast: publisher: ending session %s: %w", ps.id, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 // Server is the unicast HTTP/3 server of h3m: it serves Handler (by
 // default the files under Root) over quic-go's HTTP/3 with TLS, advertises
 // the live sessions of Sessions in an Alt-Svc field on every response, and
-// describes Sessions and Catalog at WellKnownPath.
+// describes Sessions and Catalog at WellKnownPath. It also serves the signed
+// manifests of asymmetric sessions (ManifestsPath) and the public keys of
+// resource signatures (KeysPath).
 //
 // Session keys are in the Alt-Svc field and the description, so both are
 // only ever sent over TLS: ServeHTTP leaves them out of any request that did
@@ -40,6 +43,12 @@ type Server struct {
 	Sessions *Sessions
 	// Catalog lists recently pushed resources; nil lists none.
 	Catalog *Catalog
+	// Manifests holds the signed manifests of asymmetric sessions, served
+	// at ManifestsPath; nil serves none.
+	Manifests *Manifests
+	// Keys are the public keys of resource signatures, served at KeysPath
+	// and listed in the description; nil publishes none.
+	Keys *Keys
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -187,8 +196,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Alt-Svc", v)
 		}
 	}
-	if r.URL.Path == WellKnownPath {
+	switch {
+	case r.URL.Path == WellKnownPath:
 		s.serveDescription(w, r, secure)
+		return
+	case strings.HasPrefix(r.URL.Path, ManifestsPath+"/"):
+		s.serveManifests(w, r, secure)
+		return
+	case strings.HasPrefix(r.URL.Path, KeysPath+"/"):
+		s.serveKey(w, r, secure)
 		return
 	}
 	if herr != nil {
@@ -210,7 +226,7 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	b, err := json.Marshal(describe(s.Sessions, s.Catalog))
+	b, err := json.Marshal(s.description())
 	if err != nil {
 		s.logger().Error("describing sessions", "err", err)
 		http.Error(w, "cannot describe the sessions", http.StatusInternalServerError)
