@@ -22,7 +22,12 @@ and prints sender and receiver Gbit/s and packets/s: first raw UDP datagrams
 with the same socket technique (sendmmsg/recvmmsg, GSO/GRO when enabled), then
 the multicast QUIC transport, then HTTP pushes over it, each with its ratio to
 the baseline measured in the same run. Sending is unpaced: the figures are
-capacities of this machine, not of a network.`,
+capacities of this machine, not of a network.
+
+The asym phase compares a symmetric and an asymmetric session (signed
+manifests of packet digests) in the same run, paced at --asym-rate and then
+unpaced, prints the throughput ratio and what hashing, signing and verifying
+cost per packet.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -35,7 +40,8 @@ capacities of this machine, not of a network.`,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http or all")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym or all")
+			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
 			return func(ctx context.Context, e *env) error {
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
@@ -76,8 +82,8 @@ capacities of this machine, not of a network.`,
 				default:
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
-				if what != "transport" && what != "http" && what != "all" {
-					return usagef("--what %q: want transport, http or all", what)
+				if what != "transport" && what != "http" && what != "asym" && what != "all" {
+					return usagef("--what %q: want transport, http, asym or all", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -94,6 +100,15 @@ capacities of this machine, not of a network.`,
 					if what == "http" || what == "all" {
 						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
 						r, err := bench.HTTP(ctx, o)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
+					}
+					// The asymmetric comparison once, with the last technique.
+					if (what == "asym" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
+						r, err := bench.Asymmetric(ctx, o)
 						if err != nil {
 							return err
 						}

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -280,5 +283,60 @@ func TestLiveDASHThroughGateway(t *testing.T) {
 		decoded, st.Served, st.Held, st.HeldArrived, st.HeldTimeout, st.Passthrough)
 	if st.Served[gateway.ViaMulticast] < 10 {
 		t.Fatalf("only %d requests were served from multicast: %+v", st.Served[gateway.ViaMulticast], st)
+	}
+}
+
+// TestServeAsymmetricSignedReceive: `serve --asymmetric --sign-key` (a
+// fresh manifest key, pushes signed with RFC 9421 under a PEM Ed25519 key)
+// and `receive --require-asymmetric --require-signature`: byte-identical,
+// every file by multicast, and a receiver that requires asymmetric sessions
+// refuses a symmetric one and gets everything over unicast.
+func TestServeAsymmetricSignedReceive(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "sign.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, out := makeFolder(t), t.TempDir()
+	listen := "127.0.0.1:24436"
+	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
+		"--group", "232.255.7.4", "--port", "5704", "--listen", listen, "--rate", "200000000",
+		"--asymmetric", "--sign-key", keyFile)
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	if !strings.Contains(srv.output(), "asymmetric") || !strings.Contains(srv.output(), "pushes signed (ed25519") {
+		t.Fatalf("serve does not say the session is asymmetric and signed:\n%s", srv.output())
+	}
+	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out,
+		"--require-asymmetric", "--require-signature")
+	if err := rcv.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("receive: %v\n%s", err, rcv.output())
+	}
+	sameTree(t, src, out)
+	if !strings.Contains(rcv.output(), "8 resources: 8 by multicast") {
+		t.Errorf("not everything came by multicast:\n%s", rcv.output())
+	}
+	if err := srv.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("serve --once: %v", err)
+	}
+
+	// A symmetric session: refused, everything over unicast.
+	out2 := t.TempDir()
+	listen2 := "127.0.0.1:24437"
+	srv2 := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "8s",
+		"--group", "232.255.7.5", "--port", "5705", "--listen", listen2, "--rate", "200000000")
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv2.output(), "receivers:") })
+	rcv2 := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen2+"/", "--ca", filepath.Join(srv2.cmd.Dir, "h3m-cert.pem"),
+		"--out", out2, "--require-asymmetric")
+	if err := rcv2.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("receive: %v\n%s", err, rcv2.output())
+	}
+	sameTree(t, src, out2)
+	if !strings.Contains(rcv2.output(), "refusing to join a symmetric multicast session") || !strings.Contains(rcv2.output(), "8 by fallback") {
+		t.Errorf("the symmetric session was not refused:\n%s", rcv2.output())
 	}
 }

@@ -32,7 +32,10 @@ other path the gateway does not hold is passed to the unicast server.
 
 A status page is at /_h3m/status (HTML) and /_h3m/status.json: sessions,
 resources, loss, repair and fallback counts, and how each request was
-served.`,
+served.
+
+--require-asymmetric, --require-signature and --manifests work as for
+h3m receive: players then only get what the sender signed.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var cf clientFlags
 			cf.register(fs)
@@ -43,6 +46,9 @@ served.`,
 			return func(ctx context.Context, e *env) error {
 				if cf.url == "" {
 					return usagef("--url is required")
+				}
+				if err := cf.check(); err != nil {
+					return err
 				}
 				return runGateway(ctx, e, &cf, gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache})
 			}

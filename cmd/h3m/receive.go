@@ -34,7 +34,15 @@ unicast until multicast returns.
 It exits 0 once the session has ended and every announced resource is
 complete and verified, and 1 with the reason otherwise (or when --timeout
 passes). Each delivery is reported on a line with how it came: multicast,
-repair (with the repaired bytes) or fallback.`,
+repair (with the repaired bytes) or fallback.
+
+In an asymmetric session (h3m serve --asymmetric) only packets listed in a
+manifest signed with the advertised key are used; manifests lost in-band are
+fetched from the server (--manifests). --require-asymmetric refuses to join
+a symmetric session, whose packets any receiver could forge: its resources
+then come over unicast. --require-signature accepts from multicast only
+resources signed with a key the server publishes over TLS; others are
+fetched over unicast.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var cf clientFlags
 			cf.register(fs)
@@ -43,6 +51,9 @@ repair (with the repaired bytes) or fallback.`,
 			return func(ctx context.Context, e *env) error {
 				if cf.url == "" || *out == "" {
 					return usagef("--url and --out are required")
+				}
+				if err := cf.check(); err != nil {
+					return err
 				}
 				return runReceive(ctx, e, &cf, *out, *timeout)
 			}
@@ -56,6 +67,9 @@ type clientFlags struct {
 	fallbackAfter  time.Duration
 	catchUp        bool
 	requireDigest  bool
+	requireAsym    bool
+	requireSig     bool
+	manifests      string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -65,12 +79,25 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.fallbackAfter, "fallback-after", 3*time.Second, "switch to unicast when no multicast packet arrives for this long")
 	fs.BoolVar(&c.catchUp, "catch-up", true, "also fetch resources pushed before this receiver started")
 	fs.BoolVar(&c.requireDigest, "require-digest", true, "refuse resources that carry no digest to verify")
+	fs.BoolVar(&c.requireAsym, "require-asymmetric", false, "refuse to join symmetric sessions (their packets can be forged by any receiver); get their resources over unicast")
+	fs.BoolVar(&c.requireSig, "require-signature", false, "accept from multicast only resources signed with a key the server publishes over TLS")
+	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
+}
+
+// check validates the flags that config cannot report on.
+func (c *clientFlags) check() error {
+	if _, err := unicast.ParseManifestMode(c.manifests); err != nil {
+		return usagef("--manifests: %v", err)
+	}
+	return nil
 }
 
 func (c *clientFlags) config(e *env) unicast.ClientConfig {
+	mode, _ := unicast.ParseManifestMode(c.manifests) // checked by check
 	return unicast.ClientConfig{
 		URL: c.url, CAFile: c.ca, Interface: c.iface,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
+		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode,
 		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
 		Logger:   e.log,
 	}

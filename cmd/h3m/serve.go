@@ -2,19 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/h3m-project/h3m/h3m/altsvc"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/internal/dirwatch"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/unicast"
 )
 
@@ -39,7 +43,21 @@ the session is marked ended in the session description.
 
 Without --cert and --key, a self-signed certificate for the --listen host is
 generated (or reused) at h3m-cert.pem / h3m-key.pem: point receivers at it
-with --ca h3m-cert.pem.`,
+with --ca h3m-cert.pem.
+
+With --asymmetric, the session is asymmetric (spec/transport.md): every
+packet is hashed, and signed manifests of the digests go in-band in MANIFEST
+frames and are served over unicast at /.well-known/h3m/manifests/<session>,
+so that receivers accept only packets the sender signed (the session key
+alone lets any receiver forge packets). The advertisement pins the manifest
+key: a fresh Ed25519 key per session, or --manifest-key (Ed25519 or P-256,
+PEM), which implies --asymmetric.
+
+With --sign-key, every push is signed (RFC 9421 HTTP Message Signatures by
+default, --sign-format cavage for the draft's cavage-12 Signature field,
+what nghq sends), and the public key is served over TLS at
+/.well-known/h3m/keys/<key ID> and listed in /.well-known/h3m, where
+receivers get it to verify the pushes (h3m receive --require-signature).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -53,6 +71,11 @@ with --ca h3m-cert.pem.`,
 			settle := fs.Duration("settle", 300*time.Millisecond, "with --watch: how long a file must stay unchanged before it is pushed")
 			rollover := fs.Duration("rollover", 0, "start a successor session with new keys this often (0: never)")
 			wait := fs.Duration("wait", 0, "wait this long after announcing the session before the first push (time for receivers to join)")
+			asymmetric := fs.Bool("asymmetric", false, "asymmetric session: sign manifests of packet digests (a new Ed25519 key per session unless --manifest-key)")
+			manifestKey := fs.String("manifest-key", "", "PEM private key (Ed25519 or P-256) that signs the manifests; implies --asymmetric")
+			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
+			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
+			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
 			config := fs.String("config", "", "JSON file of flag values ({\"group\": \"232.1.1.1\", \"rate\": 50000000, ...}); flags given on the command line win")
 			return func(ctx context.Context, e *env) error {
 				if err := applyConfig(fs, *config); err != nil {
@@ -71,14 +94,77 @@ with --ca h3m-cert.pem.`,
 				if err != nil {
 					return err
 				}
-				return runServe(ctx, e, serveOptions{
+				o := serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
-					digests: splitList(sf.digests),
-				})
+					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+				}
+				if *manifestKey != "" {
+					if o.manifestKey, err = loadManifestKey(*manifestKey); err != nil {
+						return err
+					}
+				}
+				if *signKey != "" {
+					if o.signer, err = loadSigner(*signKey, *signKeyID, *signFormat); err != nil {
+						return err
+					}
+				} else if *signKeyID != "" {
+					return usagef("--sign-key-id needs --sign-key")
+				}
+				return runServe(ctx, e, o)
 			}
 		},
 	}
+}
+
+// loadManifestKey reads a manifest signing key (Ed25519 or P-256) from a
+// PEM file.
+func loadManifestKey(file string) (crypto.Signer, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("--manifest-key: %v", err)
+	}
+	k, err := integrity.ParsePrivateKeyPEM(b)
+	if err == nil {
+		_, err = manifest.NewSigningKey(k, nil)
+	}
+	if err != nil {
+		return nil, usagef("--manifest-key %s: %v", file, err)
+	}
+	return k, nil
+}
+
+// loadSigner builds the push signer of --sign-key in the given format.
+func loadSigner(file, keyID, format string) (h3m.Signer, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("--sign-key: %v", err)
+	}
+	k, err := integrity.ParsePrivateKeyPEM(b)
+	if err != nil {
+		return nil, usagef("--sign-key %s: %v", file, err)
+	}
+	if keyID == "" {
+		if keyID, err = unicast.DefaultKeyID(k.Public()); err != nil {
+			return nil, usagef("--sign-key %s: %v", file, err)
+		}
+	}
+	var s h3m.Signer
+	switch format {
+	case "rfc9421":
+		s = h3m.MessageSigner{MessageSigner: &integrity.MessageSigner{
+			Label: "h3m", KeyID: keyID, Key: k, Components: integrity.DefaultResponseComponents}}
+	case "cavage":
+		s = h3m.CavageSigner{CavageSigner: &integrity.CavageSigner{KeyID: keyID, Key: k}}
+	default:
+		return nil, usagef("--sign-format %q: want rfc9421 or cavage", format)
+	}
+	// Sign once now, so that a key the format cannot use fails here.
+	m := &integrity.Message{Method: "GET", Scheme: "https", Authority: "h3m.invalid", Path: "/", Status: 200}
+	if _, err := s.Sign(m); err != nil {
+		return nil, usagef("--sign-key %s with --sign-format %s: %v", file, format, err)
+	}
+	return s, nil
 }
 
 func splitList(s string) []string {
@@ -103,6 +189,12 @@ type serveOptions struct {
 	rollover          time.Duration
 	wait              time.Duration
 	digests           []string
+	// asymmetric makes the sessions asymmetric, signed with manifestKey
+	// (nil: a new key per session).
+	asymmetric  bool
+	manifestKey crypto.Signer
+	// signer, if set, signs every push.
+	signer h3m.Signer
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
 }
@@ -122,10 +214,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	}
 	defer files.Close()
 	sessions, catalog := &unicast.Sessions{}, &unicast.Catalog{}
+	manifests, keys := &unicast.Manifests{}, &unicast.Keys{}
 	srv := &unicast.Server{
 		Addr: o.listen, Handler: files,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Sessions:  sessions, Catalog: catalog, Logger: e.log,
+		Sessions:  sessions, Catalog: catalog, Manifests: manifests, Keys: keys, Logger: e.log,
 	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.ListenAndServe(context.WithoutCancel(ctx)) }()
@@ -136,18 +229,43 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	pub, err := unicast.NewPublisher(unicast.PublisherConfig{
 		Interface: o.iface, TTL: o.ttl, Files: files, Authority: authority,
 		Sessions: sessions, Catalog: catalog, Digests: o.digests,
+		Signer: o.signer, Keys: keys, Manifests: manifests,
 		Sender: mquic.SenderConfig{Logger: e.log}, Logger: e.log,
 	})
 	if err != nil {
 		return err
 	}
-	id, err := pub.Start(o.ad)
+	// sessionAd returns the advertisement of a session: ad as it is, or
+	// made asymmetric with the manifest key (a new one each time unless
+	// --manifest-key).
+	sessionAd := func(ad altsvc.Advertisement) (altsvc.Advertisement, error) {
+		if !o.asymmetric {
+			return ad, nil
+		}
+		key := o.manifestKey
+		if key == nil {
+			key = newManifestKey()
+		}
+		pub.AddManifestKey(key)
+		return ad, makeAsymmetric(&ad, key)
+	}
+	first, err := sessionAd(o.ad)
+	if err != nil {
+		return err
+	}
+	id, err := pub.Start(first)
 	if err != nil {
 		return err
 	}
 	ca, _ := filepath.Abs(o.certFile)
 	fmt.Fprintf(e.stdout, "h3m: session %s (%s) on %s from %s via %s, %d bit/s\n",
 		id, o.ad.ProtocolID, o.ad.Session.Group, o.ad.Session.Source, o.iface, o.ad.Session.PeakFlowRate)
+	if o.asymmetric {
+		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s/%s)\n", unicast.ManifestsPath, id)
+	}
+	if kid, _, alg, ok := unicast.SignerKey(o.signer); ok {
+		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, unicast.KeyURLPath(kid))
+	}
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
 		o.ready(url)
@@ -186,7 +304,12 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					next, err := pub.Rollover(ctx, rekey(o.ad), min(o.rollover/4, 2*time.Second))
+					ad, err := sessionAd(rekey(o.ad))
+					if err != nil {
+						e.log.Error("rollover failed", "err", err)
+						return
+					}
+					next, err := pub.Rollover(ctx, ad, min(o.rollover/4, 2*time.Second))
 					if err != nil {
 						if ctx.Err() == nil {
 							e.log.Error("rollover failed", "err", err)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -13,6 +16,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
 )
 
@@ -163,4 +167,35 @@ func rekey(ad altsvc.Advertisement) altsvc.Advertisement {
 		rand.Read(k)
 	}
 	return next
+}
+
+// makeAsymmetric makes ad an asymmetric session whose manifests key signs
+// (spec/transport.md): its extensions advertise the packet-authentication
+// profile, which pins key's public key, with a random manifest stream ID.
+// Any profile ad had is replaced.
+func makeAsymmetric(ad *altsvc.Advertisement, key crypto.Signer) error {
+	var sid [4]byte
+	rand.Read(sid[:])
+	prof, err := manifest.NewProfile(key.Public(), binary.BigEndian.Uint32(sid[:]))
+	if err != nil {
+		return fmt.Errorf("manifest key: %w", err)
+	}
+	p := &ad.Session
+	var exts []mquic.Extension
+	for _, e := range p.Extensions {
+		if e.ID != manifest.ExtensionID {
+			exts = append(exts, e)
+		}
+	}
+	p.Extensions = append(exts, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
+	return ad.Validate()
+}
+
+// newManifestKey generates an Ed25519 manifest key.
+func newManifestKey() crypto.Signer {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return priv
 }

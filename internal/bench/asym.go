@@ -1,0 +1,186 @@
+package bench
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
+)
+
+// DefaultAsymRate is the paced rate of the asymmetric comparison when
+// Options.AsymRate is 0: one both modes sustain on this machine, so that the
+// ratio measures the cost of authentication, not of a saturated CPU.
+const DefaultAsymRate = 1_000_000_000
+
+// AsymRun is one transfer of the asymmetric comparison.
+type AsymRun struct {
+	Asymmetric bool
+	Rate       uint64 // paced rate, bit/s (0: unpaced)
+	Stream     Rate   // stream data delivered to the handler
+	Sent       uint64 // stream bytes written
+	Sender     mquic.SenderStats
+	Receiver   mquic.ReceiverStats
+}
+
+// Complete reports whether every byte written was delivered.
+func (r AsymRun) Complete() bool { return r.Stream.Bytes == r.Sent }
+
+// AsymResult compares symmetric and asymmetric sessions in the same run, at
+// a paced rate and unpaced.
+type AsymResult struct {
+	Paced, Unpaced [2]AsymRun // symmetric, asymmetric
+}
+
+// Ratio is the asymmetric stream throughput over the symmetric one.
+func ratio(runs [2]AsymRun) float64 { return runs[1].Stream.Gbps() / runs[0].Stream.Gbps() }
+
+// Asymmetric measures stream throughput in a symmetric and an asymmetric
+// session (signed manifests, spec/transport.md), one after the other on
+// fresh sockets, paced at o.AsymRate and then unpaced, for o.Duration each,
+// and reports the per-packet cost of hashing, signing and verifying.
+func Asymmetric(ctx context.Context, o Options) (AsymResult, error) {
+	var res AsymResult
+	rate := o.AsymRate
+	if rate == 0 {
+		rate = DefaultAsymRate
+	}
+	port := o.Group.Port() + 4
+	for i, asym := range []bool{false, true} {
+		r, err := o.asymTransfer(ctx, port+uint16(i), asym, rate)
+		if err != nil {
+			return res, err
+		}
+		res.Paced[i] = r
+	}
+	for i, asym := range []bool{false, true} {
+		r, err := o.asymTransfer(ctx, port+2+uint16(i), asym, 0)
+		if err != nil {
+			return res, err
+		}
+		res.Unpaced[i] = r
+	}
+	return res, nil
+}
+
+// asymTransfer writes stream data for o.Duration at rate and times it from
+// the first write to the last byte delivered.
+func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate uint64) (AsymRun, error) {
+	run := AsymRun{Asymmetric: asym, Rate: rate}
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return run, err
+	}
+	defer snd.Close()
+	defer rcv.Close()
+	params := o.params(port)
+	params.PeakFlowRate = rate
+	var sc *manifest.SignerConfig
+	if asym {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return run, err
+		}
+		prof, err := manifest.NewProfile(priv.Public(), 0x68336d31)
+		if err != nil {
+			return run, err
+		}
+		params.Extensions = append(params.Extensions, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
+		sc = &manifest.SignerConfig{Key: priv}
+	}
+	h := &countingHandler{}
+	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
+		BatchSize: 2 * snd.MaxSegments(), Manifests: sc, Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	st, err := s.OpenStream()
+	if err != nil {
+		s.Close()
+		return run, err
+	}
+	chunk := make([]byte, s.MaxChunk())
+	start := time.Now()
+	for time.Since(start) < o.Duration && ctx.Err() == nil {
+		for range 16 {
+			if err := st.WriteChunk(chunk); err != nil {
+				s.Close()
+				return run, err
+			}
+			run.Sent += uint64(len(chunk))
+		}
+	}
+	s.Flush()
+	err = s.Close() // every packet listed in a manifest
+	run.Sender = s.Stats()
+	// Let the receiver drain its socket (and release what the last
+	// manifests list).
+	for last := h.bytes.Load(); ; {
+		time.Sleep(200 * time.Millisecond)
+		if now := h.bytes.Load(); now == last || now == run.Sent {
+			break
+		} else {
+			last = now
+		}
+	}
+	cancel()
+	<-done
+	run.Receiver = r.Stats()
+	run.Stream = Rate{Packets: run.Receiver.Packets, Bytes: h.bytes.Load(), Elapsed: time.Duration(h.last.Load() - start.UnixNano())}
+	return run, err
+}
+
+// Report prints the comparison: throughput of both modes and their ratio,
+// paced and unpaced, and what authentication costs per packet.
+func (r AsymResult) Report(w io.Writer, o Options) {
+	fmt.Fprintf(w, "asymmetric authentication (signed manifests) over %s, %d-byte packets, %v per phase, GSO %v, GRO %v, %s\n",
+		o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
+	line := func(name string, runs [2]AsymRun, note string) {
+		fmt.Fprintf(w, "  %-22s symmetric %6.2f Gbit/s   asymmetric %6.2f Gbit/s   ratio %.3f %s\n",
+			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), ratio(runs), note)
+		for _, run := range runs {
+			if !run.Complete() {
+				fmt.Fprintf(w, "  %-22s   %s: %d of %d stream bytes delivered (%d packets lost, %d held packets expired)\n",
+					"", mode(run.Asymmetric), run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, run.Receiver.Auth.Expired)
+			}
+		}
+	}
+	line(fmt.Sprintf("paced at %.1f Gbit/s", float64(r.Paced[0].Rate)/1e9), r.Paced, "(stream data; target >= 0.9)")
+	line("unpaced", r.Unpaced, "(for information: the receiver's CPU is the limit)")
+	a := r.Paced[1]
+	m, au := a.Sender.Manifests, a.Receiver.Auth
+	fmt.Fprintf(w, "  per packet, paced run: sender hash %.2f µs, sign %.2f µs (%d manifests of %d packets on average, %.1f µs each, each sent %d times); receiver verify %.2f µs (%d verifications, %.1f µs each)\n",
+		perPacket(m.HashTime, m.Hashed), perPacket(m.SignTime, m.Hashed), m.Manifests, a.Sender.Manifests.Digests/max(m.Manifests, 1),
+		perPacket(m.SignTime, m.Manifests), m.Frames/max(m.Manifests, 1),
+		perPacket(au.VerifyTime, au.Authenticated), au.Verified, perPacket(au.VerifyTime, au.Verified))
+	fmt.Fprintf(w, "  packets on the wire: symmetric %d, asymmetric %d (+%.1f %% for manifests)\n",
+		r.Paced[0].Sender.Packets, a.Sender.Packets,
+		100*(float64(a.Sender.Packets)/float64(a.Sent)*float64(r.Paced[0].Sent)/float64(r.Paced[0].Sender.Packets)-1))
+}
+
+func mode(asym bool) string {
+	if asym {
+		return "asymmetric"
+	}
+	return "symmetric"
+}
+
+// perPacket is d/n in microseconds.
+func perPacket(d time.Duration, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d) / 1e3 / float64(n)
+}
