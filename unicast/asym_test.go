@@ -1,6 +1,7 @@
 package unicast
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -348,5 +349,50 @@ func TestKeysServedAndResolved(t *testing.T) {
 	(&Server{Keys: h.keys, Handler: http.NotFoundHandler()}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, KeyURLPath(kid), nil))
 	if rec.Code != http.StatusForbidden {
 		t.Fatalf("key without TLS: %d", rec.Code)
+	}
+}
+
+// TestAsymmetricManifestStreamCloses: in-band manifests are dropped, so the
+// client streams them from the server; then they arrive in-band again, and
+// once nearly all recent manifests came in-band the client closes the
+// stream. Every resource arrives exact, by multicast.
+func TestAsymmetricManifestStreamCloses(t *testing.T) {
+	ad, key := asymAd(t, "asym-c")
+	h := newHarness(t, harnessOpts{files: 4, minSize: 50 << 10, maxSize: 100 << 10, seed: 14,
+		publisher: func(pc *PublisherConfig) { pc.ManifestKeys = []crypto.Signer{key} }})
+	var dropped atomic.Int64
+	h.setDrop(manifestPacketDropper(t, ad.Session, &dropped))
+	if _, err := h.pub.Start(ad); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.clientConfig()
+	cfg.ManifestStreamMin = 300 * time.Millisecond
+	var bigOK atomic.Bool
+	big := make([]byte, 12<<20) // about 320 manifests: the whole coverage window
+	rand.Read(big)
+	cfg.OnResource = func(d Delivery) {
+		if d.Path == "/big" && d.Err == nil && d.Via == ViaMulticast && d.Size == int64(len(big)) {
+			bigOK.Store(bytes.Equal(readBody(t, d), big))
+		}
+	}
+	tc := h.runClient(cfg)
+	tc.waitJoined(1)
+	h.pushAll(h.paths)
+	tc.waitPaths(15*time.Second, h.paths)
+	waitFor(t, 5*time.Second, "a manifest stream", func() bool { return tc.c.Stats().ManifestStreamsOpen == 1 })
+	h.setDrop(nil) // in-band manifests arrive again
+	if _, err := h.pub.Push(context.Background(), &Content{Path: "/big", Body: bytes.NewReader(big), Size: int64(len(big))}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the big resource", bigOK.Load)
+	waitFor(t, 5*time.Second, "the manifest stream to close", func() bool { return tc.c.Stats().ManifestStreamsOpen == 0 })
+	ds := tc.checkExact(h, h.paths)
+	if via := countVia(ds); via[ViaMulticast] != len(h.paths) {
+		t.Fatalf("deliveries %v", via)
+	}
+	st := tc.c.Stats()
+	t.Logf("%d manifest packets dropped; client: %d streams opened, %d manifests fetched", dropped.Load(), st.ManifestStreams, st.ManifestsFetched)
+	if st.ManifestStreams != 1 || st.ManifestStreamsClosed != 1 {
+		t.Fatalf("%d streams opened, %d closed because in-band manifests came back; want 1 and 1", st.ManifestStreams, st.ManifestStreamsClosed)
 	}
 }

@@ -108,6 +108,9 @@ type ClientConfig struct {
 	// ManifestWait is how long a packet may wait for its in-band manifest
 	// before the client asks the server for it (DefaultManifestWait).
 	ManifestWait time.Duration
+	// ManifestStreamMin is how long a manifest stream that ManifestsAuto
+	// opened stays open at least (DefaultManifestStreamMin).
+	ManifestStreamMin time.Duration
 	// PushTimeout is the receivers' h3m.ReceiverConfig.PushTimeout.
 	PushTimeout time.Duration
 
@@ -212,10 +215,13 @@ type ClientStats struct {
 	// RequireAsymmetric is set.
 	Refused int
 	// ManifestRequests are the requests for manifests (streams included),
-	// ManifestStreams the long-lived streams opened, ManifestsFetched and
-	// ManifestBytes the manifests they brought.
-	ManifestRequests, ManifestStreams int
-	ManifestsFetched, ManifestBytes   int64
+	// ManifestStreams the long-lived streams opened (ManifestStreamsOpen of
+	// them open now, ManifestStreamsClosed closed because in-band
+	// manifests arrived again), ManifestsFetched and ManifestBytes the
+	// manifests they brought.
+	ManifestRequests, ManifestStreams          int
+	ManifestStreamsOpen, ManifestStreamsClosed int
+	ManifestsFetched, ManifestBytes            int64
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -283,6 +289,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
+	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
 		return nil, fmt.Errorf("unicast: client: unknown manifest mode %d", cfg.Manifests)
 	}

@@ -72,11 +72,10 @@ const (
 	// manifestFetchTime is what a fetch of manifests is given to arrive
 	// before the holes it would fill are reported as gaps.
 	manifestFetchTime = 400 * time.Millisecond
-	// streamMinLife is how long a manifest stream runs at least before
-	// ManifestsAuto considers closing it; streamEvalEvery how often it
-	// checks then.
-	streamMinLife   = 5 * time.Second
-	streamEvalEvery = 2 * time.Second
+	// DefaultManifestStreamMin is how long a manifest stream that
+	// ManifestsAuto opened runs at least before it may be closed; it checks
+	// then every 2/5 of it.
+	DefaultManifestStreamMin = 5 * time.Second
 	// Coverage thresholds of ManifestsAuto (in percent of the recent
 	// manifests whose in-band copy arrived).
 	streamOpenBelow  = 90
@@ -154,12 +153,15 @@ func (f *manifestFetcher) step(ctx context.Context, now time.Time) bool {
 	waiting := mergeWaiting(st.Waiting)
 	switch {
 	case f.streaming && f.mode == ManifestsAuto:
-		if now.Sub(f.streamSince) >= streamMinLife && now.Sub(f.lastEval) >= streamEvalEvery {
+		if least := f.c.cfg.ManifestStreamMin; now.Sub(f.streamSince) >= least && now.Sub(f.lastEval) >= least*2/5 {
 			f.lastEval = now
 			if st.Recent >= coverageEvalMin && st.RecentInBand*100 >= st.Recent*streamCloseAbove {
 				f.c.log.Info("in-band manifests arrive again: closing the manifest stream", "session", f.cs.id,
 					"in_band", st.RecentInBand, "of", st.Recent)
 				f.stopStream()
+				f.c.mu.Lock()
+				f.c.stats.ManifestStreamsClosed++
+				f.c.mu.Unlock()
 			}
 		}
 	case f.streaming, now.Before(f.streamRetry):
@@ -264,8 +266,12 @@ func (f *manifestFetcher) stream(ctx context.Context, waiting []ranges.Range) {
 	f.mu.Unlock()
 	f.c.mu.Lock()
 	f.c.stats.ManifestStreams++
+	f.c.stats.ManifestStreamsOpen++
 	f.c.mu.Unlock()
 	n, _, err := f.fetch(ctx, q, true)
+	f.c.mu.Lock()
+	f.c.stats.ManifestStreamsOpen--
+	f.c.mu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.streaming = false
