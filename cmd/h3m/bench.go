@@ -24,6 +24,9 @@ the multicast QUIC transport, then HTTP pushes over it, each with its ratio to
 the baseline measured in the same run. Sending is unpaced: the figures are
 capacities of this machine, not of a network.
 
+The large phase pushes one resource (1 GiB by default) paced at --large-rate
+(2 Gbit/s) and checks every byte that arrives against what was sent.
+
 The asym phase compares a symmetric and an asymmetric session (signed
 manifests of packet digests) in the same run, paced at --asym-rate and then
 unpaced, prints the throughput ratio and what hashing, signing and verifying
@@ -40,7 +43,9 @@ cost per packet.`,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym or all")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large or all")
+			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
+			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
 			return func(ctx context.Context, e *env) error {
 				g, err := netip.ParseAddrPort(group)
@@ -82,8 +87,8 @@ cost per packet.`,
 				default:
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
-				if what != "transport" && what != "http" && what != "asym" && what != "all" {
-					return usagef("--what %q: want transport, http, asym or all", what)
+				if what != "transport" && what != "http" && what != "asym" && what != "large" && what != "all" {
+					return usagef("--what %q: want transport, http, asym, large or all", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -113,6 +118,18 @@ cost per packet.`,
 							return err
 						}
 						r.Report(e.stdout, o)
+					}
+					// The large paced transfer once, with the last technique.
+					if (what == "large" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+15))
+						r, err := bench.Large(ctx, o, *largeSize, *largeRate)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
+						if !r.Intact {
+							return fmt.Errorf("the large transfer did not arrive intact")
+						}
 					}
 					fmt.Fprintln(e.stdout)
 				}

@@ -69,7 +69,9 @@ type checkingStorage struct {
 	scratch []byte
 }
 
-func (c *checkingStorage) NewBody(*h3m.Resource, int64) (h3m.Body, error) { return checkingBody{c}, nil }
+func (c *checkingStorage) NewBody(*h3m.Resource, int64) (h3m.Body, error) {
+	return checkingBody{c}, nil
+}
 
 type checkingBody struct{ c *checkingStorage }
 
@@ -89,8 +91,10 @@ func (b checkingBody) WriteAt(p []byte, off int64) (int, error) {
 	}
 	return len(p), nil
 }
-func (checkingBody) ReadAt([]byte, int64) (int, error) { return 0, errors.New("bench: bodies are checked, not kept") }
-func (checkingBody) Discard() error                    { return nil }
+func (checkingBody) ReadAt([]byte, int64) (int, error) {
+	return 0, errors.New("bench: bodies are checked, not kept")
+}
+func (checkingBody) Discard() error { return nil }
 
 // Large pushes one resource of size bytes paced at rate bit/s and checks
 // that it arrives intact (DESIGN.md §4: 1 GiB at 2 Gbit/s on loopback).
