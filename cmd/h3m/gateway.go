@@ -84,6 +84,9 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 
 	store := gateway.NewStore(o.cache)
 	cfg := cf.config(e)
+	// The store holds the bodies players get; the client need only remember
+	// recent deliveries (to drop duplicates), not keep their bodies alive.
+	cfg.MaxDeliveries = 256
 	cfg.Storage = h3m.MemoryStorage{MaxSize: o.cache / 4}
 	cfg.OnResource = func(d unicast.Delivery) {
 		if d.Err != nil {
