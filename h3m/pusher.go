@@ -305,7 +305,7 @@ func (p *Pusher) push(ctx context.Context, pushID uint64, push *Push) (*PushResu
 		}
 	}
 	if len(trailer) > 0 {
-		block, err := h3frame.AppendFieldSection(nil, headerFields(trailer))
+		block, err := h3frame.AppendFieldSection(nil, h3frame.HeaderFields(trailer))
 		if err != nil {
 			return nil, p.abandon(st, pushID, fmt.Errorf("trailers: %w", err))
 		}
@@ -430,8 +430,3 @@ func (p *Pusher) Close(ctx context.Context) error {
 // EndPath is the path of the empty push that ends a session when no
 // resource push carried "connection: close".
 const EndPath = "/.well-known/h3m/end"
-
-// headerFields turns regular fields into field lines, names lower-cased.
-func headerFields(h http.Header) []h3frame.Field {
-	return h3frame.ResponseFields(&h3frame.Response{Header: h})[1:]
-}

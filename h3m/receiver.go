@@ -306,7 +306,7 @@ func (r *Receiver) settleLocked(res *Resource) {
 func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res, existed := r.resourceLocked(pushID)
+	res, _ := r.resourceLocked(pushID)
 	res.mu.Lock()
 	if res.request != nil {
 		res.mu.Unlock()
@@ -318,7 +318,6 @@ func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
 	r.emitLocked(EventPromised, res)
-	_ = existed
 }
 
 // cancel handles CANCEL_PUSH.
