@@ -164,7 +164,7 @@ func (c *controlParser) frameLocked(t h3frame.Type, payload []byte) {
 			r.stats.MalformedFrames++
 			return
 		}
-		res, _ := r.resourceLocked(pushID)
+		res := r.resourceLocked(pushID)
 		r.failLocked(res, ErrCancelled)
 	}
 }
@@ -283,7 +283,7 @@ func (pp *pushParser) feed(p []byte) error {
 			if !done {
 				return nil
 			}
-			res, _ := r.resourceLocked(pushID)
+			res := r.resourceLocked(pushID)
 			if res.parser != nil {
 				// A second stream for one push ID: ignore it.
 				pp.dead = true

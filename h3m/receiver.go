@@ -277,9 +277,9 @@ func (r *Receiver) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 }
 
 // resourceLocked returns the resource of pushID, creating it.
-func (r *Receiver) resourceLocked(pushID uint64) (*Resource, bool) {
+func (r *Receiver) resourceLocked(pushID uint64) *Resource {
 	if res := r.pushes[pushID]; res != nil {
-		return res, true
+		return res
 	}
 	// Forget the resources that settled first, keeping memory bounded.
 	for len(r.pushes) >= r.cfg.MaxResources && len(r.settled) > 0 {
@@ -293,7 +293,7 @@ func (r *Receiver) resourceLocked(pushID uint64) (*Resource, bool) {
 	res := &Resource{PushID: pushID, length: -1, complete: -1}
 	r.pushes[pushID] = res
 	r.active[pushID] = res
-	return res, false
+	return res
 }
 
 // settleLocked records that res left StateReceiving.
@@ -306,7 +306,7 @@ func (r *Receiver) settleLocked(res *Resource) {
 func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res, _ := r.resourceLocked(pushID)
+	res := r.resourceLocked(pushID)
 	res.mu.Lock()
 	if res.request != nil {
 		res.mu.Unlock()
@@ -324,7 +324,7 @@ func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 func (r *Receiver) cancelPush(pushID uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res, _ := r.resourceLocked(pushID)
+	res := r.resourceLocked(pushID)
 	r.failLocked(res, ErrCancelled)
 }
 
