@@ -185,7 +185,7 @@ func Measurements() []*TestCase {
 	return []*TestCase{
 		{
 			Name: "goodput", Abbr: "G", EndpointName: "push", Measurement: true,
-			Desc:     "Goodput of one large file at each of two receivers (kbit/s, from release to the file being complete).",
+			Desc:     "Goodput of one large file at each of two receivers (kbit/s, from its first data packet to its last in the receiver's capture).",
 			Topology: Topology{Receivers: 2}, Timeout: 60 * time.Second, Rate: measureRate,
 			files: measureFile, drive: driveMeasure, check: checkGoodput,
 		},
