@@ -288,6 +288,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 			if err := r.conn.SetReadDeadline(deadline); err != nil {
 				return fmt.Errorf("mquic: receiver: %w", err)
 			}
+			// That may have replaced the past deadline ctx's AfterFunc set to
+			// wake the read: look at ctx again.
+			if ctx.Err() != nil {
+				return nil
+			}
 		}
 		var err error
 		if r.batchR != nil {

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
@@ -67,7 +69,7 @@ receivers get it to verify the pushes (h3m receive --require-signature).`,
 			keyFile := fs.String("key", "h3m-key.pem", "TLS private key (PEM); created when missing")
 			watch := fs.Bool("watch", false, "push files as they appear or change")
 			once := fs.Bool("once", false, "push the folder, end the session and exit")
-			linger := fs.Duration("linger", 10*time.Second, "with --once: how long the unicast server stays up after the session ends, for repairs")
+			linger := fs.Duration("linger", 10*time.Second, "how long the unicast server stays up after the session ends (--once, or an interrupt), for repairs")
 			settle := fs.Duration("settle", 300*time.Millisecond, "with --watch: how long a file must stay unchanged before it is pushed")
 			rollover := fs.Duration("rollover", 0, "start a successor session with new keys this often (0: never)")
 			wait := fs.Duration("wait", 0, "wait this long after announcing the session before the first push (time for receivers to join)")
@@ -349,11 +351,19 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		e.log.Warn("ending the session", "err", err)
 	}
 	fmt.Fprintf(e.stdout, "h3m: session ended after %d pushes\n", pushed)
-	if o.once && runErr == nil {
-		// Stay up for the receivers' repairs and fallback fetches.
+	if (o.once && runErr == nil) || errors.Is(runErr, context.Canceled) {
+		// Stay up for the receivers' repairs and fallback fetches, and so
+		// that they read the session's end in the description. A second
+		// interrupt stops at once.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		if ctx.Err() != nil {
+			fmt.Fprintf(e.stdout, "h3m: keeping the unicast server up for %v for repairs (interrupt again to stop now)\n", o.linger)
+		}
 		select {
 		case <-time.After(o.linger):
-		case <-ctx.Done():
+		case <-again:
 		case err := <-srvErr:
 			return err
 		}
