@@ -251,6 +251,7 @@ type Client struct {
 	baseline      bool
 	catalog       []CatalogEntry
 	haveCat       bool
+	catalogAt     time.Time // last catalogue read
 	descAt        time.Time // last successful description
 	endAt         time.Time // last time a session ended for us
 	delivered     map[string]*Delivery
@@ -419,7 +420,32 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) describe(ctx context.Context) (*Description, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return Discover(ctx, c.hc, c.cfg.URL)
+	return discover(ctx, c.hc, c.cfg.URL, time.Time{})
+}
+
+// describeSince reads the description with only the catalogue entries
+// pushed since the newest the client has (a second earlier, against
+// entries pushed in the same instant as the last read).
+func (c *Client) describeSince(ctx context.Context) (*Description, error) {
+	c.mu.Lock()
+	var newest time.Time
+	if c.haveCat {
+		for i := range c.catalog {
+			if p := c.catalog[i].Pushed; p.After(newest) {
+				newest = p
+			}
+		}
+		if newest.IsZero() {
+			newest = c.catalogAt
+		}
+	}
+	c.mu.Unlock()
+	if newest.IsZero() {
+		return c.describe(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	return discover(ctx, c.hc, c.cfg.URL, newest.Add(-time.Second))
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -434,7 +460,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-t.C:
 		case <-c.pollNow:
 		}
-		d, err := c.describe(ctx)
+		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

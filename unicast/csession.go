@@ -74,7 +74,7 @@ func (c *Client) apply(d *Description, first bool) {
 		}
 	}
 	if !d.FromAltSvc {
-		c.catalog, c.haveCat = d.Resources, true
+		c.mergeCatalogLocked(d, now)
 	}
 	present := make(map[string]bool, len(d.Sessions))
 	for i := range d.Sessions {
@@ -527,3 +527,40 @@ func discard(b h3m.Body) {
 		_ = b.Discard()
 	}
 }
+
+// catalogRetention is how long the client remembers catalogue entries it
+// learnt incrementally (the server lists pushes of the last 10 minutes).
+const catalogRetention = 10 * time.Minute
+
+// mergeCatalogLocked takes the catalogue of d: all of it from a full read,
+// or, from an incremental one, the entries pushed since, added to what the
+// client has (entries older than catalogRetention, and the oldest beyond
+// MaxCatalog, are forgotten).
+func (c *Client) mergeCatalogLocked(d *Description, now time.Time) {
+	c.haveCat = true
+	c.catalogAt = now
+	if d.ResourcesAfter.IsZero() {
+		c.catalog = d.Resources
+		return
+	}
+	have := make(map[string]bool, len(c.catalog))
+	kept := c.catalog[:0]
+	for _, e := range c.catalog {
+		if now.Sub(e.Pushed) < catalogRetention {
+			kept = append(kept, e)
+			have[entryKey(&e)] = true
+		}
+	}
+	for _, e := range d.Resources {
+		if !have[entryKey(&e)] {
+			kept = append(kept, e)
+		}
+	}
+	if over := len(kept) - maxCatalog; over > 0 {
+		kept = kept[over:]
+	}
+	c.catalog = kept
+}
+
+// maxCatalog caps the catalogue entries the client remembers.
+const maxCatalog = 4096

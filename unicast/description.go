@@ -43,6 +43,11 @@ type Description struct {
 	// at KeysPath.
 	Keys []KeyInfo `json:"keys,omitempty"`
 
+	// ResourcesAfter is set on a description that lists only the resources
+	// pushed at or after it (an incremental read, ResourcesAfterParam);
+	// the rest of the catalogue is the reader's from earlier reads.
+	ResourcesAfter time.Time `json:"resources_after,omitzero"`
+
 	// FromAltSvc is set on descriptions that Discover built from an Alt-Svc
 	// field because the server serves no well-known document: every session
 	// is then taken as active and there is no catalogue.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m/altsvc"
 )
@@ -23,11 +24,24 @@ var ErrNoAdvertisement = errors.New("unicast: the server advertises no h3m sessi
 // A malformed description or Alt-Svc field is an error: nothing is taken
 // from a document that does not parse.
 func Discover(ctx context.Context, hc *http.Client, rawURL string) (*Description, error) {
+	return discover(ctx, hc, rawURL, time.Time{})
+}
+
+// ResourcesAfterParam is the query parameter of the well-known document
+// that asks for the catalogue entries pushed at or after a time (RFC 3339).
+const ResourcesAfterParam = "resources_after"
+
+// discover is Discover; with a non-zero after it asks only for the
+// catalogue entries pushed since.
+func discover(ctx context.Context, hc *http.Client, rawURL string, after time.Time) (*Description, error) {
 	u, err := originURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	wk := u.JoinPath(WellKnownPath)
+	if !after.IsZero() {
+		wk.RawQuery = url.Values{ResourcesAfterParam: {after.UTC().Format(time.RFC3339Nano)}}.Encode()
+	}
 	resp, err := get(ctx, hc, http.MethodGet, wk.String())
 	if err != nil {
 		return nil, fmt.Errorf("unicast: discover: %w", err)

@@ -226,7 +226,24 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	b, err := json.Marshal(s.description())
+	d := s.description()
+	if v := r.URL.Query().Get(ResourcesAfterParam); v != "" {
+		after, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			http.Error(w, ResourcesAfterParam+": want an RFC 3339 time", http.StatusBadRequest)
+			return
+		}
+		// Only what was pushed since: receivers poll often, and the whole
+		// catalogue each time would cost more than the content.
+		kept := d.Resources[:0]
+		for _, e := range d.Resources {
+			if !e.Pushed.Before(after) {
+				kept = append(kept, e)
+			}
+		}
+		d.Resources, d.ResourcesAfter = kept, after
+	}
+	b, err := json.Marshal(d)
 	if err != nil {
 		s.logger().Error("describing sessions", "err", err)
 		http.Error(w, "cannot describe the sessions", http.StatusInternalServerError)
