@@ -361,11 +361,23 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		if ctx.Err() != nil {
 			fmt.Fprintf(e.stdout, "h3m: keeping the unicast server up for %v for repairs (interrupt again to stop now)\n", o.linger)
 		}
-		select {
-		case <-time.After(o.linger):
-		case <-again:
-		case err := <-srvErr:
-			return err
+		deadline := time.After(o.linger)
+		start := time.Now()
+	wait:
+		for {
+			select {
+			case <-deadline:
+				break wait
+			case <-again:
+				// A second interrupt a moment after the first is the same
+				// stop delivered twice (to the process group and by a
+				// parent); only a later one means "now".
+				if time.Since(start) >= time.Second {
+					break wait
+				}
+			case err := <-srvErr:
+				return err
+			}
 		}
 	}
 	if errors.Is(runErr, context.Canceled) {
