@@ -164,6 +164,9 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 		if tc == "blackhole" {
 			a = append(a, "--fallback-after", "500ms")
 		}
+		if tc == "signature" {
+			a = append(a, "--require-signature")
+		}
 		return &EndpointPlan{Args: a}, nil
 	}
 	return nil, fmt.Errorf("interop endpoint: ROLE %q: want sender or receiver", role)

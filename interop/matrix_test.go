@@ -66,11 +66,7 @@ func needNetns(t *testing.T) {
 // knownIssues are cases that fail because of a known defect of h3m itself
 // (not of the runner); each says why. The matrix test reports them but
 // does not fail on them, and says so when one starts passing.
-var knownIssues = map[string]string{
-	"push-many": "every receiver re-reads the whole session description with its catalogue of up to 1024 " +
-		"resources each second (about 370 kB/s of unicast per receiver while resources are pushed)",
-	"signature": "h3m serve has no --sign-key yet, so the endpoint reports the case unsupported",
-}
+var knownIssues = map[string]string{}
 
 func runMatrix(t *testing.T, r *Runner) *Results {
 	t.Helper()

@@ -1,7 +1,10 @@
 package unicast
 
 import (
+	"compress/gzip"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -66,5 +69,26 @@ func TestIncrementalCatalog(t *testing.T) {
 		if e.Path == "/old" {
 			t.Fatal("an entry older than the retention was kept")
 		}
+	}
+
+	// Compressed when the reader accepts gzip, and the same document.
+	for i := range 20 {
+		cat.Add(CatalogEntry{Path: fmt.Sprintf("/more/%d", i), Size: 1, Pushed: t0, Session: "01", PushID: uint64(10 + i)})
+	}
+	r = httptest.NewRequest("GET", WellKnownPath, nil)
+	r.TLS = &tls.ConnectionState{}
+	r.Header.Set("Accept-Encoding", "gzip")
+	w = httptest.NewRecorder()
+	srv.ServeHTTP(w, r)
+	if w.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("not compressed: %v", w.Header())
+	}
+	zr, err := gzip.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	if d, err := ParseDescription(plain); err != nil || len(d.Resources) != 23 {
+		t.Fatalf("compressed description: %v %+v", err, d)
 	}
 }

@@ -1,6 +1,8 @@
 package unicast
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -250,9 +252,33 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Add("Vary", "Accept-Encoding")
+	if len(b) > 1024 && acceptsGzip(r) {
+		// Catalogues repeat their keys and session IDs: gzip takes them
+		// to a fraction, and receivers poll every second.
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(b)
+		zw.Close()
+		b = zb.Bytes()
+		w.Header().Set("Content-Encoding", "gzip")
+	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 	if r.Method == http.MethodHead {
 		return
 	}
 	w.Write(b)
+}
+
+// acceptsGzip reports whether the request accepts the gzip content coding.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			name, q, _ := strings.Cut(strings.TrimSpace(c), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+				return true
+			}
+		}
+	}
+	return false
 }

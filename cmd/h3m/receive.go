@@ -152,6 +152,11 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		if d.Via == unicast.ViaRepair {
 			line += fmt.Sprintf(", %d bytes repaired", d.RepairBytes)
 		}
+		if cf.requireSig && d.Via != unicast.ViaFallback {
+			// With --require-signature nothing from multicast is delivered
+			// unless its signature verified; unicast is trusted through TLS.
+			line += ", signature verified"
+		}
 		progress.println(line)
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size,
 			"lost_bytes", d.LostBytes, "repair_bytes", d.RepairBytes, "fetch_bytes", d.FetchBytes)
