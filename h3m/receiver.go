@@ -371,13 +371,7 @@ func (r *Receiver) checkEndLocked() {
 func (r *Receiver) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, res := range r.active {
-		res.mu.Lock()
-		st := res.state
-		res.mu.Unlock()
-		if st != StateReceiving {
-			continue
-		}
+	for _, res := range r.active { // only pushes still receiving
 		pp := res.parser
 		if pp == nil {
 			if now.Sub(res.since) >= r.cfg.PushTimeout {
@@ -395,13 +389,7 @@ func (r *Receiver) expire(now time.Time) {
 func (r *Receiver) finishAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, res := range r.active {
-		res.mu.Lock()
-		st := res.state
-		res.mu.Unlock()
-		if st != StateReceiving {
-			continue
-		}
+	for _, res := range r.active { // only pushes still receiving
 		switch {
 		case res.parser == nil:
 			r.failLocked(res, ErrPushLost)
