@@ -99,8 +99,32 @@ func failureDetails(r *Runner, snd, rcv, tc string) string {
 	return lastLines(b, 8)
 }
 
+// checkQlog checks that, after the push case, the sender's and the first
+// receiver's qlog folders (QLOGDIR) hold a multicast trace with packet
+// events: h3m writes them there (spec/transport.md, "qlog").
+func checkQlog(t *testing.T, r *Runner, snd, rcv string) {
+	t.Helper()
+	base := filepath.Join(r.LogDir, snd+"_"+rcv, "push")
+	for _, c := range []struct{ side, glob, event string }{
+		{"sender", "*_mcast_sender.sqlog", `"name":"transport:packet_sent"`},
+		{"receiver-1", "*_mcast_receiver.sqlog", `"name":"transport:packet_received"`},
+	} {
+		files, _ := filepath.Glob(filepath.Join(base, c.side, "qlog", c.glob))
+		events := 0
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			events += bytes.Count(b, []byte(c.event))
+		}
+		if events == 0 {
+			t.Errorf("push: %s/qlog holds %d multicast traces (%s) with no %s event", c.side, len(files), c.glob, c.event)
+		} else {
+			t.Logf("push: %s/qlog: %d multicast traces, %d %s events", c.side, len(files), events, c.event)
+		}
+	}
+}
+
 // TestMatrixH3M runs every test case for h3m × h3m in namespace networks:
-// all must succeed.
+// all must succeed, and the push case leaves qlog traces.
 func TestMatrixH3M(t *testing.T) {
 	needNetns(t)
 	h3m := h3mBinary(t)
@@ -120,6 +144,7 @@ func TestMatrixH3M(t *testing.T) {
 			t.Errorf("%s: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
 		}
 	}
+	checkQlog(t, r, "h3m", "h3m")
 }
 
 // TestMatrixNghqProfile runs the h3m-07 (nghq profile) sender against
@@ -210,6 +235,7 @@ func TestLoopbackMode(t *testing.T) {
 			t.Errorf("%s: %s, want %s: %s\n%s", c.Name, c.Result, want, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
 		}
 	}
+	checkQlog(t, r, "h3m", "h3m")
 }
 
 // TestNetwork builds the largest topology, checks the hosts, the loss and

@@ -3,6 +3,7 @@ package mquic
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/mquic/wire"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // Defaults of ReceiverConfig.
@@ -73,6 +75,16 @@ type ReceiverConfig struct {
 	// (zero fields take the manifest package's defaults; Window defaults to
 	// ReplayWindow).
 	Auth manifest.AuthConfig
+	// Tracer, when set, records the receiver's packets as qlog events
+	// (spec/transport.md, "qlog"): transport:packet_received with the
+	// frames of every accepted packet, transport:packet_dropped with the
+	// reason of every dropped datagram, transport:packet_buffered for
+	// packets held for their manifest, and recovery:packet_lost for packet
+	// numbers that never arrived. The caller creates the trace (vantage
+	// point client, the session ID as its group ID) and closes Tracer once
+	// Run has returned. Tracing costs a few allocations and a JSON record
+	// per packet; nil costs nothing.
+	Tracer qlogwriter.Recorder
 	// Logger receives the receiver's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -152,6 +164,7 @@ type Receiver struct {
 	frame      wire.Frame
 	auth       *manifest.Authenticator // nil in a symmetric session
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
+	tr         *recvTrace              // nil when not tracing
 }
 
 // NewReceiver creates a receiver for the session cfg.Params reading from
@@ -199,6 +212,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		prot:      prot,
 		win:       newPNWindow(cfg.ReplayWindow),
 		streams:   make(map[uint64]*RecvStream),
+		tr:        newRecvTrace(cfg.Tracer, p.SessionID, cfg.ReplayWindow, cfg.ReorderThreshold),
 	}
 	r.stats.ProhibitedByType = make(map[wire.FrameType]uint64)
 	prof, err := sessionProfile(&p)
@@ -406,15 +420,24 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 	r.stats.Datagrams++
 	if r.source.IsValid() && src.Addr().Unmap() != r.source {
 		r.stats.WrongSource++
+		if r.tr != nil {
+			r.tr.dropped("unknown", "", len(pkt), dropWrongSource)
+		}
 		return
 	}
 	dcid, pnOffset, err := wire.ParseShortHeader(pkt, len(r.sessionID))
 	if err != nil {
 		r.stats.NotShort++
+		if r.tr != nil {
+			r.tr.dropped("unknown", "", len(pkt), dropNotShort)
+		}
 		return
 	}
 	if !bytes.Equal(dcid, r.sessionID) {
 		r.stats.WrongSession++
+		if r.tr != nil {
+			r.tr.dropped(packetType1RTT, hex.EncodeToString(dcid), len(pkt), dropWrongSession)
+		}
 		return
 	}
 	pnLen := r.pnLen
@@ -434,15 +457,27 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 	pn, payload, err := r.prot.Open(pkt, pnOffset, pnLen, r.win.largest, r.win.have)
 	if err != nil {
 		r.stats.DecryptFailed++
+		if r.tr != nil {
+			r.tr.dropped(packetType1RTT, r.tr.dcid, len(pkt), dropDecryptFailed)
+		}
 		return
 	}
 	switch r.win.check(pn) {
 	case pnDuplicate:
 		r.stats.Duplicate++
+		if r.tr != nil {
+			r.tr.droppedPN(pn, len(pkt), dropDuplicate)
+		}
 		return
 	case pnStale:
 		r.stats.Stale++
+		if r.tr != nil {
+			r.tr.droppedPN(pn, len(pkt), dropStale)
+		}
 		return
+	}
+	if r.tr != nil {
+		r.tr.arrived(pn)
 	}
 	// Validate every frame before acting on any, so that a packet with an
 	// unknown or malformed frame is dropped whole.
@@ -450,10 +485,15 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 	for b := payload; len(b) > 0; {
 		n, isManifest, err := r.parseFrame(b)
 		if err != nil {
+			why := dropBadFrame
 			if _, ok := errors.AsType[*wire.UnknownFrameTypeError](err); ok {
 				r.stats.UnknownFrame++
+				why = dropUnknownFrame
 			} else {
 				r.stats.BadFrame++
+			}
+			if r.tr != nil {
+				r.tr.droppedPN(pn, len(pkt), why)
 			}
 			if r.auth == nil {
 				r.win.mark(pn) // authenticated: never accept it again
@@ -477,8 +517,18 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 			switch {
 			case manifests > 0 && !others && used == 0:
 				r.stats.BadManifest++
+				if r.tr != nil {
+					r.tr.droppedPN(pn, len(pkt), dropBadManifest)
+				}
 			case !r.auth.Hold(&digest, pn, payload, len(pkt), manifests > 0 && !others, now):
 				r.stats.Duplicate++
+				if r.tr != nil {
+					r.tr.droppedPN(pn, len(pkt), dropDuplicate)
+				}
+			default:
+				if r.tr != nil {
+					r.tr.held(pn, payload, len(pkt))
+				}
 			}
 			return
 		}
@@ -523,9 +573,15 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 	switch r.win.check(pn) {
 	case pnDuplicate:
 		r.stats.Duplicate++
+		if r.tr != nil {
+			r.tr.droppedPN(pn, wireLen, dropDuplicate)
+		}
 		return
 	case pnStale:
 		r.stats.Stale++
+		if r.tr != nil {
+			r.tr.droppedPN(pn, wireLen, dropStale)
+		}
 		return
 	}
 	r.accept(pn, 0, payload, wireLen, r.now)
@@ -546,6 +602,9 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, wireLen int, now
 	r.lastPacket = now
 	r.stats.Packets++
 	r.stats.Bytes += uint64(wireLen)
+	if r.tr != nil {
+		r.tr.received(pn, payload, wireLen)
+	}
 	for b := payload; len(b) > 0; {
 		n, isManifest, _ := r.parseFrame(b)
 		b = b[n:]

@@ -14,6 +14,7 @@ import (
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/wire"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // Defaults of SenderConfig.
@@ -69,6 +70,13 @@ type SenderConfig struct {
 	// manifest.ExtensionID with the profile of Manifests.Key; a session
 	// that advertises it cannot be sent without Manifests.
 	Manifests *manifest.SignerConfig
+	// Tracer, when set, records every packet the sender sends as a qlog
+	// transport:packet_sent event with the frames it carries
+	// (spec/transport.md, "qlog"). The caller creates the trace (vantage
+	// point server, the session ID as its group ID) and closes Tracer after
+	// Close. Tracing costs a few allocations and a JSON record per packet;
+	// nil costs nothing.
+	Tracer qlogwriter.Recorder
 	// Logger receives the sender's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +106,7 @@ type Sender struct {
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
 	signer   *manifest.Signer // nil in a symmetric session
+	tr       *sendTrace       // nil when not tracing
 
 	sessionID  []byte
 	pnLen      int
@@ -163,6 +172,7 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 		dstAddr:    net.UDPAddrFromAddrPort(p.Group),
 		log:        cfg.Logger.With("session", fmt.Sprintf("%x", p.SessionID), "group", p.Group.String()),
 		onPacket:   cfg.OnPacket,
+		tr:         newSendTrace(cfg.Tracer, p.SessionID),
 		sessionID:  p.SessionID,
 		pnLen:      p.PNLen(),
 		overhead:   prot.Overhead(),
@@ -421,6 +431,9 @@ func (s *Sender) finishPacket() error {
 	}
 	if pad := s.minPayload - (len(s.cur) - s.hdrLen); pad > 0 {
 		s.cur = wire.AppendPadding(s.cur, pad)
+	}
+	if s.tr != nil {
+		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
 	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
 	if s.signer != nil {

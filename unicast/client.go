@@ -17,6 +17,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/qlogwriter"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
@@ -69,7 +70,8 @@ type ClientConfig struct {
 	TLSConfig *tls.Config
 	// QUICConfig tunes the unicast QUIC connections; nil means short
 	// handshake and idle timeouts, so that a server that went away is
-	// noticed within seconds.
+	// noticed within seconds, and qlog traces of every connection under
+	// $QLOGDIR when that is set (<odcid>_client.sqlog).
 	QUICConfig *quic.Config
 
 	// Interface is the network interface to join multicast groups on
@@ -162,6 +164,12 @@ type ClientConfig struct {
 	// OnResource is called once per resource delivered or given up. It may
 	// be called from several goroutines at once.
 	OnResource func(Delivery)
+	// Tracer, if set, is called with the session ID each time the client
+	// joins a multicast session; the qlog trace it returns (nil: none)
+	// records that receiver's packets (mquic.ReceiverConfig.Tracer) until
+	// it stops. A session joined again after its receiver stopped gets a
+	// new call.
+	Tracer func(sessionID []byte) qlogwriter.Trace
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -309,7 +317,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	qc := cfg.QUICConfig
 	if qc == nil {
-		qc = &quic.Config{HandshakeIdleTimeout: 3 * time.Second, MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second}
+		qc = &quic.Config{HandshakeIdleTimeout: 3 * time.Second, MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
+			Tracer: qlogDirTracer()}
 	}
 	tr := &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qc, Logger: cfg.Logger}
 	storage := cfg.Storage

@@ -203,6 +203,9 @@ func (c *Client) join(cs *csession) {
 		fail(err)
 		return
 	}
+	trace := startTrace(c.cfg.Tracer, p.SessionID)
+	tc := c.transportConfig()
+	tc.Tracer = trace
 	rcv, err := h3m.NewReceiver(conn, h3m.ReceiverConfig{
 		Session:         p,
 		Profile:         h3m.ProfileOf(&cs.ad),
@@ -211,11 +214,12 @@ func (c *Client) join(cs *csession) {
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(cs, e) },
-		Transport:       c.transportConfig(),
+		Transport:       tc,
 		Logger:          c.log,
 	})
 	if err != nil {
 		conn.Close()
+		closeTrace(trace)
 		fail(err)
 		return
 	}
@@ -227,15 +231,24 @@ func (c *Client) join(cs *csession) {
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
+	var fetcher chan struct{} // closed when the manifest fetcher returns
 	if asym && c.cfg.Manifests != ManifestsOff {
 		c.wg.Add(1)
-		go c.runManifests(rctx, cs, rcv.Transport(), cs.manifests)
+		fetcher = make(chan struct{})
+		go func() {
+			defer close(fetcher)
+			c.runManifests(rctx, cs, rcv.Transport(), cs.manifests)
+		}()
 	}
 	go func() {
 		defer c.wg.Done()
 		err := rcv.Run(rctx)
 		cancel() // stops the manifest fetcher too
 		conn.Close()
+		if fetcher != nil {
+			<-fetcher // it hands the receiver manifests, which the trace records
+		}
+		closeTrace(trace)
 		c.receiverDone(cs, rcv, err)
 	}()
 }

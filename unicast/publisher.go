@@ -19,6 +19,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // PublisherConfig configures a Publisher.
@@ -56,6 +57,11 @@ type PublisherConfig struct {
 	Manifests *Manifests
 	// Sender tunes the transport senders (Params is set per session).
 	Sender mquic.SenderConfig
+	// Tracer, if set, is called with the session ID of each session the
+	// publisher opens; the qlog trace it returns (nil: none) records the
+	// session's transport sender (mquic.SenderConfig.Tracer, replacing
+	// Sender.Tracer) from its start until the session ends.
+	Tracer func(sessionID []byte) qlogwriter.Trace
 	// Listen opens the socket of a session; nil means mcast.ListenSender.
 	// Tests wrap the socket here (to inject loss, for instance).
 	Listen func(mcast.Config) (net.PacketConn, error)
@@ -89,6 +95,7 @@ type pubSession struct {
 	conn   net.PacketConn
 	snd    *mquic.Sender
 	pusher *h3m.Pusher
+	trace  qlogwriter.Recorder // nil when not tracing
 }
 
 // ErrPublisherClosed is returned after Close.
@@ -199,10 +206,12 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 		return nil, fmt.Errorf("unicast: publisher: %w", err)
 	}
 	var snd *mquic.Sender
+	var trace qlogwriter.Recorder
 	fail := func(err error) (*pubSession, error) {
 		if snd != nil {
 			snd.Close()
 		}
+		closeTrace(trace)
 		conn.Close()
 		p.cfg.Manifests.discard(sid)
 		return nil, err
@@ -214,6 +223,10 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	}
 	if sc.Manifests, err = p.manifestConfig(&ad, sid); err != nil {
 		return fail(fmt.Errorf("unicast: publisher: %w", err))
+	}
+	if p.cfg.Tracer != nil {
+		trace = startTrace(p.cfg.Tracer, params.SessionID)
+		sc.Tracer = trace
 	}
 	if snd, err = mquic.NewSender(conn, sc); err != nil {
 		return fail(fmt.Errorf("unicast: publisher: %w", err))
@@ -232,7 +245,7 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &pubSession{id: id, ad: ad, conn: conn, snd: snd, pusher: pusher}, nil
+	return &pubSession{id: id, ad: ad, conn: conn, snd: snd, pusher: pusher, trace: trace}, nil
 }
 
 // Start opens the session ad describes, announces it and makes it active.
@@ -308,6 +321,7 @@ func (p *Publisher) Rollover(ctx context.Context, next altsvc.Advertisement, lea
 func (p *Publisher) shut(ctx context.Context, ps *pubSession) error {
 	err := ps.pusher.Close(ctx)
 	err = errors.Join(err, ps.snd.Close(), p.cfg.Sessions.End(ps.id), ps.conn.Close())
+	closeTrace(ps.trace)
 	if p.cfg.Manifests != nil {
 		p.cfg.Manifests.End(ps.id) // after the sender's last manifests
 	}

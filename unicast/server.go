@@ -39,7 +39,9 @@ type Server struct {
 	Root string
 	// TLSConfig must hold a certificate (see LoadOrCreateCertificate).
 	TLSConfig *tls.Config
-	// QUICConfig tunes the QUIC connections; nil means quic-go's defaults.
+	// QUICConfig tunes the QUIC connections; nil means quic-go's defaults,
+	// with qlog traces of every connection under $QLOGDIR when that is set
+	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer).
 	QUICConfig *quic.Config
 	// Sessions are the sessions to advertise; nil advertises none.
 	Sessions *Sessions
@@ -88,10 +90,16 @@ func (s *Server) setup() (*http3.Server, error) {
 	if _, err := s.handlerLocked(); err != nil {
 		return nil, err
 	}
+	qc := s.QUICConfig
+	if qc == nil {
+		if tracer := qlogDirTracer(); tracer != nil {
+			qc = &quic.Config{Tracer: tracer}
+		}
+	}
 	s.h3 = &http3.Server{
 		Addr:       s.Addr,
 		TLSConfig:  http3.ConfigureTLSConfig(s.TLSConfig.Clone()),
-		QUICConfig: s.QUICConfig,
+		QUICConfig: qc,
 		Handler:    s,
 		Logger:     s.Logger,
 	}

@@ -47,7 +47,7 @@ h3m receive: players then only get what the sender signed.`,
 				if cf.url == "" {
 					return usagef("--url is required")
 				}
-				if err := cf.check(); err != nil {
+				if err := cf.check(e); err != nil {
 					return err
 				}
 				return runGateway(ctx, e, &cf, gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache})
@@ -79,7 +79,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 			return usageError{err.Error()}
 		}
 	}
-	upstream := &http3.Transport{TLSClientConfig: tlsConf}
+	upstream := &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qlogQUICConfig()}
 	defer upstream.Close()
 
 	store := gateway.NewStore(o.cache)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast"
+	"github.com/quic-go/quic-go/qlogwriter"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,7 +53,7 @@ fetched over unicast.`,
 				if cf.url == "" || *out == "" {
 					return usagef("--url and --out are required")
 				}
-				if err := cf.check(); err != nil {
+				if err := cf.check(e); err != nil {
 					return err
 				}
 				return runReceive(ctx, e, &cf, *out, *timeout)
@@ -70,6 +71,8 @@ type clientFlags struct {
 	requireAsym    bool
 	requireSig     bool
 	manifests      string
+	qlogDir        string
+	tracer         func(sessionID []byte) qlogwriter.Trace // set by check
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -82,14 +85,18 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.requireAsym, "require-asymmetric", false, "refuse to join symmetric sessions (their packets can be forged by any receiver); get their resources over unicast")
 	fs.BoolVar(&c.requireSig, "require-signature", false, "accept from multicast only resources signed with a key the server publishes over TLS")
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
+	qlogFlag(fs, &c.qlogDir, "receiver")
 }
 
-// check validates the flags that config cannot report on.
-func (c *clientFlags) check() error {
+// check validates the flags that config cannot report on, and prepares
+// the qlog folder.
+func (c *clientFlags) check(e *env) error {
 	if _, err := unicast.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
 	}
-	return nil
+	var err error
+	c.tracer, err = qlogSetup(c.qlogDir, "receiver", e.log)
+	return err
 }
 
 func (c *clientFlags) config(e *env) unicast.ClientConfig {
@@ -99,6 +106,7 @@ func (c *clientFlags) config(e *env) unicast.ClientConfig {
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode,
 		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
+		Tracer:   c.tracer,
 		Logger:   e.log,
 	}
 }

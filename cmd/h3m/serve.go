@@ -22,6 +22,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/unicast"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 func serveCommand() *command {
@@ -78,6 +79,8 @@ receivers get it to verify the pushes (h3m receive --require-signature).`,
 			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
+			var qlogDir string
+			qlogFlag(fs, &qlogDir, "sender")
 			config := fs.String("config", "", "JSON file of flag values ({\"group\": \"232.1.1.1\", \"rate\": 50000000, ...}); flags given on the command line win")
 			return func(ctx context.Context, e *env) error {
 				if err := applyConfig(fs, *config); err != nil {
@@ -100,6 +103,9 @@ receivers get it to verify the pushes (h3m receive --require-signature).`,
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+				}
+				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
+					return err
 				}
 				if *manifestKey != "" {
 					if o.manifestKey, err = loadManifestKey(*manifestKey); err != nil {
@@ -197,6 +203,8 @@ type serveOptions struct {
 	manifestKey crypto.Signer
 	// signer, if set, signs every push.
 	signer h3m.Signer
+	// tracer, if set, traces each session's packets (--qlog-dir).
+	tracer func(sessionID []byte) qlogwriter.Trace
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
 }
@@ -232,7 +240,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		Interface: o.iface, TTL: o.ttl, Files: files, Authority: authority,
 		Sessions: sessions, Catalog: catalog, Digests: o.digests,
 		Signer: o.signer, Keys: keys, Manifests: manifests,
-		Sender: mquic.SenderConfig{Logger: e.log}, Logger: e.log,
+		Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer, Logger: e.log,
 	})
 	if err != nil {
 		return err
