@@ -133,6 +133,12 @@ func runDemo(ctx context.Context, e *env, o demoOptions) error {
 	} else {
 		fmt.Fprintf(e.stdout, "  live DASH: %s\n", how)
 	}
+	// With ffmpeg, a player of our own watches a few seconds of the stream
+	// through the gateway, as ffplay or VLC would.
+	playerResult := make(chan string, 1)
+	if ff, err := exec.LookPath("ffmpeg"); err == nil && live != nil && (o.duration == 0 || o.duration >= 15*time.Second) {
+		go func() { playerResult <- playDemo(ctx, ff, gw+"live/manifest.mpd") }()
+	}
 
 	deadline := time.After(o.duration)
 	if o.duration == 0 {
@@ -186,6 +192,11 @@ loop:
 			bad++
 			fmt.Fprintf(e.stdout, "  %s: %d, %d bytes (want %d)\n", name, resp.StatusCode, len(got), len(want))
 		}
+	}
+	select {
+	case r := <-playerResult:
+		fmt.Fprintf(e.stdout, "h3m demo: %s\n", r)
+	default:
 	}
 	fmt.Fprintf(e.stdout, "h3m demo: %d files checked through the gateway: %d intact (by %v), %d wrong\n",
 		len(static), len(static)-bad, via, bad)
@@ -286,4 +297,21 @@ func writeAtomic(name string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, name)
+}
+
+// playDemo waits for the stream to have a few segments, then decodes five
+// seconds of it through the gateway with ffmpeg, and says how it went.
+func playDemo(ctx context.Context, ffmpeg, url string) string {
+	select {
+	case <-time.After(8 * time.Second):
+	case <-ctx.Done():
+		return "the player did not start"
+	}
+	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-i", url, "-t", "5", "-f", "null", "-")
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("a player (ffmpeg) could not decode the live stream through the gateway: %v %s", err, bytes.TrimSpace(out))
+	}
+	return "a player (ffmpeg) decoded 5 s of the live stream through the gateway"
 }
