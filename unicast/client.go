@@ -459,7 +459,10 @@ func (c *Client) describeSince(ctx context.Context) (*Description, error) {
 
 func (c *Client) pollLoop(ctx context.Context) {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.CatalogPoll)
+	// Each wait is jittered (a random half to the whole of 1.5×CatalogPoll,
+	// CatalogPoll on average), so that receivers started together do not
+	// poll the server in step.
+	t := time.NewTimer(spread(c.cfg.CatalogPoll))
 	defer t.Stop()
 	failing := false
 	for {
@@ -469,6 +472,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-t.C:
 		case <-c.pollNow:
 		}
+		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
 		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
