@@ -573,17 +573,11 @@ func (s *Sender) timers(ctx context.Context) {
 		if next < 0 {
 			next = time.Hour
 		}
-		t.Reset(next)
+		t.Reset(next) // Go 1.23 timers: Reset leaves no stale tick behind
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
 		case <-t.C:
 		}
 	}
