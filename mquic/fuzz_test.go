@@ -9,6 +9,16 @@ import (
 	"github.com/h3m-project/h3m/mquic/wire"
 )
 
+// nullPacket builds an unprotected (NULL-suite) packet with a 2-byte
+// packet number, for fuzz seeds.
+func nullPacket(sessionID []byte, pn uint64, frames ...[]byte) []byte {
+	b := wire.AppendShortHeader(nil, sessionID, pn, 2)
+	for _, fr := range frames {
+		b = append(b, fr...)
+	}
+	return b
+}
+
 // FuzzReceivePath feeds arbitrary datagrams to a receiver of a NULL-suite
 // session (so the fuzzer reaches frame parsing and reassembly) after a valid
 // prefix of packets. Whatever arrives, the receiver must not panic, must
@@ -16,16 +26,8 @@ import (
 // overlaps.
 func FuzzReceivePath(f *testing.F) {
 	params := mquic.Params{Group: mcasttest.Group(), SessionID: []byte{1, 2, 3, 4}, CipherSuite: protect.SuiteNull, PacketNumberLen: 2}
-	seed := func(pn uint64, frames ...[]byte) []byte {
-		b := wire.AppendShortHeader(nil, params.SessionID, pn, 2)
-		for _, fr := range frames {
-			b = append(b, fr...)
-		}
-		return b
-	}
-	stream := func(id, off uint64, data string, fin bool) []byte {
-		return wire.AppendStreamFrame(nil, wire.StreamFrame{StreamID: id, Offset: off, Data: []byte(data), Fin: fin}, true)
-	}
+	seed := func(pn uint64, frames ...[]byte) []byte { return nullPacket(params.SessionID, pn, frames...) }
+	stream := func(id, off uint64, data string, fin bool) []byte { return streamFrame(id, off, []byte(data), fin) }
 	f.Add(seed(1, stream(3, 0, "hello", false)), seed(2, stream(3, 5, " world", true)))
 	f.Add(seed(2, stream(3, 5, " world", true)), seed(1, stream(3, 0, "hello", false)))
 	f.Add(seed(5, []byte{0x01}, make([]byte, 10)), seed(5, []byte{0x01}))

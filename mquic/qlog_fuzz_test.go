@@ -19,16 +19,8 @@ import (
 // must be in exactly one packet_received or packet_dropped event.
 func FuzzTracedReceive(f *testing.F) {
 	params := mquic.Params{Group: mcasttest.Group(), SessionID: []byte{1, 2, 3, 4}, CipherSuite: protect.SuiteNull, PacketNumberLen: 2}
-	seed := func(pn uint64, frames ...[]byte) []byte {
-		b := wire.AppendShortHeader(nil, params.SessionID, pn, 2)
-		for _, fr := range frames {
-			b = append(b, fr...)
-		}
-		return b
-	}
-	stream := func(id, off uint64, data string, fin bool) []byte {
-		return wire.AppendStreamFrame(nil, wire.StreamFrame{StreamID: id, Offset: off, Data: []byte(data), Fin: fin}, true)
-	}
+	seed := func(pn uint64, frames ...[]byte) []byte { return nullPacket(params.SessionID, pn, frames...) }
+	stream := func(id, off uint64, data string, fin bool) []byte { return streamFrame(id, off, []byte(data), fin) }
 	f.Add(seed(1, stream(3, 0, "hello", false), []byte{0x01}, make([]byte, 7)), seed(5, stream(3, 5, " world", true)))
 	f.Add(seed(7, wire.AppendResetStreamFrame(nil, wire.ResetStreamFrame{StreamID: 3, ErrorCode: 1, FinalSize: 3})), seed(2, []byte{0x02, 0x01, 0x00, 0x00, 0x00}))
 	f.Add(seed(9, quicvarint.Append(nil, uint64(manifest.FrameType)), []byte{0, 1, 2}), []byte{0x40, 1, 2, 3, 5})
