@@ -465,7 +465,10 @@ func (pp *pushParser) headers(block []byte) error {
 		return fmt.Errorf("%w: %v", ErrMalformedPush, err)
 	}
 	if pp.trailers {
-		h := fieldsHeader(fields)
+		h, err := h3frame.ParseTrailers(fields)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformedPush, err)
+		}
 		pp.res.mu.Lock()
 		pp.res.trailer = h
 		pp.res.mu.Unlock()

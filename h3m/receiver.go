@@ -320,14 +320,6 @@ func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.emitLocked(EventPromised, res)
 }
 
-// cancel handles CANCEL_PUSH.
-func (r *Receiver) cancelPush(pushID uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := r.resourceLocked(pushID)
-	r.failLocked(res, ErrCancelled)
-}
-
 // failLocked marks res failed and reports it (once).
 func (r *Receiver) failLocked(res *Resource, err error) {
 	res.mu.Lock()
@@ -416,15 +408,15 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 		res.length = n
 	}
 	if resp.Status == http.StatusPartialContent {
-		first, last, complete, err := parseContentRange(resp.Header.Get("Content-Range"))
+		cr, err := h3frame.ParseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+			return fmt.Errorf("%w: %w", ErrMalformedPush, err)
 		}
-		res.first, res.complete = first, complete
+		res.first, res.complete = cr.First, cr.Complete
 		if res.length < 0 {
-			res.length = last - first + 1
-		} else if res.length != last-first+1 {
-			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, last-first+1)
+			res.length = cr.Len()
+		} else if res.length != cr.Len() {
+			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, cr.Len())
 		}
 	} else if res.length >= 0 {
 		res.complete = res.length
@@ -447,30 +439,6 @@ func hasToken(values []string, token string) bool {
 		}
 	}
 	return false
-}
-
-// parseContentRange parses "bytes first-last/complete" (complete may be *).
-func parseContentRange(v string) (first, last, complete int64, err error) {
-	rest, ok := strings.CutPrefix(v, "bytes ")
-	if !ok {
-		return 0, 0, 0, fmt.Errorf("content-range %q: not a byte range", v)
-	}
-	span, total, ok := strings.Cut(rest, "/")
-	a, b, ok2 := strings.Cut(span, "-")
-	if !ok || !ok2 {
-		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
-	}
-	first, err1 := strconv.ParseInt(a, 10, 64)
-	last, err2 := strconv.ParseInt(b, 10, 64)
-	complete = -1
-	var err3 error
-	if total != "*" {
-		complete, err3 = strconv.ParseInt(total, 10, 64)
-	}
-	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || (complete >= 0 && last >= complete) {
-		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
-	}
-	return first, last, complete, nil
 }
 
 // finishPushLocked settles a push whose stream ended (fin) or went quiet.

@@ -254,18 +254,6 @@ func (b *MemoryBody) Discard() error {
 	return nil
 }
 
-// fieldsHeader turns regular field lines into an http.Header.
-func fieldsHeader(fields []h3frame.Field) http.Header {
-	h := make(http.Header, len(fields))
-	for _, f := range fields {
-		if len(f.Name) > 0 && f.Name[0] == ':' {
-			continue
-		}
-		h.Add(f.Name, f.Value)
-	}
-	return h
-}
-
 func sortByPushID(rs []*Resource) {
 	slices.SortFunc(rs, func(a, b *Resource) int { return cmp.Compare(a.PushID, b.PushID) })
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
 )
 
@@ -36,10 +37,7 @@ func (v *Verifier) verify(res *Resource, prof Profile) error {
 	res.mu.Lock()
 	req, resp, trailer, body, length := res.request, res.response, res.trailer, res.body, res.length
 	res.mu.Unlock()
-	fields := resp.Header.Clone()
-	for k, vals := range trailer {
-		fields[k] = vals
-	}
+	fields := h3frame.MergeTrailer(resp.Header, trailer)
 	content := func() io.Reader { return io.NewSectionReader(body, 0, length) }
 	checked := false
 	if d := fields.Get("Digest"); d != "" {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -115,7 +114,7 @@ func (f *sessionFlags) advertisement() (altsvc.Advertisement, error) {
 	case "h3m-11":
 		ad.Draft = 11
 	case "h3m-11-data-offset":
-		ad.Draft, ad.Experiments = 11, []string{h3m.ExperimentDataOffset}
+		ad.Draft, ad.Experiments = 11, []string{altsvc.ExperimentDataOffset}
 	case "h3m-07":
 		// nghq's profile: its receiver knows no encryption.
 		ad.Draft = 7
