@@ -83,7 +83,9 @@ type PusherConfig struct {
 }
 
 // Pusher pushes HTTP resources over a multicast QUIC session. Its methods
-// are safe for concurrent use.
+// are safe for concurrent use. It has no goroutine of its own: Push
+// packetizes on its caller's goroutine into the mquic.Sender, which its
+// owner runs and closes; Close ends the session at the HTTP layer.
 type Pusher struct {
 	snd *mquic.Sender
 	cfg PusherConfig

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -70,7 +71,9 @@ type ReceiverConfig struct {
 	// Verifier checks digests and signatures of completed resources; nil
 	// means digests are checked when present and signatures are not.
 	Verifier *Verifier
-	// OnEvent receives events, in order, on a goroutine of its own.
+	// OnEvent receives events, in order and one at a time, on a goroutine
+	// that Run starts, with no lock of the Receiver held (it may call back
+	// into it). Events are delivered only while Run runs.
 	OnEvent func(Event)
 	// Transport tunes the transport receiver (its Params and Handler are
 	// set by the Receiver).
@@ -93,12 +96,32 @@ type ReceiverStats struct {
 }
 
 // Receiver receives the pushes of one session and turns them into resources.
+//
+// A Receiver is run by Run, which starts its goroutines and returns when
+// they have ended:
+//   - the packet path: the transport receiver reads the socket and calls the
+//     stream parsers, which place body bytes and settle pushes (HandlePacket
+//     does the same on its caller's goroutine);
+//   - Run's own goroutine, which settles the pushes that went quiet;
+//   - a worker for what must never hold up the packet path (spec/http.md,
+//     "Receive path"): body digests are computed as the bytes arrive in
+//     order, so a push that arrived whole is checked in constant time, and
+//     the worker does the rest — reading back a body that did not arrive in
+//     order or whose digests came in unannounced trailers, and removing
+//     discarded bodies (without Run, HandlePacket does this work once the
+//     transport has released its lock);
+//   - the goroutine that calls OnEvent.
 type Receiver struct {
-	cfg  ReceiverConfig
-	log  *slog.Logger
-	tr   *mquic.Receiver
-	maxF int
+	cfg     ReceiverConfig
+	log     *slog.Logger
+	tr      *mquic.Receiver
+	maxF    int
+	running atomic.Bool // Run's worker does the off-path work
 
+	// Lock order: the transport receiver's lock (held while it calls the
+	// stream parsers) → mu → Resource.mu. Body methods are called with
+	// Resource.mu held or with no lock. Nothing that reads a whole body runs
+	// under any of these locks.
 	mu        sync.Mutex
 	pushes    map[uint64]*Resource // by push ID
 	active    map[uint64]*Resource // the pushes still receiving
@@ -112,6 +135,12 @@ type Receiver struct {
 	maxPushID uint64
 	events    []Event
 	evWake    chan struct{}
+	// Work off the packet path: pushes that arrived whole but whose digests
+	// need a pass over (part of) the body, and bodies to discard.
+	verifyQ   []*Resource
+	discardQ  []Body
+	verifying int // pushes in verifyQ or being verified
+	workWake  chan struct{}
 }
 
 // NewReceiver creates a receiver for the session reading from conn (see
@@ -144,6 +173,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		byStream: make(map[uint64]*Resource),
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
+		workWake: make(chan struct{}, 1),
 	}
 	tc := cfg.Transport
 	tc.Params = cfg.Session
@@ -162,8 +192,15 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 // Transport returns the transport receiver (for its statistics).
 func (r *Receiver) Transport() *mquic.Receiver { return r.tr }
 
-// HandlePacket feeds one datagram, as if read from the socket.
-func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) { r.tr.HandlePacket(pkt, src) }
+// HandlePacket feeds one datagram, as if read from the socket. When Run is
+// not running, the work the datagram left for off the packet path (see
+// Receiver) is then done on the caller's goroutine, with no lock held.
+func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
+	r.tr.HandlePacket(pkt, src)
+	if !r.running.Load() {
+		r.work()
+	}
+}
 
 // Stats returns the HTTP-level counters.
 func (r *Receiver) Stats() ReceiverStats {
@@ -189,7 +226,8 @@ func (r *Receiver) Ended() <-chan struct{} { return r.endedCh }
 
 // Run receives until ctx ends (nil), the session ends (nil), or the
 // transport fails or times out (ErrIdleTimeout). Pushes still in progress
-// when it returns are reported incomplete or failed.
+// when it returns are reported incomplete or failed; it returns once every
+// push that arrived whole is verified and every event is delivered.
 func (r *Receiver) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,6 +236,14 @@ func (r *Receiver) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		r.dispatch(ctx)
+	}()
+	r.running.Store(true)
+	defer r.running.Store(false)
+	stopWork := make(chan struct{})
+	workDone := make(chan struct{})
+	go func() {
+		defer close(workDone)
+		r.worker(stopWork)
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- r.tr.Run(ctx) }()
@@ -219,10 +265,66 @@ loop:
 	}
 	r.tr.Flush()
 	r.finishAll()
+	close(stopWork)
+	<-workDone
 	cancel()
 	wg.Wait()
 	r.flushEvents()
 	return err
+}
+
+// worker does the work queued off the packet path until stop is closed and
+// the queue is empty.
+func (r *Receiver) worker(stop <-chan struct{}) {
+	for {
+		r.work()
+		select {
+		case <-r.workWake:
+		case <-stop:
+			r.work()
+			return
+		}
+	}
+}
+
+// work does the queued off-path work: it discards bodies and verifies
+// pushes that arrived whole, holding no lock while it reads a body.
+func (r *Receiver) work() {
+	for {
+		r.mu.Lock()
+		var res *Resource
+		var body Body
+		switch {
+		case len(r.discardQ) > 0:
+			body = r.discardQ[0]
+			r.discardQ[0] = nil
+			r.discardQ = r.discardQ[1:]
+		case len(r.verifyQ) > 0:
+			res = r.verifyQ[0]
+			r.verifyQ[0] = nil
+			r.verifyQ = r.verifyQ[1:]
+		}
+		r.mu.Unlock()
+		switch {
+		case body != nil:
+			_ = body.Discard()
+		case res != nil:
+			err := r.cfg.Verifier.Verify(res, r.cfg.Profile)
+			r.mu.Lock()
+			r.verifying--
+			r.settleCheckedLocked(res, err)
+			r.mu.Unlock()
+		default:
+			return
+		}
+	}
+}
+
+func (r *Receiver) wakeWorkerLocked() {
+	select {
+	case r.workWake <- struct{}{}:
+	default:
+	}
 }
 
 // dispatch delivers events in order on its own goroutine, so handlers may
@@ -273,7 +375,7 @@ func (r *Receiver) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 		}
 		return r.stream0
 	}
-	return &pushParser{r: r, s: s}
+	return &pushParser{r: r, s: s, quietSince: time.Now()}
 }
 
 // resourceLocked returns the resource of pushID, creating it.
@@ -302,10 +404,8 @@ func (r *Receiver) settleLocked(res *Resource) {
 	r.settled = append(r.settled, res.PushID)
 }
 
-// promise handles a PUSH_PROMISE.
-func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// promiseLocked handles a PUSH_PROMISE.
+func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	res := r.resourceLocked(pushID)
 	res.mu.Lock()
 	if res.request != nil {
@@ -320,16 +420,19 @@ func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.emitLocked(EventPromised, res)
 }
 
-// failLocked marks res failed and reports it (once).
+// failLocked marks res failed and reports it (once). A push that arrived
+// whole and waits for its verification is past failing this way. The body
+// is discarded off the packet path.
 func (r *Receiver) failLocked(res *Resource, err error) {
 	res.mu.Lock()
-	if res.state != StateReceiving {
+	if res.state != StateReceiving || res.verifying {
 		res.mu.Unlock()
 		return
 	}
 	res.state, res.err = StateFailed, err
 	if res.body != nil {
-		_ = res.body.Discard()
+		r.discardQ = append(r.discardQ, res.body)
+		r.wakeWorkerLocked()
 	}
 	res.mu.Unlock()
 	r.settleLocked(res)
@@ -340,9 +443,9 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 }
 
 // checkEndLocked ends the session once a response carried connection: close
-// and no push is still in progress.
+// and no push is still in progress or being verified.
 func (r *Receiver) checkEndLocked() {
-	if r.ending == nil || r.ended {
+	if r.ending == nil || r.ended || r.verifying > 0 {
 		return
 	}
 	for _, res := range r.active {
@@ -359,19 +462,21 @@ func (r *Receiver) checkEndLocked() {
 }
 
 // expire reports pushes that went quiet for PushTimeout, and promises
-// whose push stream never came.
+// whose push stream never came. It runs on every tick of Run: a push stream
+// the transport called since the last tick starts its quiet time anew.
 func (r *Receiver) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, res := range r.active { // only pushes still receiving
 		pp := res.parser
-		if pp == nil {
+		switch {
+		case pp == nil:
 			if now.Sub(res.since) >= r.cfg.PushTimeout {
 				r.failLocked(res, ErrPushLost)
 			}
-			continue
-		}
-		if now.Sub(pp.lastData) >= r.cfg.PushTimeout {
+		case pp.heard:
+			pp.heard, pp.quietSince = false, now
+		case now.Sub(pp.quietSince) >= r.cfg.PushTimeout:
 			r.finishPushLocked(pp, false)
 		}
 	}
@@ -427,6 +532,7 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 		return err
 	}
 	res.body = body
+	res.digests = newBodyDigests(resp.Header, resp.Status, r.cfg.Profile)
 	return nil
 }
 
@@ -441,7 +547,8 @@ func hasToken(values []string, token string) bool {
 	return false
 }
 
-// finishPushLocked settles a push whose stream ended (fin) or went quiet.
+// finishPushLocked settles a push whose stream ended (fin) or went quiet
+// (expire, finishAll).
 func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	res := pp.res
 	if res == nil {
@@ -455,8 +562,9 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	}
 	switch {
 	case !promised:
-		// Not promised (yet): the promise may still come; expire decides.
-		if !fin && time.Since(pp.lastData) >= r.cfg.PushTimeout {
+		// Not promised (yet): the promise may still come until the push
+		// stream has been quiet for PushTimeout (expire).
+		if !fin {
 			r.stats.UnpromisedPush++
 			r.failLocked(res, ErrPromiseLost)
 		}
@@ -494,15 +602,48 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		r.checkEndLocked()
 		return
 	}
-	if err := r.cfg.Verifier.verify(res, r.cfg.Profile); err != nil {
-		r.failLocked(res, err)
+	// Every byte arrived. The checks are cheap when the digests were
+	// computed as the body arrived; otherwise they wait for the worker.
+	res.mu.Lock()
+	c := res.checksLocked()
+	inline := c.digestsDone()
+	if !inline {
+		res.verifying = true
+	}
+	res.mu.Unlock()
+	if !inline {
+		delete(r.active, res.PushID)
+		r.verifying++
+		r.verifyQ = append(r.verifyQ, res)
+		r.wakeWorkerLocked()
 		return
 	}
+	r.settleCheckedLocked(res, r.cfg.Verifier.check(&c, r.cfg.Profile))
+}
+
+// settleCheckedLocked settles a push that arrived whole once its checks
+// ended: complete, or failed with err.
+func (r *Receiver) settleCheckedLocked(res *Resource, err error) {
 	res.mu.Lock()
-	res.state = StateComplete
+	res.verifying = false
+	if err != nil {
+		res.state, res.err = StateFailed, err
+		r.stats.Failed++
+		r.log.Debug("push failed its checks", "push_id", res.PushID, "path", res.request.Path, "err", err)
+	} else {
+		res.state = StateComplete
+		r.stats.Complete++
+	}
+	if err != nil && res.body != nil {
+		r.discardQ = append(r.discardQ, res.body) // by the worker
+		r.wakeWorkerLocked()
+	}
 	res.mu.Unlock()
 	r.settleLocked(res)
-	r.stats.Complete++
-	r.emitLocked(EventComplete, res)
+	if err != nil {
+		r.emitLocked(EventFailed, res)
+	} else {
+		r.emitLocked(EventComplete, res)
+	}
 	r.checkEndLocked()
 }

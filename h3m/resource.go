@@ -63,6 +63,9 @@ type Resource struct {
 	PushID   uint64
 	StreamID uint64
 
+	// mu is the last lock of the order mquic.Receiver → Receiver.mu →
+	// Resource.mu: the Receiver takes it under its own lock; methods
+	// called from outside take it alone.
 	mu       sync.Mutex
 	request  *h3frame.Request
 	response *h3frame.Response
@@ -76,6 +79,12 @@ type Resource struct {
 	complete      int64 // representation size, -1 unknown
 	received      ranges.Set
 	close         bool // the response carried "connection: close"
+	// digests are the body's digests, computed as its bytes arrive in
+	// order (verify.go).
+	digests bodyDigests
+	// verifying: every byte arrived and the checks wait for the
+	// Receiver's worker; the push can no longer fail otherwise.
+	verifying bool
 
 	// Owned by the Receiver (under its lock).
 	parser *pushParser
