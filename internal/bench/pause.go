@@ -1,0 +1,269 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/h3m/integrity"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/mcast"
+)
+
+// Defaults of the intake-pause measurement.
+const (
+	PauseSize     = 256 << 20     // the push that completes and is verified
+	PauseTailSize = 64 << 20      // the push that keeps packets coming after it
+	PauseRate     = 1_000_000_000 // paced, so that no packet is lost
+)
+
+// pauseDigests are the digests of the measured pushes: the two the
+// profile knows, SHA-512 being the slower.
+var pauseDigests = []string{integrity.DigestSHA256, integrity.DigestSHA512}
+
+// PauseRun is one measurement: a large push, then another, paced, while the
+// receiver's socket reads are timed.
+type PauseRun struct {
+	// Trailer: the digests came in trailers the session did not announce,
+	// so the receiver reads the body back to check them; otherwise they
+	// came in the response header and were computed as the body arrived.
+	Trailer bool
+	// MaxPause is the longest time the receiver did not read its socket,
+	// from the return of one read to the next, between the first packet of
+	// the large push and the end of its verification and of the push after
+	// it.
+	MaxPause time.Duration
+	Reads    uint64        // socket reads in that window
+	Verified time.Duration // from the first read to the large push's verified completion
+	State    string        // the large push's outcome
+	Complete bool          // both pushes arrived whole and verified
+}
+
+// PauseResult is the intake-pause measurement.
+type PauseResult struct {
+	Size, TailSize int64
+	Rate           uint64
+	Runs           [2]PauseRun // digests in the header, then in trailers
+	// WholePass is what one pass of the digests over the whole large body
+	// takes on this machine: how long intake stopped when the receiver
+	// verified a completed push under its locks.
+	WholePass time.Duration
+}
+
+// Pause measures the longest pause in packet intake while a large push
+// (PauseSize, SHA-256 and SHA-512 digests) completes and is verified,
+// paced at PauseRate and followed by a second push (PauseTailSize), once
+// with the digests in the response header and once in trailers the session
+// does not announce. It also times one digest pass over the body, which is
+// the pause a receiver that verifies under its locks would make.
+func Pause(ctx context.Context, o Options) (PauseResult, error) {
+	res := PauseResult{Size: PauseSize, TailSize: PauseTailSize, Rate: PauseRate}
+	p := newPattern()
+	port := o.Group.Port()
+	for i, trailer := range []bool{false, true} {
+		run, err := o.pauseRun(ctx, port+uint16(i), p, trailer)
+		if err != nil {
+			return res, err
+		}
+		res.Runs[i] = run
+	}
+	h, err := integrity.NewHasher(pauseDigests...)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if _, err := io.Copy(h, &patternReader{p: p, size: PauseSize}); err != nil {
+		return res, err
+	}
+	res.WholePass = time.Since(start)
+	return res, nil
+}
+
+func (o *Options) pauseRun(ctx context.Context, port uint16, p pattern, trailer bool) (PauseRun, error) {
+	run := PauseRun{Trailer: trailer}
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return run, err
+	}
+	defer snd.Close()
+	defer rcv.Close()
+	params := o.params(port)
+	params.PeakFlowRate = PauseRate
+	conn := &intakeConn{Conn: rcv}
+	var mu sync.Mutex
+	settled := map[string]*h3m.Resource{}
+	var verifiedAt time.Time
+	done := make(chan struct{})
+	r, err := h3m.NewReceiver(conn, h3m.ReceiverConfig{Session: params, Storage: patternStorage{p},
+		Verifier: &h3m.Verifier{RequireDigest: true}, Logger: o.Logger,
+		OnEvent: func(e h3m.Event) {
+			switch e.Kind {
+			case h3m.EventComplete, h3m.EventIncomplete, h3m.EventFailed:
+			default:
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			settled[e.Resource.Path()] = e.Resource
+			if e.Resource.Path() == "/large" {
+				verifiedAt = time.Now()
+			}
+			if len(settled) == 2 {
+				conn.armed.Store(false)
+				close(done)
+			}
+		}})
+	if err != nil {
+		return run, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(rctx) }()
+	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
+		BatchSize: 2 * snd.MaxSegments(), Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	defer s.Close()
+	pusher, err := h3m.NewPusher(s, h3m.PusherConfig{Authority: "bench.invalid", Digests: pauseDigests, Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	push := func(path string, size int64) error {
+		var body io.Reader = &patternSeeker{patternReader{p: p, size: size}}
+		if trailer {
+			body = &patternReader{p: p, size: size} // not a Seeker: digests go in trailers
+		}
+		_, err := pusher.Push(ctx, &h3m.Push{Request: h3frame.Request{Path: path}, Body: body, ContentLength: size})
+		return err
+	}
+	conn.armed.Store(true)
+	if err := push("/large", PauseSize); err != nil {
+		return run, err
+	}
+	if err := push("/tail", PauseTailSize); err != nil {
+		return run, err
+	}
+	s.Flush()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		return run, errors.New("bench: the pushes did not settle 30 s after they were sent")
+	case <-ctx.Done():
+		return run, ctx.Err()
+	}
+	cancel()
+	if err := <-rdone; err != nil {
+		return run, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	run.MaxPause = time.Duration(conn.maxPause.Load())
+	run.Reads = conn.reads.Load()
+	if first := conn.first.Load(); first != 0 {
+		run.Verified = verifiedAt.Sub(time.Unix(0, first))
+	}
+	run.Complete = true
+	for _, path := range []string{"/large", "/tail"} {
+		st, why := settled[path].State()
+		if path == "/large" {
+			run.State = st.String()
+			if why != nil {
+				run.State += ": " + why.Error()
+			}
+		}
+		run.Complete = run.Complete && st == h3m.StateComplete
+	}
+	return run, nil
+}
+
+// intakeConn times the receiver's reads: the pause between the return of
+// one read and the start of the next is time spent handling packets, during
+// which nothing is taken from the socket.
+type intakeConn struct {
+	*mcast.Conn
+	armed    atomic.Bool
+	first    atomic.Int64 // UnixNano of the first read that returned data while armed
+	maxPause atomic.Int64
+	reads    atomic.Uint64
+	last     time.Time // when the previous read returned (the reader's goroutine only)
+}
+
+// ReadBatch implements mcast.BatchReader.
+func (c *intakeConn) ReadBatch(msgs []mcast.Message) (int, error) {
+	if now := time.Now(); c.armed.Load() && c.first.Load() != 0 && !c.last.IsZero() {
+		if pause := int64(now.Sub(c.last)); pause > c.maxPause.Load() {
+			c.maxPause.Store(pause)
+		}
+	}
+	n, err := c.Conn.ReadBatch(msgs)
+	c.last = time.Now()
+	if c.armed.Load() {
+		c.reads.Add(1)
+		if n > 0 {
+			c.first.CompareAndSwap(0, c.last.UnixNano())
+		}
+	}
+	return n, err
+}
+
+// patternSeeker is a patternReader that can seek, so that the pusher
+// computes the digests before sending and puts them in the header.
+type patternSeeker struct{ patternReader }
+
+func (r *patternSeeker) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += r.off
+	case io.SeekEnd:
+		off += r.size
+	}
+	if off < 0 {
+		return 0, errors.New("bench: seek before the start")
+	}
+	r.off = off
+	return off, nil
+}
+
+// patternStorage keeps no bytes: a body reads back as the pattern, which
+// is what the pusher sent.
+type patternStorage struct{ p pattern }
+
+func (s patternStorage) NewBody(*h3m.Resource, int64) (h3m.Body, error) { return patternBody(s), nil }
+
+type patternBody struct{ p pattern }
+
+func (patternBody) WriteAt(b []byte, _ int64) (int, error) { return len(b), nil }
+func (b patternBody) ReadAt(dst []byte, off int64) (int, error) {
+	b.p.fill(dst, off)
+	return len(dst), nil
+}
+func (patternBody) Discard() error { return nil }
+
+// Report prints the result.
+func (r PauseResult) Report(w io.Writer, o Options) {
+	fmt.Fprintf(w, "packet intake while a %d MiB push (SHA-256, SHA-512) completes and is verified, then a %d MiB push, over %s paced at %.1f Gbit/s, GSO %v, GRO %v\n",
+		r.Size>>20, r.TailSize>>20, o.link(), float64(r.Rate)/1e9, o.GSO, o.GRO)
+	for _, run := range r.Runs {
+		where := "digests in the header (computed on arrival)"
+		if run.Trailer {
+			where = "digests in unannounced trailers (read back)"
+		}
+		verdict := "both pushes complete"
+		if !run.Complete {
+			verdict = "NOT COMPLETE: " + run.State
+		}
+		fmt.Fprintf(w, "  %-44s longest pause %7.2f ms (target <= 5), %d reads, verified %v after the first packet; %s\n",
+			where, float64(run.MaxPause)/1e6, run.Reads, run.Verified.Round(time.Millisecond), verdict)
+	}
+	fmt.Fprintf(w, "  one digest pass over the %d MiB body takes %v here: the pause of verifying under the packet locks; ratio longest pause / that %.4f\n",
+		r.Size>>20, r.WholePass.Round(time.Millisecond), float64(max(r.Runs[0].MaxPause, r.Runs[1].MaxPause))/float64(r.WholePass))
+}
