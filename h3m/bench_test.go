@@ -1,14 +1,11 @@
 package h3m_test
 
 import (
-	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/netip"
-	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -40,91 +37,96 @@ func (z *zeros) Read(p []byte) (int, error) {
 }
 
 // BenchmarkReceivePush measures the receiver's per-packet work for the body
-// of a large push: transport plus HTTP/3 parsing and body placement.
+// of a large push: transport plus HTTP/3 parsing and body placement
+// ("h3m"), against the transport alone delivering the same packets to a
+// handler that counts them ("mquic"), in the same run.
 func BenchmarkReceivePush(b *testing.B) {
 	for _, dataOffset := range []bool{false, true} {
 		name := "data"
 		if dataOffset {
 			name = "data-offset"
 		}
-		b.Run(name, func(b *testing.B) {
-			params := mquic.Params{Group: mcasttest.Group(), Source: mcasttest.Source, SessionID: []byte("bench"),
-				CipherSuite: protect.SuiteAES128GCM, Secret: make([]byte, 32)}
-			prof := h3m.Profile{DataOffset: dataOffset}
-			cc := &captureConn{}
-			snd, _ := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
-			p, _ := h3m.NewPusher(snd, h3m.PusherConfig{Profile: prof, Authority: "x"})
-			const size = 64 << 20
-			p.Push(context.Background(), &h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: &zeros{size}, ContentLength: size})
-			snd.Close()
-			pkts := cc.Packets()
-			src := netip.AddrPortFrom(mcasttest.Source, 1)
-			newRcv := func() *h3m.Receiver {
-				r, _ := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params, Profile: prof, Storage: discardStorage{}})
-				return r
-			}
-			r := newRcv()
-			buf := make([]byte, 1500)
-			b.SetBytes(int64(len(pkts[10])))
+		params := mquic.Params{Group: mcasttest.Group(), Source: mcasttest.Source, SessionID: []byte("bench"),
+			CipherSuite: protect.SuiteAES128GCM, Secret: make([]byte, 32)}
+		prof := h3m.Profile{DataOffset: dataOffset}
+		cc := &captureConn{}
+		snd, _ := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+		p, _ := h3m.NewPusher(snd, h3m.PusherConfig{Profile: prof, Authority: "x"})
+		const size = 64 << 20
+		p.Push(context.Background(), &h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: &zeros{size}, ContentLength: size})
+		snd.Close()
+		pkts := cc.Packets()
+		src := netip.AddrPortFrom(mcasttest.Source, 1)
+		for _, layer := range []string{"mquic", "h3m"} {
+			b.Run(name+"/"+layer, func(b *testing.B) {
+				newRcv := func() func([]byte, netip.AddrPort) {
+					if layer == "mquic" {
+						r, _ := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: countingHandler{new(int)}})
+						return r.HandlePacket
+					}
+					r, _ := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params, Profile: prof, Storage: discardStorage{}})
+					return r.HandlePacket
+				}
+				handle := newRcv()
+				buf := make([]byte, 1500)
+				b.SetBytes(int64(len(pkts[10])))
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if i == len(pkts) {
+						b.StopTimer()
+						handle, i = newRcv(), 0
+						b.StartTimer()
+					}
+					handle(buf[:copy(buf, pkts[i])], src)
+					i++
+				}
+			})
+		}
+	}
+}
+
+// countingHandler is a transport handler that counts the stream bytes.
+type countingHandler struct{ n *int }
+
+func (h countingHandler) OpenStream(*mquic.RecvStream) mquic.StreamHandler { return h }
+func (h countingHandler) Data(_ uint64, p []byte)                          { *h.n += len(p) }
+func (countingHandler) Gap(uint64, uint64)                                 {}
+func (countingHandler) Finish(uint64)                                      {}
+func (countingHandler) Reset(uint64, uint64)                               {}
+
+// BenchmarkSendPush measures the sender's per-packet work for the body of a
+// large push ("h3m": the pusher framing DATA) against the transport alone
+// writing full chunks on a stream ("mquic"), in the same run, into memory.
+func BenchmarkSendPush(b *testing.B) {
+	params := mquic.Params{Group: mcasttest.Group(), Source: mcasttest.Source, SessionID: []byte("bench"),
+		CipherSuite: protect.SuiteAES128GCM, Secret: make([]byte, 32)}
+	const size = 16 << 20
+	for _, layer := range []string{"mquic", "h3m"} {
+		b.Run(layer, func(b *testing.B) {
+			snd, _ := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params})
+			defer snd.Close()
+			p, _ := h3m.NewPusher(snd, h3m.PusherConfig{Authority: "x"})
+			chunk := make([]byte, snd.MaxChunk())
 			b.ReportAllocs()
-			i := 0
 			for b.Loop() {
-				if i == len(pkts) {
-					b.StopTimer()
-					r, i = newRcv(), 0
-					b.StartTimer()
+				if layer == "h3m" {
+					p.Push(context.Background(), &h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: &zeros{size}, ContentLength: size})
+					continue
 				}
-				r.HandlePacket(buf[:copy(buf, pkts[i])], src)
-				i++
+				st, _ := snd.OpenStream()
+				for n := 0; n < size; n += len(chunk) {
+					st.WriteChunk(chunk)
+				}
+				st.Close()
 			}
+			snd.Flush()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(snd.Stats().Packets), "ns/packet")
 		})
 	}
 }
 
-// BenchmarkReceiveToFiles measures the receiver's CPU per GB of body for a
-// push that arrives whole into files (DirStorage) with a SHA-256 digest, as
-// `h3m receive` stores them: transport, parsing, digests, writes and the
-// commit. It compares writing each packet's bytes through at its offset
-// with buffered writes at page boundaries, in the same run, and reports
-// cpu-s/GB (user and system time of the process). The digest is in the
-// response header, as the pusher sends it for a file.
-func BenchmarkReceiveToFiles(b *testing.B) {
-	const size = 64 << 20
-	c := capture(b, h3m.Profile{}, h3m.PusherConfig{Digests: []string{"SHA-256"}},
-		&h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: bytes.NewReader(make([]byte, size)), ContentLength: size})
-	pkts := c.pkts
-	for _, mode := range []struct {
-		name string
-		buf  int
-	}{{"write-through", -1}, {"buffered", 0}} {
-		b.Run(mode.name, func(b *testing.B) {
-			dir := b.TempDir()
-			b.SetBytes(size)
-			var cpu time.Duration
-			for b.Loop() {
-				r := c.receiver(b, h3m.ReceiverConfig{Storage: h3m.DirStorage{Dir: dir, WriteBuffer: mode.buf},
-					Verifier: &h3m.Verifier{RequireDigest: true}}, nil)
-				before := processCPU(b)
-				c.feed(r, pkts, nil)
-				res := r.Resources()[0]
-				if st, err := res.State(); st != h3m.StateComplete {
-					b.Fatalf("%v %v", st, err)
-				}
-				if err := res.Body().(*h3m.FileBody).Commit(filepath.Join(dir, "big")); err != nil {
-					b.Fatal(err)
-				}
-				cpu += processCPU(b) - before
-			}
-			b.ReportMetric(cpu.Seconds()/(float64(b.N)*size/1e9), "cpu-s/GB")
-		})
-	}
-}
+// discardConn is a socket that drops what it is given.
+type discardConn struct{ captureConn }
 
-// processCPU is the user and system time the process has used.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func (*discardConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), nil }

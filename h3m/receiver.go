@@ -117,6 +117,7 @@ type Receiver struct {
 	tr      *mquic.Receiver
 	maxF    int
 	running atomic.Bool // Run's worker does the off-path work
+	queued  atomic.Bool // work may be queued: set with mu held, cleared by work
 
 	// Lock order: the transport receiver's lock (held while it calls the
 	// stream parsers) → mu → Resource.mu. Body methods are called with
@@ -197,7 +198,7 @@ func (r *Receiver) Transport() *mquic.Receiver { return r.tr }
 // Receiver) is then done on the caller's goroutine, with no lock held.
 func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 	r.tr.HandlePacket(pkt, src)
-	if !r.running.Load() {
+	if !r.running.Load() && r.queued.Load() {
 		r.work()
 	}
 }
@@ -292,6 +293,7 @@ func (r *Receiver) worker(stop <-chan struct{}) {
 func (r *Receiver) work() {
 	for {
 		r.mu.Lock()
+		r.queued.Store(false)
 		var res *Resource
 		var body Body
 		switch {
@@ -303,6 +305,9 @@ func (r *Receiver) work() {
 			res = r.verifyQ[0]
 			r.verifyQ[0] = nil
 			r.verifyQ = r.verifyQ[1:]
+		}
+		if body != nil || res != nil {
+			r.queued.Store(true) // more may follow
 		}
 		r.mu.Unlock()
 		switch {
@@ -321,6 +326,7 @@ func (r *Receiver) work() {
 }
 
 func (r *Receiver) wakeWorkerLocked() {
+	r.queued.Store(true)
 	select {
 	case r.workWake <- struct{}{}:
 	default:
