@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -190,7 +191,8 @@ func TestLossReportsMissingBodyRanges(t *testing.T) {
 		t.Run(fmt.Sprintf("data-offset=%v", dataOffset), func(t *testing.T) {
 			s := newSession(t, sessionOpts{
 				dataOffset: dataOffset, loss: 0.05, record: true, rate: 300_000_000,
-				receiver: h3m.ReceiverConfig{PushTimeout: 2e9},
+				receiver: h3m.ReceiverConfig{PushTimeout: time.Hour}, // settled by stop
+
 			})
 			var pushes []*h3m.Push
 			for i := range 60 {
@@ -200,7 +202,7 @@ func TestLossReportsMissingBodyRanges(t *testing.T) {
 			}
 			s.pushAll(pushes)
 			s.lossy.SetRate(0) // the end of the session must get through
-			s.finish()
+			s.stop()
 			s.mu.Lock()
 			all := s.wrote
 			s.mu.Unlock()
