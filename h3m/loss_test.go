@@ -25,26 +25,8 @@ func newOracle(t testing.TB, params mquic.Params, all, dropped [][]byte) *oracle
 	t.Helper()
 	o := &oracle{streams: map[uint64][]byte{}, dropped: map[uint64]*ranges.Set{}}
 	decode := func(pkts [][]byte, f func(sf wire.StreamFrame)) {
-		prot, err := params.Protector()
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, p := range pkts {
-			_, payload, err := prot.Open(append([]byte(nil), p...), 1+len(params.SessionID), params.PNLen(), 0, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var fr wire.Frame
-			for len(payload) > 0 {
-				n, err := wire.ParseFrame(payload, &fr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				payload = payload[n:]
-				if fr.Type.IsStream() {
-					f(fr.Stream)
-				}
-			}
+			streamFrames(t, params, p, f)
 		}
 	}
 	decode(all, func(sf wire.StreamFrame) {

@@ -84,11 +84,18 @@ func (c *captured) feed(r *h3m.Receiver, pkts [][]byte, drop func(i int) bool) {
 // streamFrames calls f with the STREAM frames of packet i.
 func (c *captured) streamFrames(t testing.TB, i int, f func(sf wire.StreamFrame)) {
 	t.Helper()
-	prot, err := c.params.Protector()
+	streamFrames(t, c.params, c.pkts[i], f)
+}
+
+// streamFrames opens a packet of the session and calls f with its STREAM
+// frames.
+func streamFrames(t testing.TB, params mquic.Params, pkt []byte, f func(sf wire.StreamFrame)) {
+	t.Helper()
+	prot, err := params.Protector()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, payload, err := prot.Open(bytes.Clone(c.pkts[i]), 1+len(c.params.SessionID), c.params.PNLen(), 0, false)
+	_, payload, err := prot.Open(bytes.Clone(pkt), 1+len(params.SessionID), params.PNLen(), 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
