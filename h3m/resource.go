@@ -175,7 +175,11 @@ func (r *Resource) ConnectionClose() bool {
 }
 
 // Body is where a received body goes: written at offsets relative to the
-// start of the push's span, read back for verification and use.
+// start of the push's span, read back for verification and use. The
+// Receiver calls WriteAt on the packet path, with its locks held, about once
+// per packet: it must not wait for a disk (DirStorage gathers writes in
+// memory and never syncs there). ReadAt and Discard are called off the
+// packet path.
 type Body interface {
 	io.WriterAt
 	io.ReaderAt
@@ -186,7 +190,8 @@ type Body interface {
 // Storage creates the bodies of received resources.
 type Storage interface {
 	// NewBody returns the body for res; size is its content length, or -1
-	// when unknown.
+	// when unknown. The Receiver calls it on the packet path, with its
+	// locks held, when a push's response arrives.
 	NewBody(res *Resource, size int64) (Body, error)
 }
 
