@@ -49,6 +49,10 @@ type Verifier struct {
 // state unchanged and may be called again.
 func (v *Verifier) Verify(res *Resource, prof Profile) error {
 	res.mu.Lock()
+	if res.request == nil || res.response == nil || res.length < 0 {
+		res.mu.Unlock()
+		return fmt.Errorf("%w: push %d has no promise, response or length to check", ErrIntegrity, res.PushID)
+	}
 	c := res.checksLocked()
 	res.mu.Unlock()
 	if err := c.finishDigests(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -367,5 +368,30 @@ func waitRunning(t *testing.T, r *h3m.Receiver) {
 	t.Helper()
 	for !h3m.ReceiverRunning(r) {
 		runtime.Gosched()
+	}
+}
+
+// TestVerifyRefusesAnUnfinishedResource: a promised resource whose response
+// never came cannot be checked, and Verify says so.
+func TestVerifyRefusesAnUnfinishedResource(t *testing.T) {
+	c := capture(t, h3m.Profile{}, h3m.PusherConfig{})
+	cc := &captureConn{}
+	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: c.params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := h3frame.AppendFieldSection(nil, h3frame.RequestFields(&h3frame.Request{Method: "GET", Scheme: "https", Authority: "a", Path: "/x"}))
+	if err := snd.Stream0().WriteChunk(h3frame.AppendPushPromise(nil, 0, block)); err != nil {
+		t.Fatal(err)
+	}
+	snd.Close()
+	r := c.receiver(t, h3m.ReceiverConfig{}, nil)
+	c.feed(r, cc.Packets(), nil)
+	res := r.Resources()
+	if len(res) != 1 || res[0].Path() != "/x" {
+		t.Fatalf("resources %v", res)
+	}
+	if err := (&h3m.Verifier{}).Verify(res[0], c.prof); !errors.Is(err, h3m.ErrIntegrity) {
+		t.Fatalf("%v", err)
 	}
 }
