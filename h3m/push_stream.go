@@ -344,7 +344,7 @@ func (pp *pushParser) body(chunk []byte) error {
 	if _, err := res.body.WriteAt(chunk, rel); err != nil {
 		return fmt.Errorf("h3m: store body: %w", err)
 	}
-	res.digests.write(chunk, rel)
+	pp.r.digestLocked(res, chunk, rel)
 	res.received.Add(pp.bodyOff, end)
 	pp.bodyOff = end
 	pp.bodyEnd = max(pp.bodyEnd, end)

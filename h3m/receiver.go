@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,29 +101,30 @@ type ReceiverStats struct {
 // A Receiver is run by Run, which starts its goroutines and returns when
 // they have ended:
 //   - the packet path: the transport receiver reads the socket and calls the
-//     stream parsers, which place body bytes and settle pushes (HandlePacket
-//     does the same on its caller's goroutine);
+//     stream parsers, which place body bytes, settle pushes that lost bytes
+//     or failed, and hand the rest to the workers (HandlePacket does the same
+//     on its caller's goroutine);
 //   - Run's own goroutine, which settles the pushes that went quiet;
-//   - a worker for what must never hold up the packet path (spec/http.md,
-//     "Receive path"): body digests are computed as the bytes arrive in
-//     order, so a push that arrived whole is checked in constant time, and
-//     the worker does the rest — reading back a body that did not arrive in
-//     order or whose digests came in unannounced trailers, and removing
-//     discarded bodies (without Run, HandlePacket does this work once the
-//     transport has released its lock);
+//   - two workers for what must never hold up the packet path (spec/http.md,
+//     "Receive path"): one hashes body bytes as they arrive in order, on
+//     another core, and then checks each push that arrived whole from those
+//     digests and its signatures; the other checks the pushes whose body
+//     must be read back (it did not arrive in order, or its digests came in
+//     unannounced trailers) and removes discarded bodies. Without Run,
+//     HandlePacket does this work once the transport has released its lock;
 //   - the goroutine that calls OnEvent.
 type Receiver struct {
 	cfg     ReceiverConfig
 	log     *slog.Logger
 	tr      *mquic.Receiver
 	maxF    int
-	running atomic.Bool // Run's worker does the off-path work
-	queued  atomic.Bool // work may be queued: set with mu held, cleared by work
+	running atomic.Bool // Run's workers do the off-path work
 
 	// Lock order: the transport receiver's lock (held while it calls the
 	// stream parsers) → mu → Resource.mu. Body methods are called with
-	// Resource.mu held or with no lock. Nothing that reads a whole body runs
-	// under any of these locks.
+	// Resource.mu held or with no lock; a body's digests have a lock of
+	// their own, taken with no other held. Nothing that reads or hashes a
+	// whole body runs under any of these locks.
 	mu        sync.Mutex
 	pushes    map[uint64]*Resource // by push ID
 	active    map[uint64]*Resource // the pushes still receiving
@@ -136,12 +138,30 @@ type Receiver struct {
 	maxPushID uint64
 	events    []Event
 	evWake    chan struct{}
-	// Work off the packet path: pushes that arrived whole but whose digests
-	// need a pass over (part of) the body, and bodies to discard.
-	verifyQ   []*Resource
-	discardQ  []Body
-	verifying int // pushes in verifyQ or being verified
-	workWake  chan struct{}
+	// Work off the packet path, for two workers. digestQ, in order: blocks
+	// of body bytes to hash (digests.go) and the checks of pushes that
+	// arrived whole and in order, which need nothing more. slowQ: checks
+	// that read a body back, and bodies to discard, which must not hold up
+	// the others.
+	digestQ, slowQ workQueue
+	verifying      int // pushes queued or being checked
+	digestQueued   int // bytes in blocks for the worker, queued or gathering
+	freeBlocks     [][]byte
+}
+
+// workQueue is the work of one worker.
+type workQueue struct {
+	items  []workItem
+	wake   chan struct{}
+	queued atomic.Bool // items may be waiting: set with Receiver.mu held
+}
+
+// workItem is one piece of work: hash block into res's digests, check res
+// (no block), or discard body.
+type workItem struct {
+	res   *Resource
+	block []byte
+	body  Body
 }
 
 // NewReceiver creates a receiver for the session reading from conn (see
@@ -174,8 +194,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		byStream: make(map[uint64]*Resource),
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
-		workWake: make(chan struct{}, 1),
 	}
+	r.digestQ.wake = make(chan struct{}, 1)
+	r.slowQ.wake = make(chan struct{}, 1)
 	tc := cfg.Transport
 	tc.Params = cfg.Session
 	tc.Handler = r
@@ -198,8 +219,9 @@ func (r *Receiver) Transport() *mquic.Receiver { return r.tr }
 // Receiver) is then done on the caller's goroutine, with no lock held.
 func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 	r.tr.HandlePacket(pkt, src)
-	if !r.running.Load() && r.queued.Load() {
-		r.work()
+	if !r.running.Load() {
+		r.work(&r.digestQ)
+		r.work(&r.slowQ)
 	}
 }
 
@@ -240,12 +262,16 @@ func (r *Receiver) Run(ctx context.Context) error {
 	}()
 	r.running.Store(true)
 	defer r.running.Store(false)
-	stopWork := make(chan struct{})
-	workDone := make(chan struct{})
-	go func() {
-		defer close(workDone)
-		r.worker(stopWork)
-	}()
+	// The digest worker's last checks may queue discards for the slow
+	// worker, so it stops first.
+	var stops, dones [2]chan struct{}
+	for i, q := range []*workQueue{&r.digestQ, &r.slowQ} {
+		stops[i], dones[i] = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(dones[i])
+			r.worker(q, stops[i])
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.tr.Run(ctx) }()
 	tick := time.NewTicker(min(r.cfg.PushTimeout/4, 250*time.Millisecond))
@@ -266,69 +292,71 @@ loop:
 	}
 	r.tr.Flush()
 	r.finishAll()
-	close(stopWork)
-	<-workDone
+	for i := range stops {
+		close(stops[i])
+		<-dones[i]
+	}
 	cancel()
 	wg.Wait()
 	r.flushEvents()
 	return err
 }
 
-// worker does the work queued off the packet path until stop is closed and
-// the queue is empty.
-func (r *Receiver) worker(stop <-chan struct{}) {
+// worker does the work of q until stop is closed and q is empty.
+func (r *Receiver) worker(q *workQueue, stop <-chan struct{}) {
 	for {
-		r.work()
+		r.work(q)
 		select {
-		case <-r.workWake:
+		case <-q.wake:
 		case <-stop:
-			r.work()
+			r.work(q)
 			return
 		}
 	}
 }
 
-// work does the queued off-path work: it discards bodies and verifies
-// pushes that arrived whole, holding no lock while it reads a body.
-func (r *Receiver) work() {
-	for {
+// work does the queued off-path work in order, holding no lock while it
+// hashes, reads or removes a body.
+func (r *Receiver) work(q *workQueue) {
+	for q.queued.Load() {
 		r.mu.Lock()
-		r.queued.Store(false)
-		var res *Resource
-		var body Body
-		switch {
-		case len(r.discardQ) > 0:
-			body = r.discardQ[0]
-			r.discardQ[0] = nil
-			r.discardQ = r.discardQ[1:]
-		case len(r.verifyQ) > 0:
-			res = r.verifyQ[0]
-			r.verifyQ[0] = nil
-			r.verifyQ = r.verifyQ[1:]
+		if len(q.items) == 0 {
+			q.queued.Store(false)
+			r.mu.Unlock()
+			return
 		}
-		if body != nil || res != nil {
-			r.queued.Store(true) // more may follow
-		}
+		w := q.items[0]
+		q.items[0] = workItem{}
+		q.items = q.items[1:]
 		r.mu.Unlock()
 		switch {
-		case body != nil:
-			_ = body.Discard()
-		case res != nil:
-			err := r.cfg.Verifier.Verify(res, r.cfg.Profile)
+		case w.body != nil:
+			_ = w.body.Discard()
+		case w.block != nil:
+			hashBlock(w.res, w.block)
 			r.mu.Lock()
-			r.verifying--
-			r.settleCheckedLocked(res, err)
+			r.freeBlockLocked(w.block)
 			r.mu.Unlock()
 		default:
-			return
+			err := r.cfg.Verifier.Verify(w.res, r.cfg.Profile)
+			r.mu.Lock()
+			r.verifying--
+			r.settleCheckedLocked(w.res, err)
+			r.mu.Unlock()
 		}
+		// Hand the processor over between pieces of work: packet intake,
+		// if it waits for one, gets it within a block's hashing instead of
+		// a whole scheduling slice.
+		runtime.Gosched()
 	}
 }
 
-func (r *Receiver) wakeWorkerLocked() {
-	r.queued.Store(true)
+// queueLocked hands w to the worker of q.
+func (r *Receiver) queueLocked(q *workQueue, w workItem) {
+	q.items = append(q.items, w)
+	q.queued.Store(true)
 	select {
-	case r.workWake <- struct{}{}:
+	case q.wake <- struct{}{}:
 	default:
 	}
 }
@@ -437,9 +465,9 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 	}
 	res.state, res.err = StateFailed, err
 	if res.body != nil {
-		r.discardQ = append(r.discardQ, res.body)
-		r.wakeWorkerLocked()
+		r.queueLocked(&r.slowQ, workItem{body: res.body})
 	}
+	r.queueBlockLocked(res) // its blocks return to the pool once hashed
 	res.mu.Unlock()
 	r.settleLocked(res)
 	r.stats.Failed++
@@ -538,7 +566,7 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 		return err
 	}
 	res.body = body
-	res.digests = newBodyDigests(resp.Header, resp.Status, r.cfg.Profile)
+	res.digests.h = newHasher(resp.Header, resp.Status, r.cfg.Profile)
 	return nil
 }
 
@@ -601,6 +629,7 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	if len(missing) > 0 {
 		res.mu.Lock()
 		res.state = StateIncomplete
+		r.queueBlockLocked(res) // the digests of the bytes before the first loss, for Verify
 		res.mu.Unlock()
 		r.settleLocked(res)
 		r.stats.Incomplete++
@@ -608,23 +637,20 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		r.checkEndLocked()
 		return
 	}
-	// Every byte arrived. The checks are cheap when the digests were
-	// computed as the body arrived; otherwise they wait for the worker.
+	// Every byte arrived: the digest worker checks the push once it has
+	// hashed the blocks queued before, unless the check must read the body
+	// back (the slow worker's).
 	res.mu.Lock()
-	c := res.checksLocked()
-	inline := c.digestsDone()
-	if !inline {
-		res.verifying = true
+	res.verifying = true
+	q := &r.digestQ
+	if !res.digestsWillCover() {
+		q = &r.slowQ
 	}
+	r.queueBlockLocked(res)
 	res.mu.Unlock()
-	if !inline {
-		delete(r.active, res.PushID)
-		r.verifying++
-		r.verifyQ = append(r.verifyQ, res)
-		r.wakeWorkerLocked()
-		return
-	}
-	r.settleCheckedLocked(res, r.cfg.Verifier.check(&c, r.cfg.Profile))
+	delete(r.active, res.PushID)
+	r.verifying++
+	r.queueLocked(q, workItem{res: res})
 }
 
 // settleCheckedLocked settles a push that arrived whole once its checks
@@ -641,8 +667,7 @@ func (r *Receiver) settleCheckedLocked(res *Resource, err error) {
 		r.stats.Complete++
 	}
 	if err != nil && res.body != nil {
-		r.discardQ = append(r.discardQ, res.body) // by the worker
-		r.wakeWorkerLocked()
+		r.queueLocked(&r.slowQ, workItem{body: res.body})
 	}
 	res.mu.Unlock()
 	r.settleLocked(res)

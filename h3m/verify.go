@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -19,9 +20,10 @@ var ErrIntegrity = errors.New("h3m: integrity check failed")
 // RFC 9421 HTTP Message Signatures. A resource that fails is discarded and
 // reported failed, to be fetched over unicast.
 //
-// The Receiver computes body digests as the bytes arrive in order, so the
-// checks of a push that arrived whole cost no pass over its body; signatures
-// cover header fields (Content-Digest among them), not the body.
+// The Receiver computes body digests as the bytes arrive in order, on a
+// worker beside the packet path, so the checks of a push that arrived whole
+// cost no pass over its body; signatures cover header fields
+// (Content-Digest among them), not the body.
 type Verifier struct {
 	// RequireDigest fails resources that carry no digest we can check.
 	RequireDigest bool
@@ -29,8 +31,8 @@ type Verifier struct {
 	RequireSignature bool
 	// Keys resolves signature key IDs to public keys (from the unicast
 	// server, over TLS). Without it, signatures are not checked. The
-	// Receiver calls it with its locks held: it must answer from what it
-	// has (a cache) and never wait for the network.
+	// Receiver's workers call it: waiting for the network there delays
+	// the checks of the pushes behind.
 	Keys integrity.KeyResolver
 	// CavageForm is the signed-string form of cavage-12 signatures.
 	CavageForm integrity.CavageForm
@@ -45,8 +47,8 @@ type Verifier struct {
 // The digests the Receiver computed as the body arrived cover it up to its
 // first loss; Verify reads the body back from there to the end (digests
 // are sequential: the bytes after a repaired range must be hashed again
-// after it), so call it off the packet path. It leaves the resource's
-// state unchanged and may be called again.
+// after it), so call it off the packet path. It works on a copy of those
+// digests, leaving the resource unchanged, and may be called again.
 func (v *Verifier) Verify(res *Resource, prof Profile) error {
 	res.mu.Lock()
 	if res.request == nil || res.response == nil || res.length < 0 {
@@ -55,73 +57,21 @@ func (v *Verifier) Verify(res *Resource, prof Profile) error {
 	}
 	c := res.checksLocked()
 	res.mu.Unlock()
+	d := &res.digests
+	d.mu.Lock()
+	if d.h != nil {
+		sums, err := d.h.Clone()
+		if err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("h3m: copy the body's digests: %w", err)
+		}
+		c.sums, c.hashed = sums, d.n
+	}
+	d.mu.Unlock()
 	if err := c.finishDigests(); err != nil {
 		return err
 	}
 	return v.check(&c, prof)
-}
-
-// bodyDigests are the digests of a body's first n bytes, computed as they
-// arrive in order.
-type bodyDigests struct {
-	h *integrity.Hasher // nil: no digest is expected
-	n int64
-}
-
-// newBodyDigests prepares the digests a push's checks will need: those its
-// response header names or, when it names none (the digests may come in
-// trailers), those of the session's digest-algorithm set.
-func newBodyDigests(header http.Header, status int, prof Profile) bodyDigests {
-	algs := digestAlgorithms(header, status)
-	if len(algs) == 0 {
-		for _, a := range prof.DigestAlgorithms {
-			if c, ok := integrity.CanonicalDigestAlgorithm(a); ok && !slices.Contains(algs, c) {
-				algs = append(algs, c)
-			}
-		}
-	}
-	if len(algs) == 0 {
-		return bodyDigests{}
-	}
-	h, err := integrity.NewHasher(algs...)
-	if err != nil {
-		return bodyDigests{} // cannot happen: the names are canonical
-	}
-	return bodyDigests{h: h}
-}
-
-// write adds the body bytes p at body offset off if they continue the bytes
-// hashed so far; after a gap the digests stop, to be finished by a pass
-// over the rest once the body is whole (checks.finishDigests).
-func (d *bodyDigests) write(p []byte, off int64) {
-	if d.h != nil && off == d.n {
-		d.h.Write(p)
-		d.n += int64(len(p))
-	}
-}
-
-// digestAlgorithms returns the registry names of the supported algorithms
-// the Digest and (for a whole representation) Content-Digest fields name.
-// Fields that do not parse name none; the checks report why.
-func digestAlgorithms(fields http.Header, status int) []string {
-	var algs []string
-	add := func(vals []integrity.DigestValue, err error) {
-		if err != nil {
-			return
-		}
-		for _, v := range vals {
-			if c, ok := integrity.CanonicalDigestAlgorithm(v.Algorithm); ok && !slices.Contains(algs, c) {
-				algs = append(algs, c)
-			}
-		}
-	}
-	if d := fields.Get(integrity.FieldDigest); d != "" {
-		add(integrity.ParseDigest(d))
-	}
-	if d := fields.Get(integrity.FieldContentDigest); d != "" && status != http.StatusPartialContent {
-		add(integrity.ParseContentDigest(d))
-	}
-	return algs
 }
 
 // checks is what the integrity checks of a resource that arrived whole
@@ -133,17 +83,17 @@ type checks struct {
 	algs   []string    // supported digest algorithms the fields name
 	body   Body
 	length int64
-	sums   *integrity.Hasher // digests of body[0:hashed]; nil if none
+	sums   *integrity.Hasher // digests of body[0:hashed], a copy; nil if none
 	hashed int64
 }
 
+// checksLocked takes what the checks need from r but its digests.
 func (r *Resource) checksLocked() checks {
 	fields := h3frame.MergeTrailer(r.response.Header, r.trailer)
 	return checks{
 		req: r.request, status: r.response.Status, fields: fields,
 		algs: digestAlgorithms(fields, r.response.Status),
 		body: r.body, length: r.length,
-		sums: r.digests.h, hashed: r.digests.n,
 	}
 }
 
@@ -154,21 +104,15 @@ func (c *checks) digestsDone() bool {
 }
 
 // finishDigests completes c.sums by reading the body back: from where the
-// digests computed on arrival stopped, on a copy of them, or from the start
-// when they lack an algorithm the fields name.
+// digests computed on arrival stopped, or from the start when they lack an
+// algorithm the fields name.
 func (c *checks) finishDigests() error {
 	if c.digestsDone() {
 		return nil
 	}
-	var sums *integrity.Hasher
-	from := int64(0)
-	if c.sums != nil && c.hashed <= c.length && covers(c.sums, c.algs) {
-		var err error
-		if sums, err = c.sums.Clone(); err != nil {
-			return fmt.Errorf("h3m: resume digests: %w", err)
-		}
-		from = c.hashed
-	} else {
+	sums, from := c.sums, c.hashed
+	if sums == nil || from > c.length || !covers(sums, c.algs) {
+		from = 0
 		var err error
 		if sums, err = integrity.NewHasher(c.algs...); err != nil {
 			return fmt.Errorf("h3m: digests: %w", err)
@@ -177,12 +121,30 @@ func (c *checks) finishDigests() error {
 	if c.body == nil {
 		return fmt.Errorf("%w: no body to check", ErrIntegrity)
 	}
-	if _, err := io.Copy(sums, io.NewSectionReader(c.body, from, c.length-from)); err != nil {
-		return fmt.Errorf("h3m: reading the body for its digests: %w", err)
+	buf := make([]byte, digestChunk)
+	for off := from; off < c.length; {
+		n, err := c.body.ReadAt(buf[:min(int64(len(buf)), c.length-off)], off)
+		sums.Write(buf[:n])
+		off += int64(n)
+		switch {
+		case err == io.EOF && off == c.length:
+		case err != nil:
+			return fmt.Errorf("h3m: reading the body for its digests at %d of %d: %w", off, c.length, err)
+		case n == 0:
+			return fmt.Errorf("h3m: reading the body for its digests: no bytes at %d of %d", off, c.length)
+		}
+		// Hand the processor over between chunks: packet intake, if it
+		// waits for one, then gets it within a chunk's hashing instead
+		// of a whole scheduling slice.
+		runtime.Gosched()
 	}
 	c.sums, c.hashed = sums, c.length
 	return nil
 }
+
+// digestChunk is how much of a body a digest pass reads at once: about a
+// tenth of a millisecond of hashing.
+const digestChunk = 64 << 10
 
 // covers reports whether h computes every one of algs.
 func covers(h *integrity.Hasher, algs []string) bool {

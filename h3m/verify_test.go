@@ -3,6 +3,7 @@ package h3m_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -393,5 +394,65 @@ func TestVerifyRefusesAnUnfinishedResource(t *testing.T) {
 	}
 	if err := (&h3m.Verifier{}).Verify(res[0], c.prof); !errors.Is(err, h3m.ErrIntegrity) {
 		t.Fatalf("%v", err)
+	}
+}
+
+// TestDigestBacklogFallsBackToReadBack: while the digest worker is held
+// (here by a key resolver that waits), a large push's blocks back up to the
+// cap; that push then stops being hashed on arrival and is checked by
+// reading it back on the other worker, so it completes — and memory stays
+// bounded — while the first push's check still waits.
+func TestDigestBacklogFallsBackToReadBack(t *testing.T) {
+	signed := bytesPush("/signed", randomBody(10_000))
+	signed.Header.Set("Signature", `keyId="k",algorithm="ed25519",headers="(request-target)",signature="AAAA"`)
+	big := bytesPush("/big", randomBody(24<<20))
+	c := capture(t, h3m.Profile{}, h3m.PusherConfig{Digests: []string{"SHA-256"}}, signed, big)
+	resolving, release := make(chan struct{}, 1), make(chan struct{})
+	keys := func(string) (crypto.PublicKey, error) {
+		resolving <- struct{}{}
+		<-release
+		return nil, errors.New("no such key")
+	}
+	store := newReadCounting()
+	completed := make(chan string, 4)
+	conn := mcasttest.Receiver(t, c.params.Group) // idle: the packets are fed by hand
+	r := c.receiver(t, h3m.ReceiverConfig{Storage: store, Verifier: &h3m.Verifier{Keys: keys},
+		OnEvent: func(e h3m.Event) {
+			if e.Kind == h3m.EventComplete || e.Kind == h3m.EventFailed {
+				completed <- e.Resource.Path()
+			}
+		}}, conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	waitRunning(t, r)
+
+	split := c.afterFin(t, 3)
+	c.feed(r, c.pkts[:split], nil)
+	<-resolving // the digest worker is held in /signed's check
+	c.feed(r, c.pkts[split:], nil)
+	if got := <-completed; got != "/big" {
+		t.Fatalf("first settled: %s", got)
+	}
+	if n, _ := store.stats(); n == 0 {
+		t.Fatal("/big completed without being read back")
+	}
+	close(release)
+	if got := <-completed; got != "/signed" {
+		t.Fatalf("second settled: %s", got)
+	}
+	byPath := map[string]*h3m.Resource{}
+	for _, res := range r.Resources() {
+		byPath[res.Path()] = res
+	}
+	if st, err := byPath["/big"].State(); st != h3m.StateComplete {
+		t.Fatalf("/big: %v %v", st, err)
+	}
+	if st, err := byPath["/signed"].State(); st != h3m.StateFailed || !errors.Is(err, h3m.ErrIntegrity) {
+		t.Fatalf("/signed: %v %v", st, err)
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
 	}
 }
