@@ -59,7 +59,7 @@ type PeersOptions struct {
 	Timeout time.Duration
 	// Dir holds the content and each run's logs (the received copies are
 	// removed once checked). When empty a temporary folder is used and
-	// removed at the end.
+	// removed at the end, unless a run failed: then its logs stay.
 	Dir string
 	// Out receives the report.
 	Out io.Writer
@@ -210,13 +210,22 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	rep := &PeersReport{Options: o, ContentBytes: o.Size}
 	dir := o.Dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "h3m-peers-")
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(tmp)
+		// The logs of failed runs stay for a look; the content goes.
+		defer func() {
+			if rep.Failed() {
+				os.RemoveAll(filepath.Join(tmp, "content"))
+				fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
+				return
+			}
+			os.RemoveAll(tmp)
+		}()
 		dir = tmp
 	}
 	content := filepath.Join(dir, "content")
@@ -224,7 +233,7 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &PeersReport{Options: o, ContentBytes: o.Size, Files: len(files)}
+	rep.Files = len(files)
 	rep.H3MServe = strings.Join(h3mServeArgs(o, "DIR", "CERT", "KEY", "URL"), " ")
 	rep.H3MReceive = strings.Join(h3mReceiveArgs(o, "URL", "CERT", "OUT"), " ")
 	rep.UFTPSender = strings.Join(uftpArgs(o, []string{"0x0a4d000b"}, []string{"FILES..."}), " ")
@@ -611,9 +620,15 @@ func prepareRun(ctx context.Context, net *interop.Network, dir string, loss int)
 
 // finishRun reads the counters and checks every receiver's files.
 func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *PeerRun, before []ifaceCounters, content string, files []contentFile, outs []string, errs []error) {
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("run stopped after %v: %w", o.Timeout, ctx.Err()))
+	}
+	// The counters are read even when the run's time is up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	after := wireCounters(ctx, net)
 	for i := range after {
-		if i < len(before) {
+		if i < len(before) && after[i].bytes >= before[i].bytes && after[i].packets >= before[i].packets {
 			r.WireBytes += after[i].bytes - before[i].bytes
 			r.WirePackets += after[i].packets - before[i].packets
 			if i == 0 {
@@ -628,9 +643,6 @@ func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *P
 		}
 		// Checked: only the logs are worth keeping.
 		os.RemoveAll(outs[i])
-	}
-	if ctx.Err() != nil {
-		errs = append(errs, fmt.Errorf("run stopped after %v: %w", o.Timeout, ctx.Err()))
 	}
 	r.Err = errors.Join(errs...)
 }

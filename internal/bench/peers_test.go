@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ func buildH3M(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Skipf("peers: skipping: no go tool to build h3m with: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "h3m")
 	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/h3m-project/h3m/cmd/h3m")
