@@ -30,7 +30,7 @@ The large phase pushes one resource (1 GiB by default) paced at --large-rate
 The asym phase compares a symmetric and an asymmetric session (signed
 manifests of packet digests) in the same run, paced at --asym-rate and then
 unpaced, prints the throughput ratio and what hashing, signing and verifying
-cost per packet.`,
+cost per packet.` + peersHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -43,11 +43,15 @@ cost per packet.`,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large or all")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large or all (the loopback phases), or peers (h3m against UFTP)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
+			peers := peersFlags(fs)
 			return func(ctx context.Context, e *env) error {
+				if what == "peers" {
+					return peers(ctx, e)
+				}
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
 					return usagef("--group: %v", err)
@@ -88,7 +92,7 @@ cost per packet.`,
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
 				if what != "transport" && what != "http" && what != "asym" && what != "large" && what != "all" {
-					return usagef("--what %q: want transport, http, asym, large or all", what)
+					return usagef("--what %q: want transport, http, asym, large, all or peers", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
