@@ -21,7 +21,8 @@ import (
 	"github.com/h3m-project/h3m/internal/dirwatch"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
-	"github.com/h3m-project/h3m/unicast"
+	"github.com/h3m-project/h3m/unicast/origin"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
 )
 
@@ -153,7 +154,7 @@ func loadSigner(file, keyID, format string) (h3m.Signer, error) {
 		return nil, usagef("--sign-key %s: %v", file, err)
 	}
 	if keyID == "" {
-		if keyID, err = unicast.DefaultKeyID(k.Public()); err != nil {
+		if keyID, err = origin.DefaultKeyID(k.Public()); err != nil {
 			return nil, usagef("--sign-key %s: %v", file, err)
 		}
 	}
@@ -214,18 +215,18 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	if err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
-	cert, err := unicast.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
+	cert, err := origin.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
 	}
-	files, err := unicast.NewFileServer(o.dir, o.digests...)
+	files, err := origin.NewFileServer(o.dir, o.digests...)
 	if err != nil {
 		return err
 	}
 	defer files.Close()
-	sessions, catalog := &unicast.Sessions{}, &unicast.Catalog{}
-	manifests, keys := &unicast.Manifests{}, &unicast.Keys{}
-	srv := &unicast.Server{
+	sessions, catalog := &origin.Sessions{}, &origin.Catalog{}
+	manifests, keys := &origin.Manifests{}, &origin.Keys{}
+	srv := &origin.Server{
 		Addr: o.listen, Handler: files,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Sessions:  sessions, Catalog: catalog, Manifests: manifests, Keys: keys, Logger: e.log,
@@ -236,7 +237,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	url := "https://" + o.listen + "/"
 	authority := o.listen
 
-	pub, err := unicast.NewPublisher(unicast.PublisherConfig{
+	pub, err := origin.NewPublisher(origin.PublisherConfig{
 		Interface: o.iface, TTL: o.ttl, Files: files, Authority: authority,
 		Sessions: sessions, Catalog: catalog, Digests: o.digests,
 		Signer: o.signer, Keys: keys, Manifests: manifests,
@@ -271,10 +272,10 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	fmt.Fprintf(e.stdout, "h3m: session %s (%s) on %s from %s via %s, %d bit/s\n",
 		id, o.ad.ProtocolID, o.ad.Session.Group, o.ad.Session.Source, o.iface, o.ad.Session.PeakFlowRate)
 	if o.asymmetric {
-		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s/%s)\n", unicast.ManifestsPath, id)
+		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s/%s)\n", wellknown.ManifestsPath, id)
 	}
-	if kid, _, alg, ok := unicast.SignerKey(o.signer); ok {
-		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, unicast.KeyURLPath(kid))
+	if kid, _, alg, ok := origin.SignerKey(o.signer); ok {
+		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, wellknown.KeyPath(kid))
 	}
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
