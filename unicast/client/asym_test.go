@@ -76,12 +76,26 @@ func manifestPacketDropper(t testing.TB, p mquic.Params, dropped *atomic.Int64) 
 	}
 }
 
-// transportOf returns the transport receiver of the client's session id.
-func transportOf(c *Client, id string) *mquic.Receiver {
+// receivers returns the receivers of the client's joined sessions, by
+// session ID.
+func receivers(c *Client) map[string]*h3m.Receiver {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cs := c.sessions[id]; cs != nil && cs.rcv != nil {
-		return cs.rcv.Transport()
+	out := map[string]*h3m.Receiver{}
+	for id, cs := range c.sessions {
+		cs.mu.Lock()
+		if cs.rcv != nil {
+			out[id] = cs.rcv
+		}
+		cs.mu.Unlock()
+	}
+	return out
+}
+
+// transportOf returns the transport receiver of the client's session id.
+func transportOf(c *Client, id string) *mquic.Receiver {
+	if rcv := receivers(c)[id]; rcv != nil {
+		return rcv.Transport()
 	}
 	return nil
 }
@@ -252,19 +266,14 @@ func TestSignedPushesKeysOverTLS(t *testing.T) {
 				t.Errorf("the key was fetched %d times, want once", n)
 			}
 			// The forged push failed its signature check at the receiver.
-			tc.c.mu.Lock()
 			var failed []error
-			for _, cs := range tc.c.sessions {
-				if cs.rcv == nil {
-					continue
-				}
-				for _, res := range cs.rcv.Resources() {
+			for _, rcv := range receivers(tc.c) {
+				for _, res := range rcv.Resources() {
 					if st, err := res.State(); st == h3m.StateFailed {
 						failed = append(failed, err)
 					}
 				}
 			}
-			tc.c.mu.Unlock()
 			if len(failed) != 1 || !errors.Is(failed[0], h3m.ErrIntegrity) || !errors.Is(failed[0], integrity.ErrBadSignature) {
 				t.Fatalf("failed multicast resources: %v, want the forged one failing its signature", failed)
 			}
@@ -315,16 +324,15 @@ func TestKeysServedAndResolved(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c.ctx = ctx
 	defer c.wg.Wait()
 	kr := c.keys
 	kr.setListed(d.Keys, true)
-	if _, err := kr.resolve(kid); !errors.Is(err, ErrKeyUnavailable) {
+	if _, err := kr.resolve(ctx, kid); !errors.Is(err, ErrKeyUnavailable) {
 		t.Fatalf("before any fetch: %v", err)
 	}
 	kr.prefetch(ctx)
 	for id, want := range map[string]crypto.PublicKey{kid: priv.Public(), "team/key%1": other.Public()} {
-		k, err := kr.resolve(id)
+		k, err := kr.resolve(ctx, id)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
@@ -333,7 +341,7 @@ func TestKeysServedAndResolved(t *testing.T) {
 			t.Fatalf("%s resolved to %#v", id, k)
 		}
 	}
-	if _, err := kr.resolve("not-listed"); !errors.Is(err, ErrKeyUnavailable) || !strings.Contains(err.Error(), "lists") {
+	if _, err := kr.resolve(ctx, "not-listed"); !errors.Is(err, ErrKeyUnavailable) || !strings.Contains(err.Error(), "lists") {
 		t.Fatalf("unlisted key: %v", err)
 	}
 	for _, id := range []string{"https://elsewhere.example/k", "http://" + h.Addr + "/k", "ftp://x/y"} {

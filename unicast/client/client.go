@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -251,8 +252,9 @@ type Client struct {
 	pollNow chan struct{}
 	keys    *keyResolver
 
+	// mu guards the client-wide state below; each session's own state is
+	// under its csession.mu, taken after this one.
 	mu       sync.Mutex
-	ctx      context.Context
 	started  bool
 	sessions map[string]*csession
 	// knownSessions counts the sessions ever joined (ExitOnEnd needs one).
@@ -261,7 +263,6 @@ type Client struct {
 	baseline      bool
 	catalog       []wellknown.CatalogEntry
 	haveCat       bool
-	catalogAt     time.Time // last catalogue read
 	descAt        time.Time // last successful description
 	endAt         time.Time // last time a session ended for us
 	delivered     map[string]*Delivery
@@ -269,7 +270,7 @@ type Client struct {
 	jobs          map[string]*job
 	busy          map[string]int // path -> multicast pushes in progress + jobs
 	seen          map[string]time.Time
-	resolved      map[string]bool
+	resolved      map[string]time.Time // settled by a job (key -> when)
 	fallback      bool
 	stats         Stats
 	wg            sync.WaitGroup
@@ -339,7 +340,7 @@ func New(cfg Config) (*Client, error) {
 		jobs:       make(map[string]*job),
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
-		resolved:   make(map[string]bool),
+		resolved:   make(map[string]time.Time),
 	}
 	c.keys = newKeyResolver(c)
 	return c, nil
@@ -349,7 +350,7 @@ func New(cfg Config) (*Client, error) {
 // configured Verifier, requiring signatures with RequireSignature, and
 // resolving keys at the origin when signatures are required or the origin
 // lists keys (and the Verifier brings no resolver of its own).
-func (c *Client) verifier() *h3m.Verifier {
+func (c *Client) verifier(ctx context.Context) *h3m.Verifier {
 	v := c.cfg.Verifier
 	keys := len(c.keys.listedIDs()) > 0
 	if !c.cfg.RequireSignature && !keys {
@@ -361,7 +362,7 @@ func (c *Client) verifier() *h3m.Verifier {
 	}
 	nv.RequireSignature = nv.RequireSignature || c.cfg.RequireSignature
 	if nv.Keys == nil {
-		nv.Keys = c.keys.resolve
+		nv.Keys = func(id string) (crypto.PublicKey, error) { return c.keys.resolve(ctx, id) }
 	}
 	return &nv
 }
@@ -384,7 +385,7 @@ func (c *Client) Run(ctx context.Context) error {
 		cancel()
 		return errors.New("client: client: Run called twice")
 	}
-	c.started, c.ctx = true, ctx
+	c.started = true
 	c.mu.Unlock()
 	defer func() {
 		cancel()
@@ -396,7 +397,7 @@ func (c *Client) Run(ctx context.Context) error {
 	for {
 		d, err := c.describe(ctx)
 		if err == nil {
-			c.apply(d, true)
+			c.apply(ctx, d, true)
 			break
 		}
 		c.mu.Lock()
@@ -418,7 +419,7 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			c.monitor(time.Now())
+			c.monitor(ctx, time.Now())
 			if c.cfg.ExitOnEnd && c.finished() {
 				c.log.Info("every session ended and every resource is settled")
 				return nil
@@ -435,19 +436,19 @@ func (c *Client) describe(ctx context.Context) (*wellknown.Description, error) {
 }
 
 // describeSince reads the description with only the catalogue entries
-// pushed since the newest the client has (a second earlier, against
-// entries pushed in the same instant as the last read).
+// pushed at or after the newest the client has. The origin lists its
+// entries in push order with push times that never go back (spec
+// unicast.md), so nothing added since the last read is older; the newest
+// entry comes back and merges away. The times compared are the origin's
+// own, so the clocks of client and origin need not agree, and a read costs
+// what was pushed since, not what was pushed in some interval. With no entry
+// yet, the read is whole.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
 	var newest time.Time
-	if c.haveCat {
-		for i := range c.catalog {
-			if p := c.catalog[i].Pushed; p.After(newest) {
-				newest = p
-			}
-		}
-		if newest.IsZero() {
-			newest = c.catalogAt
+	for i := range c.catalog {
+		if p := c.catalog[i].Pushed; p.After(newest) {
+			newest = p
 		}
 	}
 	c.mu.Unlock()
@@ -456,7 +457,7 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return discover(ctx, c.hc, c.cfg.URL, newest.Add(-time.Second))
+	return discover(ctx, c.hc, c.cfg.URL, newest)
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -495,7 +496,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 			c.log.Info("h3m description read again")
 			failing = false
 		}
-		c.apply(d, false)
+		c.apply(ctx, d, false)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
@@ -21,28 +22,40 @@ import (
 // client requires asymmetric authentication.
 var ErrSymmetricSession = errors.New("client: refused: the session is symmetric and asymmetric authentication is required")
 
-// csession is the client's view of one multicast session.
+// csession is the client's view of one multicast session. id, ad and
+// manifests never change; the rest is guarded by mu, which is taken after
+// Client.mu when both are held, and never while calling into the receiver
+// (whose event handler runs under the receiver's own lock and takes both).
 type csession struct {
-	id    string
-	ad    altsvc.Advertisement
+	id        string
+	ad        altsvc.Advertisement
+	manifests string // path of its manifests on the origin
+
+	mu    sync.Mutex
 	state wellknown.SessionState
 
 	activeSince time.Time // when the client learnt it is active
 	endedAt     time.Time // when the client learnt it ended
 
-	rcv       *h3m.Receiver
-	verifier  *h3m.Verifier // the checks of its resources (repairs too)
-	refused   bool          // symmetric, and the client requires asymmetric
-	manifests string        // path of its manifests on the origin
-	cancel    context.CancelFunc
-	joining   bool
-	leaving   bool
-	joinedAt  time.Time
-	joinErr   error
-	probeAt   time.Time // next join attempt after a failure
+	rcv      *h3m.Receiver
+	verifier *h3m.Verifier // the checks of its resources (repairs too)
+	refused  bool          // symmetric, and the client requires asymmetric
+	cancel   context.CancelFunc
+	joining  bool
+	leaving  bool
+	joinedAt time.Time
+	joinErr  error
+	probeAt  time.Time // next join attempt after a failure
 
 	packets    uint64 // transport packets counted at the last check
 	lastPacket time.Time
+
+	// lastEvent is when the receiver last reported progress (a promise, a
+	// push settled); maxPromised is the highest push ID promised
+	// (promised: any).
+	lastEvent   time.Time
+	maxPromised uint64
+	promised    bool
 
 	sawEnd bool // the receiver saw the session end
 	left   bool // left for good
@@ -53,12 +66,12 @@ type csession struct {
 // apply takes a new description into account: new sessions are joined,
 // state changes recorded, and the catalogue checked for resources that
 // multicast did not deliver.
-func (c *Client) apply(d *wellknown.Description, first bool) {
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool) {
 	now := time.Now()
 	c.keys.setListed(d.Keys, !d.FromAltSvc)
 	var joins []*csession
 	c.mu.Lock()
-	if c.ctx.Err() != nil {
+	if ctx.Err() != nil {
 		c.mu.Unlock()
 		return
 	}
@@ -110,7 +123,10 @@ func (c *Client) apply(d *wellknown.Description, first bool) {
 	for id, cs := range c.sessions {
 		if !present[id] {
 			c.setStateLocked(cs, wellknown.StateEnded, now)
-			if cs.left && len(cs.inProgress) == 0 {
+			cs.mu.Lock()
+			gone := cs.left && len(cs.inProgress) == 0
+			cs.mu.Unlock()
+			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
 			}
 		}
@@ -118,10 +134,10 @@ func (c *Client) apply(d *wellknown.Description, first bool) {
 	starts := c.catalogJobsLocked(now)
 	c.mu.Unlock()
 	for _, cs := range joins {
-		c.join(cs)
+		c.join(ctx, cs)
 	}
 	for _, j := range starts {
-		c.startJob(j)
+		c.startJob(ctx, j)
 	}
 }
 
@@ -135,6 +151,8 @@ func sameSession(a, b *altsvc.Advertisement) bool {
 }
 
 func (c *Client) setStateLocked(cs *csession, st wellknown.SessionState, now time.Time) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	if cs.state == st || cs.state == wellknown.StateEnded {
 		return
 	}
@@ -149,44 +167,41 @@ func (c *Client) setStateLocked(cs *csession, st wellknown.SessionState, now tim
 	cs.state = st
 }
 
-// join opens a multicast socket for cs and starts its receiver. A failure
-// is retried every ProbeInterval (the monitor treats it as missing
-// multicast).
-func (c *Client) join(cs *csession) {
-	c.mu.Lock()
-	ctx := c.ctx
+// join opens a multicast socket for cs and starts its receiver, which runs
+// until ctx ends or the session is left. A failure is retried every
+// ProbeInterval (the monitor treats it as missing multicast).
+func (c *Client) join(ctx context.Context, cs *csession) {
+	cs.mu.Lock()
 	if cs.left || cs.rcv != nil || ctx.Err() != nil {
 		cs.joining = false
-		c.mu.Unlock()
+		cs.mu.Unlock()
 		return
 	}
 	cs.joining = true
-	c.mu.Unlock()
+	cs.mu.Unlock()
 
 	fail := func(err error) {
-		c.mu.Lock()
+		cs.mu.Lock()
 		repeated := cs.joinErr != nil && cs.joinErr.Error() == err.Error()
 		cs.joining, cs.joinErr, cs.probeAt = false, err, time.Now().Add(c.cfg.ProbeInterval)
-		c.stats.JoinErrors++
-		c.mu.Unlock()
+		cs.mu.Unlock()
+		c.count(func(st *Stats) { st.JoinErrors++ })
 		level := slog.LevelWarn
 		if repeated {
 			level = slog.LevelDebug // said already; keep probing quietly
 		}
-		c.log.Log(context.Background(), level, "joining the multicast session failed; will retry", "session", cs.id, "in", c.cfg.ProbeInterval, "err", err)
+		c.log.Log(ctx, level, "joining the multicast session failed; will retry", "session", cs.id, "in", c.cfg.ProbeInterval, "err", err)
 	}
 	p := cs.ad.Session
 	asym := p.HasExtension(manifest.ExtensionID)
 	if c.cfg.RequireAsymmetric && !asym {
-		c.mu.Lock()
+		cs.mu.Lock()
 		first := !cs.refused
 		cs.refused, cs.joining, cs.joinErr = true, false, fmt.Errorf("%w: session %s", ErrSymmetricSession, cs.id)
 		cs.probeAt = time.Now().Add(c.cfg.ProbeInterval)
+		cs.mu.Unlock()
 		if first {
-			c.stats.Refused++
-		}
-		c.mu.Unlock()
-		if first {
+			c.count(func(st *Stats) { st.Refused++ })
 			c.log.Error("refusing to join a symmetric multicast session: asymmetric authentication is required (any receiver of a symmetric session can forge its packets); its resources will come over unicast",
 				"session", cs.id, "group", p.Group.String())
 		}
@@ -199,7 +214,7 @@ func (c *Client) join(cs *csession) {
 		c.keys.prefetch(kctx)
 		cancel()
 	}
-	verifier := c.verifier()
+	verifier := c.verifier(ctx)
 	conn, err := mcast.ListenReceiver(mcast.Config{Group: p.Group, Source: p.Source, Interface: c.cfg.Interface, RecvBuffer: c.cfg.RecvBuffer, Logger: c.log})
 	if err != nil {
 		fail(err)
@@ -215,7 +230,7 @@ func (c *Client) join(cs *csession) {
 		MaxResourceSize: c.cfg.MaxResourceSize,
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
-		OnEvent:         func(e h3m.Event) { c.onEvent(cs, e) },
+		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
 		Transport:       tc,
 		Logger:          c.log,
 	})
@@ -226,13 +241,13 @@ func (c *Client) join(cs *csession) {
 		return
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	c.mu.Lock()
+	cs.mu.Lock()
 	cs.rcv, cs.cancel, cs.joining, cs.joinErr, cs.verifier = rcv, cancel, false, nil, verifier
 	cs.joinedAt, cs.packets, cs.lastPacket = time.Now(), 0, time.Time{}
-	c.stats.Joins++
-	c.wg.Add(1)
-	c.mu.Unlock()
+	cs.mu.Unlock()
+	c.count(func(st *Stats) { st.Joins++ })
 	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
+	c.wg.Add(1)
 	var fetcher chan struct{} // closed when the manifest fetcher returns
 	if asym && c.cfg.Manifests != ManifestsOff {
 		c.wg.Add(1)
@@ -251,7 +266,7 @@ func (c *Client) join(cs *csession) {
 			<-fetcher // it hands the receiver manifests, which the trace records
 		}
 		trace.Close(rec)
-		c.receiverDone(cs, rcv, err)
+		c.receiverDone(ctx, cs, rcv, err)
 	}()
 }
 
@@ -267,46 +282,65 @@ func (c *Client) transportConfig() mquic.ReceiverConfig {
 	return rc
 }
 
-// receiverDone handles a receiver that returned.
-func (c *Client) receiverDone(cs *csession, rcv *h3m.Receiver, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cs.rcv == rcv {
-		cs.rcv, cs.cancel = nil, nil
-	}
+// receiverDone handles a receiver that returned; ctx is the client's.
+func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiver, err error) {
 	ended := false
 	select {
 	case <-rcv.Ended():
 		ended = true
 	default:
 	}
+	now := time.Now()
+	cs.mu.Lock()
+	if cs.rcv == rcv {
+		cs.rcv, cs.cancel = nil, nil
+	}
+	left := ended || cs.leaving
 	switch {
-	case ended || cs.leaving:
+	case left:
 		cs.sawEnd = cs.sawEnd || ended
 		cs.left = true
-		c.endAt = time.Now()
-		c.stats.Leaves++
-		c.log.Info("left multicast session", "session", cs.id, "saw_end", ended)
-	case c.ctx.Err() != nil:
+	case ctx.Err() != nil:
 	default:
-		cs.probeAt = time.Now().Add(c.cfg.ProbeInterval)
+		cs.probeAt = now.Add(c.cfg.ProbeInterval)
 		cs.joinErr = fmt.Errorf("receiver stopped: %w", err)
+	}
+	cs.mu.Unlock()
+	switch {
+	case left:
+		c.mu.Lock()
+		c.endAt = now
+		c.stats.Leaves++
+		c.mu.Unlock()
+		c.log.Info("left multicast session", "session", cs.id, "saw_end", ended)
+	case ctx.Err() != nil:
+	default:
 		c.log.Info("multicast receiver stopped; will join again", "session", cs.id, "err", err)
 	}
 }
 
-// onEvent handles the events of a session's receiver.
-func (c *Client) onEvent(cs *csession, e h3m.Event) {
+// onEvent handles the events of a session's receiver; ctx is the client's.
+// It runs on the receiver's goroutine, under the receiver's lock.
+func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	res := e.Resource
 	switch e.Kind {
 	case h3m.EventPromised:
 		path := res.Path()
-		c.mu.Lock()
-		if _, ok := cs.inProgress[res.PushID]; !ok {
-			cs.inProgress[res.PushID] = path
-			c.busy[path]++
+		cs.mu.Lock()
+		cs.lastEvent = time.Now()
+		if !cs.promised || res.PushID > cs.maxPromised {
+			cs.maxPromised, cs.promised = res.PushID, true
 		}
-		c.mu.Unlock()
+		_, had := cs.inProgress[res.PushID]
+		if !had {
+			cs.inProgress[res.PushID] = path
+		}
+		cs.mu.Unlock()
+		if !had {
+			c.mu.Lock()
+			c.busy[path]++
+			c.mu.Unlock()
+		}
 		return
 	case h3m.EventSessionEnd:
 		c.log.Info("multicast session ended (connection: close)", "session", cs.id)
@@ -315,13 +349,19 @@ func (c *Client) onEvent(cs *csession, e h3m.Event) {
 	default:
 		return
 	}
-	c.mu.Lock()
+	cs.mu.Lock()
+	cs.lastEvent = time.Now()
 	path, ok := cs.inProgress[res.PushID]
 	if ok {
 		delete(cs.inProgress, res.PushID)
-		c.unbusyLocked(path)
 	}
-	c.mu.Unlock()
+	verifier := cs.verifier
+	cs.mu.Unlock()
+	if ok {
+		c.mu.Lock()
+		c.unbusyLocked(path)
+		c.mu.Unlock()
+	}
 	if path == "" {
 		path = res.Path()
 	}
@@ -346,11 +386,11 @@ func (c *Client) onEvent(cs *csession, e h3m.Event) {
 			discard(res.Body())
 		}
 	case h3m.EventIncomplete:
-		c.startRepair(cs, res, path, h)
+		c.startRepair(ctx, cs, verifier, res, path, h)
 	case h3m.EventFailed:
 		_, why := res.State()
 		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", why)
-		c.startFetch(cs, res, path, h, why)
+		c.startFetch(ctx, cs, res, path, h, why)
 	}
 }
 
@@ -360,11 +400,18 @@ func (c *Client) unbusyLocked(path string) {
 	}
 }
 
+// count updates the client's counters.
+func (c *Client) count(f func(*Stats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
+
 // monitor runs periodically: it leaves ended sessions, rejoins those whose
 // join failed or whose receiver stopped, and switches fallback on when an
 // active session brings no packet for FallbackAfter (off when packets come
 // back).
-func (c *Client) monitor(now time.Time) {
+func (c *Client) monitor(ctx context.Context, now time.Time) {
 	var leave []context.CancelFunc
 	var rejoin []*csession
 	type check struct {
@@ -373,11 +420,16 @@ func (c *Client) monitor(now time.Time) {
 	}
 	var checks []check
 	c.mu.Lock()
+	sessions := make([]*csession, 0, len(c.sessions))
 	for _, cs := range c.sessions {
-		if cs.left {
-			continue
-		}
-		if cs.state == wellknown.StateEnded {
+		sessions = append(sessions, cs)
+	}
+	c.mu.Unlock()
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		switch {
+		case cs.left:
+		case cs.state == wellknown.StateEnded:
 			if cs.rcv != nil && !cs.leaving && now.Sub(cs.endedAt) >= c.cfg.EndDrain {
 				cs.leaving = true
 				leave = append(leave, cs.cancel)
@@ -385,52 +437,41 @@ func (c *Client) monitor(now time.Time) {
 			if cs.rcv == nil && !cs.joining {
 				cs.left = true
 			}
-			continue
+		default:
+			if cs.rcv == nil && !cs.joining && !cs.sawEnd && !now.Before(cs.probeAt) {
+				cs.joining = true
+				rejoin = append(rejoin, cs)
+			}
+			if cs.rcv != nil {
+				checks = append(checks, check{cs, cs.rcv})
+			}
 		}
-		if cs.rcv == nil && !cs.joining && !cs.sawEnd && !now.Before(cs.probeAt) {
-			cs.joining = true
-			rejoin = append(rejoin, cs)
-		}
-		if cs.rcv != nil {
-			checks = append(checks, check{cs, cs.rcv})
-		}
+		cs.mu.Unlock()
 	}
-	c.mu.Unlock()
+	// The receivers' counters are read with no lock of ours held: their
+	// event handlers take ours.
 	packets := make([]uint64, len(checks))
 	for i, ch := range checks {
 		packets[i] = ch.rcv.Transport().Stats().Packets
 	}
-	c.mu.Lock()
 	for i, ch := range checks {
+		ch.cs.mu.Lock()
 		if ch.cs.rcv == ch.rcv && packets[i] > ch.cs.packets {
 			ch.cs.packets, ch.cs.lastPacket = packets[i], now
 		}
+		ch.cs.mu.Unlock()
 	}
 	want := false
 	var why string
-	for _, cs := range c.sessions {
-		if cs.left || cs.sawEnd || cs.state != wellknown.StateActive {
-			continue
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		if w, reason := cs.missingLocked(now, c.cfg.FallbackAfter); w {
+			want, why = true, reason
 		}
-		if cs.rcv == nil {
-			// A first join in progress does not count; a failed or stopped
-			// one does, retries included.
-			if cs.joinErr != nil || !cs.joining {
-				want, why = true, fmt.Sprintf("session %s not joined: %v", cs.id, cs.joinErr)
-			}
-			continue
-		}
-		ref := cs.lastPacket
-		for _, t := range []time.Time{cs.activeSince, cs.joinedAt} {
-			if t.After(ref) {
-				ref = t
-			}
-		}
-		if now.Sub(ref) >= c.cfg.FallbackAfter {
-			want, why = true, fmt.Sprintf("no packet of session %s for %v", cs.id, now.Sub(ref).Round(time.Millisecond))
-		}
+		cs.mu.Unlock()
 	}
 	var starts []*job
+	c.mu.Lock()
 	if want != c.fallback {
 		c.fallback = want
 		if want {
@@ -446,11 +487,36 @@ func (c *Client) monitor(now time.Time) {
 		cancel()
 	}
 	for _, cs := range rejoin {
-		c.join(cs)
+		c.join(ctx, cs)
 	}
 	for _, j := range starts {
-		c.startJob(j)
+		c.startJob(ctx, j)
 	}
+}
+
+// missingLocked reports whether multicast of an active session is missing
+// at now: not joined (a first join in progress does not count; a failed or
+// stopped one does, retries included), or no packet for fallbackAfter.
+func (cs *csession) missingLocked(now time.Time, fallbackAfter time.Duration) (bool, string) {
+	if cs.left || cs.sawEnd || cs.state != wellknown.StateActive {
+		return false, ""
+	}
+	if cs.rcv == nil {
+		if cs.joinErr != nil || !cs.joining {
+			return true, fmt.Sprintf("session %s not joined: %v", cs.id, cs.joinErr)
+		}
+		return false, ""
+	}
+	ref := cs.lastPacket
+	for _, t := range []time.Time{cs.activeSince, cs.joinedAt} {
+		if t.After(ref) {
+			ref = t
+		}
+	}
+	if now.Sub(ref) >= fallbackAfter {
+		return true, fmt.Sprintf("no packet of session %s for %v", cs.id, now.Sub(ref).Round(time.Millisecond))
+	}
+	return false, ""
 }
 
 // expectedLocked reports whether the client should have received e.
@@ -460,10 +526,10 @@ func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
 }
 
 // catalogJobsLocked returns fetch jobs for catalogue entries that multicast
-// has not delivered: at once in fallback, after LostGrace otherwise (their
-// promise was lost). Entries whose path is being received or repaired wait.
+// has not delivered: at once in fallback, otherwise once multicast has lost
+// them (lostLocked). Entries whose path is being received or repaired wait.
 func (c *Client) catalogJobsLocked(now time.Time) []*job {
-	if !c.haveCat || c.ctx.Err() != nil {
+	if !c.haveCat {
 		return nil
 	}
 	var out []*job
@@ -472,7 +538,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		e := &c.catalog[i]
 		key := entryKey(e)
 		live[key] = true
-		if c.delivered[key] != nil || c.resolved[key] || !c.expectedLocked(e) {
+		if _, done := c.resolved[key]; done || c.delivered[key] != nil || !c.expectedLocked(e) {
 			continue
 		}
 		first, ok := c.seen[key]
@@ -482,12 +548,12 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		if c.busy[e.Path] > 0 || c.jobs[key] != nil {
 			continue
 		}
-		if !c.fallback && now.Sub(first) < c.cfg.LostGrace {
+		if !c.fallback && !c.lostLocked(e, first, now) {
 			continue
 		}
 		j := &job{
 			key: key, path: e.Path, etag: e.ETag, session: e.Session, pushID: e.PushID,
-			expect: http.Header{}, catalogKey: key, reason: "not received by multicast",
+			expect: http.Header{}, reason: "not received by multicast",
 		}
 		if c.fallback {
 			j.reason = "fallback"
@@ -506,12 +572,43 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			delete(c.seen, k)
 		}
 	}
-	for k := range c.resolved {
-		if !live[k] {
+	for k, t := range c.resolved {
+		// A job may settle a push before the catalogue lists it: kept
+		// as long as the catalogue's entries are.
+		if !live[k] && now.Sub(t) > catalogRetention {
 			delete(c.resolved, k)
 		}
 	}
 	return out
+}
+
+// lostLocked reports whether multicast lost catalogue entry e (first listed
+// at first, not delivered, its path not being received): its session's
+// receiver promised a later push (promises come in push-ID order), or it
+// has been quiet for LostGrace — no push in progress and no event since
+// e was listed. The grace is measured against the receiver's progress, not
+// against the listing alone, because a receiver working through a backlog
+// (a loaded machine) still brings the pushes the catalogue lists ahead of
+// it.
+func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) bool {
+	from := first
+	if cs := c.sessions[e.Session]; cs != nil {
+		cs.mu.Lock()
+		later := cs.promised && cs.maxPromised > e.PushID
+		working := cs.rcv != nil && len(cs.inProgress) > 0
+		last := cs.lastEvent
+		cs.mu.Unlock()
+		if later {
+			return true
+		}
+		if working {
+			return false
+		}
+		if last.After(from) {
+			from = last
+		}
+	}
+	return now.Sub(from) >= c.cfg.LostGrace
 }
 
 // finished reports whether every session has ended, been left, and every
@@ -523,14 +620,17 @@ func (c *Client) finished() bool {
 		return false
 	}
 	for _, cs := range c.sessions {
-		if !cs.left {
+		cs.mu.Lock()
+		left := cs.left
+		cs.mu.Unlock()
+		if !left {
 			return false
 		}
 	}
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		k := entryKey(e)
-		if c.expectedLocked(e) && c.delivered[k] == nil && !c.resolved[k] {
+		if _, done := c.resolved[k]; !done && c.expectedLocked(e) && c.delivered[k] == nil {
 			return false
 		}
 	}
@@ -553,7 +653,6 @@ const catalogRetention = 10 * time.Minute
 // MaxCatalog, are forgotten).
 func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 	c.haveCat = true
-	c.catalogAt = now
 	if d.ResourcesAfter.IsZero() {
 		c.catalog = d.Resources
 		return

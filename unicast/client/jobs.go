@@ -46,8 +46,7 @@ type job struct {
 	reprDigest string // Repr-Digest of the repair responses
 
 	// expect holds digests a fetched body must match when its ETag is etag.
-	expect     http.Header
-	catalogKey string
+	expect http.Header
 
 	d   Delivery // counters and problems so far
 	bad int
@@ -71,8 +70,9 @@ func (c *Client) addJobLocked(j *job) {
 	c.busy[j.path]++
 }
 
-// startRepair starts the range repair of an incomplete multicast resource.
-func (c *Client) startRepair(cs *csession, res *h3m.Resource, path string, h http.Header) {
+// startRepair starts the range repair of an incomplete multicast resource
+// of cs, checked with verifier once repaired.
+func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Verifier, res *h3m.Resource, path string, h http.Header) {
 	key := deliveryKey(path, h, cs.id, res.PushID)
 	first, length, total := res.Span()
 	missing := res.Missing()
@@ -81,7 +81,7 @@ func (c *Client) startRepair(cs *csession, res *h3m.Resource, path string, h htt
 		lost += r.Len()
 	}
 	c.mu.Lock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || c.ctx.Err() != nil {
+	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
 		if c.delivered[key] != nil {
 			c.stats.Duplicates++
 		}
@@ -91,7 +91,7 @@ func (c *Client) startRepair(cs *csession, res *h3m.Resource, path string, h htt
 	}
 	j := &job{
 		key: key, path: path, etag: h.Get("Etag"), repair: true, reason: "multicast lost bytes",
-		res: res, verifier: cs.verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
+		res: res, verifier: verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
 		first: first, length: length, total: total,
 		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
 	}
@@ -100,15 +100,15 @@ func (c *Client) startRepair(cs *csession, res *h3m.Resource, path string, h htt
 	c.addJobLocked(j)
 	c.mu.Unlock()
 	c.log.Debug("repairing", "path", path, "session", cs.id, "push_id", res.PushID, "lost", lost, "ranges", len(j.remaining))
-	c.startJob(j)
+	c.startJob(ctx, j)
 }
 
 // startFetch starts the whole fetch of a resource whose push failed.
-func (c *Client) startFetch(cs *csession, res *h3m.Resource, path string, h http.Header, why error) {
+func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource, path string, h http.Header, why error) {
 	key := deliveryKey(path, h, cs.id, res.PushID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || c.ctx.Err() != nil {
+	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
 		return
 	}
 	j := &job{
@@ -118,14 +118,15 @@ func (c *Client) startFetch(cs *csession, res *h3m.Resource, path string, h http
 	// The digests of a failed push are not trusted to check the unicast
 	// copy: the push may have failed because they were wrong.
 	c.addJobLocked(j)
-	c.startJob(j)
+	c.startJob(ctx, j)
 }
 
-func (c *Client) startJob(j *job) {
+// startJob runs j on a goroutine of its own until it settles or ctx ends.
+func (c *Client) startJob(ctx context.Context, j *job) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.runJob(j)
+		c.runJob(ctx, j)
 	}()
 }
 
@@ -133,10 +134,7 @@ func (c *Client) startJob(j *job) {
 // first, then retried with jittered exponential back-off. Network failures
 // and transient statuses are retried while the client runs; bad answers
 // switch a repair to a whole fetch and are given up after MaxBadResponses.
-func (c *Client) runJob(j *job) {
-	c.mu.Lock()
-	ctx := c.ctx
-	c.mu.Unlock()
+func (c *Client) runJob(ctx context.Context, j *job) {
 	settled := false
 	defer func() { c.finishJob(j, settled) }()
 	if !sleep(ctx, spread(c.cfg.RepairDelay)) {
@@ -242,8 +240,11 @@ func (c *Client) finishJob(j *job, settled bool) {
 		delete(c.jobs, j.key)
 	}
 	c.unbusyLocked(j.path)
-	if settled && j.catalogKey != "" {
-		c.resolved[j.catalogKey] = true
+	if settled {
+		// The push is dealt with, whatever representation came (a repair
+		// may have met a newer one): its catalogue entry, which has the
+		// same key, is not fetched again.
+		c.resolved[j.key] = time.Now()
 	}
 }
 

@@ -85,8 +85,9 @@ func (kr *keyResolver) listedIDs() []string {
 	return ids
 }
 
-// resolve is the integrity.KeyResolver: cached keys only.
-func (kr *keyResolver) resolve(id string) (crypto.PublicKey, error) {
+// resolve is the integrity.KeyResolver (bound to ctx, the lifetime of the
+// fetches it starts): cached keys only.
+func (kr *keyResolver) resolve(ctx context.Context, id string) (crypto.PublicKey, error) {
 	now := time.Now()
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
@@ -98,7 +99,7 @@ func (kr *keyResolver) resolve(id string) (crypto.PublicKey, error) {
 		return kr.bindLocked(id, ck.key), nil
 	}
 	if ck == nil || (!ck.fetching && !now.Before(ck.expires)) {
-		kr.startFetchLocked(id)
+		kr.startFetchLocked(ctx, id)
 	}
 	if ck != nil && ck.key != nil {
 		// Expired, being refreshed: still the key the origin served.
@@ -118,7 +119,8 @@ func (kr *keyResolver) bindLocked(id string, key crypto.PublicKey) crypto.Public
 	return key
 }
 
-func (kr *keyResolver) startFetchLocked(id string) {
+// startFetchLocked fetches key id in the background while ctx lasts.
+func (kr *keyResolver) startFetchLocked(ctx context.Context, id string) {
 	ck := kr.cache[id]
 	if ck == nil {
 		if len(kr.cache) >= 1024 {
@@ -132,10 +134,7 @@ func (kr *keyResolver) startFetchLocked(id string) {
 		ck = &cachedKey{}
 		kr.cache[id] = ck
 	}
-	kr.c.mu.Lock()
-	ctx := kr.c.ctx
-	kr.c.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return
 	}
 	ck.fetching, ck.done = true, make(chan struct{})
@@ -155,7 +154,7 @@ func (kr *keyResolver) prefetch(ctx context.Context) {
 		kr.mu.Lock()
 		ck := kr.cache[id]
 		if ck == nil || (!ck.fetching && !now.Before(ck.expires)) {
-			kr.startFetchLocked(id)
+			kr.startFetchLocked(ctx, id)
 			ck = kr.cache[id]
 		}
 		if ck.fetching {

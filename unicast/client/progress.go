@@ -19,9 +19,11 @@ func (c *Client) InProgress() []Progress {
 	c.mu.Lock()
 	var rcvs []*h3m.Receiver
 	for _, cs := range c.sessions {
+		cs.mu.Lock()
 		if cs.rcv != nil {
 			rcvs = append(rcvs, cs.rcv)
 		}
+		cs.mu.Unlock()
 	}
 	c.mu.Unlock()
 	var out []Progress

@@ -28,13 +28,20 @@ type Catalog struct {
 	entries []wellknown.CatalogEntry // in push order
 }
 
-// Add records a push.
+// Add records a push. Entries keep the order they were added in, and their
+// push times never go back along it: an entry pushed earlier than the one
+// before it (pushes that finished out of order, or the clock stepped back)
+// takes that one's time, so that a reader asking for what was pushed at or
+// after the newest entry it has misses nothing added since.
 func (c *Catalog) Add(e wellknown.CatalogEntry) {
 	if e.Pushed.IsZero() {
 		e.Pushed = time.Now()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if n := len(c.entries); n > 0 && e.Pushed.Before(c.entries[n-1].Pushed) {
+		e.Pushed = c.entries[n-1].Pushed
+	}
 	c.entries = append(c.entries, e)
 	c.pruneLocked(time.Now())
 }

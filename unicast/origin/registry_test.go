@@ -119,6 +119,15 @@ func TestCatalog(t *testing.T) {
 	if l := z.List(); len(l) != 1 || l[0].Pushed.IsZero() {
 		t.Errorf("zero catalog: %+v", l)
 	}
+	// Push times never go back along the list: a push that finished after
+	// a later one is listed at that one's time.
+	var m Catalog
+	t0 := time.Now()
+	m.Add(wellknown.CatalogEntry{Path: "/later", Pushed: t0})
+	m.Add(wellknown.CatalogEntry{Path: "/earlier", Pushed: t0.Add(-time.Second)})
+	if l := m.List(); len(l) != 2 || l[1].Path != "/earlier" || !l[1].Pushed.Equal(t0) {
+		t.Errorf("out of order: %+v", l)
+	}
 }
 
 func TestLoadOrCreateCertificate(t *testing.T) {
