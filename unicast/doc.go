@@ -6,7 +6,8 @@
 //     keys over TLS and serves repairs and fallback; the registries it
 //     publishes (sessions, catalogue, signed manifests, signature keys);
 //     the file server; and the publisher that runs the multicast sessions,
-//     pushes resources and rolls sessions over.
+//     pushes resources and rolls sessions over. origin.New wires them all,
+//     as "h3m serve" does.
 //   - client is the receiver's side: discovery, joining the sessions,
 //     repairing what multicast lost with range requests, fetching what it
 //     missed, falling back to unicast while multicast is silent, and

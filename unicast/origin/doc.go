@@ -13,8 +13,13 @@
 //     from the representation that was pushed.
 //   - Publisher runs the multicast sessions (mquic.Sender and h3m.Pusher),
 //     pushes files with the same ETag and digests the FileServer serves,
-//     records every push in the Catalog and rolls sessions over. For
-//     asymmetric sessions it signs
+//     records every push in the Catalog and rolls sessions over (Rollover,
+//     or every PublisherConfig.Rollover). For asymmetric sessions
+//     (PublisherConfig.Asymmetric, MakeAsymmetric) it signs
 //     manifests of packet digests and records them in Manifests, which the
 //     Server serves; the key of its resource signer goes in Keys.
+//   - NewSession builds the advertisement of a session with fresh keys
+//     (Rekey draws new ones for a successor); New wires a Server and a
+//     Publisher over one folder and the four registries, as "h3m serve"
+//     does.
 package origin

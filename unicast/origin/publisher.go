@@ -53,6 +53,16 @@ type PublisherConfig struct {
 	// the key whose public key its profile advertises. See also
 	// AddManifestKey.
 	ManifestKeys []crypto.Signer
+	// Asymmetric makes every session Start and Rollover open asymmetric
+	// (MakeAsymmetric): signed by ManifestKey, or by a new Ed25519 key for
+	// each session when ManifestKey is nil.
+	Asymmetric  bool
+	ManifestKey crypto.Signer
+	// Rollover, if positive, rolls the running session over to a new one
+	// this often, from Start until Close: a new session ID and new keys
+	// (Rekey), announced RolloverLead ahead (0: a quarter of Rollover, at
+	// most 2 s).
+	Rollover, RolloverLead time.Duration
 	// Manifests, if set, records the signed manifests of each asymmetric
 	// session for the unicast server, which serves them to receivers that
 	// lost the in-band copies.
@@ -82,6 +92,10 @@ type Publisher struct {
 	mu      sync.Mutex
 	current *pubSession
 	closed  bool
+	// stopRollover ends the rollover loop; rolloverDone is closed when it
+	// has returned (both nil without one).
+	stopRollover context.CancelFunc
+	rolloverDone chan struct{}
 
 	keyMu        sync.Mutex // not mu: Start holds mu while it opens a session
 	manifestKeys []crypto.Signer
@@ -190,6 +204,16 @@ func (p *Publisher) manifestConfig(ad *altsvc.Advertisement, id string) (*manife
 
 // open starts the transport and pusher of a session and announces it.
 func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
+	if p.cfg.Asymmetric {
+		key := p.cfg.ManifestKey
+		if key == nil {
+			key = NewManifestKey()
+		}
+		if err := MakeAsymmetric(&ad, key); err != nil {
+			return nil, fmt.Errorf("origin: publisher: %w", err)
+		}
+		p.AddManifestKey(key)
+	}
 	if err := ad.Validate(); err != nil {
 		return nil, fmt.Errorf("origin: publisher: %w", err)
 	}
@@ -270,7 +294,45 @@ func (p *Publisher) Start(ad altsvc.Advertisement) (string, error) {
 	}
 	p.current = ps
 	p.log.Info("session started", "session", ps.id, "group", ad.Session.Group.String())
+	if p.cfg.Rollover > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		p.stopRollover, p.rolloverDone = cancel, make(chan struct{})
+		go p.rolloverLoop(ctx, p.rolloverDone)
+	}
 	return ps.id, nil
+}
+
+// rolloverLoop rolls the running session over every Rollover until ctx
+// ends (Close) or a rollover fails.
+func (p *Publisher) rolloverLoop(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	lead := p.cfg.RolloverLead
+	if lead <= 0 {
+		lead = min(p.cfg.Rollover/4, 2*time.Second)
+	}
+	t := time.NewTicker(p.cfg.Rollover)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		cur := p.current
+		p.mu.Unlock()
+		if cur == nil {
+			return
+		}
+		next, err := p.Rollover(ctx, Rekey(cur.ad), lead)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("rollover failed; keeping the session", "session", cur.id, "err", err)
+			}
+			return
+		}
+		p.log.Info("rolled over to a new session", "session", next)
+	}
 }
 
 // Rollover replaces the running session by the one next describes (a new
@@ -450,6 +512,14 @@ func (p *Publisher) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
+	stop, done := p.stopRollover, p.rolloverDone
+	p.mu.Unlock()
+	if stop != nil {
+		// A rollover in progress ends its new session and returns.
+		stop()
+		<-done
+	}
+	p.mu.Lock()
 	ps := p.current
 	p.current = nil
 	p.mu.Unlock()
