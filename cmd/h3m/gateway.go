@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
-	"github.com/h3m-project/h3m/h3m/gateway"
 	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/gateway"
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -93,7 +93,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 			e.log.Warn("resource failed", "path", d.Path, "err", d.Err)
 			return
 		}
-		store.Put(&gateway.Entry{Path: d.Path, Header: d.Header, Body: d.Body, Size: d.Size, ModTime: d.Time, Via: d.Via})
+		store.Put(gateway.EntryOf(&d))
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size, "repair_bytes", d.RepairBytes)
 	}
 	rc, err := client.New(cfg)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/h3m-project/h3m/unicast/client"
 )
 
 // DefaultHoldPatterns match the segments of live DASH and HLS streams:
@@ -80,7 +82,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, started: time.Now(), served: map[string]*atomic.Uint64{}}
-	for _, v := range []string{ViaMulticast, ViaRepair, ViaFallback} {
+	for _, v := range []string{client.ViaMulticast, client.ViaRepair, client.ViaFallback} {
 		g.served[v] = new(atomic.Uint64)
 	}
 	return g, nil

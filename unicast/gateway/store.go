@@ -1,5 +1,5 @@
-// Package gateway serves what a multicast receiver holds to local players
-// over plain HTTP. A request for a live segment that has not arrived yet is
+// Package gateway serves what an h3m client (unicast/client) delivered to
+// local players over plain HTTP. A request for a live segment that has not arrived yet is
 // held until it arrives or a deadline passes, then fetched from the unicast
 // server; anything else the gateway does not hold is passed to the unicast
 // server at once.
@@ -12,23 +12,26 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/h3m-project/h3m/unicast/client"
 )
 
-// How an entry reached the gateway.
-const (
-	ViaMulticast = "multicast" // whole from the multicast session
-	ViaRepair    = "repair"    // from multicast, with missing bytes repaired over unicast
-	ViaFallback  = "fallback"  // fetched whole over unicast
-)
-
-// Entry is a complete, verified resource the gateway can serve.
+// Entry is a complete, verified resource the gateway can serve: what a
+// client delivered (EntryOf).
 type Entry struct {
 	Path    string
 	Header  http.Header // response fields (Content-Type, ETag, ...)
 	Body    io.ReaderAt
 	Size    int64
 	ModTime time.Time
-	Via     string
+	// Via is how the client got it: client.ViaMulticast, ViaRepair or
+	// ViaFallback.
+	Via string
+}
+
+// EntryOf is the entry of a client delivery.
+func EntryOf(d *client.Delivery) *Entry {
+	return &Entry{Path: d.Path, Header: d.Header, Body: d.Body, Size: d.Size, ModTime: d.Time, Via: d.Via}
 }
 
 // Store holds the latest version of each path, bounded in bytes (least

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/unicast/client"
 )
 
 func entry(path, body, via string) *Entry {
@@ -53,9 +56,9 @@ func get(t *testing.T, h http.Handler, path string, hdr ...string) *httptest.Res
 
 func TestServeStoredWithRanges(t *testing.T) {
 	g, store, hits, _ := newTestGateway(t, time.Second)
-	store.Put(entry("/live/seg-1.m4s", "0123456789", ViaMulticast))
+	store.Put(entry("/live/seg-1.m4s", "0123456789", client.ViaMulticast))
 	w := get(t, g, "/live/seg-1.m4s")
-	if w.Code != 200 || w.Body.String() != "0123456789" || w.Header().Get("X-H3m-Via") != ViaMulticast || w.Header().Get("Content-Type") != "video/mp4" {
+	if w.Code != 200 || w.Body.String() != "0123456789" || w.Header().Get("X-H3m-Via") != client.ViaMulticast || w.Header().Get("Content-Type") != "video/mp4" {
 		t.Fatalf("%d %q %v", w.Code, w.Body, w.Header())
 	}
 	w = get(t, g, "/live/seg-1.m4s", "Range", "bytes=2-4")
@@ -71,7 +74,7 @@ func TestHeldSegmentArrives(t *testing.T) {
 	g, store, hits, _ := newTestGateway(t, 5*time.Second)
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		store.Put(entry("/live/seg-2.m4s", "late segment", ViaRepair))
+		store.Put(entry("/live/seg-2.m4s", "late segment", client.ViaRepair))
 	}()
 	start := time.Now()
 	w := get(t, g, "/live/seg-2.m4s")
@@ -79,7 +82,7 @@ func TestHeldSegmentArrives(t *testing.T) {
 		t.Fatalf("%d %q after %v", w.Code, w.Body, time.Since(start))
 	}
 	st := g.Status()
-	if st.Held != 1 || st.HeldArrived != 1 || st.Served[ViaRepair] != 1 || hits.Load() != 0 {
+	if st.Held != 1 || st.HeldArrived != 1 || st.Served[client.ViaRepair] != 1 || hits.Load() != 0 {
 		t.Fatalf("status %+v, upstream hits %d", st, hits.Load())
 	}
 }
@@ -128,10 +131,10 @@ func TestStatusAndEviction(t *testing.T) {
 	store := NewStore(25)
 	g, _ := New(Config{Store: store, Upstream: u, Transport: http.DefaultTransport,
 		Status: func() any { return map[string]int{"lost_packets": 7} }})
-	store.Put(entry("/a", "0123456789", ViaMulticast))
-	store.Put(entry("/b", "0123456789", ViaFallback))
-	store.Put(entry("/a", "0123456789", ViaMulticast)) // replaces, refreshes
-	store.Put(entry("/c", "0123456789", ViaMulticast)) // evicts /b
+	store.Put(entry("/a", "0123456789", client.ViaMulticast))
+	store.Put(entry("/b", "0123456789", client.ViaFallback))
+	store.Put(entry("/a", "0123456789", client.ViaMulticast)) // replaces, refreshes
+	store.Put(entry("/c", "0123456789", client.ViaMulticast)) // evicts /b
 	if _, ok := store.Get("/b"); ok {
 		t.Fatal("/b not evicted")
 	}
@@ -140,7 +143,7 @@ func TestStatusAndEviction(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Store.Entries != 2 || st.Store.Evicted != 1 || st.Store.Stored[ViaMulticast] != 3 || len(st.Recent) != 2 || st.Recent[0].Path != "/c" {
+	if st.Store.Entries != 2 || st.Store.Evicted != 1 || st.Store.Stored[client.ViaMulticast] != 3 || len(st.Recent) != 2 || st.Recent[0].Path != "/c" {
 		t.Fatalf("%+v", st)
 	}
 	if !bytes.Contains(w.Body.Bytes(), []byte(`"lost_packets": 7`)) {
@@ -148,5 +151,15 @@ func TestStatusAndEviction(t *testing.T) {
 	}
 	if w := get(t, g, StatusPath); w.Code != 200 || !strings.Contains(w.Body.String(), "h3m gateway") {
 		t.Fatalf("html: %d", w.Code)
+	}
+}
+
+// TestEntryOf: a client's delivery becomes an entry as it came.
+func TestEntryOf(t *testing.T) {
+	body := &h3m.MemoryBody{}
+	d := client.Delivery{Path: "/a.m4s", Via: client.ViaRepair, Size: 3, Header: http.Header{"Etag": {`"e"`}}, Body: body, Time: time.Unix(1700000000, 0)}
+	e := EntryOf(&d)
+	if e.Path != d.Path || e.Via != client.ViaRepair || e.Size != 3 || e.Header.Get("Etag") != `"e"` || e.Body != io.ReaderAt(body) || !e.ModTime.Equal(d.Time) {
+		t.Errorf("entry %+v of %+v", e, d)
 	}
 }
