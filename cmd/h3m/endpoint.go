@@ -1,4 +1,4 @@
-package interop
+package main
 
 import (
 	"context"
@@ -13,27 +13,35 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/h3m-project/h3m/interop"
 )
 
-// ExitUnsupported is the endpoint exit code for "test case not supported".
-const ExitUnsupported = 127
+// h3m's own endpoint for the interop runner ("h3m interop endpoint"), the
+// counterpart of a QUIC interop image's run_endpoint.sh: the runner
+// (package interop) knows it only through the registry's command template
+// and the endpoint contract; this file turns the runner's variables into an
+// h3m command line.
 
-// ErrUnsupportedCase is returned by PlanH3M for a test case h3m's endpoint
-// does not run.
-var ErrUnsupportedCase = errors.New("interop: test case not supported")
+// exitUnsupported is the endpoint exit code for "test case not supported".
+const exitUnsupported = 127
 
-// EndpointPlan is what h3m's own endpoint runs for one role and test case:
+// errUnsupportedCase is returned by planEndpoint for a test case h3m's
+// endpoint does not run.
+var errUnsupportedCase = errors.New("interop endpoint: test case not supported")
+
+// endpointPlan is what h3m's own endpoint runs for one role and test case:
 // the h3m command line and, for the broken entry, a corrupting relay.
-type EndpointPlan struct {
+type endpointPlan struct {
 	// Args are the h3m arguments (after the program name).
 	Args []string
 	// Relay, when set, runs beside the sender: the sender's multicast goes
 	// to the host's loopback and the relay forwards it to the real
 	// interface with a bit flipped in every packet.
-	Relay *RelayConfig
+	Relay *interop.RelayConfig
 }
 
-// h3mCases are the test cases h3m's endpoint knows. h3m-07 (the nghq
+// h3mSupports reports the test cases h3m's endpoint knows. h3m-07 (the nghq
 // profile) has no packet protection, so it cannot drop tampered packets:
 // integrity is unsupported there.
 func h3mSupports(profile, testcase string) bool {
@@ -47,12 +55,11 @@ func h3mSupports(profile, testcase string) bool {
 	return false
 }
 
-// PlanH3M is h3m's endpoint logic, the counterpart of a QUIC interop
-// image's run_endpoint.sh: it reads the runner's variables (ROLE,
+// planEndpoint is h3m's endpoint logic: it reads the runner's variables (ROLE,
 // TESTCASE, WWW, DOWNLOADS, CERTS, GROUP, PORT, SOURCE, IFACE, SERVER,
 // URL, RATE, ROLLOVER, GATEWAY) and the entry's H3M_PROFILE, H3M_SUITE and
 // H3M_BROKEN, and returns the h3m command line to run.
-func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
+func planEndpoint(getenv func(string) string) (*endpointPlan, error) {
 	role, tc := getenv("ROLE"), getenv("TESTCASE")
 	profile := getenv("H3M_PROFILE")
 	if profile == "" {
@@ -60,7 +67,7 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 	}
 	broken := getenv("H3M_BROKEN")
 	if !h3mSupports(profile, tc) {
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedCase, tc)
+		return nil, fmt.Errorf("%w: %q", errUnsupportedCase, tc)
 	}
 	need := func(names ...string) error {
 		var missing []string
@@ -81,13 +88,13 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 			return nil, err
 		}
 		iface := getenv("IFACE")
-		plan := &EndpointPlan{}
+		plan := &endpointPlan{}
 		switch broken {
 		case "":
 		case "flip":
 			if iface == "lo" {
 				// The relay needs a second interface to forward to.
-				return nil, fmt.Errorf("%w: the broken entry needs network namespaces", ErrUnsupportedCase)
+				return nil, fmt.Errorf("%w: the broken entry needs network namespaces", errUnsupportedCase)
 			}
 			group, err := netip.ParseAddr(getenv("GROUP"))
 			if err != nil {
@@ -101,7 +108,7 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 			if _, err := fmt.Sscan(getenv("PORT"), &port); err != nil {
 				return nil, fmt.Errorf("interop endpoint: PORT: %w", err)
 			}
-			plan.Relay = &RelayConfig{Group: netip.AddrPortFrom(group, port), Source: src,
+			plan.Relay = &interop.RelayConfig{Group: netip.AddrPortFrom(group, port), Source: src,
 				InInterface: "lo", OutInterface: iface, Flip: true}
 			iface = "lo"
 		default:
@@ -142,7 +149,7 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 		return plan, nil
 	case "receiver":
 		if broken != "" {
-			return nil, fmt.Errorf("%w: the broken entry has no receiver", ErrUnsupportedCase)
+			return nil, fmt.Errorf("%w: the broken entry has no receiver", errUnsupportedCase)
 		}
 		if err := need("URL", "CERTS", "IFACE"); err != nil {
 			return nil, err
@@ -151,7 +158,7 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 			if err := need("GATEWAY"); err != nil {
 				return nil, err
 			}
-			return &EndpointPlan{Args: []string{"gateway", "--log-format", "json",
+			return &endpointPlan{Args: []string{"gateway", "--log-format", "json",
 				"--url", getenv("URL"), "--listen", getenv("GATEWAY"),
 				"--ca", filepath.Join(certs, "ca.pem"), "--interface", getenv("IFACE")}}, nil
 		}
@@ -167,20 +174,20 @@ func PlanH3M(getenv func(string) string) (*EndpointPlan, error) {
 		if tc == "signature" {
 			a = append(a, "--require-signature")
 		}
-		return &EndpointPlan{Args: a}, nil
+		return &endpointPlan{Args: a}, nil
 	}
 	return nil, fmt.Errorf("interop endpoint: ROLE %q: want sender or receiver", role)
 }
 
-// RunEndpoint runs h3m's endpoint for the environment and returns the
+// runEndpoint runs h3m's endpoint for the environment and returns the
 // process exit code: 127 for an unsupported test case, otherwise h3m's
 // own. A cancelled ctx (SIGTERM from the runner) is passed on to h3m as
 // SIGTERM, so that a sender ends its session cleanly.
-func RunEndpoint(ctx context.Context, h3m string, getenv func(string) string, stdout, stderr io.Writer) int {
-	plan, err := PlanH3M(getenv)
-	if errors.Is(err, ErrUnsupportedCase) {
+func runEndpoint(ctx context.Context, h3m string, getenv func(string) string, stdout, stderr io.Writer) int {
+	plan, err := planEndpoint(getenv)
+	if errors.Is(err, errUnsupportedCase) {
 		fmt.Fprintf(stderr, "h3m interop endpoint: %v\n", err)
-		return ExitUnsupported
+		return exitUnsupported
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -189,13 +196,13 @@ func RunEndpoint(ctx context.Context, h3m string, getenv func(string) string, st
 	if missing := missingFlags(h3m, plan.Args); len(missing) > 0 {
 		fmt.Fprintf(stderr, "h3m interop endpoint: this h3m %s has no %s: test case %q not supported\n",
 			plan.Args[0], strings.Join(missing, ", "), getenv("TESTCASE"))
-		return ExitUnsupported
+		return exitUnsupported
 	}
 	relayErr := make(chan error, 1)
 	rctx, stopRelay := context.WithCancel(context.Background())
 	defer stopRelay()
 	if plan.Relay != nil {
-		rl, err := NewRelay(*plan.Relay)
+		rl, err := interop.NewRelay(*plan.Relay)
 		if err != nil {
 			fmt.Fprintf(stderr, "h3m interop endpoint: %v\n", err)
 			return 1
