@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,21 @@ type Config struct {
 	Tracer func(sessionID []byte) qlogwriter.Trace
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// LoadCertPool returns a pool holding the PEM certificates of file (for
+// example the certificate origin.LoadOrCreateCertificate generated), for
+// Config.RootCAs.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("client: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("client: CA file %s: no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // Delivery is how one resource reached the client.

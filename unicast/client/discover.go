@@ -2,13 +2,11 @@ package client
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -135,19 +133,4 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("client: %s: unexpected status %s", e.Path, e.Status)
-}
-
-// LoadCertPool returns a pool holding the PEM certificates of file (for
-// example the certificate origin.LoadOrCreateCertificate generated), for
-// Config.RootCAs.
-func LoadCertPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("client: CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("client: CA file %s: no PEM certificate", file)
-	}
-	return pool, nil
 }
