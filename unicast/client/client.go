@@ -150,8 +150,11 @@ type Config struct {
 	ProbeInterval time.Duration
 	// CatalogPoll is how often the well-known description is read.
 	CatalogPoll time.Duration
-	// LostGrace is how long a catalogue entry that multicast has not
-	// delivered (a lost promise) waits before it is fetched.
+	// LostGrace is how long the receiver of a session must have been quiet
+	// (no push in progress, no event) before a catalogue entry of it that
+	// multicast has not delivered counts as lost (its promise was) and is
+	// fetched; an entry whose session promised a later push is fetched at
+	// once.
 	LostGrace time.Duration
 	// EndDrain is how long a session the description marks ended is still
 	// received, for its last packets.
