@@ -9,7 +9,7 @@ import (
 
 	"github.com/h3m-project/h3m/internal/bench"
 	"github.com/h3m-project/h3m/internal/netns"
-	"github.com/h3m-project/h3m/mquic/protect"
+	"github.com/h3m-project/h3m/unicast/origin"
 )
 
 func benchCommand() *command {
@@ -68,17 +68,8 @@ cost per packet.` + peersHelp,
 					}
 					defer done()
 				}
-				switch suite {
-				case "none":
-					o.Suite = protect.SuiteNull
-				case "1301":
-					o.Suite = protect.SuiteAES128GCM
-				case "1302":
-					o.Suite = protect.SuiteAES256GCM
-				case "1303":
-					o.Suite = protect.SuiteChaCha20Poly1305
-				default:
-					return usagef("--suite %q: want 1301, 1302, 1303 or none", suite)
+				if o.Suite, err = origin.ParseSuite(suite); err != nil {
+					return usagef("--suite: %v", err)
 				}
 				var techniques []bool
 				switch *offload {
