@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -67,72 +66,6 @@ func TestEndpointCommand(t *testing.T) {
 	}
 	if _, _, err := e.Command(map[string]string{"h3m": "x"}); err == nil || !strings.Contains(err.Error(), "{WWW}") {
 		t.Errorf("missing variable: err = %v, want one naming {WWW}", err)
-	}
-}
-
-func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-func TestPlanH3M(t *testing.T) {
-	base := map[string]string{"ROLE": "sender", "TESTCASE": "push", "WWW": "/w", "CERTS": "/c", "GROUP": "232.77.0.1",
-		"PORT": "7700", "SOURCE": "10.77.0.1", "IFACE": "eth0", "SERVER": "10.77.0.1:4433", "RATE": "1000",
-		"URL": "https://10.77.0.1:4433/", "DOWNLOADS": "/d", "GATEWAY": "127.0.0.1:8080"}
-	with := func(kv ...string) map[string]string {
-		m := map[string]string{}
-		for k, v := range base {
-			m[k] = v
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return m
-	}
-	if _, err := PlanH3M(envOf(with("TESTCASE", "unsupported-xyz"))); !errors.Is(err, ErrUnsupportedCase) {
-		t.Errorf("random test case: err = %v, want ErrUnsupportedCase", err)
-	}
-	if _, err := PlanH3M(envOf(with("TESTCASE", "integrity", "H3M_PROFILE", "h3m-07"))); !errors.Is(err, ErrUnsupportedCase) {
-		t.Errorf("h3m-07 integrity: err = %v, want ErrUnsupportedCase (no packet protection)", err)
-	}
-	p, err := PlanH3M(envOf(with("H3M_PROFILE", "h3m-07", "H3M_SUITE", "none", "TESTCASE", "signature")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := strings.Join(p.Args, " ")
-	for _, want := range []string{"serve ", "--profile h3m-07", "--suite none", "--interface eth0", "--source 10.77.0.1",
-		"--group 232.77.0.1", "--port 7700", "--sign-key /c/sign-rsa.key", "--watch", "--ttl 1"} {
-		if !strings.Contains(args, want) {
-			t.Errorf("sender args %q lack %q", args, want)
-		}
-	}
-	if p.Relay != nil {
-		t.Error("unbroken sender has a relay")
-	}
-	p, err = PlanH3M(envOf(with("H3M_BROKEN", "flip")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Relay == nil || !p.Relay.Flip || p.Relay.InInterface != "lo" || p.Relay.OutInterface != "eth0" ||
-		!strings.Contains(strings.Join(p.Args, " "), "--interface lo") {
-		t.Errorf("broken sender: relay %+v, args %q: want the sender on lo and a flipping relay lo → eth0", p.Relay, p.Args)
-	}
-	if _, err := PlanH3M(envOf(with("H3M_BROKEN", "flip", "IFACE", "lo"))); !errors.Is(err, ErrUnsupportedCase) {
-		t.Errorf("broken on loopback: err = %v, want ErrUnsupportedCase", err)
-	}
-	p, err = PlanH3M(envOf(with("ROLE", "receiver", "TESTCASE", "dash")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Args[0] != "gateway" || !slices.Contains(p.Args, "127.0.0.1:8080") {
-		t.Errorf("dash receiver args = %q, want a gateway on GATEWAY", p.Args)
-	}
-	p, err = PlanH3M(envOf(with("ROLE", "receiver", "TESTCASE", "loss")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Args[0] != "receive" || !slices.Contains(p.Args, "/d") || !slices.Contains(p.Args, "https://10.77.0.1:4433/") {
-		t.Errorf("receiver args = %q", p.Args)
-	}
-	if _, err := PlanH3M(envOf(with("ROLE", "receiver", "URL", ""))); err == nil || errors.Is(err, ErrUnsupportedCase) {
-		t.Errorf("missing URL: err = %v, want a plain error", err)
 	}
 }
 

@@ -16,9 +16,9 @@ import (
 
 // RelayConfig describes a multicast relay: it joins (Source, Group) on
 // InInterface and sends every datagram it gets, possibly altered, to Group
-// from Source on OutInterface. The runner uses one as the integrity test's
-// attacker and the broken implementation uses one to corrupt its own
-// sender's packets.
+// from Source on OutInterface. It is the runner's attacker in the integrity
+// case; h3m's own endpoint ("h3m interop relay", and its deliberately broken
+// sender) uses the same relay to corrupt its packets.
 type RelayConfig struct {
 	Group        netip.AddrPort
 	Source       netip.Addr

@@ -9,7 +9,7 @@ import (
 
 	"github.com/h3m-project/h3m/internal/bench"
 	"github.com/h3m-project/h3m/internal/netns"
-	"github.com/h3m-project/h3m/mquic/protect"
+	"github.com/h3m-project/h3m/unicast/origin"
 )
 
 func benchCommand() *command {
@@ -36,7 +36,7 @@ The pause phase times the receiver's socket reads while a 256 MiB push with
 SHA-256 and SHA-512 digests completes and is verified, followed by a 64 MiB
 push, paced at 1 Gbit/s: the longest time the socket was not read, against
 what one digest pass over the body takes (the pause of verifying on the
-packet path).`,
+packet path).` + peersHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -49,11 +49,15 @@ packet path).`,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pause or all")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pause or all (the loopback phases), or peers (h3m against UFTP)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
+			peers := peersFlags(fs)
 			return func(ctx context.Context, e *env) error {
+				if what == "peers" {
+					return peers(ctx, e)
+				}
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
 					return usagef("--group: %v", err)
@@ -70,17 +74,8 @@ packet path).`,
 					}
 					defer done()
 				}
-				switch suite {
-				case "none":
-					o.Suite = protect.SuiteNull
-				case "1301":
-					o.Suite = protect.SuiteAES128GCM
-				case "1302":
-					o.Suite = protect.SuiteAES256GCM
-				case "1303":
-					o.Suite = protect.SuiteChaCha20Poly1305
-				default:
-					return usagef("--suite %q: want 1301, 1302, 1303 or none", suite)
+				if o.Suite, err = origin.ParseSuite(suite); err != nil {
+					return usagef("--suite: %v", err)
 				}
 				var techniques []bool
 				switch *offload {
@@ -96,7 +91,7 @@ packet path).`,
 				switch what {
 				case "transport", "http", "asym", "large", "pause", "all":
 				default:
-					return usagef("--what %q: want transport, http, asym, large, pause or all", what)
+					return usagef("--what %q: want transport, http, asym, large, pause, all or peers", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log

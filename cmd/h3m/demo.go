@@ -15,7 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m/gateway"
+	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/gateway"
 )
 
 func demoCommand() *command {
@@ -153,8 +154,8 @@ func runDemo(ctx context.Context, e *env, o demoOptions) error {
 		}
 		st := gwStatus()
 		return fmt.Sprintf("gateway holds %d resources (%.1f MB); served to players: multicast %d, repair %d, fallback %d; held requests %d",
-			st.Store.Entries, float64(st.Store.Bytes)/1e6, st.Served[gateway.ViaMulticast], st.Served[gateway.ViaRepair],
-			st.Served[gateway.ViaFallback], st.Held)
+			st.Store.Entries, float64(st.Store.Bytes)/1e6, st.Served[client.ViaMulticast], st.Served[client.ViaRepair],
+			st.Served[client.ViaFallback], st.Held)
 	}
 	stopProgress := progress.run(status)
 loop:

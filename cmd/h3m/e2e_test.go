@@ -20,8 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m/gateway"
 	"github.com/h3m-project/h3m/internal/netns"
+	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/gateway"
 )
 
 // h3mBinary is the command built once for the end-to-end tests.
@@ -281,8 +282,8 @@ func TestLiveDASHThroughGateway(t *testing.T) {
 	resp.Body.Close()
 	t.Logf("decoded %v; gateway: served %v, held %d (arrived %d, fetched %d), passed through %d",
 		decoded, st.Served, st.Held, st.HeldArrived, st.HeldTimeout, st.Passthrough)
-	if st.Served[gateway.ViaMulticast] < 10 {
-		t.Fatalf("only %d requests were served from multicast: %+v", st.Served[gateway.ViaMulticast], st)
+	if st.Served[client.ViaMulticast] < 10 {
+		t.Fatalf("only %d requests were served from multicast: %+v", st.Served[client.ViaMulticast], st)
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
-	"github.com/h3m-project/h3m/h3m/gateway"
-	"github.com/h3m-project/h3m/unicast"
+	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/gateway"
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -75,7 +75,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	origin.Path = "/"
 	tlsConf := &tls.Config{}
 	if cf.ca != "" {
-		if tlsConf.RootCAs, err = unicast.LoadCertPool(cf.ca); err != nil {
+		if tlsConf.RootCAs, err = client.LoadCertPool(cf.ca); err != nil {
 			return usageError{err.Error()}
 		}
 	}
@@ -88,22 +88,22 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	// recent deliveries (to drop duplicates), not keep their bodies alive.
 	cfg.MaxDeliveries = 256
 	cfg.Storage = h3m.MemoryStorage{MaxSize: o.cache / 4}
-	cfg.OnResource = func(d unicast.Delivery) {
+	cfg.OnResource = func(d client.Delivery) {
 		if d.Err != nil {
 			e.log.Warn("resource failed", "path", d.Path, "err", d.Err)
 			return
 		}
-		store.Put(&gateway.Entry{Path: d.Path, Header: d.Header, Body: d.Body, Size: d.Size, ModTime: d.Time, Via: d.Via})
+		store.Put(gateway.EntryOf(&d))
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size, "repair_bytes", d.RepairBytes)
 	}
-	client, err := unicast.NewClient(cfg)
+	rc, err := client.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
 	}
 	gw, err := gateway.New(gateway.Config{
 		Store: store, Upstream: origin, Transport: upstream,
 		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, Logger: e.log,
-		Status: func() any { return client.Stats() },
+		Status: func() any { return rc.Stats() },
 	})
 	if err != nil {
 		return usageError{err.Error()}
@@ -124,7 +124,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 		o.ready(base)
 	}
 	clientErr := make(chan error, 1)
-	go func() { clientErr <- client.Run(ctx) }()
+	go func() { clientErr <- rc.Run(ctx) }()
 	select {
 	case err = <-clientErr:
 	case err = <-srvErr:

@@ -54,7 +54,7 @@ Exit code 1 when any test failed.`,
 						}
 						// The endpoint's exit code is the contract (127 =
 						// unsupported), so it leaves directly.
-						os.Exit(interop.RunEndpoint(ctx, exe, os.Getenv, e.stdout, e.stderr))
+						os.Exit(runEndpoint(ctx, exe, os.Getenv, e.stdout, e.stderr))
 					case "relay":
 						return runRelay(ctx, e, e.args[1:])
 					}

@@ -31,7 +31,7 @@ func qlogFlag(fs *flag.FlagSet, p *string, role string) {
 // qlogSetup prepares the qlog traces of a run into dir and returns the
 // multicast session tracer of role ("sender" or "receiver"), or nil when
 // dir is empty. It points QLOGDIR at dir, which the unicast server's and
-// client's QUIC connections trace into (unicast.Server.QUICConfig).
+// client's QUIC connections trace into (origin.Server.QUICConfig).
 func qlogSetup(dir, role string, log *slog.Logger) (func(sessionID []byte) qlogwriter.Trace, error) {
 	if dir == "" {
 		// --qlog-dir "" turns the unicast traces off too.

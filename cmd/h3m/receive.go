@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
-	"github.com/h3m-project/h3m/unicast"
+	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/quic-go/quic-go/qlogwriter"
 	"golang.org/x/sys/unix"
 )
@@ -91,7 +91,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 // check validates the flags that config cannot report on, and prepares
 // the qlog folder.
 func (c *clientFlags) check(e *env) error {
-	if _, err := unicast.ParseManifestMode(c.manifests); err != nil {
+	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
 	}
 	var err error
@@ -99,9 +99,9 @@ func (c *clientFlags) check(e *env) error {
 	return err
 }
 
-func (c *clientFlags) config(e *env) unicast.ClientConfig {
-	mode, _ := unicast.ParseManifestMode(c.manifests) // checked by check
-	return unicast.ClientConfig{
+func (c *clientFlags) config(e *env) client.Config {
+	mode, _ := client.ParseManifestMode(c.manifests) // checked by check
+	return client.Config{
 		URL: c.url, CAFile: c.ca, Interface: c.iface,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode,
@@ -139,7 +139,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	var bytes int64
 	var count int
 	progress := newProgressLine(e.stdout)
-	cfg.OnResource = func(d unicast.Delivery) {
+	cfg.OnResource = func(d client.Delivery) {
 		mu.Lock()
 		defer mu.Unlock()
 		if d.Err != nil {
@@ -157,10 +157,10 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		count++
 		bytes += d.Size
 		line := fmt.Sprintf("%-10s %s (%d bytes)", d.Via, d.Path, d.Size)
-		if d.Via == unicast.ViaRepair {
+		if d.Via == client.ViaRepair {
 			line += fmt.Sprintf(", %d bytes repaired", d.RepairBytes)
 		}
-		if cf.requireSig && d.Via != unicast.ViaFallback {
+		if cf.requireSig && d.Via != client.ViaFallback {
 			// With --require-signature nothing from multicast is delivered
 			// unless its signature verified; unicast is trusted through TLS.
 			line += ", signature verified"
@@ -169,7 +169,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size,
 			"lost_bytes", d.LostBytes, "repair_bytes", d.RepairBytes, "fetch_bytes", d.FetchBytes)
 	}
-	client, err := unicast.NewClient(cfg)
+	rc, err := client.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -179,7 +179,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		defer cancel()
 	}
 	stop := progress.run(func() string {
-		st := client.Stats()
+		st := rc.Stats()
 		mu.Lock()
 		defer mu.Unlock()
 		mode := "multicast"
@@ -189,7 +189,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		var b strings.Builder
 		// A bar for each large resource on its way (at most five).
 		shown := 0
-		for _, p := range client.InProgress() {
+		for _, p := range rc.InProgress() {
 			if p.Size < 1<<20 || shown == 5 {
 				continue
 			}
@@ -200,9 +200,9 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 			count, float64(bytes)/1e6, mode, st.Repaired, st.Fallback, st.Failed)
 		return b.String()
 	})
-	err = client.Run(ctx)
+	err = rc.Run(ctx)
 	stop()
-	st := client.Stats()
+	st := rc.Stats()
 	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d failed\n",
 		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, len(failures))
 	switch {
@@ -217,7 +217,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 }
 
 // commit moves a delivered body to its final name.
-func commit(d unicast.Delivery, out string) error {
+func commit(d client.Delivery, out string) error {
 	dst, err := outputPath(out, d.Path)
 	if err != nil {
 		return err

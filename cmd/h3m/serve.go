@@ -21,7 +21,8 @@ import (
 	"github.com/h3m-project/h3m/internal/dirwatch"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
-	"github.com/h3m-project/h3m/unicast"
+	"github.com/h3m-project/h3m/unicast/origin"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
 )
 
@@ -153,7 +154,7 @@ func loadSigner(file, keyID, format string) (h3m.Signer, error) {
 		return nil, usagef("--sign-key %s: %v", file, err)
 	}
 	if keyID == "" {
-		if keyID, err = unicast.DefaultKeyID(k.Public()); err != nil {
+		if keyID, err = origin.DefaultKeyID(k.Public()); err != nil {
 			return nil, usagef("--sign-key %s: %v", file, err)
 		}
 	}
@@ -214,67 +215,39 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	if err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
-	cert, err := unicast.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
+	cert, err := origin.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
 	}
-	files, err := unicast.NewFileServer(o.dir, o.digests...)
-	if err != nil {
-		return err
-	}
-	defer files.Close()
-	sessions, catalog := &unicast.Sessions{}, &unicast.Catalog{}
-	manifests, keys := &unicast.Manifests{}, &unicast.Keys{}
-	srv := &unicast.Server{
-		Addr: o.listen, Handler: files,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Sessions:  sessions, Catalog: catalog, Manifests: manifests, Keys: keys, Logger: e.log,
-	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.ListenAndServe(context.WithoutCancel(ctx)) }()
-	defer srv.Close()
-	url := "https://" + o.listen + "/"
-	authority := o.listen
-
-	pub, err := unicast.NewPublisher(unicast.PublisherConfig{
-		Interface: o.iface, TTL: o.ttl, Files: files, Authority: authority,
-		Sessions: sessions, Catalog: catalog, Digests: o.digests,
-		Signer: o.signer, Keys: keys, Manifests: manifests,
-		Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer, Logger: e.log,
+	org, err := origin.New(origin.Config{
+		Dir: o.dir, Addr: o.listen, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Digests: o.digests,
+		Publisher: origin.PublisherConfig{
+			Interface: o.iface, TTL: o.ttl, Signer: o.signer,
+			Asymmetric: o.asymmetric, ManifestKey: o.manifestKey, Rollover: o.rollover,
+			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
+		},
+		Logger: e.log,
 	})
 	if err != nil {
 		return err
 	}
-	// sessionAd returns the advertisement of a session: ad as it is, or
-	// made asymmetric with the manifest key (a new one each time unless
-	// --manifest-key).
-	sessionAd := func(ad altsvc.Advertisement) (altsvc.Advertisement, error) {
-		if !o.asymmetric {
-			return ad, nil
-		}
-		key := o.manifestKey
-		if key == nil {
-			key = newManifestKey()
-		}
-		pub.AddManifestKey(key)
-		return ad, makeAsymmetric(&ad, key)
-	}
-	first, err := sessionAd(o.ad)
+	defer org.Close(context.WithoutCancel(ctx))
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- org.Server.ListenAndServe(context.WithoutCancel(ctx)) }()
+	pub := org.Publisher
+	id, err := pub.Start(o.ad)
 	if err != nil {
 		return err
 	}
-	id, err := pub.Start(first)
-	if err != nil {
-		return err
-	}
+	url := "https://" + o.listen + "/"
 	ca, _ := filepath.Abs(o.certFile)
 	fmt.Fprintf(e.stdout, "h3m: session %s (%s) on %s from %s via %s, %d bit/s\n",
 		id, o.ad.ProtocolID, o.ad.Session.Group, o.ad.Session.Source, o.iface, o.ad.Session.PeakFlowRate)
 	if o.asymmetric {
-		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s/%s)\n", unicast.ManifestsPath, id)
+		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s)\n", wellknown.ManifestPath(id))
 	}
-	if kid, _, alg, ok := unicast.SignerKey(o.signer); ok {
-		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, unicast.KeyURLPath(kid))
+	if kid, _, alg, ok := origin.SignerKey(o.signer); ok {
+		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, wellknown.KeyPath(kid))
 	}
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
@@ -305,32 +278,6 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	}
 	w := dirwatch.New(o.dir, dirwatch.Options{Settle: o.settle})
 	var runErr error
-	if o.rollover > 0 {
-		go func() {
-			t := time.NewTicker(o.rollover)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					ad, err := sessionAd(rekey(o.ad))
-					if err != nil {
-						e.log.Error("rollover failed", "err", err)
-						return
-					}
-					next, err := pub.Rollover(ctx, ad, min(o.rollover/4, 2*time.Second))
-					if err != nil {
-						if ctx.Err() == nil {
-							e.log.Error("rollover failed", "err", err)
-						}
-						return
-					}
-					e.log.Info("rolled over to a new session", "session", next)
-				}
-			}
-		}()
-	}
 	switch {
 	case o.watch:
 		runErr = w.Watch(ctx, true, push)

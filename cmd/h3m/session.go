@@ -1,22 +1,13 @@
 package main
 
 import (
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"flag"
-	"fmt"
-	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m/altsvc"
-	"github.com/h3m-project/h3m/mquic"
-	"github.com/h3m-project/h3m/mquic/manifest"
-	"github.com/h3m-project/h3m/mquic/protect"
+	"github.com/h3m-project/h3m/unicast/origin"
 )
 
 // sessionFlags are the flags that describe the multicast session a sender
@@ -48,153 +39,52 @@ func (f *sessionFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.digests, "digest", "SHA-256", "digest algorithms for Digest and Content-Digest, comma-separated (SHA-256, SHA-512)")
 }
 
-// interfaceAddr returns the first address of iface in the family of group.
-func interfaceAddr(iface string, v6 bool) (netip.Addr, error) {
-	ifi, err := net.InterfaceByName(iface)
+// session returns the session config the flags describe.
+func (f *sessionFlags) session() (origin.SessionConfig, error) {
+	group, err := netip.ParseAddr(f.group)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("--interface %q: %w", iface, err)
+		return origin.SessionConfig{}, usagef("--group %q: not an address", f.group)
 	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("--interface %q: %w", iface, err)
+	if f.port <= 0 || f.port > 65535 {
+		return origin.SessionConfig{}, usagef("--port %d: out of range", f.port)
 	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			ad := p.Addr()
-			if ad.Is4() != v6 && !ad.IsLinkLocalUnicast() {
-				return ad, nil
-			}
+	cfg := origin.SessionConfig{
+		Group: netip.AddrPortFrom(group, uint16(f.port)), Interface: f.iface, ProtocolID: f.profile,
+		IdleTimeout: f.idle, MaxConcurrentResources: uint32(f.maxConcurrent), PeakFlowRate: f.rate,
+		Digests: splitList(f.digests),
+	}
+	if f.source != "" {
+		if cfg.Source, err = netip.ParseAddr(f.source); err != nil {
+			return cfg, usagef("--source %q: %v", f.source, err)
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("--interface %q has no usable address of the group's family: give --source", iface)
+	if f.sessionID != "" {
+		if cfg.SessionID, err = hex.DecodeString(f.sessionID); err != nil {
+			return cfg, usagef("--session-id %q: not hex", f.sessionID)
+		}
+	}
+	if cfg.Suite, err = origin.ParseSuite(f.suite); err != nil {
+		return cfg, usagef("--suite: %v", err)
+	}
+	switch f.keys {
+	case "secret":
+	case "literal":
+		cfg.LiteralKeys = true
+	default:
+		return cfg, usagef("--key-form %q: want secret or literal", f.keys)
+	}
+	return cfg, nil
 }
 
 // advertisement builds the session the flags describe, with fresh keys.
 func (f *sessionFlags) advertisement() (altsvc.Advertisement, error) {
-	var ad altsvc.Advertisement
-	group, err := netip.ParseAddr(f.group)
-	if err != nil || !group.IsMulticast() {
-		return ad, usagef("--group %q: not a multicast address", f.group)
+	cfg, err := f.session()
+	if err != nil {
+		return altsvc.Advertisement{}, err
 	}
-	if f.port <= 0 || f.port > 65535 {
-		return ad, usagef("--port %d: out of range", f.port)
-	}
-	var src netip.Addr
-	if f.source != "" {
-		if src, err = netip.ParseAddr(f.source); err != nil {
-			return ad, usagef("--source %q: %v", f.source, err)
-		}
-	} else if src, err = interfaceAddr(f.iface, group.Is6()); err != nil {
-		return ad, usageError{err.Error()}
-	}
-	p := mquic.Params{
-		Group:                  netip.AddrPortFrom(group, uint16(f.port)),
-		Source:                 src,
-		IdleTimeout:            f.idle,
-		MaxConcurrentResources: uint32(f.maxConcurrent),
-		PeakFlowRate:           f.rate,
-	}
-	if f.sessionID == "" {
-		p.SessionID = make([]byte, 8)
-		rand.Read(p.SessionID)
-	} else if p.SessionID, err = hex.DecodeString(f.sessionID); err != nil {
-		return ad, usagef("--session-id %q: not hex", f.sessionID)
-	}
-	switch f.suite {
-	case "none":
-		p.CipherSuite = protect.SuiteNull
-	case "1301", "1302", "1303":
-		var v uint16
-		fmt.Sscanf(f.suite, "%x", &v)
-		p.CipherSuite = protect.Suite(v)
-	default:
-		return ad, usagef("--suite %q: want 1301, 1302, 1303 or none", f.suite)
-	}
-	switch f.profile {
-	case "h3m-11":
-		ad.Draft = 11
-	case "h3m-11-data-offset":
-		ad.Draft, ad.Experiments = 11, []string{altsvc.ExperimentDataOffset}
-	case "h3m-07":
-		// nghq's profile: its receiver knows no encryption.
-		ad.Draft = 7
-		p.PacketNumberLen = 1
-		if f.suite != "none" {
-			return ad, usagef("--profile h3m-07 needs --suite none (nghq's receiver has no decryption)")
-		}
-	default:
-		return ad, usagef("--profile %q: want h3m-11, h3m-11-data-offset or h3m-07", f.profile)
-	}
-	ad.ProtocolID = altsvc.FormatProtocolID(ad.Draft, ad.Experiments...)
-	if p.CipherSuite != protect.SuiteNull {
-		switch f.keys {
-		case "secret":
-			p.Secret = make([]byte, p.CipherSuite.Hash()().Size())
-			rand.Read(p.Secret)
-		case "literal":
-			p.Key = make([]byte, p.CipherSuite.KeyLen())
-			p.IV = make([]byte, p.CipherSuite.IVLen())
-			rand.Read(p.Key)
-			rand.Read(p.IV)
-		default:
-			return ad, usagef("--key-form %q: want secret or literal", f.keys)
-		}
-	}
-	for _, d := range strings.Split(f.digests, ",") {
-		if d = strings.TrimSpace(d); d != "" {
-			ad.DigestAlgorithms = append(ad.DigestAlgorithms, d)
-		}
-	}
-	ad.Session = p
-	if err := ad.Validate(); err != nil {
+	ad, err := origin.NewSession(cfg)
+	if err != nil {
 		return ad, usageError{err.Error()}
 	}
 	return ad, nil
-}
-
-// rekey returns a copy of ad with a new session ID and new keys, for a
-// rollover.
-func rekey(ad altsvc.Advertisement) altsvc.Advertisement {
-	next := ad
-	next.Session = ad.Session.Clone()
-	rand.Read(next.Session.SessionID)
-	if len(next.Session.SessionID) == 0 {
-		next.Session.SessionID = make([]byte, 8)
-		rand.Read(next.Session.SessionID)
-	}
-	for _, k := range [][]byte{next.Session.Secret, next.Session.Key, next.Session.IV} {
-		rand.Read(k)
-	}
-	return next
-}
-
-// makeAsymmetric makes ad an asymmetric session whose manifests key signs
-// (spec/transport.md): its extensions advertise the packet-authentication
-// profile, which pins key's public key, with a random manifest stream ID.
-// Any profile ad had is replaced.
-func makeAsymmetric(ad *altsvc.Advertisement, key crypto.Signer) error {
-	var sid [4]byte
-	rand.Read(sid[:])
-	prof, err := manifest.NewProfile(key.Public(), binary.BigEndian.Uint32(sid[:]))
-	if err != nil {
-		return fmt.Errorf("manifest key: %w", err)
-	}
-	p := &ad.Session
-	var exts []mquic.Extension
-	for _, e := range p.Extensions {
-		if e.ID != manifest.ExtensionID {
-			exts = append(exts, e)
-		}
-	}
-	p.Extensions = append(exts, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
-	return ad.Validate()
-}
-
-// newManifestKey generates an Ed25519 manifest key.
-func newManifestKey() crypto.Signer {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		panic(err) // crypto/rand does not fail
-	}
-	return priv
 }

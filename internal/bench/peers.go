@@ -1,0 +1,811 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/h3m-project/h3m/interop"
+)
+
+// The peer comparison runs h3m and UFTP (Debian's uftp/uftpd) alternately on
+// one topology of network namespaces: a sender host and N receiver hosts on
+// a bridge (interop.NewNetwork), with the same content, rate and random loss,
+// and compares what each needs to get the files to every receiver intact.
+
+// PeersOptions configure the comparison.
+type PeersOptions struct {
+	// H3M is the h3m binary; both its serve and receive commands run as
+	// black boxes, one process per host.
+	H3M string
+	// Receivers lists the receiver counts to measure (e.g. 1 and 4).
+	Receivers []int
+	// Loss lists the random loss rates of multicast packets, in percent,
+	// applied by nftables inside every receiver's namespace.
+	Loss []int
+	// Size is the total content in bytes, split over Files files of
+	// different sizes.
+	Size  int64
+	Files int
+	// Rate is the sending rate of both tools, bit/s.
+	Rate uint64
+	// Repeat runs each case this many times per tool, alternating which
+	// tool goes first; the figures are the medians.
+	Repeat int
+	// Wait is h3m serve's --wait: time for the receivers, started when its
+	// server is up, to discover the session and join before the first push.
+	// It counts in h3m's time, as UFTP's announcement phase counts in UFTP's.
+	Wait time.Duration
+	// UFTPArgs are more options for uftp (the sender), after the ones the
+	// comparison sets.
+	UFTPArgs []string
+	// Timeout bounds each run; 0 picks one from the size and the rate.
+	Timeout time.Duration
+	// Dir holds the content and each run's logs (the received copies are
+	// removed once checked). When empty a temporary folder is used and
+	// removed at the end, unless a run failed: then its logs stay.
+	Dir string
+	// Out receives the report.
+	Out io.Writer
+	// Logger receives progress.
+	Logger *slog.Logger
+}
+
+// Defaults of the comparison, as the issue that asked for it measured.
+const (
+	DefaultPeersSize  = 100 << 20
+	DefaultPeersFiles = 50
+	DefaultPeersRate  = 100_000_000
+	DefaultPeersWait  = 250 * time.Millisecond
+)
+
+// Addresses on the interop topology (the sender is 10.77.0.1, receivers
+// 10.77.0.11 and up; h3m uses the network's group 232.77.0.1). UFTP
+// announces on one group and moves data on another.
+const (
+	uftpPublic  = "232.77.0.2"
+	uftpPrivate = "232.77.0.3"
+	uftpPort    = 1044
+)
+
+// PeersAvailable reports why the comparison cannot run here, or nil.
+func PeersAvailable() error {
+	if err := interop.NetnsAvailable(); err != nil {
+		return err
+	}
+	for _, tool := range []string{"uftp", "uftpd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("UFTP is not installed (Debian package uftp): %w", err)
+		}
+	}
+	return nil
+}
+
+// PeerRun is one tool's run of one case.
+type PeerRun struct {
+	Tool      string // "h3m" or "UFTP"
+	Receivers int
+	Loss      int
+	// Done is from starting the sender until every receiver holds every
+	// file and the tool knows it: for h3m the last receiver exits (it exits
+	// 0 only with everything verified), for UFTP the sender exits (after
+	// every client confirmed the group complete).
+	Done time.Duration
+	// LastFile is from starting the sender until the last receiver reported
+	// its last file complete (a line in its output).
+	LastFile time.Duration
+	// SenderCPU and ReceiverCPU are user+system CPU of the sender process
+	// and the sum over the receiver processes, from wait4's rusage.
+	SenderCPU, ReceiverCPU time.Duration
+	// WireBytes and WirePackets are what every host put on the bridge
+	// (the sum of the hosts' eth0 transmit counters): multicast once,
+	// unicast control and repairs both ways.
+	WireBytes, WirePackets uint64
+	// SenderBytes is the sender host's share of WireBytes.
+	SenderBytes uint64
+	// Dropped is the number of packets the loss rules dropped, summed over
+	// the receivers.
+	Dropped uint64
+	// H3M is how h3m's receivers got the files, summed over them (from each
+	// receiver's closing line; zero for UFTP).
+	H3M h3mDeliveries
+	// Err is why the run failed (not intact, a tool failed, timed out).
+	Err error
+}
+
+// h3mDeliveries counts how h3m receive got its resources.
+type h3mDeliveries struct {
+	Multicast, Repaired, Fallback int
+	RepairedBytes                 int64
+}
+
+// parse adds the counts of h3m receive's closing line ("h3m: 10
+// resources: 7 by multicast, 3 repaired (1995 bytes), 0 by fallback, 0
+// failed") and reports whether line was one.
+func (d *h3mDeliveries) parse(line string) bool {
+	var total, mc, rep, fb, failed int
+	var repBytes int64
+	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d failed",
+		&total, &mc, &rep, &repBytes, &fb, &failed); err != nil {
+		return false
+	}
+	d.Multicast += mc
+	d.Repaired += rep
+	d.Fallback += fb
+	d.RepairedBytes += repBytes
+	return true
+}
+
+// PeersCase is one (receivers, loss) case: each tool's runs.
+type PeersCase struct {
+	Receivers, Loss int
+	H3M, UFTP       []PeerRun
+}
+
+// PeersReport is the outcome of Peers.
+type PeersReport struct {
+	Options      PeersOptions
+	ContentBytes int64
+	Files        int
+	UFTPVersion  string
+	H3MServe     string // the command lines, with placeholders for paths
+	H3MReceive   string
+	UFTPSender   string
+	UFTPClient   string
+	Cases        []PeersCase
+}
+
+// Failed reports whether any run failed.
+func (r *PeersReport) Failed() bool {
+	for _, c := range r.Cases {
+		for _, run := range append(slices.Clone(c.H3M), c.UFTP...) {
+			if run.Err != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Peers runs the comparison: for each receiver count a fresh topology, for
+// each loss rate Repeat runs of each tool, alternating which goes first.
+// A run that fails is reported and the comparison goes on.
+func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
+	if err := PeersAvailable(); err != nil {
+		return nil, err
+	}
+	if o.H3M == "" {
+		return nil, errors.New("peers: no h3m binary given")
+	}
+	if o.Files < 1 || o.Size < int64(o.Files) {
+		return nil, fmt.Errorf("peers: %d bytes cannot make %d files", o.Size, o.Files)
+	}
+	if o.Rate == 0 {
+		return nil, errors.New("peers: an unpaced rate cannot be compared (UFTP's -R needs a rate)")
+	}
+	o.Repeat = max(o.Repeat, 1)
+	if o.Timeout == 0 {
+		// Ten times the time at the nominal rate, at least a minute.
+		o.Timeout = max(time.Minute, 10*time.Duration(float64(o.Size)*8/float64(o.Rate)*float64(time.Second)))
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	rep := &PeersReport{Options: o, ContentBytes: o.Size}
+	dir := o.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "h3m-peers-")
+		if err != nil {
+			return nil, err
+		}
+		// The logs of failed runs stay for a look; the content goes.
+		defer func() {
+			if rep.Failed() {
+				os.RemoveAll(filepath.Join(tmp, "content"))
+				fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
+				return
+			}
+			os.RemoveAll(tmp)
+		}()
+		dir = tmp
+	}
+	content := filepath.Join(dir, "content")
+	files, err := writeContent(content, o.Size, o.Files)
+	if err != nil {
+		return nil, err
+	}
+	rep.Files = len(files)
+	rep.H3MServe = strings.Join(h3mServeArgs(o, "DIR", "CERT", "KEY", "URL"), " ")
+	rep.H3MReceive = strings.Join(h3mReceiveArgs(o, "URL", "CERT", "OUT"), " ")
+	rep.UFTPSender = strings.Join(uftpArgs(o, []string{"0x0a4d000b"}, []string{"FILES..."}), " ")
+	rep.UFTPClient = strings.Join(uftpdArgs("0x0a4d000b", "OUT"), " ")
+	rep.printHeader(o.Out)
+
+	for _, n := range o.Receivers {
+		if err := o.runTopology(ctx, rep, dir, files, n); err != nil {
+			return rep, err
+		}
+	}
+	rep.printSummary(o.Out)
+	return rep, nil
+}
+
+// runTopology builds the network for n receivers and runs every loss rate
+// on it.
+func (o *PeersOptions) runTopology(ctx context.Context, rep *PeersReport, dir string, files []contentFile, n int) error {
+	net, err := interop.NewNetwork(ctx, interop.ModeNetns, interop.Topology{Receivers: n})
+	if err != nil {
+		return fmt.Errorf("peers: building the network: %w", err)
+	}
+	defer net.Close()
+	for _, loss := range o.Loss {
+		c := PeersCase{Receivers: n, Loss: loss}
+		for i := range o.Repeat {
+			runs := []string{"h3m", "UFTP"}
+			if i%2 == 1 {
+				runs = []string{"UFTP", "h3m"}
+			}
+			for _, tool := range runs {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				runDir := filepath.Join(dir, fmt.Sprintf("n%d-loss%d-%d-%s", n, loss, i+1, strings.ToLower(tool)))
+				o.Logger.Info("peers: run", "tool", tool, "receivers", n, "loss", loss, "repeat", i+1)
+				var r PeerRun
+				if tool == "h3m" {
+					r = o.runH3M(ctx, net, runDir, files, loss)
+				} else {
+					r = o.runUFTP(ctx, net, runDir, files, loss, rep)
+				}
+				r.Tool, r.Receivers, r.Loss = tool, n, loss
+				rep.printRun(o.Out, r)
+				if tool == "h3m" {
+					c.H3M = append(c.H3M, r)
+				} else {
+					c.UFTP = append(c.UFTP, r)
+				}
+			}
+		}
+		rep.Cases = append(rep.Cases, c)
+		rep.printCase(o.Out, c)
+	}
+	return nil
+}
+
+// contentFile is one generated file.
+type contentFile struct {
+	Name string
+	Size int64
+}
+
+// writeContent writes files of pseudo-random bytes (incompressible, the
+// same on every run) into dir, of sizes that double from the smallest to
+// 128 times it and again, so that small files (where per-file overhead
+// shows) and large ones (where rate shows) are both there.
+func writeContent(dir string, total int64, n int) ([]contentFile, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var weights int64
+	for i := range n {
+		weights += 1 << (i % 8)
+	}
+	unit := total / weights
+	rng := rand.NewChaCha8([32]byte{'h', '3', 'm', 'p', 'e', 'e', 'r', 's'})
+	files := make([]contentFile, n)
+	var left = total
+	buf := make([]byte, 1<<20)
+	for i := range n {
+		size := unit << (i % 8)
+		if i == n-1 {
+			size = left
+		}
+		left -= size
+		files[i] = contentFile{Name: fmt.Sprintf("file-%03d.bin", i+1), Size: size}
+		f, err := os.Create(filepath.Join(dir, files[i].Name))
+		if err != nil {
+			return nil, err
+		}
+		for rest := size; rest > 0; {
+			b := buf[:min(int64(len(buf)), rest)]
+			rng.Read(b)
+			if _, err := f.Write(b); err != nil {
+				f.Close()
+				return nil, err
+			}
+			rest -= int64(len(b))
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// verify compares every file byte for byte with its copy under dir.
+func verify(content string, files []contentFile, dir string) error {
+	a, b := make([]byte, 1<<20), make([]byte, 1<<20)
+	for _, f := range files {
+		if err := sameFile(filepath.Join(content, f.Name), filepath.Join(dir, f.Name), a, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameFile(want, got string, a, b []byte) error {
+	fw, err := os.Open(want)
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	fg, err := os.Open(got)
+	if err != nil {
+		return fmt.Errorf("missing: %w", err)
+	}
+	defer fg.Close()
+	sw, err := fw.Stat()
+	if err != nil {
+		return err
+	}
+	sg, err := fg.Stat()
+	if err != nil {
+		return err
+	}
+	if sw.Size() != sg.Size() {
+		return fmt.Errorf("%s has %d bytes, the original %d", got, sg.Size(), sw.Size())
+	}
+	for off := int64(0); off < sw.Size(); {
+		n, err := io.ReadFull(fw, a[:min(int64(len(a)), sw.Size()-off)])
+		if err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(fg, b[:n]); err != nil {
+			return fmt.Errorf("%s: %w", got, err)
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
+			return fmt.Errorf("%s differs from the original in the %d bytes at offset %d", got, n, off)
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// h3mServeArgs is the sender's command line.
+func h3mServeArgs(o PeersOptions, dir, cert, key, listen string) []string {
+	return []string{"h3m", "serve", "--once", "--dir", dir,
+		"--interface", "eth0", "--source", "10.77.0.1", "--ttl", "1",
+		"--group", "232.77.0.1", "--port", "7700", "--listen", listen,
+		"--rate", strconv.FormatUint(o.Rate, 10), "--suite", "1301",
+		"--wait", o.Wait.String(), "--linger", (o.Timeout + time.Minute).String(),
+		"--cert", cert, "--key", key}
+}
+
+// h3mReceiveArgs is a receiver's command line.
+func h3mReceiveArgs(o PeersOptions, url, cert, out string) []string {
+	return []string{"h3m", "receive", "--url", url, "--ca", cert, "--interface", "eth0",
+		"--out", out, "--timeout", o.Timeout.String()}
+}
+
+// uftpArgs is UFTP's sender command line: AES-128-GCM (which authenticates
+// each packet, as h3m's AEAD does) keyed by an ECDH exchange signed with
+// ECDSA P-256 (the server's key is generated for the run), SHA-256 for key
+// derivation, a fixed rate in Kbit/s, TTL 1 out of eth0, and closed group
+// membership (-H) so that the sender starts as soon as every receiver has
+// registered instead of waiting out the announcement period, and an
+// initial group round-trip time of 50 ms (-r 0.05) to suit a LAN: with
+// the default 500 ms a lost KEYINFO is sent again only after 1.5 s, when
+// the clients that got theirs have already timed out and aborted (1 or 3
+// of 4 clients in 2 of 6 runs at 2 and 10 % loss; none in 24 runs with
+// 50 ms).
+func uftpArgs(o PeersOptions, clients, files []string) []string {
+	return append([]string{"uftp", "-I", "eth0", "-t", "1",
+		"-M", uftpPublic, "-P", uftpPrivate, "-p", strconv.Itoa(uftpPort),
+		"-R", strconv.FormatUint(o.Rate/1000, 10), "-r", "0.05",
+		"-Y", "aes128-gcm", "-h", "sha256", "-e", "ecdh_ecdsa",
+		"-H", strings.Join(clients, ",")}, append(slices.Clone(o.UFTPArgs), files...)...)
+}
+
+// uftpdArgs is a UFTP client's command line: in the foreground (-d), no
+// name lookups (-q), joined on eth0, each file received into a temporary
+// name and renamed when complete (-t, as h3m receive does), with a P-256
+// key generated for the run (ECDH key exchange needs an EC key).
+func uftpdArgs(uid, out string) []string {
+	return []string{"uftpd", "-d", "-q", "-I", "eth0", "-M", uftpPublic, "-p", strconv.Itoa(uftpPort),
+		"-U", uid, "-D", out, "-t", "-K", "ec:prime256v1"}
+}
+
+// runH3M runs h3m serve --once in the sender's namespace and h3m receive
+// in every receiver's, once the server is up.
+func (o *PeersOptions) runH3M(ctx context.Context, net *interop.Network, dir string, files []contentFile, loss int) (r PeerRun) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	content := filepath.Join(filepath.Dir(dir), "content")
+	cert, key := filepath.Join(filepath.Dir(dir), "h3m-cert.pem"), filepath.Join(filepath.Dir(dir), "h3m-key.pem")
+	outs, err := prepareRun(ctx, net, dir, loss)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	before := wireCounters(ctx, net)
+	url := "https://" + net.Server.String() + "/"
+	ready := make(chan struct{})
+	var once sync.Once
+	start := time.Now()
+	serve, err := startPeerProc(ctx, net.Sender, "serve", exe(o.H3M, h3mServeArgs(*o, content, cert, key, net.Server.String())), dir,
+		func(line string) {
+			if strings.HasPrefix(line, "h3m: receivers:") {
+				once.Do(func() { close(ready) })
+			}
+		})
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer serve.kill()
+	select {
+	case <-ready:
+	case <-serve.done:
+		r.Err = fmt.Errorf("h3m serve exited before its server was up (exit %d; see %s)", serve.exitCode(), serve.logPath)
+		return r
+	case <-ctx.Done():
+		r.Err = fmt.Errorf("h3m serve not up: %w", ctx.Err())
+		return r
+	}
+	recvs := make([]*peerProc, len(net.Receivers))
+	var mu sync.Mutex
+	var lastFile time.Duration
+	for i, h := range net.Receivers {
+		p, err := startPeerProc(ctx, h, "receive-"+h.Name, exe(o.H3M, h3mReceiveArgs(*o, url, cert, outs[i])), dir, func(line string) {
+			// h3m receive prints a line per resource stored, starting with how
+			// it came.
+			mu.Lock()
+			defer mu.Unlock()
+			for _, via := range []string{"multicast ", "repair ", "fallback "} {
+				if strings.HasPrefix(line, via) {
+					lastFile = max(lastFile, time.Since(start))
+				}
+			}
+			r.H3M.parse(line)
+		})
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		defer p.kill()
+		recvs[i] = p
+	}
+	var errs []error
+	for i, p := range recvs {
+		<-p.done
+		if code := p.exitCode(); code != 0 {
+			errs = append(errs, fmt.Errorf("%s: h3m receive exited %d (see %s)", net.Receivers[i].Name, code, p.logPath))
+		}
+		r.Done = max(r.Done, p.exited.Sub(start))
+		r.ReceiverCPU += p.cpu
+	}
+	mu.Lock()
+	r.LastFile = lastFile
+	mu.Unlock()
+	// The server lingers for repairs: what it spent until now is the cost.
+	serve.kill()
+	r.SenderCPU = serve.cpu
+	o.finishRun(ctx, net, &r, before, content, files, outs, errs)
+	return r
+}
+
+// runUFTP starts uftpd in every receiver's namespace, then uftp in the
+// sender's, and waits for uftp to finish.
+func (o *PeersOptions) runUFTP(ctx context.Context, net *interop.Network, dir string, files []contentFile, loss int, rep *PeersReport) (r PeerRun) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	content := filepath.Join(filepath.Dir(dir), "content")
+	outs, err := prepareRun(ctx, net, dir, loss)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	clients := make([]string, len(net.Receivers))
+	daemons := make([]*peerProc, len(net.Receivers))
+	var mu sync.Mutex
+	lastFile := make([]time.Time, len(net.Receivers))
+	for i, h := range net.Receivers {
+		clients[i] = uftpID(h.Addr)
+		p, err := startPeerProc(ctx, h, "uftpd-"+h.Name, uftpdArgs(clients[i], outs[i]), dir, func(line string) {
+			if strings.Contains(line, "File transfer complete") {
+				mu.Lock()
+				lastFile[i] = time.Now()
+				mu.Unlock()
+			}
+		})
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		defer p.kill()
+		daemons[i] = p
+	}
+	// The clients must listen before the first announcement.
+	for i, h := range net.Receivers {
+		for {
+			ok, err := h.Listening(ctx, uftpPort)
+			if ok {
+				break
+			}
+			if err != nil || ctx.Err() != nil {
+				r.Err = fmt.Errorf("%s: uftpd not listening: %v %v (see %s)", h.Name, err, ctx.Err(), daemons[i].logPath)
+				return r
+			}
+			select {
+			case <-daemons[i].done:
+				r.Err = fmt.Errorf("%s: uftpd exited %d (see %s)", h.Name, daemons[i].exitCode(), daemons[i].logPath)
+				return r
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = filepath.Join(content, f.Name)
+	}
+	before := wireCounters(ctx, net)
+	start := time.Now()
+	sender, err := startPeerProc(ctx, net.Sender, "uftp", uftpArgs(*o, clients, names), dir, func(line string) {
+		if v, ok := strings.CutPrefix(line, "UFTP version "); ok && rep.UFTPVersion == "" {
+			rep.UFTPVersion, _, _ = strings.Cut(v, " ")
+		}
+	})
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer sender.kill()
+	<-sender.done
+	r.Done = sender.exited.Sub(start)
+	r.SenderCPU = sender.cpu
+	var errs []error
+	if code := sender.exitCode(); code != 0 {
+		errs = append(errs, fmt.Errorf("uftp exited %d (see %s)", code, sender.logPath))
+	}
+	for i, p := range daemons {
+		p.kill()
+		r.ReceiverCPU += p.cpu
+		mu.Lock()
+		if !lastFile[i].IsZero() {
+			r.LastFile = max(r.LastFile, lastFile[i].Sub(start))
+		}
+		mu.Unlock()
+	}
+	o.finishRun(ctx, net, &r, before, content, files, outs, errs)
+	return r
+}
+
+// prepareRun empties each receiver's folder and sets its loss rate (which
+// also zeroes the drop counter).
+func prepareRun(ctx context.Context, net *interop.Network, dir string, loss int) ([]string, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	outs := make([]string, len(net.Receivers))
+	for i, h := range net.Receivers {
+		outs[i] = filepath.Join(dir, h.Name)
+		if err := os.MkdirAll(outs[i], 0o755); err != nil {
+			return nil, err
+		}
+		if err := setLoss(ctx, h, loss); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// finishRun reads the counters and checks every receiver's files.
+func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *PeerRun, before []ifaceCounters, content string, files []contentFile, outs []string, errs []error) {
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("run stopped after %v: %w", o.Timeout, ctx.Err()))
+	}
+	// The counters are read even when the run's time is up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	after := wireCounters(ctx, net)
+	for i := range after {
+		if i < len(before) && after[i].bytes >= before[i].bytes && after[i].packets >= before[i].packets {
+			r.WireBytes += after[i].bytes - before[i].bytes
+			r.WirePackets += after[i].packets - before[i].packets
+			if i == 0 {
+				r.SenderBytes = after[i].bytes - before[i].bytes
+			}
+		}
+	}
+	for i, h := range net.Receivers {
+		r.Dropped += dropped(ctx, h)
+		if err := verify(content, files, outs[i]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: not intact: %w", h.Name, err))
+		}
+		// Checked: only the logs are worth keeping.
+		os.RemoveAll(outs[i])
+	}
+	r.Err = errors.Join(errs...)
+}
+
+// uftpID is a UFTP client ID from the host's IPv4 address, the ID uftpd
+// would pick itself.
+func uftpID(a netip.Addr) string {
+	b := a.As4()
+	return fmt.Sprintf("0x%08x", binary.BigEndian.Uint32(b[:]))
+}
+
+// exe puts the h3m binary in place of argv[0].
+func exe(bin string, argv []string) []string {
+	return append([]string{bin}, argv[1:]...)
+}
+
+// lossTable is the nftables table that drops multicast UDP at random in a
+// receiver's namespace, before anything else sees it: every multicast
+// packet of both tools (h3m's data, keep-alives and session end; UFTP's
+// announcements, data and control), never unicast.
+const lossTable = "h3m_peers_loss"
+
+// setLoss replaces the receiver's loss rule (none for 0 %).
+func setLoss(ctx context.Context, h interop.Host, percent int) error {
+	script := fmt.Sprintf("table inet %s {}\ndelete table inet %s\n", lossTable, lossTable)
+	if percent > 0 {
+		script += fmt.Sprintf(`table inet %s {
+	chain pre {
+		type filter hook prerouting priority -300; policy accept;
+		ip daddr 224.0.0.0/4 meta l4proto udp numgen random mod 100 < %d counter drop
+	}
+}
+`, lossTable, percent)
+	}
+	cmd := h.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: nft: %v: %s", h.Name, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// dropped reads the loss rule's packet counter (0 without a rule).
+func dropped(ctx context.Context, h interop.Host) uint64 {
+	out, err := h.Run(ctx, "nft", "list", "table", "inet", lossTable)
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(out), "counter packets ")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
+	return n
+}
+
+// ifaceCounters are an interface's transmit counters.
+type ifaceCounters struct{ bytes, packets uint64 }
+
+// wireCounters reads eth0's transmit counters of the sender and then of
+// every receiver (zeros where they cannot be read).
+func wireCounters(ctx context.Context, net *interop.Network) []ifaceCounters {
+	hosts := append([]interop.Host{net.Sender}, net.Receivers...)
+	c := make([]ifaceCounters, len(hosts))
+	for i, h := range hosts {
+		for j, field := range []string{"tx_bytes", "tx_packets"} {
+			out, err := h.Run(ctx, "cat", "/sys/class/net/"+h.Iface+"/statistics/"+field)
+			if err != nil {
+				continue
+			}
+			v, _ := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+			if j == 0 {
+				c[i].bytes = v
+			} else {
+				c[i].packets = v
+			}
+		}
+	}
+	return c
+}
+
+// peerProc is one process of a run: started through `ip netns exec`,
+// which replaces itself with the program, so the rusage of the process it
+// started is the program's.
+type peerProc struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	// Set before done closes.
+	exited time.Time
+	cpu    time.Duration
+}
+
+// startPeerProc starts argv on host with its stdout and stderr in
+// dir/name.log; onLine, if set, sees every line as it comes.
+func startPeerProc(ctx context.Context, h interop.Host, name string, argv []string, dir string, onLine func(string)) (*peerProc, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, name+".log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := h.Command(ctx, argv...)
+	// Its own process group: an interrupt at the terminal reaches the
+	// bench, which stops its processes itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("%s: start %s: %w", h.Name, strings.Join(argv, " "), err)
+	}
+	pw.Close()
+	p := &peerProc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	lines := make(chan struct{})
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(lf, "%s %s\n", time.Now().Format("15:04:05.000000"), sc.Bytes())
+			if onLine != nil {
+				onLine(sc.Text())
+			}
+		}
+		io.Copy(io.Discard, pr) // a line too long for the scanner: keep the pipe flowing
+	}()
+	go func() {
+		cmd.Wait()
+		exited := time.Now()
+		<-lines // the process's output is complete once its pipe closes
+		pr.Close()
+		lf.Close()
+		p.exited = exited
+		if st := cmd.ProcessState; st != nil {
+			p.cpu = st.UserTime() + st.SystemTime()
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exitCode is the process's exit status (-1 when killed by a signal).
+func (p *peerProc) exitCode() int {
+	<-p.done
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// kill stops the process (if it still runs) and waits for it.
+func (p *peerProc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}

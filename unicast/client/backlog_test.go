@@ -1,0 +1,183 @@
+package client
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/h3m-project/h3m/unicast/internal/origintest"
+	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/origin"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// trickleConn queues what the sender writes and releases one packet every
+// gap: the catalogue lists each push as soon as the sender has packetized
+// it, while its packets reach the receiver much later, as they do when a
+// loaded receiver works through the backlog in its socket buffer.
+type trickleConn struct {
+	net.PacketConn // the socket; not *mcast.Conn, whose WriteBatch would bypass the queue
+	gap            time.Duration
+
+	mu     sync.Mutex
+	queue  [][]byte
+	dst    net.Addr
+	wake   chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newTrickleConn(c *mcast.Conn, gap time.Duration) *trickleConn {
+	t := &trickleConn{PacketConn: c, gap: gap, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	go t.release()
+	return t
+}
+
+// WriteTo queues p.
+func (t *trickleConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	t.mu.Lock()
+	t.queue = append(t.queue, append([]byte(nil), p...))
+	t.dst = addr
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// Queued is how many packets wait.
+func (t *trickleConn) Queued() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.queue)
+}
+
+func (t *trickleConn) release() {
+	tick := time.NewTicker(t.gap)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		var p []byte
+		if len(t.queue) > 0 {
+			p, t.queue = t.queue[0], t.queue[1:]
+		}
+		dst := t.dst
+		t.mu.Unlock()
+		if p == nil {
+			select {
+			case <-t.wake:
+				continue
+			case <-t.closed:
+				return
+			}
+		}
+		t.PacketConn.WriteTo(p, dst)
+		select {
+		case <-tick.C:
+		case <-t.closed:
+			return
+		}
+	}
+}
+
+func (t *trickleConn) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return t.PacketConn.Close()
+}
+
+// TestCatalogueAheadOfMulticast: the catalogue lists every push seconds
+// before its packets reach the receiver. The receiver keeps making progress
+// through the backlog, so no resource counts as lost and nothing is fetched
+// over unicast: everything arrives by multicast. (LostGrace measured from
+// the listing alone fetched every push still in the backlog.)
+func TestCatalogueAheadOfMulticast(t *testing.T) {
+	var tq *trickleConn
+	h := origintest.New(t, origintest.Options{Files: 150, MaxSize: 900, Seed: 21,
+		Publisher: func(pc *origin.PublisherConfig) {
+			pc.Listen = func(c mcast.Config) (net.PacketConn, error) {
+				conn, err := mcast.ListenSender(c)
+				if err != nil {
+					return nil, err
+				}
+				// A packet every 40 ms: the backlog takes seconds, and the
+				// receiver hears of a push far more often than LostGrace.
+				tq = newTrickleConn(conn, 40*time.Millisecond)
+				return tq, nil
+			}
+		}})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "backlog")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	// The whole catalogue is listed now; most packets are still queued.
+	if backlog := time.Duration(tq.Queued()) * tq.gap; backlog < 2*cfg.LostGrace {
+		t.Fatalf("the backlog lasts %v, not long past LostGrace (%v): nothing is tested", backlog, cfg.LostGrace)
+	}
+	tc.waitPaths(60*time.Second, h.Paths)
+	for _, d := range tc.checkExact(h, h.Paths) {
+		if d.Via != ViaMulticast {
+			t.Errorf("%s via %s, want multicast (%d requests)", d.Path, d.Via, d.Requests)
+		}
+	}
+	if st := tc.c.Stats(); st.Fallback != 0 || st.FallbackEntered != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestIncrementalReadsAfterABurst: once a burst of pushes is listed, each
+// later poll asks for what was pushed at or after the newest entry the
+// client has, which the origin answers with that entry alone, however many
+// pushes the last second held and however long the client keeps polling.
+func TestIncrementalReadsAfterABurst(t *testing.T) {
+	var mu sync.Mutex
+	var afters []time.Time
+	h := origintest.New(t, origintest.Options{Files: 40, MaxSize: 500, Seed: 22,
+		Front: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if v := r.URL.Query().Get(wellknown.ResourcesAfterParam); r.URL.Path == wellknown.Path && v != "" {
+					if after, err := time.Parse(time.RFC3339Nano, v); err == nil {
+						mu.Lock()
+						afters = append(afters, after)
+						mu.Unlock()
+					}
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "burst")); err != nil {
+		t.Fatal(err)
+	}
+	tc := runClient(h, clientConfig(h))
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	tc.waitPaths(10*time.Second, h.Paths)
+	mu.Lock()
+	from := len(afters)
+	mu.Unlock()
+	unicasttest.WaitFor(t, 10*time.Second, "three polls after the burst", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(afters) >= from+3
+	})
+	entries := h.Catalog.List()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, after := range afters[from:] {
+		n := 0
+		for _, e := range entries {
+			if !e.Pushed.Before(after) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("a poll after the burst asked for entries pushed at or after %v: %d of %d entries", after, n, len(entries))
+		}
+	}
+}

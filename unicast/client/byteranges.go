@@ -1,0 +1,169 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/h3m-project/h3m/mquic/ranges"
+)
+
+// Errors of range repair. Each one makes the client fetch the resource
+// whole instead.
+var (
+	// ErrRangeMismatch: a 206 response does not carry the ranges asked
+	// for (a part outside them, missing bytes, another representation
+	// size).
+	ErrRangeMismatch = errors.New("client: response ranges do not match the request")
+	// ErrMalformedResponse: a response cannot be parsed (Content-Range,
+	// multipart body, length).
+	ErrMalformedResponse = errors.New("client: malformed response")
+)
+
+// mergeRanges returns rs (sorted, disjoint) with neighbours separated by at
+// most gap bytes merged: fetching the few bytes between two holes again
+// costs less than a range (a multipart part) of its own.
+func mergeRanges(rs []ranges.Range, gap uint64) []ranges.Range {
+	var out []ranges.Range
+	for _, r := range rs {
+		if r.Len() == 0 {
+			continue
+		}
+		if n := len(out); n > 0 && r.Start <= out[n-1].End+gap {
+			out[n-1].End = max(out[n-1].End, r.End)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// rangeHeader renders rs as a Range field value: "bytes=0-99,200-299".
+func rangeHeader(rs []ranges.Range) string {
+	var b strings.Builder
+	b.WriteString("bytes=")
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(r.Start, 10))
+		b.WriteByte('-')
+		b.WriteString(strconv.FormatUint(r.End-1, 10))
+	}
+	return b.String()
+}
+
+// contentRange is a parsed Content-Range: bytes [First, Last] of Complete
+// (-1: "*").
+type contentRange struct {
+	First, Last, Complete int64
+}
+
+// parseContentRange parses a Content-Range field value of a 206 part:
+// "bytes first-last/complete" with complete a number or "*".
+func parseContentRange(v string) (contentRange, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	if !ok {
+		return contentRange{}, fmt.Errorf("%w: content-range %q: not a byte range", ErrMalformedResponse, truncate(v))
+	}
+	span, total, ok := strings.Cut(rest, "/")
+	a, b, ok2 := strings.Cut(span, "-")
+	if !ok || !ok2 {
+		return contentRange{}, fmt.Errorf("%w: content-range %q: want first-last/length", ErrMalformedResponse, truncate(v))
+	}
+	cr := contentRange{Complete: -1}
+	var err1, err2, err3 error
+	cr.First, err1 = parseDecimal(a)
+	cr.Last, err2 = parseDecimal(b)
+	if total != "*" {
+		cr.Complete, err3 = parseDecimal(total)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return contentRange{}, fmt.Errorf("%w: content-range %q: %v", ErrMalformedResponse, truncate(v), err)
+	}
+	if cr.Last < cr.First || (cr.Complete >= 0 && cr.Last >= cr.Complete) {
+		return contentRange{}, fmt.Errorf("%w: content-range %q: invalid span", ErrMalformedResponse, truncate(v))
+	}
+	return cr, nil
+}
+
+// parseDecimal parses 1DIGIT*: digits only, no sign, fits in int64.
+func parseDecimal(s string) (int64, error) {
+	if s == "" || len(s) > 18 {
+		return 0, fmt.Errorf("%q is not a byte position", truncate(s))
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%q is not a byte position", truncate(s))
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, nil
+}
+
+// rangePart is one part of a 206 response.
+type rangePart struct {
+	cr   contentRange
+	body io.Reader
+}
+
+// partialParts iterates over the parts of a 206 response: the response
+// itself for a single range, or each part of a multipart/byteranges body.
+// fn consumes each part's body.
+func partialParts(resp *http.Response, fn func(rangePart) error) error {
+	ct := resp.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "multipart/byteranges" {
+		boundary := params["boundary"]
+		if boundary == "" {
+			return fmt.Errorf("%w: multipart/byteranges without a boundary", ErrMalformedResponse)
+		}
+		mr := multipart.NewReader(resp.Body, boundary)
+		n := 0
+		for {
+			part, err := mr.NextRawPart()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%w: multipart part %d: %v", ErrMalformedResponse, n, err)
+			}
+			cr, err := parseContentRange(part.Header.Get("Content-Range"))
+			if err != nil {
+				return fmt.Errorf("part %d: %w", n, err)
+			}
+			if err := fn(rangePart{cr: cr, body: part}); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: multipart/byteranges with no part", ErrMalformedResponse)
+		}
+		return nil
+	}
+	cr, err := parseContentRange(resp.Header.Get("Content-Range"))
+	if err != nil {
+		return err
+	}
+	return fn(rangePart{cr: cr, body: resp.Body})
+}
+
+// readPart reads exactly the bytes a part's Content-Range announces into
+// dst (len == Last-First+1) and checks that no more follow.
+func readPart(p rangePart, dst []byte) error {
+	if _, err := io.ReadFull(p.body, dst); err != nil {
+		return fmt.Errorf("%w: part bytes %d-%d: body shorter than its range: %v", ErrMalformedResponse, p.cr.First, p.cr.Last, err)
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(p.body, one[:]); n > 0 {
+		return fmt.Errorf("%w: part bytes %d-%d: body longer than its range", ErrMalformedResponse, p.cr.First, p.cr.Last)
+	}
+	return nil
+}

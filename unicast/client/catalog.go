@@ -1,0 +1,241 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// apply takes a new description into account: new sessions are joined,
+// state changes recorded, and the catalogue checked for resources that
+// multicast did not deliver.
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool) {
+	now := time.Now()
+	c.keys.setListed(d.Keys, !d.FromAltSvc)
+	var joins []*csession
+	c.mu.Lock()
+	if ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.descAt = now
+	if first && !c.baseline {
+		c.baseline = true
+		if !c.cfg.CatchUp {
+			// What the catalogue lists now was pushed before this client
+			// existed: only later pushes are expected.
+			for _, e := range d.Resources {
+				if from, ok := c.expectFrom[e.Session]; !ok || e.PushID+1 > from {
+					c.expectFrom[e.Session] = e.PushID + 1
+				}
+			}
+		}
+	}
+	if !d.FromAltSvc {
+		c.mergeCatalogLocked(d, now)
+	}
+	present := make(map[string]bool, len(d.Sessions))
+	for i := range d.Sessions {
+		si := &d.Sessions[i]
+		present[si.ID] = true
+		cs := c.sessions[si.ID]
+		if cs == nil {
+			if si.State == wellknown.StateEnded {
+				continue // over before we knew it; its catalogue entries still count
+			}
+			cs = &csession{id: si.ID, ad: si.Advertisement, state: si.State, joining: true, inProgress: map[uint64]string{},
+				manifests: si.Manifests}
+			if cs.manifests == "" {
+				cs.manifests = wellknown.ManifestPath(si.ID) // an Alt-Svc-only origin may still serve them
+			}
+			if si.State == wellknown.StateActive {
+				cs.activeSince = now
+			}
+			c.sessions[si.ID] = cs
+			c.knownSessions++
+			joins = append(joins, cs)
+			c.log.Info("h3m session found", "session", si.ID, "state", si.State, "group", si.Advertisement.Session.Group.String(), "successor", si.Successor)
+			continue
+		}
+		if !sameSession(&cs.ad, &si.Advertisement) {
+			c.log.Error("session parameters changed under the same session ID; keeping the first ones", "session", si.ID)
+			continue
+		}
+		c.setStateLocked(cs, si.State, now)
+	}
+	for id, cs := range c.sessions {
+		if !present[id] {
+			c.setStateLocked(cs, wellknown.StateEnded, now)
+			cs.mu.Lock()
+			gone := cs.left && len(cs.inProgress) == 0
+			cs.mu.Unlock()
+			if gone {
+				delete(c.sessions, id) // gone from the description: forget it
+			}
+		}
+	}
+	starts := c.catalogJobsLocked(now)
+	c.mu.Unlock()
+	for _, cs := range joins {
+		c.join(ctx, cs)
+	}
+	for _, j := range starts {
+		c.startJob(ctx, j)
+	}
+}
+
+// expectedLocked reports whether the client should have received e.
+func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
+	from, ok := c.expectFrom[e.Session]
+	return !ok || e.PushID >= from
+}
+
+// catalogJobsLocked returns fetch jobs for catalogue entries that multicast
+// has not delivered: at once in fallback, otherwise once multicast has lost
+// them (lostLocked). Entries whose path is being received or repaired wait.
+func (c *Client) catalogJobsLocked(now time.Time) []*job {
+	if !c.haveCat {
+		return nil
+	}
+	var out []*job
+	live := make(map[string]bool, len(c.catalog))
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		key := entryKey(e)
+		live[key] = true
+		if _, done := c.resolved[key]; done || c.delivered[key] != nil || !c.expectedLocked(e) {
+			continue
+		}
+		first, ok := c.seen[key]
+		if !ok {
+			c.seen[key], first = now, now
+		}
+		if c.busy[e.Path] > 0 || c.jobs[key] != nil {
+			continue
+		}
+		if !c.fallback && !c.lostLocked(e, first, now) {
+			continue
+		}
+		j := &job{
+			key: key, path: e.Path, etag: e.ETag, session: e.Session, pushID: e.PushID,
+			expect: http.Header{}, reason: "not received by multicast",
+		}
+		if c.fallback {
+			j.reason = "fallback"
+		}
+		if e.ContentDigest != "" {
+			j.expect.Set("Content-Digest", e.ContentDigest)
+		}
+		if e.Digest != "" {
+			j.expect.Set("Digest", e.Digest)
+		}
+		c.addJobLocked(j)
+		out = append(out, j)
+	}
+	for k := range c.seen {
+		if !live[k] {
+			delete(c.seen, k)
+		}
+	}
+	for k, t := range c.resolved {
+		// A job may settle a push before the catalogue lists it: kept
+		// as long as the catalogue's entries are.
+		if !live[k] && now.Sub(t) > catalogRetention {
+			delete(c.resolved, k)
+		}
+	}
+	return out
+}
+
+// lostLocked reports whether multicast lost catalogue entry e (first listed
+// at first, not delivered, its path not being received): its session's
+// receiver promised a later push (promises come in push-ID order), or it
+// has been quiet for LostGrace — no push in progress and no event since
+// e was listed. The grace is measured against the receiver's progress, not
+// against the listing alone, because a receiver working through a backlog
+// (a loaded machine) still brings the pushes the catalogue lists ahead of
+// it.
+func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) bool {
+	from := first
+	if cs := c.sessions[e.Session]; cs != nil {
+		cs.mu.Lock()
+		later := cs.promised && cs.maxPromised > e.PushID
+		working := cs.rcv != nil && len(cs.inProgress) > 0
+		last := cs.lastEvent
+		cs.mu.Unlock()
+		if later {
+			return true
+		}
+		if working {
+			return false
+		}
+		if last.After(from) {
+			from = last
+		}
+	}
+	return now.Sub(from) >= c.cfg.LostGrace
+}
+
+// finished reports whether every session has ended, been left, and every
+// resource is settled (for ExitOnEnd).
+func (c *Client) finished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.knownSessions == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
+		return false
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		left := cs.left
+		cs.mu.Unlock()
+		if !left {
+			return false
+		}
+	}
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		k := entryKey(e)
+		if _, done := c.resolved[k]; !done && c.expectedLocked(e) && c.delivered[k] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// catalogRetention is how long the client remembers catalogue entries it
+// learnt incrementally (the server lists pushes of the last 10 minutes).
+const catalogRetention = 10 * time.Minute
+
+// mergeCatalogLocked takes the catalogue of d: all of it from a full read,
+// or, from an incremental one, the entries pushed since, added to what the
+// client has (entries older than catalogRetention, and the oldest beyond
+// MaxCatalog, are forgotten).
+func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
+	c.haveCat = true
+	if d.ResourcesAfter.IsZero() {
+		c.catalog = d.Resources
+		return
+	}
+	have := make(map[string]bool, len(c.catalog))
+	kept := c.catalog[:0]
+	for _, e := range c.catalog {
+		if now.Sub(e.Pushed) < catalogRetention {
+			kept = append(kept, e)
+			have[entryKey(&e)] = true
+		}
+	}
+	for _, e := range d.Resources {
+		if !have[entryKey(&e)] {
+			kept = append(kept, e)
+		}
+	}
+	if over := len(kept) - maxCatalog; over > 0 {
+		kept = kept[over:]
+	}
+	c.catalog = kept
+}
+
+// maxCatalog caps the catalogue entries the client remembers.
+const maxCatalog = 4096

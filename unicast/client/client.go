@@ -1,0 +1,707 @@
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/qlogwriter"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/unicast/internal/trace"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// How a resource was delivered (Delivery.Via).
+const (
+	// ViaMulticast: whole and verified from the multicast session.
+	ViaMulticast = "multicast"
+	// ViaRepair: from the multicast session, with the bytes it lost fetched
+	// by range requests.
+	ViaRepair = "repair"
+	// ViaFallback: fetched whole over unicast (multicast lost its promise or
+	// headers, failed a check, or was not arriving at all).
+	ViaFallback = "fallback"
+)
+
+// Defaults of Config.
+const (
+	DefaultRepairConcurrency = 4
+	DefaultRepairDelay       = 500 * time.Millisecond
+	DefaultRepairBackoff     = 200 * time.Millisecond
+	DefaultMaxBackoff        = 5 * time.Second
+	DefaultRequestTimeout    = 30 * time.Second
+	DefaultMergeGap          = 256
+	DefaultMaxRanges         = 64
+	DefaultMaxBadResponses   = 3
+	DefaultFallbackAfter     = 3 * time.Second
+	DefaultProbeInterval     = 2 * time.Second
+	DefaultCatalogPoll       = time.Second
+	DefaultLostGrace         = 2 * time.Second
+	DefaultEndDrain          = 2 * time.Second
+	DefaultMaxResourceSize   = 256 << 20
+	DefaultMaxDeliveries     = 4096
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is an https URL of the unicast server; its origin is asked for
+	// the sessions (Discover) and serves repairs and fallback.
+	URL string
+	// RootCAs verify the server's certificate; CAFile is read into RootCAs
+	// when set (e.g. the certificate LoadOrCreateCertificate generated).
+	// Nil for both means the system roots.
+	RootCAs *x509.CertPool
+	CAFile  string
+	// TLSConfig, when set, replaces the TLS configuration built from
+	// RootCAs.
+	TLSConfig *tls.Config
+	// QUICConfig tunes the unicast QUIC connections; nil means short
+	// handshake and idle timeouts, so that a server that went away is
+	// noticed within seconds, and qlog traces of every connection under
+	// $QLOGDIR when that is set (<odcid>_client.sqlog).
+	QUICConfig *quic.Config
+
+	// Interface is the network interface to join multicast groups on
+	// ("lo" in tests). Required.
+	Interface string
+	// RecvBuffer is the multicast socket's receive buffer request (0:
+	// mcast.DefaultRecvBuffer).
+	RecvBuffer int
+
+	// Storage holds bodies; nil means h3m.MemoryStorage with
+	// MaxResourceSize. For a resource fetched whole over unicast without
+	// a multicast copy, NewBody is called with a nil *h3m.Resource.
+	Storage h3m.Storage
+	// MaxResourceSize caps a resource (0: DefaultMaxResourceSize).
+	MaxResourceSize int64
+	// Verifier checks multicast and repaired resources (see h3m.Verifier).
+	Verifier *h3m.Verifier
+	// RequireDigest refuses resources fetched or repaired over unicast
+	// that carry no digest to check.
+	RequireDigest bool
+	// RequireSignature fails every multicast resource that carries no
+	// signature verifiable with a key the origin publishes at wellknown.KeysPath (it
+	// is fetched over unicast instead, where TLS authenticates it). Keys
+	// are fetched from the origin over TLS whenever the description lists
+	// keys or this is set.
+	RequireSignature bool
+	// RequireAsymmetric refuses to join multicast sessions that are not
+	// asymmetric (spec/transport.md): any receiver of a symmetric session
+	// could forge its packets. Such a session counts as not arriving: the
+	// client falls back to unicast for its resources.
+	RequireAsymmetric bool
+	// Manifests chooses how the manifests of asymmetric sessions are
+	// fetched over unicast when in-band ones are lost (ManifestsAuto by
+	// default).
+	Manifests ManifestMode
+	// ManifestWait is how long a packet may wait for its in-band manifest
+	// before the client asks the server for it (DefaultManifestWait).
+	ManifestWait time.Duration
+	// ManifestStreamMin is how long a manifest stream that ManifestsAuto
+	// opened stays open at least (DefaultManifestStreamMin).
+	ManifestStreamMin time.Duration
+	// PushTimeout is the receivers' h3m.ReceiverConfig.PushTimeout.
+	PushTimeout time.Duration
+
+	// RepairConcurrency caps the unicast requests in flight.
+	RepairConcurrency int
+	// RepairDelay spreads first attempts: each waits a random time in
+	// [0, RepairDelay), so that receivers that lost the same packet do not
+	// all ask at once.
+	RepairDelay time.Duration
+	// RepairBackoff is the first retry delay; it doubles after each
+	// failure up to MaxBackoff, with jitter (a random half of it).
+	RepairBackoff, MaxBackoff time.Duration
+	// RequestTimeout bounds one unicast exchange, body included.
+	RequestTimeout time.Duration
+	// MergeGap merges missing ranges separated by at most this many
+	// received bytes: fetching them again costs less than a multipart part
+	// of its own (about 100 bytes of part headers).
+	MergeGap int64
+	// MaxRanges caps the ranges of one request.
+	MaxRanges int
+	// MaxBadResponses is how many bad answers (wrong ranges, digest
+	// mismatch, refused) a resource gets before it is given up. Network
+	// errors and 5xx are retried for as long as the client runs.
+	MaxBadResponses int
+
+	// FallbackAfter switches to unicast when an active session delivers no
+	// packet for this long (or cannot be joined).
+	FallbackAfter time.Duration
+	// ProbeInterval is how often a session that could not be joined, or
+	// whose receiver stopped, is joined again.
+	ProbeInterval time.Duration
+	// CatalogPoll is how often the well-known description is read.
+	CatalogPoll time.Duration
+	// LostGrace is how long the receiver of a session must have been quiet
+	// (no push in progress, no event) before a catalogue entry of it that
+	// multicast has not delivered counts as lost (its promise was) and is
+	// fetched; an entry whose session promised a later push is fetched at
+	// once.
+	LostGrace time.Duration
+	// EndDrain is how long a session the description marks ended is still
+	// received, for its last packets.
+	EndDrain time.Duration
+	// CatchUp also fetches the resources the catalogue lists from before
+	// the client started; by default only later pushes are expected.
+	CatchUp bool
+	// ExitOnEnd makes Run return once every session it knew has ended
+	// and every resource is settled.
+	ExitOnEnd bool
+	// MaxDeliveries caps the deliveries Resources remembers.
+	MaxDeliveries int
+
+	// OnResource is called once per resource delivered or given up. It may
+	// be called from several goroutines at once.
+	OnResource func(Delivery)
+	// Tracer, if set, is called with the session ID each time the client
+	// joins a multicast session; the qlog trace it returns (nil: none)
+	// records that receiver's packets (mquic.ReceiverConfig.Tracer) until
+	// it stops. A session joined again after its receiver stopped gets a
+	// new call.
+	Tracer func(sessionID []byte) qlogwriter.Trace
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// LoadCertPool returns a pool holding the PEM certificates of file (for
+// example the certificate origin.LoadOrCreateCertificate generated), for
+// Config.RootCAs.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("client: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("client: CA file %s: no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// Delivery is how one resource reached the client.
+type Delivery struct {
+	Path string
+	ETag string
+	// Via is ViaMulticast, ViaRepair or ViaFallback ("" when Err is set).
+	Via string
+	// Session and PushID name the push that carried it (Session "" when it
+	// came from unicast only).
+	Session string
+	PushID  uint64
+	Status  int
+	Size    int64
+	// LostBytes is what multicast lost of it; RepairBytes what range
+	// requests fetched (merged gaps included); RepairWireBytes the body
+	// bytes of those responses (multipart framing included).
+	LostBytes, RepairBytes, RepairWireBytes int64
+	// RepairRanges are the representation ranges requested (missing
+	// ranges with small gaps merged).
+	RepairRanges []ranges.Range
+	// FetchBytes is what whole unicast fetches brought.
+	FetchBytes int64
+	// Requests counts the unicast requests made for it.
+	Requests int
+	Header   http.Header
+	Body     h3m.Body
+	// Problems are the errors that made earlier attempts fail.
+	Problems []error
+	// Err is set when the resource was given up; nothing is delivered then.
+	Err  error
+	Time time.Time
+}
+
+// Stats are a Client's counters.
+type Stats struct {
+	Multicast, Repaired, Fallback, Failed int
+	// Duplicates counts copies dropped because the resource (path and
+	// ETag) was already delivered, e.g. by both sessions of a rollover.
+	Duplicates                                          int
+	LostBytes, RepairBytes, RepairWireBytes, FetchBytes int64
+	// Requests are unicast requests; RequestErrors those that failed at
+	// the network or with a transient status; BadResponses those answered
+	// wrongly (ranges, digests, refusals).
+	Requests, RequestErrors, BadResponses int
+	DescriptionErrors                     int
+	Joins, JoinErrors, Leaves             int
+	// Refused counts joins refused because the session is symmetric and
+	// RequireAsymmetric is set.
+	Refused int
+	// ManifestRequests are the requests for manifests (streams included),
+	// ManifestStreams the long-lived streams opened (ManifestStreamsOpen of
+	// them open now, ManifestStreamsClosed closed because in-band
+	// manifests arrived again), ManifestsFetched and ManifestBytes the
+	// manifests they brought.
+	ManifestRequests, ManifestStreams          int
+	ManifestStreamsOpen, ManifestStreamsClosed int
+	ManifestsFetched, ManifestBytes            int64
+	// FallbackActive says whether the client is in fallback now;
+	// FallbackEntered counts the switches to it.
+	FallbackActive  bool
+	FallbackEntered int
+}
+
+// Client receives the multicast sessions an h3m server announces and makes
+// sure every resource arrives, by multicast, repair or fallback.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	origin  *url.URL
+	tr      *http3.Transport
+	hc      *http.Client
+	storage h3m.Storage
+	sem     chan struct{}
+	pollNow chan struct{}
+	keys    *keyResolver
+
+	// mu guards the client-wide state below; each session's own state is
+	// under its csession.mu, taken after this one.
+	mu       sync.Mutex
+	started  bool
+	sessions map[string]*csession
+	// knownSessions counts the sessions ever joined (ExitOnEnd needs one).
+	knownSessions int
+	expectFrom    map[string]uint64 // per session: first push ID expected (baseline)
+	baseline      bool
+	catalog       []wellknown.CatalogEntry
+	haveCat       bool
+	descAt        time.Time // last successful description
+	endAt         time.Time // last time a session ended for us
+	delivered     map[string]*Delivery
+	results       []*Delivery
+	jobs          map[string]*job
+	busy          map[string]int // path -> multicast pushes in progress + jobs
+	seen          map[string]time.Time
+	resolved      map[string]time.Time // settled by a job (key -> when)
+	fallback      bool
+	stats         Stats
+	wg            sync.WaitGroup
+}
+
+// NewClient checks cfg and returns a client; Run starts it.
+func New(cfg Config) (*Client, error) {
+	origin, err := originURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Interface == "" {
+		return nil, errors.New("client: client: Interface is required to join multicast groups")
+	}
+	setDefault(&cfg.RepairConcurrency, DefaultRepairConcurrency)
+	setDefault(&cfg.RepairDelay, DefaultRepairDelay)
+	setDefault(&cfg.RepairBackoff, DefaultRepairBackoff)
+	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
+	setDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&cfg.MergeGap, DefaultMergeGap)
+	setDefault(&cfg.MaxRanges, DefaultMaxRanges)
+	setDefault(&cfg.MaxBadResponses, DefaultMaxBadResponses)
+	setDefault(&cfg.FallbackAfter, DefaultFallbackAfter)
+	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
+	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
+	setDefault(&cfg.LostGrace, DefaultLostGrace)
+	setDefault(&cfg.EndDrain, DefaultEndDrain)
+	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
+	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&cfg.ManifestWait, DefaultManifestWait)
+	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
+	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
+		return nil, fmt.Errorf("client: client: unknown manifest mode %d", cfg.Manifests)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tlsConf := cfg.TLSConfig
+	if tlsConf == nil {
+		roots := cfg.RootCAs
+		if cfg.CAFile != "" {
+			if roots, err = LoadCertPool(cfg.CAFile); err != nil {
+				return nil, err
+			}
+		}
+		tlsConf = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
+	}
+	qc := cfg.QUICConfig
+	if qc == nil {
+		qc = &quic.Config{HandshakeIdleTimeout: 3 * time.Second, MaxIdleTimeout: 10 * time.Second, KeepAlivePeriod: 3 * time.Second,
+			Tracer: trace.DirTracer()}
+	}
+	tr := &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qc, Logger: cfg.Logger}
+	storage := cfg.Storage
+	if storage == nil {
+		storage = h3m.MemoryStorage{MaxSize: cfg.MaxResourceSize}
+	}
+	c := &Client{
+		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr,
+		hc:         &http.Client{Transport: tr},
+		storage:    storage,
+		sem:        make(chan struct{}, cfg.RepairConcurrency),
+		pollNow:    make(chan struct{}, 1),
+		sessions:   make(map[string]*csession),
+		expectFrom: make(map[string]uint64),
+		delivered:  make(map[string]*Delivery),
+		jobs:       make(map[string]*job),
+		busy:       make(map[string]int),
+		seen:       make(map[string]time.Time),
+		resolved:   make(map[string]time.Time),
+	}
+	c.keys = newKeyResolver(c)
+	return c, nil
+}
+
+// verifier returns the checks for a session's multicast resources: the
+// configured Verifier, requiring signatures with RequireSignature, and
+// resolving keys at the origin when signatures are required or the origin
+// lists keys (and the Verifier brings no resolver of its own).
+func (c *Client) verifier(ctx context.Context) *h3m.Verifier {
+	v := c.cfg.Verifier
+	keys := len(c.keys.listedIDs()) > 0
+	if !c.cfg.RequireSignature && !keys {
+		return v
+	}
+	nv := h3m.Verifier{}
+	if v != nil {
+		nv = *v
+	}
+	nv.RequireSignature = nv.RequireSignature || c.cfg.RequireSignature
+	if nv.Keys == nil {
+		nv.Keys = func(id string) (crypto.PublicKey, error) { return c.keys.resolve(ctx, id) }
+	}
+	return &nv
+}
+
+func setDefault[T int | int64 | time.Duration](p *T, v T) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
+// Run discovers the sessions and receives until ctx ends (or, with
+// ExitOnEnd, until everything has ended and is settled), then leaves every
+// session, waits for the requests in progress and returns nil. Discovery
+// failures are retried with back-off and logged. A Client runs once.
+func (c *Client) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		cancel()
+		return errors.New("client: client: Run called twice")
+	}
+	c.started = true
+	c.mu.Unlock()
+	defer func() {
+		cancel()
+		c.wg.Wait()
+		c.tr.Close()
+	}()
+
+	backoff := c.cfg.RepairBackoff
+	for {
+		d, err := c.describe(ctx)
+		if err == nil {
+			c.apply(ctx, d, true)
+			break
+		}
+		c.mu.Lock()
+		c.stats.DescriptionErrors++
+		c.mu.Unlock()
+		c.log.Warn("h3m discovery failed; retrying", "url", c.cfg.URL, "err", err)
+		if !sleep(ctx, jitter(backoff)) {
+			return nil
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+	c.wg.Add(1)
+	go c.pollLoop(ctx)
+
+	tick := time.NewTicker(max(min(c.cfg.FallbackAfter/4, 250*time.Millisecond), 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			c.monitor(ctx, time.Now())
+			if c.cfg.ExitOnEnd && c.finished() {
+				c.log.Info("every session ended and every resource is settled")
+				return nil
+			}
+		}
+	}
+}
+
+// describe reads the description with the client's own connection.
+func (c *Client) describe(ctx context.Context) (*wellknown.Description, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	return discover(ctx, c.hc, c.cfg.URL, time.Time{})
+}
+
+// describeSince reads the description with only the catalogue entries
+// pushed at or after the newest the client has. The origin lists its
+// entries in push order with push times that never go back (spec
+// unicast.md), so nothing added since the last read is older; the newest
+// entry comes back and merges away. The times compared are the origin's
+// own, so the clocks of client and origin need not agree, and a read costs
+// what was pushed since, not what was pushed in some interval. With no entry
+// yet, the read is whole.
+func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
+	c.mu.Lock()
+	var newest time.Time
+	for i := range c.catalog {
+		if p := c.catalog[i].Pushed; p.After(newest) {
+			newest = p
+		}
+	}
+	c.mu.Unlock()
+	if newest.IsZero() {
+		return c.describe(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	return discover(ctx, c.hc, c.cfg.URL, newest)
+}
+
+func (c *Client) pollLoop(ctx context.Context) {
+	defer c.wg.Done()
+	// Each wait is jittered (a random half to the whole of 1.5×CatalogPoll,
+	// CatalogPoll on average), so that receivers started together do not
+	// poll the server in step.
+	t := time.NewTimer(spread(c.cfg.CatalogPoll))
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.pollNow:
+		}
+		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		d, err := c.describeSince(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.mu.Lock()
+			c.stats.DescriptionErrors++
+			c.mu.Unlock()
+			level := slog.LevelWarn
+			if failing {
+				level = slog.LevelDebug // said already
+			}
+			failing = true
+			c.log.Log(ctx, level, "reading the h3m description failed; keeping the last one", "err", err)
+			continue
+		}
+		if failing {
+			c.log.Info("h3m description read again")
+			failing = false
+		}
+		c.apply(ctx, d, false)
+	}
+}
+
+// noteAltSvc looks at the Alt-Svc field of a unicast response: a session
+// the client does not know yet makes it read the description now.
+func (c *Client) noteAltSvc(h http.Header) {
+	vals := h.Values("Alt-Svc")
+	if len(vals) == 0 {
+		return
+	}
+	ads, _, err := altsvc.Parse(strings.Join(vals, ", "))
+	if err != nil {
+		c.log.Debug("ignoring a malformed Alt-Svc field on a response", "err", err)
+	}
+	c.mu.Lock()
+	unknown := false
+	for i := range ads {
+		if c.sessions[wellknown.SessionID(&ads[i])] == nil {
+			unknown = true
+		}
+	}
+	c.mu.Unlock()
+	if unknown {
+		select {
+		case c.pollNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deliver records a delivery unless its resource was already delivered;
+// it reports whether it did.
+func (c *Client) deliver(d *Delivery) bool {
+	d.Time = time.Now()
+	key := deliveryKey(d.Path, d.Header, d.Session, d.PushID)
+	c.mu.Lock()
+	if c.delivered[key] != nil {
+		c.stats.Duplicates++
+		c.mu.Unlock()
+		return false
+	}
+	c.delivered[key] = d
+	switch d.Via {
+	case ViaMulticast:
+		c.stats.Multicast++
+	case ViaRepair:
+		c.stats.Repaired++
+	case ViaFallback:
+		c.stats.Fallback++
+	}
+	c.stats.LostBytes += d.LostBytes
+	c.stats.RepairBytes += d.RepairBytes
+	c.stats.RepairWireBytes += d.RepairWireBytes
+	c.stats.FetchBytes += d.FetchBytes
+	c.recordLocked(d)
+	c.mu.Unlock()
+	c.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size, "repair_bytes", d.RepairBytes)
+	if c.cfg.OnResource != nil {
+		c.cfg.OnResource(*d)
+	}
+	return true
+}
+
+// giveUp records a resource that could not be delivered.
+func (c *Client) giveUp(d *Delivery) {
+	d.Time = time.Now()
+	c.mu.Lock()
+	c.stats.Failed++
+	c.recordLocked(d)
+	c.mu.Unlock()
+	c.log.Warn("resource given up", "path", d.Path, "err", d.Err)
+	if c.cfg.OnResource != nil {
+		c.cfg.OnResource(*d)
+	}
+}
+
+func (c *Client) recordLocked(d *Delivery) {
+	c.results = append(c.results, d)
+	if over := len(c.results) - c.cfg.MaxDeliveries; over > 0 {
+		for _, old := range c.results[:over] {
+			if old.Err == nil {
+				k := deliveryKey(old.Path, old.Header, old.Session, old.PushID)
+				if c.delivered[k] == old {
+					delete(c.delivered, k)
+				}
+			}
+		}
+		c.results = append(c.results[:0], c.results[over:]...)
+	}
+}
+
+// Resources returns the deliveries so far (and the resources given up), in
+// order.
+func (c *Client) Resources() []Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Delivery, len(c.results))
+	for i, d := range c.results {
+		out[i] = *d
+	}
+	return out
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.FallbackActive = c.fallback
+	return s
+}
+
+// InFallback reports whether the client is fetching everything over unicast
+// because multicast is not arriving.
+func (c *Client) InFallback() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fallback
+}
+
+// deliveryKey identifies a resource for deduplication: its path and ETag,
+// else its path and digest, else the push that carried it.
+func deliveryKey(path string, h http.Header, session string, pushID uint64) string {
+	if et := h.Get("Etag"); et != "" {
+		return path + "\x00" + et
+	}
+	if d := h.Get("Content-Digest"); d != "" {
+		return path + "\x00#" + d
+	}
+	if d := h.Get("Digest"); d != "" {
+		return path + "\x00#" + d
+	}
+	return path + "\x00@" + session + "/" + strconv.FormatUint(pushID, 10)
+}
+
+// entryKey is deliveryKey for a catalogue entry.
+func entryKey(e *wellknown.CatalogEntry) string {
+	h := http.Header{}
+	if e.ETag != "" {
+		h.Set("Etag", e.ETag)
+	}
+	if e.ContentDigest != "" {
+		h.Set("Content-Digest", e.ContentDigest)
+	}
+	if e.Digest != "" {
+		h.Set("Digest", e.Digest)
+	}
+	return deliveryKey(e.Path, h, e.Session, e.PushID)
+}
+
+// jitter returns a random duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// spread returns a random duration in [0, d).
+func spread(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resolve returns the URL of path on the origin.
+func (c *Client) resolve(path string) (string, error) {
+	u, err := url.Parse(c.origin.String() + path)
+	if err != nil {
+		return "", fmt.Errorf("client: path %q: %w", path, err)
+	}
+	return u.String(), nil
+}

@@ -1,0 +1,559 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/integrity"
+	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// ErrGivenUp is wrapped by Delivery.Err of a resource that kept getting bad
+// answers: nothing was delivered for it.
+var ErrGivenUp = errors.New("client: resource given up")
+
+// job gets one resource over unicast: a range repair of a multicast copy,
+// or a whole fetch.
+type job struct {
+	key    string
+	path   string
+	etag   string // the pushed or listed ETag ("" unknown)
+	repair bool   // range repair (false: whole fetch)
+	reason string
+
+	// The multicast copy (repair; for a fetch only a hint for Storage).
+	res      *h3m.Resource
+	verifier *h3m.Verifier // the session's checks, for a repaired copy
+	session  string
+	pushID   uint64
+	prof     h3m.Profile
+	header   http.Header // pushed fields
+	first    int64       // the copy's first representation byte
+	length   int64
+	total    int64 // representation size (-1 unknown)
+	// remaining are the representation ranges still to fetch.
+	remaining  []ranges.Range
+	reprDigest string // Repr-Digest of the repair responses
+
+	// expect holds digests a fetched body must match when its ETag is etag.
+	expect http.Header
+
+	d   Delivery // counters and problems so far
+	bad int
+}
+
+// attemptError classifies the failure of one attempt.
+type attemptError struct {
+	err        error
+	bad        bool // a wrong answer, not a network failure
+	retryAfter time.Duration
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+func transientErr(err error) error { return &attemptError{err: err} }
+func badErr(err error) error       { return &attemptError{err: err, bad: true} }
+
+func (c *Client) addJobLocked(j *job) {
+	c.jobs[j.key] = j
+	c.busy[j.path]++
+}
+
+// startRepair starts the range repair of an incomplete multicast resource
+// of cs, checked with verifier once repaired.
+func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Verifier, res *h3m.Resource, path string, h http.Header) {
+	key := deliveryKey(path, h, cs.id, res.PushID)
+	first, length, total := res.Span()
+	missing := res.Missing()
+	var lost uint64
+	for _, r := range missing {
+		lost += r.Len()
+	}
+	c.mu.Lock()
+	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
+		if c.delivered[key] != nil {
+			c.stats.Duplicates++
+		}
+		c.mu.Unlock()
+		discard(res.Body())
+		return
+	}
+	j := &job{
+		key: key, path: path, etag: h.Get("Etag"), repair: true, reason: "multicast lost bytes",
+		res: res, verifier: verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
+		first: first, length: length, total: total,
+		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
+	}
+	j.d.LostBytes = int64(lost)
+	j.d.RepairRanges = slices.Clone(j.remaining)
+	c.addJobLocked(j)
+	c.mu.Unlock()
+	c.log.Debug("repairing", "path", path, "session", cs.id, "push_id", res.PushID, "lost", lost, "ranges", len(j.remaining))
+	c.startJob(ctx, j)
+}
+
+// startFetch starts the whole fetch of a resource whose push failed.
+func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource, path string, h http.Header, why error) {
+	key := deliveryKey(path, h, cs.id, res.PushID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
+		return
+	}
+	j := &job{
+		key: key, path: path, etag: h.Get("Etag"), res: res, session: cs.id, pushID: res.PushID,
+		reason: fmt.Sprintf("multicast push failed: %v", why),
+	}
+	// The digests of a failed push are not trusted to check the unicast
+	// copy: the push may have failed because they were wrong.
+	c.addJobLocked(j)
+	c.startJob(ctx, j)
+}
+
+// startJob runs j on a goroutine of its own until it settles or ctx ends.
+func (c *Client) startJob(ctx context.Context, j *job) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runJob(ctx, j)
+	}()
+}
+
+// runJob runs a job to its end: attempts spread over [0, RepairDelay) at
+// first, then retried with jittered exponential back-off. Network failures
+// and transient statuses are retried while the client runs; bad answers
+// switch a repair to a whole fetch and are given up after MaxBadResponses.
+func (c *Client) runJob(ctx context.Context, j *job) {
+	settled := false
+	defer func() { c.finishJob(j, settled) }()
+	if !sleep(ctx, spread(c.cfg.RepairDelay)) {
+		return
+	}
+	backoff := c.cfg.RepairBackoff
+	for {
+		if j.etag != "" && c.isDelivered(j.path, j.etag) {
+			// Delivered meanwhile (the other session of a rollover).
+			if j.repair {
+				discard(j.res.Body())
+			}
+			settled = true
+			return
+		}
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		d, err := c.attempt(ctx, j)
+		<-c.sem
+		if err == nil {
+			if !c.deliver(d) {
+				discard(d.Body)
+			}
+			settled = true
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if len(j.d.Problems) < 32 {
+			j.d.Problems = append(j.d.Problems, unwrapAttempt(err))
+		}
+		var ae *attemptError
+		isBad := errors.As(err, &ae) && ae.bad
+		var wait time.Duration
+		if isBad {
+			j.bad++
+			c.mu.Lock()
+			c.stats.BadResponses++
+			c.mu.Unlock()
+			if j.bad >= c.cfg.MaxBadResponses {
+				c.log.Warn("bad unicast response; giving up", "path", j.path, "err", err)
+				if j.repair {
+					discard(j.res.Body())
+				}
+				d := j.d
+				d.Path, d.ETag, d.Session, d.PushID = j.path, j.etag, j.session, j.pushID
+				d.Err = fmt.Errorf("%w: %s: %d bad responses, the last: %w", ErrGivenUp, j.path, j.bad, unwrapAttempt(err))
+				c.giveUp(&d)
+				settled = true
+				return
+			}
+			if j.repair {
+				c.log.Warn("repair failed; fetching the resource whole", "path", j.path, "err", err)
+				discard(j.res.Body())
+				j.repair = false
+			} else {
+				c.log.Warn("bad unicast response; fetching again", "path", j.path, "err", err)
+			}
+			wait = jitter(c.cfg.RepairBackoff)
+		} else {
+			c.mu.Lock()
+			c.stats.RequestErrors++
+			c.mu.Unlock()
+			wait = jitter(backoff)
+			if ae != nil && ae.retryAfter > wait {
+				wait = min(ae.retryAfter, 4*c.cfg.MaxBackoff)
+			}
+			backoff = min(2*backoff, c.cfg.MaxBackoff)
+			level := slog.LevelInfo
+			if len(j.d.Problems) > 1 {
+				level = slog.LevelDebug // the first failure was logged
+			}
+			c.log.Log(ctx, level, "unicast request failed; retrying with back-off", "path", j.path, "in", wait.Round(time.Millisecond), "err", err)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func unwrapAttempt(err error) error {
+	if ae, ok := err.(*attemptError); ok {
+		return ae.err
+	}
+	return err
+}
+
+func (c *Client) isDelivered(path, etag string) bool {
+	h := http.Header{"Etag": {etag}}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.delivered[deliveryKey(path, h, "", 0)] != nil
+}
+
+func (c *Client) finishJob(j *job, settled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jobs[j.key] == j {
+		delete(c.jobs, j.key)
+	}
+	c.unbusyLocked(j.path)
+	if settled {
+		// The push is dealt with, whatever representation came (a repair
+		// may have met a newer one): its catalogue entry, which has the
+		// same key, is not fetched again.
+		c.resolved[j.key] = time.Now()
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	if j.repair {
+		return c.repairAttempt(ctx, j)
+	}
+	resp, err := c.get(ctx, j, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusErr(j.path, resp)
+	}
+	return c.readWhole(j, resp)
+}
+
+// get sends one GET for j.path.
+func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Response, error) {
+	u, err := c.resolve(j.path)
+	if err != nil {
+		return nil, badErr(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, badErr(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	j.d.Requests++
+	c.mu.Lock()
+	c.stats.Requests++
+	c.mu.Unlock()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, transientErr(fmt.Errorf("client: GET %s: %w", j.path, err))
+	}
+	c.noteAltSvc(resp.Header)
+	return resp, nil
+}
+
+// statusErr classifies a status the client did not expect: server errors,
+// 408 and 429 are transient (honouring Retry-After), the rest bad.
+func statusErr(path string, resp *http.Response) error {
+	err := &StatusError{Path: path, Code: resp.StatusCode, Status: resp.Status}
+	switch {
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests:
+		ae := &attemptError{err: err}
+		if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+			ae.retryAfter = time.Duration(s) * time.Second
+		}
+		return ae
+	}
+	return badErr(err)
+}
+
+// repairAttempt fetches the remaining missing ranges, at most MaxRanges
+// per request, writes them into the multicast copy and verifies it.
+func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
+	body := j.res.Body()
+	if body == nil {
+		return nil, badErr(fmt.Errorf("client: %s: the multicast copy has no body to repair", j.path))
+	}
+	for len(j.remaining) > 0 {
+		batch := j.remaining[:min(len(j.remaining), c.cfg.MaxRanges)]
+		whole, err := c.rangeRequest(ctx, j, body, batch)
+		if err != nil {
+			return nil, err
+		}
+		if whole != nil {
+			discard(body) // superseded by the whole resource
+			return whole, nil
+		}
+		j.remaining = j.remaining[len(batch):]
+	}
+	if err := j.verifier.Verify(j.res, j.prof); err != nil {
+		return nil, badErr(fmt.Errorf("client: %s: repaired resource: %w", j.path, err))
+	}
+	checked := j.header.Get("Digest") != "" || (j.header.Get("Content-Digest") != "" && j.first == 0 && j.length == j.total)
+	if j.reprDigest != "" && j.first == 0 && j.length == j.total {
+		if err := integrity.VerifyContentDigest(j.reprDigest, io.NewSectionReader(body, 0, j.length), nil); err != nil && !errors.Is(err, integrity.ErrNoSupportedDigest) {
+			return nil, badErr(fmt.Errorf("%w: unicast: %s: repaired resource: Repr-Digest: %w", h3m.ErrIntegrity, j.path, err))
+		}
+		checked = true
+	}
+	if c.cfg.RequireDigest && !checked {
+		return nil, badErr(fmt.Errorf("%w: unicast: %s: repaired resource carries no digest", h3m.ErrIntegrity, j.path))
+	}
+	d := j.d
+	d.Path, d.ETag, d.Via, d.Session, d.PushID = j.path, j.etag, ViaRepair, j.session, j.pushID
+	d.Status, d.Size, d.Header, d.Body = j.res.Response().Status, j.length, j.header, body
+	return &d, nil
+}
+
+// rangeRequest asks for batch with If-Range on the pushed ETag and writes
+// what comes back into body. A 206 must cover every range asked, with
+// parts inside the batch and of the pushed representation's size; a 200
+// (the server ignored Range, or the representation changed) is taken as
+// the whole resource and returned.
+func (c *Client) rangeRequest(ctx context.Context, j *job, body h3m.Body, batch []ranges.Range) (*Delivery, error) {
+	hdr := http.Header{"Range": {rangeHeader(batch)}}
+	if strongETag(j.etag) {
+		hdr.Set("If-Range", j.etag)
+	}
+	resp, err := c.get(ctx, j, hdr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+	case http.StatusOK:
+		return c.readWhole(j, resp)
+	case http.StatusRequestedRangeNotSatisfiable, http.StatusPreconditionFailed:
+		return nil, badErr(fmt.Errorf("%w: %s: asked %s, server answered %s", ErrRangeMismatch, j.path, hdr.Get("Range"), resp.Status))
+	default:
+		return nil, statusErr(j.path, resp)
+	}
+	if et := resp.Header.Get("Etag"); j.etag != "" && et != "" && et != j.etag {
+		return nil, badErr(fmt.Errorf("%w: %s: partial content of representation %s, asked %s", ErrRangeMismatch, j.path, et, j.etag))
+	}
+	cr := &countingReader{r: resp.Body}
+	resp.Body = io.NopCloser(cr)
+	span := batch[len(batch)-1].End - batch[0].Start
+	var covered ranges.Set
+	var wrote int64
+	var got []string
+	err = partialParts(resp, func(p rangePart) error {
+		got = append(got, fmt.Sprintf("%d-%d/%d", p.cr.First, p.cr.Last, p.cr.Complete))
+		if j.total >= 0 && p.cr.Complete != j.total {
+			return fmt.Errorf("%w: %s: asked %s of a %d-byte representation, got bytes %d-%d of %d", ErrRangeMismatch, j.path, hdr.Get("Range"), j.total, p.cr.First, p.cr.Last, p.cr.Complete)
+		}
+		n := p.cr.Last - p.cr.First + 1
+		if uint64(n) > span {
+			return fmt.Errorf("%w: %s: asked %s, got bytes %d-%d", ErrRangeMismatch, j.path, hdr.Get("Range"), p.cr.First, p.cr.Last)
+		}
+		buf := make([]byte, n)
+		if err := readPart(p, buf); err != nil {
+			return err
+		}
+		used := false
+		for _, r := range batch {
+			lo, hi := max(r.Start, uint64(p.cr.First)), min(r.End, uint64(p.cr.Last)+1)
+			if lo >= hi {
+				continue
+			}
+			used = true
+			if _, err := body.WriteAt(buf[lo-uint64(p.cr.First):hi-uint64(p.cr.First)], int64(lo)-j.first); err != nil {
+				return badErr(fmt.Errorf("client: %s: storing repaired bytes: %w", j.path, err))
+			}
+			wrote += int64(covered.Add(lo, hi))
+		}
+		if !used {
+			return fmt.Errorf("%w: %s: asked %s, got bytes %d-%d", ErrRangeMismatch, j.path, hdr.Get("Range"), p.cr.First, p.cr.Last)
+		}
+		return nil
+	})
+	j.d.RepairBytes += wrote
+	j.d.RepairWireBytes += cr.n
+	if err != nil {
+		var ae *attemptError
+		if errors.As(err, &ae) {
+			return nil, err
+		}
+		if errors.Is(err, ErrRangeMismatch) || errors.Is(err, ErrMalformedResponse) {
+			return nil, badErr(err)
+		}
+		return nil, transientErr(fmt.Errorf("client: %s: reading ranges: %w", j.path, err))
+	}
+	for _, r := range batch {
+		if !covered.Contains(r.Start, r.End) {
+			return nil, badErr(fmt.Errorf("%w: %s: asked %s, got %v", ErrRangeMismatch, j.path, hdr.Get("Range"), got))
+		}
+	}
+	if v := resp.Header.Get("Repr-Digest"); v != "" {
+		j.reprDigest = v
+	}
+	return nil, nil
+}
+
+// readWhole reads a 200 response into a new body and verifies it against
+// the digests it carries and, when it is the representation expected (same
+// ETag), against the expected digests.
+func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
+	size := resp.ContentLength
+	if size > c.cfg.MaxResourceSize {
+		return nil, badErr(fmt.Errorf("%w: unicast: %s: %d bytes, cap %d", h3m.ErrTooLarge, j.path, size, c.cfg.MaxResourceSize))
+	}
+	body, err := c.storage.NewBody(j.res, size)
+	if err != nil {
+		return nil, badErr(fmt.Errorf("client: %s: %w", j.path, err))
+	}
+	n, rerr, werr := copyAt(body, io.LimitReader(resp.Body, c.cfg.MaxResourceSize+1))
+	fail := func(err error) (*Delivery, error) {
+		discard(body)
+		return nil, err
+	}
+	switch {
+	case werr != nil:
+		return fail(badErr(fmt.Errorf("client: %s: storing the body: %w", j.path, werr)))
+	case rerr != nil:
+		return fail(transientErr(fmt.Errorf("client: %s: reading the body: %w", j.path, rerr)))
+	case n > c.cfg.MaxResourceSize:
+		return fail(badErr(fmt.Errorf("%w: unicast: %s: over %d bytes", h3m.ErrTooLarge, j.path, c.cfg.MaxResourceSize)))
+	case size >= 0 && n != size:
+		return fail(transientErr(fmt.Errorf("client: %s: body of %d bytes, content-length %d", j.path, n, size)))
+	}
+	h := resp.Header.Clone()
+	for k, v := range resp.Trailer {
+		h[k] = v
+	}
+	checked, err := verifyDigests(j.path, h, body, n, true)
+	if err != nil {
+		return fail(badErr(err))
+	}
+	etag := h.Get("Etag")
+	if j.expect != nil && j.etag != "" && etag == j.etag {
+		c2, err := verifyDigests(j.path, j.expect, body, n, true)
+		if err != nil {
+			return fail(badErr(fmt.Errorf("%w (the digest the catalogue lists)", err)))
+		}
+		checked = checked || c2
+	}
+	if c.cfg.RequireDigest && !checked {
+		return fail(badErr(fmt.Errorf("%w: unicast: %s: response carries no digest", h3m.ErrIntegrity, j.path)))
+	}
+	d := j.d
+	d.Path, d.ETag, d.Via, d.Session, d.PushID = j.path, etag, ViaFallback, j.session, j.pushID
+	d.Status, d.Size, d.Header, d.Body = resp.StatusCode, n, h, body
+	d.FetchBytes += n
+	return &d, nil
+}
+
+// verifyDigests checks every digest field of h over the n bytes of body:
+// Content-Digest (when the body is the whole content), Repr-Digest and
+// Digest. Fields whose algorithms are all unsupported are skipped. It
+// reports whether any digest was checked.
+func verifyDigests(path string, h http.Header, body io.ReaderAt, n int64, whole bool) (bool, error) {
+	checked := false
+	for _, f := range []struct {
+		name    string
+		content bool
+		verify  func(string, io.Reader, []string) error
+	}{
+		{integrity.FieldContentDigest, true, integrity.VerifyContentDigest},
+		{"Repr-Digest", false, integrity.VerifyContentDigest},
+		{integrity.FieldDigest, false, integrity.VerifyDigest},
+	} {
+		v := h.Get(f.name)
+		if v == "" || (f.content && !whole) {
+			continue
+		}
+		err := f.verify(v, io.NewSectionReader(body, 0, n), nil)
+		if errors.Is(err, integrity.ErrNoSupportedDigest) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: unicast: %s: %s: %w", h3m.ErrIntegrity, path, f.name, err)
+		}
+		checked = true
+	}
+	return checked, nil
+}
+
+// copyAt copies r into w from offset 0; rerr and werr say which side failed.
+func copyAt(w io.WriterAt, r io.Reader) (n int64, rerr, werr error) {
+	buf := make([]byte, 32<<10)
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			if _, werr = w.WriteAt(buf[:m], n); werr != nil {
+				return n, nil, werr
+			}
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return n, nil, nil
+		}
+		if err != nil {
+			return n, err, nil
+		}
+	}
+}
+
+// strongETag reports whether s is a strong entity tag (usable in If-Range).
+func strongETag(s string) bool {
+	return wellknown.ValidETag(s) && !strings.HasPrefix(s, "W/")
+}
+
+// truncate shortens a string read from the network for error messages and
+// logs.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

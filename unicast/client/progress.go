@@ -1,0 +1,45 @@
+package client
+
+import (
+	"sort"
+
+	"github.com/h3m-project/h3m/h3m"
+)
+
+// Progress is a resource being received over multicast.
+type Progress struct {
+	Path     string
+	Received int64 // body bytes arrived so far
+	Size     int64 // -1 until the response headers say
+}
+
+// InProgress lists the resources the joined sessions are receiving now,
+// largest first, for progress displays.
+func (c *Client) InProgress() []Progress {
+	c.mu.Lock()
+	var rcvs []*h3m.Receiver
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		if cs.rcv != nil {
+			rcvs = append(rcvs, cs.rcv)
+		}
+		cs.mu.Unlock()
+	}
+	c.mu.Unlock()
+	var out []Progress
+	for _, rcv := range rcvs {
+		for _, res := range rcv.Resources() {
+			if st, _ := res.State(); st != h3m.StateReceiving || res.Path() == "" {
+				continue
+			}
+			_, length, _ := res.Span()
+			var got int64
+			for _, r := range res.Received() {
+				got += int64(r.Len())
+			}
+			out = append(out, Progress{Path: res.Path(), Received: got, Size: length})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Size > out[j].Size })
+	return out
+}

@@ -1,0 +1,448 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/h3m-project/h3m/unicast/internal/trace"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// ErrSymmetricSession is the join error of a symmetric session when the
+// client requires asymmetric authentication.
+var ErrSymmetricSession = errors.New("client: refused: the session is symmetric and asymmetric authentication is required")
+
+// csession is the client's view of one multicast session. id, ad and
+// manifests never change; the rest is guarded by mu, which is taken after
+// Client.mu when both are held, and never while calling into the receiver
+// (whose event handler runs under the receiver's own lock and takes both).
+type csession struct {
+	id        string
+	ad        altsvc.Advertisement
+	manifests string // path of its manifests on the origin
+
+	mu    sync.Mutex
+	state wellknown.SessionState
+
+	activeSince time.Time // when the client learnt it is active
+	endedAt     time.Time // when the client learnt it ended
+
+	rcv      *h3m.Receiver
+	verifier *h3m.Verifier // the checks of its resources (repairs too)
+	refused  bool          // symmetric, and the client requires asymmetric
+	cancel   context.CancelFunc
+	joining  bool
+	leaving  bool
+	joinedAt time.Time
+	joinErr  error
+	probeAt  time.Time // next join attempt after a failure
+
+	packets    uint64 // transport packets counted at the last check
+	lastPacket time.Time
+
+	// lastEvent is when the receiver last reported progress (a promise, a
+	// push settled); maxPromised is the highest push ID promised
+	// (promised: any).
+	lastEvent   time.Time
+	maxPromised uint64
+	promised    bool
+
+	sawEnd bool // the receiver saw the session end
+	left   bool // left for good
+
+	inProgress map[uint64]string // push ID -> path of pushes being received
+}
+
+// sameSession compares the session parameters of two advertisements of one
+// session (ma may differ between responses).
+func sameSession(a, b *altsvc.Advertisement) bool {
+	x, y := *a, *b
+	x.MaxAge, x.HasMaxAge, x.Params = 0, false, nil
+	y.MaxAge, y.HasMaxAge, y.Params = 0, false, nil
+	return x.Equal(&y)
+}
+
+func (c *Client) setStateLocked(cs *csession, st wellknown.SessionState, now time.Time) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.state == st || cs.state == wellknown.StateEnded {
+		return
+	}
+	switch st {
+	case wellknown.StateActive:
+		cs.activeSince = now
+	case wellknown.StateEnded:
+		cs.endedAt = now
+		c.endAt = now
+	}
+	c.log.Info("h3m session state", "session", cs.id, "from", cs.state, "to", st)
+	cs.state = st
+}
+
+// join opens a multicast socket for cs and starts its receiver, which runs
+// until ctx ends or the session is left. A failure is retried every
+// ProbeInterval (the monitor treats it as missing multicast).
+func (c *Client) join(ctx context.Context, cs *csession) {
+	cs.mu.Lock()
+	if cs.left || cs.rcv != nil || ctx.Err() != nil {
+		cs.joining = false
+		cs.mu.Unlock()
+		return
+	}
+	cs.joining = true
+	cs.mu.Unlock()
+
+	fail := func(err error) {
+		cs.mu.Lock()
+		repeated := cs.joinErr != nil && cs.joinErr.Error() == err.Error()
+		cs.joining, cs.joinErr, cs.probeAt = false, err, time.Now().Add(c.cfg.ProbeInterval)
+		cs.mu.Unlock()
+		c.count(func(st *Stats) { st.JoinErrors++ })
+		level := slog.LevelWarn
+		if repeated {
+			level = slog.LevelDebug // said already; keep probing quietly
+		}
+		c.log.Log(ctx, level, "joining the multicast session failed; will retry", "session", cs.id, "in", c.cfg.ProbeInterval, "err", err)
+	}
+	p := cs.ad.Session
+	asym := p.HasExtension(manifest.ExtensionID)
+	if c.cfg.RequireAsymmetric && !asym {
+		cs.mu.Lock()
+		first := !cs.refused
+		cs.refused, cs.joining, cs.joinErr = true, false, fmt.Errorf("%w: session %s", ErrSymmetricSession, cs.id)
+		cs.probeAt = time.Now().Add(c.cfg.ProbeInterval)
+		cs.mu.Unlock()
+		if first {
+			c.count(func(st *Stats) { st.Refused++ })
+			c.log.Error("refusing to join a symmetric multicast session: asymmetric authentication is required (any receiver of a symmetric session can forge its packets); its resources will come over unicast",
+				"session", cs.id, "group", p.Group.String())
+		}
+		return
+	}
+	if len(c.keys.listedIDs()) > 0 {
+		// Resource signatures are checked on the receive path, which
+		// never waits for the network: have the keys before the pushes.
+		kctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		c.keys.prefetch(kctx)
+		cancel()
+	}
+	verifier := c.verifier(ctx)
+	conn, err := mcast.ListenReceiver(mcast.Config{Group: p.Group, Source: p.Source, Interface: c.cfg.Interface, RecvBuffer: c.cfg.RecvBuffer, Logger: c.log})
+	if err != nil {
+		fail(err)
+		return
+	}
+	rec := trace.Start(c.cfg.Tracer, p.SessionID)
+	tc := c.transportConfig()
+	tc.Tracer = rec
+	rcv, err := h3m.NewReceiver(conn, h3m.ReceiverConfig{
+		Session:         p,
+		Profile:         h3m.ProfileOf(&cs.ad),
+		Storage:         c.storage,
+		MaxResourceSize: c.cfg.MaxResourceSize,
+		PushTimeout:     c.cfg.PushTimeout,
+		Verifier:        verifier,
+		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
+		Transport:       tc,
+		Logger:          c.log,
+	})
+	if err != nil {
+		conn.Close()
+		trace.Close(rec)
+		fail(err)
+		return
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	cs.mu.Lock()
+	cs.rcv, cs.cancel, cs.joining, cs.joinErr, cs.verifier = rcv, cancel, false, nil, verifier
+	cs.joinedAt, cs.packets, cs.lastPacket = time.Now(), 0, time.Time{}
+	cs.mu.Unlock()
+	c.count(func(st *Stats) { st.Joins++ })
+	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
+	c.wg.Add(1)
+	var fetcher chan struct{} // closed when the manifest fetcher returns
+	if asym && c.cfg.Manifests != ManifestsOff {
+		c.wg.Add(1)
+		fetcher = make(chan struct{})
+		go func() {
+			defer close(fetcher)
+			c.runManifests(rctx, cs, rcv.Transport(), cs.manifests)
+		}()
+	}
+	go func() {
+		defer c.wg.Done()
+		err := rcv.Run(rctx)
+		cancel() // stops the manifest fetcher too
+		conn.Close()
+		if fetcher != nil {
+			<-fetcher // it hands the receiver manifests, which the trace records
+		}
+		trace.Close(rec)
+		c.receiverDone(ctx, cs, rcv, err)
+	}()
+}
+
+// transportConfig is what a session's transport receiver needs from the
+// client's configuration.
+func (c *Client) transportConfig() mquic.ReceiverConfig {
+	rc := mquic.ReceiverConfig{RequireAsymmetric: c.cfg.RequireAsymmetric}
+	if c.cfg.Manifests != ManifestsOff {
+		// Holes that a packet held for its manifest may fill wait for the
+		// manifest fetched over unicast.
+		rc.AuthReorderDelay = c.cfg.ManifestWait + manifestFetchTime
+	}
+	return rc
+}
+
+// receiverDone handles a receiver that returned; ctx is the client's.
+func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiver, err error) {
+	ended := false
+	select {
+	case <-rcv.Ended():
+		ended = true
+	default:
+	}
+	now := time.Now()
+	cs.mu.Lock()
+	if cs.rcv == rcv {
+		cs.rcv, cs.cancel = nil, nil
+	}
+	left := ended || cs.leaving
+	switch {
+	case left:
+		cs.sawEnd = cs.sawEnd || ended
+		cs.left = true
+	case ctx.Err() != nil:
+	default:
+		cs.probeAt = now.Add(c.cfg.ProbeInterval)
+		cs.joinErr = fmt.Errorf("receiver stopped: %w", err)
+	}
+	cs.mu.Unlock()
+	switch {
+	case left:
+		c.mu.Lock()
+		c.endAt = now
+		c.stats.Leaves++
+		c.mu.Unlock()
+		c.log.Info("left multicast session", "session", cs.id, "saw_end", ended)
+	case ctx.Err() != nil:
+	default:
+		c.log.Info("multicast receiver stopped; will join again", "session", cs.id, "err", err)
+	}
+}
+
+// onEvent handles the events of a session's receiver; ctx is the client's.
+// It runs on the receiver's goroutine, under the receiver's lock.
+func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
+	res := e.Resource
+	switch e.Kind {
+	case h3m.EventPromised:
+		path := res.Path()
+		cs.mu.Lock()
+		cs.lastEvent = time.Now()
+		if !cs.promised || res.PushID > cs.maxPromised {
+			cs.maxPromised, cs.promised = res.PushID, true
+		}
+		_, had := cs.inProgress[res.PushID]
+		if !had {
+			cs.inProgress[res.PushID] = path
+		}
+		cs.mu.Unlock()
+		if !had {
+			c.mu.Lock()
+			c.busy[path]++
+			c.mu.Unlock()
+		}
+		return
+	case h3m.EventSessionEnd:
+		c.log.Info("multicast session ended (connection: close)", "session", cs.id)
+		return
+	case h3m.EventComplete, h3m.EventIncomplete, h3m.EventFailed:
+	default:
+		return
+	}
+	cs.mu.Lock()
+	cs.lastEvent = time.Now()
+	path, ok := cs.inProgress[res.PushID]
+	if ok {
+		delete(cs.inProgress, res.PushID)
+	}
+	verifier := cs.verifier
+	cs.mu.Unlock()
+	if ok {
+		c.mu.Lock()
+		c.unbusyLocked(path)
+		c.mu.Unlock()
+	}
+	if path == "" {
+		path = res.Path()
+	}
+	if path == "" || path == h3m.EndPath {
+		return // a promise lost: the catalogue names the resource
+	}
+	var h http.Header
+	if resp := res.Response(); resp != nil {
+		h = resp.Header.Clone()
+		for k, v := range res.Trailer() {
+			h[k] = v
+		}
+	}
+	switch e.Kind {
+	case h3m.EventComplete:
+		_, length, _ := res.Span()
+		d := &Delivery{
+			Path: path, ETag: h.Get("Etag"), Via: ViaMulticast, Session: cs.id, PushID: res.PushID,
+			Status: res.Response().Status, Size: length, Header: h, Body: res.Body(),
+		}
+		if !c.deliver(d) {
+			discard(res.Body())
+		}
+	case h3m.EventIncomplete:
+		c.startRepair(ctx, cs, verifier, res, path, h)
+	case h3m.EventFailed:
+		_, why := res.State()
+		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", why)
+		c.startFetch(ctx, cs, res, path, h, why)
+	}
+}
+
+func (c *Client) unbusyLocked(path string) {
+	if c.busy[path]--; c.busy[path] <= 0 {
+		delete(c.busy, path)
+	}
+}
+
+// count updates the client's counters.
+func (c *Client) count(f func(*Stats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
+
+// monitor runs periodically: it leaves ended sessions, rejoins those whose
+// join failed or whose receiver stopped, and switches fallback on when an
+// active session brings no packet for FallbackAfter (off when packets come
+// back).
+func (c *Client) monitor(ctx context.Context, now time.Time) {
+	var leave []context.CancelFunc
+	var rejoin []*csession
+	type check struct {
+		cs  *csession
+		rcv *h3m.Receiver
+	}
+	var checks []check
+	c.mu.Lock()
+	sessions := make([]*csession, 0, len(c.sessions))
+	for _, cs := range c.sessions {
+		sessions = append(sessions, cs)
+	}
+	c.mu.Unlock()
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		switch {
+		case cs.left:
+		case cs.state == wellknown.StateEnded:
+			if cs.rcv != nil && !cs.leaving && now.Sub(cs.endedAt) >= c.cfg.EndDrain {
+				cs.leaving = true
+				leave = append(leave, cs.cancel)
+			}
+			if cs.rcv == nil && !cs.joining {
+				cs.left = true
+			}
+		default:
+			if cs.rcv == nil && !cs.joining && !cs.sawEnd && !now.Before(cs.probeAt) {
+				cs.joining = true
+				rejoin = append(rejoin, cs)
+			}
+			if cs.rcv != nil {
+				checks = append(checks, check{cs, cs.rcv})
+			}
+		}
+		cs.mu.Unlock()
+	}
+	// The receivers' counters are read with no lock of ours held: their
+	// event handlers take ours.
+	packets := make([]uint64, len(checks))
+	for i, ch := range checks {
+		packets[i] = ch.rcv.Transport().Stats().Packets
+	}
+	for i, ch := range checks {
+		ch.cs.mu.Lock()
+		if ch.cs.rcv == ch.rcv && packets[i] > ch.cs.packets {
+			ch.cs.packets, ch.cs.lastPacket = packets[i], now
+		}
+		ch.cs.mu.Unlock()
+	}
+	want := false
+	var why string
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		if w, reason := cs.missingLocked(now, c.cfg.FallbackAfter); w {
+			want, why = true, reason
+		}
+		cs.mu.Unlock()
+	}
+	var starts []*job
+	c.mu.Lock()
+	if want != c.fallback {
+		c.fallback = want
+		if want {
+			c.stats.FallbackEntered++
+			c.log.Warn("multicast is not arriving: falling back to unicast", "why", why)
+			starts = c.catalogJobsLocked(now)
+		} else {
+			c.log.Info("multicast is back: leaving fallback")
+		}
+	}
+	c.mu.Unlock()
+	for _, cancel := range leave {
+		cancel()
+	}
+	for _, cs := range rejoin {
+		c.join(ctx, cs)
+	}
+	for _, j := range starts {
+		c.startJob(ctx, j)
+	}
+}
+
+// missingLocked reports whether multicast of an active session is missing
+// at now: not joined (a first join in progress does not count; a failed or
+// stopped one does, retries included), or no packet for fallbackAfter.
+func (cs *csession) missingLocked(now time.Time, fallbackAfter time.Duration) (bool, string) {
+	if cs.left || cs.sawEnd || cs.state != wellknown.StateActive {
+		return false, ""
+	}
+	if cs.rcv == nil {
+		if cs.joinErr != nil || !cs.joining {
+			return true, fmt.Sprintf("session %s not joined: %v", cs.id, cs.joinErr)
+		}
+		return false, ""
+	}
+	ref := cs.lastPacket
+	for _, t := range []time.Time{cs.activeSince, cs.joinedAt} {
+		if t.After(ref) {
+			ref = t
+		}
+	}
+	if now.Sub(ref) >= fallbackAfter {
+		return true, fmt.Sprintf("no packet of session %s for %v", cs.id, now.Sub(ref).Round(time.Millisecond))
+	}
+	return false, ""
+}
+
+func discard(b h3m.Body) {
+	if b != nil {
+		_ = b.Discard()
+	}
+}

@@ -1,0 +1,84 @@
+package origin
+
+import (
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// Defaults of Catalog.
+const (
+	DefaultCatalogEntries = 1024
+	DefaultCatalogAge     = 10 * time.Minute
+)
+
+// Catalog is the bounded list of recently pushed resources that the server
+// publishes in its well-known description. The zero value is ready to use
+// and its methods are safe for concurrent use.
+type Catalog struct {
+	// MaxEntries caps the entries kept (oldest dropped first); 0 means
+	// DefaultCatalogEntries.
+	MaxEntries int
+	// MaxAge drops entries pushed longer ago than this; 0 means
+	// DefaultCatalogAge.
+	MaxAge time.Duration
+
+	mu      sync.Mutex
+	entries []wellknown.CatalogEntry // in push order
+}
+
+// Add records a push. Entries keep the order they were added in, and their
+// push times never go back along it: an entry pushed earlier than the one
+// before it (pushes that finished out of order, or the clock stepped back)
+// takes that one's time, so that a reader asking for what was pushed at or
+// after the newest entry it has misses nothing added since.
+func (c *Catalog) Add(e wellknown.CatalogEntry) {
+	if e.Pushed.IsZero() {
+		e.Pushed = time.Now()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.entries); n > 0 && e.Pushed.Before(c.entries[n-1].Pushed) {
+		e.Pushed = c.entries[n-1].Pushed
+	}
+	c.entries = append(c.entries, e)
+	c.pruneLocked(time.Now())
+}
+
+// List returns the entries still in the catalogue, oldest first.
+func (c *Catalog) List() []wellknown.CatalogEntry {
+	if c == nil {
+		return nil
+	}
+	return c.listAt(time.Now())
+}
+
+func (c *Catalog) listAt(now time.Time) []wellknown.CatalogEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(now)
+	return append([]wellknown.CatalogEntry(nil), c.entries...)
+}
+
+func (c *Catalog) pruneLocked(now time.Time) {
+	limit := c.MaxEntries
+	if limit <= 0 {
+		limit = DefaultCatalogEntries
+	}
+	age := c.MaxAge
+	if age <= 0 {
+		age = DefaultCatalogAge
+	}
+	drop := max(len(c.entries)-limit, 0)
+	for drop < len(c.entries) && now.Sub(c.entries[drop].Pushed) > age {
+		drop++
+	}
+	if drop > 0 {
+		// Copy down rather than reslice so the backing array does not grow
+		// without bound.
+		n := copy(c.entries, c.entries[drop:])
+		clear(c.entries[n:])
+		c.entries = c.entries[:n]
+	}
+}

@@ -1,0 +1,4 @@
+package origin
+
+// TestManifests is testManifests for the external tests.
+var TestManifests = testManifests

@@ -1,0 +1,99 @@
+package origin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Config configures an Origin.
+type Config struct {
+	// Dir is the folder served over unicast and pushed over multicast.
+	// Required.
+	Dir string
+	// Addr is the UDP address of the unicast server, e.g. "127.0.0.1:4433";
+	// it is also the :authority of the pushes.
+	Addr string
+	// TLSConfig holds the server's certificate (LoadOrCreateCertificate).
+	TLSConfig *tls.Config
+	// QUICConfig tunes the server's QUIC connections (Server.QUICConfig).
+	QUICConfig *quic.Config
+	// Digests are the digest algorithms of the Content-Digest and Digest
+	// fields, served and pushed (nil: SHA-256).
+	Digests []string
+	// Publisher configures the multicast side: Interface, TTL, Signer,
+	// Asymmetric, Rollover, Sender, Tracer... New sets its Files,
+	// Authority, Digests, Sessions, Catalog, Manifests and Keys, and its
+	// Logger when nil.
+	Publisher PublisherConfig
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Origin is a folder served over unicast HTTP/3 and pushed over multicast,
+// as "h3m serve" runs it: a Server and a Publisher sharing one FileServer
+// and the four registries the server publishes.
+//
+// Run the server (Server.ListenAndServe), start a session
+// (Publisher.Start with NewSession's advertisement), push (PushFile),
+// then end the session (Publisher.Close), keep the server up a while for
+// the receivers' repairs, and Close.
+type Origin struct {
+	Server    *Server
+	Publisher *Publisher
+	Files     *FileServer
+	Sessions  *Sessions
+	Catalog   *Catalog
+	Manifests *Manifests
+	Keys      *Keys
+}
+
+// New wires an origin for cfg. The server is not listening yet and no
+// session runs.
+func New(cfg Config) (*Origin, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("origin: Addr is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	files, err := NewFileServer(cfg.Dir, cfg.Digests...)
+	if err != nil {
+		return nil, err
+	}
+	o := &Origin{Files: files, Sessions: &Sessions{}, Catalog: &Catalog{}, Manifests: &Manifests{}, Keys: &Keys{}}
+	o.Server = &Server{
+		Addr: cfg.Addr, Handler: files, TLSConfig: cfg.TLSConfig, QUICConfig: cfg.QUICConfig,
+		Sessions: o.Sessions, Catalog: o.Catalog, Manifests: o.Manifests, Keys: o.Keys, Logger: cfg.Logger,
+	}
+	pc := cfg.Publisher
+	pc.Files, pc.Authority, pc.Digests = files, cfg.Addr, cfg.Digests
+	pc.Sessions, pc.Catalog, pc.Manifests, pc.Keys = o.Sessions, o.Catalog, o.Manifests, o.Keys
+	if pc.Logger == nil {
+		pc.Logger = cfg.Logger
+	}
+	if o.Publisher, err = NewPublisher(pc); err != nil {
+		files.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// URL is the https URL receivers are given (the server's address as
+// listened on, once it listens).
+func (o *Origin) URL() string {
+	addr := o.Server.Addr
+	if a := o.Server.LocalAddr(); a != nil {
+		addr = a.String()
+	}
+	return "https://" + addr + "/"
+}
+
+// Close ends the running session (Publisher.Close), stops the server and
+// releases the folder.
+func (o *Origin) Close(ctx context.Context) error {
+	return errors.Join(o.Publisher.Close(ctx), o.Server.Close(), o.Files.Close())
+}

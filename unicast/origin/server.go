@@ -1,0 +1,325 @@
+package origin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/internal/trace"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// Server is the unicast HTTP/3 server of h3m: it serves Handler (by
+// default the files under Root) over quic-go's HTTP/3 with TLS, advertises
+// the live sessions of Sessions in an Alt-Svc field on every response, and
+// describes Sessions and Catalog at wellknown.Path. It also serves the signed
+// manifests of asymmetric sessions (wellknown.ManifestsPath) and the public keys of
+// resource signatures (wellknown.KeysPath).
+//
+// Session keys are in the Alt-Svc field and the description, so both are
+// only ever sent over TLS: ServeHTTP leaves them out of any request that did
+// not come over TLS.
+type Server struct {
+	// Addr is the UDP address to listen on, e.g. "127.0.0.1:4433".
+	Addr string
+	// Handler serves everything but wellknown.Path. Nil means a FileServer
+	// over Root.
+	Handler http.Handler
+	// Root is the directory served when Handler is nil.
+	Root string
+	// TLSConfig must hold a certificate (see LoadOrCreateCertificate).
+	TLSConfig *tls.Config
+	// QUICConfig tunes the QUIC connections; nil means quic-go's defaults,
+	// with qlog traces of every connection under $QLOGDIR when that is set
+	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer).
+	QUICConfig *quic.Config
+	// Sessions are the sessions to advertise; nil advertises none.
+	Sessions *Sessions
+	// Catalog lists recently pushed resources; nil lists none.
+	Catalog *Catalog
+	// Manifests holds the signed manifests of asymmetric sessions, served
+	// at wellknown.ManifestsPath; nil serves none.
+	Manifests *Manifests
+	// Keys are the public keys of resource signatures, served at wellknown.KeysPath
+	// and listed in the description; nil publishes none.
+	Keys *Keys
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	h3      *http3.Server
+	conn    net.PacketConn // opened by ListenAndServe
+	files   *FileServer
+	handler http.Handler
+	closed  bool
+}
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Close.
+var ErrServerClosed = http.ErrServerClosed
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// setup builds the HTTP/3 server once.
+func (s *Server) setup() (*http3.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrServerClosed
+	}
+	if s.h3 != nil {
+		return s.h3, nil
+	}
+	if s.TLSConfig == nil || (len(s.TLSConfig.Certificates) == 0 && s.TLSConfig.GetCertificate == nil && s.TLSConfig.GetConfigForClient == nil) {
+		return nil, errors.New("origin: server: TLSConfig with a certificate is required")
+	}
+	if _, err := s.handlerLocked(); err != nil {
+		return nil, err
+	}
+	qc := s.QUICConfig
+	if qc == nil {
+		if tracer := trace.DirTracer(); tracer != nil {
+			qc = &quic.Config{Tracer: tracer}
+		}
+	}
+	s.h3 = &http3.Server{
+		Addr:       s.Addr,
+		TLSConfig:  http3.ConfigureTLSConfig(s.TLSConfig.Clone()),
+		QUICConfig: qc,
+		Handler:    s,
+		Logger:     s.Logger,
+	}
+	return s.h3, nil
+}
+
+// handlerLocked returns the content handler, opening Root the first time.
+func (s *Server) handlerLocked() (http.Handler, error) {
+	if s.handler != nil {
+		return s.handler, nil
+	}
+	if s.Handler != nil {
+		s.handler = s.Handler
+		return s.handler, nil
+	}
+	if s.Root == "" {
+		return nil, errors.New("origin: server: neither Handler nor Root is set")
+	}
+	fsrv, err := NewFileServer(s.Root)
+	if err != nil {
+		return nil, err
+	}
+	s.files, s.handler = fsrv, fsrv
+	return s.handler, nil
+}
+
+// ListenAndServe listens on Addr (UDP) and serves until ctx ends or Close
+// is called; then it returns nil.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if s.Addr == "" {
+		return errors.New("origin: server: Addr is required")
+	}
+	conn, err := net.ListenPacket("udp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("origin: server: %w", err)
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	err = s.Serve(conn)
+	if errors.Is(err, ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Serve serves HTTP/3 on conn until Close. Close does not close a conn
+// given here.
+func (s *Server) Serve(conn net.PacketConn) error {
+	h3, err := s.setup()
+	if err != nil {
+		return err
+	}
+	s.logger().Info("unicast server listening", "addr", conn.LocalAddr().String())
+	return h3.Serve(conn)
+}
+
+// Close stops the server: open connections are closed at once. The socket
+// ListenAndServe opened is closed too.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	h3, conn, files := s.h3, s.conn, s.files
+	s.mu.Unlock()
+	var errs []error
+	if h3 != nil {
+		errs = append(errs, h3.Close())
+	}
+	if conn != nil {
+		errs = append(errs, conn.Close())
+	}
+	if files != nil {
+		errs = append(errs, files.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// LocalAddr returns the address ListenAndServe listens on (nil before).
+func (s *Server) LocalAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+// ServeHTTP handles one request: the Alt-Svc field, the well-known
+// description, and Handler for everything else. It can also be mounted on
+// an HTTPS (TCP) server; over plain HTTP it never sends session keys.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	handler, herr := s.handlerLocked()
+	s.mu.Unlock()
+	secure := r.TLS != nil
+	if secure {
+		if v := s.Sessions.AltSvc(time.Now()); v != "" {
+			w.Header().Set("Alt-Svc", v)
+		}
+	}
+	switch {
+	case r.URL.Path == wellknown.Path:
+		s.serveDescription(w, r, secure)
+		return
+	case strings.HasPrefix(r.URL.Path, wellknown.ManifestsPath+"/"):
+		s.serveManifests(w, r, secure)
+		return
+	case strings.HasPrefix(r.URL.Path, wellknown.KeysPath+"/"):
+		s.serveKey(w, r, secure)
+		return
+	}
+	if herr != nil {
+		s.logger().Error("unicast server has no content handler", "err", herr)
+		http.Error(w, "no content", http.StatusInternalServerError)
+		return
+	}
+	handler.ServeHTTP(w, r)
+}
+
+func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure bool) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !secure {
+		http.Error(w, "the h3m description carries session keys and is only served over TLS", http.StatusForbidden)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	d := s.description()
+	if v := r.URL.Query().Get(wellknown.ResourcesAfterParam); v != "" {
+		after, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			http.Error(w, wellknown.ResourcesAfterParam+": want an RFC 3339 time", http.StatusBadRequest)
+			return
+		}
+		// Only what was pushed since: receivers poll often, and the whole
+		// catalogue each time would cost more than the content.
+		kept := d.Resources[:0]
+		for _, e := range d.Resources {
+			if !e.Pushed.Before(after) {
+				kept = append(kept, e)
+			}
+		}
+		d.Resources, d.ResourcesAfter = kept, after
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		s.logger().Error("describing sessions", "err", err)
+		http.Error(w, "cannot describe the sessions", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Add("Vary", "Accept-Encoding")
+	if len(b) > 1024 && acceptsGzip(r) {
+		// Catalogues repeat their keys and session IDs: gzip takes them
+		// to a fraction, and receivers poll every second.
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(b)
+		zw.Close()
+		b = zb.Bytes()
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(b)
+}
+
+// describe builds the document for the current sessions and catalogue.
+func describe(sessions *Sessions, catalog *Catalog) *wellknown.Description {
+	d := &wellknown.Description{Version: wellknown.Version, Sessions: []wellknown.SessionInfo{}, Resources: []wellknown.CatalogEntry{}}
+	if sessions != nil {
+		for _, s := range sessions.List() {
+			d.Sessions = append(d.Sessions, wellknown.SessionInfo{
+				ID: s.ID, State: s.State, AltSvc: s.Advertisement.String(),
+				Successor: s.Successor, Predecessor: s.Predecessor,
+				Announced: s.Announced, Started: s.Started, Ended: s.Ended, Expires: s.Expires,
+			})
+		}
+	}
+	if catalog != nil {
+		d.Resources = append(d.Resources, catalog.List()...)
+	}
+	return d
+}
+
+// description is the document the server serves: describe, with the
+// manifest paths and the keys.
+func (s *Server) description() *wellknown.Description {
+	d := describe(s.Sessions, s.Catalog)
+	for i := range d.Sessions {
+		if s.Manifests.Has(d.Sessions[i].ID) {
+			d.Sessions[i].Manifests = wellknown.ManifestPath(d.Sessions[i].ID)
+		}
+	}
+	d.Keys = s.Keys.List()
+	return d
+}
+
+// acceptsGzip reports whether the request accepts the gzip content coding.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			name, q, _ := strings.Cut(strings.TrimSpace(c), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+				return true
+			}
+		}
+	}
+	return false
+}
