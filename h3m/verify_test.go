@@ -267,17 +267,7 @@ func TestVerificationNeverBlocksIntake(t *testing.T) {
 	c := capture(t, h3m.Profile{}, h3m.PusherConfig{Digests: []string{"SHA-256"}}, slow, fast)
 	store := newReadCounting()
 	store.gate, store.inRead = make(chan struct{}), make(chan struct{}, 64)
-	completed := make(chan string, 4)
-	conn := mcasttest.Receiver(t, c.params.Group) // idle: the packets are fed by hand
-	r := c.receiver(t, h3m.ReceiverConfig{Storage: store, OnEvent: func(e h3m.Event) {
-		if e.Kind == h3m.EventComplete || e.Kind == h3m.EventFailed {
-			completed <- e.Resource.Path()
-		}
-	}}, conn)
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- r.Run(ctx) }()
-	waitRunning(t, r)
+	r, completed, stop := c.run(t, h3m.ReceiverConfig{Storage: store})
 
 	split := c.afterFin(t, 3) // /slow is on stream 3, /fast on 7
 	c.feed(r, c.pkts[:split], nil)
@@ -295,10 +285,7 @@ func TestVerificationNeverBlocksIntake(t *testing.T) {
 			t.Fatalf("%s: %v %v", res.Path(), st, err)
 		}
 	}
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // TestVerifyAfterRepairReadsFromTheFirstLoss: a push that lost a packet is
@@ -364,11 +351,30 @@ func TestTrailerDigestsWithoutAnnouncement(t *testing.T) {
 	}
 }
 
-// waitRunning waits until Run has started r's worker.
-func waitRunning(t *testing.T, r *h3m.Receiver) {
+// run starts a receiver of the captured session with Run, on an idle
+// socket (the test feeds the packets by hand), once its workers run. It
+// returns the paths of the pushes as they settle, and stop, which ends Run.
+func (c *captured) run(t *testing.T, rc h3m.ReceiverConfig) (r *h3m.Receiver, settled <-chan string, stop func()) {
 	t.Helper()
+	ch := make(chan string, 16)
+	rc.OnEvent = func(e h3m.Event) {
+		if e.Kind == h3m.EventComplete || e.Kind == h3m.EventFailed || e.Kind == h3m.EventIncomplete {
+			ch <- e.Resource.Path()
+		}
+	}
+	r = c.receiver(t, rc, mcasttest.Receiver(t, c.params.Group))
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
 	for !h3m.ReceiverRunning(r) {
 		runtime.Gosched()
+	}
+	return r, ch, func() {
+		t.Helper()
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -414,18 +420,7 @@ func TestDigestBacklogFallsBackToReadBack(t *testing.T) {
 		return nil, errors.New("no such key")
 	}
 	store := newReadCounting()
-	completed := make(chan string, 4)
-	conn := mcasttest.Receiver(t, c.params.Group) // idle: the packets are fed by hand
-	r := c.receiver(t, h3m.ReceiverConfig{Storage: store, Verifier: &h3m.Verifier{Keys: keys},
-		OnEvent: func(e h3m.Event) {
-			if e.Kind == h3m.EventComplete || e.Kind == h3m.EventFailed {
-				completed <- e.Resource.Path()
-			}
-		}}, conn)
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- r.Run(ctx) }()
-	waitRunning(t, r)
+	r, completed, stop := c.run(t, h3m.ReceiverConfig{Storage: store, Verifier: &h3m.Verifier{Keys: keys}})
 
 	split := c.afterFin(t, 3)
 	c.feed(r, c.pkts[:split], nil)
@@ -451,8 +446,5 @@ func TestDigestBacklogFallsBackToReadBack(t *testing.T) {
 	if st, err := byPath["/signed"].State(); st != h3m.StateFailed || !errors.Is(err, h3m.ErrIntegrity) {
 		t.Fatalf("/signed: %v %v", st, err)
 	}
-	cancel()
-	if err := <-runErr; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
