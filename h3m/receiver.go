@@ -467,7 +467,10 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 	if res.body != nil {
 		r.queueLocked(&r.slowQ, workItem{body: res.body})
 	}
-	r.queueBlockLocked(res) // its blocks return to the pool once hashed
+	if b := res.digests.block; b != nil { // a failed push needs no digests
+		res.digests.block = nil
+		r.freeBlockLocked(b)
+	}
 	res.mu.Unlock()
 	r.settleLocked(res)
 	r.stats.Failed++
