@@ -3,6 +3,7 @@ package h3m_test
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,5 +43,124 @@ func TestDirStorage(t *testing.T) {
 	}
 	if _, err := fb.WriteAt(make([]byte, 10), 995); !errors.Is(err, h3m.ErrTooLarge) {
 		t.Fatalf("write over the cap: %v", err)
+	}
+}
+
+// TestFileBodyKeepsEveryWrite writes a body in packet-sized pieces — in
+// order, with gaps filled later, overwrites and reads in between — through
+// a small write buffer, and compares every read and the committed file
+// with what was written.
+func TestFileBodyKeepsEveryWrite(t *testing.T) {
+	const size = 300_000
+	for _, buf := range []int{-1, 1, 5000, 64 << 10, h3m.DefaultWriteBuffer} {
+		dir := t.TempDir()
+		b, err := h3m.DirStorage{Dir: dir, WriteBuffer: buf}.NewBody(nil, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb := b.(*h3m.FileBody)
+		rng := rand.New(rand.NewPCG(uint64(buf+2), 7))
+		want := make([]byte, size)
+		write := func(off, n int) {
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			if k, err := fb.WriteAt(p, int64(off)); err != nil || k != n {
+				t.Fatalf("buffer %d: write %d at %d: %d %v", buf, n, off, k, err)
+			}
+			copy(want[off:], p)
+		}
+		check := func() {
+			off, n := rng.IntN(size-1000), 1+rng.IntN(1000)
+			got := make([]byte, n)
+			if _, err := fb.ReadAt(got, int64(off)); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want[off:off+n]) {
+				t.Fatalf("buffer %d: read %d at %d differs", buf, n, off)
+			}
+		}
+		var gaps [][2]int
+		for off := 0; off < size; {
+			n := min(1100+rng.IntN(60), size-off)
+			switch r := rng.IntN(100); {
+			case r < 5:
+				gaps = append(gaps, [2]int{off, n}) // lost: repaired later
+			case r < 8:
+				write(off, n)
+				write(off+n/2, n/2) // overwritten at once
+			default:
+				write(off, n)
+			}
+			if rng.IntN(50) == 0 {
+				check()
+			}
+			off += n
+		}
+		for _, g := range gaps {
+			write(g[0], g[1])
+			check()
+		}
+		final := filepath.Join(dir, "out")
+		if err := fb.Commit(final); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(final)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("buffer %d: committed file differs (%v)", buf, err)
+		}
+	}
+}
+
+// TestFileBodyWritesWholePages: contiguous packet-sized writes reach the
+// file in page-aligned pieces, the rest held until a read or commit needs
+// it; Discard drops it and removes the file.
+func TestFileBodyWritesWholePages(t *testing.T) {
+	dir := t.TempDir()
+	const size = 100_000
+	b, err := h3m.DirStorage{Dir: dir, WriteBuffer: 10_000}.NewBody(nil, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := b.(*h3m.FileBody)
+	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	onDisk := func() []byte {
+		got, err := os.ReadFile(fb.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	written := 0
+	for written+1100 <= 50_000 {
+		fb.WriteAt(body[written:written+1100], int64(written))
+		written += 1100
+	}
+	disk := onDisk()
+	held := 0
+	for held < written && disk[written-1-held] == 0 {
+		held++
+	}
+	flushed := written - held
+	if flushed == 0 || flushed%4096 != 0 || held >= 10_000 || !bytes.Equal(disk[:flushed], body[:flushed]) {
+		t.Fatalf("after %d bytes: %d on disk (want whole pages), %d held", written, flushed, held)
+	}
+	got := make([]byte, written)
+	if _, err := fb.ReadAt(got, 0); err != nil || !bytes.Equal(got, body[:written]) {
+		t.Fatalf("read back: %v", err)
+	}
+	if !bytes.Equal(onDisk()[:written], body[:written]) {
+		t.Fatal("a read did not write the bytes held")
+	}
+	fb.WriteAt(body[written:written+500], int64(written))
+	if err := fb.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fb.Name()); !os.IsNotExist(err) {
+		t.Fatalf("discarded body left its file: %v", err)
+	}
+	if _, err := fb.WriteAt([]byte("x"), 0); err == nil {
+		t.Fatal("write after discard accepted")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -24,26 +25,8 @@ func newOracle(t testing.TB, params mquic.Params, all, dropped [][]byte) *oracle
 	t.Helper()
 	o := &oracle{streams: map[uint64][]byte{}, dropped: map[uint64]*ranges.Set{}}
 	decode := func(pkts [][]byte, f func(sf wire.StreamFrame)) {
-		prot, err := params.Protector()
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, p := range pkts {
-			_, payload, err := prot.Open(append([]byte(nil), p...), 1+len(params.SessionID), params.PNLen(), 0, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var fr wire.Frame
-			for len(payload) > 0 {
-				n, err := wire.ParseFrame(payload, &fr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				payload = payload[n:]
-				if fr.Type.IsStream() {
-					f(fr.Stream)
-				}
-			}
+			streamFrames(t, params, p, f)
 		}
 	}
 	decode(all, func(sf wire.StreamFrame) {
@@ -190,7 +173,8 @@ func TestLossReportsMissingBodyRanges(t *testing.T) {
 		t.Run(fmt.Sprintf("data-offset=%v", dataOffset), func(t *testing.T) {
 			s := newSession(t, sessionOpts{
 				dataOffset: dataOffset, loss: 0.05, record: true, rate: 300_000_000,
-				receiver: h3m.ReceiverConfig{PushTimeout: 2e9},
+				receiver: h3m.ReceiverConfig{PushTimeout: time.Hour}, // settled by stop
+
 			})
 			var pushes []*h3m.Push
 			for i := range 60 {
@@ -200,7 +184,7 @@ func TestLossReportsMissingBodyRanges(t *testing.T) {
 			}
 			s.pushAll(pushes)
 			s.lossy.SetRate(0) // the end of the session must get through
-			s.finish()
+			s.stop()
 			s.mu.Lock()
 			all := s.wrote
 			s.mu.Unlock()

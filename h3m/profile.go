@@ -4,14 +4,11 @@ import (
 	"github.com/h3m-project/h3m/h3m/altsvc"
 )
 
-// ExperimentDataOffset is the protocol-id label of sessions whose bodies
-// travel in DATA_WITH_OFFSET frames (draft §5.5, draft-hurst).
-const ExperimentDataOffset = "data-offset"
-
 // Profile is what a pusher and a receiver must agree on beyond the
 // transport parameters: the HTTP-level session parameters.
 type Profile struct {
-	// DataOffset selects DATA_WITH_OFFSET frames for bodies.
+	// DataOffset selects DATA_WITH_OFFSET frames for bodies: the session's
+	// protocol-id carries altsvc.ExperimentDataOffset.
 	DataOffset bool
 	// DigestAlgorithms and SignatureAlgorithms are the advertised sets
 	// (nil: unrestricted).
@@ -22,7 +19,7 @@ type Profile struct {
 // ProfileOf returns the profile an advertisement describes.
 func ProfileOf(ad *altsvc.Advertisement) Profile {
 	return Profile{
-		DataOffset:          ad.HasExperiment(ExperimentDataOffset),
+		DataOffset:          ad.HasExperiment(altsvc.ExperimentDataOffset),
 		DigestAlgorithms:    ad.DigestAlgorithms,
 		SignatureAlgorithms: ad.SignatureAlgorithms,
 	}

@@ -6,9 +6,8 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -93,59 +92,67 @@ func TestAbandonedPushAndCaps(t *testing.T) {
 	}
 }
 
-// slowReader delays every read a little, so pushes overlap.
-type slowReader struct {
-	r      io.Reader
-	active *atomic.Int32
-	peak   *atomic.Int32
-	begun  bool
+// gate counts the push bodies being read at once and holds each body's
+// first read until the session's limit of them is reached, so that the
+// test sees the limit reached whatever the scheduling.
+type gate struct {
+	mu                  sync.Mutex
+	active, peak, limit int
+	full                chan struct{} // closed once active reaches limit
+	fullClosed          bool
 }
 
-func (s *slowReader) Read(p []byte) (int, error) {
-	if !s.begun {
-		s.begun = true
-		n := s.active.Add(1)
-		for {
-			old := s.peak.Load()
-			if n <= old || s.peak.CompareAndSwap(old, n) {
-				break
-			}
+// gatedReader is a push body that reports to a gate.
+type gatedReader struct {
+	r     io.Reader
+	g     *gate
+	begun bool
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	g := r.g
+	if !r.begun {
+		r.begun = true
+		g.mu.Lock()
+		g.active++
+		g.peak = max(g.peak, g.active)
+		if g.active == g.limit && !g.fullClosed {
+			g.fullClosed = true
+			close(g.full)
 		}
+		g.mu.Unlock()
+		<-g.full
 	}
-	time.Sleep(time.Millisecond)
-	n, err := s.r.Read(p)
+	n, err := r.r.Read(p)
 	if err == io.EOF {
-		s.active.Add(-1)
+		g.mu.Lock()
+		g.active--
+		g.mu.Unlock()
 	}
 	return n, err
 }
 
+// TestMaxConcurrentResources pushes 40 resources at once in a session that
+// allows 16 in progress: 16 bodies are read at once, never more.
 func TestMaxConcurrentResources(t *testing.T) {
 	s := newSession(t, sessionOpts{})
-	var active, peak atomic.Int32
-	var pushes []*h3m.Push
+	limit := int(s.params.MaxConcurrentResources)
+	g := &gate{limit: limit, full: make(chan struct{})}
+	var wg sync.WaitGroup
 	for range 40 {
 		p := bytesPush("/p", make([]byte, 5000))
-		p.Body = &slowReader{r: p.Body, active: &active, peak: &peak}
-		pushes = append(pushes, p)
+		p.Body = &gatedReader{r: p.Body, g: g}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.pusher.Push(context.Background(), p); err != nil {
+				t.Error(err)
+			}
+		}()
 	}
-	done := make(chan struct{})
-	go func() {
-		var wg = make(chan struct{}, len(pushes))
-		for _, p := range pushes {
-			go func() {
-				s.pusher.Push(context.Background(), p)
-				wg <- struct{}{}
-			}()
-		}
-		for range pushes {
-			<-wg
-		}
-		close(done)
-	}()
-	<-done
-	if got := peak.Load(); got > int32(s.params.MaxConcurrentResources) || got < 2 {
-		t.Fatalf("peak concurrent pushes %d, session allows %d", got, s.params.MaxConcurrentResources)
+	wg.Wait()
+	if g.peak != limit {
+		t.Fatalf("peak concurrent pushes %d, session allows %d", g.peak, limit)
 	}
 	s.finish()
 }
@@ -164,14 +171,8 @@ func TestCancelPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.snd.Flush()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.resource("/cancelled") == nil || func() bool { st, _ := s.resource("/cancelled").State(); return st == h3m.StateReceiving }() {
-		if time.Now().After(deadline) {
-			t.Fatal("cancel not seen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if st, err := s.resource("/cancelled").State(); st != h3m.StateFailed || !errors.Is(err, h3m.ErrCancelled) {
+	res := s.await("/cancelled", h3m.EventFailed)
+	if st, err := res.State(); st != h3m.StateFailed || !errors.Is(err, h3m.ErrCancelled) {
 		t.Fatalf("%v %v", st, err)
 	}
 }

@@ -83,7 +83,9 @@ type PusherConfig struct {
 }
 
 // Pusher pushes HTTP resources over a multicast QUIC session. Its methods
-// are safe for concurrent use.
+// are safe for concurrent use. It has no goroutine of its own: Push
+// packetizes on its caller's goroutine into the mquic.Sender, which its
+// owner runs and closes; Close ends the session at the HTTP layer.
 type Pusher struct {
 	snd *mquic.Sender
 	cfg PusherConfig
@@ -202,13 +204,9 @@ func (p *Pusher) push(ctx context.Context, pushID uint64, push *Push) (*PushResu
 		if req.Header == nil {
 			req.Header = http.Header{}
 		}
-		last := push.Range.First + push.ContentLength - 1
-		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", push.Range.First, last))
-		total := "*"
-		if push.Range.Complete >= 0 {
-			total = strconv.FormatInt(push.Range.Complete, 10)
-		}
-		resp.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%s", push.Range.First, last, total))
+		cr := h3frame.ContentRange{First: push.Range.First, Last: push.Range.First + push.ContentLength - 1, Complete: push.Range.Complete}
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", cr.First, cr.Last))
+		resp.Header.Set("Content-Range", cr.String())
 	}
 	if resp.Status == 0 {
 		resp.Status = http.StatusOK
@@ -295,10 +293,7 @@ func (p *Pusher) push(ctx context.Context, pushID uint64, push *Push) (*PushResu
 		trailer.Set("Digest", hasher.Digest())
 		trailer.Set("Content-Digest", hasher.ContentDigest())
 		if p.cfg.Signer != nil {
-			merged := resp.Header.Clone()
-			for k, v := range trailer {
-				merged[k] = v
-			}
+			merged := h3frame.MergeTrailer(resp.Header, trailer)
 			if err := p.sign(&req, &h3frame.Response{Status: resp.Status, Header: merged}, trailer); err != nil {
 				return nil, p.abandon(st, pushID, err)
 			}

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -70,7 +72,9 @@ type ReceiverConfig struct {
 	// Verifier checks digests and signatures of completed resources; nil
 	// means digests are checked when present and signatures are not.
 	Verifier *Verifier
-	// OnEvent receives events, in order, on a goroutine of its own.
+	// OnEvent receives events, in order and one at a time, on a goroutine
+	// that Run starts, with no lock of the Receiver held (it may call back
+	// into it). Events are delivered only while Run runs.
 	OnEvent func(Event)
 	// Transport tunes the transport receiver (its Params and Handler are
 	// set by the Receiver).
@@ -93,12 +97,34 @@ type ReceiverStats struct {
 }
 
 // Receiver receives the pushes of one session and turns them into resources.
+//
+// A Receiver is run by Run, which starts its goroutines and returns when
+// they have ended:
+//   - the packet path: the transport receiver reads the socket and calls the
+//     stream parsers, which place body bytes, settle pushes that lost bytes
+//     or failed, and hand the rest to the workers (HandlePacket does the same
+//     on its caller's goroutine);
+//   - Run's own goroutine, which settles the pushes that went quiet;
+//   - two workers for what must never hold up the packet path (spec/http.md,
+//     "Receive path"): one hashes body bytes as they arrive in order, on
+//     another core, and then checks each push that arrived whole from those
+//     digests and its signatures; the other checks the pushes whose body
+//     must be read back (it did not arrive in order, or its digests came in
+//     unannounced trailers) and removes discarded bodies. Without Run,
+//     HandlePacket does this work once the transport has released its lock;
+//   - the goroutine that calls OnEvent.
 type Receiver struct {
-	cfg  ReceiverConfig
-	log  *slog.Logger
-	tr   *mquic.Receiver
-	maxF int
+	cfg     ReceiverConfig
+	log     *slog.Logger
+	tr      *mquic.Receiver
+	maxF    int
+	running atomic.Bool // Run's workers do the off-path work
 
+	// Lock order: the transport receiver's lock (held while it calls the
+	// stream parsers) → mu → Resource.mu. Body methods are called with
+	// Resource.mu held or with no lock; a body's digests have a lock of
+	// their own, taken with no other held. Nothing that reads or hashes a
+	// whole body runs under any of these locks.
 	mu        sync.Mutex
 	pushes    map[uint64]*Resource // by push ID
 	active    map[uint64]*Resource // the pushes still receiving
@@ -112,6 +138,30 @@ type Receiver struct {
 	maxPushID uint64
 	events    []Event
 	evWake    chan struct{}
+	// Work off the packet path, for two workers. digestQ, in order: blocks
+	// of body bytes to hash (digests.go) and the checks of pushes that
+	// arrived whole and in order, which need nothing more. slowQ: checks
+	// that read a body back, and bodies to discard, which must not hold up
+	// the others.
+	digestQ, slowQ workQueue
+	verifying      int // pushes queued or being checked
+	digestQueued   int // bytes in blocks for the worker, queued or gathering
+	freeBlocks     [][]byte
+}
+
+// workQueue is the work of one worker.
+type workQueue struct {
+	items  []workItem
+	wake   chan struct{}
+	queued atomic.Bool // items may be waiting: set with Receiver.mu held
+}
+
+// workItem is one piece of work: hash block into res's digests, check res
+// (no block), or discard body.
+type workItem struct {
+	res   *Resource
+	block []byte
+	body  Body
 }
 
 // NewReceiver creates a receiver for the session reading from conn (see
@@ -145,6 +195,8 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
 	}
+	r.digestQ.wake = make(chan struct{}, 1)
+	r.slowQ.wake = make(chan struct{}, 1)
 	tc := cfg.Transport
 	tc.Params = cfg.Session
 	tc.Handler = r
@@ -162,8 +214,16 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 // Transport returns the transport receiver (for its statistics).
 func (r *Receiver) Transport() *mquic.Receiver { return r.tr }
 
-// HandlePacket feeds one datagram, as if read from the socket.
-func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) { r.tr.HandlePacket(pkt, src) }
+// HandlePacket feeds one datagram, as if read from the socket. When Run is
+// not running, the work the datagram left for off the packet path (see
+// Receiver) is then done on the caller's goroutine, with no lock held.
+func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
+	r.tr.HandlePacket(pkt, src)
+	if !r.running.Load() {
+		r.work(&r.digestQ)
+		r.work(&r.slowQ)
+	}
+}
 
 // Stats returns the HTTP-level counters.
 func (r *Receiver) Stats() ReceiverStats {
@@ -189,7 +249,8 @@ func (r *Receiver) Ended() <-chan struct{} { return r.endedCh }
 
 // Run receives until ctx ends (nil), the session ends (nil), or the
 // transport fails or times out (ErrIdleTimeout). Pushes still in progress
-// when it returns are reported incomplete or failed.
+// when it returns are reported incomplete or failed; it returns once every
+// push that arrived whole is verified and every event is delivered.
 func (r *Receiver) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -199,6 +260,18 @@ func (r *Receiver) Run(ctx context.Context) error {
 		defer wg.Done()
 		r.dispatch(ctx)
 	}()
+	r.running.Store(true)
+	defer r.running.Store(false)
+	// The digest worker's last checks may queue discards for the slow
+	// worker, so it stops first.
+	var stops, dones [2]chan struct{}
+	for i, q := range []*workQueue{&r.digestQ, &r.slowQ} {
+		stops[i], dones[i] = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(dones[i])
+			r.worker(q, stops[i])
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.tr.Run(ctx) }()
 	tick := time.NewTicker(min(r.cfg.PushTimeout/4, 250*time.Millisecond))
@@ -219,10 +292,73 @@ loop:
 	}
 	r.tr.Flush()
 	r.finishAll()
+	for i := range stops {
+		close(stops[i])
+		<-dones[i]
+	}
 	cancel()
 	wg.Wait()
 	r.flushEvents()
 	return err
+}
+
+// worker does the work of q until stop is closed and q is empty.
+func (r *Receiver) worker(q *workQueue, stop <-chan struct{}) {
+	for {
+		r.work(q)
+		select {
+		case <-q.wake:
+		case <-stop:
+			r.work(q)
+			return
+		}
+	}
+}
+
+// work does the queued off-path work in order, holding no lock while it
+// hashes, reads or removes a body.
+func (r *Receiver) work(q *workQueue) {
+	for q.queued.Load() {
+		r.mu.Lock()
+		if len(q.items) == 0 {
+			q.queued.Store(false)
+			r.mu.Unlock()
+			return
+		}
+		w := q.items[0]
+		q.items[0] = workItem{}
+		q.items = q.items[1:]
+		r.mu.Unlock()
+		switch {
+		case w.body != nil:
+			_ = w.body.Discard()
+		case w.block != nil:
+			hashBlock(w.res, w.block)
+			r.mu.Lock()
+			r.freeBlockLocked(w.block)
+			r.mu.Unlock()
+		default:
+			err := r.cfg.Verifier.Verify(w.res, r.cfg.Profile)
+			r.mu.Lock()
+			r.verifying--
+			r.settleCheckedLocked(w.res, err)
+			r.mu.Unlock()
+		}
+		// Hand the processor over between pieces of work: packet intake,
+		// if it waits for one, gets it within a block's hashing instead of
+		// a whole scheduling slice.
+		runtime.Gosched()
+	}
+}
+
+// queueLocked hands w to the worker of q.
+func (r *Receiver) queueLocked(q *workQueue, w workItem) {
+	q.items = append(q.items, w)
+	q.queued.Store(true)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // dispatch delivers events in order on its own goroutine, so handlers may
@@ -273,7 +409,7 @@ func (r *Receiver) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 		}
 		return r.stream0
 	}
-	return &pushParser{r: r, s: s}
+	return &pushParser{r: r, s: s, quietSince: time.Now()}
 }
 
 // resourceLocked returns the resource of pushID, creating it.
@@ -302,10 +438,8 @@ func (r *Receiver) settleLocked(res *Resource) {
 	r.settled = append(r.settled, res.PushID)
 }
 
-// promise handles a PUSH_PROMISE.
-func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// promiseLocked handles a PUSH_PROMISE.
+func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	res := r.resourceLocked(pushID)
 	res.mu.Lock()
 	if res.request != nil {
@@ -320,24 +454,22 @@ func (r *Receiver) promise(pushID uint64, req *h3frame.Request) {
 	r.emitLocked(EventPromised, res)
 }
 
-// cancel handles CANCEL_PUSH.
-func (r *Receiver) cancelPush(pushID uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := r.resourceLocked(pushID)
-	r.failLocked(res, ErrCancelled)
-}
-
-// failLocked marks res failed and reports it (once).
+// failLocked marks res failed and reports it (once). A push that arrived
+// whole and waits for its verification is past failing this way. The body
+// is discarded off the packet path.
 func (r *Receiver) failLocked(res *Resource, err error) {
 	res.mu.Lock()
-	if res.state != StateReceiving {
+	if res.state != StateReceiving || res.verifying {
 		res.mu.Unlock()
 		return
 	}
 	res.state, res.err = StateFailed, err
 	if res.body != nil {
-		_ = res.body.Discard()
+		r.queueLocked(&r.slowQ, workItem{body: res.body})
+	}
+	if b := res.digests.block; b != nil { // a failed push needs no digests
+		res.digests.block = nil
+		r.freeBlockLocked(b)
 	}
 	res.mu.Unlock()
 	r.settleLocked(res)
@@ -348,9 +480,9 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 }
 
 // checkEndLocked ends the session once a response carried connection: close
-// and no push is still in progress.
+// and no push is still in progress or being verified.
 func (r *Receiver) checkEndLocked() {
-	if r.ending == nil || r.ended {
+	if r.ending == nil || r.ended || r.verifying > 0 {
 		return
 	}
 	for _, res := range r.active {
@@ -367,19 +499,21 @@ func (r *Receiver) checkEndLocked() {
 }
 
 // expire reports pushes that went quiet for PushTimeout, and promises
-// whose push stream never came.
+// whose push stream never came. It runs on every tick of Run: a push stream
+// the transport called since the last tick starts its quiet time anew.
 func (r *Receiver) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, res := range r.active { // only pushes still receiving
 		pp := res.parser
-		if pp == nil {
+		switch {
+		case pp == nil:
 			if now.Sub(res.since) >= r.cfg.PushTimeout {
 				r.failLocked(res, ErrPushLost)
 			}
-			continue
-		}
-		if now.Sub(pp.lastData) >= r.cfg.PushTimeout {
+		case pp.heard:
+			pp.heard, pp.quietSince = false, now
+		case now.Sub(pp.quietSince) >= r.cfg.PushTimeout:
 			r.finishPushLocked(pp, false)
 		}
 	}
@@ -416,15 +550,15 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 		res.length = n
 	}
 	if resp.Status == http.StatusPartialContent {
-		first, last, complete, err := parseContentRange(resp.Header.Get("Content-Range"))
+		cr, err := h3frame.ParseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedPush, err)
+			return fmt.Errorf("%w: %w", ErrMalformedPush, err)
 		}
-		res.first, res.complete = first, complete
+		res.first, res.complete = cr.First, cr.Complete
 		if res.length < 0 {
-			res.length = last - first + 1
-		} else if res.length != last-first+1 {
-			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, last-first+1)
+			res.length = cr.Len()
+		} else if res.length != cr.Len() {
+			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, cr.Len())
 		}
 	} else if res.length >= 0 {
 		res.complete = res.length
@@ -435,6 +569,7 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 		return err
 	}
 	res.body = body
+	res.digests.h = newHasher(resp.Header, resp.Status, r.cfg.Profile)
 	return nil
 }
 
@@ -449,31 +584,8 @@ func hasToken(values []string, token string) bool {
 	return false
 }
 
-// parseContentRange parses "bytes first-last/complete" (complete may be *).
-func parseContentRange(v string) (first, last, complete int64, err error) {
-	rest, ok := strings.CutPrefix(v, "bytes ")
-	if !ok {
-		return 0, 0, 0, fmt.Errorf("content-range %q: not a byte range", v)
-	}
-	span, total, ok := strings.Cut(rest, "/")
-	a, b, ok2 := strings.Cut(span, "-")
-	if !ok || !ok2 {
-		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
-	}
-	first, err1 := strconv.ParseInt(a, 10, 64)
-	last, err2 := strconv.ParseInt(b, 10, 64)
-	complete = -1
-	var err3 error
-	if total != "*" {
-		complete, err3 = strconv.ParseInt(total, 10, 64)
-	}
-	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || (complete >= 0 && last >= complete) {
-		return 0, 0, 0, fmt.Errorf("content-range %q: malformed", v)
-	}
-	return first, last, complete, nil
-}
-
-// finishPushLocked settles a push whose stream ended (fin) or went quiet.
+// finishPushLocked settles a push whose stream ended (fin) or went quiet
+// (expire, finishAll).
 func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	res := pp.res
 	if res == nil {
@@ -487,8 +599,9 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	}
 	switch {
 	case !promised:
-		// Not promised (yet): the promise may still come; expire decides.
-		if !fin && time.Since(pp.lastData) >= r.cfg.PushTimeout {
+		// Not promised (yet): the promise may still come until the push
+		// stream has been quiet for PushTimeout (expire).
+		if !fin {
 			r.stats.UnpromisedPush++
 			r.failLocked(res, ErrPromiseLost)
 		}
@@ -519,6 +632,7 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	if len(missing) > 0 {
 		res.mu.Lock()
 		res.state = StateIncomplete
+		r.queueBlockLocked(res) // the digests of the bytes before the first loss, for Verify
 		res.mu.Unlock()
 		r.settleLocked(res)
 		r.stats.Incomplete++
@@ -526,15 +640,44 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		r.checkEndLocked()
 		return
 	}
-	if err := r.cfg.Verifier.verify(res, r.cfg.Profile); err != nil {
-		r.failLocked(res, err)
-		return
-	}
+	// Every byte arrived: the digest worker checks the push once it has
+	// hashed the blocks queued before, unless the check must read the body
+	// back (the slow worker's).
 	res.mu.Lock()
-	res.state = StateComplete
+	res.verifying = true
+	q := &r.digestQ
+	if !res.digestsWillCover() {
+		q = &r.slowQ
+	}
+	r.queueBlockLocked(res)
+	res.mu.Unlock()
+	delete(r.active, res.PushID)
+	r.verifying++
+	r.queueLocked(q, workItem{res: res})
+}
+
+// settleCheckedLocked settles a push that arrived whole once its checks
+// ended: complete, or failed with err.
+func (r *Receiver) settleCheckedLocked(res *Resource, err error) {
+	res.mu.Lock()
+	res.verifying = false
+	if err != nil {
+		res.state, res.err = StateFailed, err
+		r.stats.Failed++
+		r.log.Debug("push failed its checks", "push_id", res.PushID, "path", res.request.Path, "err", err)
+	} else {
+		res.state = StateComplete
+		r.stats.Complete++
+	}
+	if err != nil && res.body != nil {
+		r.queueLocked(&r.slowQ, workItem{body: res.body})
+	}
 	res.mu.Unlock()
 	r.settleLocked(res)
-	r.stats.Complete++
-	r.emitLocked(EventComplete, res)
+	if err != nil {
+		r.emitLocked(EventFailed, res)
+	} else {
+		r.emitLocked(EventComplete, res)
+	}
 	r.checkEndLocked()
 }

@@ -63,6 +63,9 @@ type Resource struct {
 	PushID   uint64
 	StreamID uint64
 
+	// mu is the last lock of the order mquic.Receiver → Receiver.mu →
+	// Resource.mu: the Receiver takes it under its own lock; methods
+	// called from outside take it alone.
 	mu       sync.Mutex
 	request  *h3frame.Request
 	response *h3frame.Response
@@ -76,6 +79,12 @@ type Resource struct {
 	complete      int64 // representation size, -1 unknown
 	received      ranges.Set
 	close         bool // the response carried "connection: close"
+	// digests are the body's digests, computed as its bytes arrive in
+	// order (verify.go).
+	digests bodyDigests
+	// verifying: every byte arrived and the checks wait for the
+	// Receiver's worker; the push can no longer fail otherwise.
+	verifying bool
 
 	// Owned by the Receiver (under its lock).
 	parser *pushParser
@@ -166,7 +175,11 @@ func (r *Resource) ConnectionClose() bool {
 }
 
 // Body is where a received body goes: written at offsets relative to the
-// start of the push's span, read back for verification and use.
+// start of the push's span, read back for verification and use. The
+// Receiver calls WriteAt on the packet path, with its locks held, about once
+// per packet: it must not wait for a disk (DirStorage gathers writes in
+// memory and never syncs there). ReadAt and Discard are called off the
+// packet path.
 type Body interface {
 	io.WriterAt
 	io.ReaderAt
@@ -177,7 +190,8 @@ type Body interface {
 // Storage creates the bodies of received resources.
 type Storage interface {
 	// NewBody returns the body for res; size is its content length, or -1
-	// when unknown.
+	// when unknown. The Receiver calls it on the packet path, with its
+	// locks held, when a push's response arrives.
 	NewBody(res *Resource, size int64) (Body, error)
 }
 
@@ -252,18 +266,6 @@ func (b *MemoryBody) Discard() error {
 	b.buf = nil
 	b.mu.Unlock()
 	return nil
-}
-
-// fieldsHeader turns regular field lines into an http.Header.
-func fieldsHeader(fields []h3frame.Field) http.Header {
-	h := make(http.Header, len(fields))
-	for _, f := range fields {
-		if len(f.Name) > 0 && f.Name[0] == ':' {
-			continue
-		}
-		h.Add(f.Name, f.Value)
-	}
-	return h
 }
 
 func sortByPushID(rs []*Resource) {

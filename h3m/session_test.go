@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -31,6 +30,7 @@ type testSession struct {
 	rcv    *h3m.Receiver
 
 	mu     sync.Mutex
+	cond   *sync.Cond // on mu, broadcast on every event
 	events []h3m.Event
 	byPath map[string]*h3m.Resource
 	wrote  [][]byte // every packet sent, when recording
@@ -63,6 +63,7 @@ func newSession(t testing.TB, o sessionOpts) *testSession {
 		params.PeakFlowRate = o.rate
 	}
 	s := &testSession{t: t, params: params, prof: h3m.Profile{DataOffset: o.dataOffset}, byPath: map[string]*h3m.Resource{}, record: o.record}
+	s.cond = sync.NewCond(&s.mu)
 	rconn := mcasttest.Receiver(t, group)
 	s.sconn = mcasttest.Sender(t, group)
 	s.lossy = mcasttest.NewLossy(s.sconn, o.loss, 42)
@@ -118,22 +119,50 @@ func (s *testSession) onEvent(e h3m.Event) {
 	if p := e.Resource.Path(); p != "" {
 		s.byPath[p] = e.Resource
 	}
+	s.cond.Broadcast()
 }
 
-// finish ends the session and waits for the receiver to see the end.
+// await waits until an event of kind has been reported for path.
+func (s *testSession) await(path string, kind h3m.EventKind) *h3m.Resource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		for _, e := range s.events {
+			if e.Kind == kind && e.Resource.Path() == path {
+				return e.Resource
+			}
+		}
+		s.cond.Wait()
+	}
+}
+
+// finish ends the session and waits for the receiver to see the end (the
+// test binary's timeout catches a receiver that never does).
 func (s *testSession) finish() {
 	s.t.Helper()
 	if err := s.pusher.Close(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
 	s.snd.Close()
-	select {
-	case err := <-s.runErr:
-		if err != nil {
-			s.t.Fatalf("receiver: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		s.t.Fatal("receiver did not see the session end")
+	if err := <-s.runErr; err != nil {
+		s.t.Fatalf("receiver: %v", err)
+	}
+}
+
+// stop ends the session, waits until the receiver has received its last
+// push, then stops the receiver, which settles every push still in
+// progress as it does when a push times out. Tests of loss use it so that
+// no outcome depends on how long a push went quiet.
+func (s *testSession) stop() {
+	s.t.Helper()
+	if err := s.pusher.Close(context.Background()); err != nil {
+		s.t.Fatal(err)
+	}
+	s.snd.Close()
+	s.await(h3m.EndPath, h3m.EventComplete)
+	s.cancel()
+	if err := <-s.runErr; err != nil {
+		s.t.Fatalf("receiver: %v", err)
 	}
 }
 

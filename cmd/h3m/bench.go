@@ -30,7 +30,13 @@ The large phase pushes one resource (1 GiB by default) paced at --large-rate
 The asym phase compares a symmetric and an asymmetric session (signed
 manifests of packet digests) in the same run, paced at --asym-rate and then
 unpaced, prints the throughput ratio and what hashing, signing and verifying
-cost per packet.` + peersHelp,
+cost per packet.
+
+The pause phase times the receiver's socket reads while a 256 MiB push with
+SHA-256 and SHA-512 digests completes and is verified, followed by a 64 MiB
+push, paced at 1 Gbit/s: the longest time the socket was not read, against
+what one digest pass over the body takes (the pause of verifying on the
+packet path).` + peersHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -43,7 +49,7 @@ cost per packet.` + peersHelp,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large or all (the loopback phases), or peers (h3m against UFTP)")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pause or all (the loopback phases), or peers (h3m against UFTP)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
@@ -82,8 +88,10 @@ cost per packet.` + peersHelp,
 				default:
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
-				if what != "transport" && what != "http" && what != "asym" && what != "large" && what != "all" {
-					return usagef("--what %q: want transport, http, asym, large, all or peers", what)
+				switch what {
+				case "transport", "http", "asym", "large", "pause", "all":
+				default:
+					return usagef("--what %q: want transport, http, asym, large, pause, all or peers", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -125,6 +133,15 @@ cost per packet.` + peersHelp,
 						if !r.Intact {
 							return fmt.Errorf("the large transfer did not arrive intact")
 						}
+					}
+					// The intake pause once, with the last technique.
+					if (what == "pause" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+17))
+						r, err := bench.Pause(ctx, o)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
 					}
 					fmt.Fprintln(e.stdout)
 				}

@@ -30,7 +30,9 @@
 //     without, as the draft's example does.
 //   - extensions and its singular spelling extension (the IANA section's)
 //     are both read; odd-length values get a 0 nibble in front.
-//   - secret is this project's experiment parameter (DESIGN.md §3.2).
+//   - secret is this project's experiment parameter: the key form in which
+//     packet keys are derived from one secret as QUIC derives 1-RTT keys
+//     (spec/transport.md, "Keys and packet protection").
 //   - Experiment labels may contain dashes: known labels (data-offset) are
 //     taken whole and runs of other words form one label.
 package altsvc
@@ -71,7 +73,7 @@ const (
 	ParamCipherSuite            = "cipher-suite"
 	ParamKey                    = "key"
 	ParamIV                     = "iv"
-	ParamSecret                 = "secret" // this project's experiment (DESIGN.md §3.2)
+	ParamSecret                 = "secret" // this project's experiment (spec/transport.md)
 	ParamSessionIdleTimeout     = "session-idle-timeout"
 	ParamMaxConcurrentResources = "max-concurrent-resources"
 	ParamPeakFlowRate           = "peak-flow-rate"

@@ -164,4 +164,19 @@ func ParseTrailers(fields []Field) (http.Header, error) {
 	return h, nil
 }
 
+// MergeTrailer returns the fields of a message as one header, as checks of
+// digests and signatures read them: a copy of header in which each trailer
+// field replaces the header field of the same name. Neither argument is
+// modified; either may be nil.
+func MergeTrailer(header, trailer http.Header) http.Header {
+	h := header.Clone()
+	if h == nil {
+		h = make(http.Header, len(trailer))
+	}
+	for k, vs := range trailer {
+		h[k] = slices.Clone(vs)
+	}
+	return h
+}
+
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

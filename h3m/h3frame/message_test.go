@@ -140,3 +140,24 @@ func TestTrailers(t *testing.T) {
 		t.Errorf("pseudo-header in trailers: %v", err)
 	}
 }
+
+func TestMergeTrailer(t *testing.T) {
+	header := http.Header{"Digest": {"SHA-256=old"}, "Content-Type": {"text/plain"}}
+	trailer := http.Header{"Digest": {"SHA-256=new"}, "X-Late": {"a", "b"}}
+	got := MergeTrailer(header, trailer)
+	want := http.Header{"Digest": {"SHA-256=new"}, "Content-Type": {"text/plain"}, "X-Late": {"a", "b"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+	got["X-Late"][0] = "changed"
+	got["Content-Type"][0] = "changed"
+	if trailer["X-Late"][0] != "a" || header["Content-Type"][0] != "text/plain" || header.Get("Digest") != "SHA-256=old" {
+		t.Fatalf("the arguments changed: %v %v", header, trailer)
+	}
+	if m := MergeTrailer(nil, nil); m == nil || len(m) != 0 {
+		t.Fatalf("nil, nil: %v", m)
+	}
+	if m := MergeTrailer(nil, trailer); !reflect.DeepEqual(m, trailer) {
+		t.Fatalf("nil header: %v", m)
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -118,6 +120,25 @@ func (h *Hasher) Write(p []byte) (int, error) {
 		x.Write(p)
 	}
 	return len(p), nil
+}
+
+// Clone returns an independent copy of h that goes on from the bytes
+// written so far, e.g. to finish the digests of a body whose first part was
+// hashed as it arrived without changing h.
+func (h *Hasher) Clone() (*Hasher, error) {
+	c := &Hasher{algs: slices.Clone(h.algs), hs: make([]hash.Hash, len(h.hs))}
+	for i, x := range h.hs {
+		cl, ok := x.(hash.Cloner)
+		if !ok {
+			return nil, fmt.Errorf("integrity: the %s state cannot be copied: %w", h.algs[i].name, errors.ErrUnsupported)
+		}
+		y, err := cl.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("integrity: copy the %s state: %w", h.algs[i].name, err)
+		}
+		c.hs[i] = y
+	}
+	return c, nil
 }
 
 // Reset clears the digests so the Hasher can be reused for another body.

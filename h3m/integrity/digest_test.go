@@ -195,3 +195,30 @@ func BenchmarkHasherSHA256SHA512(b *testing.B) {
 		h.Write(buf)
 	}
 }
+
+// TestHasherClone resumes the RFC 9530 example body's digests from a copy
+// taken midway.
+func TestHasherClone(t *testing.T) {
+	h, err := NewHasher(DigestSHA256, DigestSHA512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(rfcRequestBody) / 2
+	h.Write([]byte(rfcRequestBody[:half]))
+	c, err := h.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(rfcRequestBody[half:]))
+	if got := base64.StdEncoding.EncodeToString(c.Sum(DigestSHA256)); got != rfcRequestSHA256 {
+		t.Errorf("SHA-256 %s, want %s", got, rfcRequestSHA256)
+	}
+	if got := base64.StdEncoding.EncodeToString(c.Sum(DigestSHA512)); got != rfcRequestSHA512 {
+		t.Errorf("SHA-512 %s, want %s", got, rfcRequestSHA512)
+	}
+	prefix, _ := NewHasher(DigestSHA256, DigestSHA512)
+	prefix.Write([]byte(rfcRequestBody[:half]))
+	if h.Digest() != prefix.Digest() {
+		t.Error("writing to the copy changed the original")
+	}
+}

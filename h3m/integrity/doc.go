@@ -1,6 +1,9 @@
 // Package integrity provides resource-level integrity for HTTP resources
-// pushed over multicast (DESIGN.md §3 item 8, draft-pardue-quic-http-mcast
-// §6): body digests and signatures over the pushed exchange.
+// pushed over multicast (draft-pardue-quic-http-mcast §6; spec/http.md,
+// "Resource integrity"): body digests and signatures over the pushed
+// exchange. It is the last of the profile's three layers of integrity, after
+// the session key's AEAD and the signed packet manifests of asymmetric
+// sessions (spec/transport.md).
 //
 // Digests come in two syntaxes:
 //   - Digest (RFC 3230), what the draft cites and nghq sends:

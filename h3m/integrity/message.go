@@ -53,11 +53,6 @@ func fieldLines(h http.Header, name string) []string {
 	return out
 }
 
-// hasField reports whether h has at least one line named name.
-func hasField(h http.Header, name string) bool {
-	return len(fieldLines(h, name)) > 0
-}
-
 // joinFieldLines trims each line's leading and trailing whitespace and joins
 // the lines with sep. A line holding CR, LF or NUL is refused: it could
 // forge extra lines in a signature base.

@@ -26,15 +26,6 @@ type sfParam struct {
 
 type sfParams []sfParam
 
-func (ps sfParams) get(key string) (any, bool) {
-	for _, p := range ps {
-		if p.key == key {
-			return p.val, true
-		}
-	}
-	return nil, false
-}
-
 type sfItem struct {
 	val    any
 	params sfParams

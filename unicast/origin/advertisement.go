@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -26,7 +25,7 @@ const (
 	ProtocolH3M11 = "h3m-11"
 	// ProtocolH3M11DataOffset is draft 11's with bodies in DATA_WITH_OFFSET
 	// frames.
-	ProtocolH3M11DataOffset = "h3m-11-" + h3m.ExperimentDataOffset
+	ProtocolH3M11DataOffset = "h3m-11-" + altsvc.ExperimentDataOffset
 	// ProtocolH3M07 is BBC nghq's profile: no packet protection (its
 	// receiver has no decryption) and 1-byte packet numbers.
 	ProtocolH3M07 = "h3m-07"
@@ -103,7 +102,7 @@ func NewSession(cfg SessionConfig) (altsvc.Advertisement, error) {
 	case "", ProtocolH3M11:
 		ad.Draft = 11
 	case ProtocolH3M11DataOffset:
-		ad.Draft, ad.Experiments = 11, []string{h3m.ExperimentDataOffset}
+		ad.Draft, ad.Experiments = 11, []string{altsvc.ExperimentDataOffset}
 	case ProtocolH3M07:
 		ad.Draft = 7
 		p.PacketNumberLen = 1

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
 )
@@ -34,7 +34,7 @@ func TestNewSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lit.Session.Secret != nil || len(lit.Session.Key) != 32 || len(lit.Session.IV) != 12 || !bytes.Equal(lit.Session.SessionID, []byte{1, 2}) ||
-		!lit.HasExperiment(h3m.ExperimentDataOffset) || lit.Session.Source != netip.MustParseAddr("192.0.2.1") {
+		!lit.HasExperiment(altsvc.ExperimentDataOffset) || lit.Session.Source != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("literal keys, data offset: %+v", lit)
 	}
 	nghq, err := NewSession(SessionConfig{Group: group, Interface: "lo", ProtocolID: ProtocolH3M07})

@@ -1,5 +1,9 @@
 package h3m
 
+// This file holds the parser of push streams: the push ID, the response,
+// the body and trailers, and how the body framing is recovered after a loss
+// (spec/http.md, "Framing for loss").
+
 import (
 	"errors"
 	"fmt"
@@ -63,128 +67,12 @@ func parseOffset(b []byte) (uint64, int, error) {
 	return v, n, nil
 }
 
-// controlParser reads stream 0: PUSH_PROMISE and CANCEL_PUSH frames. Other
-// frames are ignored and counted, as the draft requires.
-type controlParser struct {
-	r      *Receiver
-	hdr    headerAcc
-	inBody bool
-	ftype  h3frame.Type
-	remain uint64
-	keep   bool   // buffering the payload (vs skipping it)
-	buf    []byte // buffered payload
-	desync bool
-}
-
-// Data implements mquic.StreamHandler.
-func (c *controlParser) Data(off uint64, p []byte) {
-	r := c.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c.desync {
-		// After a loss, every STREAM frame start is a candidate frame start:
-		// senders start each promise at a new STREAM frame.
-		c.desync = false
-		c.inBody, c.buf = false, c.buf[:0]
-		c.hdr.reset()
-	}
-	for len(p) > 0 {
-		if !c.inBody {
-			var t h3frame.Type
-			var length uint64
-			used, done, err := c.hdr.feed(p, func(b []byte) (int, error) {
-				var n int
-				var err error
-				t, length, n, err = h3frame.ParseFrameHeader(b)
-				return n, err
-			})
-			if err != nil {
-				r.stats.MalformedFrames++
-				c.desync = true
-				return
-			}
-			p = p[used:]
-			if !done {
-				return
-			}
-			c.ftype, c.remain, c.inBody = t, length, true
-			c.keep = t == h3frame.TypePushPromise || t == h3frame.TypeCancelPush
-			if c.keep && length > uint64(r.maxF) {
-				r.stats.MalformedFrames++
-				c.desync = true
-				return
-			}
-			if !c.keep {
-				r.stats.IgnoredFrames++
-			}
-			c.buf = c.buf[:0]
-		}
-		k := min(c.remain, uint64(len(p)))
-		if c.keep {
-			c.buf = append(c.buf, p[:k]...)
-		}
-		p = p[k:]
-		c.remain -= k
-		if c.remain == 0 {
-			c.inBody = false
-			if c.keep {
-				c.frameLocked(c.ftype, c.buf)
-			}
-		}
-	}
-}
-
-func (c *controlParser) frameLocked(t h3frame.Type, payload []byte) {
-	r := c.r
-	switch t {
-	case h3frame.TypePushPromise:
-		pushID, block, err := h3frame.ParsePushPromisePayload(payload)
-		if err != nil {
-			r.stats.MalformedFrames++
-			return
-		}
-		fields, err := h3frame.ParseFieldSection(block, r.maxF)
-		if err != nil {
-			r.stats.MalformedFrames++
-			r.log.Debug("bad promise field section", "push_id", pushID, "err", err)
-			return
-		}
-		req, err := h3frame.ParseRequest(fields)
-		if err != nil {
-			r.stats.MalformedFrames++
-			r.log.Debug("bad promised request", "push_id", pushID, "err", err)
-			return
-		}
-		r.mu.Unlock()
-		r.promise(pushID, req)
-		r.mu.Lock()
-	case h3frame.TypeCancelPush:
-		pushID, err := h3frame.ParseCancelPushPayload(payload)
-		if err != nil {
-			r.stats.MalformedFrames++
-			return
-		}
-		res := r.resourceLocked(pushID)
-		r.failLocked(res, ErrCancelled)
-	}
-}
-
-// Gap implements mquic.StreamHandler.
-func (c *controlParser) Gap(from, to uint64) {
-	c.r.mu.Lock()
-	c.desync = true
-	c.r.mu.Unlock()
-}
-
-// Finish implements mquic.StreamHandler. Stream 0 is never finished by a
-// conforming sender.
-func (c *controlParser) Finish(uint64) {}
-
-// Reset implements mquic.StreamHandler.
-func (c *controlParser) Reset(uint64, uint64) {}
-
 // pushParser reads one push stream: the push ID, HEADERS, the body in DATA
-// or DATA_WITH_OFFSET frames, and optional trailers.
+// or DATA_WITH_OFFSET frames, and optional trailers. The transport receiver
+// calls its methods with its own lock held; each takes the Receiver's lock
+// for the whole call, and the Resource's while it touches the resource (see
+// Receiver.mu for the lock order). Per packet it allocates nothing and
+// reads no clock.
 type pushParser struct {
 	r   *Receiver
 	s   *mquic.RecvStream
@@ -217,7 +105,11 @@ type pushParser struct {
 	desync      bool // framing lost; try to recover at the next STREAM frame
 	dead        bool // nothing more can be placed
 	finished    bool
-	lastData    time.Time
+	// heard is set by every call from the transport; the expiry tick
+	// clears it and, when it finds it clear, counts quiet time from
+	// quietSince. Per-packet calls thus never read the clock.
+	heard      bool
+	quietSince time.Time
 }
 
 const (
@@ -232,7 +124,7 @@ func (pp *pushParser) Data(off uint64, p []byte) {
 	r := pp.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pp.lastData = time.Now()
+	pp.heard = true
 	if off < pp.pos {
 		return // late bytes of a reported gap: left for repair
 	}
@@ -448,9 +340,11 @@ func (pp *pushParser) body(chunk []byte) error {
 	if res.body == nil {
 		return fmt.Errorf("%w: body before headers", ErrMalformedPush)
 	}
-	if _, err := res.body.WriteAt(chunk, int64(pp.bodyOff)-res.first); err != nil {
+	rel := int64(pp.bodyOff) - res.first
+	if _, err := res.body.WriteAt(chunk, rel); err != nil {
 		return fmt.Errorf("h3m: store body: %w", err)
 	}
+	pp.r.digestLocked(res, chunk, rel)
 	res.received.Add(pp.bodyOff, end)
 	pp.bodyOff = end
 	pp.bodyEnd = max(pp.bodyEnd, end)
@@ -465,7 +359,10 @@ func (pp *pushParser) headers(block []byte) error {
 		return fmt.Errorf("%w: %v", ErrMalformedPush, err)
 	}
 	if pp.trailers {
-		h := fieldsHeader(fields)
+		h, err := h3frame.ParseTrailers(fields)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformedPush, err)
+		}
 		pp.res.mu.Lock()
 		pp.res.trailer = h
 		pp.res.mu.Unlock()
@@ -493,7 +390,7 @@ func (pp *pushParser) Gap(from, to uint64) {
 	r := pp.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pp.lastData = time.Now()
+	pp.heard = true
 	if from < pp.pos {
 		from = pp.pos
 	}
