@@ -486,7 +486,7 @@ func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
 		n, isManifest, err := r.parseFrame(b)
 		if err != nil {
 			why := dropBadFrame
-			if _, ok := errors.AsType[*wire.UnknownFrameTypeError](err); ok {
+			if errors.Is(err, wire.ErrUnknownFrameType) {
 				r.stats.UnknownFrame++
 				why = dropUnknownFrame
 			} else {

@@ -1,6 +1,8 @@
 package unicast
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"errors"
 	"fmt"
 	"net/http"
@@ -350,7 +352,7 @@ func parseManifestQuery(raw string) (manifestQuery, error) {
 				}
 				x, err1 := strconv.ParseUint(a, 10, 64)
 				y, err2 := strconv.ParseUint(b, 10, 64)
-				if err1 != nil || err2 != nil || x > y || y > manifest.MaxPacketNumber {
+				if err1 != nil || err2 != nil || x > y || y > wire.MaxPacketNumber {
 					return q, fmt.Errorf("pn=%q: want FIRST-LAST packet numbers", truncate(p))
 				}
 				set.Add(x, y+1)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/mquic/wire"
 )
 
 // testManifests signs n manifests of per digests each, sequence numbers
@@ -147,7 +148,7 @@ func FuzzParseManifestQuery(f *testing.F) {
 				t.Fatalf("%q: %d ranges", q, len(got.pns))
 			}
 			for _, r := range got.pns {
-				if r.Start >= r.End || r.End > manifest.MaxPacketNumber+1 {
+				if r.Start >= r.End || r.End > wire.MaxPacketNumber+1 {
 					t.Fatalf("%q: range %v", q, r)
 				}
 			}
