@@ -141,7 +141,7 @@ func TestAsymTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReceiver(t, rcv)
-	snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestAsymTransfer(t *testing.T) {
 	}
 	for _, id := range ids {
 		if l := col.streams[id]; !l.finished || !l.got.Contains(0, size) || !l.gaps.Empty() {
-			t.Fatalf("stream %d incomplete", id)
+			t.Fatalf("stream %d incomplete: finished %v, got %v, gaps %v; receiver %+v", id, l.finished, l.got.String(), l.gaps.String(), rcv.Stats())
 		}
 	}
 	st, ss := rcv.Stats(), snd.Stats()
@@ -312,7 +312,7 @@ func TestForger(t *testing.T) {
 			fg.send(first+5, streamFrame(1003, 0, []byte("forged before start"), true))
 			time.Sleep(20 * time.Millisecond)
 
-			snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{
+			snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{
 				Params: params, Manifests: sc, FirstPacketNumber: first, OnPacket: fg.race,
 			})
 			if err != nil {
@@ -382,7 +382,7 @@ func TestForger(t *testing.T) {
 func capturedAsymSession(t testing.TB, params mquic.Params, sc *manifest.SignerConfig, pat pattern, n int) [][]byte {
 	t.Helper()
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -629,7 +629,7 @@ func TestAsymLoss(t *testing.T) {
 	stop := runReceiver(t, rcv)
 	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0.05, 11)
 	rec := &recorder{}
-	snd, err := mquic.NewSender(lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -781,7 +781,7 @@ func TestAsymModeSwitch(t *testing.T) {
 // session (hashing, holding, verifying, releasing), nor does the sender's.
 func TestAsymAllocations(t *testing.T) {
 	params, sc := asymParams(t, mcasttest.Group())
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, &discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}

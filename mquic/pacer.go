@@ -2,52 +2,63 @@ package mquic
 
 import "time"
 
-// pacer is a token bucket over bytes that lets the sender stay within the
-// session's peak flow rate. Tokens may go negative: the caller then sleeps
-// for the debt, so the average rate holds even when sleeps overshoot.
+// pacer keeps a sender within the session's peak flow rate. It is a token
+// bucket kept as a schedule in virtual time: next is when the bytes sent so
+// far are paid for at the rate. A write may go once next has come (so one
+// write may overdraw the bucket by its own size); a writer that wakes late
+// catches up by writing at once until it is back on schedule, but never by
+// more than burst, which is also what a writer that was idle may send at
+// once. The schedule is kept in float nanoseconds from an epoch, so no
+// rounding is lost per write: over any window the bytes sent stay within
+// rate × window + burst + one write, and a writer that keeps the queue full
+// sends exactly at the rate unless it falls behind by more than burst.
 type pacer struct {
-	bytesPerSec float64 // 0 means unlimited
-	burst       float64 // bucket depth in bytes
-	tokens      float64
-	last        time.Time
+	nsPerByte float64 // 0: unlimited
+	burst     float64 // ns of schedule a late or idle writer may catch up
+	next      float64 // ns after epoch when the next write may go
+	epoch     time.Time
 }
 
-// pacingBurst is how much the bucket may hold: enough for a write batch at
-// high rates, little enough to keep bursts short at low ones.
+// pacingBurst is how far behind schedule a writer may fall and still catch
+// up: enough for a write batch at high rates and for a late timer on a
+// loaded machine, little enough to keep bursts short at low rates.
 const pacingBurst = 2 * time.Millisecond
 
+// newPacer returns a pacer for bitsPerSec (0: unlimited) whose burst is at
+// least minBurst bytes.
 func newPacer(bitsPerSec uint64, minBurst int) pacer {
 	if bitsPerSec == 0 {
 		return pacer{}
 	}
-	rate := float64(bitsPerSec) / 8
-	burst := max(rate*pacingBurst.Seconds(), float64(minBurst))
-	return pacer{bytesPerSec: rate, burst: burst, tokens: burst}
+	p := pacer{nsPerByte: 8e9 / float64(bitsPerSec), epoch: time.Now()}
+	p.burst = max(float64(pacingBurst), float64(minBurst)*p.nsPerByte)
+	return p
 }
 
-// take consumes n bytes at time now and returns how long the caller must
-// wait before sending them.
+// take books n bytes to be written at now and returns how long the writer
+// must wait before writing them.
 func (p *pacer) take(now time.Time, n int) time.Duration {
-	if p.bytesPerSec == 0 {
+	if p.nsPerByte == 0 {
 		return 0
 	}
-	if !p.last.IsZero() {
-		p.tokens = min(p.burst, p.tokens+now.Sub(p.last).Seconds()*p.bytesPerSec)
+	t := float64(now.Sub(p.epoch))
+	if p.next < t-p.burst {
+		p.next = t - p.burst // idle, or later than the burst covers
 	}
-	p.last = now
-	p.tokens -= float64(n)
-	if p.tokens >= 0 {
+	wait := p.next - t
+	p.next += float64(n) * p.nsPerByte
+	if wait <= 0 {
 		return 0
 	}
-	return time.Duration(-p.tokens / p.bytesPerSec * float64(time.Second))
+	return time.Duration(wait)
 }
 
 // batchPackets is how many packets of size bytes to gather before a write at
-// this rate: about a millisecond's worth, between 1 and max.
-func (p *pacer) batchPackets(size, max int) int {
-	if p.bytesPerSec == 0 {
+// bitsPerSec (0: unlimited): about a millisecond's worth, between 1 and max.
+func batchPackets(bitsPerSec uint64, size, max int) int {
+	if bitsPerSec == 0 {
 		return max
 	}
-	n := int(p.bytesPerSec * 0.001 / float64(size))
+	n := int(float64(bitsPerSec) / 8 * 0.001 / float64(size))
 	return min(max, n+1)
 }

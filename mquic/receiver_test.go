@@ -3,6 +3,7 @@ package mquic_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -18,12 +19,17 @@ type captureConn = mcasttest.CaptureConn
 
 var src = netip.AddrPortFrom(mcasttest.Source, 4433)
 
+// runSender creates a sender and runs it until the test ends.
+func runSender(t testing.TB, conn net.PacketConn, cfg mquic.SenderConfig) (*mquic.Sender, error) {
+	return mcasttest.RunSender(t, conn, cfg)
+}
+
 // capturedSession sends n bytes of pattern on one stream and returns the
 // packets as they would go on the wire.
 func capturedSession(t testing.TB, params mquic.Params, pat pattern, n int) [][]byte {
 	t.Helper()
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +301,7 @@ func TestIdleTimeoutAndKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -191,7 +191,7 @@ func TestTransfer100MiB64Streams(t *testing.T) {
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- rcv.Run(ctx) }()
-	snd, err := mquic.NewSender(sconn, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, sconn, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestLossReportsExactRanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- rcv.Run(ctx) }()
-	snd, err := mquic.NewSender(lossy, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,7 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 	if err != nil {
 		return run, err
 	}
+	go s.Run(rctx) // ends at Close
 	st, err := s.OpenStream()
 	if err != nil {
 		s.Close()

@@ -194,6 +194,7 @@ func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, str
 	if err != nil {
 		return send, recv, stream, err
 	}
+	go s.Run(rctx) // ends at Close
 	st, err := s.OpenStream()
 	if err != nil {
 		return send, recv, stream, err

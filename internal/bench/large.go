@@ -137,6 +137,7 @@ func Large(ctx context.Context, o Options, size int64, rate uint64) (LargeResult
 	if err != nil {
 		return res, err
 	}
+	go s.Run(rctx) // ends at Close
 	defer s.Close()
 	pusher, err := h3m.NewPusher(s, h3m.PusherConfig{Authority: "bench.invalid", Logger: o.Logger})
 	if err != nil {
