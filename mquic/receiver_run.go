@@ -203,10 +203,12 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			if seg <= 0 || seg >= len(d) {
 				seg = len(d)
 			}
-			for len(d) > 0 {
+			for {
 				k := min(seg, len(d))
 				b.pkts = append(b.pkts, rxPacket{pkt: d[:k:k], src: m.Src})
-				d = d[k:]
+				if d = d[k:]; len(d) == 0 {
+					break // an empty datagram is one too
+				}
 			}
 		}
 		stopping := false
