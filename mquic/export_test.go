@@ -9,3 +9,18 @@ func (r *Receiver) SetClock(now func() time.Time) {
 	defer r.mu.Unlock()
 	r.clock = now
 }
+
+// PaceCatchUp is how far behind its schedule the pacer at bitsPerSec lets a
+// busy writer of minBurst-byte writes fall and catch up.
+func PaceCatchUp(bitsPerSec uint64, minBurst int) time.Duration {
+	p := newPacer(bitsPerSec, minBurst)
+	return time.Duration(p.catchUp)
+}
+
+// BatchPackets is how many packets of size bytes the sender writes at once
+// at bitsPerSec, with BatchSize max.
+func BatchPackets(bitsPerSec uint64, size, max int) int { return batchPackets(bitsPerSec, size, max) }
+
+// OnWrite has fn called, on the writer's goroutine before Run starts, with
+// the time at which the pacer booked each write and its bytes.
+func (s *Sender) OnWrite(fn func(at time.Time, bytes int)) { s.onWrite = fn }

@@ -90,6 +90,12 @@ type SenderStats struct {
 	Writes      uint64 // batched write calls
 	// PaceWait is how long the writer waited for the pacer in all.
 	PaceWait time.Duration
+	// PaceLost is how much of the pacing schedule the writer gave up since
+	// Run started: time with nothing queued, or woken later than the
+	// pacer's burst covers (a loaded machine). Over the time Run has run
+	// but this, a paced sender sends at exactly the peak flow rate (within
+	// the burst): Bytes*8 ≈ PeakFlowRate × (elapsed - PaceLost).
+	PaceLost time.Duration
 	// Queued is how many packets are sealed and wait for the writer now.
 	Queued    int
 	Manifests manifest.SignerStats // asymmetric sessions only
@@ -136,8 +142,9 @@ type Sender struct {
 	dstAddr  net.Addr
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
-	signer   *manifest.Signer // nil in a symmetric session
-	tr       *sendTrace       // nil when not tracing
+	onWrite  func(at time.Time, bytes int) // tests: each write as the pacer booked it
+	signer   *manifest.Signer              // nil in a symmetric session
+	tr       *sendTrace                    // nil when not tracing
 
 	sessionID  []byte
 	pnLen      int
@@ -651,6 +658,7 @@ func (s *Sender) write(ctx context.Context) error {
 	defer t.Stop()
 	paceTimer := time.NewTimer(time.Hour)
 	defer paceTimer.Stop()
+	idle := true
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		now := time.Now()
@@ -668,14 +676,16 @@ func (s *Sender) write(ctx context.Context) error {
 			return werr
 		}
 		if len(out) > 0 {
-			if err := s.send(ctx, &pace, paceTimer, out); err != nil {
+			if err := s.send(ctx, &pace, paceTimer, out, idle); err != nil {
 				return err
 			}
+			idle = false
 			continue
 		}
 		if done {
 			return nil
 		}
+		idle = true // nothing to write: the pacer's catch-up ends here
 		if next < 0 {
 			next = time.Hour
 		}
@@ -691,12 +701,12 @@ func (s *Sender) write(ctx context.Context) error {
 }
 
 // send paces and writes one batch of queued packets, then frees their slots.
-func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]byte) error {
+func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]byte, idle bool) error {
 	n := 0
 	for _, p := range pkts {
 		n += len(p)
 	}
-	wait := pace.take(time.Now(), n)
+	wait := pace.delay(time.Now())
 	if wait > 0 {
 		t.Reset(wait)
 		select {
@@ -705,12 +715,18 @@ func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]
 			return nil
 		}
 	}
+	at := time.Now()
+	pace.sent(at, n, idle)
+	if s.onWrite != nil {
+		s.onWrite(at, n)
+	}
 	err := s.writePackets(pkts)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.Writes++
 	s.st.PaceWait += wait
+	s.st.PaceLost = pace.lostTime()
 	if err != nil {
 		s.err = fmt.Errorf("mquic: send to %s: %w", s.dst, err)
 		s.log.Error("send failed; sender stops", "err", err)

@@ -27,6 +27,9 @@ capacities of this machine, not of a network.
 The large phase pushes one resource (1 GiB by default) paced at --large-rate
 (2 Gbit/s) and checks every byte that arrives against what was sent.
 
+The pace phase sends paced at 100 Mbit/s to 3 Gbit/s and prints the rate
+set against the rate achieved at the sender and at the receiver.
+
 The asym phase compares a symmetric and an asymmetric session (signed
 manifests of packet digests) in the same run, paced at --asym-rate and then
 unpaced, prints the throughput ratio and what hashing, signing and verifying
@@ -43,7 +46,7 @@ cost per packet.`,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large or all")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pace or all")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
@@ -87,8 +90,8 @@ cost per packet.`,
 				default:
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
-				if what != "transport" && what != "http" && what != "asym" && what != "large" && what != "all" {
-					return usagef("--what %q: want transport, http, asym, large or all", what)
+				if what != "transport" && what != "http" && what != "asym" && what != "large" && what != "pace" && what != "all" {
+					return usagef("--what %q: want transport, http, asym, large, pace or all", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -118,6 +121,15 @@ cost per packet.`,
 							return err
 						}
 						r.Report(e.stdout, o)
+					}
+					// Set against achieved pacing rates once, with the last technique.
+					if (what == "pace" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
+						runs, err := bench.Pace(ctx, o, []uint64{100e6, 200e6, 500e6, 1e9, 2e9, 3e9})
+						if err != nil {
+							return err
+						}
+						bench.ReportPace(e.stdout, o, runs)
 					}
 					// The large paced transfer once, with the last technique.
 					if (what == "large" || what == "all") && i == len(techniques)-1 {

@@ -240,3 +240,111 @@ func (o *Options) link() string {
 	}
 	return "interface " + o.Interface
 }
+
+// PaceRun is one paced transfer of the pacing measurement.
+type PaceRun struct {
+	Rate     uint64        // the session's peak flow rate, bit/s
+	Sent     Rate          // UDP payload bytes the sender wrote, over the transfer
+	Received Rate          // UDP payload bytes accepted, first to last arrival
+	Lost     uint64        // packets lost
+	PaceLost time.Duration // pacing schedule the sender gave up (idle, or woken late)
+}
+
+// Pace sends one stream paced at each rate for o.Duration and compares the
+// rate achieved with the rate set, at the sender (bytes written over the
+// transfer) and at the receiver (bytes accepted between the first and the
+// last packet).
+func Pace(ctx context.Context, o Options, rates []uint64) ([]PaceRun, error) {
+	var runs []PaceRun
+	for i, rate := range rates {
+		run, err := o.pacePhase(ctx, o.Group.Port()+uint16(i), rate)
+		if err != nil {
+			return runs, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+func (o *Options) pacePhase(ctx context.Context, port uint16, rate uint64) (PaceRun, error) {
+	run := PaceRun{Rate: rate}
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return run, err
+	}
+	defer snd.Close()
+	defer rcv.Close()
+	params := o.params(port)
+	params.PeakFlowRate = rate
+	h := &countingHandler{}
+	var first atomic.Int64
+	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: &firstArrival{h, &first}, Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
+		BatchSize: 2 * snd.MaxSegments(), KeepAlive: -1, Logger: o.Logger})
+	if err != nil {
+		return run, err
+	}
+	go s.Run(rctx) // ends at Close
+	st, err := s.OpenStream()
+	if err != nil {
+		return run, err
+	}
+	chunk := make([]byte, s.MaxChunk())
+	start := time.Now()
+	// Write what the rate carries in o.Duration; the writes block on the
+	// sender's queue, so they follow the pacer.
+	for sent := uint64(0); sent*8 < rate*uint64(o.Duration.Milliseconds())/1000 && ctx.Err() == nil; sent += uint64(len(chunk)) {
+		if err := st.WriteChunk(chunk); err != nil {
+			return run, err
+		}
+	}
+	if err := s.Close(); err != nil {
+		return run, err
+	}
+	sent := time.Since(start)
+	ss := s.Stats()
+	for last := h.bytes.Load(); ; {
+		time.Sleep(100 * time.Millisecond) // until the receiver has drained its socket
+		if now := h.bytes.Load(); now == last {
+			break
+		} else {
+			last = now
+		}
+	}
+	cancel()
+	<-done
+	rs := r.Stats()
+	run.Sent = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
+	run.Received = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: time.Duration(h.last.Load() - first.Load())}
+	run.Lost, run.PaceLost = rs.LostPackets, ss.PaceLost
+	return run, nil
+}
+
+// firstArrival notes when the first stream data arrives.
+type firstArrival struct {
+	*countingHandler
+	first *atomic.Int64
+}
+
+func (f *firstArrival) OpenStream(*mquic.RecvStream) mquic.StreamHandler {
+	f.first.CompareAndSwap(0, time.Now().UnixNano())
+	return f.countingHandler
+}
+
+// ReportPace prints set and achieved rates.
+func ReportPace(w io.Writer, o Options, runs []PaceRun) {
+	fmt.Fprintf(w, "pacing over %s, %d-byte packets, %v per rate, GSO %v, GRO %v, %s (rates of UDP payload)\n",
+		o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
+	for _, r := range runs {
+		fmt.Fprintf(w, "  set %8.1f Mbit/s   sent %8.1f Mbit/s (%.4f)   received %8.1f Mbit/s (%.4f)   %d packets lost, %v of schedule lost (idle or woken late)\n",
+			float64(r.Rate)/1e6, r.Sent.Gbps()*1e3, r.Sent.Gbps()*1e9/float64(r.Rate),
+			r.Received.Gbps()*1e3, r.Received.Gbps()*1e9/float64(r.Rate), r.Lost, r.PaceLost.Round(time.Microsecond))
+	}
+}
