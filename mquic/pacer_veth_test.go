@@ -19,10 +19,10 @@ import (
 type byteCounter struct{ n atomic.Uint64 }
 
 func (c *byteCounter) OpenStream(*mquic.RecvStream) mquic.StreamHandler { return c }
-func (c *byteCounter) Data(_ uint64, p []byte)                         { c.n.Add(uint64(len(p))) }
-func (c *byteCounter) Gap(uint64, uint64)                              {}
-func (c *byteCounter) Finish(uint64)                                   {}
-func (c *byteCounter) Reset(uint64, uint64)                            {}
+func (c *byteCounter) Data(_ uint64, p []byte)                          { c.n.Add(uint64(len(p))) }
+func (c *byteCounter) Gap(uint64, uint64)                               {}
+func (c *byteCounter) Finish(uint64)                                    {}
+func (c *byteCounter) Reset(uint64, uint64)                             {}
 
 // TestPacerOnVeth sends paced streams from one network namespace to another
 // over a veth pair and checks the rate the sender achieves against the one
