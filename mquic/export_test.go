@@ -3,11 +3,20 @@ package mquic
 import "time"
 
 // SetClock makes the receiver read the time from now instead of time.Now
-// (for tests that must not depend on the wall clock).
+// (for tests that must not depend on the wall clock). Set it before Run.
 func (r *Receiver) SetClock(now func() time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.clock = now
+}
+
+// Tick makes the receiver look at its timers (holes, held packets and
+// digests) at its clock's time now, as Run does when a deadline passes.
+func (r *Receiver) Tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.now = r.clock()
+	r.afterBatchLocked(r.now)
 }
 
 // PaceCatchUp is how far behind its schedule the pacer at bitsPerSec lets a

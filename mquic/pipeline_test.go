@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +75,20 @@ func (c *feedConn) SetReadDeadline(t time.Time) error {
 	}
 	return nil
 }
+
+// testClock is a receiver clock that moves only when the test says: what
+// expires by time expires when the test advances it, not when a loaded
+// machine happens to be slow.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // fixedClock is a clock that stands still: nothing expires by time.
 func fixedClock() time.Time { return time.Unix(1_800_000_000, 0) }

@@ -143,7 +143,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		}
 		next := r.nextDeadline()
 		r.mu.Unlock()
-		if !next.Equal(deadline) {
+		if !next.Equal(deadline) || b.tick {
 			deadline = next
 			if err := r.setDeadline(ctx, deadline); err != nil {
 				runErr = err
@@ -163,9 +163,14 @@ func (r *Receiver) Run(ctx context.Context) error {
 	return runErr
 }
 
-// setDeadline sets the read deadline, unless ctx has ended (its AfterFunc
-// set a past deadline to end the read, which must stay).
+// setDeadline sets the read deadline to t on the receiver's clock, unless
+// ctx has ended (its AfterFunc set a past deadline to end the read, which
+// must stay). The deadline is set as far from the real time as t is from
+// the clock's, so that a test's clock wakes Run as the real one would.
 func (r *Receiver) setDeadline(ctx context.Context, t time.Time) error {
+	if !t.IsZero() {
+		t = time.Now().Add(t.Sub(r.clock()))
+	}
 	if err := r.conn.SetReadDeadline(t); err != nil {
 		return fmt.Errorf("mquic: receiver: %w", err)
 	}

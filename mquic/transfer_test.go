@@ -285,7 +285,7 @@ func TestLossReportsExactRanges(t *testing.T) {
 	const streams, size = 16, 1 << 20
 	ids := sendStreams(t, snd, pat, streams, size)
 	snd.Close()
-	time.Sleep(300 * time.Millisecond) // let the receiver drain its socket
+	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatal(err)
