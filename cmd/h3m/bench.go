@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/h3m-project/h3m/internal/bench"
@@ -31,8 +33,8 @@ The pace phase sends paced at 100 Mbit/s to 3 Gbit/s and prints the rate
 set against the rate achieved at the sender and at the receiver.
 
 The asym phase compares a symmetric and an asymmetric session (signed
-manifests of packet digests) in the same run, paced at --asym-rate and then
-unpaced, prints the throughput ratio and what hashing, signing and verifying
+manifests of packet digests) in the same run, paced at each of --asym-rates
+and then unpaced, prints the throughput ratio and what hashing, signing and verifying
 cost per packet.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
@@ -49,7 +51,7 @@ cost per packet.`,
 			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pace or all")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
-			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
+			asymRates := fs.String("asym-rates", "1000000000,2000000000", "paced rates (bit/s, comma-separated) of the symmetric/asymmetric comparison")
 			return func(ctx context.Context, e *env) error {
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
@@ -57,6 +59,13 @@ cost per packet.`,
 				}
 				o.Group = g
 				o.Source = netip.MustParseAddr("127.0.0.1")
+				for _, f := range strings.Split(*asymRates, ",") {
+					r, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+					if err != nil || r == 0 {
+						return usagef("--asym-rates %q: want bit/s values separated by commas", *asymRates)
+					}
+					o.AsymRates = append(o.AsymRates, r)
+				}
 				if o.Interface != "lo" {
 					return usagef("--interface: bench runs on loopback (or, with --netns, on a veth pair of its own) only")
 				}

@@ -39,9 +39,9 @@ type Options struct {
 	// InNS, when set, opens each socket inside the sender's or the
 	// receiver's network namespace.
 	InNS func(recv bool, fn func() error) error
-	// AsymRate is the paced rate (bit/s) at which Asymmetric compares
-	// symmetric and asymmetric sessions; 0 means DefaultAsymRate.
-	AsymRate uint64
+	// AsymRates are the paced rates (bit/s) at which Asymmetric compares
+	// symmetric and asymmetric sessions; nil means DefaultAsymRates.
+	AsymRates []uint64
 	// Out receives the report.
 	Out io.Writer
 	// Logger receives socket logs.
