@@ -187,16 +187,19 @@ type Sender struct {
 	// slot before any writer of data.
 	manifestWaiting bool
 	inWriter        bool // the writer holds mu for its timers: it must not wait for room
-	lastSend        time.Time
-	err             error // sticky write or signing error
-	closed          bool
-	running         bool  // Run has started
-	ended           bool  // Run has returned
-	endErr          error // why Run returned, for the methods called after
-	runLate         bool  // a wait for Run has lasted RunStartTimeout
-	lateTimer       *time.Timer
-	flushArmed      bool // the writer will look at the packet being filled
-	st              SenderStats
+	// roomWaiters and flushWaiters count the goroutines waiting for room in
+	// the queue and for packets to be written.
+	roomWaiters, flushWaiters int
+	lastSend                  time.Time
+	err                       error // sticky write or signing error
+	closed                    bool
+	running                   bool  // Run has started
+	ended                     bool  // Run has returned
+	endErr                    error // why Run returned, for the methods called after
+	runLate                   bool  // a wait for Run has lasted RunStartTimeout
+	lateTimer                 *time.Timer
+	flushArmed                bool // the writer will look at the packet being filled
+	st                        SenderStats
 }
 
 // NewSender creates a sender for the session cfg.Params on conn, which must
@@ -380,7 +383,9 @@ func (s *Sender) emitManifests(force bool) error {
 				return nil // the writer must not wait for room: it tries again after writing
 			}
 			s.manifestWaiting = true
+			s.roomWaiters++
 			err := s.wait()
+			s.roomWaiters--
 			s.manifestWaiting = false
 			if err != nil {
 				return err
@@ -507,7 +512,10 @@ func (s *Sender) waitWritten(n uint64) error {
 		if s.inWriter {
 			return nil // the writer writes it next
 		}
-		if err := s.wait(); err != nil {
+		s.flushWaiters++
+		err := s.wait()
+		s.flushWaiters--
+		if err != nil {
 			return err
 		}
 	}
@@ -556,7 +564,10 @@ func (s *Sender) ensurePacket(need int) error {
 		if s.inWriter {
 			return errQueueFull
 		}
-		if err := s.wait(); err != nil {
+		s.roomWaiters++
+		err := s.wait()
+		s.roomWaiters--
+		if err != nil {
 			return err
 		}
 		if err := s.usable(); err != nil {
@@ -566,7 +577,11 @@ func (s *Sender) ensurePacket(need int) error {
 	s.curPN = s.nextPN
 	s.nextPN++
 	s.cur = wire.AppendShortHeader(s.slots[s.tail%uint64(len(s.slots))][:0], s.sessionID, s.curPN, s.pnLen)
-	s.curSince = time.Now()
+	// One clock reading per write batch: its packets are filled within
+	// microseconds, and FlushDelay and the manifest delay are milliseconds.
+	if s.tail == s.head || s.tail%uint64(s.batchN) == 0 || s.curSince.IsZero() {
+		s.curSince = time.Now()
+	}
 	s.curTrigger = true
 	if !s.flushArmed {
 		s.flushArmed = true
@@ -736,7 +751,11 @@ func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]
 	}
 	s.head += uint64(len(pkts))
 	s.lastSend = now
-	s.cond.Broadcast()
+	// Writers blocked on a full queue wake once half of it is free, not
+	// after every write: fewer context switches per packet.
+	if s.flushWaiters > 0 || s.err != nil || s.roomWaiters > 0 && s.tail-s.head <= uint64(len(s.slots)/2) {
+		s.cond.Broadcast()
+	}
 	return s.err
 }
 
