@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -43,6 +44,7 @@ type rxPacket struct {
 type rxFrame struct {
 	f          wire.Frame
 	m          manifest.Manifest
+	sig        manifest.Signature // m's signature, if verified ahead
 	isManifest bool
 }
 
@@ -55,6 +57,11 @@ type opener struct {
 	r      *Receiver
 	prot   *protect.Protector
 	frames []rxFrame
+	// pre, when set, verifies the signatures of MANIFEST frames as they are
+	// parsed, at now (asymmetric sessions, on Run's openers).
+	pre     *manifest.Prechecker
+	now     time.Time
+	scratch []byte
 }
 
 func (r *Receiver) newOpener(prot *protect.Protector) opener {
@@ -170,6 +177,9 @@ func (o *opener) parse(payload []byte) (frames []rxFrame, why dropReason, manife
 			fr.isManifest = true
 			fr.m, n, err = manifest.ParseFrame(b)
 			manifests++
+			if err == nil && o.pre != nil {
+				fr.sig, o.scratch = o.pre.Check(&fr.m, o.now, o.scratch)
+			}
 		} else {
 			n, err = wire.ParseFrame(b, &fr.f)
 			if err == nil && fr.f.Type != wire.FrameTypePadding {

@@ -184,6 +184,7 @@ type Receiver struct {
 	seq        opener                  // opens packets on the goroutine that holds mu
 	rel        opener                  // parses the packets the authenticator releases
 	auth       *manifest.Authenticator // nil in a symmetric session
+	pre        *manifest.Prechecker    // the auth's: Run's openers verify signatures ahead
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 	tr         *recvTrace              // nil when not tracing
 }
@@ -262,6 +263,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 			return nil, fmt.Errorf("mquic: new receiver: %w", err)
 		}
 		r.asym = true
+		r.pre = r.auth.Prechecker()
 	}
 	r.seq = r.newOpener(prot)
 	r.rel = r.newOpener(prot)
@@ -470,7 +472,7 @@ func (r *Receiver) handleManifests(frames []rxFrame, now time.Time) (used int) {
 		if !f.isManifest {
 			continue
 		}
-		err := r.auth.HandleManifest(&f.m, now)
+		err := r.auth.HandleChecked(&f.m, now, f.sig)
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
 		}

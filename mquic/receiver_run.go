@@ -57,7 +57,7 @@ func (b *rxBatch) part(i int) []rxPacket {
 // openPart opens part i with o's protector.
 func (b *rxBatch) openPart(i int, prot *opener) {
 	o := &b.parts[i]
-	o.r, o.prot = prot.r, prot.prot
+	o.r, o.prot, o.pre, o.now = prot.r, prot.prot, prot.pre, b.now
 	o.reset()
 	ps := b.part(i)
 	for j := range ps {
@@ -104,6 +104,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	for i := range work {
 		work[i] = make(chan *rxBatch, pipelineBatches)
 		o := r.newOpener(r.prot.Clone())
+		o.pre = r.pre
 		wg.Go(func() {
 			for b := range work[i] {
 				b.openPart(i+1, &o)
@@ -191,6 +192,7 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		}
 	}()
 	own := r.newOpener(r.prot.Clone())
+	own.pre = r.pre
 	for {
 		var b *rxBatch
 		select {
