@@ -2,6 +2,7 @@ package mquic_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -294,4 +295,45 @@ func TestRunPipelineAllocations(t *testing.T) {
 			t.Errorf("asymmetric %v: %.3f allocations per packet over %d packets", asym, per, n)
 		}
 	}
+}
+
+// BenchmarkRunPipeline measures Run's receive path (read, open on the
+// workers, process in order) over prepared reads of 64 packets, against
+// HandlePacket one packet at a time.
+func BenchmarkRunPipeline(b *testing.B) {
+	params := testParams(b, mcasttest.Group())
+	cc := &captureConn{}
+	snd, err := runSender(b, cc, mquic.SenderConfig{Params: params})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sendStreams(b, snd, newPattern(), 1, 24_000_000)
+	snd.Close()
+	pkts := cc.Packets()
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers-%d", workers), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkts[0])))
+			done := 0
+			for done < b.N {
+				n := min(len(pkts), b.N-done)
+				receivePipelined(b, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, Workers: workers}, batched(pkts[:n], 64))
+				done += n
+			}
+		})
+	}
+	b.Run("HandlePacket", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pkts[0])))
+		buf := make([]byte, 2048)
+		done := 0
+		for done < b.N {
+			r, _ := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}})
+			n := min(len(pkts), b.N-done)
+			for _, p := range pkts[:n] {
+				r.HandlePacket(buf[:copy(buf, p)], src)
+			}
+			done += n
+		}
+	})
 }
