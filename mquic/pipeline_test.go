@@ -103,11 +103,21 @@ func receivePipelined(t testing.TB, cfg mquic.ReceiverConfig, batches [][][]byte
 	for _, b := range batches {
 		total += len(b)
 	}
-	conn := newFeedConn(batches)
 	cfg.ReadBatch = 0
 	for _, b := range batches {
 		cfg.ReadBatch = max(cfg.ReadBatch, len(b))
 	}
+	r, stop := runPipelined(t, newFeedConn(batches), cfg)
+	waitPipelined(r, total)
+	stop()
+	r.Flush()
+	return r.Stats()
+}
+
+// runPipelined runs a receiver of conn, on a clock that stands still, until
+// stop.
+func runPipelined(t testing.TB, conn *feedConn, cfg mquic.ReceiverConfig) (r *mquic.Receiver, stop func()) {
+	t.Helper()
 	r, err := mquic.NewReceiver(conn, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -116,15 +126,19 @@ func receivePipelined(t testing.TB, cfg mquic.ReceiverConfig, batches [][][]byte
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	for r.Stats().Datagrams < uint64(total) {
+	return r, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitPipelined waits until r has handled n datagrams.
+func waitPipelined(r *mquic.Receiver, n int) {
+	for r.Stats().Datagrams < uint64(n) {
 		time.Sleep(time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	r.Flush()
-	return r.Stats()
 }
 
 // receiveSequential hands the same datagrams to HandlePacket one by one.
@@ -263,29 +277,17 @@ func TestRunPipelineAllocations(t *testing.T) {
 		warm := batched(pkts[:2000], 256)
 		rest := batched(pkts[2000:], 256)
 		conn := newFeedConn(warm)
-		r, err := mquic.NewReceiver(conn, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: 256, Workers: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.SetClock(fixedClock)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		for r.Stats().Datagrams < 2000 {
-			time.Sleep(time.Millisecond)
-		}
+		r, stop := runPipelined(t, conn, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: 256, Workers: 2})
+		waitPipelined(r, 2000)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		conn.mu.Lock()
 		conn.batches = rest
 		conn.mu.Unlock()
 		conn.SetReadDeadline(time.Time{})
-		for r.Stats().Datagrams < uint64(len(pkts)) {
-			time.Sleep(time.Millisecond)
-		}
+		waitPipelined(r, len(pkts))
 		runtime.ReadMemStats(&after)
-		cancel()
-		<-done
+		stop()
 		// The polling above (Stats copies a map) and the feeding conn's
 		// timers allocate a little; the pipeline itself nothing.
 		n := len(pkts) - 2000

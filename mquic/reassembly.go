@@ -43,6 +43,17 @@ func streamKey(id uint64) uint64 {
 	return id/4 + 1
 }
 
+// frameStream returns the stream a frame is for, or nil (counted) for a
+// stream the profile does not allow, one finished already, or one over
+// MaxStreams.
+func (a *reassembler) frameStream(id uint64) *RecvStream {
+	if !streamAllowed(id) {
+		a.st.BadStreamFrames++
+		return nil
+	}
+	return a.stream(id)
+}
+
 func (a *reassembler) stream(id uint64) *RecvStream {
 	if s := a.streams[id]; s != nil {
 		return s
@@ -67,11 +78,7 @@ func (a *reassembler) stream(id uint64) *RecvStream {
 
 // streamFrame takes the STREAM frame f of packet pn, accepted at now.
 func (a *reassembler) streamFrame(f *wire.StreamFrame, pn uint64, now time.Time) {
-	if !streamAllowed(f.StreamID) {
-		a.st.BadStreamFrames++
-		return
-	}
-	s := a.stream(f.StreamID)
+	s := a.frameStream(f.StreamID)
 	if s == nil {
 		return
 	}
@@ -111,11 +118,7 @@ func (a *reassembler) streamFrame(f *wire.StreamFrame, pn uint64, now time.Time)
 
 // resetStream takes a RESET_STREAM frame.
 func (a *reassembler) resetStream(f *wire.ResetStreamFrame) {
-	if !streamAllowed(f.StreamID) {
-		a.st.BadStreamFrames++
-		return
-	}
-	s := a.stream(f.StreamID)
+	s := a.frameStream(f.StreamID)
 	if s == nil {
 		return
 	}

@@ -77,12 +77,6 @@ func Asymmetric(ctx context.Context, o Options) (AsymResult, error) {
 // the first write to the last byte delivered.
 func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate uint64) (AsymRun, error) {
 	run := AsymRun{Asymmetric: asym, Rate: rate}
-	snd, rcv, err := o.conns(port)
-	if err != nil {
-		return run, err
-	}
-	defer snd.Close()
-	defer rcv.Close()
 	params := o.params(port)
 	params.PeakFlowRate = rate
 	var sc *manifest.SignerConfig
@@ -99,20 +93,12 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 		sc = &manifest.SignerConfig{Key: priv}
 	}
 	h := &countingHandler{}
-	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
+	x, err := o.startSession(ctx, port, params, h, mquic.SenderConfig{Manifests: sc})
 	if err != nil {
 		return run, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
-		BatchSize: 2 * snd.MaxSegments(), Manifests: sc, Logger: o.Logger})
-	if err != nil {
-		return run, err
-	}
-	go s.Run(rctx) // ends at Close
+	defer x.stop()
+	s := x.s
 	st, err := s.OpenStream()
 	if err != nil {
 		s.Close()
@@ -142,9 +128,8 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 			last = now
 		}
 	}
-	cancel()
-	<-done
-	run.Receiver = r.Stats()
+	x.stop()
+	run.Receiver = x.r.Stats()
 	run.Stream = Rate{Packets: run.Receiver.Packets, Bytes: h.bytes.Load(), Elapsed: time.Duration(h.last.Load() - start.UnixNano())}
 	return run, err
 }

@@ -173,28 +173,13 @@ func (o *Options) rawPhase(ctx context.Context, port uint16) (send, recv Rate, e
 // streamPhase sends one mquic stream as fast as possible and measures the
 // packets sent, the packets received and the stream data delivered.
 func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, stream Rate, err error) {
-	snd, rcv, err := o.conns(port)
-	if err != nil {
-		return send, recv, stream, err
-	}
-	defer snd.Close()
-	defer rcv.Close()
-	params := o.params(port)
 	h := &countingHandler{}
-	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
+	x, err := o.startSession(ctx, port, o.params(port), h, mquic.SenderConfig{})
 	if err != nil {
 		return send, recv, stream, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
-		BatchSize: 2 * snd.MaxSegments(), Logger: o.Logger})
-	if err != nil {
-		return send, recv, stream, err
-	}
-	go s.Run(rctx) // ends at Close
+	defer x.stop()
+	s := x.s
 	st, err := s.OpenStream()
 	if err != nil {
 		return send, recv, stream, err
@@ -213,14 +198,65 @@ func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, str
 	ss := s.Stats()
 	s.Close()
 	time.Sleep(200 * time.Millisecond) // let the receiver drain its socket
-	cancel()
-	<-done
-	rs := r.Stats()
+	x.stop()
+	rs := x.r.Stats()
 	recvElapsed := time.Duration(h.last.Load() - start.UnixNano())
 	send = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
 	recv = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: recvElapsed}
 	stream = Rate{Packets: rs.Packets, Bytes: h.bytes.Load(), Elapsed: recvElapsed}
 	return send, recv, stream, nil
+}
+
+// session is a sender and a receiver of one session on fresh sockets, both
+// running.
+type session struct {
+	snd, rcv *mcast.Conn
+	s        *mquic.Sender
+	r        *mquic.Receiver
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// startSession opens the sockets of port and runs a receiver delivering to
+// h and a sender configured by sc (whose Params, packet and batch sizes and
+// logger it sets).
+func (o *Options) startSession(ctx context.Context, port uint16, params mquic.Params, h mquic.Handler, sc mquic.SenderConfig) (*session, error) {
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return nil, err
+	}
+	x := &session{snd: snd, rcv: rcv, done: make(chan error, 1)}
+	if x.r, err = mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger}); err != nil {
+		x.close()
+		return nil, err
+	}
+	sc.Params, sc.MaxPacketSize, sc.BatchSize, sc.Logger = params, o.PacketSize, 2*snd.MaxSegments(), o.Logger
+	if x.s, err = mquic.NewSender(snd, sc); err != nil {
+		x.close()
+		return nil, err
+	}
+	var rctx context.Context
+	rctx, x.cancel = context.WithCancel(ctx)
+	go func() { x.done <- x.r.Run(rctx) }()
+	go x.s.Run(rctx) // ends at Close
+	return x, nil
+}
+
+// stop ends the receiver (the sender ends at its Close) and closes the
+// sockets.
+func (x *session) stop() {
+	if x.cancel == nil {
+		return // stopped already
+	}
+	x.cancel()
+	<-x.done
+	x.cancel = nil
+	x.close()
+}
+
+func (x *session) close() {
+	x.snd.Close()
+	x.rcv.Close()
 }
 
 // Report prints a transport result with its ratios.
@@ -268,30 +304,16 @@ func Pace(ctx context.Context, o Options, rates []uint64) ([]PaceRun, error) {
 
 func (o *Options) pacePhase(ctx context.Context, port uint16, rate uint64) (PaceRun, error) {
 	run := PaceRun{Rate: rate}
-	snd, rcv, err := o.conns(port)
-	if err != nil {
-		return run, err
-	}
-	defer snd.Close()
-	defer rcv.Close()
 	params := o.params(port)
 	params.PeakFlowRate = rate
 	h := &countingHandler{}
 	var first atomic.Int64
-	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: &firstArrival{h, &first}, Logger: o.Logger})
+	x, err := o.startSession(ctx, port, params, &firstArrival{h, &first}, mquic.SenderConfig{KeepAlive: -1})
 	if err != nil {
 		return run, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
-		BatchSize: 2 * snd.MaxSegments(), KeepAlive: -1, Logger: o.Logger})
-	if err != nil {
-		return run, err
-	}
-	go s.Run(rctx) // ends at Close
+	defer x.stop()
+	s := x.s
 	st, err := s.OpenStream()
 	if err != nil {
 		return run, err
@@ -318,9 +340,8 @@ func (o *Options) pacePhase(ctx context.Context, port uint16, rate uint64) (Pace
 			last = now
 		}
 	}
-	cancel()
-	<-done
-	rs := r.Stats()
+	x.stop()
+	rs := x.r.Stats()
 	run.Sent = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
 	run.Received = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: time.Duration(h.last.Load() - first.Load())}
 	run.Lost, run.PaceLost = rs.LostPackets, ss.PaceLost
