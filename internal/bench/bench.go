@@ -1,6 +1,7 @@
 // Package bench measures the project's throughput against a raw-UDP
 // baseline taken in the same run with the same socket technique, and
-// prints the ratios the performance targets are stated in (DESIGN.md §4).
+// prints the ratios the performance targets are stated in (README.md,
+// "Measured figures").
 package bench
 
 import (
