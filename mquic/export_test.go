@@ -33,3 +33,6 @@ func BatchPackets(bitsPerSec uint64, size, max int) int { return batchPackets(bi
 // OnWrite has fn called, on the writer's goroutine before Run starts, with
 // the time at which the pacer booked each write and its bytes.
 func (s *Sender) OnWrite(fn func(at time.Time, bytes int)) { s.onWrite = fn }
+
+// Running reports whether Run was called.
+func (r *Receiver) Running() bool { return r.running.Load() }

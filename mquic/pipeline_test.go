@@ -126,6 +126,12 @@ func runPipelined(t testing.TB, conn *feedConn, cfg mquic.ReceiverConfig) (r *mq
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
+	for !r.Running() {
+		runtime.Gosched()
+	}
+	if err := r.Run(ctx); err == nil {
+		t.Fatal("Run twice")
+	}
 	return r, func() {
 		cancel()
 		if err := <-done; err != nil {

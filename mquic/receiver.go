@@ -170,6 +170,7 @@ type Receiver struct {
 	// ones; pnLen likewise (0: not yet learnt).
 	base    atomic.Uint64
 	pnLenAt atomic.Int32
+	running atomic.Bool // Run was called
 
 	// mu is the Receiver's lock, taken before any lock of the handlers (see
 	// Receiver). It guards what follows.

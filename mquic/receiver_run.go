@@ -70,8 +70,12 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 
 // Run reads and handles packets until ctx ends (it returns nil), the
 // session idle timeout passes without a packet (ErrIdleTimeout), or reading
-// fails. Handlers are called on Run's goroutine (see Receiver).
+// fails. Handlers are called on Run's goroutine (see Receiver). Run must be
+// called once.
 func (r *Receiver) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("mquic: receiver: Run called twice")
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	wake := context.AfterFunc(ctx, func() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) })
