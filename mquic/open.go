@@ -33,19 +33,16 @@ type rxPacket struct {
 	pn        uint64
 	payload   []byte
 	digest    manifest.Digest // asymmetric sessions: of the packet as sent
-	frames    []rxFrame       // aliases the opener's frames
+	frames    []wire.Frame    // its QUIC frames; aliases the opener's space
+	mans      []rxManifest    // its MANIFEST frames; aliases the opener's space
 	frameErr  dropReason      // dropUnknownFrame or dropBadFrame, or 0
-	manifests int             // MANIFEST frames
 	others    bool            // frames other than MANIFEST and PADDING
 }
 
-// rxFrame is one parsed frame: a QUIC frame or, in an asymmetric session, a
-// MANIFEST frame.
-type rxFrame struct {
-	f          wire.Frame
-	m          manifest.Manifest
-	sig        manifest.Signature // m's signature, if verified ahead
-	isManifest bool
+// rxManifest is a parsed MANIFEST frame (asymmetric sessions).
+type rxManifest struct {
+	m   manifest.Manifest
+	sig manifest.Signature // m's signature, if verified ahead
 }
 
 // opener opens packets: the checks, the digest, header protection, AEAD and
@@ -56,7 +53,8 @@ type rxFrame struct {
 type opener struct {
 	r      *Receiver
 	prot   *protect.Protector
-	frames []rxFrame
+	frames []wire.Frame
+	mans   []rxManifest
 	// pre, when set, verifies the signatures of MANIFEST frames as they are
 	// parsed, at now (asymmetric sessions, on Run's openers).
 	pre     *manifest.Prechecker
@@ -70,7 +68,7 @@ func (r *Receiver) newOpener(prot *protect.Protector) opener {
 
 // reset makes the opener's frame space reusable: the frames of the packets
 // it opened before are dropped.
-func (o *opener) reset() { o.frames = o.frames[:0] }
+func (o *opener) reset() { o.frames, o.mans = o.frames[:0], o.mans[:0] }
 
 // decodeSafety bounds how far, in the packet-number space of a pnLen-byte
 // encoding, a packet may be from the largest accepted packet number for an
@@ -160,40 +158,40 @@ func (o *opener) decrypt(p *rxPacket, pn uint64) {
 		return
 	}
 	p.state, p.pn, p.payload = rxOpened, pn, payload
-	p.frames, p.frameErr, p.manifests, p.others = o.parse(payload)
+	p.frames, p.mans, p.frameErr, p.others = o.parse(payload)
 }
 
 // parse parses every frame of a payload into the opener's frame space and
 // returns them, or the reason to drop the packet at the first frame that
 // is unknown or malformed.
-func (o *opener) parse(payload []byte) (frames []rxFrame, why dropReason, manifests int, others bool) {
-	start := len(o.frames)
+func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, why dropReason, others bool) {
+	fstart, mstart := len(o.frames), len(o.mans)
 	for b := payload; len(b) > 0; {
-		o.frames = append(o.frames, rxFrame{})
-		fr := &o.frames[len(o.frames)-1]
 		var n int
 		var err error
 		if o.r.asym && manifest.IsFrame(b) {
-			fr.isManifest = true
-			fr.m, n, err = manifest.ParseFrame(b)
-			manifests++
+			o.mans = append(o.mans, rxManifest{})
+			rm := &o.mans[len(o.mans)-1]
+			rm.m, n, err = manifest.ParseFrame(b)
 			if err == nil && o.pre != nil {
-				fr.sig, o.scratch = o.pre.Check(&fr.m, o.now, o.scratch)
+				rm.sig, o.scratch = o.pre.Check(&rm.m, o.now, o.scratch)
 			}
 		} else {
-			n, err = wire.ParseFrame(b, &fr.f)
-			if err == nil && fr.f.Type != wire.FrameTypePadding {
+			o.frames = append(o.frames, wire.Frame{})
+			f := &o.frames[len(o.frames)-1]
+			n, err = wire.ParseFrame(b, f)
+			if err == nil && f.Type != wire.FrameTypePadding {
 				others = true
 			}
 		}
 		if err != nil {
-			o.frames = o.frames[:start]
+			o.frames, o.mans = o.frames[:fstart], o.mans[:mstart]
 			if errors.Is(err, wire.ErrUnknownFrameType) {
-				return nil, dropUnknownFrame, 0, false
+				return nil, nil, dropUnknownFrame, false
 			}
-			return nil, dropBadFrame, 0, false
+			return nil, nil, dropBadFrame, false
 		}
 		b = b[n:]
 	}
-	return o.frames[start:len(o.frames):len(o.frames)], 0, manifests, others
+	return o.frames[fstart:len(o.frames):len(o.frames)], o.mans[mstart:len(o.mans):len(o.mans)], 0, others
 }

@@ -419,11 +419,11 @@ func (r *Receiver) process(p *rxPacket) {
 	now := r.now
 	if r.auth != nil {
 		used := 0
-		if p.manifests > 0 {
-			used = r.handleManifests(p.frames, now)
+		if len(p.mans) > 0 {
+			used = r.handleManifests(p.mans, now)
 		}
 		if !r.auth.Authenticate(&p.digest, pn, now) {
-			manifestOnly := p.manifests > 0 && !p.others
+			manifestOnly := len(p.mans) > 0 && !p.others
 			switch {
 			case manifestOnly && used == 0:
 				r.stats.BadManifest++
@@ -467,12 +467,9 @@ func (r *Receiver) countDrop(why dropReason) {
 // handleManifests passes the MANIFEST frames of a validated packet to the
 // authenticator, which releases the held packets they list. It returns how
 // many were new or copies of verified ones.
-func (r *Receiver) handleManifests(frames []rxFrame, now time.Time) (used int) {
-	for i := range frames {
-		f := &frames[i]
-		if !f.isManifest {
-			continue
-		}
+func (r *Receiver) handleManifests(mans []rxManifest, now time.Time) (used int) {
+	for i := range mans {
+		f := &mans[i]
 		err := r.auth.HandleChecked(&f.m, now, f.sig)
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
@@ -502,7 +499,7 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 	}
 	// Released packets come one at a time: one frame space does.
 	r.rel.reset()
-	frames, _, _, _ := r.rel.parse(payload)
+	frames, _, _, _ := r.rel.parse(payload) // MANIFEST frames were handled on arrival
 	r.accept(pn, 0, payload, frames, wireLen, r.now)
 }
 
@@ -511,7 +508,7 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 // already). pnLen is the packet-number length it was decoded with, which the
 // first accepted packet fixes for the session; 0 when unknown (a released
 // packet).
-func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []rxFrame, wireLen int, now time.Time) {
+func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Frame, wireLen int, now time.Time) {
 	if r.pnLen == 0 && pnLen != 0 {
 		r.pnLen = pnLen
 		r.pnLenAt.Store(int32(pnLen))
@@ -526,11 +523,7 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []rxFrame
 		r.tr.received(pn, payload, wireLen)
 	}
 	for i := range frames {
-		fr := &frames[i]
-		if fr.isManifest {
-			continue
-		}
-		f := &fr.f
+		f := &frames[i]
 		switch {
 		case f.Type == wire.FrameTypePadding:
 		case f.Type == wire.FrameTypePing:
