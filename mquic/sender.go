@@ -91,10 +91,11 @@ type SenderStats struct {
 	// PaceWait is how long the writer waited for the pacer in all.
 	PaceWait time.Duration
 	// PaceLost is how much of the pacing schedule the writer gave up since
-	// Run started: time with nothing queued, or woken later than the
-	// pacer's burst covers (a loaded machine). Over the time Run has run
-	// but this, a paced sender sends at exactly the peak flow rate (within
-	// the burst): Bytes*8 ≈ PeakFlowRate × (elapsed - PaceLost).
+	// Run started: time with nothing queued, or woken later than the pacer
+	// lets it catch up (a loaded machine; spec/transport.md, "Pacing").
+	// Over the time Run has run but this, a paced sender sends at exactly
+	// the peak flow rate: Bytes*8 ≈ PeakFlowRate × (elapsed - PaceLost),
+	// within the catch-up.
 	PaceLost time.Duration
 	// Queued is how many packets are sealed and wait for the writer now.
 	Queued    int
@@ -111,8 +112,8 @@ var ErrNotRunning = errors.New("mquic: sender: Run has not been started, so queu
 // a goroutine started just before to be scheduled on a loaded machine.
 const RunStartTimeout = 2 * time.Second
 
-// queueBatches is how many write batches of sealed packets may wait for
-// the writer: the bound past which writes block.
+// queueBatches is how many full write batches (BatchSize packets) of sealed
+// packets may wait for the writer: the bound past which writes block.
 const queueBatches = 4
 
 // Sender sends the packets of one multicast QUIC session: stream 0 and any
@@ -124,7 +125,7 @@ const queueBatches = 4
 // after FlushDelay, sends keep-alives and, in an asymmetric session, the
 // manifests that fall due by time. Writes on the streams packetize and seal
 // on the caller's goroutine and queue the packets for Run; past a bounded
-// queue (queueBatches write batches) they block until Run has written some.
+// queue (4 × BatchSize packets) they block until Run has written some.
 // Writes made before Run starts are queued the same way; if the queue fills,
 // or Flush or Close must wait, and Run has not started within
 // RunStartTimeout, they fail with ErrNotRunning instead of hanging. Close
