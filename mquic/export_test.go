@@ -30,9 +30,10 @@ func PaceCatchUp(bitsPerSec uint64, minBurst int) time.Duration {
 // at bitsPerSec, with BatchSize max.
 func BatchPackets(bitsPerSec uint64, size, max int) int { return batchPackets(bitsPerSec, size, max) }
 
-// OnWrite has fn called, on the writer's goroutine before Run starts, with
-// the time at which the pacer booked each write and its bytes.
-func (s *Sender) OnWrite(fn func(at time.Time, bytes int)) { s.onWrite = fn }
+// OnWrite has fn called, on the writer's goroutine (set it before Run
+// starts), with the time at which the pacer booked each write, its bytes,
+// and the pacing schedule given up so far.
+func (s *Sender) OnWrite(fn func(at time.Time, bytes int, lost time.Duration)) { s.onWrite = fn }
 
 // Running reports whether Run was called.
 func (r *Receiver) Running() bool { return r.running.Load() }

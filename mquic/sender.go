@@ -143,7 +143,7 @@ type Sender struct {
 	dstAddr  net.Addr
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
-	onWrite  func(at time.Time, bytes int) // tests: each write as the pacer booked it
+	onWrite  func(at time.Time, bytes int, lost time.Duration) // tests: each write as the pacer booked it
 	signer   *manifest.Signer              // nil in a symmetric session
 	tr       *sendTrace                    // nil when not tracing
 
@@ -734,7 +734,7 @@ func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]
 	at := time.Now()
 	pace.sent(at, n, idle)
 	if s.onWrite != nil {
-		s.onWrite(at, n)
+		s.onWrite(at, n, pace.lostTime())
 	}
 	err := s.writePackets(pkts)
 	now := time.Now()
