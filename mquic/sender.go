@@ -144,8 +144,8 @@ type Sender struct {
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
 	onWrite  func(at time.Time, bytes int, lost time.Duration) // tests: each write as the pacer booked it
-	signer   *manifest.Signer              // nil in a symmetric session
-	tr       *sendTrace                    // nil when not tracing
+	signer   *manifest.Signer                                  // nil in a symmetric session
+	tr       *sendTrace                                        // nil when not tracing
 
 	sessionID  []byte
 	pnLen      int
