@@ -14,13 +14,16 @@ import (
 	"github.com/h3m-project/h3m/mquic/mcast"
 )
 
-// Run's pipeline. One goroutine reads batches of datagrams; the reader and
-// Workers-1 more goroutines open the datagrams of a batch in parallel (each
-// packet independently: header protection, AEAD, frames, digest), and the
-// goroutine that called Run processes them in the order they were read
-// (replay window, authentication, reassembly, handlers). Reading, opening
-// and processing of consecutive batches overlap. Batches are preallocated
-// and recycled: nothing is allocated per packet.
+// Run's pipeline. One goroutine reads batches of datagrams; the datagrams of
+// a batch are opened in parts (each packet independently: header
+// protection, AEAD, frames, digest, manifest signatures) by whichever of the
+// reader, Workers-1 more goroutines and the goroutine that called Run takes
+// a part first, and that last goroutine then processes them in the order
+// they were read (replay window, authentication, reassembly, handlers).
+// Reading, opening and processing of consecutive batches overlap; parts go
+// to whoever is free, so a worker that the machine does not schedule holds
+// nothing up. Batches are preallocated and recycled: nothing is allocated
+// per packet.
 
 // pipelineBatches is how many batches are in flight: one read, one opened,
 // one processed.
@@ -44,6 +47,7 @@ type rxBatch struct {
 	pnLen   int
 
 	nparts  int
+	next    atomic.Int32  // the next part to take
 	pending atomic.Int32  // parts not opened yet
 	opened  chan struct{} // the last part to finish signals
 }
@@ -52,6 +56,18 @@ type rxBatch struct {
 func (b *rxBatch) part(i int) []rxPacket {
 	n := len(b.pkts)
 	return b.pkts[i*n/b.nparts : (i+1)*n/b.nparts]
+}
+
+// openParts opens parts of the batch, with o's protector, until none is
+// left to take.
+func (b *rxBatch) openParts(o *opener) {
+	for {
+		i := int(b.next.Add(1)) - 1
+		if i >= b.nparts {
+			return
+		}
+		b.openPart(i, o)
+	}
 }
 
 // openPart opens part i with o's protector.
@@ -95,7 +111,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	free := make(chan *rxBatch, pipelineBatches)
 	for range pipelineBatches {
 		b := &rxBatch{msgs: make([]mcast.Message, nmsgs), pkts: make([]rxPacket, 0, nmsgs*perMsg),
-			parts: make([]opener, r.workers), opened: make(chan struct{}, 1)}
+			parts: make([]opener, 2*r.workers), opened: make(chan struct{}, 1)}
 		for i := range b.msgs {
 			b.msgs[i].Buf = make([]byte, size)
 		}
@@ -111,7 +127,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		o.pre = r.pre
 		wg.Go(func() {
 			for b := range work[i] {
-				b.openPart(i+1, &o)
+				b.openParts(&o)
 			}
 		})
 	}
@@ -125,8 +141,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 	if err := r.setDeadline(ctx, deadline); err != nil {
 		return err
 	}
+	help := r.newOpener(r.prot.Clone())
+	help.pre = r.pre
 	var runErr error
 	for b := range ordered {
+		b.openParts(&help) // parts nobody has taken yet
 		<-b.opened
 		if b.err != nil || runErr != nil || ctx.Err() != nil {
 			if runErr == nil && b.err != nil && ctx.Err() == nil {
@@ -234,12 +253,16 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		}
 		base := r.base.Load()
 		b.largest, b.have, b.pnLen = base-1, base > 0, int(r.pnLenAt.Load())
-		b.nparts = min(r.workers, max(1, len(b.pkts)/minPerWorker))
+		b.nparts = min(len(b.parts), max(1, len(b.pkts)/minPerWorker))
+		b.next.Store(0)
 		b.pending.Store(int32(b.nparts))
-		for i := 1; i < b.nparts; i++ {
-			work[i-1] <- b
+		for _, w := range work[:min(len(work), b.nparts-1)] {
+			select {
+			case w <- b:
+			default: // that worker is behind: the others take its part
+			}
 		}
-		b.openPart(0, &own)
+		b.openParts(&own)
 		ordered <- b
 		if stopping {
 			return
