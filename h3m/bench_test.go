@@ -50,7 +50,7 @@ func BenchmarkReceivePush(b *testing.B) {
 			CipherSuite: protect.SuiteAES128GCM, Secret: make([]byte, 32)}
 		prof := h3m.Profile{DataOffset: dataOffset}
 		cc := &captureConn{}
-		snd, _ := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+		snd, _ := mcasttest.RunSender(b, cc, mquic.SenderConfig{Params: params})
 		p, _ := h3m.NewPusher(snd, h3m.PusherConfig{Profile: prof, Authority: "x"})
 		const size = 64 << 20
 		p.Push(context.Background(), &h3m.Push{Request: h3frame.Request{Path: "/big"}, Body: &zeros{size}, ContentLength: size})
@@ -104,7 +104,7 @@ func BenchmarkSendPush(b *testing.B) {
 	const size = 16 << 20
 	for _, layer := range []string{"mquic", "h3m"} {
 		b.Run(layer, func(b *testing.B) {
-			snd, _ := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params})
+			snd, _ := mcasttest.RunSender(b, &discardConn{}, mquic.SenderConfig{Params: params})
 			defer snd.Close()
 			p, _ := h3m.NewPusher(snd, h3m.PusherConfig{Authority: "x"})
 			chunk := make([]byte, snd.MaxChunk())

@@ -12,6 +12,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
+	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/internal/pcapfile"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -117,7 +118,7 @@ func TestReceiveNGHQCapture(t *testing.T) {
 func TestNGHQCompatibleSender(t *testing.T) {
 	params := nghqParams()
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+	snd, err := mcasttest.RunSender(t, cc, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func newSession(t testing.TB, o sessionOpts) *testSession {
 			s.mu.Unlock()
 		}
 	}
-	snd, err := mquic.NewSender(s.lossy, sc)
+	snd, err := mcasttest.RunSender(t, s.lossy, sc)
 	if err != nil {
 		t.Fatal(err)
 	}

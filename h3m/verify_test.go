@@ -38,7 +38,7 @@ func capture(t testing.TB, prof h3m.Profile, pc h3m.PusherConfig, pushes ...*h3m
 	params := mquic.Params{Group: mcasttest.Group(), Source: mcasttest.Source, SessionID: []byte("verify"),
 		CipherSuite: protect.SuiteNull, PacketNumberLen: 4}
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+	snd, err := mcasttest.RunSender(t, cc, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func (c *captured) run(t *testing.T, rc h3m.ReceiverConfig) (r *h3m.Receiver, se
 func TestVerifyRefusesAnUnfinishedResource(t *testing.T) {
 	c := capture(t, h3m.Profile{}, h3m.PusherConfig{})
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: c.params})
+	snd, err := mcasttest.RunSender(t, cc, mquic.SenderConfig{Params: c.params})
 	if err != nil {
 		t.Fatal(err)
 	}

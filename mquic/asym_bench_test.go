@@ -15,7 +15,7 @@ import (
 // sending each manifest twice).
 func BenchmarkAsymPacketize(b *testing.B) {
 	params, sc := asymParams(b, mcasttest.Group())
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func transfer(t testing.TB, asym bool, rate uint64, streams, size int) loopbackR
 		t.Fatal(err)
 	}
 	stop := runReceiver(t, rcv)
-	snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}

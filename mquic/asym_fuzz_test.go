@@ -49,18 +49,24 @@ func FuzzAsymReceivePath(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.SetClock(fixedClock)
 		half := len(pkts) / 2
-		for _, p := range pkts[:half] {
-			r.HandlePacket(append([]byte(nil), p...), src)
-		}
-		r.HandlePacket(append([]byte(nil), a...), src)
-		r.HandlePacket(append([]byte(nil), b...), src)
-		r.HandlePacket(append([]byte(nil), a...), src)
-		for _, p := range pkts[half:] {
+		var all [][]byte
+		all = append(all, pkts[:half]...)
+		all = append(all, a, b, a)
+		all = append(all, pkts[half:]...)
+		for _, p := range all {
 			r.HandlePacket(append([]byte(nil), p...), src)
 		}
 		r.Flush()
-		accounted(t, r.Stats())
+		st := r.Stats()
+		accounted(t, st)
+		// Run's pipeline, opening in parallel, ends the same.
+		cfg := mquic.ReceiverConfig{Params: params, Handler: newCollector(pat), ReorderThreshold: 1, Workers: 2,
+			Auth: manifest.AuthConfig{MaxHeldPackets: 16}}
+		if got := receivePipelined(t, cfg, batched(all, 64)); packetCounters(got) != packetCounters(st) {
+			t.Fatalf("pipelined %v, one at a time %v", packetCounters(got), packetCounters(st))
+		}
 		for _, err := range col.errs {
 			t.Fatal(err)
 		}

@@ -141,7 +141,7 @@ func TestAsymTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReceiver(t, rcv)
-	snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestAsymTransfer(t *testing.T) {
 	}
 	for _, id := range ids {
 		if l := col.streams[id]; !l.finished || !l.got.Contains(0, size) || !l.gaps.Empty() {
-			t.Fatalf("stream %d incomplete", id)
+			t.Fatalf("stream %d incomplete: finished %v, got %v, gaps %v; receiver %+v", id, l.finished, l.got.String(), l.gaps.String(), rcv.Stats())
 		}
 	}
 	st, ss := rcv.Stats(), snd.Stats()
@@ -300,6 +300,8 @@ func TestForger(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			clk := newTestClock() // forged packets expire when the test says
+			rcv.SetClock(clk.Now)
 			stop := runReceiver(t, rcv)
 			fg := newForger(t, params)
 			// Before the session starts: stream 3 (the first stream the
@@ -310,9 +312,9 @@ func TestForger(t *testing.T) {
 				fg.send(first+i, streamFrame(3, i*1000, make([]byte, 1000), false))
 			}
 			fg.send(first+5, streamFrame(1003, 0, []byte("forged before start"), true))
-			time.Sleep(20 * time.Millisecond)
+			waitDatagrams(rcv, uint64(fg.sent), 30*time.Second) // the forgeries arrive first
 
-			snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{
+			snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{
 				Params: params, Manifests: sc, FirstPacketNumber: first, OnPacket: fg.race,
 			})
 			if err != nil {
@@ -323,15 +325,10 @@ func TestForger(t *testing.T) {
 			if err := snd.Close(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				st := rcv.Stats()
-				if st.Datagrams >= snd.Stats().Packets+uint64(fg.sent) && st.Auth.Held <= 2 || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			waitDatagrams(rcv, snd.Stats().Packets+uint64(fg.sent), 30*time.Second)
 			stop()
+			clk.Advance(time.Second) // past DataHoldTime: what no manifest listed expires
+			rcv.Tick()
 			rcv.Flush()
 			st := rcv.Stats()
 			accounted(t, st)
@@ -382,7 +379,7 @@ func TestForger(t *testing.T) {
 func capturedAsymSession(t testing.TB, params mquic.Params, sc *manifest.SignerConfig, pat pattern, n int) [][]byte {
 	t.Helper()
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,6 +551,8 @@ func TestAsymLostManifestCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := newTestClock() // nothing expires until the test says so
+	r.SetClock(clk.Now)
 	for _, p := range pkts {
 		sp := decodePacket(t, prot, len(params.SessionID), p)
 		drop := false
@@ -579,8 +578,11 @@ func TestAsymLostManifestCopies(t *testing.T) {
 	if len(dropped) != manifest.DefaultRedundancy || len(listed) == 0 {
 		t.Fatalf("dropped %d copies of manifest %d listing %d packets", len(dropped), lostSeq, len(listed))
 	}
-	time.Sleep(60 * time.Millisecond)
-	r.HandlePacket(nil, src) // a runt datagram (NotShort): the receiver then runs its expiry
+	if st := r.Stats(); st.Auth.Expired != 0 || st.Auth.Held == 0 {
+		t.Fatalf("before the hold time: %s", st.Auth)
+	}
+	clk.Advance(60 * time.Millisecond) // past DataHoldTime
+	r.Tick()
 	r.Flush()
 	st := r.Stats()
 	accounted(t, st)
@@ -622,14 +624,20 @@ func TestAsymLoss(t *testing.T) {
 	pat := newPattern()
 	col := newCollector(pat)
 	rcv, err := mquic.NewReceiver(mcasttest.Receiver(t, group), mquic.ReceiverConfig{Params: params, Handler: col,
-		Auth: manifest.AuthConfig{DataHoldTime: 200 * time.Millisecond}})
+		Auth: manifest.AuthConfig{DataHoldTime: 200 * time.Millisecond},
+		// A packet whose first manifest copy was lost waits for the next
+		// copy while later packets go on: their streams must not report it
+		// lost (and finish) meanwhile.
+		AuthReorderDelay: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := newTestClock() // held packets expire when the test says, not when the machine is slow
+	rcv.SetClock(clk.Now)
 	stop := runReceiver(t, rcv)
 	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0.05, 11)
 	rec := &recorder{}
-	snd, err := mquic.NewSender(lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,9 +646,10 @@ func TestAsymLoss(t *testing.T) {
 	if err := snd.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitDatagrams(rcv, uint64(lossy.Sent()), 10*time.Second)
-	time.Sleep(300 * time.Millisecond) // past DataHoldTime
+	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
 	stop()
+	clk.Advance(300 * time.Millisecond) // past DataHoldTime
+	rcv.Tick()
 	rcv.Flush()
 
 	// What should have happened, from the packets as sent and dropped.
@@ -781,7 +790,7 @@ func TestAsymModeSwitch(t *testing.T) {
 // session (hashing, holding, verifying, releasing), nor does the sender's.
 func TestAsymAllocations(t *testing.T) {
 	params, sc := asymParams(t, mcasttest.Group())
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
+	snd, err := runSender(t, &discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ func (*discardConn) WriteBatch(pkts [][]byte, _ netip.AddrPort) (int, error) { r
 // sealing and handing batches to the socket layer (here a no-op).
 func BenchmarkPacketize(b *testing.B) {
 	params := testParams(b, mcasttest.Group())
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params})
+	snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: params})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func (nopStream) Reset(uint64, uint64) {}
 
 func TestPerPacketPathsAllocateNothing(t *testing.T) {
 	params := testParams(t, mcasttest.Group())
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, &discardConn{}, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,11 +56,11 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer snd.Close()
+	go snd.Run(ctx) // the writer: pacing, batched writes, timers
 	st, _ := snd.OpenStream()
 	st.Write([]byte("hello, multicast"))
 	st.Close()
-	snd.Flush()
+	snd.Close() // flushes, and waits until Run has written everything
 	<-p.done
 	// Output:
 	// 0: hello, multicast

@@ -40,12 +40,17 @@ func FuzzReceivePath(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.HandlePacket(seed(100, stream(3, 0, "prefix", false)), src)
-		r.HandlePacket(a, src)
-		r.HandlePacket(b, src)
-		r.HandlePacket(a, src) // a replay
+		batch := [][]byte{seed(100, stream(3, 0, "prefix", false)), a, b, a} // a replayed
+		for _, p := range batch {
+			r.HandlePacket(append([]byte(nil), p...), src)
+		}
 		r.Flush()
 		st := r.Stats()
+		// Run's pipeline, opening in parallel, ends the same.
+		cfg := mquic.ReceiverConfig{Params: params, Handler: &fuzzHandler{}, ReorderThreshold: 1, Workers: 2}
+		if got := receivePipelined(t, cfg, [][][]byte{batch}); packetCounters(got) != packetCounters(st) {
+			t.Fatalf("pipelined %v, one at a time %v", packetCounters(got), packetCounters(st))
+		}
 		total := st.Packets + st.DecryptFailed + st.WrongSource + st.NotShort + st.WrongSession + st.Duplicate + st.Stale + st.UnknownFrame + st.BadFrame
 		if total != st.Datagrams {
 			t.Fatalf("%d datagrams, %d accounted for", st.Datagrams, total)

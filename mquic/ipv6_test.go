@@ -24,7 +24,7 @@ func TestIPv6SSM(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go rcv.Run(ctx)
-	snd, err := mquic.NewSender(sconn, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, sconn, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,10 @@
 // A Sender packetizes stream data into protected packets, paces them to the
 // session's peak flow rate and writes them in batches; a Receiver authenticates
 // and decrypts packets, drops replays, reassembles streams and reports exactly
-// which stream bytes were lost. Both work on any net.PacketConn, so tests can
-// wrap the socket; package mcast opens the real multicast sockets.
+// which stream bytes were lost. Both are run by their Run method, on a
+// goroutine the caller owns, until its context ends (or, for a Sender, until
+// Close has flushed everything). Both work on any net.PacketConn, so tests
+// can wrap the socket; package mcast opens the real multicast sockets.
 package mquic
 
 import (

@@ -2,7 +2,6 @@ package mquic
 
 import (
 	"encoding/hex"
-	"errors"
 	"time"
 
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -103,13 +102,8 @@ func traceFrames(dst []traceFrame, payload []byte) []traceFrame {
 		}
 		n, err := wire.ParseFrame(b, &f)
 		if err != nil {
-			t := traceFrame{wireLen: len(b)}
-			if u, ok := errors.AsType[*wire.UnknownFrameTypeError](err); ok {
-				t.typ = u.Type
-			} else if fe, ok := errors.AsType[*wire.FrameError](err); ok {
-				t.typ = fe.Type
-			}
-			return append(dst, t)
+			// f.Type is the type of the frame that did not parse, known or not.
+			return append(dst, traceFrame{typ: f.Type, wireLen: len(b)})
 		}
 		t := traceFrame{typ: f.Type, known: true, wireLen: n}
 		switch {
@@ -124,60 +118,9 @@ func traceFrames(dst []traceFrame, payload []byte) []traceFrame {
 	return dst
 }
 
-// qlogFrameType returns the qlog name of an RFC 9000 or RFC 9221 frame
-// type, or "" for any other.
-func qlogFrameType(t wire.FrameType) string {
-	if t.IsStream() {
-		return "stream"
-	}
-	switch t {
-	case wire.FrameTypePadding:
-		return "padding"
-	case wire.FrameTypePing:
-		return "ping"
-	case wire.FrameTypeAck, wire.FrameTypeAckECN:
-		return "ack"
-	case wire.FrameTypeResetStream:
-		return "reset_stream"
-	case wire.FrameTypeStopSending:
-		return "stop_sending"
-	case wire.FrameTypeCrypto:
-		return "crypto"
-	case wire.FrameTypeNewToken:
-		return "new_token"
-	case wire.FrameTypeMaxData:
-		return "max_data"
-	case wire.FrameTypeMaxStreamData:
-		return "max_stream_data"
-	case wire.FrameTypeMaxStreamsBidi, wire.FrameTypeMaxStreamsUni:
-		return "max_streams"
-	case wire.FrameTypeDataBlocked:
-		return "data_blocked"
-	case wire.FrameTypeStreamDataBlocked:
-		return "stream_data_blocked"
-	case wire.FrameTypeStreamsBlockedBidi, wire.FrameTypeStreamsBlockedUni:
-		return "streams_blocked"
-	case wire.FrameTypeNewConnectionID:
-		return "new_connection_id"
-	case wire.FrameTypeRetireConnectionID:
-		return "retire_connection_id"
-	case wire.FrameTypePathChallenge:
-		return "path_challenge"
-	case wire.FrameTypePathResponse:
-		return "path_response"
-	case wire.FrameTypeConnectionClose, wire.FrameTypeConnectionCloseApp:
-		return "connection_close"
-	case wire.FrameTypeHandshakeDone:
-		return "handshake_done"
-	case wire.FrameTypeDatagram, wire.FrameTypeDatagramLen:
-		return "datagram"
-	}
-	return ""
-}
-
 func (t *traceFrame) encode(h *encoder) {
 	h.token(jsontext.BeginObject)
-	name := qlogFrameType(t.typ)
+	name := t.typ.QlogName()
 	if !t.known || name == "" {
 		// MANIFEST, frames of other extensions, and what did not parse.
 		h.str("frame_type", "unknown")

@@ -233,7 +233,7 @@ func TestQlogTrace(t *testing.T) {
 	stop := runReceiver(t, rcv)
 	sent := &sentPackets{}
 	const firstPN = 100
-	snd, err := mquic.NewSender(lossy, mquic.SenderConfig{Params: params, FirstPacketNumber: firstPN, KeepAlive: -1,
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, FirstPacketNumber: firstPN, KeepAlive: -1,
 		OnPacket: sent.onPacket, Tracer: srec})
 	if err != nil {
 		t.Fatal(err)
@@ -389,7 +389,7 @@ func TestQlogTraceHeldPackets(t *testing.T) {
 	var sbuf, rbuf traceBuffer
 	srec := startTrace(&sbuf, params.SessionID, false)
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params, Manifests: sc, Tracer: srec})
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc, Tracer: srec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +518,7 @@ func BenchmarkPacketizeTraced(b *testing.B) {
 	go fs.Run()
 	rec := fs.AddProducer()
 	defer rec.Close()
-	snd, err := mquic.NewSender(&discardConn{}, mquic.SenderConfig{Params: params, Tracer: rec})
+	snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: params, Tracer: rec})
 	if err != nil {
 		b.Fatal(err)
 	}

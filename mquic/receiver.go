@@ -1,23 +1,21 @@
 package mquic
 
 import (
-	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
-	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/mquic/wire"
 	"github.com/quic-go/quic-go/qlogwriter"
 )
@@ -30,6 +28,7 @@ const (
 	DefaultReorderDelay     = 20 * time.Millisecond
 	DefaultReplayWindow     = 4096
 	DefaultReadBatch        = 32
+	DefaultMaxWorkers       = 4
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -58,6 +57,12 @@ type ReceiverConfig struct {
 	ReplayWindow int
 	// ReadBatch is how many datagrams (or GRO buffers) one read takes.
 	ReadBatch int
+	// Workers is how many goroutines Run opens packets on (header
+	// protection, AEAD, frame parsing and, in an asymmetric session, the
+	// packet digest), so that a receiver is not held to one core; 0 means
+	// GOMAXPROCS, at most DefaultMaxWorkers. Packets reach the streams in
+	// the order they were read whatever the number.
+	Workers int
 	// AuthReorderDelay, in an asymmetric session, is how long a stream hole
 	// waits (instead of ReorderDelay) before it is reported as a gap while a
 	// packet with an older packet number is held for its manifest: that
@@ -139,30 +144,48 @@ type ReceiverStats struct {
 // Receiver receives one multicast QUIC session: it drops packets from other
 // sources or sessions, authenticates and decrypts, rejects replays, parses
 // frames and reassembles streams for its Handler.
+//
+// Run reads on its own goroutine, opens packets on Workers goroutines and
+// hands them, in the order they were read, to the goroutine that called
+// Run, which calls the Handler and StreamHandler methods (HandlePacket and
+// HandleManifest call them on their caller's goroutine), always with the
+// Receiver's lock held and one at a time. Handlers must therefore not call
+// the Receiver's methods (Stats, Streams, ...). The layer above takes its
+// own lock inside those calls: the lock order is mquic.Receiver, then
+// h3m.Receiver, then h3m.Resource.
 type Receiver struct {
-	conn   net.PacketConn
-	batchR mcast.BatchReader
-	cfg    ReceiverConfig
-	log    *slog.Logger
+	conn    net.PacketConn
+	batchR  mcast.BatchReader
+	cfg     ReceiverConfig
+	log     *slog.Logger
+	clock   func() time.Time // time.Now, or a test's clock
+	workers int
 
 	source    netip.Addr
 	sessionID []byte
-	pnLen     int
 	idle      time.Duration
+	asym      bool
+	// base is the largest packet number accepted plus one (0: none yet),
+	// published after each batch for the goroutines that open the next
+	// ones; pnLen likewise (0: not yet learnt).
+	base    atomic.Uint64
+	pnLenAt atomic.Int32
+	running atomic.Bool // Run was called
 
+	// mu is the Receiver's lock, taken before any lock of the handlers (see
+	// Receiver). It guards what follows.
 	mu         sync.Mutex
 	prot       *protect.Protector
+	pnLen      int
 	win        pnWindow
-	streams    map[uint64]*RecvStream
-	closed     ranges.Set // finished streams, keyed by streamKey
-	waiting    []*RecvStream
-	buffered   int
-	free       [][]byte
+	ra         reassembler
 	lastPacket time.Time
 	now        time.Time // when the datagrams being handled were read
 	stats      ReceiverStats
-	frame      wire.Frame
+	seq        opener                  // opens packets on the goroutine that holds mu
+	rel        opener                  // parses the packets the authenticator releases
 	auth       *manifest.Authenticator // nil in a symmetric session
+	pre        *manifest.Prechecker    // the auth's: Run's openers verify signatures ahead
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 	tr         *recvTrace              // nil when not tracing
 }
@@ -197,6 +220,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.ReadBatch <= 0 {
 		cfg.ReadBatch = DefaultReadBatch
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = min(runtime.GOMAXPROCS(0), DefaultMaxWorkers)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -205,14 +231,21 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		conn:      conn,
 		cfg:       cfg,
 		log:       cfg.Logger.With("session", fmt.Sprintf("%x", p.SessionID), "group", p.Group.String()),
+		clock:     time.Now,
+		workers:   cfg.Workers,
 		source:    p.Source.Unmap(),
 		sessionID: p.SessionID,
 		pnLen:     p.PacketNumberLen, // 0: learnt from the first packet
 		idle:      p.IdleTimeout,
 		prot:      prot,
 		win:       newPNWindow(cfg.ReplayWindow),
-		streams:   make(map[uint64]*RecvStream),
 		tr:        newRecvTrace(cfg.Tracer, p.SessionID, cfg.ReplayWindow, cfg.ReorderThreshold),
+	}
+	r.pnLenAt.Store(int32(r.pnLen))
+	r.ra = reassembler{
+		handler: cfg.Handler, maxStreams: cfg.MaxStreams, maxBuffered: cfg.MaxBufferedBytes,
+		reorderThreshold: uint64(cfg.ReorderThreshold), reorderDelay: cfg.ReorderDelay,
+		authReorderDelay: cfg.AuthReorderDelay, st: &r.stats, streams: make(map[uint64]*RecvStream),
 	}
 	r.stats.ProhibitedByType = make(map[wire.FrameType]uint64)
 	prof, err := sessionProfile(&p)
@@ -230,7 +263,11 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		if r.auth, err = manifest.NewAuthenticator(prof, ac, r.releaseHeld); err != nil {
 			return nil, fmt.Errorf("mquic: new receiver: %w", err)
 		}
+		r.asym = true
+		r.pre = r.auth.Prechecker()
 	}
+	r.seq = r.newOpener(prot)
+	r.rel = r.newOpener(prot)
 	if br, ok := conn.(mcast.BatchReader); ok {
 		r.batchR = br
 	}
@@ -248,7 +285,7 @@ func (r *Receiver) Stats() ReceiverStats {
 	}
 	s.LostPackets = r.win.missing
 	s.LargestPN = r.win.largest
-	s.Buffered = r.buffered
+	s.Buffered = r.ra.buffered
 	if r.auth != nil {
 		s.Auth = r.auth.Stats()
 	}
@@ -270,120 +307,17 @@ func sessionProfile(p *Params) (*manifest.Profile, error) {
 	return nil, nil
 }
 
-// Run reads and handles packets until ctx ends (it returns nil), the
-// session idle timeout passes without a packet (ErrIdleTimeout), or reading
-// fails.
-func (r *Receiver) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	r.mu.Lock()
-	r.lastPacket = time.Now()
-	r.mu.Unlock()
-
-	var msgs []mcast.Message
-	var buf []byte
-	if r.batchR != nil {
-		size := 4096
-		if g, ok := r.conn.(interface{ GRO() bool }); ok && g.GRO() {
-			size = 1 << 16
-		}
-		msgs = make([]mcast.Message, r.cfg.ReadBatch)
-		for i := range msgs {
-			msgs[i].Buf = make([]byte, size)
-		}
-	} else {
-		buf = make([]byte, 1<<16)
-	}
-	var deadline time.Time
-	for {
-		next := r.nextDeadline()
-		if !next.Equal(deadline) {
-			deadline = next
-			if err := r.conn.SetReadDeadline(deadline); err != nil {
-				return fmt.Errorf("mquic: receiver: %w", err)
-			}
-			// That may have replaced the past deadline ctx's AfterFunc set to
-			// wake the read: look at ctx again.
-			if ctx.Err() != nil {
-				return nil
-			}
-		}
-		var err error
-		if r.batchR != nil {
-			var n int
-			n, err = r.batchR.ReadBatch(msgs)
-			if n > 0 {
-				r.mu.Lock()
-				r.now = time.Now() // one clock reading per batch
-				for i := range msgs[:n] {
-					m := &msgs[i]
-					src := m.Src
-					m.Datagrams(func(p []byte) { r.handleLocked(p, src) })
-				}
-				r.afterBatchLocked(r.now)
-				r.mu.Unlock()
-			}
-		} else {
-			var n int
-			var from net.Addr
-			n, from, err = r.conn.ReadFrom(buf)
-			if n > 0 {
-				r.mu.Lock()
-				r.now = time.Now()
-				r.handleLocked(buf[:n], addrPort(from))
-				r.afterBatchLocked(r.now)
-				r.mu.Unlock()
-			}
-		}
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("mquic: receiver read: %w", err)
-		}
-		now := time.Now()
-		r.mu.Lock()
-		r.afterBatchLocked(now)
-		idle := r.idle > 0 && now.Sub(r.lastPacket) >= r.idle
-		r.mu.Unlock()
-		if idle {
-			r.log.Info("session idle timeout", "timeout", r.idle)
-			return ErrIdleTimeout
-		}
-	}
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return u.AddrPort()
-	}
-	return netip.AddrPort{}
-}
-
 // nextDeadline is when Run must wake even without packets: for the idle
-// timeout or for reordering holes that are due.
+// timeout, for reordering holes that are due, or for held packets and
+// digests that expire.
 func (r *Receiver) nextDeadline() time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var d time.Time
 	if r.idle > 0 {
 		d = r.lastPacket.Add(r.idle)
 	}
 	heldPN, held := r.heldData()
-	for _, s := range r.waiting {
-		if len(s.pending) > 0 {
-			seg := &s.pending[0]
-			t := seg.at.Add(r.cfg.ReorderDelay)
-			if held && heldPN < seg.pn {
-				t = seg.at.Add(max(r.cfg.ReorderDelay, r.cfg.AuthReorderDelay))
-			}
-			if d.IsZero() || t.Before(d) {
-				d = t
-			}
-		}
+	if t := r.ra.deadline(heldPN, held); !t.IsZero() && (d.IsZero() || t.Before(d)) {
+		d = t
 	}
 	if r.auth != nil {
 		if t, ok := r.auth.Deadline(); ok && (d.IsZero() || t.Before(d)) {
@@ -393,13 +327,17 @@ func (r *Receiver) nextDeadline() time.Time {
 	return d
 }
 
-// HandlePacket handles one datagram received from src, as Run does. It lets
-// callers feed packets from elsewhere (a capture, a test).
+// HandlePacket handles one datagram received from src, as Run does, on the
+// caller's goroutine. It lets callers feed packets from elsewhere (a
+// capture, a test).
 func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.now = time.Now()
-	r.handleLocked(pkt, src)
+	r.now = r.clock()
+	p := rxPacket{pkt: pkt, src: src}
+	r.seq.reset()
+	r.seq.open(&p, r.win.largest, r.win.have, r.pnLen)
+	r.process(&p)
 	r.afterBatchLocked(r.now)
 }
 
@@ -408,167 +346,142 @@ func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 func (r *Receiver) Flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for len(r.waiting) > 0 {
-		s := r.waiting[0]
-		r.declareGap(s)
-		r.drain(s)
-		r.unlist(s)
-	}
+	r.ra.flush()
 }
 
-func (r *Receiver) handleLocked(pkt []byte, src netip.AddrPort) {
+// process is the ordered part of handling a datagram that an opener has
+// opened (or dropped): the replay window, asymmetric authentication, and the
+// frames. It runs with r.mu held, in the order the datagrams were read.
+func (r *Receiver) process(p *rxPacket) {
 	r.stats.Datagrams++
-	if r.source.IsValid() && src.Addr().Unmap() != r.source {
-		r.stats.WrongSource++
+	wireLen := len(p.pkt)
+	switch p.state {
+	case rxDropped:
+		r.countDrop(p.why)
 		if r.tr != nil {
-			r.tr.dropped("unknown", "", len(pkt), dropWrongSource)
+			switch p.why {
+			case dropWrongSession:
+				r.tr.dropped(packetType1RTT, hex.EncodeToString(p.dcid), wireLen, p.why)
+			case dropDecryptFailed:
+				r.tr.dropped(packetType1RTT, r.tr.dcid, wireLen, p.why)
+			default:
+				r.tr.dropped("unknown", "", wireLen, p.why)
+			}
 		}
 		return
-	}
-	dcid, pnOffset, err := wire.ParseShortHeader(pkt, len(r.sessionID))
-	if err != nil {
-		r.stats.NotShort++
-		if r.tr != nil {
-			r.tr.dropped("unknown", "", len(pkt), dropNotShort)
+	case rxDeferred:
+		// Opened here, against the window as it is now.
+		r.seq.reset()
+		r.seq.open(p, r.win.largest, r.win.have, r.pnLen)
+		if p.state == rxDropped {
+			r.stats.Datagrams--
+			r.process(p)
+			return
 		}
-		return
-	}
-	if !bytes.Equal(dcid, r.sessionID) {
-		r.stats.WrongSession++
-		if r.tr != nil {
-			r.tr.dropped(packetType1RTT, hex.EncodeToString(dcid), len(pkt), dropWrongSession)
-		}
-		return
-	}
-	pnLen := r.pnLen
-	if pnLen == 0 {
-		if r.prot.HeaderProtection() {
-			pnLen = DefaultPacketNumberLen
-		} else {
-			pnLen = int(pkt[0]&0x03) + 1
+	case rxOpened:
+		if r.win.have && wire.DecodePacketNumber(r.win.largest, p.truncated, p.pnLen) != p.pn {
+			// Unreachable unless an authenticated packet number jumped by
+			// more than a quarter of the packet-number space while this
+			// packet was being opened (see opener.open).
+			r.countDrop(dropDecryptFailed)
+			return
 		}
 	}
-	var digest manifest.Digest
-	if r.auth != nil {
-		// The digest covers the packet as sent: take it before Open
-		// decrypts in place.
-		digest = manifest.Sum(pkt)
-	}
-	pn, payload, err := r.prot.Open(pkt, pnOffset, pnLen, r.win.largest, r.win.have)
-	if err != nil {
-		r.stats.DecryptFailed++
-		if r.tr != nil {
-			r.tr.dropped(packetType1RTT, r.tr.dcid, len(pkt), dropDecryptFailed)
-		}
-		return
-	}
+	pn := p.pn
 	switch r.win.check(pn) {
 	case pnDuplicate:
 		r.stats.Duplicate++
 		if r.tr != nil {
-			r.tr.droppedPN(pn, len(pkt), dropDuplicate)
+			r.tr.droppedPN(pn, wireLen, dropDuplicate)
 		}
 		return
 	case pnStale:
 		r.stats.Stale++
 		if r.tr != nil {
-			r.tr.droppedPN(pn, len(pkt), dropStale)
+			r.tr.droppedPN(pn, wireLen, dropStale)
 		}
 		return
 	}
 	if r.tr != nil {
 		r.tr.arrived(pn)
 	}
-	// Validate every frame before acting on any, so that a packet with an
-	// unknown or malformed frame is dropped whole.
-	manifests, others := 0, false
-	for b := payload; len(b) > 0; {
-		n, isManifest, err := r.parseFrame(b)
-		if err != nil {
-			why := dropBadFrame
-			if _, ok := errors.AsType[*wire.UnknownFrameTypeError](err); ok {
-				r.stats.UnknownFrame++
-				why = dropUnknownFrame
-			} else {
-				r.stats.BadFrame++
-			}
-			if r.tr != nil {
-				r.tr.droppedPN(pn, len(pkt), why)
-			}
-			if r.auth == nil {
-				r.win.mark(pn) // authenticated: never accept it again
-			}
-			return
+	if p.frameErr != 0 {
+		// A packet with an unknown or malformed frame is dropped whole.
+		r.countDrop(p.frameErr)
+		if r.tr != nil {
+			r.tr.droppedPN(pn, wireLen, p.frameErr)
 		}
-		if isManifest {
-			manifests++
-		} else if r.frame.Type != wire.FrameTypePadding {
-			others = true
+		if r.auth == nil {
+			r.win.mark(pn) // authenticated: never accept it again
 		}
-		b = b[n:]
+		return
 	}
 	now := r.now
 	if r.auth != nil {
 		used := 0
-		if manifests > 0 {
-			used = r.handleManifests(payload, now)
+		if len(p.mans) > 0 {
+			used = r.handleManifests(p.mans, now)
 		}
-		if !r.auth.Authenticate(&digest, pn, now) {
+		if !r.auth.Authenticate(&p.digest, pn, now) {
+			manifestOnly := len(p.mans) > 0 && !p.others
 			switch {
-			case manifests > 0 && !others && used == 0:
+			case manifestOnly && used == 0:
 				r.stats.BadManifest++
 				if r.tr != nil {
-					r.tr.droppedPN(pn, len(pkt), dropBadManifest)
+					r.tr.droppedPN(pn, wireLen, dropBadManifest)
 				}
-			case !r.auth.Hold(&digest, pn, payload, len(pkt), manifests > 0 && !others, now):
+			case !r.auth.Hold(&p.digest, pn, p.payload, wireLen, manifestOnly, now):
 				r.stats.Duplicate++
 				if r.tr != nil {
-					r.tr.droppedPN(pn, len(pkt), dropDuplicate)
+					r.tr.droppedPN(pn, wireLen, dropDuplicate)
 				}
 			default:
 				if r.tr != nil {
-					r.tr.held(pn, payload, len(pkt))
+					r.tr.held(pn, p.payload, wireLen)
 				}
 			}
 			return
 		}
 	}
-	r.accept(pn, pnLen, payload, len(pkt), now)
+	r.accept(pn, p.pnLen, p.payload, p.frames, wireLen, now)
 }
 
-// parseFrame parses the frame at the start of b into r.frame or, in an
-// asymmetric session, checks the MANIFEST frame there.
-func (r *Receiver) parseFrame(b []byte) (n int, isManifest bool, err error) {
-	if r.auth != nil && manifest.IsFrame(b) {
-		_, n, err = manifest.ParseFrame(b)
-		return n, true, err
+// countDrop counts a datagram dropped before its frames were handled.
+func (r *Receiver) countDrop(why dropReason) {
+	switch why {
+	case dropWrongSource:
+		r.stats.WrongSource++
+	case dropNotShort:
+		r.stats.NotShort++
+	case dropWrongSession:
+		r.stats.WrongSession++
+	case dropDecryptFailed:
+		r.stats.DecryptFailed++
+	case dropUnknownFrame:
+		r.stats.UnknownFrame++
+	case dropBadFrame:
+		r.stats.BadFrame++
 	}
-	n, err = wire.ParseFrame(b, &r.frame)
-	return n, false, err
 }
 
-// handleManifests passes the MANIFEST frames of a validated payload to the
+// handleManifests passes the MANIFEST frames of a validated packet to the
 // authenticator, which releases the held packets they list. It returns how
 // many were new or copies of verified ones.
-func (r *Receiver) handleManifests(payload []byte, now time.Time) (used int) {
-	for b := payload; len(b) > 0; {
-		if !manifest.IsFrame(b) {
-			n, _ := wire.ParseFrame(b, &r.frame)
-			b = b[n:]
-			continue
-		}
-		m, n, _ := manifest.ParseFrame(b)
-		err := r.auth.HandleManifest(&m, now)
+func (r *Receiver) handleManifests(mans []rxManifest, now time.Time) (used int) {
+	for i := range mans {
+		f := &mans[i]
+		err := r.auth.HandleChecked(&f.m, now, f.sig)
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
 		}
-		r.noteInBand(m.Seq, err)
-		b = b[n:]
+		r.noteInBand(f.m.Seq, err)
 	}
 	return used
 }
 
-// releaseHeld accepts a held packet that a manifest listed.
+// releaseHeld accepts a held packet that a manifest listed. Its frames were
+// validated when it arrived; they are parsed again from the
+// authenticator's copy of the payload.
 func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 	switch r.win.check(pn) {
 	case pnDuplicate:
@@ -584,7 +497,10 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 		}
 		return
 	}
-	r.accept(pn, 0, payload, wireLen, r.now)
+	// Released packets come one at a time: one frame space does.
+	r.rel.reset()
+	frames, _, _, _ := r.rel.parse(payload) // MANIFEST frames were handled on arrival
+	r.accept(pn, 0, payload, frames, wireLen, r.now)
 }
 
 // accept takes an authenticated packet whose frames are valid: it marks its
@@ -592,9 +508,10 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 // already). pnLen is the packet-number length it was decoded with, which the
 // first accepted packet fixes for the session; 0 when unknown (a released
 // packet).
-func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, wireLen int, now time.Time) {
-	if r.pnLen == 0 {
+func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Frame, wireLen int, now time.Time) {
+	if r.pnLen == 0 && pnLen != 0 {
 		r.pnLen = pnLen
+		r.pnLenAt.Store(int32(pnLen))
 	}
 	if r.win.mark(pn) {
 		r.stats.ReorderedPackets++
@@ -605,192 +522,20 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, wireLen int, now
 	if r.tr != nil {
 		r.tr.received(pn, payload, wireLen)
 	}
-	for b := payload; len(b) > 0; {
-		n, isManifest, _ := r.parseFrame(b)
-		b = b[n:]
-		if isManifest {
-			continue
-		}
-		f := &r.frame
+	for i := range frames {
+		f := &frames[i]
 		switch {
 		case f.Type == wire.FrameTypePadding:
 		case f.Type == wire.FrameTypePing:
 			r.stats.Pings++
 		case f.Type.IsStream():
-			r.streamFrame(&f.Stream, pn, now)
+			r.ra.streamFrame(&f.Stream, pn, now)
 		case f.Type == wire.FrameTypeResetStream:
-			r.resetStream(&f.ResetStream)
+			r.ra.resetStream(&f.ResetStream)
 		default:
 			r.stats.ProhibitedFrames++
 			r.stats.ProhibitedByType[f.Type]++
 		}
-	}
-}
-
-// streamAllowed reports whether the profile lets a sender use the stream:
-// the reserved stream 0 and server-initiated unidirectional streams.
-func streamAllowed(id uint64) bool { return id == 0 || id%4 == 3 }
-
-// streamKey maps the allowed stream IDs onto consecutive numbers, so that
-// the set of finished streams stays a few ranges.
-func streamKey(id uint64) uint64 {
-	if id == 0 {
-		return 0
-	}
-	return id/4 + 1
-}
-
-func (r *Receiver) stream(id uint64) *RecvStream {
-	if s := r.streams[id]; s != nil {
-		return s
-	}
-	k := streamKey(id)
-	if r.closed.Contains(k, k+1) {
-		r.stats.ClosedStreamData++
-		return nil
-	}
-	if len(r.streams) >= r.cfg.MaxStreams {
-		r.stats.RefusedStreams++
-		return nil
-	}
-	s := &RecvStream{id: id}
-	s.h = r.cfg.Handler.OpenStream(s)
-	if s.h == nil {
-		s.discard = true
-	}
-	r.streams[id] = s
-	return s
-}
-
-func (r *Receiver) streamFrame(f *wire.StreamFrame, pn uint64, now time.Time) {
-	if !streamAllowed(f.StreamID) {
-		r.stats.BadStreamFrames++
-		return
-	}
-	s := r.stream(f.StreamID)
-	if s == nil {
-		return
-	}
-	end := f.Offset + uint64(len(f.Data))
-	if f.Fin {
-		if s.haveFinal && s.finalSize != end || s.received.Overlaps(end, 1<<62) {
-			r.stats.BadStreamFrames++
-			return
-		}
-		s.finalSize, s.haveFinal = end, true
-	} else if s.haveFinal && end > s.finalSize {
-		r.stats.BadStreamFrames++
-		return
-	}
-	s.lastData = now
-	added := s.received.Add(f.Offset, end)
-	r.stats.StreamBytes += added
-	switch {
-	case s.discard:
-		r.stats.DiscardedBytes += uint64(len(f.Data))
-	case added == 0:
-		// Nothing new (possible only from a misbehaving sender; replays are
-		// dropped by packet number).
-	case end <= s.delivered:
-		// Late bytes of a range already reported as a gap.
-		s.lost.Remove(f.Offset, end)
-		s.h.Data(f.Offset, f.Data)
-	case f.Offset <= s.delivered:
-		s.h.Data(s.delivered, f.Data[s.delivered-f.Offset:])
-		s.delivered = end
-		r.drain(s)
-	default:
-		r.hold(s, f.Offset, f.Data, pn, now)
-	}
-	r.maybeFinish(s)
-}
-
-// hold buffers out-of-order data until the hole before it fills or is
-// declared lost.
-func (r *Receiver) hold(s *RecvStream, off uint64, data []byte, pn uint64, now time.Time) {
-	var buf []byte
-	if n := len(r.free); n > 0 && cap(r.free[n-1]) >= len(data) {
-		buf = r.free[n-1][:len(data)]
-		r.free = r.free[:n-1]
-	} else {
-		buf = make([]byte, len(data), max(len(data), 2048))
-	}
-	copy(buf, data)
-	seg := segment{off: off, data: buf, pn: pn, at: now}
-	i, _ := slices.BinarySearchFunc(s.pending, off, func(a segment, off uint64) int {
-		if a.off < off {
-			return -1
-		} else if a.off > off {
-			return 1
-		}
-		return 0
-	})
-	s.pending = slices.Insert(s.pending, i, seg)
-	r.buffered += cap(buf)
-	if !s.listed {
-		s.listed = true
-		r.waiting = append(r.waiting, s)
-	}
-	for r.buffered > r.cfg.MaxBufferedBytes && len(r.waiting) > 0 {
-		// Over the cap: give up waiting on the oldest hole.
-		w := r.waiting[0]
-		r.stats.EarlyGaps++
-		r.declareGap(w)
-		r.drain(w)
-		if len(w.pending) == 0 {
-			r.unlist(w)
-		}
-		r.maybeFinish(w)
-	}
-}
-
-// drain delivers buffered segments that now follow on.
-func (r *Receiver) drain(s *RecvStream) {
-	i := 0
-	for ; i < len(s.pending) && s.pending[i].off <= s.delivered; i++ {
-		seg := &s.pending[i]
-		if end := seg.end(); end > s.delivered {
-			if !s.discard {
-				s.h.Data(s.delivered, seg.data[s.delivered-seg.off:])
-			}
-			s.delivered = end
-		}
-		r.release(seg.data)
-	}
-	if i > 0 {
-		s.pending = slices.Delete(s.pending, 0, i)
-	}
-}
-
-func (r *Receiver) release(b []byte) {
-	r.buffered -= cap(b)
-	if len(r.free) < 256 {
-		r.free = append(r.free, b[:0])
-	}
-}
-
-// declareGap reports the hole before the stream's first buffered segment.
-func (r *Receiver) declareGap(s *RecvStream) {
-	if len(s.pending) == 0 {
-		return
-	}
-	from, to := s.delivered, s.pending[0].off
-	if to <= from {
-		return
-	}
-	s.lost.Add(from, to)
-	r.stats.Gaps++
-	r.stats.GapBytes += to - from
-	if !s.discard {
-		s.h.Gap(from, to)
-	}
-	s.delivered = to
-}
-
-func (r *Receiver) unlist(s *RecvStream) {
-	s.listed = false
-	if i := slices.Index(r.waiting, s); i >= 0 {
-		r.waiting = slices.Delete(r.waiting, i, i+1)
 	}
 }
 
@@ -801,94 +546,24 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 		r.auth.Expire(now)
 	}
 	heldPN, held := r.heldData()
-	for i := 0; i < len(r.waiting); {
-		s := r.waiting[i]
-		for len(s.pending) > 0 {
-			seg := &s.pending[0]
-			due := r.win.largest >= seg.pn+uint64(r.cfg.ReorderThreshold) || now.Sub(seg.at) >= r.cfg.ReorderDelay
-			if due && held && heldPN < seg.pn && now.Sub(seg.at) < r.cfg.AuthReorderDelay {
-				// An older packet waits for its manifest: it may fill the hole.
-				due = false
-			}
-			if !due {
-				break
-			}
-			r.declareGap(s)
-			r.drain(s)
-		}
-		if len(s.pending) == 0 {
-			s.listed = false
-			r.waiting = slices.Delete(r.waiting, i, i+1)
-			r.maybeFinish(s)
-			continue
-		}
-		i++
-	}
+	r.ra.expire(r.win.largest, heldPN, held, now)
 }
 
 // heldData returns the oldest packet number held for a manifest when holes
 // wait for held packets (AuthReorderDelay), and false otherwise.
 func (r *Receiver) heldData() (uint64, bool) {
-	if r.auth == nil || r.cfg.AuthReorderDelay <= 0 || len(r.waiting) == 0 {
+	if r.auth == nil || r.cfg.AuthReorderDelay <= 0 || len(r.ra.waiting) == 0 {
 		return 0, false
 	}
 	return r.auth.OldestHeldData()
-}
-
-// maybeFinish closes a stream whose every byte up to its final size is
-// accounted for.
-func (r *Receiver) maybeFinish(s *RecvStream) {
-	if !s.haveFinal || s.delivered < s.finalSize || len(s.pending) > 0 {
-		return
-	}
-	if _, open := r.streams[s.id]; !open {
-		return
-	}
-	if !s.discard {
-		s.h.Finish(s.finalSize)
-	}
-	r.closeStream(s)
-}
-
-func (r *Receiver) closeStream(s *RecvStream) {
-	for i := range s.pending {
-		r.release(s.pending[i].data)
-	}
-	s.pending = nil
-	if s.listed {
-		r.unlist(s)
-	}
-	delete(r.streams, s.id)
-	k := streamKey(s.id)
-	r.closed.Add(k, k+1)
-}
-
-func (r *Receiver) resetStream(f *wire.ResetStreamFrame) {
-	if !streamAllowed(f.StreamID) {
-		r.stats.BadStreamFrames++
-		return
-	}
-	s := r.stream(f.StreamID)
-	if s == nil {
-		return
-	}
-	if s.haveFinal && s.finalSize != f.FinalSize || s.received.Overlaps(f.FinalSize, 1<<62) {
-		r.stats.BadStreamFrames++
-		return
-	}
-	s.finalSize, s.haveFinal = f.FinalSize, true
-	if !s.discard {
-		s.h.Reset(f.ErrorCode, f.FinalSize)
-	}
-	r.closeStream(s)
 }
 
 // Streams returns the IDs of the streams open now.
 func (r *Receiver) Streams() []uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]uint64, 0, len(r.streams))
-	for id := range r.streams {
+	ids := make([]uint64, 0, len(r.ra.streams))
+	for id := range r.ra.streams {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)

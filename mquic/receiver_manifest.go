@@ -40,7 +40,7 @@ func (r *Receiver) HandleManifest(b []byte) error {
 		r.mtrack.rejected++
 		return fmt.Errorf("mquic: manifest from outside the session: %w", err)
 	}
-	r.now = time.Now()
+	r.now = r.clock()
 	err = r.auth.HandleManifest(&m, r.now)
 	switch {
 	case err == nil:

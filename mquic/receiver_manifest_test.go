@@ -151,6 +151,8 @@ func TestAuthReorderDelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		clk := newTestClock()
+		r.SetClock(clk.Now)
 		for _, p := range pkts {
 			sp := decodePacket(t, prot, len(params.SessionID), p)
 			if len(sp.manifests) > 0 && sp.manifests[0].Seq == lost {
@@ -158,9 +160,9 @@ func TestAuthReorderDelay(t *testing.T) {
 			}
 			r.HandlePacket(append([]byte(nil), p...), src)
 		}
-		time.Sleep(100 * time.Millisecond)
-		r.HandlePacket(nil, src) // a runt: the receiver looks at its holes again
-		st, _ := r.ManifestStatus(time.Now(), 0)
+		clk.Advance(100 * time.Millisecond) // past ReorderDelay, short of AuthReorderDelay
+		r.Tick()
+		st, _ := r.ManifestStatus(clk.Now(), 0)
 		if st.Held == 0 {
 			t.Fatal("nothing held although a manifest was lost")
 		}
@@ -175,7 +177,7 @@ func TestAuthReorderDelay(t *testing.T) {
 		case delay == 0 && l.gaps.Empty():
 			t.Fatal("no gap without AuthReorderDelay: the test does not test anything")
 		}
-		if st, _ := r.ManifestStatus(time.Now(), 0); st.Held != 0 || st.Unicast != 1 {
+		if st, _ := r.ManifestStatus(clk.Now(), 0); st.Held != 0 || st.Unicast != 1 {
 			t.Fatalf("AuthReorderDelay %v: %+v", delay, st)
 		}
 		for _, err := range col.errs {

@@ -3,6 +3,7 @@ package mquic_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -18,12 +19,17 @@ type captureConn = mcasttest.CaptureConn
 
 var src = netip.AddrPortFrom(mcasttest.Source, 4433)
 
+// runSender creates a sender and runs it until the test ends.
+func runSender(t testing.TB, conn net.PacketConn, cfg mquic.SenderConfig) (*mquic.Sender, error) {
+	return mcasttest.RunSender(t, conn, cfg)
+}
+
 // capturedSession sends n bytes of pattern on one stream and returns the
 // packets as they would go on the wire.
 func capturedSession(t testing.TB, params mquic.Params, pat pattern, n int) [][]byte {
 	t.Helper()
 	cc := &captureConn{}
-	snd, err := mquic.NewSender(cc, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,29 +301,34 @@ func TestIdleTimeoutAndKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := mquic.NewSender(mcasttest.Sender(t, group), mquic.SenderConfig{Params: params})
+	// The receiver's clock moves only when the test says: between two
+	// keep-alives, by less than the idle timeout.
+	clk := newTestClock()
+	rcv.SetClock(clk.Now)
+	snd, err := runSender(t, mcasttest.Sender(t, group), mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- rcv.Run(context.Background()) }()
-	// The sender's PINGs keep the session alive for a second.
-	select {
-	case err := <-errc:
-		t.Fatalf("receiver stopped while the sender was alive: %v", err)
-	case <-time.After(time.Second):
-	}
-	if p := rcv.Stats().Pings; p < 3 {
-		t.Fatalf("only %d keep-alive pings in a second with a 300 ms idle timeout", p)
+	// The sender's PINGs (every third of the idle timeout) keep the session
+	// alive however late they come by the wall clock.
+	for pings := uint64(0); pings < 5; {
+		select {
+		case err := <-errc:
+			t.Fatalf("receiver stopped while the sender was alive: %v", err)
+		default:
+		}
+		if p := rcv.Stats().Pings; p > pings {
+			pings = p
+			clk.Advance(params.IdleTimeout * 2 / 3)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	snd.Close() // silence
-	select {
-	case err := <-errc:
-		if !errors.Is(err, mquic.ErrIdleTimeout) {
-			t.Fatalf("receiver ended with %v, want ErrIdleTimeout", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("receiver did not time out")
+	clk.Advance(params.IdleTimeout)
+	if err := <-errc; !errors.Is(err, mquic.ErrIdleTimeout) {
+		t.Fatalf("receiver ended with %v, want ErrIdleTimeout", err)
 	}
 }
 

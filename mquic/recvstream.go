@@ -6,8 +6,12 @@ import (
 	"github.com/h3m-project/h3m/mquic/ranges"
 )
 
-// Handler receives the streams of a session. Its methods are called from the
-// Receiver's goroutine, one at a time.
+// Handler receives the streams of a session. Its methods, and those of the
+// StreamHandlers it returns, are called one at a time with the Receiver's
+// lock held: on the goroutine that runs Receiver.Run, or on the caller's
+// goroutine for Receiver.HandlePacket, HandleManifest and Flush. They must
+// not call the Receiver's methods. Packets are opened on other goroutines,
+// but reach the handlers in the order they were read.
 type Handler interface {
 	// OpenStream is called when the first frame of a stream arrives. It
 	// returns the StreamHandler for the stream, or nil to ignore the stream:

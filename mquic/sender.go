@@ -88,16 +88,54 @@ type SenderStats struct {
 	StreamBytes uint64 // stream data bytes sent
 	Pings       uint64 // keep-alive PING packets
 	Writes      uint64 // batched write calls
-	PaceWait    time.Duration
-	Manifests   manifest.SignerStats // asymmetric sessions only
+	// PaceWait is how long the writer waited for the pacer in all.
+	PaceWait time.Duration
+	// PaceLost is how much of the pacing schedule the writer gave up since
+	// Run started: time with nothing queued, or woken later than the pacer
+	// lets it catch up (a loaded machine; spec/transport.md, "Pacing").
+	// Over the time Run has run but this, a paced sender sends at exactly
+	// the peak flow rate: Bytes*8 ≈ PeakFlowRate × (elapsed - PaceLost),
+	// within the catch-up.
+	PaceLost time.Duration
+	// Queued is how many packets are sealed and wait for the writer now.
+	Queued    int
+	Manifests manifest.SignerStats // asymmetric sessions only
 }
+
+// ErrNotRunning is returned by a Sender's writes, Flush and Close when they
+// have to wait for packets to be written but Run has not been started (or
+// not within RunStartTimeout of their wait).
+var ErrNotRunning = errors.New("mquic: sender: Run has not been started, so queued packets are not written")
+
+// RunStartTimeout is how long a Sender operation that waits for the writer
+// waits for Run to start before it fails with ErrNotRunning: long enough for
+// a goroutine started just before to be scheduled on a loaded machine.
+const RunStartTimeout = 2 * time.Second
+
+// queueBatches is how many full write batches (BatchSize packets) of sealed
+// packets may wait for the writer: the bound past which writes block.
+const queueBatches = 4
 
 // Sender sends the packets of one multicast QUIC session: stream 0 and any
 // number of server-initiated unidirectional streams, packetized, protected,
 // paced to the session's peak flow rate and written in batches.
 //
+// The caller runs the sender with Run, on a goroutine of its own: Run is the
+// writer that paces and writes the packets, flushes partly filled packets
+// after FlushDelay, sends keep-alives and, in an asymmetric session, the
+// manifests that fall due by time. Writes on the streams packetize and seal
+// on the caller's goroutine and queue the packets for Run; past a bounded
+// queue (4 × BatchSize packets) they block until Run has written some.
+// Writes made before Run starts are queued the same way; if the queue fills,
+// or Flush or Close must wait, and Run has not started within
+// RunStartTimeout, they fail with ErrNotRunning instead of hanging. Close
+// ends the session: it flushes, waits until Run has written everything,
+// and makes Run return.
+//
 // Its methods and those of its streams are safe for concurrent use; data of
-// concurrent streams is interleaved at packet granularity.
+// concurrent streams is interleaved at packet granularity. No lock is held
+// while the writer waits for the pacer or writes: Stats never waits for
+// either.
 type Sender struct {
 	conn     net.PacketConn
 	batchW   mcast.BatchWriter // nil when conn does not batch
@@ -105,8 +143,9 @@ type Sender struct {
 	dstAddr  net.Addr
 	log      *slog.Logger
 	onPacket func(uint64, []byte)
-	signer   *manifest.Signer // nil in a symmetric session
-	tr       *sendTrace       // nil when not tracing
+	onWrite  func(at time.Time, bytes int, lost time.Duration) // tests: each write as the pacer booked it
+	signer   *manifest.Signer                                  // nil in a symmetric session
+	tr       *sendTrace                                        // nil when not tracing
 
 	sessionID  []byte
 	pnLen      int
@@ -118,36 +157,56 @@ type Sender struct {
 	maxChunk   int
 	flushDelay time.Duration
 	keepAlive  time.Duration
+	peakRate   uint64 // bit/s, 0: unpaced
+	batchN     int    // packets gathered before a write (about 1 ms at the paced rate)
+	maxBatch   int    // most packets in one write
 
+	// kick wakes the writer: a batch is ready, a flush is asked for, or a
+	// packet was started that the flush timer must cover.
+	kick chan struct{}
+
+	// mu guards what follows. It is never held while sleeping or making a
+	// system call: the writer (Run) takes it only to pick the packets to
+	// write, and to count them once written.
 	mu         sync.Mutex
+	cond       *sync.Cond // on mu: room in the queue, packets written, Run started or ended
 	prot       *protect.Protector
 	nextPN     uint64
 	nextUniID  uint64
 	stream0    *SendStream
-	cur        []byte // packet being filled; nil when none
+	slots      [][]byte    // ring of packet buffers: queued (sealed) packets, then the one being filled
+	since      []time.Time // when each slot's packet was started
+	head, tail uint64      // slots [head, tail) are sealed and queued (indices mod len(slots))
+	flushTo    uint64      // write the queue up to here even if it is not a full batch
+	cur        []byte      // packet being filled, in slot tail; nil when none
 	curPN      uint64
 	curSince   time.Time
-	curTrigger bool     // the packet being filled carries more than MANIFEST frames: it calls for a manifest
-	emitting   bool     // inside emitManifests
-	bufs       [][]byte // one buffer per batch slot
-	queue      [][]byte // sealed packets waiting to be written
-	batchN     int
-	pace       pacer
-	lastSend   time.Time
-	err        error // sticky write error
-	closed     bool
-	wake       chan struct{}
-	stop       context.CancelFunc
-	done       chan struct{}
-
-	st         SenderStats // counters, under mu
-	batchNow   time.Time   // when the batch being gathered began
-	flushArmed bool        // the timers goroutine will look at the packet being filled
+	curTrigger bool   // the packet being filled carries more than MANIFEST frames: it calls for a manifest
+	emitting   bool   // inside emitManifests
+	mframe     []byte // the MANIFEST frame being placed
+	// manifestWaiting: emitManifests waits for room, and has the next free
+	// slot before any writer of data.
+	manifestWaiting bool
+	inWriter        bool // the writer holds mu for its timers: it must not wait for room
+	// roomWaiters and flushWaiters count the goroutines waiting for room in
+	// the queue and for packets to be written.
+	roomWaiters, flushWaiters int
+	lastSend                  time.Time
+	err                       error // sticky write or signing error
+	closed                    bool
+	running                   bool  // Run has started
+	ended                     bool  // Run has returned
+	endErr                    error // why Run returned, for the methods called after
+	runLate                   bool  // a wait for Run has lasted RunStartTimeout
+	lateTimer                 *time.Timer
+	flushArmed                bool // the writer will look at the packet being filled
+	st                        SenderStats
 }
 
-// NewSender starts a sender for the session cfg.Params on conn, which must
+// NewSender creates a sender for the session cfg.Params on conn, which must
 // already be set up to reach the group (see mcast.ListenSender). If conn
-// implements mcast.BatchWriter, packets are written in batches.
+// implements mcast.BatchWriter, packets are written in batches. Run it with
+// Run.
 func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	p := cfg.Params.Clone()
 	prot, err := p.Protector()
@@ -182,9 +241,9 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 		prot:       prot,
 		nextPN:     cfg.FirstPacketNumber,
 		nextUniID:  3,
-		wake:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
+	s.cond = sync.NewCond(&s.mu)
 	s.hdrLen = 1 + len(p.SessionID) + s.pnLen
 	s.payloadEnd = s.packetSize - s.overhead
 	s.minPayload = prot.MinPayload(s.pnLen)
@@ -201,18 +260,16 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	if bw, ok := conn.(mcast.BatchWriter); ok {
 		s.batchW = bw
 	}
-	s.bufs = make([][]byte, cfg.BatchSize)
-	for i := range s.bufs {
-		s.bufs[i] = make([]byte, 0, s.packetSize)
+	s.maxBatch = cfg.BatchSize
+	s.peakRate = p.PeakFlowRate
+	s.batchN = batchPackets(p.PeakFlowRate, s.packetSize, cfg.BatchSize)
+	s.slots = make([][]byte, queueBatches*cfg.BatchSize)
+	s.since = make([]time.Time, len(s.slots))
+	for i := range s.slots {
+		s.slots[i] = make([]byte, 0, s.packetSize)
 	}
-	s.queue = make([][]byte, 0, cfg.BatchSize)
-	s.pace = newPacer(p.PeakFlowRate, s.packetSize)
-	s.batchN = s.pace.batchPackets(s.packetSize, cfg.BatchSize)
 	s.stream0 = &SendStream{s: s, id: 0}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
-	go s.timers(ctx)
-	s.log.Debug("sender started", "suite", p.CipherSuite, "pn_len", s.pnLen, "packet_size", s.packetSize,
+	s.log.Debug("sender created", "suite", p.CipherSuite, "pn_len", s.pnLen, "packet_size", s.packetSize,
 		"peak_flow_rate", p.PeakFlowRate, "batch", s.batchN)
 	return s, nil
 }
@@ -247,8 +304,8 @@ func (s *Sender) Stream0() *SendStream { return s.stream0 }
 func (s *Sender) OpenStream() (*SendStream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errClosed
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if s.nextUniID > maxStreamOffset {
 		return nil, errors.New("mquic: stream IDs exhausted")
@@ -258,14 +315,20 @@ func (s *Sender) OpenStream() (*SendStream, error) {
 	return st, nil
 }
 
-// Flush sends every pending packet now, even if not full.
+// Flush seals the packet being filled, even if not full, and waits until
+// Run has written every packet queued so far. It returns the first write
+// error.
 func (s *Sender) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushLocked()
+	if err := s.finishPacket(); err != nil {
+		return err
+	}
+	return s.waitWritten(s.tail)
 }
 
-// Ping sends a packet with a PING frame (a keep-alive).
+// Ping sends a packet with a PING frame (a keep-alive) and waits until it
+// is written.
 func (s *Sender) Ping() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -277,7 +340,10 @@ func (s *Sender) Ping() error {
 	}
 	s.cur = wire.AppendPing(s.cur)
 	s.st.Pings++
-	return s.flushLocked()
+	if err := s.finishPacket(); err != nil {
+		return err
+	}
+	return s.waitWritten(s.tail)
 }
 
 // WriteFrame places frame, one whole QUIC frame of an extension the session
@@ -311,6 +377,22 @@ func (s *Sender) emitManifests(force bool) error {
 	defer func() { s.emitting = false }()
 	now := time.Now()
 	for {
+		// Room first: a frame taken from the signer must be placed without
+		// waiting, while writers of data wait their turn.
+		if !s.slotFree() {
+			if s.inWriter {
+				return nil // the writer must not wait for room: it tries again after writing
+			}
+			s.manifestWaiting = true
+			s.roomWaiters++
+			err := s.wait()
+			s.roomWaiters--
+			s.manifestWaiting = false
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		f, err := s.signer.Next(now, force)
 		if err != nil {
 			s.err = fmt.Errorf("mquic: manifest: %w", err)
@@ -320,66 +402,135 @@ func (s *Sender) emitManifests(force bool) error {
 		if f == nil {
 			return nil
 		}
-		alone := s.cur == nil || s.payloadEnd-len(s.cur) < len(f)
+		// The signer may recycle f's buffer when finishing the packet being
+		// filled seals a manifest: keep a copy.
+		s.mframe = append(s.mframe[:0], f...)
+		f = s.mframe
 		if err := s.ensurePacket(len(f)); err != nil {
 			return err
 		}
-		s.cur = append(s.cur, f...)
-		if alone {
-			s.curTrigger = false
+		if len(s.cur) == s.hdrLen {
+			s.curTrigger = false // a packet of its own
 		}
+		s.cur = append(s.cur, f...)
 		if err := s.finishPacket(); err != nil {
 			return err
 		}
 	}
 }
 
-// Close flushes pending data and stops the sender's timers. It does not
-// close conn. Ending a session is the layer above's business (the draft has
-// no transport-level close).
+// Close ends the session: it seals the packet being filled, sends the last
+// manifests of an asymmetric session, waits until Run has written every
+// packet, and makes Run return. It does not close conn. Ending a session is
+// otherwise the layer above's business (the draft has no transport-level
+// close). Close returns the first write error, or ErrNotRunning if packets
+// are queued and Run was never started.
 func (s *Sender) Close() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return nil
+		return s.err
 	}
-	err := s.flushLocked()
+	err := s.finishPacket()
 	if err == nil {
 		// Every packet sent must be listed in a manifest.
 		if err = s.emitManifests(true); err == nil {
-			err = s.flushLocked()
+			err = s.finishPacket()
 		}
 	}
 	s.closed = true
-	s.mu.Unlock()
-	s.stop()
-	<-s.done
+	s.wakeWriter()
+	if werr := s.waitWritten(s.tail); err == nil {
+		err = werr
+	}
+	s.cond.Broadcast()
 	return err
 }
 
 // Stats returns the sender's counters.
 func (s *Sender) Stats() SenderStats {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.st
-	s.mu.Unlock()
-	st.Manifests = s.signerStats()
+	st.Queued = int(s.tail - s.head)
+	if s.signer != nil {
+		st.Manifests = s.signer.Stats()
+	}
 	return st
 }
 
-func (s *Sender) signerStats() manifest.SignerStats {
-	if s.signer == nil {
-		return manifest.SignerStats{}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.signer.Stats()
-}
-
+// usable returns why the sender takes no more data, or nil.
 func (s *Sender) usable() error {
-	if s.closed {
+	switch {
+	case s.closed:
 		return errClosed
+	case s.ended:
+		return s.endErr
 	}
 	return s.err
+}
+
+// wakeWriter makes the writer look at the queue and its timers.
+func (s *Sender) wakeWriter() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits on s.cond (releasing s.mu) for the writer to make progress. It
+// fails when the writer has ended, and with ErrNotRunning when Run has not
+// started within RunStartTimeout.
+func (s *Sender) wait() error {
+	if s.ended {
+		return s.endErr
+	}
+	if !s.running {
+		if s.runLate {
+			return fmt.Errorf("%w (%d packets queued)", ErrNotRunning, s.tail-s.head)
+		}
+		if s.lateTimer == nil {
+			s.lateTimer = time.AfterFunc(RunStartTimeout, func() {
+				s.mu.Lock()
+				s.runLate = true
+				s.cond.Broadcast()
+				s.mu.Unlock()
+			})
+		}
+	}
+	s.cond.Wait()
+	return nil
+}
+
+// waitWritten asks the writer to write the queue up to packet index n and
+// waits until it has.
+func (s *Sender) waitWritten(n uint64) error {
+	if n > s.flushTo {
+		s.flushTo = n
+		s.wakeWriter()
+	}
+	for s.head < n && s.err == nil {
+		if s.inWriter {
+			return nil // the writer writes it next
+		}
+		s.flushWaiters++
+		err := s.wait()
+		s.flushWaiters--
+		if err != nil {
+			return err
+		}
+	}
+	return s.err
+}
+
+// slotFree reports whether a new packet can be started, after the one
+// being filled is sealed, without waiting for the writer.
+func (s *Sender) slotFree() bool {
+	used := s.tail - s.head
+	if s.cur != nil {
+		used++
+	}
+	return used < uint64(len(s.slots))
 }
 
 // room is how many bytes the packet being filled can still take.
@@ -390,41 +541,57 @@ func (s *Sender) room() int {
 	return s.payloadEnd - len(s.cur)
 }
 
+// errQueueFull tells the writer's own timers that the queue has no room:
+// they try again after the next write.
+var errQueueFull = errors.New("mquic: sender queue full")
+
 // ensurePacket makes sure a packet is open with at least need bytes free,
-// finishing the current one if it has less.
+// finishing the current one if it has less. It waits (releasing s.mu) while
+// the queue is full, so the state may have changed when it returns.
 func (s *Sender) ensurePacket(need int) error {
-	if s.cur != nil && s.payloadEnd-len(s.cur) >= need {
-		return nil
-	}
-	if s.cur != nil {
-		if err := s.finishPacket(); err != nil {
+	for {
+		if s.cur != nil {
+			if s.payloadEnd-len(s.cur) >= need {
+				return nil
+			}
+			if err := s.finishPacket(); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.tail-s.head < uint64(len(s.slots)) && !s.manifestWaiting {
+			break
+		}
+		if s.inWriter {
+			return errQueueFull
+		}
+		s.roomWaiters++
+		err := s.wait()
+		s.roomWaiters--
+		if err != nil {
+			return err
+		}
+		if err := s.usable(); err != nil {
 			return err
 		}
 	}
-	buf := s.bufs[len(s.queue)][:0]
 	s.curPN = s.nextPN
 	s.nextPN++
-	s.cur = wire.AppendShortHeader(buf, s.sessionID, s.curPN, s.pnLen)
-	// One clock reading per batch: the packets of a batch are filled
-	// within microseconds, and FlushDelay and the manifest delay are
-	// milliseconds.
-	if len(s.queue) == 0 || s.batchNow.IsZero() {
-		s.batchNow = time.Now()
+	s.cur = wire.AppendShortHeader(s.slots[s.tail%uint64(len(s.slots))][:0], s.sessionID, s.curPN, s.pnLen)
+	// One clock reading per write batch: its packets are filled within
+	// microseconds, and FlushDelay and the manifest delay are milliseconds.
+	if s.tail == s.head || s.tail%uint64(s.batchN) == 0 || s.curSince.IsZero() {
+		s.curSince = time.Now()
 	}
-	s.curSince = s.batchNow
 	s.curTrigger = true
 	if !s.flushArmed {
 		s.flushArmed = true
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.wakeWriter()
 	}
 	return nil
 }
 
-// finishPacket seals the packet being filled and queues it, writing the
-// queue when it holds a batch.
+// finishPacket seals the packet being filled and queues it for the writer.
 func (s *Sender) finishPacket() error {
 	if s.cur == nil {
 		return nil
@@ -442,61 +609,158 @@ func (s *Sender) finishPacket() error {
 	if s.onPacket != nil {
 		s.onPacket(s.curPN, pkt)
 	}
-	s.queue = append(s.queue, pkt)
+	s.slots[s.tail%uint64(len(s.slots))] = pkt
+	s.since[s.tail%uint64(len(s.slots))] = s.curSince
+	s.tail++
 	s.cur = nil
-	if len(s.queue) >= s.batchN || len(s.queue) == len(s.bufs) {
-		if err := s.writeQueue(); err != nil {
-			return err
-		}
+	if s.tail-s.head == uint64(s.batchN) || s.tail-s.head == uint64(s.maxBatch) {
+		s.wakeWriter()
 	}
 	if s.signer != nil && s.signer.Ready() {
 		// A manifest just filled up: send it (and the copies it makes due)
-		// now. Manifests due by time are the timers' business.
+		// now. Manifests due by time are the writer's business.
 		return s.emitManifests(false)
 	}
 	return nil
 }
 
-func (s *Sender) flushLocked() error {
-	if err := s.finishPacket(); err != nil {
-		return err
+// Run is the sender's writer: it paces and writes the queued packets in
+// batches, flushes a partly filled packet after FlushDelay, sends
+// keep-alives and the manifests that fall due by time. It returns nil when
+// Close has been called and everything queued is written, or when ctx ends
+// (packets still queued are then dropped, and later writes fail); it
+// returns the error of a failed write. Run must be called once.
+func (s *Sender) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running || s.ended {
+		s.mu.Unlock()
+		return errors.New("mquic: sender: Run called twice")
 	}
-	return s.writeQueue()
+	s.running = true
+	if s.lateTimer != nil {
+		s.lateTimer.Stop()
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+
+	err := s.write(ctx)
+
+	s.mu.Lock()
+	s.ended = true
+	switch {
+	case err != nil:
+		s.endErr = err
+	case ctx.Err() != nil:
+		s.endErr = fmt.Errorf("mquic: sender stopped: %w", context.Cause(ctx))
+	default:
+		s.endErr = errClosed
+	}
+	if s.head < s.tail {
+		s.log.Debug("sender stopped with packets queued", "dropped", s.tail-s.head)
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	if ctx.Err() != nil && err == nil {
+		return nil
+	}
+	return err
 }
 
-// writeQueue paces and writes the queued packets.
-func (s *Sender) writeQueue() error {
-	if len(s.queue) == 0 {
-		return s.err
+// write is Run's loop.
+func (s *Sender) write(ctx context.Context) error {
+	pace := newPacer(s.peakRate, s.batchN*s.packetSize)
+	out := make([][]byte, 0, s.maxBatch)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	paceTimer := time.NewTimer(time.Hour)
+	defer paceTimer.Stop()
+	idle := true
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		now := time.Now()
+		next := s.timers(now)
+		out = out[:0]
+		if n := s.tail - s.head; n > 0 && (n >= uint64(s.batchN) || s.head < s.flushTo || s.closed) {
+			for i := s.head; i < s.tail && len(out) < s.batchN; i++ {
+				out = append(out, s.slots[i%uint64(len(s.slots))])
+			}
+		}
+		done := s.closed && s.head == s.tail
+		werr := s.err
+		s.mu.Unlock()
+		if werr != nil {
+			return werr
+		}
+		if len(out) > 0 {
+			if err := s.send(ctx, &pace, paceTimer, out, idle); err != nil {
+				return err
+			}
+			idle = false
+			continue
+		}
+		if done {
+			return nil
+		}
+		idle = true // nothing to write: the pacer's catch-up ends here
+		if next < 0 {
+			next = time.Hour
+		}
+		t.Reset(next) // Go 1.23 timers: Reset leaves no stale tick behind
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-t.C:
+		}
 	}
-	if s.err != nil {
-		s.queue = s.queue[:0]
-		return s.err
-	}
+	return nil
+}
+
+// send paces and writes one batch of queued packets, then frees their slots.
+func (s *Sender) send(ctx context.Context, pace *pacer, t *time.Timer, pkts [][]byte, idle bool) error {
 	n := 0
-	for _, p := range s.queue {
+	for _, p := range pkts {
 		n += len(p)
 	}
-	if wait := s.pace.take(time.Now(), n); wait > 0 {
-		s.st.PaceWait += wait
-		time.Sleep(wait)
+	wait := pace.delay(time.Now())
+	if wait > 0 {
+		t.Reset(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	err := s.write(s.queue)
+	at := time.Now()
+	pace.sent(at, n, idle)
+	if s.onWrite != nil {
+		s.onWrite(at, n, pace.lostTime())
+	}
+	err := s.writePackets(pkts)
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.st.Writes++
+	s.st.PaceWait += wait
+	s.st.PaceLost = pace.lostTime()
 	if err != nil {
 		s.err = fmt.Errorf("mquic: send to %s: %w", s.dst, err)
 		s.log.Error("send failed; sender stops", "err", err)
 	} else {
-		s.st.Packets += uint64(len(s.queue))
+		s.st.Packets += uint64(len(pkts))
 		s.st.Bytes += uint64(n)
 	}
-	s.queue = s.queue[:0]
-	s.lastSend = time.Now()
-	s.batchNow = s.lastSend
+	s.head += uint64(len(pkts))
+	s.lastSend = now
+	// Writers blocked on a full queue wake once half of it is free, not
+	// after every write: fewer context switches per packet.
+	if s.flushWaiters > 0 || s.err != nil || s.roomWaiters > 0 && s.tail-s.head <= uint64(len(s.slots)/2) {
+		s.cond.Broadcast()
+	}
 	return s.err
 }
 
-func (s *Sender) write(pkts [][]byte) error {
+func (s *Sender) writePackets(pkts [][]byte) error {
 	if s.batchW != nil {
 		for len(pkts) > 0 {
 			n, err := s.batchW.WriteBatch(pkts, s.dst)
@@ -515,72 +779,67 @@ func (s *Sender) write(pkts [][]byte) error {
 	return nil
 }
 
-// timers flushes packets that waited FlushDelay and sends keep-alive PINGs
-// when the session has been quiet for a third of its idle timeout.
-func (s *Sender) timers(ctx context.Context) {
-	defer close(s.done)
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		now := time.Now()
-		next := time.Duration(-1)
-		if s.cur != nil {
-			if d := s.curSince.Add(s.flushDelay).Sub(now); d <= 0 {
-				if err := s.flushLocked(); err != nil {
-					s.log.Debug("timed flush failed", "err", err)
-				}
-			} else {
-				next = d
-			}
-		}
-		// From here on, a packet being filled is covered by the timer set
-		// below; a packet started later wakes this goroutine.
-		s.flushArmed = s.cur != nil
-		if s.signer != nil && !s.closed && s.err == nil {
-			if due, ok := s.signer.Deadline(); ok && !due.After(now) {
-				if err := s.emitManifests(false); err == nil {
-					_ = s.flushLocked()
-				}
-			}
-			if due, ok := s.signer.Deadline(); ok && s.err == nil {
-				d := max(due.Sub(now), time.Millisecond/10)
-				if next < 0 || d < next {
-					next = d
-				}
-			}
-		}
-		if s.keepAlive > 0 && !s.closed && s.err == nil {
-			last := s.lastSend
-			if last.IsZero() {
-				last = now
-				s.lastSend = now
-			}
-			d := last.Add(s.keepAlive).Sub(now)
-			if d <= 0 {
-				if err := s.ensurePacket(1); err == nil {
-					s.cur = wire.AppendPing(s.cur)
-					s.st.Pings++
-					_ = s.flushLocked()
-				}
-				d = s.keepAlive
-			}
-			if next < 0 || d < next {
-				next = d
-			}
-		}
-		s.mu.Unlock()
-		if next < 0 {
-			next = time.Hour
-		}
-		t.Reset(next) // Go 1.23 timers: Reset leaves no stale tick behind
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-t.C:
+// timers seals a packet that waited FlushDelay, sends the manifests due by
+// time and a keep-alive PING when the session has been quiet too long. It
+// returns how long until it has something to do again (-1: nothing
+// planned). It runs on the writer's goroutine with s.mu held, and never
+// waits for room in the queue: what does not fit waits for the next round.
+func (s *Sender) timers(now time.Time) time.Duration {
+	s.inWriter = true
+	defer func() { s.inWriter = false }()
+	next := time.Duration(-1)
+	soonest := func(d time.Duration) {
+		if next < 0 || d < next {
+			next = d
 		}
 	}
+	if s.cur != nil {
+		if d := s.curSince.Add(s.flushDelay).Sub(now); d <= 0 {
+			_ = s.finishPacket()
+			s.flushTo = s.tail
+		} else {
+			soonest(d)
+		}
+	}
+	// Full packets short of a batch wait no longer than FlushDelay either.
+	if oldest := max(s.head, s.flushTo); oldest < s.tail {
+		if d := s.since[oldest%uint64(len(s.slots))].Add(s.flushDelay).Sub(now); d <= 0 {
+			s.flushTo = s.tail
+		} else {
+			soonest(d)
+		}
+	}
+	// From here on, a packet being filled is covered by the timer set
+	// below; a packet started later wakes the writer.
+	s.flushArmed = s.cur != nil
+	if s.signer != nil && !s.closed && s.err == nil {
+		if due, ok := s.signer.Deadline(); ok && !due.After(now) {
+			if err := s.emitManifests(false); err == nil {
+				_ = s.finishPacket()
+				s.flushTo = s.tail
+			}
+		}
+		if due, ok := s.signer.Deadline(); ok && s.err == nil {
+			soonest(max(due.Sub(now), time.Millisecond/10))
+		}
+	}
+	if s.keepAlive > 0 && !s.closed && s.err == nil {
+		if s.lastSend.IsZero() {
+			s.lastSend = now
+		}
+		d := s.lastSend.Add(s.keepAlive).Sub(now)
+		if d <= 0 && s.head == s.tail {
+			if err := s.ensurePacket(1); err == nil {
+				s.cur = wire.AppendPing(s.cur)
+				s.st.Pings++
+				_ = s.finishPacket()
+				s.flushTo = s.tail
+			}
+			d = s.keepAlive
+		}
+		soonest(max(d, time.Millisecond))
+	}
+	return next
 }
 
 // SendStream is one stream of a Sender.
@@ -642,6 +901,14 @@ func (st *SendStream) writeLocked(p []byte, limit int) (int, error) {
 		}
 		room := s.payloadEnd - len(s.cur)
 		n := min(len(p), room-wire.StreamFrameOverhead(st.id, st.off, room, true))
+		if n <= 0 {
+			// ensurePacket waited, and the packet another writer opened
+			// meanwhile has less room than estimated.
+			if err := s.finishPacket(); err != nil {
+				return written, err
+			}
+			continue
+		}
 		st.appendFrame(p[:n])
 		written += n
 		p = p[n:]

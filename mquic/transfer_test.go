@@ -191,7 +191,7 @@ func TestTransfer100MiB64Streams(t *testing.T) {
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- rcv.Run(ctx) }()
-	snd, err := mquic.NewSender(sconn, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, sconn, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,14 +278,14 @@ func TestLossReportsExactRanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- rcv.Run(ctx) }()
-	snd, err := mquic.NewSender(lossy, mquic.SenderConfig{Params: params})
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const streams, size = 16, 1 << 20
 	ids := sendStreams(t, snd, pat, streams, size)
 	snd.Close()
-	time.Sleep(300 * time.Millisecond) // let the receiver drain its socket
+	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatal(err)

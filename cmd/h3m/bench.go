@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/h3m-project/h3m/internal/bench"
@@ -27,9 +29,12 @@ capacities of this machine, not of a network.
 The large phase pushes one resource (1 GiB by default) paced at --large-rate
 (2 Gbit/s) and checks every byte that arrives against what was sent.
 
+The pace phase sends paced at 100 Mbit/s to 3 Gbit/s and prints the rate
+set against the rate achieved at the sender and at the receiver.
+
 The asym phase compares a symmetric and an asymmetric session (signed
-manifests of packet digests) in the same run, paced at --asym-rate and then
-unpaced, prints the throughput ratio and what hashing, signing and verifying
+manifests of packet digests) in the same run, paced at each of --asym-rates
+and then unpaced, prints the throughput ratio and what hashing, signing and verifying
 cost per packet.
 
 The pause phase times the receiver's socket reads while a 256 MiB push with
@@ -49,10 +54,10 @@ packet path).` + peersHelp,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pause or all (the loopback phases), or peers (h3m against UFTP)")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pace, pause or all (the loopback phases), or peers (h3m against UFTP)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
-			fs.Uint64Var(&o.AsymRate, "asym-rate", bench.DefaultAsymRate, "paced rate (bit/s) of the symmetric/asymmetric comparison")
+			asymRates := fs.String("asym-rates", "1000000000,2000000000", "paced rates (bit/s, comma-separated) of the symmetric/asymmetric comparison")
 			peers := peersFlags(fs)
 			return func(ctx context.Context, e *env) error {
 				if what == "peers" {
@@ -64,6 +69,13 @@ packet path).` + peersHelp,
 				}
 				o.Group = g
 				o.Source = netip.MustParseAddr("127.0.0.1")
+				for _, f := range strings.Split(*asymRates, ",") {
+					r, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+					if err != nil || r == 0 {
+						return usagef("--asym-rates %q: want bit/s values separated by commas", *asymRates)
+					}
+					o.AsymRates = append(o.AsymRates, r)
+				}
 				if o.Interface != "lo" {
 					return usagef("--interface: bench runs on loopback (or, with --netns, on a veth pair of its own) only")
 				}
@@ -89,9 +101,9 @@ packet path).` + peersHelp,
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
 				switch what {
-				case "transport", "http", "asym", "large", "pause", "all":
+				case "transport", "http", "asym", "large", "pace", "pause", "all":
 				default:
-					return usagef("--what %q: want transport, http, asym, large, pause, all or peers", what)
+					return usagef("--what %q: want transport, http, asym, large, pace, pause, all or peers", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -121,6 +133,15 @@ packet path).` + peersHelp,
 							return err
 						}
 						r.Report(e.stdout, o)
+					}
+					// Set against achieved pacing rates once, with the last technique.
+					if (what == "pace" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
+						runs, err := bench.Pace(ctx, o, []uint64{100e6, 200e6, 500e6, 1e9, 2e9, 3e9})
+						if err != nil {
+							return err
+						}
+						bench.ReportPace(e.stdout, o, runs)
 					}
 					// The large paced transfer once, with the last technique.
 					if (what == "large" || what == "all") && i == len(techniques)-1 {

@@ -1,6 +1,7 @@
 // Package bench measures the project's throughput against a raw-UDP
 // baseline taken in the same run with the same socket technique, and
-// prints the ratios the performance targets are stated in (DESIGN.md §4).
+// prints the ratios the performance targets are stated in (README.md,
+// "Measured figures").
 package bench
 
 import (
@@ -39,9 +40,9 @@ type Options struct {
 	// InNS, when set, opens each socket inside the sender's or the
 	// receiver's network namespace.
 	InNS func(recv bool, fn func() error) error
-	// AsymRate is the paced rate (bit/s) at which Asymmetric compares
-	// symmetric and asymmetric sessions; 0 means DefaultAsymRate.
-	AsymRate uint64
+	// AsymRates are the paced rates (bit/s) at which Asymmetric compares
+	// symmetric and asymmetric sessions; nil means DefaultAsymRates.
+	AsymRates []uint64
 	// Out receives the report.
 	Out io.Writer
 	// Logger receives socket logs.
@@ -173,27 +174,13 @@ func (o *Options) rawPhase(ctx context.Context, port uint16) (send, recv Rate, e
 // streamPhase sends one mquic stream as fast as possible and measures the
 // packets sent, the packets received and the stream data delivered.
 func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, stream Rate, err error) {
-	snd, rcv, err := o.conns(port)
-	if err != nil {
-		return send, recv, stream, err
-	}
-	defer snd.Close()
-	defer rcv.Close()
-	params := o.params(port)
 	h := &countingHandler{}
-	r, err := mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger})
+	x, err := o.startSession(ctx, port, o.params(port), h, mquic.SenderConfig{})
 	if err != nil {
 		return send, recv, stream, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	s, err := mquic.NewSender(snd, mquic.SenderConfig{Params: params, MaxPacketSize: o.PacketSize,
-		BatchSize: 2 * snd.MaxSegments(), Logger: o.Logger})
-	if err != nil {
-		return send, recv, stream, err
-	}
+	defer x.stop()
+	s := x.s
 	st, err := s.OpenStream()
 	if err != nil {
 		return send, recv, stream, err
@@ -212,14 +199,65 @@ func (o *Options) streamPhase(ctx context.Context, port uint16) (send, recv, str
 	ss := s.Stats()
 	s.Close()
 	time.Sleep(200 * time.Millisecond) // let the receiver drain its socket
-	cancel()
-	<-done
-	rs := r.Stats()
+	x.stop()
+	rs := x.r.Stats()
 	recvElapsed := time.Duration(h.last.Load() - start.UnixNano())
 	send = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
 	recv = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: recvElapsed}
 	stream = Rate{Packets: rs.Packets, Bytes: h.bytes.Load(), Elapsed: recvElapsed}
 	return send, recv, stream, nil
+}
+
+// session is a sender and a receiver of one session on fresh sockets, both
+// running.
+type session struct {
+	snd, rcv *mcast.Conn
+	s        *mquic.Sender
+	r        *mquic.Receiver
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// startSession opens the sockets of port and runs a receiver delivering to
+// h and a sender configured by sc (whose Params, packet and batch sizes and
+// logger it sets).
+func (o *Options) startSession(ctx context.Context, port uint16, params mquic.Params, h mquic.Handler, sc mquic.SenderConfig) (*session, error) {
+	snd, rcv, err := o.conns(port)
+	if err != nil {
+		return nil, err
+	}
+	x := &session{snd: snd, rcv: rcv, done: make(chan error, 1)}
+	if x.r, err = mquic.NewReceiver(rcv, mquic.ReceiverConfig{Params: params, Handler: h, Logger: o.Logger}); err != nil {
+		x.close()
+		return nil, err
+	}
+	sc.Params, sc.MaxPacketSize, sc.BatchSize, sc.Logger = params, o.PacketSize, 2*snd.MaxSegments(), o.Logger
+	if x.s, err = mquic.NewSender(snd, sc); err != nil {
+		x.close()
+		return nil, err
+	}
+	var rctx context.Context
+	rctx, x.cancel = context.WithCancel(ctx)
+	go func() { x.done <- x.r.Run(rctx) }()
+	go x.s.Run(rctx) // ends at Close
+	return x, nil
+}
+
+// stop ends the receiver (the sender ends at its Close) and closes the
+// sockets.
+func (x *session) stop() {
+	if x.cancel == nil {
+		return // stopped already
+	}
+	x.cancel()
+	<-x.done
+	x.cancel = nil
+	x.close()
+}
+
+func (x *session) close() {
+	x.snd.Close()
+	x.rcv.Close()
 }
 
 // Report prints a transport result with its ratios.
@@ -238,4 +276,97 @@ func (o *Options) link() string {
 		return "a veth pair between two network namespaces"
 	}
 	return "interface " + o.Interface
+}
+
+// PaceRun is one paced transfer of the pacing measurement.
+type PaceRun struct {
+	Rate     uint64        // the session's peak flow rate, bit/s
+	Sent     Rate          // UDP payload bytes the sender wrote, over the transfer
+	Received Rate          // UDP payload bytes accepted, first to last arrival
+	Lost     uint64        // packets lost
+	PaceLost time.Duration // pacing schedule the sender gave up (idle, or woken late)
+}
+
+// Pace sends one stream paced at each rate for o.Duration and compares the
+// rate achieved with the rate set, at the sender (bytes written over the
+// transfer) and at the receiver (bytes accepted between the first and the
+// last packet).
+func Pace(ctx context.Context, o Options, rates []uint64) ([]PaceRun, error) {
+	var runs []PaceRun
+	for i, rate := range rates {
+		run, err := o.pacePhase(ctx, o.Group.Port()+uint16(i), rate)
+		if err != nil {
+			return runs, err
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+func (o *Options) pacePhase(ctx context.Context, port uint16, rate uint64) (PaceRun, error) {
+	run := PaceRun{Rate: rate}
+	params := o.params(port)
+	params.PeakFlowRate = rate
+	h := &countingHandler{}
+	var first atomic.Int64
+	x, err := o.startSession(ctx, port, params, &firstArrival{h, &first}, mquic.SenderConfig{KeepAlive: -1})
+	if err != nil {
+		return run, err
+	}
+	defer x.stop()
+	s := x.s
+	st, err := s.OpenStream()
+	if err != nil {
+		return run, err
+	}
+	chunk := make([]byte, s.MaxChunk())
+	start := time.Now()
+	// Write what the rate carries in o.Duration; the writes block on the
+	// sender's queue, so they follow the pacer.
+	for sent := uint64(0); sent*8 < rate*uint64(o.Duration.Milliseconds())/1000 && ctx.Err() == nil; sent += uint64(len(chunk)) {
+		if err := st.WriteChunk(chunk); err != nil {
+			return run, err
+		}
+	}
+	if err := s.Close(); err != nil {
+		return run, err
+	}
+	sent := time.Since(start)
+	ss := s.Stats()
+	for last := h.bytes.Load(); ; {
+		time.Sleep(100 * time.Millisecond) // until the receiver has drained its socket
+		if now := h.bytes.Load(); now == last {
+			break
+		} else {
+			last = now
+		}
+	}
+	x.stop()
+	rs := x.r.Stats()
+	run.Sent = Rate{Packets: ss.Packets, Bytes: ss.Bytes, Elapsed: sent}
+	run.Received = Rate{Packets: rs.Packets, Bytes: rs.Bytes, Elapsed: time.Duration(h.last.Load() - first.Load())}
+	run.Lost, run.PaceLost = rs.LostPackets, ss.PaceLost
+	return run, nil
+}
+
+// firstArrival notes when the first stream data arrives.
+type firstArrival struct {
+	*countingHandler
+	first *atomic.Int64
+}
+
+func (f *firstArrival) OpenStream(*mquic.RecvStream) mquic.StreamHandler {
+	f.first.CompareAndSwap(0, time.Now().UnixNano())
+	return f.countingHandler
+}
+
+// ReportPace prints set and achieved rates.
+func ReportPace(w io.Writer, o Options, runs []PaceRun) {
+	fmt.Fprintf(w, "pacing over %s, %d-byte packets, %v per rate, GSO %v, GRO %v, %s (rates of UDP payload)\n",
+		o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
+	for _, r := range runs {
+		fmt.Fprintf(w, "  set %8.1f Mbit/s   sent %8.1f Mbit/s (%.4f)   received %8.1f Mbit/s (%.4f)   %d packets lost, %v of schedule lost (idle or woken late)\n",
+			float64(r.Rate)/1e6, r.Sent.Gbps()*1e3, r.Sent.Gbps()*1e9/float64(r.Rate),
+			r.Received.Gbps()*1e3, r.Received.Gbps()*1e9/float64(r.Rate), r.Lost, r.PaceLost.Round(time.Microsecond))
+	}
 }

@@ -105,6 +105,7 @@ func (o *Options) pushSession(ctx context.Context, port uint16, maxConc uint32) 
 		s.close()
 		return nil, err
 	}
+	go s.sender.Run(rctx) // ends at Close
 	s.pusher, err = h3m.NewPusher(s.sender, h3m.PusherConfig{Authority: "bench.invalid", MaxConcurrentResources: maxConc, Logger: o.Logger})
 	if err != nil {
 		s.close()

@@ -97,7 +97,7 @@ func (checkingBody) ReadAt([]byte, int64) (int, error) {
 func (checkingBody) Discard() error { return nil }
 
 // Large pushes one resource of size bytes paced at rate bit/s and checks
-// that it arrives intact (DESIGN.md §4: 1 GiB at 2 Gbit/s on loopback).
+// that it arrives intact (the target: 1 GiB at 2 Gbit/s on loopback).
 func Large(ctx context.Context, o Options, size int64, rate uint64) (LargeResult, error) {
 	res := LargeResult{Size: size, Rate: rate}
 	port := o.Group.Port()
@@ -137,6 +137,7 @@ func Large(ctx context.Context, o Options, size int64, rate uint64) (LargeResult
 	if err != nil {
 		return res, err
 	}
+	go s.Run(rctx) // ends at Close
 	defer s.Close()
 	pusher, err := h3m.NewPusher(s, h3m.PusherConfig{Authority: "bench.invalid", Logger: o.Logger})
 	if err != nil {

@@ -127,7 +127,11 @@ func (s *pauseSession) start(ctx context.Context, o *Options, run func(context.C
 	var err error
 	s.sender, err = mquic.NewSender(s.snd, mquic.SenderConfig{Params: s.params, MaxPacketSize: o.PacketSize,
 		BatchSize: 2 * s.snd.MaxSegments(), Logger: o.Logger})
-	return err
+	if err != nil {
+		return err
+	}
+	go s.sender.Run(rctx) // ends at Close or with rctx
+	return nil
 }
 
 // wait waits for done, then stops the receiver.

@@ -4,6 +4,7 @@
 package mcasttest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/mcast"
 )
 
@@ -154,4 +156,24 @@ func (l *Lossy) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return fmt.Sprintf("%d sent, %d dropped", l.sent, len(l.dropped))
+}
+
+// RunSender creates a sender with mquic.NewSender and runs it (Sender.Run)
+// on a goroutine until Close or the end of the test, whose cleanup waits
+// for Run to return.
+func RunSender(t testing.TB, conn net.PacketConn, cfg mquic.SenderConfig) (*mquic.Sender, error) {
+	s, err := mquic.NewSender(conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("sender: %v", err)
+		}
+	})
+	return s, nil
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,7 +107,8 @@ type Release func(pn uint64, payload []byte, wireLen int, manifestOnly bool)
 // drops it anyway). Memory is bounded by AuthConfig; every dropped manifest,
 // digest and packet is counted.
 //
-// An Authenticator is not safe for concurrent use.
+// An Authenticator is not safe for concurrent use, but its Prechecker is:
+// other goroutines may verify signatures ahead of it.
 type Authenticator struct {
 	prof    *Profile
 	cfg     AuthConfig
@@ -125,9 +128,15 @@ type Authenticator struct {
 
 	seen    [64]seenManifest // recently verified manifests, by Seq % 64
 	seqs    seqWindow        // sequence numbers verified recently
-	tokens  float64
-	tokenAt int64
 	scratch []byte
+
+	// The verification budget (MaxVerifyRate), shared with the Prechecker.
+	budgetMu sync.Mutex
+	tokens   float64
+	tokenAt  int64
+	// claims holds, for the sequence numbers whose signature is verified
+	// or being verified, Seq+1 at Seq % claimSlots (see Prechecker).
+	claims [claimSlots]atomic.Uint64
 
 	stats AuthStats
 }
@@ -238,6 +247,18 @@ var (
 // copy of a verified manifest, a reused sequence number, implausible packet
 // numbers, and the verification rate.
 func (a *Authenticator) HandleManifest(m *Manifest, now time.Time) error {
+	return a.HandleChecked(m, now, Signature{})
+}
+
+// HandleChecked is HandleManifest for a manifest whose signature a
+// Prechecker may have verified already (sig.Checked): the checks are the
+// same, the signature is not verified again, and the verification counts
+// as the Authenticator's own.
+func (a *Authenticator) HandleChecked(m *Manifest, now time.Time, sig Signature) error {
+	if sig.Checked {
+		a.stats.Verified++
+		a.stats.VerifyTime += sig.Time
+	}
 	t := a.ticks(now)
 	if m.StreamID != a.prof.StreamID {
 		a.stats.WrongStream++
@@ -267,15 +288,18 @@ func (a *Authenticator) HandleManifest(m *Manifest, now time.Time) error {
 		a.stats.Implausible++
 		return ErrImplausible
 	}
-	if !a.takeToken(t) {
-		a.stats.RateLimited++
-		return ErrRateLimited
+	err := sig.Err
+	if !sig.Checked {
+		if !a.takeToken(t) {
+			a.stats.RateLimited++
+			return ErrRateLimited
+		}
+		t0 := time.Now()
+		a.scratch, err = a.prof.Key.verify(m, a.scratch)
+		a.stats.VerifyTime += time.Since(t0)
+		a.stats.Verified++
+		a.claims[m.Seq%claimSlots].Store(uint64(m.Seq) + 1)
 	}
-	t0 := time.Now()
-	var err error
-	a.scratch, err = a.prof.Key.verify(m, a.scratch)
-	a.stats.VerifyTime += time.Since(t0)
-	a.stats.Verified++
 	if err != nil {
 		a.stats.BadSignature++
 		return err
@@ -311,6 +335,8 @@ func (a *Authenticator) implausible(m *Manifest, t int64) bool {
 
 // takeToken refills the verification budget and takes one from it.
 func (a *Authenticator) takeToken(t int64) bool {
+	a.budgetMu.Lock()
+	defer a.budgetMu.Unlock()
 	a.tokens = min(a.burst(), a.tokens+float64(t-a.tokenAt)*float64(a.cfg.MaxVerifyRate)/1e9)
 	a.tokenAt = t
 	if a.tokens < 1 {

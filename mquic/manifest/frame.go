@@ -52,18 +52,18 @@ func AppendFrame(dst, m []byte) []byte {
 func ParseFrame(b []byte) (Manifest, int, error) {
 	typ, n, err := quicvarint.Parse(b)
 	if err != nil {
-		return Manifest{}, 0, frameErr("type", ErrTruncated)
+		return Manifest{}, 0, frameErr("type", wire.ErrTruncated)
 	}
 	if wire.FrameType(typ) != FrameType || n != frameTypeLen {
 		return Manifest{}, 0, frameErr("type", fmt.Errorf("%w: 0x%x in %d bytes, want 0x%x in %d", ErrInvalid, typ, n, uint64(FrameType), frameTypeLen))
 	}
 	length, l, err := quicvarint.Parse(b[n:])
 	if err != nil {
-		return Manifest{}, 0, frameErr("length", ErrTruncated)
+		return Manifest{}, 0, frameErr("length", wire.ErrTruncated)
 	}
 	n += l
 	if length > uint64(len(b)-n) {
-		return Manifest{}, 0, frameErr("manifest", ErrTruncated)
+		return Manifest{}, 0, frameErr("manifest", wire.ErrTruncated)
 	}
 	body := b[n : n+int(length)]
 	m, ml, err := Parse(body)

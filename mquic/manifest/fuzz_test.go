@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -34,7 +36,7 @@ func FuzzParse(f *testing.F) {
 		p, n, err := Parse(b)
 		if err != nil {
 			var pe *ParseError
-			if !errors.As(err, &pe) || (!errors.Is(err, ErrTruncated) && !errors.Is(err, ErrInvalid)) {
+			if !errors.As(err, &pe) || (!errors.Is(err, wire.ErrTruncated) && !errors.Is(err, ErrInvalid)) {
 				t.Fatalf("error %v is not a ParseError with a sentinel cause", err)
 			}
 			return

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -32,9 +34,6 @@ const (
 	MaxDigests = 1<<15 - 1
 )
 
-// MaxPacketNumber is the largest QUIC packet number (2^62-1).
-const MaxPacketNumber = 1<<62 - 1
-
 // TLV types of AMBI's manifest format that this package knows by name.
 // Others are skipped.
 const (
@@ -49,14 +48,13 @@ const signatureContext = "h3m-manifest-v1\x00"
 
 // Sentinel causes wrapped in a ParseError.
 var (
-	// ErrTruncated means the input ends before the named field does.
-	ErrTruncated = errors.New("truncated")
 	// ErrInvalid means the named field holds a value the format forbids.
 	ErrInvalid = errors.New("invalid value")
 )
 
 // ParseError is a malformed manifest, MANIFEST frame or profile. errors.Is
-// matches Err against ErrTruncated and ErrInvalid.
+// matches Err against wire.ErrTruncated (the input ends before the named
+// field does) and ErrInvalid.
 type ParseError struct {
 	What  string // "manifest", "MANIFEST frame" or "profile"
 	Field string // the field that is missing or wrong
@@ -206,7 +204,7 @@ func (m *Manifest) check() error {
 	case n/DigestLen > MaxDigests:
 		return manifestErr("packet digest count", fmt.Errorf("%w: %d digests, at most %d", ErrInvalid, n/DigestLen, MaxDigests))
 	}
-	if m.FirstPN > MaxPacketNumber || m.LastPN() > MaxPacketNumber {
+	if m.FirstPN > wire.MaxPacketNumber || m.LastPN() > wire.MaxPacketNumber {
 		return manifestErr("first packet number", fmt.Errorf("%w: packets %d to %d pass 2^62-1", ErrInvalid, m.FirstPN, m.LastPN()))
 	}
 	if len(m.TLVs) > 0xffff {
@@ -225,7 +223,7 @@ func (m *Manifest) check() error {
 func Parse(b []byte) (Manifest, int, error) {
 	var m Manifest
 	if len(b) < HeaderLen {
-		return m, 0, manifestErr("header", ErrTruncated)
+		return m, 0, manifestErr("header", wire.ErrTruncated)
 	}
 	m.StreamID = binary.BigEndian.Uint32(b)
 	m.Seq = binary.BigEndian.Uint32(b[4:])
@@ -233,23 +231,23 @@ func Parse(b []byte) (Manifest, int, error) {
 	tc := binary.BigEndian.Uint16(b[16:])
 	count := int(tc & 0x7fff)
 	pos := HeaderLen
-	if m.FirstPN > MaxPacketNumber {
+	if m.FirstPN > wire.MaxPacketNumber {
 		return m, 0, manifestErr("first packet number", fmt.Errorf("%w: %d exceeds 2^62-1", ErrInvalid, m.FirstPN))
 	}
 	if count == 0 {
 		return m, 0, manifestErr("packet digest count", fmt.Errorf("%w: 0", ErrInvalid))
 	}
-	if m.FirstPN+uint64(count)-1 > MaxPacketNumber {
+	if m.FirstPN+uint64(count)-1 > wire.MaxPacketNumber {
 		return m, 0, manifestErr("packet digest count", fmt.Errorf("%w: %d digests from packet %d pass 2^62-1", ErrInvalid, count, m.FirstPN))
 	}
 	if tc&0x8000 != 0 {
 		if len(b) < pos+2 {
-			return m, 0, manifestErr("TLV length", ErrTruncated)
+			return m, 0, manifestErr("TLV length", wire.ErrTruncated)
 		}
 		n := int(binary.BigEndian.Uint16(b[pos:]))
 		pos += 2
 		if len(b) < pos+n {
-			return m, 0, manifestErr("TLVs", ErrTruncated)
+			return m, 0, manifestErr("TLVs", wire.ErrTruncated)
 		}
 		m.TLVs = b[pos : pos+n : pos+n]
 		pos += n
@@ -259,19 +257,19 @@ func Parse(b []byte) (Manifest, int, error) {
 	}
 	n := count * DigestLen
 	if len(b) < pos+n {
-		return m, 0, manifestErr("packet digests", ErrTruncated)
+		return m, 0, manifestErr("packet digests", wire.ErrTruncated)
 	}
 	m.Digests = b[pos : pos+n : pos+n]
 	pos += n
 	if len(b) < pos+TrailerLen {
-		return m, 0, manifestErr("signature block", ErrTruncated)
+		return m, 0, manifestErr("signature block", wire.ErrTruncated)
 	}
 	m.Alg = Algorithm(binary.BigEndian.Uint16(b[pos:]))
 	copy(m.KeyID[:], b[pos+2:])
 	sigLen := int(binary.BigEndian.Uint16(b[pos+2+KeyIDLen:]))
 	pos += TrailerLen
 	if len(b) < pos+sigLen {
-		return m, 0, manifestErr("signature", ErrTruncated)
+		return m, 0, manifestErr("signature", wire.ErrTruncated)
 	}
 	m.signed = b[:pos:pos]
 	m.Signature = b[pos : pos+sigLen : pos+sigLen]

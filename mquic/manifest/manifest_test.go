@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -77,7 +79,7 @@ func TestAppendParseRoundTrip(t *testing.T) {
 		{"one digest", Manifest{StreamID: 1, Seq: 0, FirstPN: 0, Digests: testDigests(1, 1)}},
 		{"many digests", Manifest{StreamID: 0xffffffff, Seq: 0xffffffff, FirstPN: 1 << 40, Digests: testDigests(33, 2)}},
 		{"tlvs", Manifest{StreamID: 7, Seq: 9, FirstPN: 100, TLVs: tlvs, Digests: testDigests(3, 3)}},
-		{"last packet number", Manifest{StreamID: 7, Seq: 9, FirstPN: MaxPacketNumber - 1, Digests: testDigests(2, 4)}},
+		{"last packet number", Manifest{StreamID: 7, Seq: 9, FirstPN: wire.MaxPacketNumber - 1, Digests: testDigests(2, 4)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.m
@@ -240,16 +242,16 @@ func TestParseErrors(t *testing.T) {
 		field string
 		err   error
 	}{
-		{"empty", nil, "header", ErrTruncated},
-		{"short header", good[:HeaderLen-1], "header", ErrTruncated},
+		{"empty", nil, "header", wire.ErrTruncated},
+		{"short header", good[:HeaderLen-1], "header", wire.ErrTruncated},
 		{"packet number beyond 2^62", set(8, 0x40), "first packet number", ErrInvalid},
 		{"digests pass 2^62-1", set(8, 0x3f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), "packet digest count", ErrInvalid},
 		{"no digests", set(16, 0, 0), "packet digest count", ErrInvalid},
-		{"digests truncated", good[:HeaderLen+DigestLen], "packet digests", ErrTruncated},
-		{"signature block truncated", good[:HeaderLen+2*DigestLen+TrailerLen-1], "signature block", ErrTruncated},
-		{"signature truncated", good[:len(good)-1], "signature", ErrTruncated},
-		{"tlv length truncated", set(16, 0x80, 2)[:HeaderLen+1], "TLV length", ErrTruncated},
-		{"tlvs truncated", set(16, 0x80, 2, 0, 200), "TLVs", ErrTruncated},
+		{"digests truncated", good[:HeaderLen+DigestLen], "packet digests", wire.ErrTruncated},
+		{"signature block truncated", good[:HeaderLen+2*DigestLen+TrailerLen-1], "signature block", wire.ErrTruncated},
+		{"signature truncated", good[:len(good)-1], "signature", wire.ErrTruncated},
+		{"tlv length truncated", set(16, 0x80, 2)[:HeaderLen+1], "TLV length", wire.ErrTruncated},
+		{"tlvs truncated", set(16, 0x80, 2, 0, 200), "TLVs", wire.ErrTruncated},
 		{"tlv runs past", append(set(16, 0x80, 2)[:HeaderLen], 0, 3, 1, 5, 0, 0), "TLV length", ErrInvalid},
 		{"long tlv runs past", append(set(16, 0x80, 2)[:HeaderLen], 0, 4, 128, 0, 2, 0), "TLV length", ErrInvalid},
 		{"tlv header runs past", append(set(16, 0x80, 2)[:HeaderLen], 0, 2, 128, 0), "TLV length", ErrInvalid},
@@ -287,7 +289,7 @@ func TestAppendErrors(t *testing.T) {
 		{"no digests", Manifest{}, "packet digest count"},
 		{"partial digest", Manifest{Digests: make([]byte, 33)}, "packet digests"},
 		{"too many", Manifest{Digests: make([]byte, (MaxDigests+1)*DigestLen)}, "packet digest count"},
-		{"beyond 2^62", Manifest{FirstPN: MaxPacketNumber, Digests: make([]byte, 2*DigestLen)}, "first packet number"},
+		{"beyond 2^62", Manifest{FirstPN: wire.MaxPacketNumber, Digests: make([]byte, 2*DigestLen)}, "first packet number"},
 		{"bad tlvs", Manifest{TLVs: []byte{5}, Digests: make([]byte, DigestLen)}, "TLV length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

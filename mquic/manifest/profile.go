@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"crypto"
 	"encoding/binary"
 	"fmt"
@@ -70,7 +72,7 @@ func profileErr(field string, err error) error {
 // ParseProfile parses an extension value.
 func ParseProfile(v []byte) (*Profile, error) {
 	if len(v) < profileFixedLen {
-		return nil, profileErr("header", ErrTruncated)
+		return nil, profileErr("header", wire.ErrTruncated)
 	}
 	if v[0] != HashSHA256 {
 		return nil, profileErr("hash algorithm", fmt.Errorf("%w: %d, only 1 (sha-256) is supported", ErrInvalid, v[0]))

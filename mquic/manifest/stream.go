@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"errors"
 	"fmt"
 	"io"
@@ -58,7 +60,7 @@ func (s *StreamReader) Next() (Manifest, []byte, error) {
 				s.start += n
 				return m, b, nil
 			}
-			if !errors.Is(err, ErrTruncated) {
+			if !errors.Is(err, wire.ErrTruncated) {
 				s.err = err
 				return Manifest{}, nil, err
 			}

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/h3m-project/h3m/mquic/wire"
+
 	"bytes"
 	"errors"
 	"io"
@@ -14,7 +16,7 @@ import (
 func streamSeeds(t testing.TB) ([]byte, [][]byte) {
 	t.Helper()
 	vec, _, tlv := fuzzSeeds(t)
-	big := Manifest{StreamID: 9, Seq: 1 << 31, FirstPN: MaxPacketNumber - 299, Digests: testDigests(300, 3)}
+	big := Manifest{StreamID: 9, Seq: 1 << 31, FirstPN: wire.MaxPacketNumber - 299, Digests: testDigests(300, 3)}
 	b, err := big.Append(nil, testKey(t), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -221,44 +221,74 @@ func (p *Protector) Seal(pkt []byte, pnOffset int, pn uint64) []byte {
 // Errors are ErrShortPacket, ErrPNLength, ErrDecrypt and ErrReservedBits
 // (all *ProtectError). After an error pkt must be discarded: header
 // protection may already be removed.
+//
+// Open is Unmask, wire.DecodePacketNumber and Decrypt in one call; a
+// receiver that opens packets on several goroutines calls them apart.
 func (p *Protector) Open(pkt []byte, pnOffset, pnLen int, largest uint64, havePN bool) (pn uint64, payload []byte, err error) {
+	truncated, err := p.Unmask(pkt, pnOffset, pnLen)
+	if err != nil {
+		return 0, nil, err
+	}
+	pn = truncated
+	if havePN {
+		pn = wire.DecodePacketNumber(largest, truncated, pnLen)
+	}
+	payload, err = p.Decrypt(pkt, pnOffset, pnLen, pn)
+	if err != nil {
+		return 0, nil, err
+	}
+	return pn, payload, nil
+}
+
+// Unmask removes header protection from a received packet in place and
+// returns its truncated packet number (see Open, whose first step it is).
+// It fails with ErrPNLength when the first byte encodes another
+// packet-number length than pnLen, and ErrShortPacket.
+func (p *Protector) Unmask(pkt []byte, pnOffset, pnLen int) (truncated uint64, err error) {
 	if pnLen < 1 || pnLen > 4 {
-		return 0, nil, ErrPNLength
+		return 0, ErrPNLength
 	}
 	if pnOffset < 1 || pnOffset > len(pkt) || len(pkt)-pnOffset < pnLen+p.Overhead() {
-		return 0, nil, ErrShortPacket
+		return 0, ErrShortPacket
 	}
-	hdrLen := pnOffset + pnLen
 	if p.HeaderProtection() {
 		if len(pkt) < pnOffset+sampleOffset+sampleLen {
-			return 0, nil, ErrShortPacket
+			return 0, ErrShortPacket
 		}
 		p.setMask(pkt[pnOffset+sampleOffset : pnOffset+sampleOffset+sampleLen])
 		first := pkt[0] ^ p.mask[0]&shortHeaderMask
 		if wire.PacketNumberLen(first) != pnLen {
-			return 0, nil, ErrPNLength
+			return 0, ErrPNLength
 		}
 		pkt[0] = first
 		for i := range pnLen {
 			pkt[pnOffset+i] ^= p.mask[1+i]
 		}
 	} else if wire.PacketNumberLen(pkt[0]) != pnLen {
-		return 0, nil, ErrPNLength
+		return 0, ErrPNLength
 	}
-	pn = wire.ReadPacketNumber(pkt[pnOffset:], pnLen)
-	if havePN {
-		pn = wire.DecodePacketNumber(largest, pn, pnLen)
+	return wire.ReadPacketNumber(pkt[pnOffset:], pnLen), nil
+}
+
+// Decrypt opens the AEAD of a packet that Unmask has unmasked, with pn its
+// full packet number, in place, and returns the plaintext payload (see
+// Open, whose last step it is). Errors are ErrDecrypt and ErrReservedBits;
+// after ErrDecrypt the payload bytes of pkt are lost (the AEAD clears them).
+func (p *Protector) Decrypt(pkt []byte, pnOffset, pnLen int, pn uint64) ([]byte, error) {
+	hdrLen := pnOffset + pnLen
+	if pnOffset < 1 || len(pkt) < hdrLen+p.Overhead() {
+		return nil, ErrShortPacket
 	}
 	if p.aead == nil {
-		return pn, pkt[hdrLen:], nil
+		return pkt[hdrLen:], nil
 	}
 	p.setNonce(pn)
-	payload, err = p.aead.Open(pkt[hdrLen:hdrLen], p.nonce[:], pkt[hdrLen:], pkt[:hdrLen])
+	payload, err := p.aead.Open(pkt[hdrLen:hdrLen], p.nonce[:], pkt[hdrLen:], pkt[:hdrLen])
 	if err != nil {
-		return 0, nil, ErrDecrypt
+		return nil, ErrDecrypt
 	}
 	if pkt[0]&reservedBits != 0 {
-		return 0, nil, ErrReservedBits
+		return nil, ErrReservedBits
 	}
-	return pn, payload, nil
+	return payload, nil
 }

@@ -605,7 +605,7 @@ func BenchmarkSeal(b *testing.B) {
 			pn := uint64(0)
 			for b.Loop() {
 				pkt := wire.AppendShortHeader(buf[:0], sessionID, pn, 4)
-				pkt = p.Seal(pkt[:len(pkt)+benchPayload], pnOff, pn)
+				p.Seal(pkt[:len(pkt)+benchPayload], pnOff, pn)
 				pn++
 			}
 		})

@@ -17,6 +17,12 @@ var (
 	// ErrNotMinimal means a frame type used a longer varint encoding than
 	// needed, which RFC 9000 §12.4 forbids.
 	ErrNotMinimal = errors.New("frame type not in its shortest encoding")
+	// ErrUnknownFrameType is returned by ParseFrame for a frame type that
+	// neither RFC 9000 nor RFC 9221 defines; the Frame's Type holds it.
+	// Frames are not self-describing, so nothing after it in the packet can
+	// be parsed. It is a sentinel rather than an error carrying the type so
+	// that a receiver dropping such packets allocates nothing.
+	ErrUnknownFrameType = errors.New("wire: unknown frame type")
 )
 
 // FrameError is a malformed frame. errors.Is matches its Err against
@@ -38,17 +44,6 @@ const fieldFrameType = "frame type"
 
 func (e *FrameError) Unwrap() error { return e.Err }
 
-// UnknownFrameTypeError is a frame type that neither RFC 9000 nor RFC 9221
-// defines. Frames are not self-describing, so nothing after it in the packet
-// can be parsed.
-type UnknownFrameTypeError struct {
-	Type FrameType
-}
-
-func (e *UnknownFrameTypeError) Error() string {
-	return fmt.Sprintf("wire: unknown frame type 0x%x", uint64(e.Type))
-}
-
 // Frame is what ParseFrame found. Only the field that matches Type is
 // meaningful.
 type Frame struct {
@@ -66,25 +61,30 @@ type Frame struct {
 // needed to find its exact length, so that the caller can skip it. PADDING
 // consumes the whole run of 0x00 bytes at the start of b.
 //
-// An unknown frame type returns an *UnknownFrameTypeError; a malformed frame
-// a *FrameError naming the field. STREAM data aliases b. The STREAM,
-// RESET_STREAM, PADDING and PING paths do not allocate.
+// An unknown frame type returns ErrUnknownFrameType with f.Type set to it; a
+// malformed frame a *FrameError naming the field. STREAM data aliases b. The
+// STREAM, RESET_STREAM, PADDING and PING paths and unknown types do not
+// allocate. After any error f.Type is the type of the frame that failed to
+// parse (0 when the type itself is truncated).
 func ParseFrame(b []byte, f *Frame) (int, error) {
 	if len(b) == 0 {
+		*f = Frame{}
 		return 0, &FrameError{Field: fieldFrameType, Err: ErrTruncated}
 	}
 	// Fast path: every defined type fits in a 1-byte varint.
 	typ, n := FrameType(b[0]), 1
 	if b[0] >= 0x40 {
-		v, l, err := quicvarint.Parse(b)
+		v, _, err := quicvarint.Parse(b)
 		if err != nil {
+			*f = Frame{}
 			return 0, &FrameError{Field: fieldFrameType, Err: ErrTruncated}
 		}
-		typ, n = FrameType(v), l
+		typ = FrameType(v)
 		if !typ.known() {
 			*f = Frame{Type: typ}
-			return 0, &UnknownFrameTypeError{Type: typ}
+			return 0, ErrUnknownFrameType
 		}
+		*f = Frame{Type: typ}
 		return 0, &FrameError{Type: typ, Field: "frame type", Err: ErrNotMinimal}
 	}
 	switch {
@@ -101,6 +101,7 @@ func ParseFrame(b []byte, f *Frame) (int, error) {
 	case typ.IsStream():
 		sf, l, err := ParseStreamFrame(b)
 		if err != nil {
+			*f = Frame{Type: FrameTypeStream}
 			return 0, err
 		}
 		*f = Frame{Type: FrameTypeStream, Stream: sf}
@@ -108,6 +109,7 @@ func ParseFrame(b []byte, f *Frame) (int, error) {
 	case typ == FrameTypeResetStream:
 		rs, l, err := ParseResetStreamFrame(b)
 		if err != nil {
+			*f = Frame{Type: FrameTypeResetStream}
 			return 0, err
 		}
 		*f = Frame{Type: FrameTypeResetStream, ResetStream: rs}
@@ -117,7 +119,7 @@ func ParseFrame(b []byte, f *Frame) (int, error) {
 		return skipFrame(typ, b, n)
 	}
 	*f = Frame{Type: typ}
-	return 0, &UnknownFrameTypeError{Type: typ}
+	return 0, ErrUnknownFrameType
 }
 
 // frameReader walks the fields of one frame, turning every short read into

@@ -18,8 +18,7 @@ func TestParseFrameUnknown(t *testing.T) {
 	} {
 		var f Frame
 		n, err := ParseFrame(mustHex(t, tt.in), &f)
-		var ue *UnknownFrameTypeError
-		if !errors.As(err, &ue) || ue.Type != tt.typ || n != 0 {
+		if !errors.Is(err, ErrUnknownFrameType) || n != 0 {
 			t.Errorf("%s: got %d, %v; want unknown type %#x", tt.in, n, err, uint64(tt.typ))
 			continue
 		}
@@ -118,8 +117,7 @@ func FuzzParseFrame(f *testing.F) {
 		n, err := ParseFrame(b, &fr)
 		if err != nil {
 			var fe *FrameError
-			var ue *UnknownFrameTypeError
-			if !errors.As(err, &fe) && !errors.As(err, &ue) {
+			if !errors.As(err, &fe) && !errors.Is(err, ErrUnknownFrameType) {
 				t.Fatalf("error of type %T: %v", err, err)
 			}
 			if n != 0 {
@@ -176,10 +174,30 @@ func TestFrameErrorMessages(t *testing.T) {
 		{"4001", "wire: PING frame: frame type: frame type not in its shortest encoding"},
 		{"0e07", "wire: STREAM frame: offset: truncated"},
 		{"0700", "wire: NEW_TOKEN frame: token length: invalid value"},
-		{"2a", "wire: unknown frame type 0x2a"},
+		{"2a", "wire: unknown frame type"},
 	} {
 		if _, err := ParseFrame(mustHex(t, tt.in), &f); err == nil || err.Error() != tt.want {
 			t.Errorf("%s: got %v, want %q", tt.in, err, tt.want)
+		}
+	}
+	// The type of the frame that failed is in f.Type, unknown or not.
+	for _, tt := range []struct {
+		in  string
+		typ FrameType
+	}{{"2a", 0x2a}, {"4001", FrameTypePing}, {"0e07", FrameTypeStream}, {"04", FrameTypeResetStream}, {"0700", FrameTypeNewToken}} {
+		if _, err := ParseFrame(mustHex(t, tt.in), &f); err == nil || f.Type != tt.typ {
+			t.Errorf("%s: f.Type = %v after %v, want %v", tt.in, f.Type, err, tt.typ)
+		}
+	}
+}
+
+// An unknown frame type, the reason a receiver drops a packet of an
+// extension it does not know, costs no allocation.
+func TestParseFrameUnknownAllocatesNothing(t *testing.T) {
+	var f Frame
+	for _, in := range [][]byte{{0x2a}, {0x80, 0x00, 0x40, 0x00}} {
+		if a := testing.AllocsPerRun(100, func() { _, _ = ParseFrame(in, &f) }); a != 0 {
+			t.Errorf("%x: %v allocations", in, a)
 		}
 	}
 }

@@ -53,60 +53,76 @@ func (t FrameType) known() bool {
 // String returns the RFC name of the frame type ("STREAM" for all eight
 // STREAM types), or "frame 0x..." for an unknown type.
 func (t FrameType) String() string {
+	if name, _ := t.names(); name != "" {
+		return name
+	}
+	return fmt.Sprintf("frame 0x%x", uint64(t))
+}
+
+// QlogName returns the frame_type name the qlog QUIC event schema gives the
+// frame type ("stream" for all eight STREAM types, "ack" for both ACK
+// types, ...), or "" for a type RFC 9000 and RFC 9221 do not define.
+func (t FrameType) QlogName() string {
+	_, name := t.names()
+	return name
+}
+
+// names is the one table of frame-type names: the RFC's and qlog's.
+func (t FrameType) names() (rfc, qlog string) {
 	if t.IsStream() {
-		return "STREAM"
+		return "STREAM", "stream"
 	}
 	switch t {
 	case FrameTypePadding:
-		return "PADDING"
+		return "PADDING", "padding"
 	case FrameTypePing:
-		return "PING"
+		return "PING", "ping"
 	case FrameTypeAck:
-		return "ACK"
+		return "ACK", "ack"
 	case FrameTypeAckECN:
-		return "ACK_ECN"
+		return "ACK_ECN", "ack"
 	case FrameTypeResetStream:
-		return "RESET_STREAM"
+		return "RESET_STREAM", "reset_stream"
 	case FrameTypeStopSending:
-		return "STOP_SENDING"
+		return "STOP_SENDING", "stop_sending"
 	case FrameTypeCrypto:
-		return "CRYPTO"
+		return "CRYPTO", "crypto"
 	case FrameTypeNewToken:
-		return "NEW_TOKEN"
+		return "NEW_TOKEN", "new_token"
 	case FrameTypeMaxData:
-		return "MAX_DATA"
+		return "MAX_DATA", "max_data"
 	case FrameTypeMaxStreamData:
-		return "MAX_STREAM_DATA"
+		return "MAX_STREAM_DATA", "max_stream_data"
 	case FrameTypeMaxStreamsBidi:
-		return "MAX_STREAMS_BIDI"
+		return "MAX_STREAMS_BIDI", "max_streams"
 	case FrameTypeMaxStreamsUni:
-		return "MAX_STREAMS_UNI"
+		return "MAX_STREAMS_UNI", "max_streams"
 	case FrameTypeDataBlocked:
-		return "DATA_BLOCKED"
+		return "DATA_BLOCKED", "data_blocked"
 	case FrameTypeStreamDataBlocked:
-		return "STREAM_DATA_BLOCKED"
+		return "STREAM_DATA_BLOCKED", "stream_data_blocked"
 	case FrameTypeStreamsBlockedBidi:
-		return "STREAMS_BLOCKED_BIDI"
+		return "STREAMS_BLOCKED_BIDI", "streams_blocked"
 	case FrameTypeStreamsBlockedUni:
-		return "STREAMS_BLOCKED_UNI"
+		return "STREAMS_BLOCKED_UNI", "streams_blocked"
 	case FrameTypeNewConnectionID:
-		return "NEW_CONNECTION_ID"
+		return "NEW_CONNECTION_ID", "new_connection_id"
 	case FrameTypeRetireConnectionID:
-		return "RETIRE_CONNECTION_ID"
+		return "RETIRE_CONNECTION_ID", "retire_connection_id"
 	case FrameTypePathChallenge:
-		return "PATH_CHALLENGE"
+		return "PATH_CHALLENGE", "path_challenge"
 	case FrameTypePathResponse:
-		return "PATH_RESPONSE"
+		return "PATH_RESPONSE", "path_response"
 	case FrameTypeConnectionClose:
-		return "CONNECTION_CLOSE"
+		return "CONNECTION_CLOSE", "connection_close"
 	case FrameTypeConnectionCloseApp:
-		return "CONNECTION_CLOSE_APP"
+		return "CONNECTION_CLOSE_APP", "connection_close"
 	case FrameTypeHandshakeDone:
-		return "HANDSHAKE_DONE"
+		return "HANDSHAKE_DONE", "handshake_done"
 	case FrameTypeDatagram:
-		return "DATAGRAM"
+		return "DATAGRAM", "datagram"
 	case FrameTypeDatagramLen:
-		return "DATAGRAM_LEN"
+		return "DATAGRAM_LEN", "datagram"
 	}
-	return fmt.Sprintf("frame 0x%x", uint64(t))
+	return "", ""
 }

@@ -25,6 +25,18 @@ func TestFrameTypeString(t *testing.T) {
 		if typ.known() == strings.HasPrefix(s, "frame ") {
 			t.Errorf("FrameType(%#x).known() = %v", uint64(typ), typ.known())
 		}
+		if (typ.QlogName() != "") != typ.known() {
+			t.Errorf("FrameType(%#x).QlogName() = %q", uint64(typ), typ.QlogName())
+		}
+	}
+	// qlog names the variants of a frame once (RFC 9000 §19 and the qlog
+	// QUIC event schema's frame_type values).
+	for typ, s := range map[FrameType]string{0x00: "padding", 0x02: "ack", 0x03: "ack", 0x0d: "stream",
+		0x12: "max_streams", 0x17: "streams_blocked", 0x1c: "connection_close", 0x1d: "connection_close",
+		0x31: "datagram", 0x1e: "handshake_done"} {
+		if typ.QlogName() != s {
+			t.Errorf("FrameType(%#x).QlogName() = %q, want %q", uint64(typ), typ.QlogName(), s)
+		}
 	}
 	// Every constant has a name and is known.
 	for _, typ := range []FrameType{FrameTypePadding, FrameTypePing, FrameTypeAck, FrameTypeAckECN,

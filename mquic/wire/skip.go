@@ -73,7 +73,7 @@ func skipFrame(typ FrameType, b []byte, typeLen int) (int, error) {
 		}
 		err = r.skip(length, "datagram data")
 	default:
-		return 0, &UnknownFrameTypeError{Type: typ}
+		return 0, ErrUnknownFrameType
 	}
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/mquic/wire"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -344,7 +345,7 @@ func parseManifestQuery(raw string) (manifestQuery, error) {
 				}
 				x, err1 := strconv.ParseUint(a, 10, 64)
 				y, err2 := strconv.ParseUint(b, 10, 64)
-				if err1 != nil || err2 != nil || x > y || y > manifest.MaxPacketNumber {
+				if err1 != nil || err2 != nil || x > y || y > wire.MaxPacketNumber {
 					return q, fmt.Errorf("pn=%.64q: want FIRST-LAST packet numbers", p)
 				}
 				set.Add(x, y+1)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/mquic/wire"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -143,7 +144,7 @@ func FuzzParseManifestQuery(f *testing.F) {
 				t.Fatalf("%q: %d ranges", q, len(got.pns))
 			}
 			for _, r := range got.pns {
-				if r.Start >= r.End || r.End > manifest.MaxPacketNumber+1 {
+				if r.Start >= r.End || r.End > wire.MaxPacketNumber+1 {
 					t.Fatalf("%q: range %v", q, r)
 				}
 			}

@@ -257,6 +257,12 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	if snd, err = mquic.NewSender(conn, sc); err != nil {
 		return fail(fmt.Errorf("origin: publisher: %w", err))
 	}
+	// The sender's writer runs until shut (or fail) closes the sender.
+	go func() {
+		if err := snd.Run(context.Background()); err != nil {
+			p.log.Warn("session sender stopped", "session", sid, "err", err)
+		}
+	}()
 	pusher, err := h3m.NewPusher(snd, h3m.PusherConfig{
 		Authority:              p.cfg.Authority,
 		Profile:                h3m.ProfileOf(&ad),
