@@ -80,8 +80,8 @@ type slot struct {
 type block struct {
 	id      uint64
 	k, m, s int
-	rep     [][]byte   // repair symbols by index (buffers kept across blocks)
-	got     [4]uint64  // repair indices received
+	rep     [][]byte  // repair symbols by index (buffers kept across blocks)
+	got     [4]uint64 // repair indices received
 	nrep    int
 	decided bool
 	last    time.Time // when its last symbol arrived
