@@ -22,9 +22,10 @@ type DecoderStats struct {
 	// frames described (counts, symbol length, overlapping blocks) and
 	// decodings that gave an impossible payload length.
 	BadRepair uint64
-	// LateRepair counts REPAIR frames of a block already decided, or too
-	// old for its source packets to be still at hand.
-	LateRepair uint64
+	// UnusedRepair counts REPAIR frames that came after their block was
+	// decided (it lost nothing, was rebuilt, or was given up), or too late
+	// for its source packets to be still at hand.
+	UnusedRepair uint64
 }
 
 // DecoderConfig configures a Decoder.
@@ -169,7 +170,7 @@ func (d *Decoder) Repair(r *Repair, pn uint64, now time.Time) {
 	case b == nil && d.largest >= r.BlockID+uint64(len(d.ring)):
 		// Its source packets have left the ring (and it may have been
 		// decided and forgotten).
-		d.st.LateRepair++
+		d.st.UnusedRepair++
 		return
 	case b == nil:
 		b = d.newBlock(r, at)
@@ -178,7 +179,7 @@ func (d *Decoder) Repair(r *Repair, pn uint64, now time.Time) {
 		return
 	}
 	if b.decided {
-		d.st.LateRepair++
+		d.st.UnusedRepair++
 		return
 	}
 	w, bit := r.Index/64, uint64(1)<<(r.Index%64)
