@@ -87,9 +87,9 @@ func decodeFECPacket(t testing.TB, prot *protect.Protector, sidLen int, pkt []by
 // otherwise (or with no repair packet at all) its lost packets stay lost.
 type fecOutcome struct {
 	recovered, unrecoverableBlocks, recoveredBlocks, unrecovered uint64
-	repairsArrived                                              uint64
-	missing                                                     map[uint64]*ranges.Set // stream bytes that must stay missing
-	blocks, repairPackets                                       int
+	repairsArrived                                               uint64
+	missing                                                      map[uint64]*ranges.Set // stream bytes that must stay missing
+	blocks, repairPackets                                        int
 }
 
 func expectFEC(t testing.TB, params mquic.Params, sent [][]byte, dropped [][]byte) fecOutcome {
