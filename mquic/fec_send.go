@@ -30,8 +30,8 @@ func sessionFEC(p *Params) (*fec.Params, error) {
 
 // setupFEC creates the encoder of a session that advertises FEC, and
 // shortens the packets' payload so that a repair packet, whose symbol is a
-// payload plus its length, still fits in MaxPacketSize (by 22 bytes with
-// 1200-byte packets: 1.9 %). The sender adds
+// payload plus its length, still fits in MaxPacketSize (by 21 bytes with
+// 1200-byte packets: 1.8 %). The sender adds
 // the overhead the parameters allow: MaxRepairCount per MaxSourceCount.
 func (s *Sender) setupFEC(p *Params) error {
 	fp, err := sessionFEC(p)
