@@ -55,6 +55,10 @@ type PeersOptions struct {
 	// UFTPArgs are more options for uftp (the sender), after the ones the
 	// comparison sets.
 	UFTPArgs []string
+	// ServeArgs and ReceiveArgs are more options for h3m serve and h3m
+	// receive, after the ones the comparison sets (the scale bench's FEC
+	// and unicast-only runs).
+	ServeArgs, ReceiveArgs []string
 	// Timeout bounds each run; 0 picks one from the size and the rate.
 	Timeout time.Duration
 	// Dir holds the content and each run's logs (the received copies are
@@ -392,18 +396,18 @@ func sameFile(want, got string, a, b []byte) error {
 
 // h3mServeArgs is the sender's command line.
 func h3mServeArgs(o PeersOptions, dir, cert, key, listen string) []string {
-	return []string{"h3m", "serve", "--once", "--dir", dir,
+	return append([]string{"h3m", "serve", "--once", "--dir", dir,
 		"--interface", "eth0", "--source", "10.77.0.1", "--ttl", "1",
 		"--group", "232.77.0.1", "--port", "7700", "--listen", listen,
 		"--rate", strconv.FormatUint(o.Rate, 10), "--suite", "1301",
 		"--wait", o.Wait.String(), "--linger", (o.Timeout + time.Minute).String(),
-		"--cert", cert, "--key", key}
+		"--cert", cert, "--key", key}, o.ServeArgs...)
 }
 
 // h3mReceiveArgs is a receiver's command line.
 func h3mReceiveArgs(o PeersOptions, url, cert, out string) []string {
-	return []string{"h3m", "receive", "--url", url, "--ca", cert, "--interface", "eth0",
-		"--out", out, "--timeout", o.Timeout.String()}
+	return append([]string{"h3m", "receive", "--url", url, "--ca", cert, "--interface", "eth0",
+		"--out", out, "--timeout", o.Timeout.String()}, o.ReceiveArgs...)
 }
 
 // uftpArgs is UFTP's sender command line: AES-128-GCM (which authenticates
