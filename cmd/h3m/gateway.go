@@ -103,7 +103,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	gw, err := gateway.New(gateway.Config{
 		Store: store, Upstream: origin, Transport: upstream,
 		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, Logger: e.log,
-		Status: func() any { return rc.Stats() },
+		Receiver: rc,
 	})
 	if err != nil {
 		return usageError{err.Error()}
