@@ -219,7 +219,8 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	g.cors.apply(w.Header(), r)
 	g.serveHTTP(w, r)
 	if w.via != "" {
-		if c := g.served[w.via]; c != nil {
+		// Errors (an upstream 404) are no resource served.
+		if c := g.served[w.via]; c != nil && w.code < 400 {
 			c.requests.Add(1)
 			c.bytes.Add(uint64(w.bytes))
 		}
@@ -398,6 +399,7 @@ var proxySkip = map[string]bool{
 
 // proxy fetches r from upstream and copies the response.
 func (g *Gateway) proxy(w *meter, r *http.Request) {
+	w.via = ViaUnicast
 	u := *g.cfg.Upstream
 	u.Path = r.URL.Path
 	u.RawPath = ""
@@ -437,7 +439,6 @@ func (g *Gateway) proxy(w *meter, r *http.Request) {
 		}
 	}
 	h.Set(ViaHeader, ViaUnicast)
-	w.via = ViaUnicast
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		g.log.Debug("copying the upstream response failed", "path", r.URL.Path, "err", err)

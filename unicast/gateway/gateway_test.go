@@ -417,6 +417,9 @@ func TestPassthroughAndErrors(t *testing.T) {
 		t.Fatalf("upstream down: %d", w.Code)
 	}
 	st := g.Status()
+	if st.Served[ViaUnicast] != 1 || st.ServedBytes[ViaUnicast] != uint64(len("from upstream /manifest.mpd")) || len(st.RecentRequests) != 3 {
+		t.Errorf("errors counted as served: %v %v %v", st.Served, st.ServedBytes, st.RecentRequests)
+	}
 	if st.Passthrough != 3 || st.UpstreamErr != 1 || up.hits() != 2 {
 		t.Fatalf("%+v hits %v", st, up.paths)
 	}
