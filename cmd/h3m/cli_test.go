@@ -133,16 +133,11 @@ func TestVersionLine(t *testing.T) {
 	}
 }
 
-func TestCLIUnknownCommand(t *testing.T) {
-	for args, want := range map[string]string{
-		"sever":        "h3m: unknown command \"sever\"; did you mean \"serve\"?\nRun \"h3m help\" for the list of commands.\n",
-		"recieve":      "h3m: unknown command \"recieve\"; did you mean \"receive\"?\nRun \"h3m help\" for the list of commands.\n",
-		"gate":         "h3m: unknown command \"gate\"; did you mean \"gateway\"?\nRun \"h3m help\" for the list of commands.\n",
-		"xyzzy":        "h3m: unknown command \"xyzzy\"\nRun \"h3m help\" for the list of commands.\n",
-		"help sevre":   "h3m: unknown command \"sevre\"; did you mean \"serve\"?\nRun \"h3m help\" for the list of commands.\n",
-		"--verison":    "h3m: unknown command \"--verison\"; did you mean \"version\"?\nRun \"h3m help\" for the list of commands.\n",
-		"interopp foo": "h3m: unknown command \"interopp\"; did you mean \"interop\"?\nRun \"h3m help\" for the list of commands.\n",
-	} {
+// checkUsageErrors runs each command line (split at spaces) and requires
+// exit code 2, nothing on stdout and exactly the given stderr.
+func checkUsageErrors(t *testing.T, cases map[string]string) {
+	t.Helper()
+	for args, want := range cases {
 		out, errOut, code := runH3M(t, strings.Fields(args)...)
 		if code != exitUsage || out != "" || errOut != want {
 			t.Errorf("h3m %s: exit %d, stdout %q, stderr %q; want %q", args, code, out, errOut, want)
@@ -150,20 +145,27 @@ func TestCLIUnknownCommand(t *testing.T) {
 	}
 }
 
+func TestCLIUnknownCommand(t *testing.T) {
+	checkUsageErrors(t, map[string]string{
+		"sever":        "h3m: unknown command \"sever\"; did you mean \"serve\"?\nRun \"h3m help\" for the list of commands.\n",
+		"recieve":      "h3m: unknown command \"recieve\"; did you mean \"receive\"?\nRun \"h3m help\" for the list of commands.\n",
+		"gate":         "h3m: unknown command \"gate\"; did you mean \"gateway\"?\nRun \"h3m help\" for the list of commands.\n",
+		"xyzzy":        "h3m: unknown command \"xyzzy\"\nRun \"h3m help\" for the list of commands.\n",
+		"help sevre":   "h3m: unknown command \"sevre\"; did you mean \"serve\"?\nRun \"h3m help\" for the list of commands.\n",
+		"--verison":    "h3m: unknown command \"--verison\"; did you mean \"version\"?\nRun \"h3m help\" for the list of commands.\n",
+		"interopp foo": "h3m: unknown command \"interopp\"; did you mean \"interop\"?\nRun \"h3m help\" for the list of commands.\n",
+	})
+}
+
 // TestCLIBadFlag: a bad flag costs one line and a hint, not the usage.
 func TestCLIBadFlag(t *testing.T) {
-	for args, want := range map[string]string{
+	checkUsageErrors(t, map[string]string{
 		"serve --dri x":            "h3m serve: unknown flag --dri; did you mean --dir?\nRun \"h3m help serve\" for its flags.\n",
 		"receive --timeout soon":   "h3m receive: invalid value \"soon\" for flag -timeout: parse error\nRun \"h3m help receive\" for its flags.\n",
 		"gateway --listen":         "h3m gateway: flag needs an argument: -listen\nRun \"h3m help gateway\" for its flags.\n",
 		"gateway --qqq":            "h3m gateway: unknown flag --qqq\nRun \"h3m help gateway\" for its flags.\n",
 		"gateway --url x --cors y": "h3m gateway: --cors: CORS origin \"y\": want * or scheme://host[:port], e.g. http://localhost:3000\n",
-	} {
-		out, errOut, code := runH3M(t, strings.Fields(args)...)
-		if code != exitUsage || out != "" || errOut != want {
-			t.Errorf("h3m %s: exit %d, stdout %q, stderr %q; want %q", args, code, out, errOut, want)
-		}
-	}
+	})
 }
 
 // TestCLIURLForms: receive and gateway take the same --url forms and

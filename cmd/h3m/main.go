@@ -240,37 +240,21 @@ func versionLine(bi *debug.BuildInfo, ok bool) string {
 	if v == "" {
 		v = "(devel)"
 	}
-	var rev, at string
-	modified := false
+	set := map[string]string{}
 	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			at = s.Value
-		case "vcs.modified":
-			modified = s.Value == "true"
-		}
+		set[s.Key] = s.Value
 	}
 	line := "h3m " + v
-	if rev != "" {
+	if rev := set["vcs.revision"]; rev != "" {
 		line += ", revision " + rev
-		if at != "" {
+		if at := set["vcs.time"]; at != "" {
 			line += " (" + at + ")"
 		}
-		if modified {
+		if set["vcs.modified"] == "true" {
 			line += " with local changes"
 		}
 	}
-	goos, goarch := "", ""
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "GOOS":
-			goos = s.Value
-		case "GOARCH":
-			goarch = s.Value
-		}
-	}
+	goos, goarch := set["GOOS"], set["GOARCH"]
 	line += ", " + bi.GoVersion
 	if goos != "" && goarch != "" {
 		line += " " + goos + "/" + goarch

@@ -134,7 +134,7 @@ func (g *Gateway) remember(rs RequestStatus) {
 	g.next = (g.next + 1) % recentRequests
 }
 
-// recentRequestsLocked returns the remembered requests, newest first.
+// recentRequests returns the remembered requests, newest first.
 func (g *Gateway) recentRequests() []RequestStatus {
 	g.recentMu.Lock()
 	defer g.recentMu.Unlock()
