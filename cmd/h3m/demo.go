@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -30,9 +32,12 @@ machine only: it generates a folder of files and a short live DASH stream
 (encoded by ffmpeg when it is installed, placeholder segments otherwise), runs
 "h3m serve --watch" on it (multicast on the loopback interface, group
 232.255.1.1, TTL 1; unicast HTTP/3 on 127.0.0.1:4433) and "h3m gateway" for
-players on 127.0.0.1:8080, and prints where to point a player and a live status
-line. After --duration it checks that every file reached the gateway intact
-over multicast, prints a summary and exits (0 if all is well).`,
+players on 127.0.0.1:8080, and prints where to point a player (a browser:
+the gateway's player page, /_h3m/player) and, on a terminal, a live status
+line. The stream's MPD names the gateway's clock (/_h3m/time) as its
+UTCTiming source. After --duration it checks that every file reached the
+gateway intact over multicast, prints a summary and exits (0 if all is well);
+Ctrl-C stops it at once (exit code 130).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o demoOptions
 			fs.StringVar(&o.group, "group", "232.255.1.1", "multicast group (on loopback)")
@@ -44,6 +49,7 @@ over multicast, prints a summary and exits (0 if all is well).`,
 			fs.IntVar(&o.size, "size", 2<<20, "size of the largest generated file")
 			fs.Uint64Var(&o.rate, "rate", 200_000_000, "peak flow rate in bit/s")
 			fs.StringVar(&o.dir, "dir", "", "folder for the generated content (default: a temporary folder, removed at exit)")
+			fs.StringVar(&o.dashJS, "dashjs-url", gateway.DefaultDashJSURL, "where the gateway's player page loads dash.js from")
 			return func(ctx context.Context, e *env) error { return runDemo(ctx, e, o) }
 		},
 	}
@@ -51,6 +57,7 @@ over multicast, prints a summary and exits (0 if all is well).`,
 
 type demoOptions struct {
 	group, listen, gateway, dir string
+	dashJS                      string
 	port, files, size           int
 	duration                    time.Duration
 	rate                        uint64
@@ -98,11 +105,21 @@ func runDemo(ctx context.Context, e *env, o demoOptions) error {
 			ready: func(u string) { serverUp <- u },
 		})
 	}()
+	// stopAll stops the components; an interrupt is reported as such.
+	stopAll := func() error {
+		interrupted := ctx.Err()
+		cancel()
+		wg.Wait()
+		return interrupted
+	}
 	var url string
 	select {
 	case url = <-serverUp:
 	case err := <-errs:
+		stopAll()
 		return fmt.Errorf("sender: %w", err)
+	case <-ctx.Done():
+		return stopAll()
 	}
 	gwUp := make(chan string, 1)
 	cf := clientFlags{url: url, ca: filepath.Join(dir, "cert.pem"), iface: "lo", fallbackAfter: 3 * time.Second, requireDigest: true}
@@ -112,24 +129,28 @@ func runDemo(ctx context.Context, e *env, o demoOptions) error {
 	go func() {
 		defer wg.Done()
 		errs <- runGateway(ctx, quiet, &cf, gatewayOptions{listen: o.gateway, hold: gateway.DefaultHoldPatterns,
-			holdTimeout: 4 * time.Second, cache: 512 << 20,
+			holdTimeout: 4 * time.Second, cache: 512 << 20, cors: gateway.DefaultCORS(o.gateway), dashJS: o.dashJS,
 			ready: func(u string) { gwUp <- u }, status: func(f func() gateway.Status) { gwStatus = f }})
 	}()
 	var gw string
 	select {
 	case gw = <-gwUp:
 	case err := <-errs:
+		stopAll()
 		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+		return stopAll()
 	}
 
 	fmt.Fprintf(e.stdout, "h3m demo: session %x (%s) on %s:%d over the loopback interface\n",
 		ad.Session.SessionID, ad.ProtocolID, o.group, o.port)
 	fmt.Fprintf(e.stdout, "  content:        %s\n", www)
 	fmt.Fprintf(e.stdout, "  unicast server: %s (certificate %s)\n", url, cf.ca)
-	fmt.Fprintf(e.stdout, "  gateway:        %s   status: %s_h3m/status\n", gw, gw)
-	live, how := startLive(ctx, e, filepath.Join(www, "live"), o.duration)
+	fmt.Fprintf(e.stdout, "  gateway:        %s   status: %s%s\n", gw, gw, gateway.StatusPath[1:])
+	live, how := startLive(ctx, e, filepath.Join(www, "live"), o.duration, gw+gateway.TimePath[1:])
 	if live != nil {
 		fmt.Fprintf(e.stdout, "  live DASH (%s): %slive/manifest.mpd\n", how, gw)
+		fmt.Fprintf(e.stdout, "    in a browser: %s%s\n", gw, gateway.PlayerPath[1:])
 		fmt.Fprintf(e.stdout, "    ffplay %slive/manifest.mpd   or   vlc %slive/manifest.mpd\n", gw, gw)
 	} else {
 		fmt.Fprintf(e.stdout, "  live DASH: %s\n", how)
@@ -145,19 +166,20 @@ func runDemo(ctx context.Context, e *env, o demoOptions) error {
 	if o.duration == 0 {
 		deadline = nil
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// On a terminal a status line is kept up to date; elsewhere (a log, a
+	// pipe) only the summary is printed at the end.
 	progress := newProgressLine(e.stdout)
 	status := func() string {
 		if gwStatus == nil {
 			return ""
 		}
 		st := gwStatus()
-		return fmt.Sprintf("gateway holds %d resources (%.1f MB); served to players: multicast %d, repair %d, fallback %d; held requests %d",
+		return fmt.Sprintf("gateway holds %d resources (%.1f MB); served to players: %d by multicast, %d repaired, %d by fallback, %d over unicast (%.0f%% of the bytes from multicast); held requests %d",
 			st.Store.Entries, float64(st.Store.Bytes)/1e6, st.Served[client.ViaMulticast], st.Served[client.ViaRepair],
-			st.Served[client.ViaFallback], st.Held)
+			st.Served[client.ViaFallback], st.Served[gateway.ViaUnicast], 100*st.MulticastShare, st.Held)
 	}
 	stopProgress := progress.run(status)
+	var runErr error
 loop:
 	for {
 		select {
@@ -165,23 +187,33 @@ loop:
 			break loop
 		case <-deadline:
 			break loop
-		case err := <-errs:
-			stopProgress()
-			return err
-		case <-tick.C:
-			if !progress.tty {
-				fmt.Fprintln(e.stdout, status())
-			}
+		case runErr = <-errs:
+			break loop
 		}
 	}
 	stopProgress()
 	if live != nil {
 		live()
 	}
+	if ctx.Err() != nil || runErr != nil {
+		// Interrupted (or a component failed): stop now, with the figures
+		// so far; the gateway is going away, so there is nothing to check.
+		fmt.Fprintf(e.stdout, "h3m demo: stopped; %s\n", status())
+		if err := stopAll(); err != nil {
+			return err
+		}
+		return runErr
+	}
 	// Check what players get: every static file, through the gateway.
 	bad := 0
 	via := map[string]int{}
-	for name, want := range static {
+	names := make([]string, 0, len(static))
+	for name := range static {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := static[name]
 		resp, err := http.Get(strings.TrimSuffix(gw, "/") + name)
 		if err != nil {
 			return err
@@ -199,11 +231,16 @@ loop:
 		fmt.Fprintf(e.stdout, "h3m demo: %s\n", r)
 	default:
 	}
-	fmt.Fprintf(e.stdout, "h3m demo: %d files checked through the gateway: %d intact (by %v), %d wrong\n",
-		len(static), len(static)-bad, via, bad)
+	var by []string
+	for _, v := range []string{client.ViaMulticast, client.ViaRepair, client.ViaFallback, gateway.ViaUnicast} {
+		if via[v] > 0 {
+			by = append(by, fmt.Sprintf("%d by %s", via[v], v))
+		}
+	}
+	fmt.Fprintf(e.stdout, "h3m demo: %d files checked through the gateway: %d intact (%s), %d wrong\n",
+		len(static), len(static)-bad, strings.Join(by, ", "), bad)
 	fmt.Fprintf(e.stdout, "h3m demo: %s\n", status())
-	cancel()
-	wg.Wait()
+	stopAll()
 	if bad > 0 {
 		return fmt.Errorf("%d files did not arrive intact", bad)
 	}
@@ -221,7 +258,7 @@ func writeDemoFiles(www string, n, size int) (map[string][]byte, error) {
 		files[name] = b
 		index += fmt.Sprintf(`<li><a href="%s">%s</a> (%d bytes)`, name, name, len(b))
 	}
-	files["/index.html"] = []byte(index + `</ul><p><a href="/live/manifest.mpd">live stream</a> · <a href="/_h3m/status">gateway status</a></p>`)
+	files["/index.html"] = []byte(index + `</ul><p><a href="/_h3m/player?src=/live/manifest.mpd">watch the live stream</a> (<a href="/live/manifest.mpd">its MPD</a>) · <a href="/_h3m/status">gateway status</a></p>`)
 	for name, b := range files {
 		p := filepath.Join(www, filepath.FromSlash(strings.TrimPrefix(name, "/")))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -236,8 +273,9 @@ func writeDemoFiles(www string, n, size int) (map[string][]byte, error) {
 
 // startLive writes a live DASH stream into dir: encoded by ffmpeg when it is
 // installed, else placeholder segments that show the delivery path (not
-// playable). It returns a function that stops it, and how it is made.
-func startLive(ctx context.Context, e *env, dir string, d time.Duration) (stop func(), how string) {
+// playable). Its MPD names timeURL (the gateway's clock) as the UTCTiming
+// source. It returns a function that stops it, and how it is made.
+func startLive(ctx context.Context, e *env, dir string, d time.Duration, timeURL string) (stop func(), how string) {
 	if d == 0 {
 		d = 24 * time.Hour
 	}
@@ -249,6 +287,7 @@ func startLive(ctx context.Context, e *env, dir string, d time.Duration) (stop f
 			"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-pix_fmt", "yuv420p",
 			"-c:a", "aac", "-b:a", "64k",
 			"-f", "dash", "-seg_duration", "2", "-window_size", "10", "-streaming", "0",
+			"-utc_timing_url", timeURL,
 			filepath.Join(dir, "manifest.mpd"))
 		cmd.Stderr = e.stderr
 		if err := cmd.Start(); err == nil {
@@ -278,7 +317,8 @@ func startLive(ctx context.Context, e *env, dir string, d time.Duration) (stop f
 			if err := writeAtomic(filepath.Join(dir, name), seg); err != nil {
 				return
 			}
-			mpd := fmt.Sprintf(`<?xml version="1.0"?><MPD type="dynamic" xmlns="urn:mpeg:dash:schema:mpd:2011"><!-- placeholder: %d segments, not playable --></MPD>`, i)
+			mpd := fmt.Sprintf(`<?xml version="1.0"?><MPD type="dynamic" xmlns="urn:mpeg:dash:schema:mpd:2011"><!-- placeholder: %d segments, not playable --><UTCTiming schemeIdUri="%s" value="%s"/></MPD>`,
+				i, gateway.UTCTimingScheme, html.EscapeString(timeURL))
 			if err := writeAtomic(filepath.Join(dir, "manifest.mpd"), []byte(mpd)); err != nil {
 				return
 			}

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	h3mBinary = filepath.Join(dir, "h3m")
-	if out, err := exec.Command("go", "build", "-o", h3mBinary, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", h3mBinary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building h3m: %v\n%s", err, out)
 		os.Exit(1)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -28,11 +27,26 @@ announces (repairing and falling back as receive does) and serves what it
 holds to local players over plain HTTP at --listen. A request for a live
 segment (a path matching --hold, e.g. *.m4s) that has not arrived yet is held
 until it arrives or --hold-timeout passes, then fetched over unicast; any
-other path the gateway does not hold is passed to the unicast server.
+other path the gateway does not hold is passed to the unicast server, except
+/.well-known/h3m (the session description carries keys, which only travel
+over TLS).
 
-A status page is at /_h3m/status (HTML) and /_h3m/status.json: sessions,
-resources, loss, repair and fallback counts, and how each request was
-served.
+Responses carry media types from h3m's own table (.mpd application/dash+xml,
+.m4s video/iso.segment, .ts video/mp2t, ...), Cache-Control for live
+manifests (no-cache) and segments (max-age=60, immutable) unless the origin
+sent one, validators for conditional requests, and X-H3m-Via: how the
+gateway got the resource (multicast, repair, fallback or unicast).
+
+Pages of other origins (a player on its own web server) may read the
+responses when --cors allows their origin: by default any origin when
+--listen is a loopback address, none otherwise.
+
+The gateway's own pages are under /_h3m/: an index of the streams it holds,
+/_h3m/player (plays a DASH stream in the browser with dash.js, loaded from
+--dashjs-url, and shows how each segment came), /_h3m/status for people and
+/_h3m/status.json (sessions, rates, multicast share, recent resources), and
+/_h3m/time, a clock for DASH players (UTCTiming
+urn:mpeg:dash:utc:http-iso:2014 or http-xsdate:2014).
 
 --require-asymmetric, --require-signature and --manifests work as for
 h3m receive: players then only get what the sender signed.`,
@@ -43,6 +57,8 @@ h3m receive: players then only get what the sender signed.`,
 			hold := fs.String("hold", strings.Join(gateway.DefaultHoldPatterns, ","), "comma-separated patterns of live segment names whose requests wait for multicast")
 			holdTimeout := fs.Duration("hold-timeout", 4*time.Second, "how long a held request waits before it is fetched over unicast")
 			cache := fs.Int64("cache", 512<<20, "bytes of resources kept for players")
+			cors := fs.String("cors", "auto", "origins whose pages may read the responses: * (any), none, or a comma-separated list of http(s)://host[:port]; auto: * when --listen is a loopback address, none otherwise")
+			dashJS := fs.String("dashjs-url", gateway.DefaultDashJSURL, "where the player page (/_h3m/player) loads dash.js 5 (dash.all.min.js) from; point it at a copy the browser can reach when it has no internet access")
 			return func(ctx context.Context, e *env) error {
 				if cf.url == "" {
 					return usagef("--url is required")
@@ -50,7 +66,12 @@ h3m receive: players then only get what the sender signed.`,
 				if err := cf.check(e); err != nil {
 					return err
 				}
-				return runGateway(ctx, e, &cf, gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache})
+				o := gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache, dashJS: *dashJS}
+				var err error
+				if o.cors, err = corsFlag(*cors, *listen); err != nil {
+					return err
+				}
+				return runGateway(ctx, e, &cf, o)
 			}
 		},
 	}
@@ -61,6 +82,8 @@ type gatewayOptions struct {
 	hold        []string
 	holdTimeout time.Duration
 	cache       int64
+	cors        []string
+	dashJS      string
 	// ready, if set, is called with the gateway's URL once it listens.
 	ready func(url string)
 	// status, if set, is given the gateway's status function.
@@ -68,11 +91,10 @@ type gatewayOptions struct {
 }
 
 func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) error {
-	origin, err := url.Parse(cf.url)
-	if err != nil || origin.Scheme != "https" || origin.Host == "" {
-		return usagef("--url %q: want https://host:port/", cf.url)
+	origin, err := parseServerURL(cf.url)
+	if err != nil {
+		return err
 	}
-	origin.Path = "/"
 	tlsConf := &tls.Config{}
 	if cf.ca != "" {
 		if tlsConf.RootCAs, err = client.LoadCertPool(cf.ca); err != nil {
@@ -102,8 +124,8 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	}
 	gw, err := gateway.New(gateway.Config{
 		Store: store, Upstream: origin, Transport: upstream,
-		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, Logger: e.log,
-		Status: func() any { return rc.Stats() },
+		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, CORSOrigins: o.cors, DashJSURL: o.dashJS,
+		Receiver: rc, Logger: e.log,
 	})
 	if err != nil {
 		return usageError{err.Error()}
@@ -113,13 +135,14 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen %s: cannot listen for players: %w", o.listen, err)
 	}
 	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- hs.Serve(ln) }()
 	base := "http://" + ln.Addr().String() + "/"
-	fmt.Fprintf(e.stdout, "h3m: gateway for %s at %s (status: %s_h3m/status)\n", cf.url, base, base)
+	fmt.Fprintf(e.stdout, "h3m: gateway for %s at %s\n", origin, base)
+	fmt.Fprintf(e.stdout, "h3m: player %s%s, status %s%s\n", base, gateway.PlayerPath[1:], base, gateway.StatusPath[1:])
 	if o.ready != nil {
 		o.ready(base)
 	}
@@ -132,8 +155,23 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	hs.Shutdown(shutCtx)
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, http.ErrServerClosed) {
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted: exit code 130
+	}
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// corsFlag turns --cors into the gateway's allowed origins.
+func corsFlag(value, listen string) ([]string, error) {
+	if value == "auto" {
+		return gateway.DefaultCORS(listen), nil
+	}
+	origins, err := gateway.ParseCORS(value)
+	if err != nil {
+		return nil, usagef("--cors: %v", err)
+	}
+	return origins, nil
 }

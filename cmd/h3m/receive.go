@@ -91,6 +91,13 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 // check validates the flags that config cannot report on, and prepares
 // the qlog folder.
 func (c *clientFlags) check(e *env) error {
+	if c.url != "" {
+		u, err := parseServerURL(c.url) // the same forms and message for receive and gateway
+		if err != nil {
+			return err
+		}
+		c.url = u.String()
+	}
 	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
 	}

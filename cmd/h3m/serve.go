@@ -91,11 +91,7 @@ know the extension ignore it.`,
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			var qlogDir string
 			qlogFlag(fs, &qlogDir, "sender")
-			config := fs.String("config", "", "JSON file of flag values ({\"group\": \"232.1.1.1\", \"rate\": 50000000, ...}); flags given on the command line win")
 			return func(ctx context.Context, e *env) error {
-				if err := applyConfig(fs, *config); err != nil {
-					return err
-				}
 				if *dir == "" {
 					return usagef("--dir is required")
 				}
@@ -246,6 +242,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	if err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
+	// Bind the unicast server first: a session whose server cannot listen
+	// must not start pushing.
+	conn, err := net.ListenPacket("udp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: cannot listen for the unicast server: %w", o.listen, err)
+	}
+	defer conn.Close()
 	cert, err := origin.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
@@ -264,7 +267,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	}
 	defer org.Close(context.WithoutCancel(ctx))
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- org.Server.ListenAndServe(context.WithoutCancel(ctx)) }()
+	go func() {
+		err := org.Server.Serve(conn)
+		if errors.Is(err, origin.ErrServerClosed) {
+			err = nil
+		}
+		srvErr <- err
+	}()
 	pub := org.Publisher
 	id, err := pub.Start(o.ad)
 	if err != nil {

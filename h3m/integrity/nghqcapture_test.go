@@ -19,7 +19,7 @@ import (
 )
 
 // This file is a deliberately small, test-only decoder for the nghq capture
-// in testdata/nghq (a copy of /work/shared/ref/nghq-capture). It exists so
+// in testdata/nghq (a capture of BBC nghq's sender with its source files). It exists so
 // that the signature and digest vectors in testdata/nghq-signatures.json
 // provably come from the packets nghq put on the wire: TestNGHQVectorsFromCapture
 // re-derives the JSON from the pcap and fails if the committed file differs.

@@ -2,29 +2,85 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/h3m-project/h3m/internal/mediatype"
 	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
 // DefaultHoldPatterns match the segments of live DASH and HLS streams:
 // requests for them wait for the multicast copy.
 var DefaultHoldPatterns = []string{"*.m4s", "*.m4v", "*.m4a", "*.mp4", "*.ts", "*.cmfv", "*.cmfa", "*.webm", "*.aac"}
 
-// StatusPath is where the gateway's status page lives (HTML; add ".json"
-// for JSON).
-const StatusPath = "/_h3m/status"
+// The gateway's own paths. Nothing under Prefix is passed upstream.
+const (
+	Prefix = "/_h3m/"
+	// IndexPath is the gateway's index: its streams, the player, status.
+	IndexPath = Prefix
+	// StatusPath is the status page for people; StatusJSONPath the same
+	// figures as JSON (snake_case names).
+	StatusPath     = Prefix + "status"
+	StatusJSONPath = StatusPath + ".json"
+	// TimePath answers DASH UTCTiming sources (ISO/IEC 23009-1 5.8.5.7):
+	// GET returns the time as xs:dateTime in UTC with milliseconds, which
+	// both urn:mpeg:dash:utc:http-iso:2014 and
+	// urn:mpeg:dash:utc:http-xsdate:2014 read; HEAD returns the Date field
+	// that urn:mpeg:dash:utc:http-head:2014 reads.
+	TimePath = Prefix + "time"
+	// PlayerPath is a page that plays a DASH stream with dash.js
+	// (?src=/path/to/manifest.mpd) and shows how each segment came.
+	PlayerPath = Prefix + "player"
+)
+
+// ViaHeader is the response field that says how the gateway got what it
+// served: client.ViaMulticast, ViaRepair, ViaFallback, or ViaUnicast.
+const ViaHeader = "X-H3m-Via"
+
+// ViaUnicast: the gateway fetched it from upstream for this request (it did
+// not hold it, or a held segment did not arrive in time).
+const ViaUnicast = "unicast"
+
+// UTCTimingScheme is the DASH UTCTiming scheme TimePath answers with GET
+// (it answers http-xsdate too: the two formats are the same).
+const UTCTimingScheme = "urn:mpeg:dash:utc:http-iso:2014"
+
+// Default Cache-Control values, for responses whose origin sent none.
+const (
+	// DefaultManifestCacheControl: a live manifest changes in place; a
+	// browser revalidates it each time (a 304 when it has not changed).
+	DefaultManifestCacheControl = "no-cache"
+	// DefaultSegmentCacheControl: a segment (a path matching a hold
+	// pattern) never changes under its name while it is in a live window.
+	// Short, so that a stream restarted under the same names is not mixed
+	// with an earlier run's segments by a browser's cache.
+	DefaultSegmentCacheControl = "max-age=60, immutable"
+	// DefaultOtherCacheControl: anything else may be updated in place
+	// (a new push of the same path); revalidation is cheap.
+	DefaultOtherCacheControl = "no-cache"
+)
+
+// maxRanges caps the ranges of a request served from the store; a request
+// with more is answered whole (RFC 9110 §14.2 lets a server ignore Range),
+// so that thousands of tiny ranges cannot cost more than the body.
+const maxRanges = 16
+
+// Receiver is what the status page shows of the client that fills the
+// store (a *client.Client).
+type Receiver interface {
+	Stats() client.Stats
+	Sessions() []client.SessionInfo
+}
 
 // Config configures a Gateway.
 type Config struct {
@@ -41,23 +97,46 @@ type Config struct {
 	// HoldTimeout is how long such a request waits before it is fetched from
 	// upstream; 0 means 4 s.
 	HoldTimeout time.Duration
-	// Status, if set, adds the receiver's own figures (sessions, loss,
-	// repair and fallback counts) to the status page.
-	Status func() any
+	// CORSOrigins are the origins whose pages may read the gateway's
+	// responses (AnyOrigin for all); nil means none. See DefaultCORS.
+	CORSOrigins []string
+	// Cache-Control for responses whose origin sent none: manifests
+	// (.mpd, .m3u8), segments (HoldPatterns) and anything else; "" means
+	// the Default* value.
+	ManifestCacheControl, SegmentCacheControl, OtherCacheControl string
+	// DashJSURL is where the player page loads dash.js from; "" means
+	// DefaultDashJSURL.
+	DashJSURL string
+	// Receiver, if set, adds the receiver's sessions and figures to the
+	// status page.
+	Receiver Receiver
+	// Now is the clock (nil: time.Now): TimePath's answer, ages and rates
+	// on the status page.
+	Now func() time.Time
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Gateway is an http.Handler serving the store to players.
 type Gateway struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	cors    cors
+	started time.Time
 
-	served                      map[string]*atomic.Uint64 // by Via
+	served                      map[string]*viaCounter // by Via
 	held, heldHit, heldFallback atomic.Uint64
 	passthrough, upstreamErrors atomic.Uint64
-	started                     time.Time
+	notModified, refused        atomic.Uint64
+
+	rates rateMeter
+
+	recentMu sync.Mutex
+	recent   []RequestStatus // ring of the last recentRequests requests
+	next     int
 }
+
+type viaCounter struct{ requests, bytes atomic.Uint64 }
 
 // New returns a gateway.
 func New(cfg Config) (*Gateway, error) {
@@ -78,14 +157,32 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HoldTimeout == 0 {
 		cfg.HoldTimeout = 4 * time.Second
 	}
+	setDefault(&cfg.ManifestCacheControl, DefaultManifestCacheControl)
+	setDefault(&cfg.SegmentCacheControl, DefaultSegmentCacheControl)
+	setDefault(&cfg.OtherCacheControl, DefaultOtherCacheControl)
+	setDefault(&cfg.DashJSURL, DefaultDashJSURL)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, started: time.Now(), served: map[string]*atomic.Uint64{}}
-	for _, v := range []string{client.ViaMulticast, client.ViaRepair, client.ViaFallback} {
-		g.served[v] = new(atomic.Uint64)
+	c, err := newCORS(cfg.CORSOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, cors: c, started: cfg.Now(), served: map[string]*viaCounter{},
+		rates: rateMeter{last: map[string]rateSample{}}}
+	for _, v := range []string{client.ViaMulticast, client.ViaRepair, client.ViaFallback, ViaUnicast} {
+		g.served[v] = new(viaCounter)
 	}
 	return g, nil
+}
+
+func setDefault(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
 }
 
 func (g *Gateway) holds(p string) bool {
@@ -98,38 +195,90 @@ func (g *Gateway) holds(p string) bool {
 	return false
 }
 
+// isWellKnown reports whether p is under the origin's well-known h3m
+// document, which carries session keys: the gateway serves players over
+// plain HTTP and must never pass it on, whatever the case of the letters
+// (the origin's or another server's matching may ignore it).
+func isWellKnown(p string) bool {
+	n := len(wellknown.Path)
+	return len(p) >= n && strings.EqualFold(p[:n], wellknown.Path) && (len(p) == n || p[n] == '/')
+}
+
+// cleanPath is path.Clean keeping a trailing slash.
+func cleanPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
 // ServeHTTP implements http.Handler.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case StatusPath:
-		g.statusHTML(w)
+func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &meter{ResponseWriter: rw}
+	g.cors.apply(w.Header(), r)
+	g.serveHTTP(w, r)
+	if w.via != "" {
+		// Errors (an upstream 404) are no resource served.
+		if c := g.served[w.via]; c != nil && w.code < 400 {
+			c.requests.Add(1)
+			c.bytes.Add(uint64(w.bytes))
+		}
+		if w.code == http.StatusNotModified {
+			g.notModified.Add(1)
+		}
+		g.remember(RequestStatus{Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Status: w.code, Via: w.via, Bytes: w.bytes})
+	}
+}
+
+func (g *Gateway) serveHTTP(w *meter, r *http.Request) {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/") {
+		http.Error(w, "h3m gateway: the request target must be an absolute path", http.StatusBadRequest)
 		return
-	case StatusPath + ".json":
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(g.Status())
+	}
+	if c := cleanPath(p); c != p {
+		// A player never sends "/a/../b" or "//b"; never hand such a path
+		// to the upstream, whose own cleaning could make it another one.
+		u := url.URL{Path: c, RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
+		return
+	}
+	if r.Method == http.MethodOptions {
+		g.cors.preflight(w, r)
+		return
+	}
+	if isWellKnown(p) {
+		g.refused.Add(1)
+		g.log.Warn("refused a request for the session description: it carries session keys, which only travel over TLS from the origin", "path", p, "remote", r.RemoteAddr)
+		http.Error(w, "h3m gateway: "+wellknown.Path+" is not served here: it carries session keys, which only travel over TLS from the origin", http.StatusNotFound)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "h3m gateway: method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	p := r.URL.Path
-	if e, ok := g.cfg.Store.Get(p); ok {
-		g.serve(w, r, e)
+	if p+"/" == Prefix || strings.HasPrefix(p, Prefix) {
+		g.servePage(w, r)
+		return
+	}
+	key := p
+	if strings.HasSuffix(key, "/") {
+		key += "index.html"
+	}
+	if e, ok := g.cfg.Store.Get(key); ok {
+		g.serveEntry(w, r, e)
 		return
 	}
 	if g.holds(p) {
 		g.held.Add(1)
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.HoldTimeout)
-		e, err := g.cfg.Store.Wait(ctx, p)
+		e, err := g.cfg.Store.Wait(ctx, key)
 		cancel()
 		if err == nil {
 			g.heldHit.Add(1)
-			g.serve(w, r, e)
+			g.serveEntry(w, r, e)
 			return
 		}
 		if r.Context().Err() != nil {
@@ -143,25 +292,117 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.proxy(w, r)
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, e *Entry) {
+// entrySkip are the fields of a push that do not go to players as they
+// are: framing (set by the server for what is actually sent), hop-by-hop
+// fields, Alt-Svc (the player talks to the gateway only), Last-Modified
+// (from the modification time given to ServeContent), Content-Type (from
+// the media type table first).
+var entrySkip = map[string]bool{
+	"Content-Length": true, "Content-Range": true, "Connection": true, "Transfer-Encoding": true,
+	"Keep-Alive": true, "Alt-Svc": true, "Date": true, "Last-Modified": true, "Content-Type": true,
+	"Set-Cookie": true,
+}
+
+// serveEntry serves a stored resource: GET and HEAD, byte ranges,
+// If-Range and conditional requests (http.ServeContent), with the push's
+// validators and digests.
+func (g *Gateway) serveEntry(w *meter, r *http.Request, e *Entry) {
+	h := w.Header()
 	for k, v := range e.Header {
-		switch http.CanonicalHeaderKey(k) {
-		case "Content-Length", "Connection", "Transfer-Encoding", "Content-Range":
-			continue
+		if !entrySkip[http.CanonicalHeaderKey(k)] {
+			h[http.CanonicalHeaderKey(k)] = v
 		}
-		w.Header()[k] = v
 	}
-	w.Header().Set("X-H3m-Via", e.Via)
-	if c := g.served[e.Via]; c != nil {
-		c.Add(1)
+	h.Set("Content-Type", g.mediaType(e.Path, e.Header.Get("Content-Type")))
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", g.cacheControl(e.Path))
 	}
-	http.ServeContent(w, r, "", e.ModTime, io.NewSectionReader(e.Body, 0, e.Size))
+	// A full response's Content-Digest is the whole representation's
+	// digest; say so as Repr-Digest (RFC 9530), which partial responses
+	// keep.
+	if cd := h.Get("Content-Digest"); cd != "" && h.Get("Repr-Digest") == "" {
+		h.Set("Repr-Digest", cd)
+	}
+	h.Set(ViaHeader, e.Via)
+	w.via = e.Via
+	modTime := e.ModTime
+	if lm, err := http.ParseTime(e.Header.Get("Last-Modified")); err == nil {
+		modTime = lm
+	}
+	if rg := r.Header.Get("Range"); strings.Count(rg, ",") >= maxRanges {
+		r = r.Clone(r.Context())
+		r.Header.Del("Range")
+	}
+	http.ServeContent(&digestWriter{meter: w}, r, "", modTime, io.NewSectionReader(e.Body, 0, e.Size))
+}
+
+// mediaType is the Content-Type of path: the built-in table's, else the
+// origin's, else application/octet-stream. Never the host's MIME database,
+// never sniffed.
+func (g *Gateway) mediaType(p, origin string) string {
+	if t, ok := mediatype.ByName(p); ok {
+		return t
+	}
+	if origin != "" {
+		return origin
+	}
+	return mediatype.Default
+}
+
+func (g *Gateway) cacheControl(p string) string {
+	switch {
+	case mediatype.IsManifest(p):
+		return g.cfg.ManifestCacheControl
+	case g.holds(p):
+		return g.cfg.SegmentCacheControl
+	}
+	return g.cfg.OtherCacheControl
+}
+
+// digestWriter removes what does not describe the content a response
+// actually carries: the whole representation's Content-Digest from
+// partial and 304 responses (RFC 9530 §2: it covers the content sent), and
+// every digest and validator from errors.
+type digestWriter struct {
+	*meter
+	wrote bool
+}
+
+func (d *digestWriter) WriteHeader(code int) {
+	if !d.wrote {
+		d.wrote = true
+		h := d.Header()
+		switch {
+		case code == http.StatusOK:
+		case code == http.StatusPartialContent, code == http.StatusNotModified:
+			h.Del("Content-Digest")
+		default:
+			for _, k := range []string{"Content-Digest", "Repr-Digest", "Digest", "Etag", "Last-Modified", "Cache-Control"} {
+				h.Del(k)
+			}
+		}
+	}
+	d.meter.WriteHeader(code)
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	if !d.wrote {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.meter.Write(p)
+}
+
+// proxySkip are the upstream response fields not passed to players.
+var proxySkip = map[string]bool{
+	"Connection": true, "Transfer-Encoding": true, "Keep-Alive": true, "Alt-Svc": true, "Set-Cookie": true,
 }
 
 // proxy fetches r from upstream and copies the response.
-func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) proxy(w *meter, r *http.Request) {
+	w.via = ViaUnicast
 	u := *g.cfg.Upstream
 	u.Path = r.URL.Path
+	u.RawPath = ""
 	u.RawQuery = r.URL.RawQuery
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
 	if err != nil {
@@ -177,95 +418,76 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		g.upstreamErrors.Add(1)
 		g.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
-		http.Error(w, "upstream: "+err.Error(), http.StatusBadGateway)
+		http.Error(w, "h3m gateway: upstream: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer resp.Body.Close()
+	h := w.Header()
 	for k, v := range resp.Header {
-		switch http.CanonicalHeaderKey(k) {
-		case "Connection", "Transfer-Encoding", "Alt-Svc":
+		k = http.CanonicalHeaderKey(k)
+		if proxySkip[k] || strings.HasPrefix(k, "Access-Control-") {
 			continue
 		}
-		w.Header()[k] = v
+		h[k] = v
 	}
-	w.Header().Set("X-H3m-Via", "unicast")
+	if resp.StatusCode < 300 || resp.StatusCode == http.StatusNotModified {
+		if resp.StatusCode != http.StatusNotModified {
+			h.Set("Content-Type", g.mediaType(r.URL.Path, resp.Header.Get("Content-Type")))
+		}
+		if h.Get("Cache-Control") == "" {
+			h.Set("Cache-Control", g.cacheControl(r.URL.Path))
+		}
+	}
+	h.Set(ViaHeader, ViaUnicast)
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		g.log.Debug("copying the upstream response failed", "path", r.URL.Path, "err", err)
 	}
 }
 
-// Status is what the status page shows.
-type Status struct {
-	Uptime      string            `json:"uptime"`
-	Served      map[string]uint64 `json:"served_by_via"`
-	Held        uint64            `json:"held_requests"`
-	HeldArrived uint64            `json:"held_then_arrived"`
-	HeldTimeout uint64            `json:"held_then_fetched"`
-	Passthrough uint64            `json:"passed_to_upstream"`
-	UpstreamErr uint64            `json:"upstream_errors"`
-	Store       StoreStats        `json:"store"`
-	Receiver    any               `json:"receiver,omitempty"`
-	Recent      []EntryStatus     `json:"recent"`
+// meter records what a response was: its status, body bytes and how the
+// gateway got it.
+type meter struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+	via   string
 }
 
-// EntryStatus describes one stored entry.
-type EntryStatus struct {
-	Path string `json:"path"`
-	Size int64  `json:"size"`
-	Via  string `json:"via"`
+func (m *meter) WriteHeader(code int) {
+	if m.code == 0 {
+		m.code = code
+	}
+	m.ResponseWriter.WriteHeader(code)
 }
 
-// Status returns the gateway's figures.
-func (g *Gateway) Status() Status {
-	st := Status{
-		Uptime:      time.Since(g.started).Round(time.Second).String(),
-		Served:      map[string]uint64{},
-		Held:        g.held.Load(),
-		HeldArrived: g.heldHit.Load(),
-		HeldTimeout: g.heldFallback.Load(),
-		Passthrough: g.passthrough.Load(),
-		UpstreamErr: g.upstreamErrors.Load(),
-		Store:       g.cfg.Store.Stats(),
+func (m *meter) Write(p []byte) (int, error) {
+	if m.code == 0 {
+		m.code = http.StatusOK
 	}
-	for k, c := range g.served {
-		st.Served[k] = c.Load()
-	}
-	if g.cfg.Status != nil {
-		st.Receiver = g.cfg.Status()
-	}
-	for i, e := range g.cfg.Store.Entries() {
-		if i == 50 {
-			break
-		}
-		st.Recent = append(st.Recent, EntryStatus{Path: e.Path, Size: e.Size, Via: e.Via})
-	}
-	return st
+	n, err := m.ResponseWriter.Write(p)
+	m.bytes += int64(n)
+	return n, err
 }
 
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>h3m gateway</title>
-<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:left}pre{background:#f4f4f4;padding:1em}</style>
-</head><body><h1>h3m gateway</h1>
-<p>Up {{.Uptime}}. Served: {{range $k, $v := .Served}}{{$k}} {{$v}}, {{end}}
-held requests {{.Held}} ({{.HeldArrived}} arrived in time, {{.HeldTimeout}} fetched over unicast),
-passed to upstream {{.Passthrough}}, upstream errors {{.UpstreamErr}}.</p>
-<p>Store: {{.Store.Entries}} entries, {{.Store.Bytes}} of {{.Store.MaxSize}} bytes, {{.Store.Waiting}} waiting requests.</p>
-{{with .Receiver}}<h2>Receiver</h2><pre>{{.}}</pre>{{end}}
-<h2>Recent resources</h2><table><tr><th>path</th><th>bytes</th><th>via</th></tr>
-{{range .Recent}}<tr><td>{{.Path}}</td><td>{{.Size}}</td><td>{{.Via}}</td></tr>{{end}}</table>
-<p><a href="status.json">JSON</a></p></body></html>
-`))
+// Flush lets a streamed upstream response reach the player as it comes.
+func (m *meter) Flush() {
+	if f, ok := m.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
-func (g *Gateway) statusHTML(w http.ResponseWriter) {
-	st := g.Status()
-	if st.Receiver != nil {
-		b, _ := json.MarshalIndent(st.Receiver, "", "  ")
-		st.Receiver = strings.TrimSpace(string(b))
+// serveTime answers TimePath.
+func (g *Gateway) serveTime(w http.ResponseWriter, r *http.Request) {
+	now := g.cfg.Now().UTC()
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Date", now.Format(http.TimeFormat))
+	body := now.Format("2006-01-02T15:04:05.000Z")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	if r.Method == http.MethodHead {
+		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if err := statusPage.Execute(w, st); err != nil {
-		g.log.Debug("status page", "err", err)
-	}
+	io.WriteString(w, body)
 }

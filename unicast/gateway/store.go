@@ -27,11 +27,14 @@ type Entry struct {
 	// Via is how the client got it: client.ViaMulticast, ViaRepair or
 	// ViaFallback.
 	Via string
+	// Session is the multicast session that carried it ("" when it came
+	// over unicast only).
+	Session string
 }
 
 // EntryOf is the entry of a client delivery.
 func EntryOf(d *client.Delivery) *Entry {
-	return &Entry{Path: d.Path, Header: d.Header, Body: d.Body, Size: d.Size, ModTime: d.Time, Via: d.Via}
+	return &Entry{Path: d.Path, Header: d.Header, Body: d.Body, Size: d.Size, ModTime: d.Time, Via: d.Via, Session: d.Session}
 }
 
 // Store holds the latest version of each path, bounded in bytes (least
