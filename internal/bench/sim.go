@@ -314,12 +314,11 @@ func simulateCase(o SimOptions, n int, loss SimLoss, overhead float64, seed uint
 	l := newLossModel(loss.Percent/100, c)
 	rng := rand.New(rand.NewPCG(seed, 0x5157))
 
-	// Unicast policy: follow Sample receivers (one pattern for all when the
-	// loss is correlated) packet by packet.
-	sample := min(n, o.Sample)
 	if loss.Correlated {
-		sample = 1
+		return c.correlatedCase(row, n, l, overhead, rng, seed)
 	}
+	// Unicast policy: follow Sample receivers packet by packet.
+	sample := min(n, o.Sample)
 	var bytes, reqs int64
 	wholes, badBlocks := 0, 0
 	var lost []int
@@ -342,7 +341,43 @@ func simulateCase(o SimOptions, n int, loss SimLoss, overhead float64, seed uint
 	row.BlocksUnrecoverable = float64(badBlocks) / float64(sample*len(c.blocks))
 
 	// Multicast policy: every receiver, block by block.
-	row.MulticastRepair, row.MulticastUnicast, row.MulticastRequests = c.multicastPolicy(n, loss, l, overhead, seed)
+	row.MulticastRepair, row.MulticastUnicast, row.MulticastRequests = c.multicastPolicy(n, l, overhead, seed, nil)
+	return row
+}
+
+// SimPatterns is how many loss patterns a correlated case averages over:
+// every receiver loses the same packets, so one pattern is one draw.
+const SimPatterns = 20
+
+// correlatedCase fills row for loss upstream of every receiver: for each of
+// SimPatterns patterns, both policies see the same lost packets.
+func (c *simContent) correlatedCase(row SimRow, n int, l *lossModel, overhead float64, rng *rand.Rand, seed uint64) SimRow {
+	content := float64(c.bytes)
+	xs := make([]int, len(c.blocks))
+	var lost []int
+	for t := range SimPatterns {
+		lost = lost[:0]
+		bad := 0
+		for i, b := range c.blocks {
+			xs[i] = l.count(b, rng)
+			if xs[i] > b.m {
+				lost = lostSources(lost, b, xs[i], rng)
+				bad++
+			}
+		}
+		bytes, reqs, whole := c.unicastCost(lost)
+		row.UnicastPerReceiver += float64(bytes) / content / SimPatterns
+		row.UnicastRequests += float64(reqs) / SimPatterns
+		if whole {
+			row.WholeFetchShare += 1.0 / SimPatterns
+		}
+		row.BlocksUnrecoverable += float64(bad) / float64(len(c.blocks)) / SimPatterns
+		mc, uc, rq := c.multicastPolicy(n, l, overhead, seed+uint64(t), xs)
+		row.MulticastRepair += mc / SimPatterns
+		row.MulticastUnicast += uc / SimPatterns
+		row.MulticastRequests += rq / SimPatterns
+	}
+	row.Unicast = row.UnicastPerReceiver * float64(n)
 	return row
 }
 
@@ -355,7 +390,10 @@ func simulateCase(o SimOptions, n int, loss SimLoss, overhead float64, seed uint
 // this is), sampling what is random for the block as a whole: when the
 // first back-off timer fires, and the lacks of the requests the origin
 // hears in time.
-func (c *simContent) multicastPolicy(n int, loss SimLoss, l *lossModel, overhead float64, seed uint64) (mc, uc, reqs float64) {
+//
+// corr, when set, is a correlated loss pattern: the packets lost in each
+// block, the same for every receiver.
+func (c *simContent) multicastPolicy(n int, l *lossModel, overhead float64, seed uint64, corr []int) (mc, uc, reqs float64) {
 	maxLack := 0
 	for _, b := range c.blocks {
 		maxLack = max(maxLack, b.k+1)
@@ -364,11 +402,9 @@ func (c *simContent) multicastPolicy(n int, loss SimLoss, l *lossModel, overhead
 	for i := range hist {
 		hist[i] = make([]float64, maxLack+1)
 	}
-	if loss.Correlated {
-		// One pattern: every receiver has the same lack.
-		rng := rand.New(rand.NewPCG(seed, 0xbeef))
+	if corr != nil {
 		for i, b := range c.blocks {
-			if x := l.count(b, rng); x > b.m {
+			if x := corr[i]; x > b.m {
 				hist[i][min(x-b.m, maxLack)] = float64(n)
 			}
 		}
@@ -446,7 +482,7 @@ func (c *simContent) multicastPolicy(n int, loss SimLoss, l *lossModel, overhead
 			extra := largest + fec.RepairCount(max(overhead, 0.05), largest) + int(math.Ceil(3*math.Sqrt(float64(largest))))
 			mcPackets += float64(extra)
 			clear(next)
-			if loss.Correlated {
+			if corr != nil {
 				got := extra - binomialDraw(extra, p, rng)
 				for d, v := range h {
 					if got < d {
@@ -521,8 +557,8 @@ func binomialDraw(n int, p float64, rng *rand.Rand) int {
 // ReportSim prints the simulation's table.
 func ReportSim(w io.Writer, o SimOptions, rows []SimRow) {
 	c := newSimContent(o.Size, o.Files, 0)
-	fmt.Fprintf(w, "repair simulation: %.1f MB in %d resources, %d packets of %d body bytes, FEC blocks of up to %d packets; unicast policy followed over %d receivers per case\n",
-		float64(o.Size)/1e6, o.Files, c.packets(), simBody, fec.DefaultMaxSourceCount, o.Sample)
+	fmt.Fprintf(w, "repair simulation: %.1f MB in %d resources, %d packets of %d body bytes, FEC blocks of up to %d packets; unicast policy followed over %d receivers per case (independent loss), correlated loss averaged over %d patterns\n",
+		float64(o.Size)/1e6, o.Files, c.packets(), simBody, fec.DefaultMaxSourceCount, o.Sample, SimPatterns)
 	fmt.Fprintln(w, "bytes are per content byte; unicast per receiver is what one receiver costs the origin; requests are per receiver")
 	fmt.Fprintln(w, "| receivers | loss | FEC | proactive FEC | blocks FEC could not rebuild | unicast policy: all receivers | per receiver | requests | whole fetches | total | multicast policy (model): multicast repair | unicast | requests | total |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
