@@ -103,8 +103,27 @@ func (r FECResult) UnpacedRatio() float64 {
 }
 
 // fecCosts times sealing, opening, FEC encoding and decoding of full
-// packets of the session's suite, one after the other on this goroutine.
+// packets of the session's suite, one after the other on this goroutine,
+// each the best of fecCostRounds passes (the machine may be shared).
 func (o *Options) fecCosts(res *FECResult) error {
+	best := func(dst *float64, pass func() (float64, error)) error {
+		for i := range fecCostRounds {
+			v, err := pass()
+			if err != nil {
+				return err
+			}
+			if i == 0 || v < *dst {
+				*dst = v
+			}
+		}
+		return nil
+	}
+	return o.fecCostsOnce(res, best)
+}
+
+const fecCostRounds = 5
+
+func (o *Options) fecCostsOnce(res *FECResult, best func(*float64, func() (float64, error)) error) error {
 	params := o.params(o.Group.Port())
 	prot, err := params.Protector()
 	if err != nil {
@@ -130,54 +149,75 @@ func (o *Options) fecCosts(res *FECResult) error {
 		payload[i] = byte(i*31 + 7)
 	}
 	pkt := make([]byte, 0, o.PacketSize+64)
-	start := time.Now()
-	for pn := range uint64(n) {
-		pkt = wire.AppendShortHeader(pkt[:0], params.SessionID, pn, mquic.DefaultPacketNumberLen)
-		pkt = append(pkt, payload...)
-		pkt = prot.Seal(pkt, 1+len(params.SessionID), pn)
+	if err := best(&res.Seal, func() (float64, error) {
+		start := time.Now()
+		for pn := range uint64(n) {
+			pkt = wire.AppendShortHeader(pkt[:0], params.SessionID, pn, mquic.DefaultPacketNumberLen)
+			pkt = append(pkt, payload...)
+			pkt = prot.Seal(pkt, 1+len(params.SessionID), pn)
+		}
+		return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+	}); err != nil {
+		return err
 	}
-	res.Seal = float64(time.Since(start).Nanoseconds()) / float64(n)
 	sealed := append([]byte(nil), pkt...)
 	buf := make([]byte, len(sealed))
-	start = time.Now()
-	for range n {
-		copy(buf, sealed)
-		if _, _, err := prot.Open(buf, 1+len(params.SessionID), mquic.DefaultPacketNumberLen, uint64(n-1), true); err != nil {
-			return fmt.Errorf("fec bench: open: %w", err)
+	if err := best(&res.Open, func() (float64, error) {
+		start := time.Now()
+		for range n {
+			copy(buf, sealed)
+			if _, _, err := prot.Open(buf, 1+len(params.SessionID), mquic.DefaultPacketNumberLen, uint64(n-1), true); err != nil {
+				return 0, fmt.Errorf("fec bench: open: %w", err)
+			}
 		}
+		return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+	}); err != nil {
+		return err
 	}
-	res.Open = float64(time.Since(start).Nanoseconds()) / float64(n)
 
 	enc, err := fec.NewEncoder(fp, FECOverhead, payloadLen)
 	if err != nil {
 		return err
 	}
 	var frames [][]byte
-	start = time.Now()
 	at := time.Now()
-	for b := range blocks {
-		for i := range k {
-			enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, true, at)
-		}
-		enc.Close()
-		for enc.Pending() > 0 {
-			f := enc.AppendNext(nil)
-			if b == 0 {
-				frames = append(frames, f)
+	frame := make([]byte, 0, o.PacketSize)
+	if err := best(&res.Encode, func() (float64, error) {
+		start := time.Now()
+		for b := range blocks {
+			for i := range k {
+				enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, true, at)
+			}
+			enc.Close()
+			for enc.Pending() > 0 {
+				frame = enc.AppendNext(frame[:0])
+				if b == 0 && len(frames) < fp.MaxRepairCount {
+					frames = append(frames, slices.Clone(frame))
+				}
 			}
 		}
-	}
-	res.Encode = float64(time.Since(start).Nanoseconds()) / float64(n)
-
-	// Decode at 2 % loss: 4 of each block's 200 packets lost.
-	dec, err := fec.NewDecoder(fec.DecoderConfig{Params: fp})
-	if err != nil {
+		return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+	}); err != nil {
 		return err
 	}
+
+	// Decode at 2 % loss: 4 of each block's 200 packets lost.
 	res.DecodeLoss = 0.02
+	return best(&res.Decode, func() (float64, error) { return decodeCost(fp, frames, payload, blocks) })
+}
+
+// decodeCost is the decoder's time per source packet for blocks blocks of
+// payload, 4 of each 200 lost, rebuilt from frames.
+func decodeCost(fp fec.Params, frames [][]byte, payload []byte, blocks int) (float64, error) {
+	dec, err := fec.NewDecoder(fec.DecoderConfig{Params: fp})
+	if err != nil {
+		return 0, err
+	}
+	k := fp.MaxSourceCount
+	at := time.Now()
 	lost := func(i int) bool { return i%50 == 17 }
 	var r fec.Repair
-	start = time.Now()
+	start := time.Now()
 	rebuilt := 0
 	for b := range blocks {
 		first := uint64(b * (k + fp.MaxRepairCount))
@@ -188,7 +228,7 @@ func (o *Options) fecCosts(res *FECResult) error {
 		}
 		for j, f := range frames {
 			if _, err := fec.ParseFrame(f, &r); err != nil {
-				return err
+				return 0, err
 			}
 			r.BlockID = first // the same symbols stand for every block
 			dec.Repair(&r, first+uint64(k+j), at)
@@ -201,11 +241,11 @@ func (o *Options) fecCosts(res *FECResult) error {
 		}
 		dec.Expire(at)
 	}
-	res.Decode = float64(time.Since(start).Nanoseconds()) / float64(n)
+	cost := float64(time.Since(start).Nanoseconds()) / float64(blocks*k)
 	if want := blocks * k / 50; rebuilt != want {
-		return fmt.Errorf("fec bench: %d packets rebuilt, %d lost", rebuilt, want)
+		return 0, fmt.Errorf("fec bench: %d packets rebuilt, %d lost", rebuilt, want)
 	}
-	return nil
+	return cost, nil
 }
 
 // Report prints the per-packet costs and the throughput comparison.
