@@ -88,17 +88,32 @@ func (s *Sender) fecClose() error {
 	return s.emitRepairs()
 }
 
-// emitRepairs seals the pending repair packets of the closed block, each a
-// packet of its own, before any other packet: writers of data and
-// manifests wait while repairWaiting is set. On the writer's goroutine it
-// does not wait for room (errQueueFull): the repairs stay pending, and no
-// packet starts before they are sealed (ensurePacket).
+// emitRepairs computes and seals the pending repair packets of the closed
+// block, each a packet of its own, before any other packet: while it runs
+// (fecEmitting), writers of data and manifests wait (ensurePacket). It
+// computes the repair symbols without the lock, so that the writer goes on
+// writing the packets already queued meanwhile. On the writer's goroutine
+// it does not wait for room (errQueueFull): the repairs stay pending, and
+// no packet starts before they are sealed.
 func (s *Sender) emitRepairs() error {
 	if s.fec == nil || s.fecEmitting {
 		return nil
 	}
 	s.fecEmitting = true
-	defer func() { s.fecEmitting = false }()
+	defer func() {
+		s.fecEmitting = false
+		s.cond.Broadcast() // writers waiting for the repairs to be sealed
+	}()
+	if s.fec.NeedsEncode() {
+		// inWriter describes the goroutine that holds the lock: not ours
+		// while we do without it.
+		inWriter := s.inWriter
+		s.inWriter = false
+		s.mu.Unlock()
+		s.fec.Encode()
+		s.mu.Lock()
+		s.inWriter = inWriter
+	}
 	for s.fec.Pending() > 0 {
 		if s.cur != nil {
 			panic("mquic: a packet was started while repair packets were pending")
@@ -128,11 +143,30 @@ func (s *Sender) emitRepairs() error {
 		}
 	}
 	s.fecEmitting = false
+	s.cond.Broadcast()
 	// Manifests that fell due while the repairs were sealed.
 	if s.signer != nil && s.signer.Ready() {
 		return s.emitManifests(false)
 	}
 	return nil
+}
+
+// fecFirst seals the pending repair packets before the caller starts a
+// packet, or, when another goroutine is sealing them, waits until it has.
+func (s *Sender) fecFirst() error {
+	if !s.fecEmitting {
+		return s.emitRepairs()
+	}
+	if s.inWriter {
+		return errQueueFull
+	}
+	s.roomWaiters++
+	err := s.wait()
+	s.roomWaiters--
+	if err != nil {
+		return err
+	}
+	return s.usable()
 }
 
 // fecTimers closes the open block at its deadline and seals repairs still

@@ -577,9 +577,9 @@ func (s *Sender) ensurePacket(need int) error {
 			}
 			continue
 		}
-		if s.fec != nil && s.fec.Pending() > 0 && !s.fecEmitting {
+		if s.fec != nil && s.fec.Pending() > 0 {
 			// A closed block's repair packets come before any other.
-			if err := s.emitRepairs(); err != nil {
+			if err := s.fecFirst(); err != nil {
 				return err
 			}
 			continue

@@ -125,7 +125,7 @@ func TestEncoderMatchesReference(t *testing.T) {
 		for _, p := range ps {
 			maxLen = max(maxLen, len(p))
 		}
-		want := reference(ps, min(RepairCount(c.overhead, c.k), p.MaxRepairCount), 2+maxLen)
+		want := reference(ps, min(RepairCount(c.overhead, c.k), p.MaxRepairCount), symbolLen(maxLen, 1202))
 		if len(rs) != len(want) {
 			t.Fatalf("k=%d: %d repairs, want %d", c.k, len(rs), len(want))
 		}
