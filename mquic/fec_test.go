@@ -116,6 +116,21 @@ func expectFEC(t testing.TB, params mquic.Params, sent [][]byte, dropped [][]byt
 		}
 	}
 	o.blocks = len(blocks)
+	// Each block is a run of consecutive packet numbers: its source packets,
+	// then its repair packets.
+	for id, r := range blocks {
+		for i := range r.SourceCount + r.RepairCount {
+			fp, ok := byPN[id+uint64(i)]
+			switch {
+			case !ok:
+				t.Fatalf("block %d: packet %d was never sent", id, id+uint64(i))
+			case i < r.SourceCount && fp.repair != nil:
+				t.Fatalf("block %d: packet %d, among its source packets, is a repair packet", id, fp.pn)
+			case i >= r.SourceCount && (fp.repair == nil || fp.repair.BlockID != id || fp.repair.Index != i-r.SourceCount):
+				t.Fatalf("block %d: packet %d is not its repair packet %d", id, fp.pn, i-r.SourceCount)
+			}
+		}
+	}
 	covered := map[uint64]bool{}
 	for id, r := range blocks {
 		lost := 0
