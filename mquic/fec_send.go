@@ -5,14 +5,16 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/mquic/fec"
+	"github.com/h3m-project/h3m/mquic/wire"
 )
 
 // Forward error correction at the sender (spec/transport.md, "Forward error
-// correction"). Every packet's plaintext payload is added to the open
-// block's repair symbols as the packet is sealed (finishPacket); when the
-// block closes (full, at its deadline, or on Close) its repair packets are
-// sealed at once, before any other packet, so that every block is a run of
-// consecutive packet numbers followed by its repair packets.
+// correction"). Every packet's plaintext payload is kept for the open block
+// as the packet is sealed (finishPacket); when the block closes (full, at
+// its deadline, or on Close) its repair packets get the next slots of the
+// queue and the next packet numbers, and are sealed when the writer reaches
+// them, so that every block is a run of consecutive packet numbers followed
+// by its repair packets, sent in order.
 
 // sessionFEC returns the FEC parameters the session advertises, or nil.
 func sessionFEC(p *Params) (*fec.Params, error) {
@@ -81,30 +83,110 @@ func (s *Sender) fecAdd() bool {
 	return s.fec.Add(s.curPN, payload, worthy, s.curSince)
 }
 
-// fecClose closes the open block and seals its repair packets (and any
-// still pending).
-func (s *Sender) fecClose() error {
-	s.fec.Close()
-	return s.emitRepairs()
+// fecReservation is the closed block whose repair packets have their slots
+// in the queue and their packet numbers (right after the block's), but are
+// not sealed yet: the writer seals them when it reaches them, computing the
+// repair symbols first (without the lock, while the stream writers go on
+// filling the next block). So the sealing goroutine does not pay for
+// encoding, and every block is still one run of consecutive packet numbers,
+// sent in order.
+type fecReservation struct {
+	pending bool
+	first   uint64 // slot index of the first repair packet
+	pn      uint64 // its packet number
+	m       int
+	since   time.Time
+	sealing bool // a goroutine is computing or sealing them
 }
 
-// emitRepairs computes and seals the pending repair packets of the closed
-// block, each a packet of its own, before any other packet: while it runs
-// (fecEmitting), writers of data and manifests wait (ensurePacket). It
-// computes the repair symbols without the lock, so that the writer goes on
-// writing the packets already queued meanwhile. On the writer's goroutine
-// it does not wait for room (errQueueFull): the repairs stay pending, and
-// no packet starts before they are sealed.
-func (s *Sender) emitRepairs() error {
-	if s.fec == nil || s.fecEmitting {
+// fecClose closes the open block and reserves the slots and packet numbers
+// of its repair packets. The previous block's are sealed first (one closed
+// block at a time). In an asymmetric session the repairs are sealed at
+// once: manifests list packets in number order. It waits for room (the
+// stream writers wait meanwhile: repairWaiting); on the writer's goroutine
+// it does not (errQueueFull: the block closes on a later round).
+func (s *Sender) fecClose() error {
+	// Every wait releases the lock: look at the state again after it
+	// (another goroutine may have closed the block meanwhile, and opened
+	// the next).
+	id, open := s.fec.OpenBlock()
+	for {
+		if now, still := s.fec.OpenBlock(); !open || !still || now != id {
+			return nil
+		}
+		if s.res.pending || s.res.sealing {
+			if err := s.fecSeal(); err != nil {
+				return err
+			}
+			continue
+		}
+		if m := s.fec.RepairsOnClose(); m == 0 || uint64(len(s.slots))-(s.tail-s.head) >= uint64(m) {
+			break
+		}
+		if s.inWriter {
+			return errQueueFull
+		}
+		s.repairWaiting = true
+		s.roomWaiters++
+		err := s.wait()
+		s.roomWaiters--
+		s.repairWaiting = false
+		if err != nil {
+			return err
+		}
+		if err := s.usable(); err != nil && !s.closed {
+			return err
+		}
+	}
+	if s.cur != nil {
+		panic("mquic: a packet was started while a block waited to close")
+	}
+	m := s.fec.RepairsOnClose()
+	if s.fec.Close() == 0 {
 		return nil
 	}
-	s.fecEmitting = true
+	now := time.Now()
+	s.res = fecReservation{pending: true, first: s.tail, pn: s.nextPN, m: m, since: now}
+	for range m {
+		s.since[s.tail%uint64(len(s.slots))] = now
+		s.tail++
+	}
+	s.nextPN += uint64(m)
+	if s.signer != nil {
+		return s.fecSeal()
+	}
+	if s.tail-s.head >= uint64(s.batchN) {
+		s.wakeWriter()
+	}
+	return nil
+}
+
+// fecSeal computes and seals the reserved repair packets, if any. Outside
+// an asymmetric session it computes the repair symbols without the lock.
+// If another goroutine is at it, it waits (errQueueFull on the writer's
+// goroutine, which comes back when woken).
+func (s *Sender) fecSeal() error {
+	for s.res.sealing {
+		if s.inWriter {
+			return errQueueFull
+		}
+		s.roomWaiters++
+		err := s.wait()
+		s.roomWaiters--
+		if err != nil {
+			return err
+		}
+	}
+	if !s.res.pending {
+		return nil
+	}
+	s.res.sealing = true
 	defer func() {
-		s.fecEmitting = false
-		s.cond.Broadcast() // writers waiting for the repairs to be sealed
+		s.res.sealing = false
+		s.cond.Broadcast()
+		s.wakeWriter()
 	}()
-	if s.fec.NeedsEncode() {
+	if s.fec.NeedsEncode() && s.signer == nil {
 		// inWriter describes the goroutine that holds the lock: not ours
 		// while we do without it.
 		inWriter := s.inWriter
@@ -114,72 +196,34 @@ func (s *Sender) emitRepairs() error {
 		s.mu.Lock()
 		s.inWriter = inWriter
 	}
-	for s.fec.Pending() > 0 {
-		if s.cur != nil {
-			panic("mquic: a packet was started while repair packets were pending")
+	r := s.res
+	for j := range r.m {
+		i := (r.first + uint64(j)) % uint64(len(s.slots))
+		pn := r.pn + uint64(j)
+		pkt := wire.AppendShortHeader(s.slots[i][:0], s.sessionID, pn, s.pnLen)
+		pkt = s.fec.AppendNext(pkt)
+		if s.tr != nil {
+			s.tr.sent(pn, pkt[s.hdrLen:], len(pkt)+s.overhead)
 		}
-		if !s.slotFree() {
-			if s.inWriter {
-				return errQueueFull
-			}
-			s.repairWaiting = true
-			s.roomWaiters++
-			err := s.wait()
-			s.roomWaiters--
-			s.repairWaiting = false
-			if err != nil {
-				return err
-			}
-			if err := s.usable(); err != nil && !s.closed {
-				return err
-			}
-			continue
+		pkt = s.prot.Seal(pkt, 1+len(s.sessionID), pn)
+		if s.signer != nil {
+			s.signer.Add(pn, pkt, true, r.since)
 		}
-		s.startPacket()
-		s.cur = s.fec.AppendNext(s.cur)
-		s.curRepair = true
-		if err := s.finishPacket(); err != nil {
-			return err
+		if s.onPacket != nil {
+			s.onPacket(pn, pkt)
 		}
+		s.slots[i] = pkt
 	}
-	s.fecEmitting = false
-	s.cond.Broadcast()
-	// Manifests that fell due while the repairs were sealed.
-	if s.signer != nil && s.signer.Ready() {
-		return s.emitManifests(false)
-	}
+	s.res = fecReservation{}
 	return nil
 }
 
-// fecFirst seals the pending repair packets before the caller starts a
-// packet, or, when another goroutine is sealing them, waits until it has.
-func (s *Sender) fecFirst() error {
-	if !s.fecEmitting {
-		return s.emitRepairs()
-	}
-	if s.inWriter {
-		return errQueueFull
-	}
-	s.roomWaiters++
-	err := s.wait()
-	s.roomWaiters--
-	if err != nil {
-		return err
-	}
-	return s.usable()
-}
-
-// fecTimers closes the open block at its deadline and seals repairs still
-// pending; it runs on the writer's goroutine (timers) and returns how long
-// until the deadline of the open block (-1: none).
+// fecTimers closes the open block at its deadline; it runs on the writer's
+// goroutine (timers) and returns how long until the deadline of the open
+// block (-1: none).
 func (s *Sender) fecTimers(now time.Time) time.Duration {
 	if s.fec == nil || s.err != nil {
 		return -1
-	}
-	if s.fec.Pending() > 0 {
-		if err := s.emitRepairs(); err != nil {
-			return time.Millisecond / 10 // queue full: after the next write
-		}
 	}
 	due, ok := s.fec.Deadline()
 	if !ok {
@@ -195,9 +239,16 @@ func (s *Sender) fecTimers(now time.Time) time.Duration {
 			return time.Millisecond / 10
 		}
 	}
-	if _, ok := s.fec.Deadline(); ok {
-		_ = s.fecClose()
+	if err := s.fecClose(); err != nil {
+		return time.Millisecond / 10 // queue full: after the next write
 	}
 	s.flushTo = s.tail
 	return -1
+}
+
+// fecReserved returns the slot index of the first reserved repair packet,
+// if any: the writer writes the packets before it, and seals the reserved
+// ones (fecSeal) when it reaches them.
+func (s *Sender) fecReserved() (first uint64, ok bool) {
+	return s.res.first, s.fec != nil && s.res.pending
 }

@@ -206,9 +206,11 @@ type Sender struct {
 	flushArmed                bool // the writer will look at the packet being filled
 	st                        SenderStats
 
-	// repairWaiting: emitRepairs waits for room, and has the next free slot
-	// before anyone; fecEmitting: inside emitRepairs (fec_send.go).
-	repairWaiting, fecEmitting bool
+	// repairWaiting: fecClose waits for room for a block's repair packets,
+	// and has the next free slots before anyone; res: the repair packets
+	// reserved and not sealed yet (fec_send.go).
+	repairWaiting bool
+	res           fecReservation
 }
 
 // NewSender creates a sender for the session cfg.Params on conn, which must
@@ -577,9 +579,10 @@ func (s *Sender) ensurePacket(need int) error {
 			}
 			continue
 		}
-		if s.fec != nil && s.fec.Pending() > 0 {
-			// A closed block's repair packets come before any other.
-			if err := s.fecFirst(); err != nil {
+		if s.fec != nil && s.fec.Full() {
+			// A full block closes (its repair packets take the next
+			// numbers) before any packet starts.
+			if err := s.fecClose(); err != nil {
 				return err
 			}
 			continue
@@ -653,7 +656,7 @@ func (s *Sender) finishPacket() error {
 			return err
 		}
 	}
-	if s.signer != nil && s.signer.Ready() && !s.fecEmitting {
+	if s.signer != nil && s.signer.Ready() && !s.res.sealing {
 		// A manifest just filled up: send it (and the copies it makes due)
 		// now. Manifests due by time are the writer's business.
 		return s.emitManifests(false)
@@ -718,7 +721,13 @@ func (s *Sender) write(ctx context.Context) error {
 		next := s.timers(now)
 		out = out[:0]
 		if n := s.tail - s.head; n > 0 && (n >= uint64(s.batchN) || s.head < s.flushTo || s.closed) {
-			for i := s.head; i < s.tail && len(out) < s.batchN; i++ {
+			if first, ok := s.fecReserved(); ok && first == s.head {
+				s.inWriter = true
+				_ = s.fecSeal() // errQueueFull: another goroutine seals them and wakes us
+				s.inWriter = false
+			}
+			reserved, ok := s.fecReserved()
+			for i := s.head; i < s.tail && len(out) < s.batchN && (!ok || i < reserved); i++ {
 				out = append(out, s.slots[i%uint64(len(s.slots))])
 			}
 		}

@@ -19,28 +19,31 @@ type EncoderStats struct {
 	Uncovered uint64
 }
 
-// Encoder is the sender side: it keeps a copy of each packet's payload, as
-// the packet is sealed, as a source symbol of the block being filled, and
-// when the block closes computes its repair symbols (in one pass of the
-// library's vectorized encoder over the whole block: less than half the
-// time of adding each symbol to every repair symbol as it comes) and hands
-// out its REPAIR frames. A block opens with the
-// first packet worth repairing, takes every packet after it, and closes
-// when it has MaxSourceCount packets or at its deadline (BlockTime after it
-// opened), whichever comes first; the sender then sends its repair packets
-// before any other packet, so that a block's packet numbers are
-// consecutive. An Encoder is not safe for concurrent use.
+// Encoder is the sender side. It keeps a copy of each packet's payload, as
+// the packet is sealed, as a source symbol of the open block. A block
+// opens with the first packet worth repairing, takes every packet after
+// it, and closes when it has MaxSourceCount packets or at its deadline
+// (BlockTime after it opened), whichever comes first. Once closed, its
+// repair symbols are computed (Encode: one pass of the library's
+// vectorized encoder over the whole block, less than half the time of
+// adding each symbol to every repair symbol as it comes) and its REPAIR
+// frames handed out (AppendNext); the sender gives the repair packets the
+// packet numbers right after the block's. The source symbols are kept in
+// two sets, so that the next block fills while the closed one is encoded:
+// Encode touches only the closed block's state and may run concurrently
+// with Add, Deadline and Open; nothing else may.
 type Encoder struct {
 	p        Params
 	overhead float64
 	symLen   int // largest symbol: 2 + the largest payload
 	rs       reedsolomon.Encoder
-	src      [][]byte // MaxSourceCount source symbols of symLen bytes, zero past their payload
-	srcLen   []int    // the length of each source symbol's payload + 2
+	sets     [2]symbolSet
 	zero     []byte   // stands for the source symbols a short block lacks
 	shards   [][]byte // the block as the library encodes it: sources, then repairs
 	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
 
+	// The open block, in sets[cur].
+	cur     int
 	open    bool
 	id      uint64
 	k       int
@@ -48,12 +51,21 @@ type Encoder struct {
 	worthy  bool
 	started time.Time
 
-	// The closed block whose REPAIR frames are being handed out.
-	next, m int
-	closed  Repair
-	encoded bool // its repair symbols are computed
+	// The closed block, in sets[1-cur], whose REPAIR frames are handed out.
+	next, m  int
+	closed   Repair
+	closedK  int
+	closedS  int  // its symbol length
+	encoded  bool // its repair symbols are computed
+	inFlight bool // closed and not all handed out
 
 	st EncoderStats
+}
+
+// symbolSet is a block's source symbols.
+type symbolSet struct {
+	src    [][]byte // MaxSourceCount symbols of symLen bytes, zero past their payload
+	srcLen []int    // each symbol's payload + 2
 }
 
 // NewEncoder returns the encoder of a sender that adds overhead (0.05 for
@@ -82,9 +94,12 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 		return nil, fmt.Errorf("fec: %w", err)
 	}
 	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, rs: rs}
-	e.src, e.srcLen = make([][]byte, k), make([]int, k)
-	for i := range e.src {
-		e.src[i] = make([]byte, e.symLen)
+	for s := range e.sets {
+		set := &e.sets[s]
+		set.src, set.srcLen = make([][]byte, k), make([]int, k)
+		for i := range set.src {
+			set.src[i] = make([]byte, e.symLen)
+		}
 	}
 	e.zero = make([]byte, e.symLen)
 	e.parity = make([][]byte, m)
@@ -106,14 +121,10 @@ func (e *Encoder) SymbolLen() int { return e.symLen }
 // block, opening one if none is and worthy says the packet carries
 // something worth repairing (packets that are not, while no block is open,
 // stay uncovered). It returns true when the block is full: the caller
-// closes it (Close) and sends its repair packets before any other packet.
-// pn must follow the block's last packet; payload must fit the symbol
-// length, and no repair may be pending: Add panics otherwise (a sender
-// bug).
+// closes it (Close) before adding another packet. pn must follow the
+// block's last packet and payload must fit the symbol length: Add panics
+// otherwise (a sender bug).
 func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (full bool) {
-	if e.Pending() > 0 {
-		panic("fec: Add while repair packets are pending")
-	}
 	n := len(payload)
 	if 2+n > e.symLen {
 		panic(fmt.Sprintf("fec: payload of %d bytes exceeds the symbol length %d", n, e.symLen))
@@ -124,21 +135,32 @@ func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (fu
 			return false
 		}
 		e.open, e.id, e.k, e.maxLen, e.worthy, e.started = true, pn, 0, 0, false, now
-	} else if pn != e.id+uint64(e.k) {
-		panic(fmt.Sprintf("fec: packet %d added to block %d+%d: packet numbers must be consecutive", pn, e.id, e.k))
+	} else if pn != e.id+uint64(e.k) || e.k == e.p.MaxSourceCount {
+		panic(fmt.Sprintf("fec: packet %d added to block %d+%d", pn, e.id, e.k))
 	}
-	sym := e.src[e.k]
+	set := &e.sets[e.cur]
+	sym := set.src[e.k]
 	sym[0], sym[1] = byte(n>>8), byte(n)
 	copy(sym[2:], payload)
-	if old := e.srcLen[e.k]; old > 2+n {
+	if old := set.srcLen[e.k]; old > 2+n {
 		clear(sym[2+n : old])
 	}
-	e.srcLen[e.k] = 2 + n
+	set.srcLen[e.k] = 2 + n
 	e.k++
 	e.maxLen = max(e.maxLen, n)
 	e.worthy = e.worthy || worthy
 	return e.k == e.p.MaxSourceCount
 }
+
+// Open reports whether a block is open.
+func (e *Encoder) Open() bool { return e.open }
+
+// OpenBlock returns the ID of the open block, if one is open.
+func (e *Encoder) OpenBlock() (id uint64, open bool) { return e.id, e.open }
+
+// Full reports whether the open block is full: it must close before
+// another packet is added.
+func (e *Encoder) Full() bool { return e.open && e.k == e.p.MaxSourceCount }
 
 // Deadline is when the open block must close, if one is open.
 func (e *Encoder) Deadline() (time.Time, bool) {
@@ -148,55 +170,39 @@ func (e *Encoder) Deadline() (time.Time, bool) {
 	return e.started.Add(e.p.BlockTime), true
 }
 
+// RepairsOnClose is how many repair packets the open block would get if it
+// closed now (0 when none is open, or when it holds nothing worth
+// repairing).
+func (e *Encoder) RepairsOnClose() int {
+	if !e.open || !e.worthy {
+		return 0
+	}
+	return min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount)
+}
+
 // Close closes the open block and returns how many repair packets it
-// calls for (0 when none is open, or when it holds nothing worth
-// repairing). Encode then computes them.
+// calls for (RepairsOnClose). The previous closed block must be done (all
+// its frames handed out): Close panics otherwise. Encode then computes the
+// repair symbols.
 func (e *Encoder) Close() int {
 	if !e.open {
 		return 0
+	}
+	if e.inFlight {
+		panic("fec: Close while the previous block's repair packets are pending")
 	}
 	e.open = false
 	if !e.worthy {
 		e.st.Uncovered += uint64(e.k)
 		return 0
 	}
-	e.m, e.next, e.encoded = min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount), 0, false
-	e.maxLen = symbolLen(e.maxLen, e.symLen)
+	e.m, e.next, e.encoded, e.inFlight = min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount), 0, false, true
 	e.closed = Repair{BlockID: e.id, SourceCount: e.k, RepairCount: e.m}
+	e.closedK, e.closedS = e.k, symbolLen(e.maxLen, e.symLen)
+	e.cur = 1 - e.cur // the next block fills the other set
 	e.st.Blocks++
 	e.st.SourcePackets += uint64(e.k)
 	return e.m
-}
-
-// NeedsEncode reports whether the closed block's repair symbols are still
-// to be computed (Encode).
-func (e *Encoder) NeedsEncode() bool { return e.Pending() > 0 && !e.encoded }
-
-// Encode computes the closed block's repair symbols: the one long step
-// (about 50 µs for 200 packets), which touches only the encoder's own
-// buffers, so that the sender can run it without its lock while nothing
-// else uses the encoder.
-func (e *Encoder) Encode() {
-	if !e.NeedsEncode() {
-		return
-	}
-	// Symbols are as long as the block's longest payload needs; a short
-	// block is the full-size code with zero symbols past its end (which
-	// change no repair symbol).
-	for i := range e.src {
-		if i < e.k {
-			e.shards[i] = e.src[i][:e.maxLen]
-		} else {
-			e.shards[i] = e.zero[:e.maxLen]
-		}
-	}
-	for j, p := range e.parity {
-		e.shards[len(e.src)+j] = p[:e.maxLen]
-	}
-	if err := e.rs.Encode(e.shards); err != nil {
-		panic(fmt.Sprintf("fec: encode: %v", err)) // shards of equal size, always
-	}
-	e.encoded = true
 }
 
 // symbolLen is the symbol length of a block whose longest payload is n
@@ -212,18 +218,51 @@ func symbolLen(n, limit int) int {
 	return s
 }
 
+// NeedsEncode reports whether the closed block's repair symbols are still
+// to be computed (Encode).
+func (e *Encoder) NeedsEncode() bool { return e.inFlight && !e.encoded }
+
+// Encode computes the closed block's repair symbols: the one long step
+// (about 50 µs for 200 packets). It touches only the closed block's state,
+// so the sender may run it without its lock while Add fills the next
+// block.
+func (e *Encoder) Encode() {
+	if !e.NeedsEncode() {
+		return
+	}
+	// A short block is the full-size code with zero symbols past its end
+	// (which change no repair symbol).
+	set := &e.sets[1-e.cur]
+	for i := range set.src {
+		if i < e.closedK {
+			e.shards[i] = set.src[i][:e.closedS]
+		} else {
+			e.shards[i] = e.zero[:e.closedS]
+		}
+	}
+	for j, p := range e.parity {
+		e.shards[len(set.src)+j] = p[:e.closedS]
+	}
+	if err := e.rs.Encode(e.shards); err != nil {
+		panic(fmt.Sprintf("fec: encode: %v", err)) // shards of equal size, always
+	}
+	e.encoded = true
+}
+
 // Pending is how many REPAIR frames of the closed block are still to be
 // handed out.
-func (e *Encoder) Pending() int { return e.m - e.next }
-
-// NextFrameLen is the length of the next REPAIR frame (Pending must be
-// positive).
-func (e *Encoder) NextFrameLen() int { return FrameLen(e.closed.BlockID, e.maxLen) }
+func (e *Encoder) Pending() int {
+	if !e.inFlight {
+		return 0
+	}
+	return e.m - e.next
+}
 
 // MaxFrameLen is the longest REPAIR frame the encoder makes.
 func (e *Encoder) MaxFrameLen() int { return MaxFrameOverhead(e.symLen) + e.symLen }
 
-// AppendNext appends the next REPAIR frame of the closed block to dst.
+// AppendNext appends the next REPAIR frame of the closed block to dst,
+// computing the repair symbols first if Encode has not.
 func (e *Encoder) AppendNext(dst []byte) []byte {
 	if e.Pending() <= 0 {
 		panic("fec: AppendNext with no repair pending")
@@ -231,8 +270,11 @@ func (e *Encoder) AppendNext(dst []byte) []byte {
 	e.Encode()
 	r := e.closed
 	r.Index = e.next
-	r.Symbol = e.parity[e.next][:e.maxLen]
+	r.Symbol = e.parity[e.next][:e.closedS]
 	e.next++
+	if e.next == e.m {
+		e.inFlight = false
+	}
 	e.st.RepairPackets++
 	e.st.RepairBytes += uint64(len(r.Symbol))
 	return AppendFrame(dst, &r)
