@@ -63,7 +63,9 @@ type SenderConfig struct {
 	// FirstPacketNumber is the packet number of the first packet sent.
 	FirstPacketNumber uint64
 	// OnPacket, when set, is called with every packet exactly as it goes on
-	// the wire (protected), in packet-number order. It must not keep pkt.
+	// the wire (protected), as it is sealed: in packet-number order, except
+	// that with FEC a block's repair packets are sealed after packets that
+	// follow them (they are sent in order). It must not keep pkt.
 	OnPacket func(pn uint64, pkt []byte)
 	// Manifests, when set, makes the sender sign manifests of the digests of
 	// its packets and send them in MANIFEST frames (asymmetric
