@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/wellknown"
@@ -456,10 +457,7 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 	case size >= 0 && n != size:
 		return fail(transientErr(fmt.Errorf("client: %s: body of %d bytes, content-length %d", j.path, n, size)))
 	}
-	h := resp.Header.Clone()
-	for k, v := range resp.Trailer {
-		h[k] = v
-	}
+	h := h3frame.MergeTrailer(resp.Header, resp.Trailer)
 	checked, err := verifyDigests(j.path, h, body, n, true)
 	if err != nil {
 		return fail(badErr(err))
@@ -536,15 +534,6 @@ func copyAt(w io.WriterAt, r io.Reader) (n int64, rerr, werr error) {
 // strongETag reports whether s is a strong entity tag (usable in If-Range).
 func strongETag(s string) bool {
 	return wellknown.ValidETag(s) && !strings.HasPrefix(s, "W/")
-}
-
-// truncate shortens a string read from the network for error messages and
-// logs.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 type countingReader struct {

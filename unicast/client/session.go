@@ -11,6 +11,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
@@ -292,10 +293,7 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	}
 	var h http.Header
 	if resp := res.Response(); resp != nil {
-		h = resp.Header.Clone()
-		for k, v := range res.Trailer() {
-			h[k] = v
-		}
+		h = h3frame.MergeTrailer(resp.Header, res.Trailer())
 	}
 	switch e.Kind {
 	case h3m.EventComplete:
