@@ -34,7 +34,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		}
 	}
 	if !d.FromAltSvc {
-		c.mergeCatalogLocked(d, now)
+		c.mergeCatalogLocked(c.checkEntriesLocked(d), now)
 	}
 	present := make(map[string]bool, len(d.Sessions))
 	for i := range d.Sessions {
@@ -84,6 +84,30 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
+}
+
+// checkEntriesLocked drops the catalogue entries of d whose path is not an
+// origin-form target (wellknown.ParseTarget): they would be neither fetched
+// nor stored. The first is logged; all are counted in RejectedPaths.
+func (c *Client) checkEntriesLocked(d *wellknown.Description) *wellknown.Description {
+	kept := d.Resources[:0:0]
+	for _, e := range d.Resources {
+		if _, err := wellknown.ParseTarget(e.Path); err != nil {
+			c.stats.RejectedPaths++
+			if !c.badEntryLogged {
+				c.badEntryLogged = true
+				c.log.Warn("the catalogue lists a path that is not an origin-form target; skipping it (later ones are counted in RejectedPaths)", "path", wellknown.Truncate(e.Path), "err", err)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if len(kept) == len(d.Resources) {
+		return d
+	}
+	nd := *d
+	nd.Resources = kept
+	return &nd
 }
 
 // expectedLocked reports whether the client should have received e.

@@ -252,6 +252,12 @@ type Stats struct {
 	ManifestRequests, ManifestStreams          int
 	ManifestStreamsOpen, ManifestStreamsClosed int
 	ManifestsFetched, ManifestBytes            int64
+	// RejectedPaths counts pushes whose promised path is not an
+	// origin-form target (wellknown.ParseTarget), and catalogue entries
+	// skipped for the same reason: nothing of them is fetched or delivered.
+	// OffOrigin counts requests refused because their URL was not on the
+	// origin (ErrOffOrigin); it stays 0 unless something is wrong.
+	RejectedPaths, OffOrigin int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -292,7 +298,9 @@ type Client struct {
 	resolved      map[string]time.Time // settled by a job (key -> when)
 	fallback      bool
 	stats         Stats
-	wg            sync.WaitGroup
+	// badEntryLogged: a catalogue entry with a bad path was logged.
+	badEntryLogged bool
+	wg             sync.WaitGroup
 }
 
 // NewClient checks cfg and returns a client; Run starts it.
@@ -349,7 +357,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr,
-		hc:         &http.Client{Transport: tr},
+		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr}},
 		storage:    storage,
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
@@ -360,6 +368,10 @@ func New(cfg Config) (*Client, error) {
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
 		resolved:   make(map[string]time.Time),
+	}
+	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
+		c.count(func(st *Stats) { st.OffOrigin++ })
+		c.log.Error("refused a request off the origin", "url", u.Redacted(), "origin", origin.String())
 	}
 	c.keys = newKeyResolver(c)
 	return c, nil
@@ -697,11 +709,74 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// resolve returns the URL of path on the origin.
-func (c *Client) resolve(path string) (string, error) {
-	u, err := url.Parse(c.origin.String() + path)
-	if err != nil {
-		return "", fmt.Errorf("client: path %q: %w", path, err)
+// ErrOffOrigin is the error of a request the client refused to send because
+// it is not for its origin (scheme and host of Config.URL).
+var ErrOffOrigin = errors.New("client: refused: the request is not for the origin")
+
+// originOnly sends only requests for the origin: the one check every
+// request of the client goes through (redirects included), whatever built
+// its URL.
+type originOnly struct {
+	origin  *url.URL
+	next    http.RoundTripper
+	refused func(*url.URL)
+}
+
+func (o *originOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	u := r.URL
+	if u.Scheme != o.origin.Scheme || u.Host != o.origin.Host || u.User != nil || (r.Host != "" && r.Host != o.origin.Host) {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		if o.refused != nil {
+			o.refused(u)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrOffOrigin, u.Redacted())
 	}
-	return u.String(), nil
+	return o.next.RoundTrip(r)
+}
+
+// pathURL returns the URL on the origin of p, one of the origin's own paths
+// (the manifests and keys under wellknown.Path: named by the client or by
+// the description), with query q added to any p has. p must be an absolute
+// path: nothing in it can name another host.
+func (c *Client) pathURL(p, q string) (*url.URL, error) {
+	ref, err := url.Parse(p)
+	if err != nil || ref.Scheme != "" || ref.Host != "" || ref.User != nil || ref.Opaque != "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return nil, fmt.Errorf("%w: %q is not an absolute path", wellknown.ErrTarget, wellknown.Truncate(p))
+	}
+	u := &url.URL{Scheme: c.origin.Scheme, Host: c.origin.Host, Path: ref.Path, RawPath: ref.RawPath, RawQuery: ref.RawQuery}
+	if q != "" {
+		if u.RawQuery != "" {
+			u.RawQuery += "&"
+		}
+		u.RawQuery += q
+	}
+	return u, nil
+}
+
+// target checks a promised or listed path (wellknown.ParseTarget) and
+// returns its URL on the origin.
+func (c *Client) target(path string) (*url.URL, error) {
+	t, err := wellknown.ParseTarget(path)
+	if err != nil {
+		return nil, err
+	}
+	return t.URL(c.origin), nil
+}
+
+// rejectPath counts a promised path that wellknown.ParseTarget refuses; the
+// first is logged as a warning, the rest at debug level. The push is
+// neither fetched nor delivered.
+func (c *Client) rejectPath(session string, pushID uint64, path string, err error) {
+	c.mu.Lock()
+	c.stats.RejectedPaths++
+	first := c.stats.RejectedPaths == 1
+	c.mu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "refusing a promised path that is not an origin-form target on the origin: the push is neither fetched nor delivered (later ones are counted in RejectedPaths)",
+		"session", session, "push_id", pushID, "path", wellknown.Truncate(path), "err", err)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -268,17 +269,15 @@ func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
 
 // get sends one GET for j.path.
 func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Response, error) {
-	u, err := c.resolve(j.path)
+	u, err := c.target(j.path)
 	if err != nil {
 		return nil, badErr(err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, badErr(err)
 	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, hdr)
 	j.d.Requests++
 	c.mu.Lock()
 	c.stats.Requests++

@@ -185,7 +185,11 @@ func (kr *keyResolver) keyURL(id string) (string, error) {
 		}
 		return u.String(), nil
 	}
-	return kr.c.origin.String() + wellknown.KeyPath(id), nil
+	u, err := kr.c.pathURL(wellknown.KeyPath(id), "")
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
 }
 
 // fetch gets key id from the origin and caches the outcome.

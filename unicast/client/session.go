@@ -249,6 +249,12 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	switch e.Kind {
 	case h3m.EventPromised:
 		path := res.Path()
+		if path != h3m.EndPath {
+			if _, err := wellknown.ParseTarget(path); err != nil {
+				c.rejectPath(cs.id, res.PushID, path, err)
+				return
+			}
+		}
 		cs.mu.Lock()
 		cs.lastEvent = time.Now()
 		if !cs.promised || res.PushID > cs.maxPromised {
@@ -290,6 +296,14 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	}
 	if path == "" || path == h3m.EndPath {
 		return // a promise lost: the catalogue names the resource
+	}
+	if !ok {
+		if _, err := wellknown.ParseTarget(path); err != nil {
+			// Refused when promised (and counted then): nothing of it is
+			// fetched or delivered.
+			discard(res.Body())
+			return
+		}
 	}
 	var h http.Header
 	if resp := res.Response(); resp != nil {
