@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // TestReceiveNeverWritesThroughLinks: the output folder already holds a
@@ -91,5 +94,32 @@ func TestOutputName(t *testing.T) {
 		if got, err := outputName(bad); err == nil {
 			t.Errorf("%q stored as %q", bad, got)
 		}
+	}
+}
+
+// TestServeRefusesItsKeyInTheFolder: "serve --dir ." with the default
+// --cert and --key would create the TLS key in the served folder, then
+// push it and serve it. serve refuses to start, and creates no key.
+func TestServeRefusesItsKeyInTheFolder(t *testing.T) {
+	listen := "127.0.0.1:24439"
+	srv := start(t, nil, h3mBinary, "serve", "--dir", ".", "--once", "--linger", "1s",
+		"--group", "232.255.7.7", "--port", "5707", "--listen", listen)
+	select {
+	case err := <-srv.done:
+		srv.done <- err
+		if err == nil || !strings.Contains(srv.output(), "inside the served folder") {
+			t.Errorf("serve: %v\n%s", err, srv.output())
+		}
+	case <-time.After(20 * time.Second):
+		hc := &http.Client{Transport: &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := hc.Get("https://" + listen + "/h3m-key.pem")
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("serve --dir . runs with its key in the folder; GET /h3m-key.pem: %s", resp.Status)
+		}
+		t.Fatalf("serve --dir . runs with its key in the folder")
+	}
+	if _, err := os.Stat(filepath.Join(srv.cmd.Dir, "h3m-key.pem")); err == nil {
+		t.Error("serve created its key in the folder it would serve")
 	}
 }

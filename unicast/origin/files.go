@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -113,7 +114,8 @@ func (s *sniffer) Write(p []byte) (int, error) {
 // Repr-Digest and Digest, which cover the whole representation, on partial
 // ones too. Representations are computed once per (size, modification
 // time) and cached. A directory is served as its index.html; there are no
-// listings. Paths cannot escape the directory.
+// listings. Paths cannot escape the directory, and names Excluded (hidden
+// files, writers' temporary files) are not found.
 type FileServer struct {
 	root    *os.Root
 	digests []string
@@ -213,16 +215,91 @@ func openErr(urlPath string, err error) error {
 	return fmt.Errorf("%s: %w (%v)", urlPath, fs.ErrNotExist, err)
 }
 
-// fileName maps a request path to a name inside the root.
+// fileName maps a request path to a name inside the root. A path with an
+// Excluded name in it names nothing: hidden files and folders, and the
+// temporary files of writers, are never served (nor pushed: the Publisher
+// opens files through Open).
 func fileName(urlPath string) (string, error) {
 	if !strings.HasPrefix(urlPath, "/") {
 		return "", fmt.Errorf("%q: %w", urlPath, fs.ErrNotExist)
 	}
 	name := strings.TrimPrefix(path.Clean(urlPath), "/")
 	if name == "" {
-		name = "."
+		return ".", nil
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if Excluded(seg) {
+			return "", fmt.Errorf("%q: %w (excluded name %q)", urlPath, fs.ErrNotExist, seg)
+		}
 	}
 	return name, nil
+}
+
+// Excluded reports the names (of a file or a folder) that an origin never
+// pushes or serves: hidden ones (".git", ".env", a TLS key saved as
+// ".key.pem"...) and the temporary names that writers such as packagers
+// use before renaming a finished file ("*.tmp", "*.part", "*~"). It is the
+// one rule of the push set ("h3m serve" skips these names when it scans
+// the folder) and of the FileServer.
+func Excluded(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") ||
+		strings.HasSuffix(name, ".part") || strings.HasSuffix(name, "~")
+}
+
+// CheckOutside refuses files (TLS keys and certificates, signing keys) that
+// lie inside dir, which is served to anyone and pushed to every receiver:
+// "h3m serve --dir ." with the default --cert and --key would otherwise
+// publish the server's private key. Links are followed on both sides; a
+// file that does not exist yet is judged by where it would be created.
+func CheckOutside(dir string, files ...string) error {
+	dirs, err := bothForms(dir)
+	if err != nil {
+		return fmt.Errorf("origin: %s: %w", dir, err)
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		forms, err := bothForms(f)
+		if err != nil {
+			return fmt.Errorf("origin: %s: %w", f, err)
+		}
+		for _, d := range dirs {
+			for _, p := range forms {
+				if rel, err := filepath.Rel(d, p); err == nil && filepath.IsLocal(rel) {
+					return fmt.Errorf("%w: %s is inside the served folder %s; keep keys and certificates elsewhere", ErrServesSecret, f, dir)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ErrServesSecret is the error of CheckOutside: a key or certificate in the
+// served folder.
+var ErrServesSecret = errors.New("origin: refusing to serve a key")
+
+// bothForms returns the absolute path of p and, when it differs, the path
+// with links resolved (of p, or of its folder when p does not exist).
+func bothForms(p string) ([]string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		var dir string
+		if dir, err = filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+			real = filepath.Join(dir, filepath.Base(abs))
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil || real == abs {
+		return []string{abs}, nil
+	}
+	return []string{abs, real}, nil
 }
 
 // ServeHTTP implements http.Handler.

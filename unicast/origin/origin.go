@@ -29,6 +29,10 @@ type Config struct {
 	// Authority, Digests, Sessions, Catalog, Manifests and Keys, and its
 	// Logger when nil.
 	Publisher PublisherConfig
+	// PrivateFiles are files that must never be served or pushed: the TLS
+	// key and certificate, signing keys. New refuses a Dir that holds any
+	// of them (CheckOutside).
+	PrivateFiles []string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -59,6 +63,9 @@ func New(cfg Config) (*Origin, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if err := CheckOutside(cfg.Dir, cfg.PrivateFiles...); err != nil {
+		return nil, err
 	}
 	files, err := NewFileServer(cfg.Dir, cfg.Digests...)
 	if err != nil {
