@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"net/http"
 	"os"
@@ -13,9 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m/integrity"
+	"github.com/h3m-project/h3m/unicast/internal/caplog"
 )
 
 // Representation describes one file as the FileServer serves it and the
@@ -116,12 +119,39 @@ func (s *sniffer) Write(p []byte) (int, error) {
 // time) and cached. A directory is served as its index.html; there are no
 // listings. Paths cannot escape the directory, and names Excluded (hidden
 // files, writers' temporary files) are not found.
+//
+// A request with more than MaxRanges ranges is answered with the whole
+// representation; the ranges of others are sorted, and overlapping or
+// touching ones coalesced, before they are served.
 type FileServer struct {
+	// MaxRanges caps the ranges of one request served as ranges (0:
+	// DefaultMaxRanges). Set it before serving.
+	MaxRanges int
+	// Logger receives the log line of a cap that bites; nil means
+	// slog.Default(). Set it before serving.
+	Logger *slog.Logger
+
 	root    *os.Root
 	digests []string
 
 	mu    sync.Mutex
 	cache map[string]cachedRep
+
+	rangesIgnored, rangesCoalesced atomic.Uint64
+	rangeLog                       caplog.Limit
+}
+
+// FileStats are a FileServer's counters.
+type FileStats struct {
+	// RangesIgnored counts requests answered whole because they asked
+	// for more than MaxRanges ranges; RangesCoalesced those whose ranges
+	// were sorted and merged.
+	RangesIgnored, RangesCoalesced uint64
+}
+
+// Stats returns the server's counters.
+func (f *FileServer) Stats() FileStats {
+	return FileStats{RangesIgnored: f.rangesIgnored.Load(), RangesCoalesced: f.rangesCoalesced.Load()}
 }
 
 type cachedRep struct {
@@ -324,6 +354,29 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer file.Close()
 	for k, v := range rep.Header() {
 		w.Header()[k] = v
+	}
+	if v := r.Header.Get("Range"); v != "" && r.Method == http.MethodGet {
+		limit := f.MaxRanges
+		if limit <= 0 {
+			limit = DefaultMaxRanges
+		}
+		plan, n, whole := planRanges(v, rep.Size, limit)
+		if whole || plan != v {
+			r = r.Clone(r.Context())
+			if whole {
+				r.Header.Del("Range")
+				f.rangesIgnored.Add(1)
+				log := f.Logger
+				if log == nil {
+					log = slog.Default()
+				}
+				f.rangeLog.Bit(log, "a request asks for too many ranges; serving the whole representation",
+					"path", rep.Path, "ranges", n, "max_ranges", limit, "remote", r.RemoteAddr)
+			} else {
+				r.Header.Set("Range", plan)
+				f.rangesCoalesced.Add(1)
+			}
+		}
 	}
 	http.ServeContent(&digestWriter{ResponseWriter: w}, r, "", rep.ModTime, file)
 }

@@ -71,6 +71,7 @@ func New(cfg Config) (*Origin, error) {
 	if err != nil {
 		return nil, err
 	}
+	files.Logger = cfg.Logger
 	o := &Origin{Files: files, Sessions: &Sessions{}, Catalog: &Catalog{}, Manifests: &Manifests{}, Keys: &Keys{}}
 	o.Server = &Server{
 		Addr: cfg.Addr, Handler: files, TLSConfig: cfg.TLSConfig, QUICConfig: cfg.QUICConfig,
