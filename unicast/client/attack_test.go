@@ -31,7 +31,6 @@ func TestForgedPathLeavesNoOrigin(t *testing.T) {
 		f.push(p, hdr, body, 2*len(body))
 	}
 	f.push("/seg-001.bin", hdr, h.Content["/seg-001.bin"], len(h.Content["/seg-001.bin"]))
-	f.flush()
 	pushes := 3 + len(bad)
 
 	tc.waitPaths(30e9, []string{"/seg-001.bin"})

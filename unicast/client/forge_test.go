@@ -6,42 +6,38 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
-	"github.com/h3m-project/h3m/h3m/h3frame"
-	"github.com/h3m-project/h3m/mquic"
-	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/h3m-project/h3m/internal/forger"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/http3"
 )
 
-// forger is what any receiver of a symmetric session can be: it reads the
-// session description over TLS like every receiver, and sends packets
-// sealed with the session key from the session's source, with whatever
-// pushes it likes (paths the origin would never promise included). The
-// tests below announce a session that only the forger speaks, so that its
-// packet and push numbers are the session's.
-type forger struct {
+// forgery is what any receiver of a symmetric session can be: it reads
+// the session description over TLS like every receiver, and sends packets
+// sealed with the session key from the session's source (internal/forger),
+// with whatever pushes it likes, paths the origin would never promise
+// included. The tests below announce a session that only the forger
+// speaks, so that its packet and push numbers are the session's.
+type forgery struct {
 	t    testing.TB
 	ad   altsvc.Advertisement
-	snd  *mquic.Sender
+	f    *forger.Forger
+	conn *forger.Conn
 	prof h3m.Profile
 	auth string
-
-	mu     sync.Mutex
-	nextID uint64
 }
 
 // announceForged announces and activates a session on h's origin that no
-// publisher sends, and returns a forger for it that learnt the session
+// publisher sends, and returns a forgery of it that learnt the session
 // from the description, as an attacker would.
-func announceForged(h *origintest.Harness, id string) *forger {
+func announceForged(h *origintest.Harness, id string) *forgery {
 	t := h.T
 	t.Helper()
 	sid, err := h.Sessions.Announce(unicasttest.Ad(t, id))
@@ -53,109 +49,67 @@ func announceForged(h *origintest.Harness, id string) *forger {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := Discover(ctx, h.HTTPClient(), h.URL())
+	ads, err := forger.Discover(ctx, h.HTTPClient(), h.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ad *altsvc.Advertisement
-	for i := range d.Sessions {
-		if d.Sessions[i].ID == sid {
-			ad = &d.Sessions[i].Advertisement
+	for i := range ads {
+		if wellknown.SessionID(&ads[i]) == sid {
+			ad = &ads[i]
 		}
 	}
 	if ad == nil {
 		t.Fatalf("session %s is not in the description", sid)
 	}
-	p := ad.Session
-	conn, err := mcast.ListenSender(mcast.Config{Group: p.Group, Source: p.Source, Interface: "lo", TTL: 1})
+	f, err := forger.FromAdvertisement(ad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snd, err := mquic.NewSender(conn, mquic.SenderConfig{Params: p})
+	conn, err := forger.Dial(&ad.Session, "lo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		snd.Run(rctx)
-	}()
-	t.Cleanup(func() {
-		snd.Close()
-		stop()
-		<-done
-		conn.Close()
-	})
-	return &forger{t: t, ad: *ad, snd: snd, prof: h3m.ProfileOf(ad), auth: h.Addr}
+	t.Cleanup(func() { conn.Close() })
+	return &forgery{t: t, ad: *ad, f: f, conn: conn, prof: h3m.ProfileOf(ad), auth: h.Addr}
 }
 
-// promise sends a PUSH_PROMISE for path and returns its push ID; no push
-// stream follows (push sends one).
-func (f *forger) promise(path string) uint64 {
-	f.t.Helper()
-	f.mu.Lock()
-	id := f.nextID
-	f.nextID++
-	f.mu.Unlock()
-	req := h3frame.Request{Method: http.MethodGet, Scheme: "https", Authority: f.auth, Path: path}
-	block, err := h3frame.AppendFieldSection(nil, h3frame.RequestFields(&req))
+// send builds p's packets and sends them.
+func (fg *forgery) send(p *forger.Push) uint64 {
+	fg.t.Helper()
+	p.Request.Authority = fg.auth
+	p.DataOffset = fg.prof.DataOffset
+	pkts, err := fg.f.Packets(p)
 	if err != nil {
-		f.t.Fatal(err)
+		fg.t.Fatal(err)
 	}
-	if err := f.snd.Stream0().WriteChunk(h3frame.AppendPushPromise(nil, id, block)); err != nil {
-		f.t.Fatal(err)
+	if err := forger.Replay(fg.conn, pkts); err != nil {
+		fg.t.Fatal(err)
 	}
-	return id
+	return p.PushID
+}
+
+// promise sends a PUSH_PROMISE for path and no push stream; it returns the
+// push ID.
+func (fg *forgery) promise(path string) uint64 {
+	fg.t.Helper()
+	p := fg.f.NewPush(path)
+	p.NoStream = true
+	return fg.send(&p)
 }
 
 // push promises path and sends a 200 response with hdr and body; a
 // contentLength other than len(body) makes the push lose bytes on purpose.
-func (f *forger) push(path string, hdr http.Header, body []byte, contentLength int) uint64 {
-	f.t.Helper()
-	id := f.promise(path)
-	resp := h3frame.Response{Status: http.StatusOK, Header: hdr.Clone()}
-	if resp.Header == nil {
-		resp.Header = http.Header{}
+func (fg *forgery) push(path string, hdr http.Header, body []byte, contentLength int) uint64 {
+	fg.t.Helper()
+	p := fg.f.NewPush(path)
+	p.Header = hdr.Clone()
+	if p.Header == nil {
+		p.Header = http.Header{}
 	}
-	resp.Header.Set("Content-Length", strconv.Itoa(contentLength))
-	block, err := h3frame.AppendFieldSection(nil, h3frame.ResponseFields(&resp))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	st, err := f.snd.OpenStream()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	b := h3frame.AppendHeadersFrame(h3frame.AppendPushStreamHeader(nil, id), block)
-	if err := st.WriteChunk(b); err != nil {
-		f.t.Fatal(err)
-	}
-	size := f.snd.MaxChunk() - h3frame.DataWithOffsetHeaderLen(h3frame.MaxVarint, f.snd.MaxChunk())
-	for off := 0; off < len(body); off += size {
-		chunk := body[off:min(off+size, len(body))]
-		var fr []byte
-		if f.prof.DataOffset {
-			fr = h3frame.AppendDataWithOffsetHeader(nil, uint64(off), len(chunk))
-		} else {
-			fr = h3frame.AppendDataHeader(nil, len(chunk))
-		}
-		if err := st.WriteChunk(append(fr, chunk...)); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	if err := st.Close(); err != nil {
-		f.t.Fatal(err)
-	}
-	return id
-}
-
-// flush sends what is queued.
-func (f *forger) flush() {
-	f.t.Helper()
-	if err := f.snd.Flush(); err != nil {
-		f.t.Fatal(err)
-	}
+	p.Header.Set("Content-Length", strconv.Itoa(contentLength))
+	p.Body = body
+	return fg.send(&p)
 }
 
 // countingServer is another HTTP/3 server on loopback, with the origin's
