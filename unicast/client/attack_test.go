@@ -1,10 +1,22 @@
 package client
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
+	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
 // TestForgedPathLeavesNoOrigin: a key holder promises paths that are not
@@ -48,4 +60,234 @@ func TestForgedPathLeavesNoOrigin(t *testing.T) {
 		t.Errorf("rejected %d paths (want %d), %d requests off the origin", st.RejectedPaths, pushes-1, st.OffOrigin)
 	}
 	tc.checkExact(h, []string{"/seg-001.bin"})
+}
+
+// TestRollbackRefused: the catalogue lists /update.bin twice, the second
+// (current) version last. A key holder pushes the first version again (a
+// captured push, replayed), then the first version's body under the
+// current ETag with its own digests, and with no digest at all: each is
+// refused, counted, and never delivered; the current version, pushed
+// whole, is delivered.
+func TestRollbackRefused(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 1})
+	f := announceForged(h, "rollback")
+	sid := wellknown.SessionID(&f.ad)
+	file := filepath.Join(h.Dir, "update.bin")
+	v1, v2 := bytes.Repeat([]byte("old "), 3000), bytes.Repeat([]byte("new!"), 2500)
+	os.WriteFile(file, v1, 0o644)
+	e1 := list(h, sid, "/update.bin", 100)
+	os.WriteFile(file, v2, 0o644)
+	e2 := list(h, sid, "/update.bin", 101)
+	if e1.ETag == e2.ETag {
+		t.Fatal("the two versions have one ETag")
+	}
+	tc := runClient(h, clientConfig(h))
+	tc.waitJoined(1)
+
+	fields := func(e wellknown.CatalogEntry, etag string, digests bool) http.Header {
+		hdr := http.Header{"Content-Type": {e.ContentType}, "Etag": {etag}}
+		if digests {
+			hdr.Set("Content-Digest", e.ContentDigest)
+			hdr.Set("Digest", e.Digest)
+		}
+		return hdr
+	}
+	f.push("/update.bin", fields(e1, e1.ETag, true), v1, len(v1))  // replayed
+	f.push("/update.bin", fields(e1, e2.ETag, true), v1, len(v1))  // current ETag, old body and digests
+	f.push("/update.bin", fields(e1, e2.ETag, false), v1, len(v1)) // current ETag, old body, no digest
+	f.push("/update.bin", fields(e2, e2.ETag, true), v2, len(v2))  // the current version
+	waitSettled(tc, 4)
+	unicasttest.WaitFor(t, 10*time.Second, "3 stale pushes refused", func() bool { return tc.c.Stats().Stale >= 3 })
+	ds := tc.deliveries("/update.bin")
+	if len(ds) != 1 || !bytes.Equal(readBody(t, ds[0]), v2) {
+		for _, d := range ds {
+			t.Errorf("delivered %d bytes via %s (etag %s); the current version has %d", d.Size, d.Via, d.ETag, len(v2))
+		}
+		t.Fatalf("%d deliveries of /update.bin, want the current version once", len(ds))
+	}
+	if st := tc.c.Stats(); st.Stale != 3 {
+		t.Errorf("stale %d, want 3", st.Stale)
+	}
+}
+
+// TestPromiseFloodBounded: a key holder promises /big.bin 50 times and 500
+// paths the origin never pushed, with no push stream: every promise fails.
+// /big.bin (listed) is downloaded once; the forged paths (not listed) are
+// never asked for; the client ends with no work left.
+func TestPromiseFloodBounded(t *testing.T) {
+	rc := &requestCounter{}
+	h := origintest.New(t, origintest.Options{Files: 1, Wrap: rc.wrap})
+	big := make([]byte, 2<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	os.WriteFile(filepath.Join(h.Dir, "big.bin"), big, 0o644)
+	f := announceForged(h, "flood")
+	tc := runClient(h, clientConfig(h))
+	tc.waitJoined(1)
+	list(h, wellknown.SessionID(&f.ad), "/big.bin", 1000)
+	const forged = 500
+	for range 50 {
+		f.promise("/big.bin")
+	}
+	for i := range forged {
+		f.promise(fmt.Sprintf("/forged-%d.bin", i))
+	}
+	waitSettled(tc, 50+forged)
+	tc.waitPaths(30*time.Second, []string{"/big.bin"})
+	if n := rc.count("/big.bin"); n != 1 {
+		t.Errorf("/big.bin downloaded %d times", n)
+	}
+	if n := rc.prefixed("/forged-"); n != 0 {
+		t.Errorf("%d requests for forged paths", n)
+	}
+	if ds := tc.deliveries("/big.bin"); len(ds) != 1 || !bytes.Equal(readBody(t, ds[0]), big) {
+		t.Errorf("/big.bin delivered %d times", len(ds))
+	}
+	st := tc.c.Stats()
+	t.Logf("stats: unlisted %d, merged %d, held dropped %d, jobs dropped %d", st.Unlisted, st.Merged, st.HeldDropped, st.JobsDropped)
+	if st.Unlisted+st.HeldDropped != forged {
+		t.Errorf("unlisted %d + held dropped %d, want %d", st.Unlisted, st.HeldDropped, forged)
+	}
+}
+
+// TestPromiseFloodWithoutCatalogue: an origin that serves no description
+// (sessions from Alt-Svc only) gives the client no catalogue to check
+// promises against; MaxJobs bounds the work then. The origin never answers
+// the forged paths, so no job ends: exactly MaxJobs requests, the other
+// promises dropped and counted.
+func TestPromiseFloodWithoutCatalogue(t *testing.T) {
+	rc := &requestCounter{hang: "/forged-"}
+	h := origintest.New(t, origintest.Options{Files: 1, Wrap: rc.wrap, Front: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, wellknown.Path) {
+				http.NotFound(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	f := announceForged(h, "flood-altsvc")
+	cfg := clientConfig(h)
+	cfg.MaxJobs, cfg.RepairConcurrency, cfg.RequestTimeout = 8, 8, time.Hour
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	const forged = 200
+	for i := range forged {
+		f.promise(fmt.Sprintf("/forged-%d.bin", i))
+	}
+	unicasttest.WaitFor(t, 30*time.Second, "every forged promise failed and dropped or taken", func() bool {
+		return settledPushes(tc) >= forged && tc.c.Stats().JobsDropped >= forged-cfg.MaxJobs
+	})
+	unicasttest.WaitFor(t, 10*time.Second, "the jobs' first requests", func() bool { return rc.prefixed("/forged-") >= cfg.MaxJobs })
+	if n, st := rc.prefixed("/forged-"), tc.c.Stats(); n != cfg.MaxJobs || st.JobsDropped != forged-cfg.MaxJobs {
+		t.Errorf("%d requests, %d promises dropped; want %d and %d", n, st.JobsDropped, cfg.MaxJobs, forged-cfg.MaxJobs)
+	}
+}
+
+// TestPromiseFlood200k: 200,000 forged promises of paths the origin never
+// pushed. No request reaches the origin for them, the client ends with
+// nothing held and no job, and the heap stays under 256 MiB throughout
+// (sampled; the receiver's own caps are the receive path's).
+func TestPromiseFlood200k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200,000 promises")
+	}
+	rc := &requestCounter{}
+	h := origintest.New(t, origintest.Options{Files: 1, Wrap: rc.wrap})
+	f := announceForged(h, "flood-200k")
+	tc := runClient(h, clientConfig(h))
+	tc.waitJoined(1)
+	peak := sampleHeap(t)
+	const n = 200_000
+	for p := range f.f.PromiseFlood(n, func(i int) string { return fmt.Sprintf("/f/%d", i) }) {
+		if err := f.conn.Send(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unicasttest.WaitFor(t, 2*time.Minute, "every promise settled and nothing left to do", func() bool {
+		return settledPushes(tc) >= n && tc.idle()
+	})
+	st := tc.c.Stats()
+	max := peak()
+	t.Logf("heap peak %d MiB; unlisted %d, held dropped %d, jobs dropped %d, requests %d", max>>20, st.Unlisted, st.HeldDropped, st.JobsDropped, rc.prefixed("/f/"))
+	if n := rc.prefixed("/f/"); n != 0 {
+		t.Errorf("%d requests reached the origin", n)
+	}
+	if max > 256<<20 {
+		t.Errorf("heap peaked at %d MiB", max>>20)
+	}
+}
+
+// sampleHeap samples the heap in use every 50 ms until the returned
+// function, which returns the peak, is called.
+func sampleHeap(t *testing.T) func() uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	finish := func() uint64 {
+		once.Do(func() { close(stop); <-done })
+		return peak.Load()
+	}
+	t.Cleanup(func() { finish() })
+	return finish
+}
+
+// TestRepairThroughBoundedBuffer: a push of a 64 MiB file that brings only
+// its first KiB is repaired with one range request of the rest, read
+// through a bounded buffer into the body on disk: the whole test
+// allocates far less than the part (before, the client allocated the
+// whole part at once).
+func TestRepairThroughBoundedBuffer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB")
+	}
+	h := origintest.New(t, origintest.Options{Files: 1})
+	const size = 64 << 20
+	content := make([]byte, size)
+	for i := range content {
+		content[i] = byte(i>>9) ^ byte(i)
+	}
+	os.WriteFile(filepath.Join(h.Dir, "huge.bin"), content, 0o644)
+	h.Content["/huge.bin"] = content
+	f := announceForged(h, "huge")
+	e := list(h, wellknown.SessionID(&f.ad), "/huge.bin", 0)
+	cfg := clientConfig(h)
+	cfg.Storage = h3m.DirStorage{Dir: t.TempDir()}
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	hdr := http.Header{"Etag": {e.ETag}, "Content-Digest": {e.ContentDigest}, "Digest": {e.Digest}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f.push("/huge.bin", hdr, content[:1024], size)
+	tc.waitPaths(time.Minute, []string{"/huge.bin"})
+	runtime.ReadMemStats(&after)
+	ds := tc.checkExact(h, []string{"/huge.bin"})
+	if len(ds) == 1 && ds[0].Via != ViaRepair {
+		t.Errorf("delivered via %s, want repair", ds[0].Via)
+	}
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d MiB while repairing %d MiB", allocated>>20, size>>20)
+	if allocated > size/2 {
+		t.Errorf("allocated %d MiB to repair a %d MiB part", allocated>>20, size>>20)
+	}
 }

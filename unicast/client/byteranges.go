@@ -117,11 +117,27 @@ func partialParts(resp *http.Response, fn func(rangePart) error) error {
 	return fn(rangePart{cr: cr, body: resp.Body})
 }
 
-// readPart reads exactly the bytes a part's Content-Range announces into
-// dst (len == Last-First+1) and checks that no more follow.
-func readPart(p rangePart, dst []byte) error {
-	if _, err := io.ReadFull(p.body, dst); err != nil {
-		return fmt.Errorf("%w: part bytes %d-%d: body shorter than its range: %v", ErrMalformedResponse, p.cr.First, p.cr.Last, err)
+// partBuffer is the size of the buffer a part is read through: a part of
+// any size (a range request may ask for hundreds of megabytes) costs no
+// more memory than this.
+const partBuffer = 32 << 10
+
+// copyPart reads exactly the bytes a part's Content-Range announces,
+// through buf, handing each piece read to fn with its representation
+// offset, and checks that no more follow.
+func copyPart(p rangePart, buf []byte, fn func(off int64, b []byte) error) error {
+	off, end := p.cr.First, p.cr.Last+1
+	for off < end {
+		n, err := io.ReadFull(p.body, buf[:min(int64(len(buf)), end-off)])
+		if n > 0 {
+			if ferr := fn(off, buf[:n]); ferr != nil {
+				return ferr
+			}
+			off += int64(n)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: part bytes %d-%d: body shorter than its range: %v", ErrMalformedResponse, p.cr.First, p.cr.Last, err)
+		}
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(p.body, one[:]); n > 0 {

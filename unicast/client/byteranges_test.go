@@ -137,3 +137,11 @@ func TestPartialPartsMalformed(t *testing.T) {
 		}
 	}
 }
+
+// readPart reads a whole part into dst (len == Last-First+1).
+func readPart(p rangePart, dst []byte) error {
+	return copyPart(p, make([]byte, 7), func(off int64, b []byte) error {
+		copy(dst[off-p.cr.First:], b)
+		return nil
+	})
+}

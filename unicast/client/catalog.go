@@ -8,10 +8,11 @@ import (
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
-// apply takes a new description into account: new sessions are joined,
-// state changes recorded, and the catalogue checked for resources that
-// multicast did not deliver.
-func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool) {
+// apply takes a new description, read from started on, into account: new
+// sessions are joined, state changes recorded, the catalogue checked for
+// resources that multicast did not deliver, and the pushes held before the
+// read judged again (gate.go).
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool, started time.Time) {
 	now := time.Now()
 	c.keys.setListed(d.Keys, !d.FromAltSvc)
 	var joins []*csession
@@ -35,6 +36,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	}
 	if !d.FromAltSvc {
 		c.mergeCatalogLocked(c.checkEntriesLocked(d), now)
+		c.indexCatalogLocked()
 	}
 	present := make(map[string]bool, len(d.Sessions))
 	for i := range d.Sessions {
@@ -77,12 +79,16 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		}
 	}
 	starts := c.catalogJobsLocked(now)
+	released := c.releaseHeldLocked(started, false)
 	c.mu.Unlock()
 	for _, cs := range joins {
 		c.join(ctx, cs)
 	}
 	for _, j := range starts {
 		c.startJob(ctx, j)
+	}
+	for _, o := range released {
+		c.settle(ctx, o)
 	}
 }
 
@@ -136,7 +142,11 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		if !ok {
 			c.seen[key], first = now, now
 		}
-		if c.busy[e.Path] > 0 || c.jobs[key] != nil {
+		if f := c.fetching[e.Path]; f != nil {
+			f.alsoLocked(key) // the fetch under way brings it
+			continue
+		}
+		if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {
 			continue
 		}
 		if !c.fallback && !c.lostLocked(e, first, now) {
@@ -207,7 +217,7 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 func (c *Client) finished() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.knownSessions == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
+	if c.knownSessions == 0 || len(c.jobs) > 0 || len(c.held) > 0 || !c.descAt.After(c.endAt) {
 		return false
 	}
 	for _, cs := range c.sessions {

@@ -24,6 +24,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/unicast/internal/caplog"
 	"github.com/h3m-project/h3m/unicast/internal/trace"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
@@ -57,6 +58,8 @@ const (
 	DefaultEndDrain          = 2 * time.Second
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
+	DefaultMaxJobs           = 256
+	DefaultMaxHeld           = 256
 )
 
 // Config configures a Client.
@@ -141,6 +144,16 @@ type Config struct {
 	// mismatch, refused) a resource gets before it is given up. Network
 	// errors and 5xx are retried for as long as the client runs.
 	MaxBadResponses int
+	// MaxJobs caps the unicast jobs (repairs and fetches) under way or
+	// waiting at once (DefaultMaxJobs). A push that would start one more
+	// is not acted on (Stats.JobsDropped, and a log line); catalogue
+	// entries wait for a free place instead.
+	MaxJobs int
+	// MaxHeld caps the pushes held until a catalogue read decides them
+	// (DefaultMaxHeld): those that do not match the catalogue's current
+	// entry for their path, or whose path it does not list yet. Beyond it
+	// they are dropped (Stats.HeldDropped, and a log line).
+	MaxHeld int
 
 	// FallbackAfter switches to unicast when an active session delivers no
 	// packet for this long (or cannot be joined).
@@ -258,6 +271,16 @@ type Stats struct {
 	// OffOrigin counts requests refused because their URL was not on the
 	// origin (ErrOffOrigin); it stays 0 unless something is wrong.
 	RejectedPaths, OffOrigin int
+	// Stale counts pushes refused because the catalogue lists another
+	// representation of their path as current (a replayed older version);
+	// Unlisted the unicast work refused for paths the catalogue does not
+	// list (forged promises); Merged the pushes whose unicast work joined
+	// a fetch of the same path under way, or whose current version was
+	// already received.
+	Stale, Unlisted, Merged int
+	// JobsDropped and HeldDropped count the pushes not acted on because
+	// MaxJobs or MaxHeld was reached.
+	JobsDropped, HeldDropped int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -300,7 +323,15 @@ type Client struct {
 	stats         Stats
 	// badEntryLogged: a catalogue entry with a bad path was logged.
 	badEntryLogged bool
-	wg             sync.WaitGroup
+	// current indexes the catalogue's current entry of each path;
+	// held are the pushes waiting for a catalogue read (gate.go);
+	// fetching the whole fetches under way, by path.
+	current  map[string]int
+	held     []*outcome
+	fetching map[string]*job
+	// The logs of the caps and checks that bite.
+	staleLog, unlistedLog, heldLog, jobsLog caplog.Limit
+	wg                                      sync.WaitGroup
 }
 
 // NewClient checks cfg and returns a client; Run starts it.
@@ -327,6 +358,8 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&cfg.MaxJobs, DefaultMaxJobs)
+	setDefault(&cfg.MaxHeld, DefaultMaxHeld)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
@@ -368,6 +401,8 @@ func New(cfg Config) (*Client, error) {
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
 		resolved:   make(map[string]time.Time),
+		current:    make(map[string]int),
+		fetching:   make(map[string]*job),
 	}
 	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
 		c.count(func(st *Stats) { st.OffOrigin++ })
@@ -421,14 +456,16 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		c.wg.Wait()
+		c.dropHeld()
 		c.tr.Close()
 	}()
 
 	backoff := c.cfg.RepairBackoff
 	for {
+		started := time.Now()
 		d, err := c.describe(ctx)
 		if err == nil {
-			c.apply(ctx, d, true)
+			c.apply(ctx, d, true, started)
 			break
 		}
 		c.mu.Lock()
@@ -507,6 +544,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-c.pollNow:
 		}
 		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		started := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -521,13 +559,14 @@ func (c *Client) pollLoop(ctx context.Context) {
 			}
 			failing = true
 			c.log.Log(ctx, level, "reading the h3m description failed; keeping the last one", "err", err)
+			c.unchecked(ctx, started)
 			continue
 		}
 		if failing {
 			c.log.Info("h3m description read again")
 			failing = false
 		}
-		c.apply(ctx, d, false)
+		c.apply(ctx, d, false, started)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/h3m-project/h3m/internal/forger"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/http3"
 )
@@ -47,17 +50,17 @@ func announceForged(h *origintest.Harness, id string) *forgery {
 	if err := h.Sessions.Activate(sid); err != nil {
 		t.Fatal(err)
 	}
+	var ad *altsvc.Advertisement
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ads, err := forger.Discover(ctx, h.HTTPClient(), h.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ad *altsvc.Advertisement
-	for i := range ads {
-		if wellknown.SessionID(&ads[i]) == sid {
-			ad = &ads[i]
+	if ads, err := forger.Discover(ctx, h.HTTPClient(), h.URL()); err == nil {
+		for i := range ads {
+			if wellknown.SessionID(&ads[i]) == sid {
+				ad = &ads[i]
+			}
 		}
+	} else if s, ok := h.Sessions.Get(sid); ok {
+		ad = &s.Advertisement // an origin that serves no description
 	}
 	if ad == nil {
 		t.Fatalf("session %s is not in the description", sid)
@@ -140,29 +143,107 @@ func startCountingServer(h *origintest.Harness) *countingServer {
 	return cs
 }
 
-// waitSettled waits until the receiver of the client's only session has
-// settled n pushes (complete, incomplete or failed) and the client has no
-// unicast work left.
+// waitSettled waits until the receivers of the client have settled n
+// pushes (complete, incomplete or failed) and the client has no unicast
+// work left.
 func waitSettled(tc *testClient, n uint64) {
 	tc.t.Helper()
-	unicasttest.WaitFor(tc.t, 30*time.Second, fmt.Sprintf("%d pushes settled and no unicast job left", n), func() bool {
-		c := tc.c
-		c.mu.Lock()
-		var rcvs []*h3m.Receiver
-		for _, cs := range c.sessions {
-			cs.mu.Lock()
-			if cs.rcv != nil {
-				rcvs = append(rcvs, cs.rcv)
-			}
-			cs.mu.Unlock()
-		}
-		idle := len(c.jobs) == 0
-		c.mu.Unlock()
-		var settled uint64
-		for _, r := range rcvs {
-			st := r.Stats()
-			settled += st.Complete + st.Incomplete + st.Failed
-		}
-		return idle && settled >= n
+	unicasttest.WaitFor(tc.t, 60*time.Second, fmt.Sprintf("%d pushes settled and no unicast job left", n), func() bool {
+		return settledPushes(tc) >= n && tc.idle()
 	})
+}
+
+// requestCounter counts the requests an origin's file handler gets, by
+// path; paths under hang are never answered (until the test ends).
+type requestCounter struct {
+	mu    sync.Mutex
+	by    map[string]int
+	total int
+	hang  string
+}
+
+func (rc *requestCounter) wrap(_ *origin.FileServer, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		if rc.by == nil {
+			rc.by = map[string]int{}
+		}
+		rc.by[r.URL.Path]++
+		rc.total++
+		hang := rc.hang != "" && strings.HasPrefix(r.URL.Path, rc.hang)
+		rc.mu.Unlock()
+		if hang {
+			<-r.Context().Done()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (rc *requestCounter) count(path string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.by[path]
+}
+
+func (rc *requestCounter) all() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.total
+}
+
+// prefixed counts the requests for paths that start with prefix.
+func (rc *requestCounter) prefixed(prefix string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	n := 0
+	for p, k := range rc.by {
+		if strings.HasPrefix(p, prefix) {
+			n += k
+		}
+	}
+	return n
+}
+
+// list adds the catalogue entry of file path (as the origin serves it) to
+// h's catalogue, as pushed now in session sid.
+func list(h *origintest.Harness, sid, path string, pushID uint64) wellknown.CatalogEntry {
+	h.T.Helper()
+	f, rep, err := h.Files.Open(path)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	f.Close()
+	e := wellknown.CatalogEntry{Path: path, Size: rep.Size, ContentType: rep.ContentType, ETag: rep.ETag,
+		ContentDigest: rep.ContentDigest, Digest: rep.Digest, Pushed: time.Now(), Session: sid, PushID: pushID}
+	h.Catalog.Add(e)
+	return e
+}
+
+// settledPushes is how many pushes the receivers of tc's client settled.
+func settledPushes(tc *testClient) uint64 {
+	c := tc.c
+	c.mu.Lock()
+	var rcvs []*h3m.Receiver
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		if cs.rcv != nil {
+			rcvs = append(rcvs, cs.rcv)
+		}
+		cs.mu.Unlock()
+	}
+	c.mu.Unlock()
+	var n uint64
+	for _, r := range rcvs {
+		st := r.Stats()
+		n += st.Complete + st.Incomplete + st.Failed
+	}
+	return n
+}
+
+// idle reports whether the client has no unicast job and holds nothing.
+func (tc *testClient) idle() bool {
+	tc.c.mu.Lock()
+	defer tc.c.mu.Unlock()
+	return len(tc.c.jobs) == 0 && len(tc.c.held) == 0
 }

@@ -309,23 +309,23 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	if resp := res.Response(); resp != nil {
 		h = h3frame.MergeTrailer(resp.Header, res.Trailer())
 	}
+	o := &outcome{cs: cs, res: res, path: path, h: h, verifier: verifier}
 	switch e.Kind {
 	case h3m.EventComplete:
 		_, length, _ := res.Span()
-		d := &Delivery{
+		o.kind = outDeliver
+		o.d = &Delivery{
 			Path: path, ETag: h.Get("Etag"), Via: ViaMulticast, Session: cs.id, PushID: res.PushID,
 			Status: res.Response().Status, Size: length, Header: h, Body: res.Body(),
 		}
-		if !c.deliver(d) {
-			discard(res.Body())
-		}
 	case h3m.EventIncomplete:
-		c.startRepair(ctx, cs, verifier, res, path, h)
+		o.kind = outRepair
 	case h3m.EventFailed:
-		_, why := res.State()
-		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", why)
-		c.startFetch(ctx, cs, res, path, h, why)
+		o.kind = outFetch
+		_, o.why = res.State()
+		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", o.why)
 	}
+	c.settle(ctx, o)
 }
 
 func (c *Client) unbusyLocked(path string) {
