@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"fmt"
 	"net/http"
 	"os"
@@ -289,5 +290,41 @@ func TestRepairThroughBoundedBuffer(t *testing.T) {
 	t.Logf("allocated %d MiB while repairing %d MiB", allocated>>20, size>>20)
 	if allocated > size/2 {
 		t.Errorf("allocated %d MiB to repair a %d MiB part", allocated>>20, size>>20)
+	}
+}
+
+// TestSenderRestartedWithNewKeys: the origin restarts and its sender runs
+// the same session ID with new keys. The client leaves the old session,
+// joins the new one, and what is pushed then arrives by multicast (before,
+// the client kept the old keys, heard nothing it could open and stayed in
+// fallback for good).
+func TestSenderRestartedWithNewKeys(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 2, MaxSize: 20 << 10, Seed: 61})
+	ad := unicasttest.Ad(t, "same-id")
+	if _, err := h.Pub.Start(ad); err != nil {
+		t.Fatal(err)
+	}
+	tc := runClient(h, clientConfig(h))
+	tc.waitJoined(1)
+	h.PushAll(h.Paths[:1])
+	tc.waitPaths(10*time.Second, h.Paths[:1])
+
+	h.Restart()
+	ad.Session = ad.Session.Clone()
+	ad.Session.Secret = make([]byte, len(ad.Session.Secret)) // the same session but for its key
+	crand.Read(ad.Session.Secret)
+	if _, err := h.Pub.Start(ad); err != nil {
+		t.Fatal(err)
+	}
+	unicasttest.WaitFor(t, 10*time.Second, "the client to join the session again", func() bool { return tc.c.Stats().Joins >= 2 })
+	h.PushAll(h.Paths[1:])
+	tc.waitPaths(10*time.Second, h.Paths[1:])
+	for _, d := range tc.checkExact(h, h.Paths) {
+		if d.Via != ViaMulticast {
+			t.Errorf("%s via %s, want multicast", d.Path, d.Via)
+		}
+	}
+	if st := tc.c.Stats(); st.Replaced != 1 {
+		t.Errorf("replaced %d sessions, want 1", st.Replaced)
 	}
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/h3m-project/h3m/unicast/wellknown"
@@ -16,6 +17,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	now := time.Now()
 	c.keys.setListed(d.Keys, !d.FromAltSvc)
 	var joins []*csession
+	var leave []context.CancelFunc
 	c.mu.Lock()
 	if ctx.Err() != nil {
 		c.mu.Unlock()
@@ -47,22 +49,18 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			if si.State == wellknown.StateEnded {
 				continue // over before we knew it; its catalogue entries still count
 			}
-			cs = &csession{id: si.ID, ad: si.Advertisement, state: si.State, joining: true, inProgress: map[uint64]string{},
-				manifests: si.Manifests}
-			if cs.manifests == "" {
-				cs.manifests = wellknown.ManifestPath(si.ID) // an Alt-Svc-only origin may still serve them
-			}
-			if si.State == wellknown.StateActive {
-				cs.activeSince = now
-			}
-			c.sessions[si.ID] = cs
+			joins = append(joins, c.newSessionLocked(si, now))
 			c.knownSessions++
-			joins = append(joins, cs)
 			c.log.Info("h3m session found", "session", si.ID, "state", si.State, "group", si.Advertisement.Session.Group.String(), "successor", si.Successor)
 			continue
 		}
-		if !sameSession(&cs.ad, &si.Advertisement) {
-			c.log.Error("session parameters changed under the same session ID; keeping the first ones", "session", si.ID)
+		if !sameSession(&cs.ad, &si.Advertisement) && si.State != wellknown.StateEnded {
+			// The sender restarted under the same session ID with new keys
+			// (or other parameters): the session joined is gone, and its
+			// receiver would hear nothing it can open, for good. Leave it
+			// and join the one the description describes now.
+			leave = append(leave, c.replaceSessionLocked(cs, si, now))
+			joins = append(joins, c.sessions[si.ID])
 			continue
 		}
 		c.setStateLocked(cs, si.State, now)
@@ -81,6 +79,11 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	starts := c.catalogJobsLocked(now)
 	released := c.releaseHeldLocked(started, false)
 	c.mu.Unlock()
+	for _, cancel := range leave {
+		if cancel != nil {
+			cancel()
+		}
+	}
 	for _, cs := range joins {
 		c.join(ctx, cs)
 	}
@@ -90,6 +93,52 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	for _, o := range released {
 		c.settle(ctx, o)
 	}
+}
+
+// newSessionLocked records the session si describes, to be joined.
+func (c *Client) newSessionLocked(si *wellknown.SessionInfo, now time.Time) *csession {
+	cs := &csession{id: si.ID, ad: si.Advertisement, state: si.State, joining: true, inProgress: map[uint64]string{},
+		manifests: si.Manifests}
+	if cs.manifests == "" {
+		cs.manifests = wellknown.ManifestPath(si.ID) // an Alt-Svc-only origin may still serve them
+	}
+	if si.State == wellknown.StateActive {
+		cs.activeSince = now
+	}
+	c.sessions[si.ID] = cs
+	return cs
+}
+
+// replaceSessionLocked replaces old, whose parameters the description no
+// longer gives under its ID, by a new session of si: old is left (its
+// receiver's cancel is returned, to call without the lock), its pushes in
+// progress forgotten, and every push of the new one expected, from push ID
+// 0 (a restarted sender counts again). Catalogue entries of the ID pushed
+// before the new session was announced are the old one's: forgotten too.
+func (c *Client) replaceSessionLocked(old *csession, si *wellknown.SessionInfo, now time.Time) context.CancelFunc {
+	old.mu.Lock()
+	old.replaced, old.left, old.leaving = true, true, true
+	cancel := old.cancel
+	paths := old.inProgress
+	old.inProgress = map[uint64]string{}
+	old.mu.Unlock()
+	for _, p := range paths {
+		c.unbusyLocked(p)
+	}
+	delete(c.expectFrom, si.ID)
+	since := si.Announced
+	if since.IsZero() {
+		since = si.Started
+	}
+	if !since.IsZero() {
+		c.catalog = slices.DeleteFunc(c.catalog, func(e wellknown.CatalogEntry) bool { return e.Session == si.ID && e.Pushed.Before(since) })
+		c.indexCatalogLocked()
+	}
+	c.newSessionLocked(si, now)
+	c.stats.Replaced++
+	c.log.Warn("session parameters changed under the same session ID (the sender restarted with new keys?): leaving the old session and joining the new one",
+		"session", si.ID, "group", si.Advertisement.Session.Group.String())
+	return cancel
 }
 
 // checkEntriesLocked drops the catalogue entries of d whose path is not an

@@ -255,8 +255,10 @@ type Stats struct {
 	DescriptionErrors                     int
 	Joins, JoinErrors, Leaves             int
 	// Refused counts joins refused because the session is symmetric and
-	// RequireAsymmetric is set.
-	Refused int
+	// RequireAsymmetric is set. Replaced counts sessions left because the
+	// description gave new parameters (keys) under their ID: a sender
+	// restarted with the same session ID, joined again as a new session.
+	Refused, Replaced int
 	// ManifestRequests are the requests for manifests (streams included),
 	// ManifestStreams the long-lived streams opened (ManifestStreamsOpen of
 	// them open now, ManifestStreamsClosed closed because in-band

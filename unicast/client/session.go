@@ -58,8 +58,9 @@ type csession struct {
 	maxPromised uint64
 	promised    bool
 
-	sawEnd bool // the receiver saw the session end
-	left   bool // left for good
+	sawEnd   bool // the receiver saw the session end
+	left     bool // left for good
+	replaced bool // the description gives other parameters under its ID now
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
 }
@@ -246,6 +247,17 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 // It runs on the receiver's goroutine, under the receiver's lock.
 func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	res := e.Resource
+	cs.mu.Lock()
+	replaced := cs.replaced
+	cs.mu.Unlock()
+	if replaced {
+		// The last events of a session replaced under its ID: its new
+		// session, and the catalogue, have what counts.
+		if st, _ := res.State(); st != h3m.StateReceiving {
+			discard(res.Body())
+		}
+		return
+	}
 	switch e.Kind {
 	case h3m.EventPromised:
 		path := res.Path()
