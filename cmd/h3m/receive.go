@@ -73,6 +73,7 @@ type clientFlags struct {
 	requireAsym    bool
 	requireSig     bool
 	manifests      string
+	maxSize        int64
 	qlogDir        string
 	tracer         func(sessionID []byte) qlogwriter.Trace // set by check
 }
@@ -87,6 +88,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.requireAsym, "require-asymmetric", false, "refuse to join symmetric sessions (their packets can be forged by any receiver); get their resources over unicast")
 	fs.BoolVar(&c.requireSig, "require-signature", false, "accept from multicast only resources signed with a key the server publishes over TLS")
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
+	fs.Int64Var(&c.maxSize, "max-resource-size", 0, "largest resource accepted, by multicast or unicast, in bytes (0: no cap when written to disk, 256 MiB when held in memory)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
 }
 
@@ -95,6 +97,9 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 func (c *clientFlags) check(e *env) error {
 	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
+	}
+	if c.maxSize < 0 {
+		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
 	}
 	var err error
 	c.tracer, err = qlogSetup(c.qlogDir, "receiver", e.log)
@@ -106,7 +111,7 @@ func (c *clientFlags) config(e *env) client.Config {
 	return client.Config{
 		URL: c.url, CAFile: c.ca, Interface: c.iface,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
-		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode,
+		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
 		Tracer:   c.tracer,
 		Logger:   e.log,
@@ -152,7 +157,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	defer root.RemoveAll(partialDir)
 	partial := filepath.Join(out, partialDir)
 	cfg := cf.config(e)
-	cfg.Storage = h3m.DirStorage{Dir: partial}
+	cfg.Storage = h3m.DirStorage{Dir: partial, MaxSize: max(cf.maxSize, 0)}
 	cfg.ExitOnEnd = true
 	var mu sync.Mutex
 	var failures []string

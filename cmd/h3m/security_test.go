@@ -123,3 +123,29 @@ func TestServeRefusesItsKeyInTheFolder(t *testing.T) {
 		t.Error("serve created its key in the folder it would serve")
 	}
 }
+
+// TestReceiveMaxResourceSize: --max-resource-size caps what receive
+// accepts, by multicast and by unicast alike: the larger file fails (and
+// is reported), the smaller one arrives.
+func TestReceiveMaxResourceSize(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	big, small := make([]byte, 150_000), make([]byte, 10_000)
+	os.WriteFile(filepath.Join(src, "big.bin"), big, 0o644)
+	os.WriteFile(filepath.Join(src, "small.bin"), small, 0o644)
+	listen := "127.0.0.1:24440"
+	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "10s",
+		"--group", "232.255.7.8", "--port", "5708", "--listen", listen, "--rate", "200000000")
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", filepath.Join(srv.cmd.Dir, "h3m-cert.pem"),
+		"--out", out, "--max-resource-size", "100000")
+	err := rcv.wait(t, 60*time.Second)
+	if err == nil || !strings.Contains(rcv.output(), "big.bin") || !strings.Contains(rcv.output(), "cap 100000") {
+		t.Errorf("receive did not refuse big.bin (%v):\n%s", err, rcv.output())
+	}
+	if _, err := os.Stat(filepath.Join(out, "big.bin")); err == nil {
+		t.Error("big.bin stored")
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "small.bin")); err != nil || len(b) != len(small) {
+		t.Errorf("small.bin: %d bytes, %v", len(b), err)
+	}
+}

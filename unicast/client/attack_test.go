@@ -328,3 +328,54 @@ func TestSenderRestartedWithNewKeys(t *testing.T) {
 		t.Errorf("replaced %d sessions, want 1", st.Replaced)
 	}
 }
+
+// TestUnicastCapFollowsStorage: bodies written to disk are not capped by
+// default over unicast either (multicast never capped them): a 257 MiB
+// resource is fetched whole into a DirStorage. Bodies held in memory keep
+// a cap by default.
+func TestUnicastCapFollowsStorage(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want int64
+	}{
+		{Config{}, DefaultMaxResourceSize},
+		{Config{Storage: h3m.MemoryStorage{MaxSize: 1 << 20}}, DefaultMaxResourceSize},
+		{Config{Storage: h3m.DirStorage{Dir: "x"}}, -1},
+		{Config{Storage: h3m.DirStorage{Dir: "x"}, MaxResourceSize: 1000}, 1000},
+		{Config{MaxResourceSize: -1}, -1},
+	} {
+		c.cfg.URL, c.cfg.Interface = "https://127.0.0.1:1/", "lo"
+		cl, err := New(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.cfg.MaxResourceSize; got != c.want {
+			t.Errorf("storage %T, MaxResourceSize %d: cap %d, want %d", c.cfg.Storage, c.cfg.MaxResourceSize, got, c.want)
+		}
+	}
+	if testing.Short() {
+		t.Skip("257 MiB")
+	}
+	h := origintest.New(t, origintest.Options{Files: 1})
+	const size = DefaultMaxResourceSize + 1<<20
+	// Sparse: no data on the origin's disk.
+	if err := os.WriteFile(filepath.Join(h.Dir, "large.bin"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(h.Dir, "large.bin"), size); err != nil {
+		t.Fatal(err)
+	}
+	f := announceForged(h, "large")
+	list(h, wellknown.SessionID(&f.ad), "/large.bin", 0)
+	cfg := clientConfig(h)
+	cfg.Storage = h3m.DirStorage{Dir: t.TempDir()}
+	cfg.RequestTimeout = time.Minute
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	f.promise("/large.bin") // fails: fetched whole
+	tc.waitPaths(2*time.Minute, []string{"/large.bin"})
+	d := tc.deliveries("/large.bin")[0]
+	if d.Err != nil || d.Size != size || d.Via != ViaFallback {
+		t.Fatalf("/large.bin: %d bytes via %s, %v", d.Size, d.Via, d.Err)
+	}
+}

@@ -92,7 +92,12 @@ type Config struct {
 	// MaxResourceSize. For a resource fetched whole over unicast without
 	// a multicast copy, NewBody is called with a nil *h3m.Resource.
 	Storage h3m.Storage
-	// MaxResourceSize caps a resource (0: DefaultMaxResourceSize).
+	// MaxResourceSize caps a resource, received by multicast (in the
+	// default storage; give other storage its own cap, as
+	// h3m.DirStorage.MaxSize) or fetched over unicast. 0 means
+	// DefaultMaxResourceSize when bodies are held in memory (Storage nil
+	// or an h3m.MemoryStorage) and no cap otherwise (bodies on disk, whose
+	// size the multicast path does not cap either); negative means no cap.
 	MaxResourceSize int64
 	// Verifier checks multicast and repaired resources (see h3m.Verifier).
 	Verifier *h3m.Verifier
@@ -358,7 +363,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
-	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
+	cfg.MaxResourceSize = resourceCap(cfg.MaxResourceSize, cfg.Storage)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&cfg.MaxJobs, DefaultMaxJobs)
 	setDefault(&cfg.MaxHeld, DefaultMaxHeld)
@@ -412,6 +417,22 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.keys = newKeyResolver(c)
 	return c, nil
+}
+
+// resourceCap is the cap of Config.MaxResourceSize configured as max for
+// storage: -1 for none.
+func resourceCap(max int64, storage h3m.Storage) int64 {
+	switch {
+	case max > 0:
+		return max
+	case max < 0:
+		return -1
+	}
+	switch storage.(type) {
+	case nil, h3m.MemoryStorage, *h3m.MemoryStorage:
+		return DefaultMaxResourceSize
+	}
+	return -1
 }
 
 // verifier returns the checks for a session's multicast resources: the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -37,12 +38,18 @@ type outcome struct {
 	verifier *h3m.Verifier
 	why      error     // outFetch: why the push failed
 	d        *Delivery // outDeliver
-	// at is when the outcome was first judged and held; fresh is set once
-	// a catalogue read that started after at has completed: the catalogue
-	// then knows of any push that came before.
+	// at is when the outcome was first judged and held; reads counts the
+	// catalogue reads that started after at and completed. The origin lists
+	// a push as soon as it has sent it, so the first such read almost
+	// always knows of it; the outcome is refused only after the second
+	// (freshReads), so that a push listed a moment late is not.
 	at    time.Time
-	fresh bool
+	reads int
 }
+
+// freshReads is how many catalogue reads started after a push was held
+// must disagree with it before it is refused.
+const freshReads = 2
 
 // The verdicts of the catalogue on an outcome.
 type verdict int
@@ -77,16 +84,18 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 	switch {
 	case v == vAct:
 		c.act(ctx, o)
-	case !o.fresh:
+	case o.reads < freshReads:
 		c.hold(o)
 	case v == vStale:
 		c.count(func(st *Stats) { st.Stale++ })
-		c.staleLog.Bit(c.log, "refusing a push: the catalogue lists another representation of its path as current (a replayed older version?); the current one comes from the catalogue",
+		c.staleLog.Bit(c.log, slog.LevelWarn, "refusing a push: the catalogue lists another representation of its path as current (a replayed older version?); the current one comes from the catalogue",
 			"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID, "etag", o.h.Get("Etag"), "current_etag", cur.ETag)
 		o.discard()
 	default:
+		// A forged promise, or a push the origin had not listed yet: if
+		// it lists it later, the catalogue has it fetched.
 		c.count(func(st *Stats) { st.Unlisted++ })
-		c.unlistedLog.Bit(c.log, "not fetching a pushed path the catalogue does not list (a forged promise?)",
+		c.unlistedLog.Bit(c.log, slog.LevelInfo, "not fetching a pushed path the catalogue does not list; left to the catalogue",
 			"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID)
 		o.discard()
 	}
@@ -99,12 +108,14 @@ func (c *Client) hold(o *outcome) {
 	if len(c.held) >= c.cfg.MaxHeld {
 		c.stats.HeldDropped++
 		c.mu.Unlock()
-		c.heldLog.Bit(c.log, "too many pushes wait for the catalogue; dropping one (the catalogue's own entries are still fetched)",
+		c.heldLog.Bit(c.log, slog.LevelWarn, "too many pushes wait for the catalogue; dropping one (the catalogue's own entries are still fetched)",
 			"path", wellknown.Truncate(o.path), "max_held", c.cfg.MaxHeld)
 		o.discard()
 		return
 	}
-	o.at = time.Now()
+	if o.at.IsZero() {
+		o.at = time.Now()
+	}
 	c.held = append(c.held, o)
 	c.busy[o.path]++
 	c.mu.Unlock()
@@ -115,14 +126,14 @@ func (c *Client) hold(o *outcome) {
 }
 
 // releaseHeldLocked returns the outcomes held before a catalogue read that
-// started at started (and has completed), marked fresh; with jobsOnly (the
-// read failed), only the outcomes that ask for unicast work.
+// started at started (and has completed), counting the read; with jobsOnly
+// (the read failed), only the outcomes that ask for unicast work.
 func (c *Client) releaseHeldLocked(started time.Time, jobsOnly bool) []*outcome {
 	var out []*outcome
 	kept := c.held[:0]
 	for _, o := range c.held {
 		if o.at.Before(started) && (!jobsOnly || o.kind != outDeliver) {
-			o.fresh = true
+			o.reads++
 			c.unbusyLocked(o.path)
 			out = append(out, o)
 		} else {

@@ -96,7 +96,7 @@ func (c *Client) roomLocked(path string) bool {
 		return true
 	}
 	c.stats.JobsDropped++
-	c.jobsLog.Bit(c.log, "too many unicast jobs; not acting on a push (the catalogue's entries are still fetched)",
+	c.jobsLog.Bit(c.log, slog.LevelWarn, "too many unicast jobs; not acting on a push (the catalogue's entries are still fetched)",
 		"path", wellknown.Truncate(path), "max_jobs", c.cfg.MaxJobs)
 	return false
 }
@@ -508,15 +508,19 @@ func overlaps(rs []ranges.Range, lo, hi uint64) bool {
 // the digests it carries and, when it is the representation expected (same
 // ETag), against the expected digests.
 func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
-	size := resp.ContentLength
-	if size > c.cfg.MaxResourceSize {
-		return nil, badErr(fmt.Errorf("%w: unicast: %s: %d bytes, cap %d", h3m.ErrTooLarge, j.path, size, c.cfg.MaxResourceSize))
+	size, limit := resp.ContentLength, c.cfg.MaxResourceSize
+	if limit > 0 && size > limit {
+		return nil, badErr(fmt.Errorf("%w: unicast: %s: %d bytes, cap %d", h3m.ErrTooLarge, j.path, size, limit))
 	}
 	body, err := c.storage.NewBody(j.res, size)
 	if err != nil {
 		return nil, badErr(fmt.Errorf("client: %s: %w", j.path, err))
 	}
-	n, rerr, werr := copyAt(body, io.LimitReader(resp.Body, c.cfg.MaxResourceSize+1))
+	var src io.Reader = resp.Body
+	if limit > 0 {
+		src = io.LimitReader(resp.Body, limit+1)
+	}
+	n, rerr, werr := copyAt(body, src)
 	fail := func(err error) (*Delivery, error) {
 		discard(body)
 		return nil, err
@@ -526,8 +530,8 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 		return fail(badErr(fmt.Errorf("client: %s: storing the body: %w", j.path, werr)))
 	case rerr != nil:
 		return fail(transientErr(fmt.Errorf("client: %s: reading the body: %w", j.path, rerr)))
-	case n > c.cfg.MaxResourceSize:
-		return fail(badErr(fmt.Errorf("%w: unicast: %s: over %d bytes", h3m.ErrTooLarge, j.path, c.cfg.MaxResourceSize)))
+	case limit > 0 && n > limit:
+		return fail(badErr(fmt.Errorf("%w: unicast: %s: over %d bytes", h3m.ErrTooLarge, j.path, limit)))
 	case size >= 0 && n != size:
 		return fail(transientErr(fmt.Errorf("client: %s: body of %d bytes, content-length %d", j.path, n, size)))
 	}

@@ -151,7 +151,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		Session:         p,
 		Profile:         h3m.ProfileOf(&cs.ad),
 		Storage:         c.storage,
-		MaxResourceSize: c.cfg.MaxResourceSize,
+		MaxResourceSize: max(c.cfg.MaxResourceSize, 0), // for the default storage only, which is never used here
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },

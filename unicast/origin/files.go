@@ -370,7 +370,7 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				if log == nil {
 					log = slog.Default()
 				}
-				f.rangeLog.Bit(log, "a request asks for too many ranges; serving the whole representation",
+				f.rangeLog.Bit(log, slog.LevelWarn, "a request asks for too many ranges; serving the whole representation",
 					"path", rep.Path, "ranges", n, "max_ranges", limit, "remote", r.RemoteAddr)
 			} else {
 				r.Header.Set("Range", plan)

@@ -3,6 +3,7 @@ package origin
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -409,7 +410,7 @@ func (s *Server) serveManifests(w http.ResponseWriter, r *http.Request, secure b
 	}
 	release, err := s.Manifests.takeStream(clientAddr(r.RemoteAddr))
 	if err != nil {
-		s.Manifests.capLog.Bit(s.logger(), "refusing a manifest stream", "remote", r.RemoteAddr, "err", err)
+		s.Manifests.capLog.Bit(s.logger(), slog.LevelWarn, "refusing a manifest stream", "remote", r.RemoteAddr, "err", err)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return

@@ -1,8 +1,8 @@
 // Package caplog logs the limits that bite: every cap of the unicast
-// packages has a counter and a log line when it refuses something, at
-// warning level the first time and then at most once a minute (with how
-// many times it bit since), at debug level otherwise, so that a flood
-// cannot flood the log too.
+// packages has a counter and a log line when it refuses something, at its
+// level (a warning, mostly) the first time and then at most once a minute
+// (with how many times it bit since), at debug level otherwise, so that a
+// flood cannot flood the log too.
 package caplog
 
 import (
@@ -12,20 +12,20 @@ import (
 	"time"
 )
 
-// Interval is the least time between two warnings of one Limit.
+// Interval is the least time between two lines of one Limit above debug.
 const Interval = time.Minute
 
 // Limit is the log of one cap. The zero value is ready to use.
 type Limit struct {
 	mu    sync.Mutex
 	last  time.Time
-	since uint64 // bites since the last warning
+	since uint64 // bites since the last line above debug
 }
 
-// Bit logs that the cap refused something: a warning carrying the number
-// of bites since the last warning when Interval has passed since it,
-// otherwise a debug line.
-func (l *Limit) Bit(log *slog.Logger, msg string, args ...any) {
+// Bit logs that the cap refused something: a line at level (a warning,
+// say) carrying the number of bites since the last such line when Interval
+// has passed since it, otherwise a debug line.
+func (l *Limit) Bit(log *slog.Logger, level slog.Level, msg string, args ...any) {
 	now := time.Now()
 	l.mu.Lock()
 	l.since++
@@ -35,9 +35,9 @@ func (l *Limit) Bit(log *slog.Logger, msg string, args ...any) {
 		l.last, l.since = now, 0
 	}
 	l.mu.Unlock()
-	level := slog.LevelDebug
-	if warn {
-		level = slog.LevelWarn
+	if !warn {
+		level = slog.LevelDebug
+	} else {
 		args = append(args, "times", n)
 	}
 	log.Log(context.Background(), level, msg, args...)
