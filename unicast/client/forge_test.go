@@ -156,10 +156,9 @@ func waitSettled(tc *testClient, n uint64) {
 // requestCounter counts the requests an origin's file handler gets, by
 // path; paths under hang are never answered (until the test ends).
 type requestCounter struct {
-	mu    sync.Mutex
-	by    map[string]int
-	total int
-	hang  string
+	mu   sync.Mutex
+	by   map[string]int
+	hang string
 }
 
 func (rc *requestCounter) wrap(_ *origin.FileServer, next http.Handler) http.Handler {
@@ -169,7 +168,6 @@ func (rc *requestCounter) wrap(_ *origin.FileServer, next http.Handler) http.Han
 			rc.by = map[string]int{}
 		}
 		rc.by[r.URL.Path]++
-		rc.total++
 		hang := rc.hang != "" && strings.HasPrefix(r.URL.Path, rc.hang)
 		rc.mu.Unlock()
 		if hang {
@@ -184,12 +182,6 @@ func (rc *requestCounter) count(path string) int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.by[path]
-}
-
-func (rc *requestCounter) all() int {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.total
 }
 
 // prefixed counts the requests for paths that start with prefix.
@@ -222,19 +214,8 @@ func list(h *origintest.Harness, sid, path string, pushID uint64) wellknown.Cata
 
 // settledPushes is how many pushes the receivers of tc's client settled.
 func settledPushes(tc *testClient) uint64 {
-	c := tc.c
-	c.mu.Lock()
-	var rcvs []*h3m.Receiver
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		if cs.rcv != nil {
-			rcvs = append(rcvs, cs.rcv)
-		}
-		cs.mu.Unlock()
-	}
-	c.mu.Unlock()
 	var n uint64
-	for _, r := range rcvs {
+	for _, r := range tc.c.receivers() {
 		st := r.Stats()
 		n += st.Complete + st.Incomplete + st.Failed
 	}
