@@ -45,7 +45,15 @@ fetched from the server (--manifests). --require-asymmetric refuses to join
 a symmetric session, whose packets any receiver could forge: its resources
 then come over unicast. --require-signature accepts from multicast only
 resources signed with a key the server publishes over TLS; others are
-fetched over unicast.`,
+fetched over unicast.
+
+Whatever the session's mode, a promised path that is not a plain origin-form
+target (another host, "..", a hidden name) is refused: it is never fetched
+and never written. Files are written only inside DIR, never through a link
+already there. A resource that the catalogue lists in another version as
+current (an older version replayed) is not delivered from multicast; the
+current one is fetched instead. See SECURITY.md for what each mode protects
+against.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var cf clientFlags
 			cf.register(fs)
