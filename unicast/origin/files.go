@@ -118,7 +118,8 @@ func (s *sniffer) Write(p []byte) (int, error) {
 // ones too. Representations are computed once per (size, modification
 // time) and cached. A directory is served as its index.html; there are no
 // listings. Paths cannot escape the directory, and names Excluded (hidden
-// files, writers' temporary files) are not found.
+// files, writers' temporary files) and symbolic links are not found: what
+// it serves is what "h3m serve" pushes.
 //
 // A request with more than MaxRanges ranges is answered with the whole
 // representation; the ranges of others are sorted, and overlapping or
@@ -186,6 +187,9 @@ func (f *FileServer) Open(urlPath string) (*os.File, Representation, error) {
 	if err != nil {
 		return nil, Representation{}, err
 	}
+	if err := f.noLinks(urlPath, name); err != nil {
+		return nil, Representation{}, err
+	}
 	file, err := f.root.Open(name)
 	if err != nil {
 		return nil, Representation{}, openErr(urlPath, err)
@@ -233,6 +237,29 @@ func (f *FileServer) representation(file *os.File, st fs.FileInfo, urlPath strin
 	f.cache[key] = cachedRep{size: st.Size(), modTime: st.ModTime(), rep: rep}
 	f.mu.Unlock()
 	return rep, nil
+}
+
+// noLinks refuses a name with a symbolic link on its way: the push set
+// ("h3m serve" scans regular files, and links to neither files nor folders)
+// has none, and a link inside the folder could name what Excluded keeps
+// out (link -> .git/config).
+func (f *FileServer) noLinks(urlPath, name string) error {
+	if name == "." {
+		return nil
+	}
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		st, err := f.root.Lstat(name[:i])
+		if err != nil {
+			return openErr(urlPath, err)
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %w (a symbolic link)", urlPath, fs.ErrNotExist)
+		}
+	}
+	return nil
 }
 
 // openErr reports an open failure as not found unless it is a permission

@@ -39,9 +39,11 @@ func TestNeverServesOrPushesExcluded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	os.Symlink(".git/config", filepath.Join(h.Dir, "config.txt")) // a link inside the folder to a hidden file
+	os.Symlink(".git", filepath.Join(h.Dir, "git"))
 	hc := h.HTTPClient()
 	base := "https://" + h.Addr
-	excluded := []string{"/.git/config", "/.env", "/sub/.hidden", "/.dir/x.bin", "/a.tmp", "/b.part", "/c~", "/.git/", "/sub/../.env"}
+	excluded := []string{"/.git/config", "/.env", "/sub/.hidden", "/.dir/x.bin", "/a.tmp", "/b.part", "/c~", "/config.txt", "/git/config", "/.git/", "/sub/../.env"}
 	for _, p := range excluded {
 		if resp, body := fetch(t, hc, "GET", base+p, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %s, %q", p, resp.Status, body)
@@ -55,7 +57,7 @@ func TestNeverServesOrPushesExcluded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, p := range excluded[:7] {
+	for _, p := range excluded[:9] {
 		if e, err := h.Pub.PushFile(ctx, p); err == nil {
 			t.Errorf("%s pushed: %+v", p, e)
 		}
