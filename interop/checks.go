@@ -271,6 +271,31 @@ func checkMulticast(share float64) func(c *caseRun) error {
 	}
 }
 
+// driveIntegrity is driveSimple, then, with Runner.Forger, the key
+// holder's forgeries once every file has arrived (so that they do not
+// shadow the sender's own stream-0 bytes while it pushes).
+func driveIntegrity(c *caseRun) error {
+	if c.forgery != nil {
+		if err := c.learnSession(); err != nil {
+			return err
+		}
+	}
+	if err := driveSimple(c); err != nil {
+		return err
+	}
+	if c.forgery == nil {
+		return nil
+	}
+	if err := c.forge(); err != nil {
+		return err
+	}
+	// Time for the receiver to see the forged pushes fail (a push
+	// timeout) while the session still runs; the checks look at what it
+	// did, whenever it did it.
+	time.Sleep(6 * time.Second)
+	return nil
+}
+
 func checkIntegrity(c *caseRun) error {
 	fwd := c.attacker.Forwarded.Load()
 	c.logf("attacker re-sent %d tampered packets", fwd)
@@ -280,6 +305,9 @@ func checkIntegrity(c *caseRun) error {
 	}
 	errs = append(errs, c.checkExact(0), c.checkExited(0, 0),
 		c.checkUnicast(0, c.contentBytes(-1), 0, 0.75, time.Time{}, time.Time{}))
+	if c.forgery != nil {
+		errs = append(errs, c.checkForgery(0))
+	}
 	return errors.Join(errs...)
 }
 

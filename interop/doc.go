@@ -8,7 +8,8 @@
 //
 // What differs is the network: every test case builds its own multi-host
 // network from Linux network namespaces — a sender host, several receiver
-// hosts and (for the integrity case) an attacker on one bridge — with
+// hosts and (for the integrity case) an attacker on one bridge, optionally a
+// key holder that forges pushes (Runner.Forger) — with
 // per-receiver random loss of multicast packets (nftables) and blackhole
 // windows, and removes it afterwards whatever happened. Where namespaces
 // cannot be made (not root), a loopback mode runs the cases that need only

@@ -289,3 +289,28 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrityKeyHolder runs the integrity case with the key-holding
+// attacker (Runner.Forger) against h3m: besides tampered packets, forged
+// pushes of paths off the origin, a hidden name and 2000 promises of paths
+// never pushed. The receiver must write none of them, contact nothing off
+// the origin, fail nothing, and still get every file.
+func TestIntegrityKeyHolder(t *testing.T) {
+	needNetns(t)
+	h3m := h3mBinary(t)
+	needCLI(t, h3m, "serve", "receive")
+	var tests []*TestCase
+	for _, tc := range TestCases() {
+		if tc.Name == "integrity" {
+			tests = append(tests, tc)
+		}
+	}
+	r := &Runner{Registry: DefaultRegistry(), Senders: []string{"h3m"}, Receivers: []string{"h3m"},
+		Tests: tests, Mode: ModeNetns, H3M: h3m, Forger: true}
+	res := runMatrix(t, r)
+	for _, c := range res.Cell("h3m", "h3m") {
+		if c.Result != Succeeded {
+			t.Errorf("%s with a key holder: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
+		}
+	}
+}

@@ -30,6 +30,10 @@ type RelayConfig struct {
 	// FlipMiddle inverts the lowest bit of the middle byte instead (the
 	// integrity case's attacker, so that it never undoes a Flip).
 	FlipMiddle bool
+	// Observe, when set, is shown each datagram as it arrived, before it
+	// is altered (the integrity case's key holder keeps in step with the
+	// sender this way). It must not keep the slice.
+	Observe func(pkt []byte)
 }
 
 // Relay forwards datagrams.
@@ -125,6 +129,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		if n == 0 {
 			continue
+		}
+		if r.cfg.Observe != nil {
+			r.cfg.Observe(buf[:n])
 		}
 		switch {
 		case r.cfg.FlipMiddle:

@@ -40,6 +40,12 @@ type Runner struct {
 	// KeepFiles keeps the www and downloads folders of passing tests
 	// (they are always kept for failing ones).
 	KeepFiles bool
+	// Forger makes the integrity case's attacker a key holder too: besides
+	// re-sending tampered packets, it reads the session's keys over TLS
+	// like any receiver and forges pushes that receivers must refuse even
+	// from a key holder (forgery.go). Off by default: receivers of other
+	// implementations may not refuse them yet.
+	Forger bool
 }
 
 // Run checks compliance, runs the matrix and returns the results.
@@ -228,6 +234,7 @@ type caseRun struct {
 	captures  []*proc
 	pcaps     map[string]string // host name → capture file
 	attacker  *Relay
+	forgery   *forgery // the key holder, with Runner.Forger
 	gateway   string
 
 	mu         sync.Mutex
@@ -778,6 +785,9 @@ func (c *caseRun) stopAll() {
 			p.stop(2 * time.Second)
 		}
 	}
+	if c.forgery != nil && c.forgery.conn != nil {
+		c.forgery.conn.Close()
+	}
 	if c.attacker != nil {
 		c.attacker.Close()
 	}
@@ -861,11 +871,16 @@ func (c *caseRun) stopCaptures() {
 // flipped, from the sender's address.
 func (c *caseRun) startAttacker() error {
 	h := *c.net.Attacker
+	cfg := RelayConfig{Group: netip.AddrPortFrom(c.net.Group, c.net.Port), Source: c.net.Sender.Addr,
+		InInterface: h.Iface, OutInterface: h.Iface, FlipMiddle: true}
+	if c.r.Forger {
+		c.forgery = &forgery{}
+		cfg.Observe = c.forgery.observe
+	}
 	var rl *Relay
 	err := h.Do(func() error {
 		var err error
-		rl, err = NewRelay(RelayConfig{Group: netip.AddrPortFrom(c.net.Group, c.net.Port), Source: c.net.Sender.Addr,
-			InInterface: h.Iface, OutInterface: h.Iface, FlipMiddle: true})
+		rl, err = NewRelay(cfg)
 		return err
 	})
 	if err != nil {

@@ -96,7 +96,7 @@ func TestCases() []*TestCase {
 			Topology:   Topology{Receivers: 1, Loss: []int{15}, Attacker: true},
 			NeedsNetns: true, Timeout: 30 * time.Second, Rate: defaultRate,
 			files: repeat(12, 96<<10),
-			drive: driveSimple,
+			drive: driveIntegrity,
 			check: checkIntegrity,
 		},
 		{

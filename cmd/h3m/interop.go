@@ -44,6 +44,7 @@ Exit code 1 when any test failed.`,
 			list := fs.Bool("list", false, "list implementations and test cases, then exit")
 			measureMB := fs.Int("measure-mb", 16, "file size of the measurements in MiB")
 			keep := fs.Bool("keep-files", false, "keep www and downloads folders of passing tests")
+			forgerFlag := fs.Bool("forger", false, "integrity case: the attacker also holds the session key and forges pushes receivers must refuse")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					switch e.args[0] {
@@ -85,6 +86,7 @@ Exit code 1 when any test failed.`,
 					MeasureMB: *measureMB,
 					Progress:  e.stderr,
 					KeepFiles: *keep,
+					Forger:    *forgerFlag,
 				}
 				switch r.Mode {
 				case interop.ModeAuto, interop.ModeNetns, interop.ModeLoopback:

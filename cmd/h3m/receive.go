@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
 	"golang.org/x/sys/unix"
 )
@@ -43,7 +45,15 @@ fetched from the server (--manifests). --require-asymmetric refuses to join
 a symmetric session, whose packets any receiver could forge: its resources
 then come over unicast. --require-signature accepts from multicast only
 resources signed with a key the server publishes over TLS; others are
-fetched over unicast.`,
+fetched over unicast.
+
+Whatever the session's mode, a promised path that is not a plain origin-form
+target (another host, "..", a hidden name) is refused: it is never fetched
+and never written. Files are written only inside DIR, never through a link
+already there. A resource that the catalogue lists in another version as
+current (an older version replayed) is not delivered from multicast; the
+current one is fetched instead. See SECURITY.md for what each mode protects
+against.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var cf clientFlags
 			cf.register(fs)
@@ -71,6 +81,7 @@ type clientFlags struct {
 	requireAsym    bool
 	requireSig     bool
 	manifests      string
+	maxSize        int64
 	qlogDir        string
 	tracer         func(sessionID []byte) qlogwriter.Trace // set by check
 }
@@ -85,6 +96,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.requireAsym, "require-asymmetric", false, "refuse to join symmetric sessions (their packets can be forged by any receiver); get their resources over unicast")
 	fs.BoolVar(&c.requireSig, "require-signature", false, "accept from multicast only resources signed with a key the server publishes over TLS")
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
+	fs.Int64Var(&c.maxSize, "max-resource-size", 0, "largest resource accepted, by multicast or unicast, in bytes (0: no cap when written to disk, 256 MiB when held in memory)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
 }
 
@@ -101,6 +113,9 @@ func (c *clientFlags) check(e *env) error {
 	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
 	}
+	if c.maxSize < 0 {
+		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
+	}
 	var err error
 	c.tracer, err = qlogSetup(c.qlogDir, "receiver", e.log)
 	return err
@@ -111,35 +126,53 @@ func (c *clientFlags) config(e *env) client.Config {
 	return client.Config{
 		URL: c.url, CAFile: c.ca, Interface: c.iface,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
-		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode,
+		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
 		Tracer:   c.tracer,
 		Logger:   e.log,
 	}
 }
 
-// outputPath maps a request path onto a file under dir, refusing paths
-// that would leave it.
-func outputPath(dir, urlPath string) (string, error) {
-	p := path.Clean("/" + urlPath)
-	if strings.HasSuffix(urlPath, "/") || p == "/" {
-		p = path.Join(p, "index.html")
+// partialDir is the folder under --out where bodies are written until they
+// are complete and verified.
+const partialDir = ".h3m-partial"
+
+// outputName maps a request path onto the slash-separated name it is stored
+// under in the output folder, by the rule the client applies before it
+// fetches anything (wellknown.ParseTarget): a path the client accepted is
+// always stored, under a name that stays in the folder and is not hidden
+// (so never in partialDir); the query takes no part.
+func outputName(urlPath string) (string, error) {
+	t, err := wellknown.ParseTarget(urlPath)
+	if err != nil {
+		return "", fmt.Errorf("path %q cannot be stored under the output folder: %w", wellknown.Truncate(urlPath), err)
 	}
-	rel := strings.TrimPrefix(p, "/")
-	if rel == "" || strings.HasPrefix(rel, ".h3m-partial") || !filepath.IsLocal(filepath.FromSlash(rel)) {
-		return "", fmt.Errorf("path %q cannot be stored under the output folder", urlPath)
-	}
-	return filepath.Join(dir, filepath.FromSlash(rel)), nil
+	return t.Name(), nil
 }
 
 func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeout time.Duration) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	partial := filepath.Join(out, ".h3m-partial")
-	defer os.RemoveAll(partial)
+	// Everything is written through root: no name, and no link already in
+	// the folder, leads out of it.
+	root, err := os.OpenRoot(out)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	// A folder of our own for the bodies being received, not whatever
+	// (a link, say) the name held before.
+	if err := root.RemoveAll(partialDir); err != nil {
+		return fmt.Errorf("clearing %s: %w", filepath.Join(out, partialDir), err)
+	}
+	if err := root.Mkdir(partialDir, 0o700); err != nil {
+		return err
+	}
+	defer root.RemoveAll(partialDir)
+	partial := filepath.Join(out, partialDir)
 	cfg := cf.config(e)
-	cfg.Storage = h3m.DirStorage{Dir: partial}
+	cfg.Storage = h3m.DirStorage{Dir: partial, MaxSize: max(cf.maxSize, 0)}
 	cfg.ExitOnEnd = true
 	var mu sync.Mutex
 	var failures []string
@@ -155,7 +188,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 			e.log.Error("resource failed", "path", d.Path, "err", d.Err)
 			return
 		}
-		err := commit(d, out)
+		err := commit(root, d)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %v", d.Path, err))
 			e.log.Error("storing a resource failed", "path", d.Path, "err", err)
@@ -223,36 +256,55 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	return nil
 }
 
-// commit moves a delivered body to its final name.
-func commit(d client.Delivery, out string) error {
-	dst, err := outputPath(out, d.Path)
+// commit moves a delivered body to its final name under root. Whatever
+// fails, the body's temporary file is removed at once.
+func commit(root *os.Root, d client.Delivery) error {
+	name, err := outputName(d.Path)
 	if err != nil {
+		_ = d.Body.Discard()
 		return err
 	}
+	if dir := path.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			_ = d.Body.Discard()
+			return err
+		}
+	}
+	var tmp string // the temporary file, relative to root
 	if fb, ok := d.Body.(*h3m.FileBody); ok {
-		return fb.Commit(dst)
-	}
-	// A body held elsewhere: copy it through a temporary file.
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".h3m-*.partial")
-	if err != nil {
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		// Committed where it is (written out, synced, given its mode),
+		// then moved inside the root.
+		tmp = path.Join(partialDir, filepath.Base(fb.Name()))
+		if err := fb.Commit(fb.Name()); err != nil {
+			_ = fb.Discard()
 			return err
 		}
-		if tmp, err = os.CreateTemp(filepath.Dir(dst), ".h3m-*.partial"); err != nil {
+	} else {
+		// A body held elsewhere: copied through a temporary file.
+		tmp = path.Join(partialDir, fmt.Sprintf(".h3m-commit-%016x.partial", rand.Uint64()))
+		f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			_ = d.Body.Discard()
+			return err
+		}
+		_, err = io.Copy(f, io.NewSectionReader(d.Body, 0, d.Size))
+		_ = d.Body.Discard()
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			root.Remove(tmp)
 			return err
 		}
 	}
-	_, err = io.Copy(tmp, io.NewSectionReader(d.Body, 0, d.Size))
-	if err == nil {
-		err = tmp.Close()
+	if err := root.Rename(tmp, name); err != nil {
+		root.Remove(tmp)
+		return err
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return nil
 }
 
 // bar draws a progress bar of width characters.

@@ -49,7 +49,9 @@ the session is marked ended in the session description.
 
 Without --cert and --key, a self-signed certificate for the --listen host is
 generated (or reused) at h3m-cert.pem / h3m-key.pem: point receivers at it
-with --ca h3m-cert.pem.
+with --ca h3m-cert.pem. Keys and certificates must lie outside --dir (serve
+refuses to start otherwise), and hidden names (.git, .env...) and writers'
+temporary files (*.tmp, *.part, *~) are neither pushed nor served.
 
 With --asymmetric, the session is asymmetric (spec/transport.md): every
 packet is hashed, and signed manifests of the digests go in-band in MANIFEST
@@ -126,8 +128,10 @@ know the extension ignore it.`,
 					if o.manifestKey, err = loadManifestKey(*manifestKey); err != nil {
 						return err
 					}
+					o.privateFiles = append(o.privateFiles, *manifestKey)
 				}
 				if *signKey != "" {
+					o.privateFiles = append(o.privateFiles, *signKey)
 					if o.signer, err = loadSigner(*signKey, *signKeyID, *signFormat); err != nil {
 						return err
 					}
@@ -231,6 +235,9 @@ type serveOptions struct {
 	manifestKey crypto.Signer
 	// signer, if set, signs every push.
 	signer h3m.Signer
+	// privateFiles are the key files given (--sign-key, --manifest-key):
+	// like --cert and --key, never inside dir.
+	privateFiles []string
 	// tracer, if set, traces each session's packets (--qlog-dir).
 	tracer func(sessionID []byte) qlogwriter.Trace
 	// ready, if set, is called once the server is up, with its URL.
@@ -241,6 +248,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	host, _, err := net.SplitHostPort(o.listen)
 	if err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
+	}
+	// Before the certificate is generated: never into the served folder.
+	private := append([]string{o.certFile, o.keyFile}, o.privateFiles...)
+	if err := origin.CheckOutside(o.dir, private...); err != nil {
+		return usagef("%v (give --cert and --key paths outside --dir)", err)
 	}
 	// Bind the unicast server first: a session whose server cannot listen
 	// must not start pushing.
@@ -260,7 +272,8 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			Asymmetric: o.asymmetric, ManifestKey: o.manifestKey, Rollover: o.rollover,
 			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
 		},
-		Logger: e.log,
+		PrivateFiles: private,
+		Logger:       e.log,
 	})
 	if err != nil {
 		return err
@@ -323,7 +336,8 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		}
 		return nil
 	}
-	w := dirwatch.New(o.dir, dirwatch.Options{Settle: o.settle})
+	// The push set skips exactly what the file server refuses to serve.
+	w := dirwatch.New(o.dir, dirwatch.Options{Settle: o.settle, Skip: origin.Excluded})
 	var runErr error
 	switch {
 	case o.watch:

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/mquic/ranges"
 )
 
@@ -58,58 +59,19 @@ func rangeHeader(rs []ranges.Range) string {
 	return b.String()
 }
 
-// contentRange is a parsed Content-Range: bytes [First, Last] of Complete
-// (-1: "*").
-type contentRange struct {
-	First, Last, Complete int64
-}
-
-// parseContentRange parses a Content-Range field value of a 206 part:
-// "bytes first-last/complete" with complete a number or "*".
-func parseContentRange(v string) (contentRange, error) {
-	rest, ok := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
-	if !ok {
-		return contentRange{}, fmt.Errorf("%w: content-range %q: not a byte range", ErrMalformedResponse, truncate(v))
-	}
-	span, total, ok := strings.Cut(rest, "/")
-	a, b, ok2 := strings.Cut(span, "-")
-	if !ok || !ok2 {
-		return contentRange{}, fmt.Errorf("%w: content-range %q: want first-last/length", ErrMalformedResponse, truncate(v))
-	}
-	cr := contentRange{Complete: -1}
-	var err1, err2, err3 error
-	cr.First, err1 = parseDecimal(a)
-	cr.Last, err2 = parseDecimal(b)
-	if total != "*" {
-		cr.Complete, err3 = parseDecimal(total)
-	}
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return contentRange{}, fmt.Errorf("%w: content-range %q: %v", ErrMalformedResponse, truncate(v), err)
-	}
-	if cr.Last < cr.First || (cr.Complete >= 0 && cr.Last >= cr.Complete) {
-		return contentRange{}, fmt.Errorf("%w: content-range %q: invalid span", ErrMalformedResponse, truncate(v))
+// parseContentRange parses the Content-Range field value of a 206 part
+// (h3frame.ParseContentRange); errors wrap ErrMalformedResponse.
+func parseContentRange(v string) (h3frame.ContentRange, error) {
+	cr, err := h3frame.ParseContentRange(v)
+	if err != nil {
+		return h3frame.ContentRange{}, fmt.Errorf("%w: %w", ErrMalformedResponse, err)
 	}
 	return cr, nil
 }
 
-// parseDecimal parses 1DIGIT*: digits only, no sign, fits in int64.
-func parseDecimal(s string) (int64, error) {
-	if s == "" || len(s) > 18 {
-		return 0, fmt.Errorf("%q is not a byte position", truncate(s))
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%q is not a byte position", truncate(s))
-		}
-		n = n*10 + int64(s[i]-'0')
-	}
-	return n, nil
-}
-
 // rangePart is one part of a 206 response.
 type rangePart struct {
-	cr   contentRange
+	cr   h3frame.ContentRange
 	body io.Reader
 }
 
@@ -155,11 +117,27 @@ func partialParts(resp *http.Response, fn func(rangePart) error) error {
 	return fn(rangePart{cr: cr, body: resp.Body})
 }
 
-// readPart reads exactly the bytes a part's Content-Range announces into
-// dst (len == Last-First+1) and checks that no more follow.
-func readPart(p rangePart, dst []byte) error {
-	if _, err := io.ReadFull(p.body, dst); err != nil {
-		return fmt.Errorf("%w: part bytes %d-%d: body shorter than its range: %v", ErrMalformedResponse, p.cr.First, p.cr.Last, err)
+// partBuffer is the size of the buffer a part is read through: a part of
+// any size (a range request may ask for hundreds of megabytes) costs no
+// more memory than this.
+const partBuffer = 32 << 10
+
+// copyPart reads exactly the bytes a part's Content-Range announces,
+// through buf, handing each piece read to fn with its representation
+// offset, and checks that no more follow.
+func copyPart(p rangePart, buf []byte, fn func(off int64, b []byte) error) error {
+	off, end := p.cr.First, p.cr.Last+1
+	for off < end {
+		n, err := io.ReadFull(p.body, buf[:min(int64(len(buf)), end-off)])
+		if n > 0 {
+			if ferr := fn(off, buf[:n]); ferr != nil {
+				return ferr
+			}
+			off += int64(n)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: part bytes %d-%d: body shorter than its range: %v", ErrMalformedResponse, p.cr.First, p.cr.Last, err)
+		}
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(p.body, one[:]); n > 0 {

@@ -3,18 +3,21 @@ package client
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
-// apply takes a new description into account: new sessions are joined,
-// state changes recorded, and the catalogue checked for resources that
-// multicast did not deliver.
-func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool) {
+// apply takes a new description, read from started on, into account: new
+// sessions are joined, state changes recorded, the catalogue checked for
+// resources that multicast did not deliver, and the pushes held before the
+// read judged again (gate.go).
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool, started time.Time) {
 	now := time.Now()
 	c.keys.setListed(d.Keys, !d.FromAltSvc)
 	var joins []*csession
+	var leave []context.CancelFunc
 	c.mu.Lock()
 	if ctx.Err() != nil {
 		c.mu.Unlock()
@@ -34,7 +37,8 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		}
 	}
 	if !d.FromAltSvc {
-		c.mergeCatalogLocked(d, now)
+		c.mergeCatalogLocked(c.checkEntriesLocked(d), now)
+		c.indexCatalogLocked()
 	}
 	present := make(map[string]bool, len(d.Sessions))
 	for i := range d.Sessions {
@@ -45,22 +49,18 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			if si.State == wellknown.StateEnded {
 				continue // over before we knew it; its catalogue entries still count
 			}
-			cs = &csession{id: si.ID, ad: si.Advertisement, state: si.State, joining: true, inProgress: map[uint64]string{},
-				manifests: si.Manifests}
-			if cs.manifests == "" {
-				cs.manifests = wellknown.ManifestPath(si.ID) // an Alt-Svc-only origin may still serve them
-			}
-			if si.State == wellknown.StateActive {
-				cs.activeSince = now
-			}
-			c.sessions[si.ID] = cs
+			joins = append(joins, c.newSessionLocked(si, now))
 			c.knownSessions++
-			joins = append(joins, cs)
 			c.log.Info("h3m session found", "session", si.ID, "state", si.State, "group", si.Advertisement.Session.Group.String(), "successor", si.Successor)
 			continue
 		}
-		if !sameSession(&cs.ad, &si.Advertisement) {
-			c.log.Error("session parameters changed under the same session ID; keeping the first ones", "session", si.ID)
+		if !sameSession(&cs.ad, &si.Advertisement) && si.State != wellknown.StateEnded {
+			// The sender restarted under the same session ID with new keys
+			// (or other parameters): the session joined is gone, and its
+			// receiver would hear nothing it can open, for good. Leave it
+			// and join the one the description describes now.
+			leave = append(leave, c.replaceSessionLocked(cs, si, now))
+			joins = append(joins, c.sessions[si.ID])
 			continue
 		}
 		c.setStateLocked(cs, si.State, now)
@@ -77,13 +77,92 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		}
 	}
 	starts := c.catalogJobsLocked(now)
+	released := c.releaseHeldLocked(started, false)
 	c.mu.Unlock()
+	for _, cancel := range leave {
+		if cancel != nil {
+			cancel()
+		}
+	}
 	for _, cs := range joins {
 		c.join(ctx, cs)
 	}
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
+	for _, o := range released {
+		c.settle(ctx, o)
+	}
+}
+
+// newSessionLocked records the session si describes, to be joined.
+func (c *Client) newSessionLocked(si *wellknown.SessionInfo, now time.Time) *csession {
+	cs := &csession{id: si.ID, ad: si.Advertisement, state: si.State, joining: true, inProgress: map[uint64]string{},
+		manifests: si.Manifests}
+	if cs.manifests == "" {
+		cs.manifests = wellknown.ManifestPath(si.ID) // an Alt-Svc-only origin may still serve them
+	}
+	if si.State == wellknown.StateActive {
+		cs.activeSince = now
+	}
+	c.sessions[si.ID] = cs
+	return cs
+}
+
+// replaceSessionLocked replaces old, whose parameters the description no
+// longer gives under its ID, by a new session of si: old is left (its
+// receiver's cancel is returned, to call without the lock), its pushes in
+// progress forgotten, and every push of the new one expected, from push ID
+// 0 (a restarted sender counts again). Catalogue entries of the ID pushed
+// before the new session was announced are the old one's: forgotten too.
+func (c *Client) replaceSessionLocked(old *csession, si *wellknown.SessionInfo, now time.Time) context.CancelFunc {
+	old.mu.Lock()
+	old.replaced, old.left, old.leaving = true, true, true
+	cancel := old.cancel
+	paths := old.inProgress
+	old.inProgress = map[uint64]string{}
+	old.mu.Unlock()
+	for _, p := range paths {
+		c.unbusyLocked(p)
+	}
+	delete(c.expectFrom, si.ID)
+	since := si.Announced
+	if since.IsZero() {
+		since = si.Started
+	}
+	if !since.IsZero() {
+		c.catalog = slices.DeleteFunc(c.catalog, func(e wellknown.CatalogEntry) bool { return e.Session == si.ID && e.Pushed.Before(since) })
+		c.indexCatalogLocked()
+	}
+	c.newSessionLocked(si, now)
+	c.stats.Replaced++
+	c.log.Warn("session parameters changed under the same session ID (the sender restarted with new keys?): leaving the old session and joining the new one",
+		"session", si.ID, "group", si.Advertisement.Session.Group.String())
+	return cancel
+}
+
+// checkEntriesLocked drops the catalogue entries of d whose path is not an
+// origin-form target (wellknown.ParseTarget): they would be neither fetched
+// nor stored. The first is logged; all are counted in RejectedPaths.
+func (c *Client) checkEntriesLocked(d *wellknown.Description) *wellknown.Description {
+	kept := d.Resources[:0:0]
+	for _, e := range d.Resources {
+		if _, err := wellknown.ParseTarget(e.Path); err != nil {
+			c.stats.RejectedPaths++
+			if !c.badEntryLogged {
+				c.badEntryLogged = true
+				c.log.Warn("the catalogue lists a path that is not an origin-form target; skipping it (later ones are counted in RejectedPaths)", "path", wellknown.Truncate(e.Path), "err", err)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if len(kept) == len(d.Resources) {
+		return d
+	}
+	nd := *d
+	nd.Resources = kept
+	return &nd
 }
 
 // expectedLocked reports whether the client should have received e.
@@ -112,7 +191,11 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		if !ok {
 			c.seen[key], first = now, now
 		}
-		if c.busy[e.Path] > 0 || c.jobs[key] != nil {
+		if f := c.fetching[e.Path]; f != nil {
+			f.alsoLocked(key) // the fetch under way brings it
+			continue
+		}
+		if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {
 			continue
 		}
 		if !c.fallback && !c.lostLocked(e, first, now) {
@@ -183,7 +266,7 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 func (c *Client) finished() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.knownSessions == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
+	if c.knownSessions == 0 || len(c.jobs) > 0 || len(c.held) > 0 || !c.descAt.After(c.endAt) {
 		return false
 	}
 	for _, cs := range c.sessions {

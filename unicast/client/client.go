@@ -24,6 +24,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/unicast/internal/caplog"
 	"github.com/h3m-project/h3m/unicast/internal/trace"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
@@ -57,6 +58,8 @@ const (
 	DefaultEndDrain          = 2 * time.Second
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
+	DefaultMaxJobs           = 256
+	DefaultMaxHeld           = 256
 )
 
 // Config configures a Client.
@@ -89,7 +92,12 @@ type Config struct {
 	// MaxResourceSize. For a resource fetched whole over unicast without
 	// a multicast copy, NewBody is called with a nil *h3m.Resource.
 	Storage h3m.Storage
-	// MaxResourceSize caps a resource (0: DefaultMaxResourceSize).
+	// MaxResourceSize caps a resource, received by multicast (in the
+	// default storage; give other storage its own cap, as
+	// h3m.DirStorage.MaxSize) or fetched over unicast. 0 means
+	// DefaultMaxResourceSize when bodies are held in memory (Storage nil
+	// or an h3m.MemoryStorage) and no cap otherwise (bodies on disk, whose
+	// size the multicast path does not cap either); negative means no cap.
 	MaxResourceSize int64
 	// Verifier checks multicast and repaired resources (see h3m.Verifier).
 	Verifier *h3m.Verifier
@@ -141,6 +149,16 @@ type Config struct {
 	// mismatch, refused) a resource gets before it is given up. Network
 	// errors and 5xx are retried for as long as the client runs.
 	MaxBadResponses int
+	// MaxJobs caps the unicast jobs (repairs and fetches) under way or
+	// waiting at once (DefaultMaxJobs). A push that would start one more
+	// is not acted on (Stats.JobsDropped, and a log line); catalogue
+	// entries wait for a free place instead.
+	MaxJobs int
+	// MaxHeld caps the pushes held until a catalogue read decides them
+	// (DefaultMaxHeld): those that do not match the catalogue's current
+	// entry for their path, or whose path it does not list yet. Beyond it
+	// they are dropped (Stats.HeldDropped, and a log line).
+	MaxHeld int
 
 	// FallbackAfter switches to unicast when an active session delivers no
 	// packet for this long (or cannot be joined).
@@ -242,8 +260,10 @@ type Stats struct {
 	DescriptionErrors                     int
 	Joins, JoinErrors, Leaves             int
 	// Refused counts joins refused because the session is symmetric and
-	// RequireAsymmetric is set.
-	Refused int
+	// RequireAsymmetric is set. Replaced counts sessions left because the
+	// description gave new parameters (keys) under their ID: a sender
+	// restarted with the same session ID, joined again as a new session.
+	Refused, Replaced int
 	// ManifestRequests are the requests for manifests (streams included),
 	// ManifestStreams the long-lived streams opened (ManifestStreamsOpen of
 	// them open now, ManifestStreamsClosed closed because in-band
@@ -252,6 +272,22 @@ type Stats struct {
 	ManifestRequests, ManifestStreams          int
 	ManifestStreamsOpen, ManifestStreamsClosed int
 	ManifestsFetched, ManifestBytes            int64
+	// RejectedPaths counts pushes whose promised path is not an
+	// origin-form target (wellknown.ParseTarget), and catalogue entries
+	// skipped for the same reason: nothing of them is fetched or delivered.
+	// OffOrigin counts requests refused because their URL was not on the
+	// origin (ErrOffOrigin); it stays 0 unless something is wrong.
+	RejectedPaths, OffOrigin int
+	// Stale counts pushes refused because the catalogue lists another
+	// representation of their path as current (a replayed older version);
+	// Unlisted the unicast work refused for paths the catalogue does not
+	// list (forged promises); Merged the pushes whose unicast work joined
+	// a fetch of the same path under way, or whose current version was
+	// already received.
+	Stale, Unlisted, Merged int
+	// JobsDropped and HeldDropped count the pushes not acted on because
+	// MaxJobs or MaxHeld was reached.
+	JobsDropped, HeldDropped int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -292,7 +328,17 @@ type Client struct {
 	resolved      map[string]time.Time // settled by a job (key -> when)
 	fallback      bool
 	stats         Stats
-	wg            sync.WaitGroup
+	// badEntryLogged: a catalogue entry with a bad path was logged.
+	badEntryLogged bool
+	// current indexes the catalogue's current entry of each path;
+	// held are the pushes waiting for a catalogue read (gate.go);
+	// fetching the whole fetches under way, by path.
+	current  map[string]int
+	held     []*outcome
+	fetching map[string]*job
+	// The logs of the caps and checks that bite.
+	staleLog, unlistedLog, heldLog, jobsLog caplog.Limit
+	wg                                      sync.WaitGroup
 }
 
 // NewClient checks cfg and returns a client; Run starts it.
@@ -317,8 +363,10 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
-	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
+	cfg.MaxResourceSize = resourceCap(cfg.MaxResourceSize, cfg.Storage)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&cfg.MaxJobs, DefaultMaxJobs)
+	setDefault(&cfg.MaxHeld, DefaultMaxHeld)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
@@ -349,7 +397,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr,
-		hc:         &http.Client{Transport: tr},
+		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr}},
 		storage:    storage,
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
@@ -360,9 +408,31 @@ func New(cfg Config) (*Client, error) {
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
 		resolved:   make(map[string]time.Time),
+		current:    make(map[string]int),
+		fetching:   make(map[string]*job),
+	}
+	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
+		c.count(func(st *Stats) { st.OffOrigin++ })
+		c.log.Error("refused a request off the origin", "url", u.Redacted(), "origin", origin.String())
 	}
 	c.keys = newKeyResolver(c)
 	return c, nil
+}
+
+// resourceCap is the cap of Config.MaxResourceSize configured as max for
+// storage: -1 for none.
+func resourceCap(max int64, storage h3m.Storage) int64 {
+	switch {
+	case max > 0:
+		return max
+	case max < 0:
+		return -1
+	}
+	switch storage.(type) {
+	case nil, h3m.MemoryStorage, *h3m.MemoryStorage:
+		return DefaultMaxResourceSize
+	}
+	return -1
 }
 
 // verifier returns the checks for a session's multicast resources: the
@@ -409,14 +479,16 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		c.wg.Wait()
+		c.dropHeld()
 		c.tr.Close()
 	}()
 
 	backoff := c.cfg.RepairBackoff
 	for {
+		started := time.Now()
 		d, err := c.describe(ctx)
 		if err == nil {
-			c.apply(ctx, d, true)
+			c.apply(ctx, d, true, started)
 			break
 		}
 		c.mu.Lock()
@@ -495,6 +567,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-c.pollNow:
 		}
 		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		started := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -509,13 +582,14 @@ func (c *Client) pollLoop(ctx context.Context) {
 			}
 			failing = true
 			c.log.Log(ctx, level, "reading the h3m description failed; keeping the last one", "err", err)
+			c.unchecked(ctx, started)
 			continue
 		}
 		if failing {
 			c.log.Info("h3m description read again")
 			failing = false
 		}
-		c.apply(ctx, d, false)
+		c.apply(ctx, d, false, started)
 	}
 }
 
@@ -697,11 +771,74 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// resolve returns the URL of path on the origin.
-func (c *Client) resolve(path string) (string, error) {
-	u, err := url.Parse(c.origin.String() + path)
-	if err != nil {
-		return "", fmt.Errorf("client: path %q: %w", path, err)
+// ErrOffOrigin is the error of a request the client refused to send because
+// it is not for its origin (scheme and host of Config.URL).
+var ErrOffOrigin = errors.New("client: refused: the request is not for the origin")
+
+// originOnly sends only requests for the origin: the one check every
+// request of the client goes through (redirects included), whatever built
+// its URL.
+type originOnly struct {
+	origin  *url.URL
+	next    http.RoundTripper
+	refused func(*url.URL)
+}
+
+func (o *originOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	u := r.URL
+	if u.Scheme != o.origin.Scheme || u.Host != o.origin.Host || u.User != nil || (r.Host != "" && r.Host != o.origin.Host) {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		if o.refused != nil {
+			o.refused(u)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrOffOrigin, u.Redacted())
 	}
-	return u.String(), nil
+	return o.next.RoundTrip(r)
+}
+
+// pathURL returns the URL on the origin of p, one of the origin's own paths
+// (the manifests and keys under wellknown.Path: named by the client or by
+// the description), with query q added to any p has. p must be an absolute
+// path: nothing in it can name another host.
+func (c *Client) pathURL(p, q string) (*url.URL, error) {
+	ref, err := url.Parse(p)
+	if err != nil || ref.Scheme != "" || ref.Host != "" || ref.User != nil || ref.Opaque != "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return nil, fmt.Errorf("%w: %q is not an absolute path", wellknown.ErrTarget, wellknown.Truncate(p))
+	}
+	u := &url.URL{Scheme: c.origin.Scheme, Host: c.origin.Host, Path: ref.Path, RawPath: ref.RawPath, RawQuery: ref.RawQuery}
+	if q != "" {
+		if u.RawQuery != "" {
+			u.RawQuery += "&"
+		}
+		u.RawQuery += q
+	}
+	return u, nil
+}
+
+// target checks a promised or listed path (wellknown.ParseTarget) and
+// returns its URL on the origin.
+func (c *Client) target(path string) (*url.URL, error) {
+	t, err := wellknown.ParseTarget(path)
+	if err != nil {
+		return nil, err
+	}
+	return t.URL(c.origin), nil
+}
+
+// rejectPath counts a promised path that wellknown.ParseTarget refuses; the
+// first is logged as a warning, the rest at debug level. The push is
+// neither fetched nor delivered.
+func (c *Client) rejectPath(session string, pushID uint64, path string, err error) {
+	c.mu.Lock()
+	c.stats.RejectedPaths++
+	first := c.stats.RejectedPaths == 1
+	c.mu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "refusing a promised path that is not an origin-form target on the origin: the push is neither fetched nor delivered (later ones are counted in RejectedPaths)",
+		"session", session, "push_id", pushID, "path", wellknown.Truncate(path), "err", err)
 }

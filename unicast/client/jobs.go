@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/wellknown"
@@ -50,6 +52,20 @@ type job struct {
 
 	d   Delivery // counters and problems so far
 	bad int
+
+	// also are the keys of other pushes and catalogue entries of the path
+	// merged into this fetch: settled with it (guarded by Client.mu).
+	also []string
+}
+
+// maxAlso bounds the keys a fetch settles besides its own; pushes merged
+// beyond are still not fetched again while it runs.
+const maxAlso = 64
+
+func (j *job) alsoLocked(key string) {
+	if key != j.key && len(j.also) < maxAlso {
+		j.also = append(j.also, key)
+	}
 }
 
 // attemptError classifies the failure of one attempt.
@@ -68,6 +84,40 @@ func badErr(err error) error       { return &attemptError{err: err, bad: true} }
 func (c *Client) addJobLocked(j *job) {
 	c.jobs[j.key] = j
 	c.busy[j.path]++
+	if !j.repair {
+		c.fetching[j.path] = j
+	}
+}
+
+// roomLocked reports whether a push may start one more job (MaxJobs); when
+// not, it counts the push as dropped and logs.
+func (c *Client) roomLocked(path string) bool {
+	if len(c.jobs) < c.cfg.MaxJobs {
+		return true
+	}
+	c.stats.JobsDropped++
+	c.jobsLog.Bit(c.log, slog.LevelWarn, "too many unicast jobs; not acting on a push (the catalogue's entries are still fetched)",
+		"path", wellknown.Truncate(path), "max_jobs", c.cfg.MaxJobs)
+	return false
+}
+
+// doneLocked reports whether the resource of key was delivered or settled
+// by a job.
+func (c *Client) doneLocked(key string) bool {
+	_, resolved := c.resolved[key]
+	return resolved || c.delivered[key] != nil
+}
+
+// currentDoneLocked reports whether the catalogue's current entry of path
+// is delivered or being fetched: a failed push of the path needs no fetch
+// of its own then.
+func (c *Client) currentDoneLocked(path string) bool {
+	e, ok := c.currentLocked(path)
+	if !ok {
+		return false
+	}
+	k := entryKey(&e)
+	return c.doneLocked(k) || c.jobs[k] != nil
 }
 
 // startRepair starts the range repair of an incomplete multicast resource
@@ -81,7 +131,7 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		lost += r.Len()
 	}
 	c.mu.Lock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
+	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil || !c.roomLocked(path) {
 		if c.delivered[key] != nil {
 			c.stats.Duplicates++
 		}
@@ -103,12 +153,26 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 	c.startJob(ctx, j)
 }
 
-// startFetch starts the whole fetch of a resource whose push failed.
+// startFetch starts the whole fetch of a resource whose push failed,
+// unless a fetch of the same path is under way (it brings the resource: the
+// push is merged into it) or the catalogue's current version of the path
+// is already here or coming: 50 failed pushes of /big.bin cost one
+// download.
 func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource, path string, h http.Header, why error) {
 	key := deliveryKey(path, h, cs.id, res.PushID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
+	if c.doneLocked(key) || c.jobs[key] != nil || ctx.Err() != nil {
+		return
+	}
+	if f := c.fetching[path]; f != nil || c.currentDoneLocked(path) {
+		if f != nil {
+			f.alsoLocked(key)
+		}
+		c.stats.Merged++
+		return
+	}
+	if !c.roomLocked(path) {
 		return
 	}
 	j := &job{
@@ -239,12 +303,19 @@ func (c *Client) finishJob(j *job, settled bool) {
 	if c.jobs[j.key] == j {
 		delete(c.jobs, j.key)
 	}
+	if c.fetching[j.path] == j {
+		delete(c.fetching, j.path)
+	}
 	c.unbusyLocked(j.path)
 	if settled {
 		// The push is dealt with, whatever representation came (a repair
 		// may have met a newer one): its catalogue entry, which has the
-		// same key, is not fetched again.
-		c.resolved[j.key] = time.Now()
+		// same key, is not fetched again; nor are those merged into it.
+		now := time.Now()
+		c.resolved[j.key] = now
+		for _, k := range j.also {
+			c.resolved[k] = now
+		}
 	}
 }
 
@@ -267,17 +338,15 @@ func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
 
 // get sends one GET for j.path.
 func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Response, error) {
-	u, err := c.resolve(j.path)
+	u, err := c.target(j.path)
 	if err != nil {
 		return nil, badErr(err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, badErr(err)
 	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, hdr)
 	j.d.Requests++
 	c.mu.Lock()
 	c.stats.Requests++
@@ -376,35 +445,31 @@ func (c *Client) rangeRequest(ctx context.Context, j *job, body h3m.Body, batch 
 	var covered ranges.Set
 	var wrote int64
 	var got []string
+	buf := make([]byte, partBuffer)
 	err = partialParts(resp, func(p rangePart) error {
 		got = append(got, fmt.Sprintf("%d-%d/%d", p.cr.First, p.cr.Last, p.cr.Complete))
 		if j.total >= 0 && p.cr.Complete != j.total {
 			return fmt.Errorf("%w: %s: asked %s of a %d-byte representation, got bytes %d-%d of %d", ErrRangeMismatch, j.path, hdr.Get("Range"), j.total, p.cr.First, p.cr.Last, p.cr.Complete)
 		}
-		n := p.cr.Last - p.cr.First + 1
-		if uint64(n) > span {
+		if uint64(p.cr.Len()) > span || !overlaps(batch, uint64(p.cr.First), uint64(p.cr.Last)+1) {
 			return fmt.Errorf("%w: %s: asked %s, got bytes %d-%d", ErrRangeMismatch, j.path, hdr.Get("Range"), p.cr.First, p.cr.Last)
 		}
-		buf := make([]byte, n)
-		if err := readPart(p, buf); err != nil {
-			return err
-		}
-		used := false
-		for _, r := range batch {
-			lo, hi := max(r.Start, uint64(p.cr.First)), min(r.End, uint64(p.cr.Last)+1)
-			if lo >= hi {
-				continue
+		// Through a bounded buffer: each piece read goes where it
+		// overlaps the ranges asked.
+		return copyPart(p, buf, func(off int64, b []byte) error {
+			start, end := uint64(off), uint64(off)+uint64(len(b))
+			for _, r := range batch {
+				lo, hi := max(r.Start, start), min(r.End, end)
+				if lo >= hi {
+					continue
+				}
+				if _, err := body.WriteAt(b[lo-start:hi-start], int64(lo)-j.first); err != nil {
+					return badErr(fmt.Errorf("client: %s: storing repaired bytes: %w", j.path, err))
+				}
+				wrote += int64(covered.Add(lo, hi))
 			}
-			used = true
-			if _, err := body.WriteAt(buf[lo-uint64(p.cr.First):hi-uint64(p.cr.First)], int64(lo)-j.first); err != nil {
-				return badErr(fmt.Errorf("client: %s: storing repaired bytes: %w", j.path, err))
-			}
-			wrote += int64(covered.Add(lo, hi))
-		}
-		if !used {
-			return fmt.Errorf("%w: %s: asked %s, got bytes %d-%d", ErrRangeMismatch, j.path, hdr.Get("Range"), p.cr.First, p.cr.Last)
-		}
-		return nil
+			return nil
+		})
 	})
 	j.d.RepairBytes += wrote
 	j.d.RepairWireBytes += cr.n
@@ -429,19 +494,33 @@ func (c *Client) rangeRequest(ctx context.Context, j *job, body h3m.Body, batch 
 	return nil, nil
 }
 
+// overlaps reports whether [lo, hi) overlaps any range of rs.
+func overlaps(rs []ranges.Range, lo, hi uint64) bool {
+	for _, r := range rs {
+		if max(r.Start, lo) < min(r.End, hi) {
+			return true
+		}
+	}
+	return false
+}
+
 // readWhole reads a 200 response into a new body and verifies it against
 // the digests it carries and, when it is the representation expected (same
 // ETag), against the expected digests.
 func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
-	size := resp.ContentLength
-	if size > c.cfg.MaxResourceSize {
-		return nil, badErr(fmt.Errorf("%w: unicast: %s: %d bytes, cap %d", h3m.ErrTooLarge, j.path, size, c.cfg.MaxResourceSize))
+	size, limit := resp.ContentLength, c.cfg.MaxResourceSize
+	if limit > 0 && size > limit {
+		return nil, badErr(fmt.Errorf("%w: unicast: %s: %d bytes, cap %d", h3m.ErrTooLarge, j.path, size, limit))
 	}
 	body, err := c.storage.NewBody(j.res, size)
 	if err != nil {
 		return nil, badErr(fmt.Errorf("client: %s: %w", j.path, err))
 	}
-	n, rerr, werr := copyAt(body, io.LimitReader(resp.Body, c.cfg.MaxResourceSize+1))
+	var src io.Reader = resp.Body
+	if limit > 0 {
+		src = io.LimitReader(resp.Body, limit+1)
+	}
+	n, rerr, werr := copyAt(body, src)
 	fail := func(err error) (*Delivery, error) {
 		discard(body)
 		return nil, err
@@ -451,15 +530,12 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 		return fail(badErr(fmt.Errorf("client: %s: storing the body: %w", j.path, werr)))
 	case rerr != nil:
 		return fail(transientErr(fmt.Errorf("client: %s: reading the body: %w", j.path, rerr)))
-	case n > c.cfg.MaxResourceSize:
-		return fail(badErr(fmt.Errorf("%w: unicast: %s: over %d bytes", h3m.ErrTooLarge, j.path, c.cfg.MaxResourceSize)))
+	case limit > 0 && n > limit:
+		return fail(badErr(fmt.Errorf("%w: unicast: %s: over %d bytes", h3m.ErrTooLarge, j.path, limit)))
 	case size >= 0 && n != size:
 		return fail(transientErr(fmt.Errorf("client: %s: body of %d bytes, content-length %d", j.path, n, size)))
 	}
-	h := resp.Header.Clone()
-	for k, v := range resp.Trailer {
-		h[k] = v
-	}
+	h := h3frame.MergeTrailer(resp.Header, resp.Trailer)
 	checked, err := verifyDigests(j.path, h, body, n, true)
 	if err != nil {
 		return fail(badErr(err))
@@ -536,15 +612,6 @@ func copyAt(w io.WriterAt, r io.Reader) (n int64, rerr, werr error) {
 // strongETag reports whether s is a strong entity tag (usable in If-Range).
 func strongETag(s string) bool {
 	return wellknown.ValidETag(s) && !strings.HasPrefix(s, "W/")
-}
-
-// truncate shortens a string read from the network for error messages and
-// logs.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 type countingReader struct {

@@ -92,7 +92,7 @@ func (kr *keyResolver) resolve(ctx context.Context, id string) (crypto.PublicKey
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	if _, ok := kr.listed[id]; kr.haveList && !ok {
-		return nil, fmt.Errorf("%w: key ID %q is not one the origin lists", ErrKeyUnavailable, truncate(id))
+		return nil, fmt.Errorf("%w: key ID %q is not one the origin lists", ErrKeyUnavailable, wellknown.Truncate(id))
 	}
 	ck := kr.cache[id]
 	if ck != nil && ck.key != nil && now.Before(ck.expires) {
@@ -108,7 +108,7 @@ func (kr *keyResolver) resolve(ctx context.Context, id string) (crypto.PublicKey
 	if ck != nil && ck.err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeyUnavailable, ck.err)
 	}
-	return nil, fmt.Errorf("%w: key %q is being fetched", ErrKeyUnavailable, truncate(id))
+	return nil, fmt.Errorf("%w: key %q is being fetched", ErrKeyUnavailable, wellknown.Truncate(id))
 }
 
 // bindLocked binds a key to the algorithm the description lists for it.
@@ -181,11 +181,15 @@ func (kr *keyResolver) keyURL(id string) (string, error) {
 	if strings.Contains(id, "://") {
 		u, err := url.Parse(id)
 		if err != nil || u.Scheme != "https" || u.Host != kr.c.origin.Host || u.User != nil {
-			return "", fmt.Errorf("%w: %q: a key URL must be https on the origin %s", wellknown.ErrKeyID, truncate(id), kr.c.origin.Host)
+			return "", fmt.Errorf("%w: %q: a key URL must be https on the origin %s", wellknown.ErrKeyID, wellknown.Truncate(id), kr.c.origin.Host)
 		}
 		return u.String(), nil
 	}
-	return kr.c.origin.String() + wellknown.KeyPath(id), nil
+	u, err := kr.c.pathURL(wellknown.KeyPath(id), "")
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
 }
 
 // fetch gets key id from the origin and caches the outcome.
@@ -206,11 +210,11 @@ func (kr *keyResolver) fetch(ctx context.Context, id string) {
 	}
 	if err != nil {
 		ck.err, ck.expires = err, now.Add(keyRetry)
-		kr.c.log.Warn("fetching a signature key failed", "key_id", truncate(id), "err", err)
+		kr.c.log.Warn("fetching a signature key failed", "key_id", wellknown.Truncate(id), "err", err)
 		return
 	}
 	ck.key, ck.err, ck.expires = key, nil, now.Add(maxAge)
-	kr.c.log.Debug("signature key fetched", "key_id", truncate(id), "max_age", maxAge)
+	kr.c.log.Debug("signature key fetched", "key_id", wellknown.Truncate(id), "max_age", maxAge)
 }
 
 func (kr *keyResolver) get(ctx context.Context, id string) (crypto.PublicKey, time.Duration, error) {

@@ -192,11 +192,11 @@ func (f *manifestFetcher) step(ctx context.Context, now time.Time) bool {
 
 // url returns the manifests URL with query q.
 func (f *manifestFetcher) url(q string) (string, error) {
-	u, err := f.c.resolve(f.path)
-	if err != nil || q == "" {
-		return u, err
+	u, err := f.c.pathURL(f.path, q)
+	if err != nil {
+		return "", err
 	}
-	return u + "?" + q, nil
+	return u.String(), nil
 }
 
 // mergeWaiting merges the packet-number ranges of waiting packets that are

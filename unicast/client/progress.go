@@ -16,18 +16,8 @@ type Progress struct {
 // InProgress lists the resources the joined sessions are receiving now,
 // largest first, for progress displays.
 func (c *Client) InProgress() []Progress {
-	c.mu.Lock()
-	var rcvs []*h3m.Receiver
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		if cs.rcv != nil {
-			rcvs = append(rcvs, cs.rcv)
-		}
-		cs.mu.Unlock()
-	}
-	c.mu.Unlock()
 	var out []Progress
-	for _, rcv := range rcvs {
+	for _, rcv := range c.receivers() {
 		for _, res := range rcv.Resources() {
 			if st, _ := res.State(); st != h3m.StateReceiving || res.Path() == "" {
 				continue
@@ -42,4 +32,19 @@ func (c *Client) InProgress() []Progress {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Size > out[j].Size })
 	return out
+}
+
+// receivers returns the receivers of the joined sessions.
+func (c *Client) receivers() []*h3m.Receiver {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var rcvs []*h3m.Receiver
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		if cs.rcv != nil {
+			rcvs = append(rcvs, cs.rcv)
+		}
+		cs.mu.Unlock()
+	}
+	return rcvs
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
@@ -57,8 +58,9 @@ type csession struct {
 	maxPromised uint64
 	promised    bool
 
-	sawEnd bool // the receiver saw the session end
-	left   bool // left for good
+	sawEnd   bool // the receiver saw the session end
+	left     bool // left for good
+	replaced bool // the description gives other parameters under its ID now
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
 }
@@ -149,7 +151,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		Session:         p,
 		Profile:         h3m.ProfileOf(&cs.ad),
 		Storage:         c.storage,
-		MaxResourceSize: c.cfg.MaxResourceSize,
+		MaxResourceSize: max(c.cfg.MaxResourceSize, 0), // for the default storage only, which is never used here
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
@@ -245,9 +247,26 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 // It runs on the receiver's goroutine, under the receiver's lock.
 func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	res := e.Resource
+	cs.mu.Lock()
+	replaced := cs.replaced
+	cs.mu.Unlock()
+	if replaced {
+		// The last events of a session replaced under its ID: its new
+		// session, and the catalogue, have what counts.
+		if st, _ := res.State(); st != h3m.StateReceiving {
+			discard(res.Body())
+		}
+		return
+	}
 	switch e.Kind {
 	case h3m.EventPromised:
 		path := res.Path()
+		if path != h3m.EndPath {
+			if _, err := wellknown.ParseTarget(path); err != nil {
+				c.rejectPath(cs.id, res.PushID, path, err)
+				return
+			}
+		}
 		cs.mu.Lock()
 		cs.lastEvent = time.Now()
 		if !cs.promised || res.PushID > cs.maxPromised {
@@ -290,30 +309,35 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	if path == "" || path == h3m.EndPath {
 		return // a promise lost: the catalogue names the resource
 	}
-	var h http.Header
-	if resp := res.Response(); resp != nil {
-		h = resp.Header.Clone()
-		for k, v := range res.Trailer() {
-			h[k] = v
+	if !ok {
+		if _, err := wellknown.ParseTarget(path); err != nil {
+			// Refused when promised (and counted then): nothing of it is
+			// fetched or delivered.
+			discard(res.Body())
+			return
 		}
 	}
+	var h http.Header
+	if resp := res.Response(); resp != nil {
+		h = h3frame.MergeTrailer(resp.Header, res.Trailer())
+	}
+	o := &outcome{cs: cs, res: res, path: path, h: h, verifier: verifier}
 	switch e.Kind {
 	case h3m.EventComplete:
 		_, length, _ := res.Span()
-		d := &Delivery{
+		o.kind = outDeliver
+		o.d = &Delivery{
 			Path: path, ETag: h.Get("Etag"), Via: ViaMulticast, Session: cs.id, PushID: res.PushID,
 			Status: res.Response().Status, Size: length, Header: h, Body: res.Body(),
 		}
-		if !c.deliver(d) {
-			discard(res.Body())
-		}
 	case h3m.EventIncomplete:
-		c.startRepair(ctx, cs, verifier, res, path, h)
+		o.kind = outRepair
 	case h3m.EventFailed:
-		_, why := res.State()
-		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", why)
-		c.startFetch(ctx, cs, res, path, h, why)
+		o.kind = outFetch
+		_, o.why = res.State()
+		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", o.why)
 	}
+	c.settle(ctx, o)
 }
 
 func (c *Client) unbusyLocked(path string) {

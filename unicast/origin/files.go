@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m/integrity"
+	"github.com/h3m-project/h3m/unicast/internal/caplog"
 )
 
 // Representation describes one file as the FileServer serves it and the
@@ -113,13 +117,42 @@ func (s *sniffer) Write(p []byte) (int, error) {
 // Repr-Digest and Digest, which cover the whole representation, on partial
 // ones too. Representations are computed once per (size, modification
 // time) and cached. A directory is served as its index.html; there are no
-// listings. Paths cannot escape the directory.
+// listings. Paths cannot escape the directory, and names Excluded (hidden
+// files, writers' temporary files) and symbolic links are not found: what
+// it serves is what "h3m serve" pushes.
+//
+// A request with more than MaxRanges ranges is answered with the whole
+// representation; the ranges of others are sorted, and overlapping or
+// touching ones coalesced, before they are served.
 type FileServer struct {
+	// MaxRanges caps the ranges of one request served as ranges (0:
+	// DefaultMaxRanges). Set it before serving.
+	MaxRanges int
+	// Logger receives the log line of a cap that bites; nil means
+	// slog.Default(). Set it before serving.
+	Logger *slog.Logger
+
 	root    *os.Root
 	digests []string
 
 	mu    sync.Mutex
 	cache map[string]cachedRep
+
+	rangesIgnored, rangesCoalesced atomic.Uint64
+	rangeLog                       caplog.Limit
+}
+
+// FileStats are a FileServer's counters.
+type FileStats struct {
+	// RangesIgnored counts requests answered whole because they asked
+	// for more than MaxRanges ranges; RangesCoalesced those whose ranges
+	// were sorted and merged.
+	RangesIgnored, RangesCoalesced uint64
+}
+
+// Stats returns the server's counters.
+func (f *FileServer) Stats() FileStats {
+	return FileStats{RangesIgnored: f.rangesIgnored.Load(), RangesCoalesced: f.rangesCoalesced.Load()}
 }
 
 type cachedRep struct {
@@ -152,6 +185,9 @@ func (f *FileServer) Close() error { return f.root.Close() }
 func (f *FileServer) Open(urlPath string) (*os.File, Representation, error) {
 	name, err := fileName(urlPath)
 	if err != nil {
+		return nil, Representation{}, err
+	}
+	if err := f.noLinks(urlPath, name); err != nil {
 		return nil, Representation{}, err
 	}
 	file, err := f.root.Open(name)
@@ -203,6 +239,29 @@ func (f *FileServer) representation(file *os.File, st fs.FileInfo, urlPath strin
 	return rep, nil
 }
 
+// noLinks refuses a name with a symbolic link on its way: the push set
+// ("h3m serve" scans regular files, and links to neither files nor folders)
+// has none, and a link inside the folder could name what Excluded keeps
+// out (link -> .git/config).
+func (f *FileServer) noLinks(urlPath, name string) error {
+	if name == "." {
+		return nil
+	}
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		st, err := f.root.Lstat(name[:i])
+		if err != nil {
+			return openErr(urlPath, err)
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %w (a symbolic link)", urlPath, fs.ErrNotExist)
+		}
+	}
+	return nil
+}
+
 // openErr reports an open failure as not found unless it is a permission
 // problem: names that leave the directory (through ".." or a symbolic
 // link), that go through a file, or that loop, name nothing servable.
@@ -213,16 +272,91 @@ func openErr(urlPath string, err error) error {
 	return fmt.Errorf("%s: %w (%v)", urlPath, fs.ErrNotExist, err)
 }
 
-// fileName maps a request path to a name inside the root.
+// fileName maps a request path to a name inside the root. A path with an
+// Excluded name in it names nothing: hidden files and folders, and the
+// temporary files of writers, are never served (nor pushed: the Publisher
+// opens files through Open).
 func fileName(urlPath string) (string, error) {
 	if !strings.HasPrefix(urlPath, "/") {
 		return "", fmt.Errorf("%q: %w", urlPath, fs.ErrNotExist)
 	}
 	name := strings.TrimPrefix(path.Clean(urlPath), "/")
 	if name == "" {
-		name = "."
+		return ".", nil
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if Excluded(seg) {
+			return "", fmt.Errorf("%q: %w (excluded name %q)", urlPath, fs.ErrNotExist, seg)
+		}
 	}
 	return name, nil
+}
+
+// Excluded reports the names (of a file or a folder) that an origin never
+// pushes or serves: hidden ones (".git", ".env", a TLS key saved as
+// ".key.pem"...) and the temporary names that writers such as packagers
+// use before renaming a finished file ("*.tmp", "*.part", "*~"). It is the
+// one rule of the push set ("h3m serve" skips these names when it scans
+// the folder) and of the FileServer.
+func Excluded(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") ||
+		strings.HasSuffix(name, ".part") || strings.HasSuffix(name, "~")
+}
+
+// CheckOutside refuses files (TLS keys and certificates, signing keys) that
+// lie inside dir, which is served to anyone and pushed to every receiver:
+// "h3m serve --dir ." with the default --cert and --key would otherwise
+// publish the server's private key. Links are followed on both sides; a
+// file that does not exist yet is judged by where it would be created.
+func CheckOutside(dir string, files ...string) error {
+	dirs, err := bothForms(dir)
+	if err != nil {
+		return fmt.Errorf("origin: %s: %w", dir, err)
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		forms, err := bothForms(f)
+		if err != nil {
+			return fmt.Errorf("origin: %s: %w", f, err)
+		}
+		for _, d := range dirs {
+			for _, p := range forms {
+				if rel, err := filepath.Rel(d, p); err == nil && filepath.IsLocal(rel) {
+					return fmt.Errorf("%w: %s is inside the served folder %s; keep keys and certificates elsewhere", ErrServesSecret, f, dir)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ErrServesSecret is the error of CheckOutside: a key or certificate in the
+// served folder.
+var ErrServesSecret = errors.New("origin: refusing to serve a key")
+
+// bothForms returns the absolute path of p and, when it differs, the path
+// with links resolved (of p, or of its folder when p does not exist).
+func bothForms(p string) ([]string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		var dir string
+		if dir, err = filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+			real = filepath.Join(dir, filepath.Base(abs))
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil || real == abs {
+		return []string{abs}, nil
+	}
+	return []string{abs, real}, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -247,6 +381,29 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer file.Close()
 	for k, v := range rep.Header() {
 		w.Header()[k] = v
+	}
+	if v := r.Header.Get("Range"); v != "" && r.Method == http.MethodGet {
+		limit := f.MaxRanges
+		if limit <= 0 {
+			limit = DefaultMaxRanges
+		}
+		plan, n, whole := planRanges(v, rep.Size, limit)
+		if whole || plan != v {
+			r = r.Clone(r.Context())
+			if whole {
+				r.Header.Del("Range")
+				f.rangesIgnored.Add(1)
+				log := f.Logger
+				if log == nil {
+					log = slog.Default()
+				}
+				f.rangeLog.Bit(log, slog.LevelWarn, "a request asks for too many ranges; serving the whole representation",
+					"path", rep.Path, "ranges", n, "max_ranges", limit, "remote", r.RemoteAddr)
+			} else {
+				r.Header.Set("Range", plan)
+				f.rangesCoalesced.Add(1)
+			}
+		}
 	}
 	http.ServeContent(&digestWriter{ResponseWriter: w}, r, "", rep.ModTime, file)
 }

@@ -3,7 +3,9 @@ package origin
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/mquic/wire"
+	"github.com/h3m-project/h3m/unicast/internal/caplog"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -26,6 +29,10 @@ const (
 	// DefaultMaxManifestStreams caps the long-lived manifest streams served
 	// at once.
 	DefaultMaxManifestStreams = 1024
+	// DefaultMaxManifestStreamsPerClient caps those of one client (one
+	// source address): a receiver holds one per asymmetric session, two
+	// during a rollover; a few receivers may share an address.
+	DefaultMaxManifestStreamsPerClient = 8
 	// MaxSeqRange is the most sequence numbers one ?seq= request may span.
 	MaxSeqRange = 1 << 16
 )
@@ -47,11 +54,18 @@ type Manifests struct {
 	// MaxStreams caps the long-lived streams served at once; 0 means
 	// DefaultMaxManifestStreams.
 	MaxStreams int
+	// MaxStreamsPerClient caps those of one client, a source address (IP),
+	// so that one client cannot hold them all; 0 means
+	// DefaultMaxManifestStreamsPerClient.
+	MaxStreamsPerClient int
 
-	mu      sync.Mutex
-	logs    map[string]*manifestLog
-	ended   []string // ended sessions, oldest first
-	streams int
+	mu       sync.Mutex
+	logs     map[string]*manifestLog
+	ended    []string // ended sessions, oldest first
+	streams  int
+	byClient map[string]int // streams served per client address
+	refused  uint64         // streams refused by either cap
+	capLog   caplog.Limit
 }
 
 // manifestLog is the manifests of one session: a ring of the newest ones,
@@ -196,6 +210,9 @@ type ManifestStats struct {
 	Restarts       uint64 // sequence-number discontinuities
 	Ended          bool
 	StreamsServing int // long-lived streams of all sessions served now
+	// StreamsRefused counts the streams of all sessions refused (503)
+	// because MaxStreams or MaxStreamsPerClient was reached.
+	StreamsRefused uint64
 }
 
 // Stats returns the counters of session id, and false if it is not kept.
@@ -205,11 +222,12 @@ func (ms *Manifests) Stats(id string) (ManifestStats, bool) {
 		return ManifestStats{}, false
 	}
 	ms.mu.Lock()
-	streams := ms.streams
+	streams, refused := ms.streams, ms.refused
 	ms.mu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := ManifestStats{Kept: l.n, Bytes: l.bytes, Dropped: l.dropped, Restarts: l.reset, Ended: l.ended, StreamsServing: streams}
+	st := ManifestStats{Kept: l.n, Bytes: l.bytes, Dropped: l.dropped, Restarts: l.reset, Ended: l.ended,
+		StreamsServing: streams, StreamsRefused: refused}
 	if l.n > 0 {
 		st.First, st.Last = l.at(0).seq, l.at(l.n-1).seq
 	}
@@ -390,26 +408,59 @@ func (s *Server) serveManifests(w http.ResponseWriter, r *http.Request, secure b
 		w.Write(b)
 		return
 	}
-	ms := s.Manifests
+	release, err := s.Manifests.takeStream(clientAddr(r.RemoteAddr))
+	if err != nil {
+		s.Manifests.capLog.Bit(s.logger(), slog.LevelWarn, "refusing a manifest stream", "remote", r.RemoteAddr, "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer release()
+	l.stream(w, r, q)
+}
+
+// takeStream counts a long-lived stream for client against both caps, or
+// says which one it would exceed.
+func (ms *Manifests) takeStream(client string) (release func(), err error) {
 	ms.mu.Lock()
-	limit := ms.MaxStreams
+	defer ms.mu.Unlock()
+	limit, perClient := ms.MaxStreams, ms.MaxStreamsPerClient
 	if limit <= 0 {
 		limit = DefaultMaxManifestStreams
 	}
-	if ms.streams >= limit {
-		ms.mu.Unlock()
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many manifest streams", http.StatusServiceUnavailable)
-		return
+	if perClient <= 0 {
+		perClient = DefaultMaxManifestStreamsPerClient
+	}
+	switch {
+	case ms.streams >= limit:
+		ms.refused++
+		return nil, fmt.Errorf("too many manifest streams (%d)", limit)
+	case ms.byClient[client] >= perClient:
+		ms.refused++
+		return nil, fmt.Errorf("too many manifest streams from one client (%d)", perClient)
+	}
+	if ms.byClient == nil {
+		ms.byClient = make(map[string]int)
 	}
 	ms.streams++
-	ms.mu.Unlock()
-	defer func() {
+	ms.byClient[client]++
+	return func() {
 		ms.mu.Lock()
+		defer ms.mu.Unlock()
 		ms.streams--
-		ms.mu.Unlock()
-	}()
-	l.stream(w, r, q)
+		if ms.byClient[client]--; ms.byClient[client] <= 0 {
+			delete(ms.byClient, client)
+		}
+	}, nil
+}
+
+// clientAddr is the client part of a remote address: its IP (the port
+// changes with every connection).
+func clientAddr(remote string) string {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return remote
 }
 
 // collect returns the manifests a range request asks for, back to back.

@@ -29,6 +29,10 @@ type Config struct {
 	// Authority, Digests, Sessions, Catalog, Manifests and Keys, and its
 	// Logger when nil.
 	Publisher PublisherConfig
+	// PrivateFiles are files that must never be served or pushed: the TLS
+	// key and certificate, signing keys. New refuses a Dir that holds any
+	// of them (CheckOutside).
+	PrivateFiles []string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -60,10 +64,14 @@ func New(cfg Config) (*Origin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := CheckOutside(cfg.Dir, cfg.PrivateFiles...); err != nil {
+		return nil, err
+	}
 	files, err := NewFileServer(cfg.Dir, cfg.Digests...)
 	if err != nil {
 		return nil, err
 	}
+	files.Logger = cfg.Logger
 	o := &Origin{Files: files, Sessions: &Sessions{}, Catalog: &Catalog{}, Manifests: &Manifests{}, Keys: &Keys{}}
 	o.Server = &Server{
 		Addr: cfg.Addr, Handler: files, TLSConfig: cfg.TLSConfig, QUICConfig: cfg.QUICConfig,

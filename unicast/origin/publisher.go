@@ -435,22 +435,33 @@ type Content struct {
 	Size int64
 }
 
-// PushFile pushes the file Files serves for urlPath, with the same
-// representation fields, and records it in the catalogue.
+// PushFile pushes the file Files serves for urlPath (a decoded path, as in
+// URL.Path: "/a b.txt"), with the same representation fields, and records
+// it in the catalogue. It is promised, and listed, under its %-escaped
+// origin-form target ("/a%20b.txt"). Files that Files does not serve
+// (Excluded names) are not pushed either.
 func (p *Publisher) PushFile(ctx context.Context, urlPath string) (wellknown.CatalogEntry, error) {
 	if p.cfg.Files == nil {
 		return wellknown.CatalogEntry{}, errors.New("origin: publisher: no Files to push from")
+	}
+	target := wellknown.EscapeTarget(urlPath)
+	if _, err := wellknown.ParseTarget(target); err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: receivers would refuse it: %w", urlPath, err)
 	}
 	f, rep, err := p.cfg.Files.Open(urlPath)
 	if err != nil {
 		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: %w", urlPath, err)
 	}
 	defer f.Close()
-	return p.push(ctx, urlPath, rep.Header(), f, rep.Size)
+	return p.push(ctx, target, rep.Header(), f, rep.Size)
 }
 
-// Push pushes c and records it in the catalogue.
+// Push pushes c and records it in the catalogue. c.Path must be an
+// origin-form target that receivers accept (wellknown.ParseTarget).
 func (p *Publisher) Push(ctx context.Context, c *Content) (wellknown.CatalogEntry, error) {
+	if _, err := wellknown.ParseTarget(c.Path); err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: receivers would refuse it: %w", wellknown.Truncate(c.Path), err)
+	}
 	h := c.Header.Clone()
 	if h == nil {
 		h = http.Header{}

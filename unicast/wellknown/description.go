@@ -287,11 +287,11 @@ func parseOneAdvertisement(v string) (altsvc.Advertisement, error) {
 // bytes) and returns it in lower case.
 func ParseSessionID(s string) (string, error) {
 	if len(s)%2 != 0 {
-		return "", fmt.Errorf("session ID %q: odd number of hex digits", truncate(s))
+		return "", fmt.Errorf("session ID %q: odd number of hex digits", Truncate(s))
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return "", fmt.Errorf("session ID %q: not hex", truncate(s))
+		return "", fmt.Errorf("session ID %q: not hex", Truncate(s))
 	}
 	if len(b) > mquic.MaxSessionIDLen {
 		return "", fmt.Errorf("session ID of %d bytes, limit %d", len(b), mquic.MaxSessionIDLen)
@@ -303,14 +303,14 @@ func ParseSessionID(s string) (string, error) {
 // holds no whitespace, control characters or fragment.
 func checkPath(p string) error {
 	if p == "" || p[0] != '/' {
-		return fmt.Errorf("%q does not start with /", truncate(p))
+		return fmt.Errorf("%q does not start with /", Truncate(p))
 	}
 	if len(p) > maxPathLen {
 		return fmt.Errorf("%d bytes, limit %d", len(p), maxPathLen)
 	}
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c <= ' ' || c >= 0x7f || c == '#' {
-			return fmt.Errorf("%q: byte %#x at %d is not allowed in a request path", truncate(p), c, i)
+			return fmt.Errorf("%q: byte %#x at %d is not allowed in a request path", Truncate(p), c, i)
 		}
 	}
 	return nil

@@ -65,7 +65,7 @@ func CheckKeyID(id string) error {
 	}
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
-			return fmt.Errorf("%w: %q: byte %#x at %d", ErrKeyID, truncate(id), c, i)
+			return fmt.Errorf("%w: %q: byte %#x at %d", ErrKeyID, Truncate(id), c, i)
 		}
 	}
 	return nil
@@ -86,9 +86,9 @@ func ValidETag(s string) bool {
 	return true
 }
 
-// truncate shortens a string read from the network to 64 bytes for error
-// messages.
-func truncate(s string) string {
+// Truncate shortens a string read from the network to 64 bytes for error
+// messages and logs.
+func Truncate(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "..."
 	}

@@ -61,7 +61,8 @@ type Harness struct {
 	Addr      string // the unicast server's address
 	Pub       *origin.Publisher
 
-	front func(http.Handler) http.Handler
+	front     func(http.Handler) http.Handler
+	pubConfig origin.PublisherConfig
 
 	mu       sync.Mutex
 	srvClose func(crash bool)
@@ -141,6 +142,7 @@ func New(t testing.TB, o Options) *Harness {
 	if o.Publisher != nil {
 		o.Publisher(&pc)
 	}
+	h.pubConfig = pc
 	h.Pub, err = origin.NewPublisher(pc)
 	if err != nil {
 		t.Fatal(err)
@@ -260,4 +262,24 @@ func (h *Harness) PushAll(paths []string) {
 			h.T.Fatalf("push %s: %v", p, err)
 		}
 	}
+}
+
+// Restart restarts the origin as a new process would: the publisher's
+// session ends unannounced, and a server with empty registries and a new
+// publisher come up on the same address, with the same files.
+func (h *Harness) Restart() {
+	h.T.Helper()
+	addr := h.Addr
+	h.StopServer(false)
+	h.Pub.Close(context.Background())
+	h.Sessions, h.Catalog, h.Manifests, h.Keys = &origin.Sessions{}, &origin.Catalog{}, &origin.Manifests{}, &origin.Keys{}
+	pc := h.pubConfig
+	pc.Sessions, pc.Catalog, pc.Manifests, pc.Keys = h.Sessions, h.Catalog, h.Manifests, h.Keys
+	pub, err := origin.NewPublisher(pc)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	h.Pub = pub
+	h.T.Cleanup(func() { pub.Close(context.Background()) })
+	h.StartServer(addr)
 }
