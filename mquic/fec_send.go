@@ -123,15 +123,7 @@ func (s *Sender) fecClose() error {
 		if m := s.fec.RepairsOnClose(); m == 0 || uint64(len(s.slots))-(s.tail-s.head) >= uint64(m) {
 			break
 		}
-		if s.inWriter {
-			return errQueueFull
-		}
-		s.repairWaiting = true
-		s.roomWaiters++
-		err := s.wait()
-		s.roomWaiters--
-		s.repairWaiting = false
-		if err != nil {
+		if err := s.fecWait(&s.repairWaiting); err != nil {
 			return err
 		}
 		if err := s.usable(); err != nil && !s.closed {
@@ -161,19 +153,29 @@ func (s *Sender) fecClose() error {
 	return nil
 }
 
+// fecWait waits (releasing the lock) for the writer to make progress, with
+// *priority set meanwhile when given; on the writer's own goroutine it
+// returns errQueueFull instead.
+func (s *Sender) fecWait(priority *bool) error {
+	if s.inWriter {
+		return errQueueFull
+	}
+	if priority != nil {
+		*priority = true
+		defer func() { *priority = false }()
+	}
+	s.roomWaiters++
+	defer func() { s.roomWaiters-- }()
+	return s.wait()
+}
+
 // fecSeal computes and seals the reserved repair packets, if any. Outside
 // an asymmetric session it computes the repair symbols without the lock.
 // If another goroutine is at it, it waits (errQueueFull on the writer's
 // goroutine, which comes back when woken).
 func (s *Sender) fecSeal() error {
 	for s.res.sealing {
-		if s.inWriter {
-			return errQueueFull
-		}
-		s.roomWaiters++
-		err := s.wait()
-		s.roomWaiters--
-		if err != nil {
+		if err := s.fecWait(nil); err != nil {
 			return err
 		}
 	}

@@ -215,23 +215,11 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	rep := &PeersReport{Options: o, ContentBytes: o.Size}
-	dir := o.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "h3m-peers-")
-		if err != nil {
-			return nil, err
-		}
-		// The logs of failed runs stay for a look; the content goes.
-		defer func() {
-			if rep.Failed() {
-				os.RemoveAll(filepath.Join(tmp, "content"))
-				fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
-				return
-			}
-			os.RemoveAll(tmp)
-		}()
-		dir = tmp
+	dir, cleanup, err := o.workDir("h3m-peers-", rep.Failed)
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	content := filepath.Join(dir, "content")
 	files, err := writeContent(content, o.Size, o.Files)
 	if err != nil {
@@ -251,6 +239,27 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 	}
 	rep.printSummary(o.Out)
 	return rep, nil
+}
+
+// workDir returns o.Dir, or a temporary folder (named from prefix) and the
+// function that removes it at the end: all of it, or, when failed says a
+// run failed, the content only, so that the logs stay for a look.
+func (o *PeersOptions) workDir(prefix string, failed func() bool) (string, func(), error) {
+	if o.Dir != "" {
+		return o.Dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() {
+		if failed() {
+			os.RemoveAll(filepath.Join(tmp, "content"))
+			fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
+			return
+		}
+		os.RemoveAll(tmp)
+	}, nil
 }
 
 // runTopology builds the network for n receivers and runs every loss rate

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -109,22 +108,11 @@ func Scale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
 	rep := &ScaleReport{Options: o, ContentBytes: p.Size}
-	dir := p.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "h3m-scale-")
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			if rep.Failed() {
-				os.RemoveAll(filepath.Join(tmp, "content"))
-				fmt.Fprintf(p.Out, "the logs are kept in %s\n", tmp)
-				return
-			}
-			os.RemoveAll(tmp)
-		}()
-		dir = tmp
+	dir, cleanup, err := p.workDir("h3m-scale-", rep.Failed)
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	files, err := writeContent(filepath.Join(dir, "content"), p.Size, p.Files)
 	if err != nil {
 		return nil, err
