@@ -21,18 +21,19 @@ type reassembler struct {
 	reorderThreshold uint64
 	reorderDelay     time.Duration
 	authReorderDelay time.Duration
-	// fecWait, in a session with FEC, is how long a hole may wait while
-	// fecPending says a packet before the data after it may still be
-	// rebuilt (0: no FEC).
-	fecWait    time.Duration
-	fecPending func(pn uint64) bool
-	st         *ReceiverStats // counters it keeps up to date
+	st               *ReceiverStats // counters it keeps up to date
 
 	streams  map[uint64]*RecvStream
 	closed   ranges.Set // finished streams, keyed by streamKey
 	waiting  []*RecvStream
 	buffered int
 	free     [][]byte
+
+	// fecWait, in a session with FEC, is how long a hole may wait while
+	// fecPending says a packet before the data after it may still be
+	// rebuilt (0: no FEC).
+	fecWait    time.Duration
+	fecPending func(pn uint64) bool
 }
 
 // streamAllowed reports whether the profile lets a sender use the stream:
