@@ -30,6 +30,9 @@ type TransferRun struct {
 	Sent     uint64 // stream bytes written
 	Sender   mquic.SenderStats
 	Receiver mquic.ReceiverStats
+	// CPU is the process's CPU time over the transfer: sender and
+	// receiver together.
+	CPU time.Duration
 }
 
 // Complete reports whether every byte written was delivered.
@@ -120,6 +123,7 @@ func (o *Options) transfer(ctx context.Context, port uint16, params mquic.Params
 		return run, err
 	}
 	chunk := make([]byte, s.MaxChunk())
+	cpu0 := processCPU()
 	start := time.Now()
 	for time.Since(start) < o.Duration && ctx.Err() == nil {
 		for range 16 {
@@ -144,6 +148,7 @@ func (o *Options) transfer(ctx context.Context, port uint16, params mquic.Params
 		}
 	}
 	x.stop()
+	run.CPU = processCPU() - cpu0
 	run.Receiver = x.r.Stats()
 	run.Stream = Rate{Packets: run.Receiver.Packets, Bytes: h.bytes.Load(), Elapsed: time.Duration(h.last.Load() - start.UnixNano())}
 	return run, err

@@ -93,10 +93,25 @@ func b2i(b bool) int {
 func fecRatio(runs [2]TransferRun) float64 { return runs[1].Stream.Gbps() / runs[0].Stream.Gbps() }
 
 // UnpacedRatio is the median of the unpaced rounds' ratios.
-func (r FECResult) UnpacedRatio() float64 {
+func (r FECResult) UnpacedRatio() float64 { return r.median(fecRatio) }
+
+// cpuPerByte is the process's CPU time per stream byte delivered.
+func cpuPerByte(run TransferRun) float64 {
+	return float64(run.CPU) / float64(max(run.Stream.Bytes, 1))
+}
+
+// UnpacedCPURatio is the median of the unpaced rounds' CPU per stream byte
+// without FEC over with it: the throughput ratio a machine whose cores the
+// transfer saturates would see, less sensitive than throughput to other
+// jobs on a shared machine.
+func (r FECResult) UnpacedCPURatio() float64 {
+	return r.median(func(runs [2]TransferRun) float64 { return cpuPerByte(runs[0]) / cpuPerByte(runs[1]) })
+}
+
+func (r FECResult) median(f func([2]TransferRun) float64) float64 {
 	rs := make([]float64, len(r.Unpaced))
 	for i, runs := range r.Unpaced {
-		rs[i] = fecRatio(runs)
+		rs[i] = f(runs)
 	}
 	slices.Sort(rs)
 	return rs[len(rs)/2]
@@ -259,8 +274,8 @@ func (r FECResult) Report(w io.Writer, o Options) {
 			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), fecRatio(runs), note)
 		for i, run := range runs {
 			f := run.Receiver.FEC
-			fmt.Fprintf(w, "  %-22s   %-8s: %d of %d stream bytes delivered, %d packets lost, %d rebuilt, %d repair packets sent\n",
-				"", []string{"without", "with FEC"}[i], run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, f.Recovered, run.Sender.FEC.RepairPackets)
+			fmt.Fprintf(w, "  %-22s   %-8s: %d of %d stream bytes delivered, %d packets lost, %d rebuilt, %d repair packets sent, %.2f s CPU per GB\n",
+				"", []string{"without", "with FEC"}[i], run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, f.Recovered, run.Sender.FEC.RepairPackets, cpuPerByte(run))
 		}
 	}
 	line(fmt.Sprintf("paced at %.1f Gbit/s", float64(FECRate)/1e9), r.Paced, "(stream data; the repair packets share the rate)")
@@ -268,6 +283,7 @@ func (r FECResult) Report(w io.Writer, o Options) {
 		line(fmt.Sprintf("unpaced, round %d", i+1), runs, "")
 	}
 	fmt.Fprintf(w, "  unpaced: median ratio %.3f (target >= 0.8; sender and receiver share this machine's cores, so the ratio is the CPU FEC adds to both)\n", r.UnpacedRatio())
+	fmt.Fprintf(w, "  unpaced: CPU per GB of stream data (sender and receiver) without / with FEC, median %.3f\n", r.UnpacedCPURatio())
 }
 
 // fecParams returns params advertising fp.
