@@ -10,4 +10,8 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require golang.org/x/text v0.43.0 // indirect
+require (
+	github.com/klauspost/cpuid/v2 v2.3.0 // indirect
+	github.com/klauspost/reedsolomon v1.14.2 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)

@@ -38,14 +38,14 @@ func asymParams(t testing.TB, group netip.AddrPort) (mquic.Params, *manifest.Sig
 	return p, &manifest.SignerConfig{Key: priv}
 }
 
-// accounted checks the receiver's bookkeeping: every datagram is accepted,
-// dropped for one reason, or held.
+// accounted checks the receiver's bookkeeping: every datagram (and every
+// packet FEC rebuilt) is accepted, dropped for one reason, or held.
 func accounted(t testing.TB, st mquic.ReceiverStats) {
 	t.Helper()
 	a := st.Auth
 	total := st.Packets + st.WrongSource + st.NotShort + st.WrongSession + st.DecryptFailed + st.Duplicate + st.Stale +
 		st.UnknownFrame + st.BadFrame + st.BadManifest + uint64(a.Held) + a.Expired + a.Evicted + a.UnconfirmedManifests
-	if total != st.Datagrams {
+	if total != st.Datagrams+st.FEC.Recovered {
 		t.Fatalf("%d datagrams, %d accounted for: %+v", st.Datagrams, total, st)
 	}
 }

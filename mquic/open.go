@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/wire"
@@ -37,6 +38,8 @@ type rxPacket struct {
 	mans      []rxManifest    // its MANIFEST frames; aliases the opener's space
 	frameErr  dropReason      // dropUnknownFrame or dropBadFrame, or 0
 	others    bool            // frames other than MANIFEST and PADDING
+	repair    fec.Repair      // its REPAIR frame (FEC sessions), if hasRepair
+	hasRepair bool
 }
 
 // rxManifest is a parsed MANIFEST frame (asymmetric sessions).
@@ -60,6 +63,9 @@ type opener struct {
 	pre     *manifest.Prechecker
 	now     time.Time
 	scratch []byte
+	// The REPAIR frame of the packet being parsed (fec_recv.go).
+	repair    fec.Repair
+	hasRepair bool
 }
 
 func (r *Receiver) newOpener(prot *protect.Protector) opener {
@@ -159,6 +165,7 @@ func (o *opener) decrypt(p *rxPacket, pn uint64) {
 	}
 	p.state, p.pn, p.payload = rxOpened, pn, payload
 	p.frames, p.mans, p.frameErr, p.others = o.parse(payload)
+	p.repair, p.hasRepair = o.repair, o.hasRepair
 }
 
 // parse parses every frame of a payload into the opener's frame space and
@@ -166,6 +173,7 @@ func (o *opener) decrypt(p *rxPacket, pn uint64) {
 // is unknown or malformed.
 func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, why dropReason, others bool) {
 	fstart, mstart := len(o.frames), len(o.mans)
+	o.hasRepair = false
 	for b := payload; len(b) > 0; {
 		var n int
 		var err error
@@ -176,6 +184,9 @@ func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, 
 			if err == nil && o.pre != nil {
 				rm.sig, o.scratch = o.pre.Check(&rm.m, o.now, o.scratch)
 			}
+		} else if o.r.fec != nil && fec.IsFrame(b) {
+			n, err = o.parseRepair(b)
+			others = true
 		} else {
 			o.frames = append(o.frames, wire.Frame{})
 			f := &o.frames[len(o.frames)-1]
@@ -185,7 +196,7 @@ func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, 
 			}
 		}
 		if err != nil {
-			o.frames, o.mans = o.frames[:fstart], o.mans[:mstart]
+			o.frames, o.mans, o.hasRepair = o.frames[:fstart], o.mans[:mstart], false
 			if errors.Is(err, wire.ErrUnknownFrameType) {
 				return nil, nil, dropUnknownFrame, false
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/wire"
 	"github.com/quic-go/quic-go/qlog"
@@ -100,6 +101,14 @@ func traceFrames(dst []traceFrame, payload []byte) []traceFrame {
 				continue
 			}
 		}
+		if fec.IsFrame(b) {
+			var r fec.Repair
+			if n, err := fec.ParseFrame(b, &r); err == nil {
+				dst = append(dst, traceFrame{typ: fec.FrameType, known: true, wireLen: n})
+				b = b[n:]
+				continue
+			}
+		}
 		n, err := wire.ParseFrame(b, &f)
 		if err != nil {
 			// f.Type is the type of the frame that did not parse, known or not.
@@ -122,7 +131,7 @@ func (t *traceFrame) encode(h *encoder) {
 	h.token(jsontext.BeginObject)
 	name := t.typ.QlogName()
 	if !t.known || name == "" {
-		// MANIFEST, frames of other extensions, and what did not parse.
+		// MANIFEST, REPAIR, frames of other extensions, and what did not parse.
 		h.str("frame_type", "unknown")
 		h.uint("frame_type_bytes", uint64(t.typ))
 		h.raw(t.wireLen, -1)

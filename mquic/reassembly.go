@@ -28,6 +28,12 @@ type reassembler struct {
 	waiting  []*RecvStream
 	buffered int
 	free     [][]byte
+
+	// fecWait, in a session with FEC, is how long a hole may wait while
+	// fecPending says a packet before the data after it may still be
+	// rebuilt (0: no FEC).
+	fecWait    time.Duration
+	fecPending func(pn uint64) bool
 }
 
 // streamAllowed reports whether the profile lets a sender use the stream:
@@ -243,6 +249,9 @@ func (a *reassembler) holeDue(seg *segment, largest uint64, heldPN uint64, held 
 	if due && held && heldPN < seg.pn && now.Sub(seg.at) < a.authReorderDelay {
 		return false // an older packet waits for its manifest: it may fill the hole
 	}
+	if due && a.fecWait > 0 && now.Sub(seg.at) < a.fecWait && a.fecPending(seg.pn) {
+		return false // FEC may still rebuild a packet before seg
+	}
 	return due
 }
 
@@ -272,10 +281,14 @@ func (a *reassembler) deadline(heldPN uint64, held bool) time.Time {
 			continue
 		}
 		seg := &s.pending[0]
-		t := seg.at.Add(a.reorderDelay)
+		wait := a.reorderDelay
 		if held && heldPN < seg.pn {
-			t = seg.at.Add(max(a.reorderDelay, a.authReorderDelay))
+			wait = max(wait, a.authReorderDelay)
 		}
+		if a.fecWait > 0 && a.fecPending(seg.pn) {
+			wait = max(wait, a.fecWait)
+		}
+		t := seg.at.Add(wait)
 		if d.IsZero() || t.Before(d) {
 			d = t
 		}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -139,6 +140,13 @@ type ReceiverStats struct {
 	// BadManifest, or one of those four.
 	BadManifest uint64             // packets of only MANIFEST frames that were all rejected
 	Auth        manifest.AuthStats // manifests, digests and held packets
+
+	// FEC counts forward error correction (sessions that advertise it):
+	// repair packets, packets rebuilt, blocks that could not be. A rebuilt
+	// packet is processed like a datagram read (and counted as accepted or
+	// dropped), so with FEC, Datagrams plus FEC.Recovered is what is in
+	// Packets and the drop reasons.
+	FEC fec.DecoderStats
 }
 
 // Receiver receives one multicast QUIC session: it drops packets from other
@@ -185,6 +193,7 @@ type Receiver struct {
 	seq        opener                  // opens packets on the goroutine that holds mu
 	rel        opener                  // parses the packets the authenticator releases
 	auth       *manifest.Authenticator // nil in a symmetric session
+	fec        *recvFEC                // nil without forward error correction (fec_recv.go)
 	pre        *manifest.Prechecker    // the auth's: Run's openers verify signatures ahead
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 	tr         *recvTrace              // nil when not tracing
@@ -266,6 +275,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		r.asym = true
 		r.pre = r.auth.Prechecker()
 	}
+	if err := r.setupFEC(&p); err != nil {
+		return nil, fmt.Errorf("mquic: new receiver: %w", err)
+	}
 	r.seq = r.newOpener(prot)
 	r.rel = r.newOpener(prot)
 	if br, ok := conn.(mcast.BatchReader); ok {
@@ -288,6 +300,9 @@ func (r *Receiver) Stats() ReceiverStats {
 	s.Buffered = r.ra.buffered
 	if r.auth != nil {
 		s.Auth = r.auth.Stats()
+	}
+	if r.fec != nil {
+		s.FEC = r.fec.dec.Stats()
 	}
 	return s
 }
@@ -323,6 +338,9 @@ func (r *Receiver) nextDeadline() time.Time {
 		if t, ok := r.auth.Deadline(); ok && (d.IsZero() || t.Before(d)) {
 			d = t
 		}
+	}
+	if t, ok := r.fecDeadline(); ok && (d.IsZero() || t.Before(d)) {
+		d = t
 	}
 	return d
 }
@@ -416,6 +434,7 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 		return
 	}
+	r.noteFEC(p)
 	now := r.now
 	if r.auth != nil {
 		used := 0
@@ -542,6 +561,7 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Fr
 // afterBatchLocked declares the holes that waited long enough, and drops
 // the held packets and digests whose time is up.
 func (r *Receiver) afterBatchLocked(now time.Time) {
+	r.recoverFEC(now)
 	if r.auth != nil {
 		r.auth.Expire(now)
 	}

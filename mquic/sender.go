@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -62,7 +63,9 @@ type SenderConfig struct {
 	// FirstPacketNumber is the packet number of the first packet sent.
 	FirstPacketNumber uint64
 	// OnPacket, when set, is called with every packet exactly as it goes on
-	// the wire (protected), in packet-number order. It must not keep pkt.
+	// the wire (protected), as it is sealed: in packet-number order, except
+	// that with FEC a block's repair packets are sealed after packets that
+	// follow them (they are sent in order). It must not keep pkt.
 	OnPacket func(pn uint64, pkt []byte)
 	// Manifests, when set, makes the sender sign manifests of the digests of
 	// its packets and send them in MANIFEST frames (asymmetric
@@ -100,6 +103,7 @@ type SenderStats struct {
 	// Queued is how many packets are sealed and wait for the writer now.
 	Queued    int
 	Manifests manifest.SignerStats // asymmetric sessions only
+	FEC       fec.EncoderStats     // sessions with forward error correction only
 }
 
 // ErrNotRunning is returned by a Sender's writes, Flush and Close when they
@@ -145,6 +149,7 @@ type Sender struct {
 	onPacket func(uint64, []byte)
 	onWrite  func(at time.Time, bytes int, lost time.Duration) // tests: each write as the pacer booked it
 	signer   *manifest.Signer                                  // nil in a symmetric session
+	fec      *fec.Encoder                                      // nil without forward error correction (fec_send.go)
 	tr       *sendTrace                                        // nil when not tracing
 
 	sessionID  []byte
@@ -182,6 +187,7 @@ type Sender struct {
 	curPN      uint64
 	curSince   time.Time
 	curTrigger bool   // the packet being filled carries more than MANIFEST frames: it calls for a manifest
+	curRepair  bool   // the packet being filled is a repair packet
 	emitting   bool   // inside emitManifests
 	mframe     []byte // the MANIFEST frame being placed
 	// manifestWaiting: emitManifests waits for room, and has the next free
@@ -201,6 +207,12 @@ type Sender struct {
 	lateTimer                 *time.Timer
 	flushArmed                bool // the writer will look at the packet being filled
 	st                        SenderStats
+
+	// repairWaiting: fecClose waits for room for a block's repair packets,
+	// and has the next free slots before anyone; res: the repair packets
+	// reserved and not sealed yet (fec_send.go).
+	repairWaiting bool
+	res           fecReservation
 }
 
 // NewSender creates a sender for the session cfg.Params on conn, which must
@@ -247,6 +259,9 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.hdrLen = 1 + len(p.SessionID) + s.pnLen
 	s.payloadEnd = s.packetSize - s.overhead
 	s.minPayload = prot.MinPayload(s.pnLen)
+	if err := s.setupFEC(&p); err != nil {
+		return nil, fmt.Errorf("mquic: new sender: %w", err)
+	}
 	// The largest chunk that fits in an empty packet whatever the stream ID
 	// and offset: worst-case varints in the STREAM frame header.
 	room := s.payloadEnd - s.hdrLen
@@ -378,8 +393,9 @@ func (s *Sender) emitManifests(force bool) error {
 	now := time.Now()
 	for {
 		// Room first: a frame taken from the signer must be placed without
-		// waiting, while writers of data wait their turn.
-		if !s.slotFree() {
+		// waiting, while writers of data wait their turn (and the manifests
+		// wait for repair packets).
+		if !s.slotFree() || s.repairWaiting {
 			if s.inWriter {
 				return nil // the writer must not wait for room: it tries again after writing
 			}
@@ -432,6 +448,9 @@ func (s *Sender) Close() error {
 		return s.err
 	}
 	err := s.finishPacket()
+	if err == nil && s.fec != nil {
+		err = s.fecClose()
+	}
 	if err == nil {
 		// Every packet sent must be listed in a manifest.
 		if err = s.emitManifests(true); err == nil {
@@ -455,6 +474,9 @@ func (s *Sender) Stats() SenderStats {
 	st.Queued = int(s.tail - s.head)
 	if s.signer != nil {
 		st.Manifests = s.signer.Stats()
+	}
+	if s.fec != nil {
+		st.FEC = s.fec.Stats()
 	}
 	return st
 }
@@ -559,7 +581,15 @@ func (s *Sender) ensurePacket(need int) error {
 			}
 			continue
 		}
-		if s.tail-s.head < uint64(len(s.slots)) && !s.manifestWaiting {
+		if s.fec != nil && s.fec.Full() {
+			// A full block closes (its repair packets take the next
+			// numbers) before any packet starts.
+			if err := s.fecClose(); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.tail-s.head < uint64(len(s.slots)) && !s.manifestWaiting && !s.repairWaiting {
 			break
 		}
 		if s.inWriter {
@@ -575,6 +605,12 @@ func (s *Sender) ensurePacket(need int) error {
 			return err
 		}
 	}
+	s.startPacket()
+	return nil
+}
+
+// startPacket starts a packet in the next slot, which must be free.
+func (s *Sender) startPacket() {
 	s.curPN = s.nextPN
 	s.nextPN++
 	s.cur = wire.AppendShortHeader(s.slots[s.tail%uint64(len(s.slots))][:0], s.sessionID, s.curPN, s.pnLen)
@@ -584,11 +620,11 @@ func (s *Sender) ensurePacket(need int) error {
 		s.curSince = time.Now()
 	}
 	s.curTrigger = true
+	s.curRepair = false
 	if !s.flushArmed {
 		s.flushArmed = true
 		s.wakeWriter()
 	}
-	return nil
 }
 
 // finishPacket seals the packet being filled and queues it for the writer.
@@ -602,6 +638,7 @@ func (s *Sender) finishPacket() error {
 	if s.tr != nil {
 		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
+	fecFull := s.fec != nil && !s.curRepair && s.fecAdd()
 	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
 	if s.signer != nil {
 		s.signer.Add(s.curPN, pkt, s.curTrigger, s.curSince)
@@ -616,7 +653,12 @@ func (s *Sender) finishPacket() error {
 	if s.tail-s.head == uint64(s.batchN) || s.tail-s.head == uint64(s.maxBatch) {
 		s.wakeWriter()
 	}
-	if s.signer != nil && s.signer.Ready() {
+	if fecFull {
+		if err := s.fecClose(); err != nil && err != errQueueFull {
+			return err
+		}
+	}
+	if s.signer != nil && s.signer.Ready() && !s.res.sealing {
 		// A manifest just filled up: send it (and the copies it makes due)
 		// now. Manifests due by time are the writer's business.
 		return s.emitManifests(false)
@@ -681,7 +723,13 @@ func (s *Sender) write(ctx context.Context) error {
 		next := s.timers(now)
 		out = out[:0]
 		if n := s.tail - s.head; n > 0 && (n >= uint64(s.batchN) || s.head < s.flushTo || s.closed) {
-			for i := s.head; i < s.tail && len(out) < s.batchN; i++ {
+			if first, ok := s.fecReserved(); ok && first == s.head {
+				s.inWriter = true
+				_ = s.fecSeal() // errQueueFull: another goroutine seals them and wakes us
+				s.inWriter = false
+			}
+			reserved, ok := s.fecReserved()
+			for i := s.head; i < s.tail && len(out) < s.batchN && (!ok || i < reserved); i++ {
 				out = append(out, s.slots[i%uint64(len(s.slots))])
 			}
 		}
@@ -808,6 +856,9 @@ func (s *Sender) timers(now time.Time) time.Duration {
 		} else {
 			soonest(d)
 		}
+	}
+	if d := s.fecTimers(now); d >= 0 {
+		soonest(d)
 	}
 	// From here on, a packet being filled is covered by the timer set
 	// below; a packet started later wakes the writer.

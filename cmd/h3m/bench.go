@@ -37,11 +37,15 @@ manifests of packet digests) in the same run, paced at each of --asym-rates
 and then unpaced, prints the throughput ratio and what hashing, signing and verifying
 cost per packet.
 
+The fec phase prints what FEC encoding and decoding cost per packet next to
+AES-GCM sealing and opening, then compares sessions without and with 5 %
+forward error correction in the same run, paced at 1 Gbit/s and unpaced.
+
 The pause phase times the receiver's socket reads while a 256 MiB push with
 SHA-256 and SHA-512 digests completes and is verified, followed by a 64 MiB
 push, paced at 1 Gbit/s: the longest time the socket was not read, against
 what one digest pass over the body takes (the pause of verifying on the
-packet path).` + peersHelp,
+packet path).` + peersHelp + simHelp + scaleHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -54,14 +58,21 @@ packet path).` + peersHelp,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, large, pace, pause or all (the loopback phases), or peers (h3m against UFTP)")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, fec, large, pace, pause or all (the loopback phases), peers (h3m against UFTP), scale (origin cost as receivers grow) or sim (repair simulated for many receivers)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			asymRates := fs.String("asym-rates", "1000000000,2000000000", "paced rates (bit/s, comma-separated) of the symmetric/asymmetric comparison")
 			peers := peersFlags(fs)
+			sim := simFlags(fs)
+			scale := scaleFlags(fs)
 			return func(ctx context.Context, e *env) error {
-				if what == "peers" {
+				switch what {
+				case "peers":
 					return peers(ctx, e)
+				case "sim":
+					return sim(ctx, e)
+				case "scale":
+					return scale(ctx, e)
 				}
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
@@ -101,9 +112,9 @@ packet path).` + peersHelp,
 					return usagef("--offload %q: want off, on or both", *offload)
 				}
 				switch what {
-				case "transport", "http", "asym", "large", "pace", "pause", "all":
+				case "transport", "http", "asym", "fec", "large", "pace", "pause", "all":
 				default:
-					return usagef("--what %q: want transport, http, asym, large, pace, pause, all or peers", what)
+					return usagef("--what %q: want transport, http, asym, fec, large, pace, pause, all, peers, scale or sim", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log
@@ -129,6 +140,15 @@ packet path).` + peersHelp,
 					if (what == "asym" || what == "all") && i == len(techniques)-1 {
 						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
 						r, err := bench.Asymmetric(ctx, o)
+						if err != nil {
+							return err
+						}
+						r.Report(e.stdout, o)
+					}
+					// The FEC comparison once, with the last technique.
+					if (what == "fec" || what == "all") && i == len(techniques)-1 {
+						o.Group = netip.AddrPortFrom(g.Addr(), g.Port()+uint16(20*i+10))
+						r, err := bench.FEC(ctx, o)
 						if err != nil {
 							return err
 						}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/internal/dirwatch"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
@@ -63,7 +65,13 @@ With --sign-key, every push is signed (RFC 9421 HTTP Message Signatures by
 default, --sign-format cavage for the draft's cavage-12 Signature field,
 what nghq sends), and the public key is served over TLS at
 /.well-known/h3m/keys/<key ID> and listed in /.well-known/h3m, where
-receivers get it to verify the pushes (h3m receive --require-signature).`,
+receivers get it to verify the pushes (h3m receive --require-signature).
+
+With --fec OVERHEAD (e.g. 5%), the session carries forward error correction
+(spec/transport.md): repair packets over blocks of up to 200 packets, which
+let receivers rebuild lost packets without asking the server; receivers
+repair over unicast only what FEC could not rebuild. Receivers that do not
+know the extension ignore it.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -82,6 +90,7 @@ receivers get it to verify the pushes (h3m receive --require-signature).`,
 			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
+			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			var qlogDir string
 			qlogFlag(fs, &qlogDir, "sender")
 			return func(ctx context.Context, e *env) error {
@@ -97,6 +106,15 @@ receivers get it to verify the pushes (h3m receive --require-signature).`,
 				ad, err := sf.advertisement()
 				if err != nil {
 					return err
+				}
+				if *fecFlag != "" {
+					overhead, err := parseShare(*fecFlag)
+					if err == nil {
+						err = origin.AddFEC(&ad, overhead)
+					}
+					if err != nil {
+						return usagef("--fec %q: %v", *fecFlag, err)
+					}
 				}
 				o := serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
@@ -174,6 +192,19 @@ func loadSigner(file, keyID, format string) (h3m.Signer, error) {
 		return nil, usagef("--sign-key %s with --sign-format %s: %v", file, format, err)
 	}
 	return s, nil
+}
+
+// parseShare reads a share as "5%" or "0.05".
+func parseShare(s string) (float64, error) {
+	v, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		return 0, fmt.Errorf("want a percentage (5%%) or a fraction (0.05)")
+	}
+	if pct {
+		f /= 100
+	}
+	return f, nil
 }
 
 func splitList(s string) []string {
@@ -265,6 +296,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	ca, _ := filepath.Abs(o.certFile)
 	fmt.Fprintf(e.stdout, "h3m: session %s (%s) on %s from %s via %s, %d bit/s\n",
 		id, o.ad.ProtocolID, o.ad.Session.Group, o.ad.Session.Source, o.iface, o.ad.Session.PeakFlowRate)
+	for _, x := range o.ad.Session.Extensions {
+		if x.ID == fec.ExtensionID {
+			fp, _ := fec.ParseParams(x.Value)
+			fmt.Fprintf(e.stdout, "h3m: FEC: %d repair packets per block of up to %d packets, blocks closed within %v\n",
+				fp.MaxRepairCount, fp.MaxSourceCount, fp.BlockTime)
+		}
+	}
 	if o.asymmetric {
 		fmt.Fprintf(e.stdout, "h3m: asymmetric: packets authenticated by signed manifests (in-band and at %s)\n", wellknown.ManifestPath(id))
 	}

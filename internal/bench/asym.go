@@ -20,15 +20,23 @@ var DefaultAsymRates = []uint64{1_000_000_000, 2_000_000_000}
 // AsymRun is one transfer of the asymmetric comparison.
 type AsymRun struct {
 	Asymmetric bool
-	Rate       uint64 // paced rate, bit/s (0: unpaced)
-	Stream     Rate   // stream data delivered to the handler
-	Sent       uint64 // stream bytes written
-	Sender     mquic.SenderStats
-	Receiver   mquic.ReceiverStats
+	TransferRun
+}
+
+// TransferRun is one timed stream transfer (transfer).
+type TransferRun struct {
+	Rate     uint64 // paced rate, bit/s (0: unpaced)
+	Stream   Rate   // stream data delivered to the handler
+	Sent     uint64 // stream bytes written
+	Sender   mquic.SenderStats
+	Receiver mquic.ReceiverStats
+	// CPU is the process's CPU time over the transfer: sender and
+	// receiver together.
+	CPU time.Duration
 }
 
 // Complete reports whether every byte written was delivered.
-func (r AsymRun) Complete() bool { return r.Stream.Bytes == r.Sent }
+func (r TransferRun) Complete() bool { return r.Stream.Bytes == r.Sent }
 
 // AsymResult compares symmetric and asymmetric sessions in the same run, at
 // paced rates and unpaced.
@@ -76,9 +84,8 @@ func Asymmetric(ctx context.Context, o Options) (AsymResult, error) {
 // asymTransfer writes stream data for o.Duration at rate and times it from
 // the first write to the last byte delivered.
 func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate uint64) (AsymRun, error) {
-	run := AsymRun{Asymmetric: asym, Rate: rate}
+	run := AsymRun{Asymmetric: asym}
 	params := o.params(port)
-	params.PeakFlowRate = rate
 	var sc *manifest.SignerConfig
 	if asym {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -92,8 +99,19 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 		params.Extensions = append(params.Extensions, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
 		sc = &manifest.SignerConfig{Key: priv}
 	}
+	var err error
+	run.TransferRun, err = o.transfer(ctx, port, params, mquic.SenderConfig{Manifests: sc}, rate)
+	return run, err
+}
+
+// transfer writes one stream's data for o.Duration at rate (0: unpaced) in
+// the session params on fresh sockets, and times it from the first write
+// to the last byte delivered.
+func (o *Options) transfer(ctx context.Context, port uint16, params mquic.Params, sc mquic.SenderConfig, rate uint64) (TransferRun, error) {
+	run := TransferRun{Rate: rate}
+	params.PeakFlowRate = rate
 	h := &countingHandler{}
-	x, err := o.startSession(ctx, port, params, h, mquic.SenderConfig{Manifests: sc})
+	x, err := o.startSession(ctx, port, params, h, sc)
 	if err != nil {
 		return run, err
 	}
@@ -105,6 +123,7 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 		return run, err
 	}
 	chunk := make([]byte, s.MaxChunk())
+	cpu0 := processCPU()
 	start := time.Now()
 	for time.Since(start) < o.Duration && ctx.Err() == nil {
 		for range 16 {
@@ -129,6 +148,7 @@ func (o *Options) asymTransfer(ctx context.Context, port uint16, asym bool, rate
 		}
 	}
 	x.stop()
+	run.CPU = processCPU() - cpu0
 	run.Receiver = x.r.Stats()
 	run.Stream = Rate{Packets: run.Receiver.Packets, Bytes: h.bytes.Load(), Elapsed: time.Duration(h.last.Load() - start.UnixNano())}
 	return run, err

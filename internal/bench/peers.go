@@ -55,6 +55,10 @@ type PeersOptions struct {
 	// UFTPArgs are more options for uftp (the sender), after the ones the
 	// comparison sets.
 	UFTPArgs []string
+	// ServeArgs and ReceiveArgs are more options for h3m serve and h3m
+	// receive, after the ones the comparison sets (the scale bench's FEC
+	// and unicast-only runs).
+	ServeArgs, ReceiveArgs []string
 	// Timeout bounds each run; 0 picks one from the size and the rate.
 	Timeout time.Duration
 	// Dir holds the content and each run's logs (the received copies are
@@ -211,23 +215,11 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	rep := &PeersReport{Options: o, ContentBytes: o.Size}
-	dir := o.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "h3m-peers-")
-		if err != nil {
-			return nil, err
-		}
-		// The logs of failed runs stay for a look; the content goes.
-		defer func() {
-			if rep.Failed() {
-				os.RemoveAll(filepath.Join(tmp, "content"))
-				fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
-				return
-			}
-			os.RemoveAll(tmp)
-		}()
-		dir = tmp
+	dir, cleanup, err := o.workDir("h3m-peers-", rep.Failed)
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	content := filepath.Join(dir, "content")
 	files, err := writeContent(content, o.Size, o.Files)
 	if err != nil {
@@ -247,6 +239,27 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 	}
 	rep.printSummary(o.Out)
 	return rep, nil
+}
+
+// workDir returns o.Dir, or a temporary folder (named from prefix) and the
+// function that removes it at the end: all of it, or, when failed says a
+// run failed, the content only, so that the logs stay for a look.
+func (o *PeersOptions) workDir(prefix string, failed func() bool) (string, func(), error) {
+	if o.Dir != "" {
+		return o.Dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() {
+		if failed() {
+			os.RemoveAll(filepath.Join(tmp, "content"))
+			fmt.Fprintf(o.Out, "the logs are kept in %s\n", tmp)
+			return
+		}
+		os.RemoveAll(tmp)
+	}, nil
 }
 
 // runTopology builds the network for n receivers and runs every loss rate
@@ -392,18 +405,18 @@ func sameFile(want, got string, a, b []byte) error {
 
 // h3mServeArgs is the sender's command line.
 func h3mServeArgs(o PeersOptions, dir, cert, key, listen string) []string {
-	return []string{"h3m", "serve", "--once", "--dir", dir,
+	return append([]string{"h3m", "serve", "--once", "--dir", dir,
 		"--interface", "eth0", "--source", "10.77.0.1", "--ttl", "1",
 		"--group", "232.77.0.1", "--port", "7700", "--listen", listen,
 		"--rate", strconv.FormatUint(o.Rate, 10), "--suite", "1301",
 		"--wait", o.Wait.String(), "--linger", (o.Timeout + time.Minute).String(),
-		"--cert", cert, "--key", key}
+		"--cert", cert, "--key", key}, o.ServeArgs...)
 }
 
 // h3mReceiveArgs is a receiver's command line.
 func h3mReceiveArgs(o PeersOptions, url, cert, out string) []string {
-	return []string{"h3m", "receive", "--url", url, "--ca", cert, "--interface", "eth0",
-		"--out", out, "--timeout", o.Timeout.String()}
+	return append([]string{"h3m", "receive", "--url", url, "--ca", cert, "--interface", "eth0",
+		"--out", out, "--timeout", o.Timeout.String()}, o.ReceiveArgs...)
 }
 
 // uftpArgs is UFTP's sender command line: AES-128-GCM (which authenticates

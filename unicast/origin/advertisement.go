@@ -14,6 +14,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -65,6 +66,9 @@ type SessionConfig struct {
 	PeakFlowRate           uint64
 	// Digests are the digest algorithms the session advertises.
 	Digests []string
+	// FEC, if positive, adds forward error correction at this overhead (a
+	// fraction: 0.05 adds 5 % repair packets; see AddFEC).
+	FEC float64
 }
 
 // NewSession returns the advertisement of the session cfg describes, with
@@ -126,6 +130,11 @@ func NewSession(cfg SessionConfig) (altsvc.Advertisement, error) {
 	}
 	ad.Session = p
 	ad.DigestAlgorithms = slices.Clone(cfg.Digests)
+	if cfg.FEC > 0 {
+		if err := AddFEC(&ad, cfg.FEC); err != nil {
+			return ad, fmt.Errorf("origin: session: %w", err)
+		}
+	}
 	if err := ad.Validate(); err != nil {
 		return ad, fmt.Errorf("origin: session: %w", err)
 	}
@@ -162,6 +171,23 @@ func MakeAsymmetric(ad *altsvc.Advertisement, key crypto.Signer) error {
 	p := &ad.Session
 	exts := slices.DeleteFunc(slices.Clone(p.Extensions), func(e mquic.Extension) bool { return e.ID == manifest.ExtensionID })
 	p.Extensions = append(exts, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
+	return ad.Validate()
+}
+
+// AddFEC makes ad a session with forward error correction
+// (spec/transport.md): its extensions advertise the FEC parameters of
+// overhead (0.05: 5 % repair packets) over blocks of the default size and
+// time, which the session's sender follows. Receivers that do not know the
+// extension ignore it and drop the repair packets. Any FEC parameters ad
+// had are replaced.
+func AddFEC(ad *altsvc.Advertisement, overhead float64) error {
+	fp, err := fec.NewParams(overhead, 0, 0)
+	if err != nil {
+		return err
+	}
+	p := &ad.Session
+	exts := slices.DeleteFunc(slices.Clone(p.Extensions), func(e mquic.Extension) bool { return e.ID == fec.ExtensionID })
+	p.Extensions = append(exts, mquic.Extension{ID: fec.ExtensionID, Value: fp.Value()})
 	return ad.Validate()
 }
 

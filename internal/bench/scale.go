@@ -1,0 +1,340 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/h3m-project/h3m/interop"
+)
+
+// The scale bench measures what repair costs the origin as receivers grow,
+// on the peer bench's topology (a sender host and N receiver hosts on a
+// bridge of network namespaces, interop.NewNetwork) with the h3m binary
+// run black-box: per receiver count, loss rate and kind, with and without
+// FEC, the origin's unicast bytes (counted on the bridge, from the sender's
+// port), its CPU time and the time until every receiver holds every file;
+// and, in the same run, a unicast-only baseline: the same receivers
+// fetching everything over HTTP/3.
+
+// ScaleOptions configure the scale bench.
+type ScaleOptions struct {
+	// Peers carries the content, rate, timeouts and binary (its Receivers,
+	// Loss, Repeat and UFTP fields are not used).
+	Peers PeersOptions
+	// Receivers are the receiver counts (up to 32 on a 2-core machine).
+	Receivers []int
+	// Loss are the multicast loss rates, in percent; each rate above 0 runs
+	// independent (each receiver loses its own packets, nftables in its
+	// namespace) and correlated (loss on the bridge before the multicast is
+	// flooded: every receiver loses the same packets).
+	Loss []int
+	// FEC is the overhead of the runs with FEC (each case also runs
+	// without); 0 sizes it for the loss rate (ScaleFEC).
+	FEC float64
+	// Baseline adds, per receiver count, the unicast-only run.
+	Baseline bool
+}
+
+// ScaleRun is one run.
+type ScaleRun struct {
+	Receivers  int
+	Loss       int
+	Correlated bool
+	FEC        float64 // 0: none
+	Baseline   bool    // unicast only
+	PeerRun
+	// UnicastBytes and MulticastBytes are what the sender host put on the
+	// bridge to unicast and to multicast destinations (IP packets, counted
+	// at the bridge's port, before any loss rule).
+	UnicastBytes, MulticastBytes uint64
+}
+
+// ScaleReport is the outcome of Scale.
+type ScaleReport struct {
+	Options      ScaleOptions
+	ContentBytes int64
+	Runs         []ScaleRun
+}
+
+// Failed reports whether any run failed.
+func (r *ScaleReport) Failed() bool {
+	for _, run := range r.Runs {
+		if run.Err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// ScaleAvailable reports why the scale bench cannot run here, or nil.
+func ScaleAvailable() error {
+	if err := interop.NetnsAvailable(); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		return fmt.Errorf("nftables is not installed: %w", err)
+	}
+	return nil
+}
+
+// Scale runs the bench.
+func Scale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
+	if err := ScaleAvailable(); err != nil {
+		return nil, err
+	}
+	p := &o.Peers
+	if p.H3M == "" {
+		return nil, errors.New("scale: no h3m binary given")
+	}
+	if p.Files < 1 || p.Size < int64(p.Files) {
+		return nil, fmt.Errorf("scale: %d bytes cannot make %d files", p.Size, p.Files)
+	}
+	if p.Timeout == 0 {
+		p.Timeout = max(time.Minute, 10*time.Duration(float64(p.Size)*8/float64(p.Rate)*float64(time.Second)))
+	}
+	if p.Out == nil {
+		p.Out = io.Discard
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	rep := &ScaleReport{Options: o, ContentBytes: p.Size}
+	dir, cleanup, err := p.workDir("h3m-scale-", rep.Failed)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	files, err := writeContent(filepath.Join(dir, "content"), p.Size, p.Files)
+	if err != nil {
+		return nil, err
+	}
+	fecNote := "sized for the loss (twice the loss rate, at least 5 %)"
+	if o.FEC > 0 {
+		fecNote = fmt.Sprintf("%g %%", o.FEC*100)
+	}
+	fmt.Fprintf(p.Out, "scale: %.1f MB in %d files at %.0f Mbit/s, N receivers on a bridge of network namespaces; FEC runs: h3m serve --fec %s; origin unicast bytes counted on the bridge (IP packets the sender host sent to unicast addresses); origin CPU is h3m serve's until the last receiver exits\n",
+		float64(p.Size)/1e6, len(files), float64(p.Rate)/1e6, fecNote)
+	rep.printHeader(p.Out)
+	for _, n := range o.Receivers {
+		if err := o.runScale(ctx, rep, dir, files, n); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// scaleCase is one configuration of a run.
+type scaleCase struct {
+	loss       int
+	correlated bool
+	fec        float64
+	baseline   bool
+}
+
+func (o *ScaleOptions) cases() []scaleCase {
+	var cs []scaleCase
+	if o.Baseline {
+		cs = append(cs, scaleCase{baseline: true})
+	}
+	for _, loss := range o.Loss {
+		for _, corr := range []bool{false, true} {
+			if corr && loss == 0 {
+				continue
+			}
+			f := o.FEC
+			if f == 0 {
+				f = ScaleFEC(loss)
+			}
+			for _, f := range []float64{0, f} {
+				cs = append(cs, scaleCase{loss: loss, correlated: corr, fec: f})
+			}
+		}
+	}
+	return cs
+}
+
+// ScaleFEC is the FEC overhead sized for a loss rate in percent: twice the
+// rate, at least 5 % (5 % at 2 % loss, 20 % at 10 %: blocks of 200 then
+// fail once in a few thousand; spec/transport.md).
+func ScaleFEC(lossPercent int) float64 { return max(0.05, 2*float64(lossPercent)/100) }
+
+// runScale builds the network for n receivers and runs every case on it.
+func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir string, files []contentFile, n int) error {
+	net, err := interop.NewNetwork(ctx, interop.ModeNetns, interop.Topology{Receivers: n})
+	if err != nil {
+		return fmt.Errorf("scale: building the network: %w", err)
+	}
+	defer net.Close()
+	sw := switchHost(net)
+	for _, c := range o.cases() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p := o.Peers
+		var label string
+		switch {
+		case c.baseline:
+			// The receivers refuse the (symmetric) session and fetch
+			// everything over HTTP/3; nothing multicast reaches them.
+			p.ReceiveArgs = append(p.ReceiveArgs, "--require-asymmetric")
+			label = "unicast"
+		case c.fec > 0:
+			p.ServeArgs = append(p.ServeArgs, "--fec", strconv.FormatFloat(c.fec, 'f', -1, 64))
+			label = "fec"
+		default:
+			label = "nofec"
+		}
+		kind := "ind"
+		if c.correlated {
+			kind = "cor"
+		}
+		runDir := filepath.Join(dir, fmt.Sprintf("n%d-%s-loss%d%s", n, label, c.loss, kind))
+		p.Logger.Info("scale: run", "receivers", n, "loss", c.loss, "correlated", c.correlated, "fec", c.fec, "baseline", c.baseline)
+		bridgeLoss := 0
+		switch {
+		case c.baseline:
+			bridgeLoss = 100
+		case c.correlated:
+			bridgeLoss = c.loss
+		}
+		if err := setBridgeRules(ctx, sw, bridgeLoss); err != nil {
+			return err
+		}
+		recvLoss := c.loss
+		if c.correlated || c.baseline {
+			recvLoss = 0
+		}
+		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline}
+		run.PeerRun = p.runH3M(ctx, net, runDir, files, recvLoss)
+		run.Tool, run.PeerRun.Receivers, run.PeerRun.Loss = "h3m", n, c.loss
+		run.UnicastBytes, run.MulticastBytes = bridgeCounters(ctx, sw)
+		if c.correlated {
+			run.Dropped = bridgeDropped(ctx, sw)
+		}
+		rep.Runs = append(rep.Runs, run)
+		rep.printRun(p.Out, run)
+	}
+	return nil
+}
+
+// switchHost returns the bridge's namespace as a host.
+func switchHost(net *interop.Network) interop.Host {
+	for _, ns := range net.Namespaces() {
+		if strings.HasSuffix(ns, "-sw") {
+			return interop.Host{Name: "switch", NS: ns}
+		}
+	}
+	return interop.Host{Name: "switch"}
+}
+
+// scaleTable is the nftables table on the bridge: it counts what the
+// sender host sends to multicast and to unicast addresses, and drops a
+// share of the multicast before the bridge floods it (correlated loss).
+const scaleTable = "h3m_scale"
+
+// setBridgeRules replaces the bridge's table (zeroing its counters), with
+// percent of the sender's multicast packets dropped.
+func setBridgeRules(ctx context.Context, sw interop.Host, percent int) error {
+	drop := ""
+	switch {
+	case percent >= 100:
+		drop = "\t\tiifname \"p-sender\" ether type ip ip daddr 224.0.0.0/4 meta l4proto udp counter drop comment \"drop\"\n"
+	case percent > 0:
+		drop = fmt.Sprintf("\t\tiifname \"p-sender\" ether type ip ip daddr 224.0.0.0/4 meta l4proto udp numgen random mod 100 < %d counter drop comment \"drop\"\n", percent)
+	}
+	script := fmt.Sprintf(`table bridge %[1]s {}
+delete table bridge %[1]s
+table bridge %[1]s {
+	chain pre {
+		type filter hook prerouting priority -300; policy accept;
+		iifname "p-sender" ether type ip ip daddr 224.0.0.0/4 counter comment "multicast"
+		iifname "p-sender" ether type ip ip daddr != 224.0.0.0/4 counter comment "unicast"
+%[2]s	}
+}
+`, scaleTable, drop)
+	cmd := sw.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("bridge: nft: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// bridgeCounter reads the bytes and packets of the rule with comment name.
+func bridgeCounter(ctx context.Context, sw interop.Host, name string) (bytes, packets uint64) {
+	out, err := sw.Run(context.WithoutCancel(ctx), "nft", "list", "table", "bridge", scaleTable)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, `comment "`+name+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			switch f[i] {
+			case "packets":
+				packets, _ = strconv.ParseUint(f[i+1], 10, 64)
+			case "bytes":
+				bytes, _ = strconv.ParseUint(f[i+1], 10, 64)
+			}
+		}
+	}
+	return bytes, packets
+}
+
+func bridgeCounters(ctx context.Context, sw interop.Host) (unicast, multicast uint64) {
+	unicast, _ = bridgeCounter(ctx, sw, "unicast")
+	multicast, _ = bridgeCounter(ctx, sw, "multicast")
+	return unicast, multicast
+}
+
+func bridgeDropped(ctx context.Context, sw interop.Host) uint64 {
+	_, n := bridgeCounter(ctx, sw, "drop")
+	return n
+}
+
+func (r *ScaleReport) printHeader(w io.Writer) {
+	fmt.Fprintln(w, "| receivers | loss | FEC | origin unicast / content | per receiver | origin CPU s | done s | multicast / content | deliveries (multicast/repaired/fallback) | intact |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+}
+
+func (run ScaleRun) label() (loss, fec string) {
+	switch {
+	case run.Baseline:
+		return "unicast only", "—"
+	case run.Loss == 0:
+		loss = "0 %"
+	case run.Correlated:
+		loss = fmt.Sprintf("%d %% correlated", run.Loss)
+	default:
+		loss = fmt.Sprintf("%d %% independent", run.Loss)
+	}
+	fec = "off"
+	if run.FEC > 0 {
+		fec = fmt.Sprintf("%g %%", run.FEC*100)
+	}
+	return loss, fec
+}
+
+func (r *ScaleReport) printRun(w io.Writer, run ScaleRun) {
+	loss, fec := run.label()
+	content := float64(r.ContentBytes)
+	intact := "yes"
+	if run.Err != nil {
+		intact = "NO: " + run.Err.Error()
+	}
+	fmt.Fprintf(w, "| %d | %s | %s | %.4f | %.5f | %.2f | %.1f | %.3f | %d/%d/%d | %s |\n",
+		run.Receivers, loss, fec, float64(run.UnicastBytes)/content, float64(run.UnicastBytes)/content/float64(run.Receivers),
+		run.SenderCPU.Seconds(), run.Done.Seconds(), float64(run.MulticastBytes)/content,
+		run.H3M.Multicast, run.H3M.Repaired, run.H3M.Fallback, intact)
+}

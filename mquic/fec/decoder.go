@@ -1,0 +1,448 @@
+package fec
+
+import (
+	"math/bits"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// DecoderStats are a Decoder's counters.
+type DecoderStats struct {
+	RepairPackets uint64 // REPAIR frames taken
+	Recovered     uint64 // source packets rebuilt
+	// BlocksRecovered counts blocks that lost packets and rebuilt them all;
+	// BlocksUnrecoverable blocks that lost more than their repair packets
+	// could rebuild, and Unrecovered the packets those still lack (reported
+	// to the layer above as lost, as without FEC).
+	BlocksRecovered     uint64
+	BlocksUnrecoverable uint64
+	Unrecovered         uint64
+	// BadRepair counts REPAIR frames inconsistent with the block other
+	// frames described (counts, symbol length, overlapping blocks) and
+	// decodings that gave an impossible payload length.
+	BadRepair uint64
+	// UnusedRepair counts REPAIR frames that came after their block was
+	// decided (it lost nothing, was rebuilt, or was given up), or too late
+	// for its source packets to be still at hand.
+	UnusedRepair uint64
+}
+
+// DecoderConfig configures a Decoder.
+type DecoderConfig struct {
+	Params Params
+	// ReorderThreshold and ReorderDelay tell when a block's missing repair
+	// packets are given up: once a packet this many numbers past the
+	// block's last repair packet has arrived, or this long after its last
+	// symbol arrived.
+	ReorderThreshold int
+	ReorderDelay     time.Duration
+}
+
+// Decoder is the receiver side: it keeps the payloads of the recent
+// packets (Source), collects each block's repair symbols (Repair), and
+// rebuilds the packets a block lost as soon as it holds as many symbols as
+// the block has source packets. The rebuilt payloads wait in order for
+// Next. Buffers are reused: in steady state nothing is allocated per packet
+// or per block. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	cfg  DecoderConfig
+	ll   reedsolomon.LowLevel
+	ring []slot // the payloads of the last len(ring) packet numbers
+	mask uint64
+
+	blocks []*block // known blocks, by increasing ID
+	spare  []*block
+	ready  []uint64 // rebuilt packet numbers not yet handed out
+	head   int
+
+	have    bool
+	largest uint64 // largest packet number seen
+	known   uint64 // end of the newest known block (its last repair packet + 1)
+
+	// Scratch of a decoding.
+	miss []int
+	rows []int
+	lost [MaxSymbols]bool
+	mat  []byte // e × 2e augmented matrix
+
+	st DecoderStats
+}
+
+// slot is one packet's payload, as its source symbol without the padding:
+// Length (16) followed by the payload.
+type slot struct {
+	pn  uint64
+	ok  bool
+	buf []byte
+}
+
+// block is what REPAIR frames told of one block.
+type block struct {
+	id      uint64
+	k, m, s int
+	rep     [][]byte  // repair symbols by index (buffers kept across blocks)
+	got     [4]uint64 // repair indices received
+	nrep    int
+	decided bool
+	last    time.Time // when its last symbol arrived
+}
+
+func (b *block) end() uint64 { return b.id + uint64(b.k+b.m) }
+
+// maxBlocks bounds the blocks a decoder tracks; past it the oldest are
+// decided (given up) early. Blocks follow each other: a handful are open at
+// a time.
+const maxBlocks = 32
+
+// NewDecoder returns a decoder for a session with the FEC parameters
+// cfg.Params.
+func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
+	if err := cfg.Params.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ReorderThreshold <= 0 {
+		cfg.ReorderThreshold = 3
+	}
+	if cfg.ReorderDelay <= 0 {
+		cfg.ReorderDelay = 20 * time.Millisecond
+	}
+	// Room for two blocks' worth of packets: a block's repair packets
+	// arrive while its source packets are still in the ring.
+	n := 1 << bits.Len(uint(2*(cfg.Params.MaxSourceCount+cfg.Params.MaxRepairCount)-1))
+	d := &Decoder{cfg: cfg, ring: make([]slot, n), mask: uint64(n - 1)}
+	m := cfg.Params.MaxRepairCount
+	d.mat = make([]byte, 0, 2*m*m)
+	return d, nil
+}
+
+// Stats returns the decoder's counters.
+func (d *Decoder) Stats() DecoderStats { return d.st }
+
+// see records that packet pn arrived.
+func (d *Decoder) see(pn uint64) {
+	if !d.have || pn > d.largest {
+		d.largest, d.have = pn, true
+	}
+}
+
+// Source keeps the plaintext payload of packet pn, which arrived (and was
+// authenticated by its AEAD), for the block it belongs to; if that block
+// now has enough symbols, its lost packets are rebuilt.
+func (d *Decoder) Source(pn uint64, payload []byte) {
+	if 2+len(payload) > MaxSymbolLen {
+		return
+	}
+	d.see(pn)
+	s := &d.ring[pn&d.mask]
+	n := len(payload)
+	s.pn, s.ok = pn, true
+	s.buf = append(append(s.buf[:0], byte(n>>8), byte(n)), payload...)
+	for _, b := range d.blocks {
+		if !b.decided && pn >= b.id && pn < b.id+uint64(b.k) {
+			d.try(b)
+			return
+		}
+	}
+}
+
+// Repair takes the REPAIR frame r of packet pn, which arrived at now.
+func (d *Decoder) Repair(r *Repair, pn uint64, now time.Time) {
+	d.see(pn)
+	d.st.RepairPackets++
+	end := r.BlockID + uint64(r.SourceCount+r.RepairCount)
+	var b *block
+	at := len(d.blocks)
+	for i, x := range d.blocks {
+		if x.id == r.BlockID {
+			b = x
+			break
+		}
+		if r.BlockID < x.end() && x.id < end {
+			d.st.BadRepair++ // overlaps another block
+			return
+		}
+		if x.id > r.BlockID && at == len(d.blocks) {
+			at = i
+		}
+	}
+	switch {
+	case b == nil && d.largest >= r.BlockID+uint64(len(d.ring)):
+		// Its source packets have left the ring (and it may have been
+		// decided and forgotten).
+		d.st.UnusedRepair++
+		return
+	case b == nil:
+		b = d.newBlock(r, at)
+	case b.k != r.SourceCount || b.m != r.RepairCount || b.s != len(r.Symbol):
+		d.st.BadRepair++
+		return
+	}
+	if b.decided {
+		d.st.UnusedRepair++
+		return
+	}
+	w, bit := r.Index/64, uint64(1)<<(r.Index%64)
+	if b.got[w]&bit != 0 {
+		return // a copy (the replay window keeps these out)
+	}
+	b.got[w] |= bit
+	b.nrep++
+	b.last = now
+	b.rep[r.Index] = append(b.rep[r.Index][:0], r.Symbol...)
+	d.known = max(d.known, end)
+	d.try(b)
+}
+
+// newBlock starts tracking the block r describes, at index at of d.blocks.
+func (d *Decoder) newBlock(r *Repair, at int) *block {
+	if len(d.blocks) >= maxBlocks {
+		d.decide(d.blocks[0])
+		d.blocks = d.blocks[1:]
+		at--
+	}
+	var b *block
+	if n := len(d.spare); n > 0 {
+		b, d.spare = d.spare[n-1], d.spare[:n-1]
+	} else {
+		b = &block{}
+	}
+	rep := b.rep
+	if cap(rep) < r.RepairCount {
+		rep = make([][]byte, r.RepairCount)
+		copy(rep, b.rep)
+	}
+	*b = block{id: r.BlockID, k: r.SourceCount, m: r.RepairCount, s: len(r.Symbol), rep: rep[:r.RepairCount]}
+	d.blocks = append(d.blocks, nil)
+	copy(d.blocks[at+1:], d.blocks[at:])
+	d.blocks[at] = b
+	return b
+}
+
+// holds reports whether the ring holds packet pn.
+func (d *Decoder) holds(pn uint64) bool {
+	s := &d.ring[pn&d.mask]
+	return s.ok && s.pn == pn
+}
+
+// missing lists the indices of b's source packets the ring lacks.
+func (d *Decoder) missing(b *block) []int {
+	d.miss = d.miss[:0]
+	for i := range b.k {
+		if !d.holds(b.id + uint64(i)) {
+			d.miss = append(d.miss, i)
+		}
+	}
+	return d.miss
+}
+
+// try decides b if it lacks nothing, or rebuilds what it lacks if it has
+// enough repair symbols.
+func (d *Decoder) try(b *block) {
+	miss := d.missing(b)
+	switch {
+	case len(miss) == 0:
+		b.decided = true
+	case len(miss) <= b.nrep:
+		d.decode(b, miss)
+	}
+}
+
+// decode rebuilds the source packets miss of b from the others and as many
+// repair symbols. With e = len(miss), repair rows j_1..j_e give
+//
+//	R_j + Σ_{i present} C(j,i)·X_i = Σ_{i missing} C(j,i)·X_i
+//
+// whose left sides (the syndromes, computed in place in the repair
+// buffers) and the inverse of the e×e Cauchy matrix on the right give the
+// missing symbols: e·(k−e) + e² slice multiplications, and an e×e
+// inversion — not the k×k one of a general decoder.
+func (d *Decoder) decode(b *block, miss []int) {
+	b.decided = true
+	e := len(miss)
+	for _, i := range miss {
+		d.lost[i] = true
+	}
+	defer func() {
+		for _, i := range miss {
+			d.lost[i] = false
+		}
+	}()
+	d.rows = d.rows[:0]
+	for j := 0; j < b.m && len(d.rows) < e; j++ {
+		if b.got[j/64]&(1<<(j%64)) != 0 {
+			d.rows = append(d.rows, j)
+		}
+	}
+	for _, j := range d.rows {
+		syn := b.rep[j][:b.s]
+		for i := range b.k {
+			if d.lost[i] {
+				continue
+			}
+			src := d.ring[(b.id+uint64(i))&d.mask].buf
+			if len(src) > b.s {
+				d.fail(b, e, true) // a payload longer than the block's symbols
+				return
+			}
+			d.ll.GalMulSliceXor(Coefficient(j, i), src, syn)
+		}
+	}
+	if !d.invert(b, miss) {
+		d.fail(b, e, true)
+		return
+	}
+	inv := d.mat // row c, columns e..2e-1: the inverse
+	for c, i := range miss {
+		s := &d.ring[(b.id+uint64(i))&d.mask]
+		out := s.buf[:0]
+		if cap(out) < b.s {
+			out = make([]byte, b.s, max(b.s, 1280))
+		}
+		out = out[:b.s]
+		clear(out)
+		for a, j := range d.rows {
+			d.ll.GalMulSliceXor(inv[c*2*e+e+a], b.rep[j][:b.s], out)
+		}
+		n := int(out[0])<<8 | int(out[1])
+		if 2+n > b.s {
+			s.ok = false
+			d.fail(b, e, true)
+			return
+		}
+		s.pn, s.ok, s.buf = b.id+uint64(i), true, out[:2+n]
+	}
+	for _, i := range miss {
+		d.ready = append(d.ready, b.id+uint64(i))
+	}
+	d.st.Recovered += uint64(e)
+	d.st.BlocksRecovered++
+}
+
+// fail decides b as unrecoverable with e packets missing.
+func (d *Decoder) fail(b *block, e int, bad bool) {
+	b.decided = true
+	d.st.BlocksUnrecoverable++
+	d.st.Unrecovered += uint64(e)
+	if bad {
+		d.st.BadRepair++
+	}
+}
+
+// invert fills d.mat with [A | A⁻¹] reduced to [I | A⁻¹], where A[a][c] =
+// C(rows[a], miss[c]). A Cauchy matrix is never singular; false means a
+// bug or a forged block.
+func (d *Decoder) invert(b *block, miss []int) bool {
+	e := len(miss)
+	w := 2 * e
+	m := d.mat[:e*w]
+	clear(m)
+	for a, j := range d.rows {
+		for c, i := range miss {
+			m[a*w+c] = Coefficient(j, i)
+		}
+		m[a*w+e+a] = 1
+	}
+	for col := range e {
+		p := col
+		for p < e && m[p*w+col] == 0 {
+			p++
+		}
+		if p == e {
+			return false
+		}
+		if p != col {
+			for x := range w {
+				m[p*w+x], m[col*w+x] = m[col*w+x], m[p*w+x]
+			}
+		}
+		if f := m[col*w+col]; f != 1 {
+			inv := gfInv(f)
+			for x := range w {
+				m[col*w+x] = gfMul(m[col*w+x], inv)
+			}
+		}
+		for r := range e {
+			if f := m[r*w+col]; r != col && f != 0 {
+				for x := range w {
+					m[r*w+x] ^= gfMul(f, m[col*w+x])
+				}
+			}
+		}
+	}
+	// The rows of the inverse are the right halves; Decode reads them as
+	// inv[c*w+e+a] through d.mat.
+	d.mat = m
+	return true
+}
+
+// Next hands out the next rebuilt packet: its number and plaintext payload,
+// valid until the decoder's next call. ok is false when none is waiting.
+func (d *Decoder) Next() (pn uint64, payload []byte, ok bool) {
+	for d.head < len(d.ready) {
+		pn = d.ready[d.head]
+		d.head++
+		if s := &d.ring[pn&d.mask]; s.ok && s.pn == pn {
+			return pn, s.buf[2:], true
+		}
+	}
+	d.ready, d.head = d.ready[:0], 0
+	return 0, nil, false
+}
+
+// Expire gives up the blocks whose missing repair packets will not come
+// any more at now (see DecoderConfig), counting what they could not
+// rebuild, and forgets decided blocks whose packets have left the ring.
+func (d *Decoder) Expire(now time.Time) {
+	keep := d.blocks[:0]
+	for _, b := range d.blocks {
+		if !b.decided && (d.largest >= b.end()+uint64(d.cfg.ReorderThreshold) || now.Sub(b.last) >= d.cfg.ReorderDelay) {
+			d.decide(b)
+		}
+		if b.decided && d.largest >= b.id+uint64(len(d.ring)) {
+			d.spare = append(d.spare, b)
+			continue
+		}
+		keep = append(keep, b)
+	}
+	clear(d.blocks[len(keep):])
+	d.blocks = keep
+}
+
+// decide gives b up: whatever it lacks now stays lost.
+func (d *Decoder) decide(b *block) {
+	if b.decided {
+		return
+	}
+	if miss := d.missing(b); len(miss) > 0 {
+		d.fail(b, len(miss), false)
+		return
+	}
+	b.decided = true
+}
+
+// Deadline is when Expire has something to give up by time, if anything.
+func (d *Decoder) Deadline() (time.Time, bool) {
+	var t time.Time
+	for _, b := range d.blocks {
+		if !b.decided {
+			if dl := b.last.Add(d.cfg.ReorderDelay); t.IsZero() || dl.Before(t) {
+				t = dl
+			}
+		}
+	}
+	return t, !t.IsZero()
+}
+
+// Pending reports whether a packet older than pn may still be rebuilt: a
+// block that starts before pn is undecided, or packets before pn are past
+// every block known so far (their block's repair packets have not come yet). The receiver
+// holds stream holes back while it is so (for a bounded time).
+func (d *Decoder) Pending(pn uint64) bool {
+	for _, b := range d.blocks {
+		if !b.decided && b.id < pn {
+			return true
+		}
+	}
+	return pn > d.known
+}

@@ -1,0 +1,284 @@
+package fec
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// EncoderStats are an Encoder's counters.
+type EncoderStats struct {
+	Blocks        uint64 // blocks closed with repair packets
+	SourcePackets uint64 // packets covered by those blocks
+	RepairPackets uint64 // REPAIR frames handed out
+	RepairBytes   uint64 // repair symbol bytes handed out
+	// Uncovered counts packets left out of every block: packets that carry
+	// nothing worth repairing (only PING, PADDING or MANIFEST frames)
+	// while no block is open, and blocks of only such packets.
+	Uncovered uint64
+}
+
+// Encoder is the sender side. It keeps a copy of each packet's payload, as
+// the packet is sealed, as a source symbol of the open block. A block
+// opens with the first packet worth repairing, takes every packet after
+// it, and closes when it has MaxSourceCount packets or at its deadline
+// (BlockTime after it opened), whichever comes first. Once closed, its
+// repair symbols are computed (Encode: one pass of the library's
+// vectorized encoder over the whole block, less than half the time of
+// adding each symbol to every repair symbol as it comes) and its REPAIR
+// frames handed out (AppendNext); the sender gives the repair packets the
+// packet numbers right after the block's. The source symbols are kept in
+// two sets, so that the next block fills while the closed one is encoded:
+// Encode touches only the closed block's state and may run concurrently
+// with Add, Deadline and Open; nothing else may.
+type Encoder struct {
+	p        Params
+	overhead float64
+	symLen   int // largest symbol: 2 + the largest payload
+	rs       reedsolomon.Encoder
+	sets     [2]symbolSet
+	zero     []byte   // stands for the source symbols a short block lacks
+	shards   [][]byte // the block as the library encodes it: sources, then repairs
+	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
+
+	// The open block, in sets[cur].
+	cur     int
+	open    bool
+	id      uint64
+	k       int
+	maxLen  int // longest payload in the block
+	worthy  bool
+	started time.Time
+
+	// The closed block, in sets[1-cur], whose REPAIR frames are handed out.
+	next, m  int
+	closed   Repair
+	closedK  int
+	closedS  int  // its symbol length
+	encoded  bool // its repair symbols are computed
+	inFlight bool // closed and not all handed out
+
+	st EncoderStats
+}
+
+// symbolSet is a block's source symbols.
+type symbolSet struct {
+	src    [][]byte // MaxSourceCount symbols of symLen bytes, zero past their payload
+	srcLen []int    // each symbol's payload + 2
+}
+
+// NewEncoder returns the encoder of a sender that adds overhead (0.05 for
+// 5 %) of repair packets to blocks p describes, for packets whose payloads
+// are at most maxPayload bytes.
+func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if maxPayload < 1 || 2+maxPayload > MaxSymbolLen {
+		return nil, fmt.Errorf("fec: payloads of %d bytes cannot be symbols", maxPayload)
+	}
+	if RepairCount(overhead, p.MaxSourceCount) > p.MaxRepairCount {
+		return nil, fmt.Errorf("fec: overhead %v needs %d repair packets per block, the parameters allow %d", overhead, RepairCount(overhead, p.MaxSourceCount), p.MaxRepairCount)
+	}
+	k, m := p.MaxSourceCount, p.MaxRepairCount
+	matrix := make([][]byte, m)
+	for j := range matrix {
+		matrix[j] = make([]byte, k)
+		for i := range k {
+			matrix[j][i] = Coefficient(j, i)
+		}
+	}
+	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(matrix))
+	if err != nil {
+		return nil, fmt.Errorf("fec: %w", err)
+	}
+	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, rs: rs}
+	for s := range e.sets {
+		set := &e.sets[s]
+		set.src, set.srcLen = make([][]byte, k), make([]int, k)
+		for i := range set.src {
+			set.src[i] = make([]byte, e.symLen)
+		}
+	}
+	e.zero = make([]byte, e.symLen)
+	e.parity = make([][]byte, m)
+	for j := range e.parity {
+		e.parity[j] = make([]byte, e.symLen)
+	}
+	e.shards = make([][]byte, k+m)
+	return e, nil
+}
+
+// Params returns the parameters the encoder follows.
+func (e *Encoder) Params() Params { return e.p }
+
+// SymbolLen is the longest symbol the encoder makes: 2 + the largest
+// payload.
+func (e *Encoder) SymbolLen() int { return e.symLen }
+
+// Add adds packet pn, whose plaintext payload is payload, to the open
+// block, opening one if none is and worthy says the packet carries
+// something worth repairing (packets that are not, while no block is open,
+// stay uncovered). It returns true when the block is full: the caller
+// closes it (Close) before adding another packet. pn must follow the
+// block's last packet and payload must fit the symbol length: Add panics
+// otherwise (a sender bug).
+func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (full bool) {
+	n := len(payload)
+	if 2+n > e.symLen {
+		panic(fmt.Sprintf("fec: payload of %d bytes exceeds the symbol length %d", n, e.symLen))
+	}
+	if !e.open {
+		if !worthy {
+			e.st.Uncovered++
+			return false
+		}
+		e.open, e.id, e.k, e.maxLen, e.worthy, e.started = true, pn, 0, 0, false, now
+	} else if pn != e.id+uint64(e.k) || e.k == e.p.MaxSourceCount {
+		panic(fmt.Sprintf("fec: packet %d added to block %d+%d", pn, e.id, e.k))
+	}
+	set := &e.sets[e.cur]
+	sym := set.src[e.k]
+	sym[0], sym[1] = byte(n>>8), byte(n)
+	copy(sym[2:], payload)
+	if old := set.srcLen[e.k]; old > 2+n {
+		clear(sym[2+n : old])
+	}
+	set.srcLen[e.k] = 2 + n
+	e.k++
+	e.maxLen = max(e.maxLen, n)
+	e.worthy = e.worthy || worthy
+	return e.k == e.p.MaxSourceCount
+}
+
+// Open reports whether a block is open.
+func (e *Encoder) Open() bool { return e.open }
+
+// OpenBlock returns the ID of the open block, if one is open.
+func (e *Encoder) OpenBlock() (id uint64, open bool) { return e.id, e.open }
+
+// Full reports whether the open block is full: it must close before
+// another packet is added.
+func (e *Encoder) Full() bool { return e.open && e.k == e.p.MaxSourceCount }
+
+// Deadline is when the open block must close, if one is open.
+func (e *Encoder) Deadline() (time.Time, bool) {
+	if !e.open {
+		return time.Time{}, false
+	}
+	return e.started.Add(e.p.BlockTime), true
+}
+
+// RepairsOnClose is how many repair packets the open block would get if it
+// closed now (0 when none is open, or when it holds nothing worth
+// repairing).
+func (e *Encoder) RepairsOnClose() int {
+	if !e.open || !e.worthy {
+		return 0
+	}
+	return min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount)
+}
+
+// Close closes the open block and returns how many repair packets it
+// calls for (RepairsOnClose). The previous closed block must be done (all
+// its frames handed out): Close panics otherwise. Encode then computes the
+// repair symbols.
+func (e *Encoder) Close() int {
+	if !e.open {
+		return 0
+	}
+	if e.inFlight {
+		panic("fec: Close while the previous block's repair packets are pending")
+	}
+	e.open = false
+	if !e.worthy {
+		e.st.Uncovered += uint64(e.k)
+		return 0
+	}
+	e.m, e.next, e.encoded, e.inFlight = min(RepairCount(e.overhead, e.k), e.p.MaxRepairCount), 0, false, true
+	e.closed = Repair{BlockID: e.id, SourceCount: e.k, RepairCount: e.m}
+	e.closedK, e.closedS = e.k, symbolLen(e.maxLen, e.symLen)
+	e.cur = 1 - e.cur // the next block fills the other set
+	e.st.Blocks++
+	e.st.SourcePackets += uint64(e.k)
+	return e.m
+}
+
+// symbolLen is the symbol length of a block whose longest payload is n
+// bytes, with symbols of at most limit bytes: the payload and its length,
+// and from 256 bytes on rounded up to a multiple of 64 (within limit),
+// which the vectorized encoder takes whole: a tail would cost it a scalar
+// pass per pair of symbols. The padding is zeros, like any symbol's.
+func symbolLen(n, limit int) int {
+	s := n + 2
+	if s >= 256 {
+		s = min((s+63)&^63, limit)
+	}
+	return s
+}
+
+// NeedsEncode reports whether the closed block's repair symbols are still
+// to be computed (Encode).
+func (e *Encoder) NeedsEncode() bool { return e.inFlight && !e.encoded }
+
+// Encode computes the closed block's repair symbols: the one long step
+// (about 50 µs for 200 packets). It touches only the closed block's state,
+// so the sender may run it without its lock while Add fills the next
+// block.
+func (e *Encoder) Encode() {
+	if !e.NeedsEncode() {
+		return
+	}
+	// A short block is the full-size code with zero symbols past its end
+	// (which change no repair symbol).
+	set := &e.sets[1-e.cur]
+	for i := range set.src {
+		if i < e.closedK {
+			e.shards[i] = set.src[i][:e.closedS]
+		} else {
+			e.shards[i] = e.zero[:e.closedS]
+		}
+	}
+	for j, p := range e.parity {
+		e.shards[len(set.src)+j] = p[:e.closedS]
+	}
+	if err := e.rs.Encode(e.shards); err != nil {
+		panic(fmt.Sprintf("fec: encode: %v", err)) // shards of equal size, always
+	}
+	e.encoded = true
+}
+
+// Pending is how many REPAIR frames of the closed block are still to be
+// handed out.
+func (e *Encoder) Pending() int {
+	if !e.inFlight {
+		return 0
+	}
+	return e.m - e.next
+}
+
+// MaxFrameLen is the longest REPAIR frame the encoder makes.
+func (e *Encoder) MaxFrameLen() int { return MaxFrameOverhead(e.symLen) + e.symLen }
+
+// AppendNext appends the next REPAIR frame of the closed block to dst,
+// computing the repair symbols first if Encode has not.
+func (e *Encoder) AppendNext(dst []byte) []byte {
+	if e.Pending() <= 0 {
+		panic("fec: AppendNext with no repair pending")
+	}
+	e.Encode()
+	r := e.closed
+	r.Index = e.next
+	r.Symbol = e.parity[e.next][:e.closedS]
+	e.next++
+	if e.next == e.m {
+		e.inFlight = false
+	}
+	e.st.RepairPackets++
+	e.st.RepairBytes += uint64(len(r.Symbol))
+	return AppendFrame(dst, &r)
+}
+
+// Stats returns the encoder's counters.
+func (e *Encoder) Stats() EncoderStats { return e.st }

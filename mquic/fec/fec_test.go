@@ -1,0 +1,499 @@
+package fec
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// TestFieldMatchesLibrary checks the scalar tables against the library's
+// vectorized multiplication, for every pair of elements: both must be the
+// same field for the spec's code to be what the library computes.
+func TestFieldMatchesLibrary(t *testing.T) {
+	var ll reedsolomon.LowLevel
+	in := make([]byte, 256)
+	for i := range in {
+		in[i] = byte(i)
+	}
+	out := make([]byte, 256)
+	for a := range 256 {
+		ll.GalMulSlice(byte(a), in, out)
+		for b := range 256 {
+			if got := gfMul(byte(a), byte(b)); got != out[b] {
+				t.Fatalf("%d·%d = %d here, %d in the library", a, b, got, out[b])
+			}
+		}
+		if a != 0 {
+			if gfMul(byte(a), gfInv(byte(a))) != 1 || gfInv(byte(a)) != reedsolomon.Inv(byte(a)) {
+				t.Fatalf("inverse of %d wrong", a)
+			}
+		}
+	}
+	// x^8 = x^4+x^3+x^2+1: the polynomial 0x11d.
+	if gfMul(0x80, 2) != 0x1d {
+		t.Fatalf("α^8 = %#x, want 0x1d", gfMul(0x80, 2))
+	}
+}
+
+// reference computes a block's repair symbols straight from the spec:
+// symbol i is Length (16) ‖ payload ‖ zeros to s bytes, repair j is
+// Σ_i C(j,i)·X_i byte by byte with C(j,i) = 1/((255−j) ⊕ i).
+func reference(payloads [][]byte, m, s int) [][]byte {
+	out := make([][]byte, m)
+	for j := range out {
+		out[j] = make([]byte, s)
+		for i, p := range payloads {
+			x := make([]byte, s)
+			x[0], x[1] = byte(len(p)>>8), byte(len(p))
+			copy(x[2:], p)
+			c := gfInv(byte(255-j) ^ byte(i))
+			for b := range x {
+				out[j][b] ^= gfMul(c, x[b])
+			}
+		}
+	}
+	return out
+}
+
+func randPayloads(rng *rand.Rand, k, maxLen int) [][]byte {
+	ps := make([][]byte, k)
+	for i := range ps {
+		ps[i] = make([]byte, 1+rng.IntN(maxLen))
+		for b := range ps[i] {
+			ps[i][b] = byte(rng.Uint32())
+		}
+	}
+	return ps
+}
+
+// encodeBlock runs payloads through an Encoder as packets first, first+1,
+// ... and returns the REPAIR frames parsed.
+func encodeBlock(t testing.TB, e *Encoder, first uint64, payloads [][]byte) []Repair {
+	t.Helper()
+	now := time.Unix(0, 0)
+	for i, p := range payloads {
+		full := e.Add(first+uint64(i), p, true, now)
+		if full != (i == e.Params().MaxSourceCount-1) {
+			t.Fatalf("Add %d: full = %v", i, full)
+		}
+	}
+	m := e.Close()
+	var rs []Repair
+	for range m {
+		b := e.AppendNext(nil)
+		var r Repair
+		n, err := ParseFrame(b, &r)
+		if err != nil || n != len(b) {
+			t.Fatalf("own frame: %v (%d of %d bytes)", err, n, len(b))
+		}
+		rs = append(rs, r)
+	}
+	if e.Pending() != 0 {
+		t.Fatal("repairs still pending")
+	}
+	return rs
+}
+
+// TestEncoderMatchesReference checks the encoder against the spec's formula
+// for blocks of every shape, closed full and early.
+func TestEncoderMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct {
+		k, maxK  int
+		overhead float64
+	}{{1, 1, 0.05}, {3, 10, 0.5}, {10, 10, 0.05}, {200, 200, 0.05}, {50, 200, 0.05}, {128, 128, 1}, {255, 255, 0.01}} {
+		p, err := NewParams(c.overhead, c.maxK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEncoder(p, c.overhead, 1200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := randPayloads(rng, c.k, 1200)
+		rs := encodeBlock(t, e, 1000, ps)
+		maxLen := 0
+		for _, p := range ps {
+			maxLen = max(maxLen, len(p))
+		}
+		want := reference(ps, min(RepairCount(c.overhead, c.k), p.MaxRepairCount), symbolLen(maxLen, 1202))
+		if len(rs) != len(want) {
+			t.Fatalf("k=%d: %d repairs, want %d", c.k, len(rs), len(want))
+		}
+		for j, r := range rs {
+			if r.BlockID != 1000 || r.SourceCount != c.k || r.RepairCount != len(want) || r.Index != j || !bytes.Equal(r.Symbol, want[j]) {
+				t.Fatalf("k=%d repair %d differs from the reference", c.k, j)
+			}
+		}
+	}
+}
+
+// newDecoder returns a decoder for blocks of p.
+func newDecoder(t testing.TB, p Params) *Decoder {
+	d, err := NewDecoder(DecoderConfig{Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// deliver feeds a block to d with the source packets in lost and the
+// repair packets in lostRepair left out, sources first, and returns what d
+// rebuilt.
+func deliver(d *Decoder, first uint64, ps [][]byte, rs []Repair, lost, lostRepair map[int]bool, now time.Time) map[uint64][]byte {
+	for i, p := range ps {
+		if !lost[i] {
+			d.Source(first+uint64(i), p)
+		}
+	}
+	got := map[uint64][]byte{}
+	for j := range rs {
+		if !lostRepair[j] {
+			d.Repair(&rs[j], first+uint64(len(ps)+j), now)
+		}
+		for {
+			pn, pl, ok := d.Next()
+			if !ok {
+				break
+			}
+			got[pn] = bytes.Clone(pl)
+		}
+	}
+	return got
+}
+
+// TestDecodeErasures: any m losses among a block's k + m packets are
+// rebuilt exactly; one more is not, and is counted.
+func TestDecodeErasures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		k := 1 + rng.IntN(200)
+		overhead := []float64{0.05, 0.1, 0.3}[trial%3]
+		p, _ := NewParams(overhead, 200, 0)
+		e, _ := NewEncoder(p, overhead, 1200)
+		d := newDecoder(t, p)
+		ps := randPayloads(rng, k, 1200)
+		first := uint64(rng.IntN(1 << 30))
+		rs := encodeBlock(t, e, first, ps)
+		m := len(rs)
+		losses := m
+		if trial%4 == 3 {
+			losses = m + 1
+		}
+		losses = min(losses, k+m)
+		lost, lostRepair := map[int]bool{}, map[int]bool{}
+		for _, x := range rng.Perm(k + m)[:losses] {
+			if x < k {
+				lost[x] = true
+			} else {
+				lostRepair[x-k] = true
+			}
+		}
+		got := deliver(d, first, ps, rs, lost, lostRepair, time.Unix(0, 0))
+		st := d.Stats()
+		if losses <= m {
+			if len(got) != len(lost) || st.Recovered != uint64(len(lost)) {
+				t.Fatalf("trial %d k=%d m=%d: %d of %d lost rebuilt", trial, k, m, len(got), len(lost))
+			}
+			for i := range lost {
+				if !bytes.Equal(got[first+uint64(i)], ps[i]) {
+					t.Fatalf("trial %d: packet %d rebuilt wrong", trial, i)
+				}
+			}
+			if len(lost) > 0 && st.BlocksRecovered != 1 {
+				t.Fatalf("trial %d: %+v", trial, st)
+			}
+			continue
+		}
+		if len(got) != 0 {
+			t.Fatalf("trial %d: %d losses of %d+%d, yet %d rebuilt", trial, losses, k, m, len(got))
+		}
+		// Given up once the reorder delay passes: every source still missing
+		// is counted.
+		d.Expire(time.Unix(1, 0))
+		st = d.Stats()
+		if len(lostRepair) == m {
+			// Not a single repair packet came: the decoder never heard of
+			// the block.
+			if st.BlocksUnrecoverable != 0 || st.RepairPackets != 0 {
+				t.Fatalf("trial %d: %+v", trial, st)
+			}
+			continue
+		}
+		if st.BlocksUnrecoverable != 1 || st.Unrecovered != uint64(len(lost)) {
+			t.Fatalf("trial %d: %d sources lost, stats %+v", trial, len(lost), st)
+		}
+	}
+}
+
+// TestDecodeLateSource: repairs first, then the source packets (reordered):
+// the block is rebuilt when the last symbol it needs arrives.
+func TestDecodeLateSource(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	p, _ := NewParams(0.1, 20, 0)
+	e, _ := NewEncoder(p, 0.1, 100)
+	ps := randPayloads(rng, 20, 100)
+	rs := encodeBlock(t, e, 7, ps)
+	d := newDecoder(t, p)
+	now := time.Unix(0, 0)
+	for j := range rs {
+		d.Repair(&rs[j], 27+uint64(j), now)
+	}
+	for i := 2; i < 20; i++ {
+		if !d.Pending(30) {
+			t.Fatal("block undecided, yet not pending")
+		}
+		d.Source(7+uint64(i), ps[i])
+	}
+	for i := range 2 {
+		pn, pl, ok := d.Next()
+		if !ok || pn != 7+uint64(i) || !bytes.Equal(pl, ps[i]) {
+			t.Fatalf("rebuilt %d: %v %d", i, ok, pn)
+		}
+	}
+	if d.Pending(29) {
+		t.Fatal("decided block still pending")
+	}
+	if !d.Pending(30) {
+		t.Fatal("packets past every known block are pending")
+	}
+}
+
+// TestDecoderRejectsInconsistent: a frame that contradicts its block, or
+// overlaps another, is counted and ignored.
+func TestDecoderRejectsInconsistent(t *testing.T) {
+	p, _ := NewParams(0.1, 20, 0)
+	d := newDecoder(t, p)
+	now := time.Unix(0, 0)
+	sym := make([]byte, 10)
+	d.Repair(&Repair{BlockID: 100, SourceCount: 10, RepairCount: 2, Index: 0, Symbol: sym}, 110, now)
+	d.Repair(&Repair{BlockID: 100, SourceCount: 11, RepairCount: 2, Index: 1, Symbol: sym}, 111, now)
+	d.Repair(&Repair{BlockID: 105, SourceCount: 10, RepairCount: 2, Index: 1, Symbol: sym}, 115, now)
+	d.Repair(&Repair{BlockID: 100, SourceCount: 10, RepairCount: 2, Index: 1, Symbol: sym[:9]}, 111, now)
+	if st := d.Stats(); st.BadRepair != 3 || st.RepairPackets != 4 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+// TestDecodeNoAllocs: in steady state (buffers grown), a block with losses
+// is rebuilt without allocating.
+func TestDecodeNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	p, _ := NewParams(0.05, 200, 0)
+	e, _ := NewEncoder(p, 0.05, 1200)
+	d := newDecoder(t, p)
+	ps := make([][]byte, 200)
+	for i := range ps {
+		ps[i] = make([]byte, 1200)
+		for b := range ps[i] {
+			ps[i][b] = byte(rng.Uint32())
+		}
+	}
+	var frames [][]byte
+	first := uint64(0)
+	block := func() {
+		now := time.Unix(0, 0)
+		for i, pl := range ps {
+			e.Add(first+uint64(i), pl, true, now)
+		}
+		e.Close()
+		frames = frames[:0]
+		for e.Pending() > 0 {
+			frames = append(frames, e.AppendNext(nil))
+		}
+	}
+	run := func() {
+		for i, pl := range ps {
+			if i%50 != 3 {
+				d.Source(first+uint64(i), pl)
+			}
+		}
+		var r Repair
+		for j, f := range frames {
+			if _, err := ParseFrame(f, &r); err != nil {
+				t.Fatal(err)
+			}
+			d.Repair(&r, first+200+uint64(j), time.Unix(0, 0))
+		}
+		for {
+			if _, _, ok := d.Next(); !ok {
+				break
+			}
+		}
+		d.Expire(time.Unix(0, 0))
+		first += 210
+	}
+	for range 8 { // grow every buffer of the ring
+		block()
+		run()
+	}
+	before := d.Stats().Recovered
+	allocs := testing.AllocsPerRun(20, func() {
+		block()
+		frames := frames // encoding allocates the frames here, not the decoder
+		_ = frames
+	})
+	_ = allocs
+	allocs = testing.AllocsPerRun(20, func() {
+		run()
+		// The same frames again, for the next packet numbers.
+		for i := range frames {
+			r := Repair{}
+			ParseFrame(frames[i], &r)
+			r.BlockID = first
+			frames[i] = AppendFrame(frames[i][:0], &r)
+		}
+	})
+	if d.Stats().Recovered == before {
+		t.Fatal("nothing rebuilt")
+	}
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per block", allocs)
+	}
+}
+
+func TestParams(t *testing.T) {
+	p, err := NewParams(0.05, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.MaxSourceCount != 200 || p.MaxRepairCount != 10 || p.BlockTime != 50*time.Millisecond {
+		t.Fatalf("%+v", p)
+	}
+	v := p.Value()
+	if fmt.Sprintf("%x", v) != "01c80a0032" {
+		t.Fatalf("value %x", v)
+	}
+	q, err := ParseParams(v)
+	if err != nil || q != p {
+		t.Fatalf("%+v %v", q, err)
+	}
+	for _, bad := range []string{"", "01c80a00", "01c80a003200", "0100010032", "01c8390032", "01c80a0000"} {
+		var b []byte
+		fmt.Sscanf(bad, "%x", &b)
+		if _, err := ParseParams(b); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if _, err := ParseParams([]byte{2, 9}); !errors.Is(err, ErrUnknownScheme) {
+		t.Errorf("unknown scheme: %v", err)
+	}
+	for _, o := range []float64{0, -1, 5} {
+		if _, err := NewParams(o, 0, 0); err == nil {
+			t.Errorf("overhead %v accepted", o)
+		}
+	}
+	if RepairCount(0.05, 3) != 1 || RepairCount(0.05, 200) != 10 || RepairCount(0.05, 201) != 11 || RepairCount(1, 200) != 56 {
+		t.Error("RepairCount")
+	}
+}
+
+func TestFrameErrors(t *testing.T) {
+	good := AppendFrame(nil, &Repair{BlockID: 1 << 40, SourceCount: 200, RepairCount: 10, Index: 9, Symbol: []byte{1, 2, 3}})
+	var r Repair
+	if n, err := ParseFrame(good, &r); err != nil || n != len(good) || r.BlockID != 1<<40 || r.Index != 9 || !bytes.Equal(r.Symbol, []byte{1, 2, 3}) {
+		t.Fatalf("%v %+v", err, r)
+	}
+	if !IsFrame(good) || IsFrame(good[1:]) {
+		t.Fatal("IsFrame")
+	}
+	for i := range len(good) {
+		if _, err := ParseFrame(good[:i], &r); err == nil {
+			t.Fatalf("truncated to %d parsed", i)
+		}
+	}
+	for name, f := range map[string]Repair{
+		"k=0":      {SourceCount: 0, RepairCount: 1, Symbol: []byte{1, 2, 3}},
+		"m=0":      {SourceCount: 1, RepairCount: 0, Symbol: []byte{1, 2, 3}},
+		"k+m>256":  {SourceCount: 200, RepairCount: 57, Symbol: []byte{1, 2, 3}},
+		"j>=m":     {SourceCount: 1, RepairCount: 2, Index: 2, Symbol: []byte{1, 2, 3}},
+		"short":    {SourceCount: 1, RepairCount: 2, Symbol: []byte{1, 2}},
+		"past max": {BlockID: 1<<62 - 5, SourceCount: 4, RepairCount: 2, Symbol: []byte{1, 2, 3}},
+	} {
+		if _, err := ParseFrame(AppendFrame(nil, &f), &r); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// readVector reads testdata/vector.txt.
+func readVector(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/vector.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, val, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			v[name] = val
+		}
+	}
+	return v
+}
+
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestVector checks the encoder and the decoder byte for byte against the
+// worked example, computed independently from the spec.
+func TestVector(t *testing.T) {
+	v := readVector(t)
+	id, _ := strconv.ParseUint(v["block_id"], 10, 64)
+	ps := [][]byte{unhex(t, v["payload0"]), unhex(t, v["payload1"]), unhex(t, v["payload2"])}
+	for j := range 2 {
+		for i := range 3 {
+			if c := Coefficient(j, i); c != unhex(t, v[fmt.Sprintf("coefficients%d", j)])[i] {
+				t.Fatalf("C(%d,%d) = %#x", j, i, c)
+			}
+		}
+	}
+	p := Params{Scheme: SchemeReedSolomon8, MaxSourceCount: 3, MaxRepairCount: 2, BlockTime: time.Second}
+	e, err := NewEncoder(p, 0.5, 1200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pl := range ps {
+		e.Add(id+uint64(i), pl, true, time.Unix(0, 0))
+	}
+	if m := e.Close(); m != 2 {
+		t.Fatalf("%d repairs", m)
+	}
+	frames := [][]byte{e.AppendNext(nil), e.AppendNext(nil)}
+	for j, f := range frames {
+		if want := v[fmt.Sprintf("frame%d", j)]; hex.EncodeToString(f) != want {
+			t.Fatalf("frame %d:\n got %x\nwant %s", j, f, want)
+		}
+	}
+	// Lose payloads 0 and 2: both frames rebuild them.
+	d := newDecoder(t, p)
+	d.Source(id+1, ps[1])
+	for j, f := range frames {
+		var r Repair
+		if _, err := ParseFrame(f, &r); err != nil {
+			t.Fatal(err)
+		}
+		d.Repair(&r, id+3+uint64(j), time.Unix(0, 0))
+	}
+	for _, i := range []int{0, 2} {
+		pn, pl, ok := d.Next()
+		if !ok || pn != id+uint64(i) || !bytes.Equal(pl, ps[i]) {
+			t.Fatalf("rebuilt %v %d %x", ok, pn, pl)
+		}
+	}
+}

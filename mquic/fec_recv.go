@@ -1,0 +1,115 @@
+package mquic
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/h3m-project/h3m/mquic/fec"
+	"github.com/h3m-project/h3m/mquic/wire"
+)
+
+// Forward error correction at the receiver (spec/transport.md, "Forward
+// error correction"). The payload of every packet that opens (its AEAD
+// verified, its frames valid) goes to the decoder, and so does every REPAIR
+// frame, even before a manifest authenticates the packet in an asymmetric
+// session: what the decoder rebuilds is checked again. A rebuilt payload is
+// protected again with its packet number, which gives back the datagram as
+// sent, and that datagram is processed like one read from the socket:
+// replay window, manifests, frames. Stream holes wait (a bounded time) while
+// the decoder may still rebuild a packet before them.
+
+// recvFEC is a receiver's FEC state.
+type recvFEC struct {
+	dec *fec.Decoder
+	buf []byte   // the rebuilt datagram
+	pkt rxPacket // its processing
+	src netip.AddrPort
+}
+
+// setupFEC creates the decoder of a session that advertises FEC. A scheme
+// this receiver does not implement leaves the extension unknown: REPAIR
+// frames are then dropped with their packets, which carry nothing else.
+func (r *Receiver) setupFEC(p *Params) error {
+	fp, err := sessionFEC(p)
+	if errors.Is(err, fec.ErrUnknownScheme) {
+		r.log.Info("session advertises an unknown FEC scheme; receiving without FEC", "err", err)
+		return nil
+	}
+	if err != nil || fp == nil {
+		return err
+	}
+	dec, err := fec.NewDecoder(fec.DecoderConfig{Params: *fp, ReorderThreshold: r.cfg.ReorderThreshold, ReorderDelay: r.cfg.ReorderDelay})
+	if err != nil {
+		return err
+	}
+	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0)}
+	// A block's repair packets are sealed at most BlockTime after its first
+	// packet; they may then wait in the sender's queue and on the path.
+	r.ra.fecWait = 2*fp.BlockTime + r.cfg.ReorderDelay
+	r.ra.fecPending = dec.Pending
+	return nil
+}
+
+// noteFEC gives the decoder an opened packet: its payload, or its REPAIR
+// frame.
+func (r *Receiver) noteFEC(p *rxPacket) {
+	switch {
+	case r.fec == nil:
+	case p.hasRepair:
+		r.fec.dec.Repair(&p.repair, p.pn, r.now)
+	default:
+		r.fec.dec.Source(p.pn, p.payload)
+	}
+}
+
+// recoverFEC processes the packets the decoder rebuilt, then gives up the
+// blocks whose repair packets will not come any more.
+func (r *Receiver) recoverFEC(now time.Time) {
+	if r.fec == nil {
+		return
+	}
+	f := r.fec
+	pnLen := r.pnLen
+	if pnLen == 0 {
+		pnLen = r.cfg.Params.PNLen()
+	}
+	for {
+		pn, payload, ok := f.dec.Next()
+		if !ok {
+			break
+		}
+		pkt := wire.AppendShortHeader(f.buf[:0], r.sessionID, pn, pnLen)
+		pkt = append(pkt, payload...)
+		pkt = r.seq.prot.Seal(pkt, 1+len(r.sessionID), pn)
+		f.buf = pkt[:0]
+		f.pkt = rxPacket{pkt: pkt, src: f.src}
+		r.seq.reset()
+		r.seq.open(&f.pkt, r.win.largest, r.win.have, r.pnLen)
+		// Not a datagram read, though process counts it as one: Datagrams
+		// plus FEC.Recovered is what ends accepted or dropped.
+		r.stats.Datagrams--
+		r.process(&f.pkt)
+	}
+	f.dec.Expire(now)
+}
+
+// fecDeadline is when the decoder gives up a block by time, if it waits
+// for one.
+func (r *Receiver) fecDeadline() (time.Time, bool) {
+	if r.fec == nil {
+		return time.Time{}, false
+	}
+	return r.fec.dec.Deadline()
+}
+
+// parseRepair parses the REPAIR frame at the start of b into the opener's
+// space for the packet being parsed; a second one in a packet is an error.
+func (o *opener) parseRepair(b []byte) (int, error) {
+	if o.hasRepair {
+		return 0, errors.New("mquic: two REPAIR frames in a packet")
+	}
+	n, err := fec.ParseFrame(b, &o.repair)
+	o.hasRepair = err == nil
+	return n, err
+}

@@ -1,0 +1,359 @@
+package mquic_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/h3m-project/h3m/internal/mcasttest"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/fec"
+	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/mquic/protect"
+	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/mquic/wire"
+)
+
+// fecParams returns testParams with FEC at overhead over blocks of at most
+// maxK packets.
+func fecParams(t testing.TB, group netip.AddrPort, overhead float64, maxK int) mquic.Params {
+	t.Helper()
+	p := testParams(t, group)
+	fp, err := fec.NewParams(overhead, maxK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Extensions = append(p.Extensions, mquic.Extension{ID: fec.ExtensionID, Value: fp.Value()})
+	return p
+}
+
+// fecPacket is a sent packet as the test sees it.
+type fecPacket struct {
+	pn      uint64
+	wire    []byte
+	streams map[uint64]*ranges.Set
+	repair  *fec.Repair
+}
+
+func decodeFECPacket(t testing.TB, prot *protect.Protector, sidLen int, pkt []byte) fecPacket {
+	t.Helper()
+	fp := fecPacket{wire: append([]byte(nil), pkt...), streams: map[uint64]*ranges.Set{}}
+	pn, payload, err := prot.Open(append([]byte(nil), pkt...), 1+sidLen, mquic.DefaultPacketNumberLen, 0, false)
+	if err != nil {
+		t.Fatalf("decode a packet: %v", err)
+	}
+	fp.pn = pn
+	for len(payload) > 0 {
+		if fec.IsFrame(payload) {
+			r := &fec.Repair{}
+			n, err := fec.ParseFrame(payload, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fp.repair = r
+			payload = payload[n:]
+			continue
+		}
+		if manifest.IsFrame(payload) {
+			_, n, err := manifest.ParseFrame(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload = payload[n:]
+			continue
+		}
+		var f wire.Frame
+		n, err := wire.ParseFrame(payload, &f)
+		if err != nil {
+			t.Fatalf("parse a packet: %v", err)
+		}
+		if f.Type.IsStream() && len(f.Stream.Data) > 0 {
+			s := fp.streams[f.Stream.StreamID]
+			if s == nil {
+				s = &ranges.Set{}
+				fp.streams[f.Stream.StreamID] = s
+			}
+			s.Add(f.Stream.Offset, f.Stream.Offset+uint64(len(f.Stream.Data)))
+		}
+		payload = payload[n:]
+	}
+	return fp
+}
+
+// fecOutcome is what the receiver must have made of a session, worked out
+// from the packets as sent and dropped: a block whose lost source packets
+// are no more than its repair packets that arrived is rebuilt whole;
+// otherwise (or with no repair packet at all) its lost packets stay lost.
+type fecOutcome struct {
+	recovered, unrecoverableBlocks, recoveredBlocks, unrecovered uint64
+	repairsArrived                                               uint64
+	missing                                                      map[uint64]*ranges.Set // stream bytes that must stay missing
+	blocks, repairPackets                                        int
+}
+
+func expectFEC(t testing.TB, params mquic.Params, sent [][]byte, dropped [][]byte) fecOutcome {
+	t.Helper()
+	prot, _ := params.Protector()
+	isDropped := map[string]bool{}
+	for _, p := range dropped {
+		isDropped[string(p)] = true
+	}
+	byPN := map[uint64]fecPacket{}
+	blocks := map[uint64]*fec.Repair{}
+	arrived := map[uint64]int{} // block -> repair packets that arrived
+	o := fecOutcome{missing: map[uint64]*ranges.Set{}}
+	for _, p := range sent {
+		fp := decodeFECPacket(t, prot, len(params.SessionID), p)
+		byPN[fp.pn] = fp
+		if r := fp.repair; r != nil {
+			blocks[r.BlockID] = r
+			o.repairPackets++
+			if !isDropped[string(p)] {
+				arrived[r.BlockID]++
+				o.repairsArrived++
+			}
+		}
+	}
+	o.blocks = len(blocks)
+	// Each block is a run of consecutive packet numbers: its source packets,
+	// then its repair packets.
+	for id, r := range blocks {
+		for i := range r.SourceCount + r.RepairCount {
+			fp, ok := byPN[id+uint64(i)]
+			switch {
+			case !ok:
+				t.Fatalf("block %d: packet %d was never sent", id, id+uint64(i))
+			case i < r.SourceCount && fp.repair != nil:
+				t.Fatalf("block %d: packet %d, among its source packets, is a repair packet", id, fp.pn)
+			case i >= r.SourceCount && (fp.repair == nil || fp.repair.BlockID != id || fp.repair.Index != i-r.SourceCount):
+				t.Fatalf("block %d: packet %d is not its repair packet %d", id, fp.pn, i-r.SourceCount)
+			}
+		}
+	}
+	covered := map[uint64]bool{}
+	for id, r := range blocks {
+		lost := 0
+		for i := range r.SourceCount {
+			pn := id + uint64(i)
+			covered[pn] = true
+			if isDropped[string(byPN[pn].wire)] {
+				lost++
+			}
+		}
+		switch {
+		case lost == 0:
+		case arrived[id] == 0:
+			for i := range r.SourceCount {
+				covered[id+uint64(i)] = false
+			}
+		case lost <= arrived[id]:
+			o.recovered += uint64(lost)
+			o.recoveredBlocks++
+		default:
+			o.unrecoverableBlocks++
+			o.unrecovered += uint64(lost)
+			for i := range r.SourceCount {
+				covered[id+uint64(i)] = false
+			}
+		}
+	}
+	for pn, fp := range byPN {
+		if isDropped[string(fp.wire)] && !covered[pn] {
+			for id, s := range fp.streams {
+				if o.missing[id] == nil {
+					o.missing[id] = &ranges.Set{}
+				}
+				for _, rg := range s.Ranges() {
+					o.missing[id].Add(rg.Start, rg.End)
+				}
+			}
+		}
+	}
+	return o
+}
+
+// fecTransfer sends streams × size bytes through lossy to a receiver with a
+// clock that stands still while packets flow (so that only packet counts
+// decide, never a slow machine), then lets time pass, and checks the
+// receiver against expectFEC.
+func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, lossy *mcasttest.Lossy, group netip.AddrPort, streams, size int) (fecOutcome, mquic.ReceiverStats, mquic.SenderStats) {
+	t.Helper()
+	pat := newPattern()
+	col := newCollector(pat)
+	rcv, err := mquic.NewReceiver(mcasttest.Receiver(t, group), mquic.ReceiverConfig{Params: params, Handler: col})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newTestClock()
+	rcv.SetClock(clk.Now)
+	stop := runReceiver(t, rcv)
+	rec := &recorder{}
+	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := sendStreams(t, snd, pat, streams, size)
+	if err := snd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
+	stop()
+	clk.Advance(time.Second) // past every wait: undecided blocks are given up
+	rcv.Tick()
+	rcv.Flush()
+	for _, err := range col.errs {
+		t.Error(err)
+	}
+	want := expectFEC(t, params, rec.packets(), lossy.Dropped())
+	st, ss := rcv.Stats(), snd.Stats()
+	for _, id := range ids {
+		l := col.streams[id]
+		w := want.missing[id]
+		if w == nil {
+			w = &ranges.Set{}
+		}
+		var got ranges.Set
+		for _, rg := range l.got.Missing(nil, 0, uint64(size)) {
+			got.Add(rg.Start, rg.End)
+		}
+		if got.String() != w.String() {
+			t.Errorf("stream %d: missing %v, want the bytes of the packets FEC could not rebuild %v", id, got.String(), w.String())
+		}
+		// What is missing was reported as gaps (the tail excepted), exactly.
+		for _, g := range l.gaps.Ranges() {
+			if !w.Contains(g.Start, g.End) {
+				t.Errorf("stream %d: gap %v FEC rebuilt", id, g)
+			}
+		}
+	}
+	f := st.FEC
+	if f.Recovered != want.recovered || f.BlocksRecovered != want.recoveredBlocks || f.BlocksUnrecoverable != want.unrecoverableBlocks ||
+		f.Unrecovered != want.unrecovered || f.RepairPackets != want.repairsArrived || f.BadRepair != 0 {
+		t.Errorf("receiver FEC %+v, want recovered %d in %d blocks, %d blocks (%d packets) unrecoverable, %d repair packets",
+			f, want.recovered, want.recoveredBlocks, want.unrecoverableBlocks, want.unrecovered, want.repairsArrived)
+	}
+	if ss.FEC.RepairPackets != uint64(want.repairPackets) || ss.FEC.Blocks != uint64(want.blocks) {
+		t.Errorf("sender FEC %+v, %d repair packets and %d blocks on the wire", ss.FEC, want.repairPackets, want.blocks)
+	}
+	// Every datagram and every rebuilt packet was accepted (none dropped;
+	// in an asymmetric session, the last manifests' packets are listed by
+	// no manifest).
+	if st.Datagrams != uint64(lossy.Sent()) || st.Packets+st.Auth.UnconfirmedManifests+uint64(st.Auth.Held) != st.Datagrams+f.Recovered || st.Auth.Expired != 0 {
+		t.Errorf("%d datagrams sent, %d read; %d accepted, %d rebuilt", lossy.Sent(), st.Datagrams, st.Packets, f.Recovered)
+	}
+	t.Logf("%s; sender %d packets, %d blocks, %d repair packets (%.1f %%); receiver rebuilt %d packets in %d blocks, %d blocks (%d packets) unrecoverable, %d gaps",
+		lossy, ss.Packets, ss.FEC.Blocks, ss.FEC.RepairPackets, 100*float64(ss.FEC.RepairPackets)/float64(ss.FEC.SourcePackets),
+		f.Recovered, f.BlocksRecovered, f.BlocksUnrecoverable, f.Unrecovered, st.Gaps)
+	return want, st, ss
+}
+
+// TestFECRandomLoss: 2 % random loss with 5 % FEC over loopback multicast.
+// Every block that lost no more packets than repair packets arrived is
+// rebuilt; the packets of the others are exactly the gaps.
+func TestFECRandomLoss(t *testing.T) {
+	group := mcasttest.Group()
+	params := fecParams(t, group, 0.05, 0)
+	params.PeakFlowRate = 400_000_000
+	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0.02, 21)
+	want, _, _ := fecTransfer(t, params, nil, lossy, group, 8, 1<<20)
+	if want.recovered == 0 {
+		t.Fatal("no packet needed rebuilding")
+	}
+}
+
+// TestFECBursts: bursts of 8 lost packets (fewer than a full block's 10
+// repair packets) every 400 packets are all rebuilt; then bursts of 20 are
+// not, and become exactly the gaps.
+func TestFECBursts(t *testing.T) {
+	for _, burst := range []int{8, 20} {
+		t.Run(fmt.Sprintf("burst%d", burst), func(t *testing.T) {
+			group := mcasttest.Group()
+			params := fecParams(t, group, 0.05, 0)
+			params.PeakFlowRate = 400_000_000
+			lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0, 0)
+			n := 0
+			lossy.DropIf(func([]byte) bool {
+				n++
+				return n%400 >= 150 && n%400 < 150+burst
+			})
+			want, _, _ := fecTransfer(t, params, nil, lossy, group, 4, 1<<20)
+			switch {
+			case burst <= 10 && (want.unrecovered != 0 || want.recovered == 0):
+				t.Fatalf("bursts of %d: %d rebuilt, %d not", burst, want.recovered, want.unrecovered)
+			case burst > 10 && want.unrecovered == 0:
+				t.Fatalf("bursts of %d all rebuilt?", burst)
+			}
+		})
+	}
+}
+
+// TestFECAsymmetric: in an asymmetric session, repair packets are listed by
+// manifests like any packet, and a rebuilt packet is accepted only once a
+// signed manifest lists its digest: the datagram rebuilt is the one sent,
+// byte for byte. Bursts of 8 lost packets, manifests among them, are all
+// rebuilt.
+func TestFECAsymmetric(t *testing.T) {
+	group := mcasttest.Group()
+	params, sc := asymParams(t, group)
+	fp, _ := fec.NewParams(0.05, 0, 0)
+	params.Extensions = append(params.Extensions, mquic.Extension{ID: fec.ExtensionID, Value: fp.Value()})
+	params.PeakFlowRate = 400_000_000
+	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0, 0)
+	n := 0
+	lossy.DropIf(func([]byte) bool {
+		n++
+		return n%400 >= 150 && n%400 < 158
+	})
+	want, st, _ := fecTransfer(t, params, sc, lossy, group, 4, 1<<20)
+	if want.recovered == 0 || want.unrecovered != 0 || st.Auth.Expired != 0 {
+		t.Fatalf("%d rebuilt, %d not, %d expired", want.recovered, want.unrecovered, st.Auth.Expired)
+	}
+	accounted(t, st)
+}
+
+// TestFECPathsAllocateNothing: with FEC, sending (repair packets included)
+// and receiving (rebuilding lost packets included) allocate nothing per
+// packet once buffers have grown.
+func TestFECPathsAllocateNothing(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	snd, err := runSender(t, &discardConn{}, mquic.SenderConfig{Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	st, _ := snd.OpenStream()
+	chunk := make([]byte, snd.MaxChunk())
+	for range 1000 { // warm up
+		st.WriteChunk(chunk)
+	}
+	if a := testing.AllocsPerRun(4000, func() { st.WriteChunk(chunk) }); a != 0 {
+		t.Errorf("sender: %v allocations per packet", a)
+	}
+	if snd.Stats().FEC.RepairPackets == 0 {
+		t.Fatal("no repair packet sent")
+	}
+
+	pkts := capturedSession(t, params, newPattern(), 8000*1100)
+	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	next := func() {
+		if i%97 != 5 { // lose some: each block rebuilds two or three
+			r.HandlePacket(pkts[i], src)
+		}
+		i++
+	}
+	for range 3000 {
+		next()
+	}
+	before := r.Stats().FEC.Recovered
+	if a := testing.AllocsPerRun(4000, next); a != 0 {
+		t.Errorf("receiver: %v allocations per packet", a)
+	}
+	if r.Stats().FEC.Recovered == before {
+		t.Fatal("nothing rebuilt")
+	}
+}
