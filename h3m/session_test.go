@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -122,8 +123,20 @@ func (s *testSession) onEvent(e h3m.Event) {
 	s.cond.Broadcast()
 }
 
+// awaitTimeout bounds a wait for an event, so that a receiver that never
+// reports one fails its test with a message instead of hanging the binary.
+const awaitTimeout = 2 * time.Minute
+
 // await waits until an event of kind has been reported for path.
 func (s *testSession) await(path string, kind h3m.EventKind) *h3m.Resource {
+	s.t.Helper()
+	deadline := time.Now().Add(awaitTimeout)
+	wake := time.AfterFunc(awaitTimeout, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer wake.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -132,19 +145,33 @@ func (s *testSession) await(path string, kind h3m.EventKind) *h3m.Resource {
 				return e.Resource
 			}
 		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no %v event for %s within %v (%d events so far)", kind, path, awaitTimeout, len(s.events))
+		}
 		s.cond.Wait()
 	}
 }
 
-// finish ends the session and waits for the receiver to see the end (the
-// test binary's timeout catches a receiver that never does).
+// receiverErr waits for the receiver's Run to return, at most awaitTimeout.
+func (s *testSession) receiverErr() error {
+	s.t.Helper()
+	select {
+	case err := <-s.runErr:
+		return err
+	case <-time.After(awaitTimeout):
+		s.t.Fatalf("the receiver did not return within %v", awaitTimeout)
+		return nil
+	}
+}
+
+// finish ends the session and waits for the receiver to see the end.
 func (s *testSession) finish() {
 	s.t.Helper()
 	if err := s.pusher.Close(context.Background()); err != nil {
 		s.t.Fatal(err)
 	}
 	s.snd.Close()
-	if err := <-s.runErr; err != nil {
+	if err := s.receiverErr(); err != nil {
 		s.t.Fatalf("receiver: %v", err)
 	}
 }
@@ -161,7 +188,7 @@ func (s *testSession) stop() {
 	s.snd.Close()
 	s.await(h3m.EndPath, h3m.EventComplete)
 	s.cancel()
-	if err := <-s.runErr; err != nil {
+	if err := s.receiverErr(); err != nil {
 		s.t.Fatalf("receiver: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,11 @@ type rxBatch struct {
 	next    atomic.Int32  // the next part to take
 	pending atomic.Int32  // parts not opened yet
 	opened  chan struct{} // the last part to finish signals
+	// users counts the workers handed this batch that have not left
+	// openParts yet. A worker may still look at next after the last part
+	// was opened; the batch is recycled only once users is 0, so that no
+	// worker ever touches a batch that is being refilled.
+	users atomic.Int32
 }
 
 // part returns the datagrams of part i of n.
@@ -82,6 +88,14 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 	if b.pending.Add(-1) == 0 {
 		b.opened <- struct{}{}
 	}
+}
+
+// release returns b to free once no worker holds it any more.
+func (b *rxBatch) release(free chan<- *rxBatch) {
+	for b.users.Load() != 0 {
+		runtime.Gosched() // a worker between its last part and leaving openParts
+	}
+	free <- b
 }
 
 // Run reads and handles packets until ctx ends (it returns nil), the
@@ -122,12 +136,15 @@ func (r *Receiver) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	work := make([]chan *rxBatch, r.workers-1)
 	for i := range work {
-		work[i] = make(chan *rxBatch, pipelineBatches)
+		// Unbuffered: a batch is handed only to a worker waiting for one,
+		// never queued for a worker that is behind.
+		work[i] = make(chan *rxBatch)
 		o := r.newOpener(r.prot.Clone())
 		o.pre = r.pre
 		wg.Go(func() {
 			for b := range work[i] {
 				b.openParts(&o)
+				b.users.Add(-1)
 			}
 		})
 	}
@@ -152,7 +169,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 				runErr = fmt.Errorf("mquic: receiver read: %w", b.err)
 			}
 			stop()
-			free <- b
+			b.release(free)
 			continue
 		}
 		r.mu.Lock()
@@ -177,7 +194,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		if b.tick {
 			tickDone <- struct{}{}
 		}
-		free <- b
+		b.release(free)
 		if idle && runErr == nil {
 			r.log.Info("session idle timeout", "timeout", r.idle)
 			runErr = ErrIdleTimeout
@@ -257,9 +274,11 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		b.next.Store(0)
 		b.pending.Store(int32(b.nparts))
 		for _, w := range work[:min(len(work), b.nparts-1)] {
+			b.users.Add(1)
 			select {
 			case w <- b:
-			default: // that worker is behind: the others take its part
+			default: // that worker is busy: the others take its part
+				b.users.Add(-1)
 			}
 		}
 		b.openParts(&own)
