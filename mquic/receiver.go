@@ -29,6 +29,8 @@ const (
 	DefaultReplayWindow     = 4096
 	DefaultReadBatch        = 32
 	DefaultMaxWorkers       = 4
+	DefaultPNConfirm        = 4
+	DefaultPNSilence        = 250 * time.Millisecond
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -55,6 +57,19 @@ type ReceiverConfig struct {
 	// ReplayWindow is how many packet numbers below the largest one are
 	// tracked; older packets are dropped. 0 means DefaultReplayWindow.
 	ReplayWindow int
+	// MaxPNJump bounds how far one packet may move the largest packet
+	// number ahead; 0 means half the replay window. A packet further ahead
+	// is accepted but counted in another region of packet numbers (as are
+	// authenticated packets below the window, which are not delivered),
+	// and the window moves to that region only once it has received
+	// PNConfirm packets (0: DefaultPNConfirm) while the window received
+	// none for PNSilence (0: DefaultPNSilence). So a forged packet far
+	// ahead never makes the real ones stale, and a receiver moved away from
+	// the real packets follows them back (spec/transport.md,
+	// "Packet-number jumps").
+	MaxPNJump uint64
+	PNConfirm int
+	PNSilence time.Duration
 	// ReadBatch is how many datagrams (or GRO buffers) one read takes.
 	ReadBatch int
 	// Workers is how many goroutines Run opens packets on (header
@@ -109,7 +124,7 @@ type ReceiverStats struct {
 	WrongSession  uint64 // session ID (DCID) mismatch
 	DecryptFailed uint64 // packet protection failed (wrong key, corrupt, truncated)
 	Duplicate     uint64 // packet number already received (replay)
-	Stale         uint64 // packet number older than the replay window
+	Stale         uint64 // packet number older than the replay window (authenticated ones count towards moving it back)
 	UnknownFrame  uint64 // packet with a frame type the session does not know
 	BadFrame      uint64 // packet with a malformed frame
 
@@ -129,6 +144,10 @@ type ReceiverStats struct {
 	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes
 	LargestPN        uint64
 	Buffered         int // out-of-order bytes held now
+
+	// Packet-number jumps (ReceiverConfig.MaxPNJump).
+	PNLeaps uint64 // packets accepted more than MaxPNJump ahead of the largest packet number
+	PNMoves uint64 // times the replay window moved to another region of packet numbers
 
 	// Asymmetric sessions: a packet is accepted only once a verified
 	// manifest lists it. Until then it is held (Auth.Held); held packets
@@ -177,7 +196,7 @@ type Receiver struct {
 	mu         sync.Mutex
 	prot       *protect.Protector
 	pnLen      int
-	win        pnWindow
+	win        pnTracker
 	ra         reassembler
 	lastPacket time.Time
 	now        time.Time // when the datagrams being handled were read
@@ -217,6 +236,15 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.ReplayWindow <= 0 {
 		cfg.ReplayWindow = DefaultReplayWindow
 	}
+	if cfg.MaxPNJump == 0 {
+		cfg.MaxPNJump = uint64(cfg.ReplayWindow / 2)
+	}
+	if cfg.PNConfirm <= 0 {
+		cfg.PNConfirm = DefaultPNConfirm
+	}
+	if cfg.PNSilence <= 0 {
+		cfg.PNSilence = DefaultPNSilence
+	}
 	if cfg.ReadBatch <= 0 {
 		cfg.ReadBatch = DefaultReadBatch
 	}
@@ -238,7 +266,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		pnLen:     p.PacketNumberLen, // 0: learnt from the first packet
 		idle:      p.IdleTimeout,
 		prot:      prot,
-		win:       newPNWindow(cfg.ReplayWindow),
+		win:       newPNTracker(cfg.ReplayWindow, cfg.MaxPNJump, cfg.PNConfirm, cfg.PNSilence),
 		tr:        newRecvTrace(cfg.Tracer, p.SessionID, cfg.ReplayWindow, cfg.ReorderThreshold),
 	}
 	r.pnLenAt.Store(int32(r.pnLen))
@@ -285,6 +313,7 @@ func (r *Receiver) Stats() ReceiverStats {
 	}
 	s.LostPackets = r.win.missing
 	s.LargestPN = r.win.largest
+	s.PNLeaps, s.PNMoves = r.win.leaps, r.win.moves
 	s.Buffered = r.ra.buffered
 	if r.auth != nil {
 		s.Auth = r.auth.Stats()
@@ -388,18 +417,18 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 	}
 	pn := p.pn
-	switch r.win.check(pn) {
-	case pnDuplicate:
+	verdict := r.win.check(pn)
+	switch {
+	case verdict == pnDuplicate:
 		r.stats.Duplicate++
 		if r.tr != nil {
 			r.tr.droppedPN(pn, wireLen, dropDuplicate)
 		}
 		return
-	case pnStale:
-		r.stats.Stale++
-		if r.tr != nil {
-			r.tr.droppedPN(pn, wireLen, dropStale)
-		}
+	case verdict == pnStale && (r.auth != nil || p.frameErr != 0):
+		// Only a packet authenticated on its own (symmetric sessions) may
+		// count towards moving the window back (accept).
+		r.stale(pn, wireLen)
 		return
 	}
 	if r.tr != nil {
@@ -412,7 +441,7 @@ func (r *Receiver) process(p *rxPacket) {
 			r.tr.droppedPN(pn, wireLen, p.frameErr)
 		}
 		if r.auth == nil {
-			r.win.mark(pn) // authenticated: never accept it again
+			r.win.markAt(pn, r.now) // authenticated: never accept it again
 		}
 		return
 	}
@@ -444,6 +473,14 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 	}
 	r.accept(pn, p.pnLen, p.payload, p.frames, wireLen, now)
+}
+
+// stale counts a packet below the replay window.
+func (r *Receiver) stale(pn uint64, wireLen int) {
+	r.stats.Stale++
+	if r.tr != nil {
+		r.tr.droppedPN(pn, wireLen, dropStale)
+	}
 }
 
 // countDrop counts a datagram dropped before its frames were handled.
@@ -491,10 +528,7 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 		}
 		return
 	case pnStale:
-		r.stats.Stale++
-		if r.tr != nil {
-			r.tr.droppedPN(pn, wireLen, dropStale)
-		}
+		r.stale(pn, wireLen)
 		return
 	}
 	// Released packets come one at a time: one frame space does.
@@ -513,10 +547,17 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Fr
 		r.pnLen = pnLen
 		r.pnLenAt.Store(int32(pnLen))
 	}
-	if r.win.mark(pn) {
+	late, deliver := r.win.markAt(pn, now)
+	r.lastPacket = now
+	if !deliver {
+		// Below the window: it counts towards moving the window back to
+		// where it belongs, but may be a replay.
+		r.stale(pn, wireLen)
+		return
+	}
+	if late {
 		r.stats.ReorderedPackets++
 	}
-	r.lastPacket = now
 	r.stats.Packets++
 	r.stats.Bytes += uint64(wireLen)
 	if r.tr != nil {

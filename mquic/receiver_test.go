@@ -219,7 +219,7 @@ func TestReceiverFrames(t *testing.T) {
 func TestReceiverReplayWindow(t *testing.T) {
 	params := testParams(t, mcasttest.Group())
 	col := newCollector(newPattern())
-	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: col, ReplayWindow: 64})
+	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: col, ReplayWindow: 64, MaxPNJump: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
