@@ -23,6 +23,8 @@ import (
 // Defaults of ReceiverConfig.
 const (
 	DefaultMaxStreams       = 1024
+	DefaultMaxClosedStreams = 1024
+	DefaultMaxStreamRanges  = 1024
 	DefaultMaxBufferedBytes = 16 << 20
 	DefaultReorderThreshold = 3
 	DefaultReorderDelay     = 20 * time.Millisecond
@@ -43,9 +45,20 @@ type ReceiverConfig struct {
 	Params Params
 	// Handler receives the streams.
 	Handler Handler
-	// MaxStreams caps the streams open at once; frames for more are dropped
-	// and counted. 0 means DefaultMaxStreams.
+	// MaxStreams caps the streams open at once: a new stream over it evicts
+	// the least recently active one, whose handler gets Reset(EvictedCode)
+	// (EvictedStreams). 0 means DefaultMaxStreams.
 	MaxStreams int
+	// MaxClosedStreams caps the ranges of stream IDs remembered as
+	// finished (frames for them are dropped); past it the scattered ones
+	// are forgotten (ClosedForgotten). 0 means DefaultMaxClosedStreams.
+	MaxClosedStreams int
+	// MaxStreamRanges caps the byte ranges a stream keeps as received:
+	// past it the oldest holes below the delivered offset are given up
+	// (their late bytes dropped; they were reported as gaps), and holes
+	// above it declared early (RangesCapped). 0 means
+	// DefaultMaxStreamRanges.
+	MaxStreamRanges int
 	// MaxBufferedBytes caps out-of-order data held for reassembly; past it
 	// the oldest gaps are declared lost early. 0 means DefaultMaxBufferedBytes.
 	MaxBufferedBytes int
@@ -132,7 +145,6 @@ type ReceiverStats struct {
 	ProhibitedFrames uint64                    // frames the profile prohibits (ACK, CRYPTO, ...)
 	ProhibitedByType map[wire.FrameType]uint64 // the same, per frame type
 	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
-	RefusedStreams   uint64                    // frames for streams over MaxStreams
 	ClosedStreamData uint64                    // frames for streams already finished
 	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
@@ -141,9 +153,14 @@ type ReceiverStats struct {
 	ReorderedPackets uint64 // packets that arrived after a higher number
 	Gaps             uint64 // stream gaps reported
 	GapBytes         uint64 // stream bytes reported lost
-	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes
+	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes or MaxStreamRanges
 	LargestPN        uint64
 	Buffered         int // out-of-order bytes held now
+
+	// Caps that bit (ReceiverConfig).
+	EvictedStreams  uint64 // open streams evicted for a new one (MaxStreams)
+	ClosedForgotten uint64 // finished stream-ID ranges forgotten (MaxClosedStreams)
+	RangesCapped    uint64 // times a stream's received ranges were cut back (MaxStreamRanges)
 
 	// Packet-number jumps (ReceiverConfig.MaxPNJump).
 	PNLeaps uint64 // packets accepted more than MaxPNJump ahead of the largest packet number
@@ -207,6 +224,7 @@ type Receiver struct {
 	pre        *manifest.Prechecker    // the auth's: Run's openers verify signatures ahead
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 	tr         *recvTrace              // nil when not tracing
+	caps       capLog                  // rate-limits the log lines of caps that bite
 }
 
 // NewReceiver creates a receiver for the session cfg.Params reading from
@@ -223,6 +241,12 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	}
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxClosedStreams <= 0 {
+		cfg.MaxClosedStreams = DefaultMaxClosedStreams
+	}
+	if cfg.MaxStreamRanges <= 0 {
+		cfg.MaxStreamRanges = DefaultMaxStreamRanges
 	}
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
@@ -270,8 +294,10 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		tr:        newRecvTrace(cfg.Tracer, p.SessionID, cfg.ReplayWindow, cfg.ReorderThreshold),
 	}
 	r.pnLenAt.Store(int32(r.pnLen))
+	r.caps = capLog{log: r.log, clock: func() time.Time { return r.now }}
 	r.ra = reassembler{
 		handler: cfg.Handler, maxStreams: cfg.MaxStreams, maxBuffered: cfg.MaxBufferedBytes,
+		maxClosed: cfg.MaxClosedStreams, maxRanges: cfg.MaxStreamRanges, bite: r.capBit,
 		reorderThreshold: uint64(cfg.ReorderThreshold), reorderDelay: cfg.ReorderDelay,
 		authReorderDelay: cfg.AuthReorderDelay, st: &r.stats, streams: make(map[uint64]*RecvStream),
 	}
