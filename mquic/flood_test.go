@@ -30,7 +30,6 @@ func (h realStreams) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 	return nopStream{}
 }
 
-
 // floodReceiver returns a receiver on a test clock fed by HandlePacket and
 // a forger of its session.
 func floodReceiver(t *testing.T, col *collector, cfg mquic.ReceiverConfig) (*mquic.Receiver, *keyforger.Forger, *testClock) {
