@@ -144,3 +144,47 @@ func TestPacketNumberLeapsOfARealSender(t *testing.T) {
 		t.Fatal(col.errs[0])
 	}
 }
+
+// TestSameSessionIDNewKeys: a sender restarted with the same session ID
+// and new keys sends packets the receiver cannot open: they count as
+// decryption failures since the last packet accepted, which is what the
+// layer above watches to read the session description again. A sender
+// restarted with the same keys starts its packet numbers anew, below the
+// window: the receiver follows it (TestPacketNumberJumpRecovers).
+func TestSameSessionIDNewKeys(t *testing.T) {
+	params := testParams(t, mcasttest.Group())
+	pat := newPattern()
+	pkts := capturedSession(t, params, pat, 100_000)
+	rekeyed := params.Clone()
+	rekeyed.Secret = append([]byte(nil), params.Secret...)
+	rekeyed.Secret[0] ^= 0xff
+	newPkts := capturedSession(t, rekeyed, pat, 100_000)
+	col := newCollector(pat)
+	r, clk := pnJumpReceiver(t, params, col)
+	for _, p := range pkts {
+		r.HandlePacket(p, src)
+		clk.Advance(time.Millisecond)
+	}
+	accepted := r.Stats().LastAccepted
+	if !accepted.Equal(clk.Now().Add(-time.Millisecond)) {
+		t.Fatalf("last accepted %v, want %v", accepted, clk.Now().Add(-time.Millisecond))
+	}
+	for _, p := range newPkts {
+		r.HandlePacket(p, src)
+		clk.Advance(time.Millisecond)
+	}
+	st := r.Stats()
+	if st.DecryptFailedSinceAccepted != uint64(len(newPkts)) || st.DecryptFailed != uint64(len(newPkts)) || !st.LastAccepted.Equal(accepted) {
+		t.Fatalf("after the restart: %d failures since the last accepted packet at %v: %+v", st.DecryptFailedSinceAccepted, st.LastAccepted, st)
+	}
+	// A packet of the old keys resets the count.
+	f, err := keyforger.New(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetNextPN(uint64(len(pkts)))
+	r.HandlePacket(f.Seal([]byte{0x01}), src)
+	if st := r.Stats(); st.DecryptFailedSinceAccepted != 0 {
+		t.Fatalf("%d failures since a packet was accepted", st.DecryptFailedSinceAccepted)
+	}
+}

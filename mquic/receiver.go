@@ -33,6 +33,7 @@ const (
 	DefaultMaxWorkers       = 4
 	DefaultPNConfirm        = 4
 	DefaultPNSilence        = 250 * time.Millisecond
+	DefaultManifestOutage   = 3 * DefaultKeepAlive / 2
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -99,6 +100,15 @@ type ReceiverConfig struct {
 	// channel (unicast) sets it to cover the fetch, so that the packets the
 	// fetched manifests release still reach their streams in order.
 	AuthReorderDelay time.Duration
+	// ManifestOutage, in an asymmetric session, is how long no manifest
+	// may be verified before ManifestStatus takes the packets held after
+	// the newest verified manifest as evidence that manifests are missing
+	// (in-band ones are not arriving). Until then only the gaps in the
+	// verified sequence numbers are: packets that no manifest lists may be
+	// forged. 0 means DefaultManifestOutage: one and a half of a sender's
+	// default keep-alive interval, after which a live sender has always
+	// sent a packet, and so a manifest.
+	ManifestOutage time.Duration
 	// RequireAsymmetric refuses a session that does not advertise
 	// asymmetric packet authentication (manifest.ExtensionID): NewReceiver
 	// then fails. A session that advertises it is always authenticated,
@@ -136,6 +146,15 @@ type ReceiverStats struct {
 	NotShort      uint64 // long header, or too short for the short header
 	WrongSession  uint64 // session ID (DCID) mismatch
 	DecryptFailed uint64 // packet protection failed (wrong key, corrupt, truncated)
+	// DecryptFailedSinceAccepted counts the packets of the session (its
+	// source, its session ID) whose protection failed since the last packet
+	// was accepted, and LastAccepted is when that was (on the receiver's
+	// clock; when Run started if none was). Failures that keep coming
+	// while nothing is accepted say that the sender uses other keys under
+	// the same session ID (restarted with new keys): the layer above then
+	// reads the session description again and treats it as a new session.
+	DecryptFailedSinceAccepted uint64
+	LastAccepted               time.Time
 	Duplicate     uint64 // packet number already received (replay)
 	Stale         uint64 // packet number older than the replay window (authenticated ones count towards moving it back)
 	UnknownFrame  uint64 // packet with a frame type the session does not know
@@ -269,6 +288,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.PNSilence <= 0 {
 		cfg.PNSilence = DefaultPNSilence
 	}
+	if cfg.ManifestOutage <= 0 {
+		cfg.ManifestOutage = DefaultManifestOutage
+	}
 	if cfg.ReadBatch <= 0 {
 		cfg.ReadBatch = DefaultReadBatch
 	}
@@ -340,6 +362,7 @@ func (r *Receiver) Stats() ReceiverStats {
 	s.LostPackets = r.win.missing
 	s.LargestPN = r.win.largest
 	s.PNLeaps, s.PNMoves = r.win.leaps, r.win.moves
+	s.LastAccepted = r.lastPacket
 	s.Buffered = r.ra.buffered
 	if r.auth != nil {
 		s.Auth = r.auth.Stats()
@@ -520,6 +543,7 @@ func (r *Receiver) countDrop(why dropReason) {
 		r.stats.WrongSession++
 	case dropDecryptFailed:
 		r.stats.DecryptFailed++
+		r.stats.DecryptFailedSinceAccepted++
 	case dropUnknownFrame:
 		r.stats.UnknownFrame++
 	case dropBadFrame:
@@ -537,7 +561,7 @@ func (r *Receiver) handleManifests(mans []rxManifest, now time.Time) (used int) 
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
 		}
-		r.noteInBand(f.m.Seq, err)
+		r.noteInBand(&f.m, err)
 	}
 	return used
 }
@@ -575,6 +599,7 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Fr
 	}
 	late, deliver := r.win.markAt(pn, now)
 	r.lastPacket = now
+	r.stats.DecryptFailedSinceAccepted = 0
 	if !deliver {
 		// Below the window: it counts towards moving the window back to
 		// where it belongs, but may be a replay.
