@@ -155,10 +155,10 @@ type ReceiverStats struct {
 	// reads the session description again and treats it as a new session.
 	DecryptFailedSinceAccepted uint64
 	LastAccepted               time.Time
-	Duplicate     uint64 // packet number already received (replay)
-	Stale         uint64 // packet number older than the replay window (authenticated ones count towards moving it back)
-	UnknownFrame  uint64 // packet with a frame type the session does not know
-	BadFrame      uint64 // packet with a malformed frame
+	Duplicate                  uint64 // packet number already received (replay)
+	Stale                      uint64 // packet number older than the replay window (authenticated ones count towards moving it back)
+	UnknownFrame               uint64 // packet with a frame type the session does not know
+	BadFrame                   uint64 // packet with a malformed frame
 
 	// Frames ignored inside accepted packets.
 	ProhibitedFrames uint64                    // frames the profile prohibits (ACK, CRYPTO, ...)
