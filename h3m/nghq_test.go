@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -56,10 +58,14 @@ func TestReceiveNGHQCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ended []h3m.Event
+	// nghq signs the Date field of its responses: the capture's are of
+	// 2026-11-22 10:47 UTC, when the signatures were fresh.
+	captured := time.Date(2026, 11, 22, 10, 48, 0, 0, time.UTC)
 	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{
 		Session: nghqParams(),
 		Verifier: &h3m.Verifier{RequireDigest: true, RequireSignature: true, CavageForm: integrity.CavageNGHQ,
-			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub})},
+			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub}),
+			Now:  func() time.Time { return captured }},
 		OnEvent: func(e h3m.Event) { ended = append(ended, e) },
 	})
 	if err != nil {
@@ -102,6 +108,57 @@ func TestReceiveNGHQCapture(t *testing.T) {
 	}
 	if st := rcv.Transport().Stats(); st.Packets != uint64(len(pkts)) || st.LostPackets != 0 {
 		t.Fatalf("transport: %+v", st)
+	}
+}
+
+// TestNGHQCaptureReplayedLater: the same captured, validly signed responses
+// replayed more than Verifier.MaxAge after they were signed (a rollback to
+// an older version, by anyone who recorded them) fail their checks: the
+// signatures' signed Date is too old. (Before, the signature alone was
+// checked, and the replay accepted.)
+func TestNGHQCaptureReplayedLater(t *testing.T) {
+	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, err := pcapfile.ReadUDPPayloads(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(nghqDir, "sender-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := integrity.ParsePublicKeyPEM(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) // more than an hour after
+	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{
+		Session: nghqParams(),
+		Verifier: &h3m.Verifier{RequireDigest: true, RequireSignature: true, CavageForm: integrity.CavageNGHQ,
+			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub}),
+			Now:  func() time.Time { return later }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkts {
+		rcv.HandlePacket(p.Payload, p.Src)
+	}
+	n := 0
+	for _, res := range rcv.Resources() {
+		if res.Response() == nil || res.Response().Header.Get("Signature") == "" {
+			continue
+		}
+		n++
+		if st, err := res.State(); st != h3m.StateFailed || !errors.Is(err, integrity.ErrExpired) {
+			t.Errorf("%s replayed later: %v %v", res.Path(), st, err)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no signed response in the capture")
 	}
 }
 
