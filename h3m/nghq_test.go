@@ -39,7 +39,10 @@ func nghqParams() mquic.Params {
 // file must come out byte-exact, with its Digest and its cavage-12
 // signatures (over promise and response) verified against the sender's
 // certificate.
-func TestReceiveNGHQCapture(t *testing.T) {
+// nghqCapture returns the datagrams of nghq's capture and the public key
+// of its sender's signatures.
+func nghqCapture(t *testing.T) ([]pcapfile.Packet, crypto.PublicKey) {
+	t.Helper()
 	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +60,11 @@ func TestReceiveNGHQCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pkts, pub
+}
+
+func TestReceiveNGHQCapture(t *testing.T) {
+	pkts, pub := nghqCapture(t)
 	var ended []h3m.Event
 	// nghq signs the Date field of its responses: the capture's are of
 	// 2026-11-22 10:47 UTC, when the signatures were fresh.
@@ -117,23 +125,7 @@ func TestReceiveNGHQCapture(t *testing.T) {
 // signatures' signed Date is too old. (Before, the signature alone was
 // checked, and the replay accepted.)
 func TestNGHQCaptureReplayedLater(t *testing.T) {
-	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, err := pcapfile.ReadUDPPayloads(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := os.ReadFile(filepath.Join(nghqDir, "sender-cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := integrity.ParsePublicKeyPEM(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkts, pub := nghqCapture(t)
 	later := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) // more than an hour after
 	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{
 		Session: nghqParams(),

@@ -30,25 +30,6 @@ func (h realStreams) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 	return nopStream{}
 }
 
-// floodReceiver returns a receiver on a test clock fed by HandlePacket and
-// a forger of its session.
-func floodReceiver(t *testing.T, col *collector, cfg mquic.ReceiverConfig) (*mquic.Receiver, *keyforger.Forger, *testClock) {
-	t.Helper()
-	params := testParams(t, mcasttest.Group())
-	cfg.Params, cfg.Handler = params, realStreams{col}
-	r, err := mquic.NewReceiver(&mcasttest.CaptureConn{}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	r.SetClock(clk.Now)
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, f, clk
-}
-
 // TestSparseStreamIDsFlood: 200,000 forged one-frame streams with
 // scattered IDs, first 100,000 finished (FIN), then 100,000 left open,
 // keep the receiver's memory bounded: the finished ones do not grow the set
@@ -60,7 +41,7 @@ func floodReceiver(t *testing.T, col *collector, cfg mquic.ReceiverConfig) (*mqu
 func TestSparseStreamIDsFlood(t *testing.T) {
 	pat := newPattern()
 	col := newCollector(pat)
-	r, f, clk := floodReceiver(t, col, mquic.ReceiverConfig{})
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: testParams(t, mcasttest.Group()), Handler: realStreams{col}})
 	const n = 200_000
 	before := heapInUse()
 	for i := range uint64(n) {
@@ -115,16 +96,8 @@ func (p *stream0Probe) Reset(uint64, uint64)      {}
 // stream-0 data still reaches the handler. (Before the cap, each frame
 // added a range that stayed for the session's life.)
 func TestOneByteStream0Frames(t *testing.T) {
-	params := testParams(t, mcasttest.Group())
 	probe := &stream0Probe{}
-	r, err := mquic.NewReceiver(&mcasttest.CaptureConn{}, mquic.ReceiverConfig{Params: params, Handler: probe, ReorderDelay: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, f := clockedReceiver(t, mquic.ReceiverConfig{Params: testParams(t, mcasttest.Group()), Handler: probe, ReorderDelay: time.Hour})
 	data := make([]byte, 1000)
 	r.HandlePacket(f.Seal(keyforger.StreamFrame(nil, 0, 0, data, false)), src)
 	before := heapInUse()

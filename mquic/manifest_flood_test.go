@@ -24,16 +24,7 @@ func TestForgedHeldPacketsAreNoEvidence(t *testing.T) {
 	pat := newPattern()
 	pkts := capturedAsymSession(t, params, sc, pat, 600_000)
 	prot, _ := params.Protector()
-	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	r.SetClock(clk.Now)
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat)})
 	const lostSeq = 5
 	var lostSpan manifest.Manifest
 	forged := 0
@@ -86,16 +77,7 @@ func floodShare(t *testing.T, forge func(f *keyforger.Forger, real *sessionPacke
 	pat := newPattern()
 	pkts := capturedAsymSession(t, params, sc, pat, 30_000_000)
 	prot, _ := params.Protector()
-	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	r.SetClock(clk.Now)
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat)})
 	top := uint32(0)
 	for _, p := range pkts {
 		sp := decodePacket(t, prot, len(params.SessionID), p)

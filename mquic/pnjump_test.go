@@ -9,16 +9,29 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 )
 
-// pnJumpReceiver returns a receiver on a test clock fed by HandlePacket.
-func pnJumpReceiver(t *testing.T, params mquic.Params, col *collector) (*mquic.Receiver, *testClock) {
+// clockedReceiver returns a receiver of cfg on a test clock, fed by
+// HandlePacket, and a forger of its session.
+func clockedReceiver(t *testing.T, cfg mquic.ReceiverConfig) (*mquic.Receiver, *testClock, *keyforger.Forger) {
 	t.Helper()
-	r, err := mquic.NewReceiver(&mcasttest.CaptureConn{}, mquic.ReceiverConfig{Params: params, Handler: col})
+	r, err := mquic.NewReceiver(&mcasttest.CaptureConn{}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := newTestClock()
 	r.SetClock(clk.Now)
-	return r, clk
+	f, err := keyforger.New(cfg.Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, clk, f
+}
+
+// noErrors fails the test with the first error the collector saw.
+func noErrors(t *testing.T, col *collector) {
+	t.Helper()
+	if len(col.errs) > 0 {
+		t.Fatal(col.errs[0])
+	}
 }
 
 func streamOf(c *collector, id uint64) *streamLog {
@@ -37,11 +50,7 @@ func TestPacketNumberJump(t *testing.T) {
 	pat := newPattern()
 	pkts := capturedSession(t, params, pat, 400_000)
 	col := newCollector(pat)
-	r, clk := pnJumpReceiver(t, params, col)
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: col})
 	half := len(pkts) / 2
 	for i, p := range pkts {
 		if i == half {
@@ -58,9 +67,7 @@ func TestPacketNumberJump(t *testing.T) {
 	if l == nil || !l.finished || l.final != 400_000 || !l.gaps.Empty() {
 		t.Fatalf("stream 3: %+v", l)
 	}
-	if len(col.errs) > 0 {
-		t.Fatal(col.errs[0])
-	}
+	noErrors(t, col)
 }
 
 // TestPacketNumberJumpRecovers: a forger that jumps while the sender is
@@ -72,11 +79,7 @@ func TestPacketNumberJumpRecovers(t *testing.T) {
 	pat := newPattern()
 	pkts := capturedSession(t, params, pat, 400_000)
 	col := newCollector(pat)
-	r, clk := pnJumpReceiver(t, params, col)
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: col})
 	half := len(pkts) / 2
 	for _, p := range pkts[:half] {
 		r.HandlePacket(p, src)
@@ -105,9 +108,7 @@ func TestPacketNumberJumpRecovers(t *testing.T) {
 	if gap := l.gaps.Len(); gap == 0 || gap > 3*1500 {
 		t.Errorf("%d bytes reported lost, want those of %d packets", gap, mquic.DefaultPNConfirm-1)
 	}
-	if len(col.errs) > 0 {
-		t.Fatal(col.errs[0])
-	}
+	noErrors(t, col)
 }
 
 // TestPacketNumberLeapsOfARealSender: a receiver that missed more than
@@ -118,12 +119,7 @@ func TestPacketNumberLeapsOfARealSender(t *testing.T) {
 	pat := newPattern()
 	pkts := capturedSession(t, params, pat, 4_000_000)
 	col := newCollector(pat)
-	r, err := mquic.NewReceiver(&mcasttest.CaptureConn{}, mquic.ReceiverConfig{Params: params, Handler: col, MaxPNJump: 100, ReorderDelay: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	r.SetClock(clk.Now)
+	r, clk, _ := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: col, MaxPNJump: 100, ReorderDelay: time.Hour})
 	for _, p := range pkts[:1000] {
 		r.HandlePacket(p, src)
 	}
@@ -140,9 +136,7 @@ func TestPacketNumberLeapsOfARealSender(t *testing.T) {
 	if l == nil || !l.finished || l.gaps.Count() != 1 {
 		t.Fatalf("stream 3: %+v", l)
 	}
-	if len(col.errs) > 0 {
-		t.Fatal(col.errs[0])
-	}
+	noErrors(t, col)
 }
 
 // TestSameSessionIDNewKeys: a sender restarted with the same session ID
@@ -160,7 +154,7 @@ func TestSameSessionIDNewKeys(t *testing.T) {
 	rekeyed.Secret[0] ^= 0xff
 	newPkts := capturedSession(t, rekeyed, pat, 100_000)
 	col := newCollector(pat)
-	r, clk := pnJumpReceiver(t, params, col)
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: col})
 	for _, p := range pkts {
 		r.HandlePacket(p, src)
 		clk.Advance(time.Millisecond)
@@ -178,10 +172,6 @@ func TestSameSessionIDNewKeys(t *testing.T) {
 		t.Fatalf("after the restart: %d failures since the last accepted packet at %v: %+v", st.DecryptFailedSinceAccepted, st.LastAccepted, st)
 	}
 	// A packet of the old keys resets the count.
-	f, err := keyforger.New(params)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.SetNextPN(uint64(len(pkts)))
 	r.HandlePacket(f.Seal([]byte{0x01}), src)
 	if st := r.Stats(); st.DecryptFailedSinceAccepted != 0 {
