@@ -128,3 +128,24 @@ func TestOneByteStream0Frames(t *testing.T) {
 		t.Error("real stream-0 data after the flood not delivered")
 	}
 }
+
+// TestStream0NeverEvicted: however many forged streams open after it,
+// stream 0 (the control stream, quiet between promises) stays open.
+func TestStream0NeverEvicted(t *testing.T) {
+	pat := newPattern()
+	col := newCollector(pat)
+	r, _, f := clockedReceiver(t, mquic.ReceiverConfig{Params: testParams(t, mcasttest.Group()), Handler: realStreams{col}, MaxStreams: 8})
+	data := make([]byte, 100)
+	pat.fill(data, 0, 0)
+	r.HandlePacket(f.Seal(keyforger.StreamFrame(nil, 0, 0, data, false)), src)
+	for i := range uint64(100) {
+		r.HandlePacket(f.Seal(keyforger.StreamFrame(nil, 7+4*i, 0, []byte{'x'}, false)), src)
+	}
+	pat.fill(data, 0, 100)
+	r.HandlePacket(f.Seal(keyforger.StreamFrame(nil, 0, 100, data, false)), src)
+	l := streamOf(col, 0)
+	if st := r.Stats(); l.evicted || !l.got.Contains(0, 200) || st.EvictedStreams != 100-7 {
+		t.Fatalf("stream 0: evicted %v, got %s; %+v", l.evicted, l.got.String(), st)
+	}
+	noErrors(t, col)
+}

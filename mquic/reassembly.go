@@ -94,7 +94,7 @@ func streamKey(id uint64) uint64 {
 
 // frameStream returns the stream a frame is for, or nil (counted) for a
 // stream the profile does not allow or one finished already. A new stream
-// over MaxStreams evicts the least recently active one.
+// over MaxStreams evicts the least recently active one but stream 0.
 func (a *reassembler) frameStream(id uint64) *RecvStream {
 	if !streamAllowed(id) {
 		a.st.BadStreamFrames++
@@ -114,7 +114,16 @@ func (a *reassembler) stream(id uint64) *RecvStream {
 		return nil
 	}
 	if len(a.streams) >= a.maxStreams {
-		a.evict(a.lru.head)
+		// Stream 0, the session's control stream, is never evicted.
+		victim := a.lru.head
+		if victim != nil && victim.id == 0 {
+			victim = victim.next
+		}
+		if victim == nil {
+			a.st.RefusedStreams++
+			return nil
+		}
+		a.evict(victim)
 	}
 	s := &RecvStream{id: id}
 	s.h = a.handler.OpenStream(s)

@@ -47,8 +47,9 @@ type ReceiverConfig struct {
 	// Handler receives the streams.
 	Handler Handler
 	// MaxStreams caps the streams open at once: a new stream over it evicts
-	// the least recently active one, whose handler gets Reset(EvictedCode)
-	// (EvictedStreams). 0 means DefaultMaxStreams.
+	// the least recently active one but stream 0 (the control stream),
+	// whose handler gets Reset(EvictedCode) (EvictedStreams). 0 means
+	// DefaultMaxStreams.
 	MaxStreams int
 	// MaxClosedStreams caps the ranges of stream IDs remembered as
 	// finished (frames for them are dropped); past it the scattered ones
@@ -164,6 +165,7 @@ type ReceiverStats struct {
 	ProhibitedFrames uint64                    // frames the profile prohibits (ACK, CRYPTO, ...)
 	ProhibitedByType map[wire.FrameType]uint64 // the same, per frame type
 	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
+	RefusedStreams   uint64                    // frames of new streams over MaxStreams when only stream 0 was open to evict
 	ClosedStreamData uint64                    // frames for streams already finished
 	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
