@@ -253,3 +253,39 @@ func TestScatteredBodyBytes(t *testing.T) {
 		t.Errorf("heap grew %d MiB", grown>>20)
 	}
 }
+
+// TestStreamOfEvictedPush: the push stream of a promise evicted by the
+// flood is discarded, not stored for a push that was settled already.
+func TestStreamOfEvictedPush(t *testing.T) {
+	rcv, f, sink := floodSession(t, h3m.Profile{}, nil)
+	first := f.NewPush("/first")
+	first.NoStream = true
+	pkts, err := f.Packets(&first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger.Replay(sink, pkts)
+	forger.SendAll(sink, f.PromiseFlood(h3m.DefaultMaxActivePushes, func(i int) string { return fmt.Sprintf("/flood/%d", i) }))
+	if st := rcv.Stats(); st.PushesEvicted != 1 {
+		t.Fatalf("evicted %d", st.PushesEvicted)
+	}
+	first.NoPromise, first.NoStream = true, false
+	first.Body = bytes.Repeat([]byte("x"), 100_000)
+	pkts, err = f.Packets(&first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger.Replay(sink, pkts)
+	found := false
+	for _, res := range rcv.Resources() {
+		if res.PushID == first.PushID {
+			found = true
+			if st, err := res.State(); !errors.Is(err, h3m.ErrPushEvicted) || res.Body() != nil {
+				t.Fatalf("evicted push: %v %v, body %v", st, err, res.Body())
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the evicted push is not remembered")
+	}
+}

@@ -181,6 +181,14 @@ func (pp *pushParser) feed(p []byte) error {
 				pp.s.Discard()
 				return nil
 			}
+			if st, _ := res.State(); st != StateReceiving {
+				// Settled already (cancelled, evicted): nothing more of it
+				// is kept.
+				pp.dead = true
+				pp.s.Discard()
+				r.stats.IgnoredFrames++
+				return nil
+			}
 			if res.parser != nil {
 				// A second stream for one push ID: ignore it.
 				pp.dead = true
