@@ -241,6 +241,7 @@ func (a *reassembler) hold(s *RecvStream, off uint64, data []byte, pn uint64, no
 		// Over the cap: give up waiting on the oldest hole.
 		w := a.waiting[0]
 		a.st.EarlyGaps++
+		a.capBit("max-buffered-bytes")
 		a.declareGap(w)
 		a.drain(w)
 		if len(w.pending) == 0 {

@@ -562,6 +562,8 @@ func (r *Receiver) handleManifests(mans []rxManifest, now time.Time) (used int) 
 		err := r.auth.HandleChecked(&f.m, now, f.sig)
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
+		} else if errors.Is(err, manifest.ErrRateLimited) {
+			r.capBit("max-verify-rate")
 		}
 		r.noteInBand(&f.m, err)
 	}
@@ -599,7 +601,14 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Fr
 		r.pnLen = pnLen
 		r.pnLenAt.Store(int32(pnLen))
 	}
+	leaps, moves := r.win.leaps, r.win.moves
 	late, deliver := r.win.markAt(pn, now)
+	if r.win.leaps != leaps {
+		r.capBit("max-pn-jump")
+	}
+	if r.win.moves != moves {
+		r.capBit("replay-window-moved")
+	}
 	r.lastPacket = now
 	r.stats.DecryptFailedSinceAccepted = 0
 	if !deliver {
