@@ -16,11 +16,12 @@ var ErrSymmetric = errors.New("mquic: the session is symmetric: it has no manife
 
 // HandleManifest hands the receiver one manifest that came from outside the
 // session: over unicast, as spec/unicast.md serves them (application/ambi).
-// b holds exactly one encoded manifest. It is checked exactly like one that
+// b holds exactly one encoded manifest. It is checked like one that
 // arrived in a MANIFEST frame (stream ID, key, sequence number, plausible
 // packet numbers, verification budget, then the signature with the key the
 // advertisement pinned), so a manifest from anywhere is as good as its
-// signature. The held packets it lists are accepted, and their data handed
+// signature; its verification budget is its own, which a flood of forged
+// manifests in the session does not touch. The held packets it lists are accepted, and their data handed
 // to the streams, before HandleManifest returns.
 //
 // It returns nil for a manifest verified and used, manifest.ErrRepeat for a
