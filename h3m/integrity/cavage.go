@@ -382,6 +382,10 @@ func unquote(s string) (val, rest string, err error) {
 				return "", "", fmt.Errorf("%w: quoted string ends in '\\'", ErrSyntax)
 			}
 			i++
+			// quoted-pair (RFC 9110 §5.6.4): HTAB, SP, VCHAR or obs-text.
+			if q := s[i]; q < 0x20 && q != '\t' || q == 0x7f {
+				return "", "", fmt.Errorf("%w: escaped control character in quoted string", ErrSyntax)
+			}
 			b.WriteByte(s[i])
 		case c < 0x20 && c != '\t' || c == 0x7f:
 			return "", "", fmt.Errorf("%w: control character in quoted string", ErrSyntax)
