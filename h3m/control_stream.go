@@ -107,7 +107,11 @@ func (c *controlParser) frameLocked(t h3frame.Type, payload []byte) {
 			r.stats.MalformedFrames++
 			return
 		}
-		r.failLocked(r.resourceLocked(pushID), ErrCancelled)
+		if res := r.pushes[pushID]; res != nil {
+			r.failLocked(res, ErrCancelled)
+		} else {
+			r.stats.IgnoredFrames++ // a push never heard of: nothing to cancel
+		}
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/h3frame"
@@ -37,7 +39,10 @@ func nghqParams() mquic.Params {
 // file must come out byte-exact, with its Digest and its cavage-12
 // signatures (over promise and response) verified against the sender's
 // certificate.
-func TestReceiveNGHQCapture(t *testing.T) {
+// nghqCapture returns the datagrams of nghq's capture and the public key
+// of its sender's signatures.
+func nghqCapture(t *testing.T) ([]pcapfile.Packet, crypto.PublicKey) {
+	t.Helper()
 	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,11 +60,20 @@ func TestReceiveNGHQCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pkts, pub
+}
+
+func TestReceiveNGHQCapture(t *testing.T) {
+	pkts, pub := nghqCapture(t)
 	var ended []h3m.Event
+	// nghq signs the Date field of its responses: the capture's are of
+	// 2026-11-22 10:47 UTC, when the signatures were fresh.
+	captured := time.Date(2026, 11, 22, 10, 48, 0, 0, time.UTC)
 	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{
 		Session: nghqParams(),
 		Verifier: &h3m.Verifier{RequireDigest: true, RequireSignature: true, CavageForm: integrity.CavageNGHQ,
-			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub})},
+			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub}),
+			Now:  func() time.Time { return captured }},
 		OnEvent: func(e h3m.Event) { ended = append(ended, e) },
 	})
 	if err != nil {
@@ -102,6 +116,41 @@ func TestReceiveNGHQCapture(t *testing.T) {
 	}
 	if st := rcv.Transport().Stats(); st.Packets != uint64(len(pkts)) || st.LostPackets != 0 {
 		t.Fatalf("transport: %+v", st)
+	}
+}
+
+// TestNGHQCaptureReplayedLater: the same captured, validly signed responses
+// replayed more than Verifier.MaxAge after they were signed (a rollback to
+// an older version, by anyone who recorded them) fail their checks: the
+// signatures' signed Date is too old. (Before, the signature alone was
+// checked, and the replay accepted.)
+func TestNGHQCaptureReplayedLater(t *testing.T) {
+	pkts, pub := nghqCapture(t)
+	later := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) // more than an hour after
+	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{
+		Session: nghqParams(),
+		Verifier: &h3m.Verifier{RequireDigest: true, RequireSignature: true, CavageForm: integrity.CavageNGHQ,
+			Keys: integrity.StaticKeys(map[string]crypto.PublicKey{"sender.pem": pub}),
+			Now:  func() time.Time { return later }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkts {
+		rcv.HandlePacket(p.Payload, p.Src)
+	}
+	n := 0
+	for _, res := range rcv.Resources() {
+		if res.Response() == nil || res.Response().Header.Get("Signature") == "" {
+			continue
+		}
+		n++
+		if st, err := res.State(); st != h3m.StateFailed || !errors.Is(err, integrity.ErrExpired) {
+			t.Errorf("%s replayed later: %v %v", res.Path(), st, err)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no signed response in the capture")
 	}
 }
 

@@ -176,6 +176,19 @@ func (pp *pushParser) feed(p []byte) error {
 				return nil
 			}
 			res := r.resourceLocked(pushID)
+			if res == nil {
+				pp.dead = true
+				pp.s.Discard()
+				return nil
+			}
+			if st, _ := res.State(); st != StateReceiving {
+				// Settled already (cancelled, evicted): nothing more of it
+				// is kept.
+				pp.dead = true
+				pp.s.Discard()
+				r.stats.IgnoredFrames++
+				return nil
+			}
 			if res.parser != nil {
 				// A second stream for one push ID: ignore it.
 				pp.dead = true
@@ -346,6 +359,9 @@ func (pp *pushParser) body(chunk []byte) error {
 	}
 	pp.r.digestLocked(res, chunk, rel)
 	res.received.Add(pp.bodyOff, end)
+	if res.received.Count() > pp.r.cfg.MaxBodyRanges {
+		pp.r.capBodyRangesLocked(res)
+	}
 	pp.bodyOff = end
 	pp.bodyEnd = max(pp.bodyEnd, end)
 	return nil

@@ -1,6 +1,7 @@
 package h3m
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/ranges"
 )
 
 // EventKind says what happened to a resource.
@@ -64,8 +67,23 @@ type ReceiverConfig struct {
 	// MaxFieldSectionSize caps a decoded header or trailer section;
 	// 0 means 64 KiB.
 	MaxFieldSectionSize int
-	// MaxResources caps the resources in progress; 0 means 1024.
+	// MaxResources caps the resources the receiver remembers, settled ones
+	// included (the oldest settled are forgotten first); 0 means 1024.
 	MaxResources int
+	// MaxActivePushes caps the pushes in progress (promised or receiving,
+	// not settled). A new one past it evicts the oldest push that has a
+	// promise but no push stream yet (a flood of forged promises: it is
+	// reported failed with ErrPushEvicted, or not at all if its
+	// EventPromised was not delivered yet), or is refused when every push
+	// in progress has its stream (PushesRefused). 0 means
+	// DefaultMaxActivePushes, or twice the session's
+	// max-concurrent-resources when that is more.
+	MaxActivePushes int
+	// MaxBodyRanges caps the byte ranges a push keeps as received: past
+	// it the smallest received islands after the first are given up, to be
+	// repaired with the missing ranges (BodyRangesCapped). 0 means
+	// DefaultMaxBodyRanges.
+	MaxBodyRanges int
 	// PushTimeout is how long a push may go without data before it is
 	// reported incomplete (its tail is missing); 0 means 5 s.
 	PushTimeout time.Duration
@@ -83,6 +101,12 @@ type ReceiverConfig struct {
 	Logger *slog.Logger
 }
 
+// Defaults of ReceiverConfig.
+const (
+	DefaultMaxActivePushes = 256
+	DefaultMaxBodyRanges   = 1024
+)
+
 // ReceiverStats count what the HTTP layer saw.
 type ReceiverStats struct {
 	Promises        uint64
@@ -94,6 +118,11 @@ type ReceiverStats struct {
 	MalformedFrames uint64
 	Resyncs         uint64 // times a push stream's framing was recovered after a loss
 	Desyncs         uint64 // times it could not be, losing the rest of a body
+
+	// Caps that bit (ReceiverConfig).
+	PushesEvicted    uint64 // promised pushes without a stream evicted for new ones (MaxActivePushes)
+	PushesRefused    uint64 // promises and push streams refused (MaxActivePushes)
+	BodyRangesCapped uint64 // times a push's received ranges were cut back (MaxBodyRanges)
 }
 
 // Receiver receives the pushes of one session and turns them into resources.
@@ -137,7 +166,10 @@ type Receiver struct {
 	stats     ReceiverStats
 	maxPushID uint64
 	events    []Event
+	evGen     uint64 // counts the takes of events by flushEvents
+	evDropped int    // events in events withdrawn (evicted pushes)
 	evWake    chan struct{}
+	caps      capLog
 	// Work off the packet path, for two workers. digestQ, in order: blocks
 	// of body bytes to hash (digests.go) and the checks of pushes that
 	// arrived whole and in order, which need nothing more. slowQ: checks
@@ -182,6 +214,12 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.MaxResources == 0 {
 		cfg.MaxResources = 1024
 	}
+	if cfg.MaxActivePushes <= 0 {
+		cfg.MaxActivePushes = max(DefaultMaxActivePushes, 2*int(min(cfg.Session.MaxConcurrentResources, 1<<20)))
+	}
+	if cfg.MaxBodyRanges <= 0 {
+		cfg.MaxBodyRanges = DefaultMaxBodyRanges
+	}
 	if cfg.PushTimeout == 0 {
 		cfg.PushTimeout = 5 * time.Second
 	}
@@ -195,6 +233,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
 	}
+	r.caps = capLog{log: cfg.Logger}
 	r.digestQ.wake = make(chan struct{}, 1)
 	r.slowQ.wake = make(chan struct{}, 1)
 	tc := cfg.Transport
@@ -378,25 +417,68 @@ func (r *Receiver) flushEvents() {
 	for {
 		r.mu.Lock()
 		evs := r.events
-		r.events = nil
+		r.events, r.evDropped = nil, 0
+		r.evGen++
 		r.mu.Unlock()
 		if len(evs) == 0 {
 			return
 		}
-		if r.cfg.OnEvent != nil {
-			for _, e := range evs {
+		for _, e := range evs {
+			if e.Resource != nil {
 				r.cfg.OnEvent(e)
 			}
 		}
 	}
 }
 
+// emitLocked queues an event for OnEvent (none without OnEvent).
 func (r *Receiver) emitLocked(kind EventKind, res *Resource) {
+	if r.cfg.OnEvent == nil {
+		return
+	}
+	if kind == EventPromised {
+		res.promisedEv = eventRef{gen: r.evGen, i: len(r.events), ok: true}
+	}
 	r.events = append(r.events, Event{Kind: kind, Resource: res})
 	select {
 	case r.evWake <- struct{}{}:
 	default:
 	}
+}
+
+// eventRef locates a queued event: its index in Receiver.events while gen
+// is Receiver.evGen.
+type eventRef struct {
+	gen uint64
+	i   int
+	ok  bool
+}
+
+// withdrawPromiseLocked removes res's EventPromised from the queue if it
+// was not delivered yet, and reports whether it did: a push that the client
+// never heard of needs no more events.
+func (r *Receiver) withdrawPromiseLocked(res *Resource) bool {
+	ref := res.promisedEv
+	if !ref.ok || ref.gen != r.evGen || ref.i >= len(r.events) || r.events[ref.i].Resource != res {
+		return false
+	}
+	r.events[ref.i].Resource = nil
+	if r.evDropped++; r.evDropped > 64 && r.evDropped > len(r.events)/2 {
+		// Mostly withdrawn: compact, so that a flood whose events are not
+		// taken does not grow the queue.
+		kept := r.events[:0]
+		for _, e := range r.events {
+			if e.Resource != nil {
+				if e.Kind == EventPromised {
+					e.Resource.promisedEv.i = len(kept)
+				}
+				kept = append(kept, e)
+			}
+		}
+		clear(r.events[len(kept):])
+		r.events, r.evDropped = kept, 0
+	}
+	return true
 }
 
 // OpenStream implements mquic.Handler.
@@ -412,7 +494,8 @@ func (r *Receiver) OpenStream(s *mquic.RecvStream) mquic.StreamHandler {
 	return &pushParser{r: r, s: s, quietSince: time.Now()}
 }
 
-// resourceLocked returns the resource of pushID, creating it.
+// resourceLocked returns the resource of pushID, creating it; nil when a
+// new one is refused (MaxActivePushes).
 func (r *Receiver) resourceLocked(pushID uint64) *Resource {
 	if res := r.pushes[pushID]; res != nil {
 		return res
@@ -426,10 +509,72 @@ func (r *Receiver) resourceLocked(pushID uint64) *Resource {
 			delete(r.byStream, old.StreamID)
 		}
 	}
+	if len(r.active) >= r.cfg.MaxActivePushes && !r.evictLocked() {
+		r.stats.PushesRefused++
+		r.caps.bit("max-active-pushes")
+		return nil
+	}
 	res := &Resource{PushID: pushID, length: -1, complete: -1}
 	r.pushes[pushID] = res
 	r.active[pushID] = res
 	return res
+}
+
+// evictLocked makes room for a new push by evicting the oldest push in
+// progress that has a promise and no push stream, and reports whether
+// there was one. Pushes of a real sender get their stream right after their
+// promise; a flood of forged promises gets none.
+func (r *Receiver) evictLocked() bool {
+	var old *Resource
+	for _, res := range r.active {
+		if res.parser == nil && (old == nil || res.since.Before(old.since) || res.since.Equal(old.since) && res.PushID < old.PushID) {
+			old = res
+		}
+	}
+	if old == nil {
+		return false
+	}
+	r.stats.PushesEvicted++
+	r.caps.bit("max-active-pushes")
+	if r.withdrawPromiseLocked(old) {
+		// Nobody heard of it: forget it altogether.
+		delete(r.active, old.PushID)
+		delete(r.pushes, old.PushID)
+		return true
+	}
+	r.failLocked(old, ErrPushEvicted)
+	return true
+}
+
+// capBodyRangesLocked brings res's received ranges back to three quarters
+// of MaxBodyRanges by giving up its smallest islands after the first (a
+// forger's scattered bytes, or the shortest runs between losses): they
+// become missing, to be repaired like lost bytes. res.mu is held.
+func (r *Receiver) capBodyRangesLocked(res *Resource) {
+	r.stats.BodyRangesCapped++
+	r.caps.bit("max-body-ranges")
+	rs := res.received.Ranges()
+	drop := len(rs) - r.cfg.MaxBodyRanges*3/4
+	islands := slices.Clone(rs[1:])
+	slices.SortStableFunc(islands, func(a, b ranges.Range) int { return cmp.Compare(a.Len(), b.Len()) })
+	for _, is := range islands[:drop] {
+		res.received.Remove(is.Start, is.End)
+	}
+	// Free what the body holds between the islands kept.
+	f, ok := res.body.(Forgetter)
+	if !ok {
+		return
+	}
+	prev := uint64(res.first)
+	for _, k := range res.received.Ranges() {
+		if k.Start > prev {
+			f.Forget(int64(prev)-res.first, int64(k.Start-prev))
+		}
+		prev = max(prev, k.End)
+	}
+	if end := uint64(res.first) + uint64(max(res.length, 0)); res.length >= 0 && end > prev {
+		f.Forget(int64(prev)-res.first, int64(end-prev))
+	}
 }
 
 // settleLocked records that res left StateReceiving.
@@ -441,6 +586,9 @@ func (r *Receiver) settleLocked(res *Resource) {
 // promiseLocked handles a PUSH_PROMISE.
 func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	res := r.resourceLocked(pushID)
+	if res == nil {
+		return
+	}
 	res.mu.Lock()
 	if res.request != nil {
 		res.mu.Unlock()

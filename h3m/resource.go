@@ -48,13 +48,18 @@ func (s State) String() string {
 
 // Reasons a resource fails.
 var (
-	ErrHeadersLost   = errors.New("h3m: response headers lost")
-	ErrTrailersLost  = errors.New("h3m: trailers lost")
-	ErrPromiseLost   = errors.New("h3m: push stream without a received promise")
-	ErrPushLost      = errors.New("h3m: promised push stream never arrived")
-	ErrReset         = errors.New("h3m: push reset by the sender")
-	ErrCancelled     = errors.New("h3m: push cancelled by the sender")
-	ErrTooLarge      = errors.New("h3m: resource larger than the receiver's cap")
+	ErrHeadersLost  = errors.New("h3m: response headers lost")
+	ErrTrailersLost = errors.New("h3m: trailers lost")
+	ErrPromiseLost  = errors.New("h3m: push stream without a received promise")
+	ErrPushLost     = errors.New("h3m: promised push stream never arrived")
+	ErrReset        = errors.New("h3m: push reset by the sender")
+	ErrCancelled    = errors.New("h3m: push cancelled by the sender")
+	ErrTooLarge     = errors.New("h3m: resource larger than the receiver's cap")
+	// ErrPushEvicted: a promised push whose stream had not begun was
+	// evicted to make room for newer ones (ReceiverConfig.MaxActivePushes:
+	// a flood of promises, most likely forged). Fetch it only if the
+	// origin's catalogue lists its path.
+	ErrPushEvicted   = errors.New("h3m: promised push evicted by newer ones before its stream began")
 	ErrMalformedPush = errors.New("h3m: malformed push")
 )
 
@@ -87,8 +92,9 @@ type Resource struct {
 	verifying bool
 
 	// Owned by the Receiver (under its lock).
-	parser *pushParser
-	since  time.Time // when the promise arrived
+	parser     *pushParser
+	since      time.Time // when the promise arrived
+	promisedEv eventRef  // its EventPromised while queued
 }
 
 // Request returns the promised request, or nil if its promise was lost.
@@ -187,6 +193,13 @@ type Body interface {
 	Discard() error
 }
 
+// Forgetter is a Body that can free what it holds of a byte range the
+// Receiver gave up (ReceiverConfig.MaxBodyRanges): the range will be
+// written again by a repair, or never read.
+type Forgetter interface {
+	Forget(off, n int64)
+}
+
 // Storage creates the bodies of received resources.
 type Storage interface {
 	// NewBody returns the body for res; size is its content length, or -1
@@ -195,7 +208,10 @@ type Storage interface {
 	NewBody(res *Resource, size int64) (Body, error)
 }
 
-// MemoryStorage keeps bodies in memory, each at most MaxSize bytes.
+// MemoryStorage keeps bodies in memory, each at most MaxSize bytes. A body
+// takes memory as its bytes arrive, in pages of memoryPage bytes: the
+// Content-Length a response claims allocates nothing, and bytes scattered
+// over a large body take only the pages they fall in.
 type MemoryStorage struct {
 	MaxSize int64
 }
@@ -205,21 +221,22 @@ func (m MemoryStorage) NewBody(_ *Resource, size int64) (Body, error) {
 	if m.MaxSize > 0 && size > m.MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, cap %d", ErrTooLarge, size, m.MaxSize)
 	}
-	b := &MemoryBody{max: m.MaxSize}
-	if size > 0 {
-		b.buf = make([]byte, 0, size)
-	}
-	return b, nil
+	return &MemoryBody{max: m.MaxSize}, nil
 }
 
-// MemoryBody is a body held in memory.
+// memoryPage is the unit in which a MemoryBody allocates.
+const memoryPage = 4 << 10
+
+// MemoryBody is a body held in memory. The zero value is an empty body
+// without a size cap.
 type MemoryBody struct {
-	mu  sync.Mutex
-	buf []byte
-	max int64
+	mu    sync.Mutex
+	pages map[int64][]byte // by offset / memoryPage; each memoryPage long
+	size  int64            // one past the last byte written
+	max   int64
 }
 
-// WriteAt implements io.WriterAt, growing the body as needed.
+// WriteAt implements io.WriterAt, allocating the pages p falls in.
 func (b *MemoryBody) WriteAt(p []byte, off int64) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -227,43 +244,85 @@ func (b *MemoryBody) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || b.max > 0 && end > b.max {
 		return 0, fmt.Errorf("%w: write up to byte %d, cap %d", ErrTooLarge, end, b.max)
 	}
-	if end > int64(len(b.buf)) {
-		if end > int64(cap(b.buf)) {
-			nb := make([]byte, end, max(end, 2*int64(cap(b.buf))))
-			copy(nb, b.buf)
-			b.buf = nb
-		} else {
-			b.buf = b.buf[:end]
-		}
+	if b.pages == nil {
+		b.pages = make(map[int64][]byte)
 	}
-	return copy(b.buf[off:], p), nil
+	n := 0
+	for n < len(p) {
+		o := off + int64(n)
+		pg := b.pages[o/memoryPage]
+		if pg == nil {
+			pg = make([]byte, memoryPage)
+			b.pages[o/memoryPage] = pg
+		}
+		n += copy(pg[o%memoryPage:], p[n:])
+	}
+	b.size = max(b.size, end)
+	return n, nil
 }
 
-// ReadAt implements io.ReaderAt.
+// ReadAt implements io.ReaderAt. Bytes never written read as zeros.
 func (b *MemoryBody) ReadAt(p []byte, off int64) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if off >= int64(len(b.buf)) {
+	if off < 0 || off >= b.size {
 		return 0, io.EOF
 	}
-	n := copy(p, b.buf[off:])
+	want := min(int64(len(p)), b.size-off)
+	n := 0
+	for int64(n) < want {
+		o := off + int64(n)
+		k := min(int(want)-n, memoryPage-int(o%memoryPage))
+		if pg := b.pages[o/memoryPage]; pg != nil {
+			copy(p[n:n+k], pg[o%memoryPage:])
+		} else {
+			clear(p[n : n+k])
+		}
+		n += k
+	}
 	if n < len(p) {
 		return n, io.EOF
 	}
 	return n, nil
 }
 
-// Bytes returns the body's bytes.
-func (b *MemoryBody) Bytes() []byte {
+// Forget implements Forgetter: it frees the pages that lie wholly in
+// [off, off+n).
+func (b *MemoryBody) Forget(off, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf
+	first, end := (off+memoryPage-1)/memoryPage, (off+n)/memoryPage // pages [first, end)
+	if end-first > int64(len(b.pages)) {
+		for pg := range b.pages {
+			if pg >= first && pg < end {
+				delete(b.pages, pg)
+			}
+		}
+		return
+	}
+	for pg := first; pg < end; pg++ {
+		delete(b.pages, pg)
+	}
+}
+
+// Size returns one past the last byte written.
+func (b *MemoryBody) Size() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.size
+}
+
+// Bytes returns a copy of the body's bytes, in one slice.
+func (b *MemoryBody) Bytes() []byte {
+	out := make([]byte, b.Size())
+	n, _ := b.ReadAt(out, 0)
+	return out[:n]
 }
 
 // Discard implements Body.
 func (b *MemoryBody) Discard() error {
 	b.mu.Lock()
-	b.buf = nil
+	b.pages, b.size = nil, 0
 	b.mu.Unlock()
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"time"
 
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
@@ -36,6 +37,39 @@ type Verifier struct {
 	Keys integrity.KeyResolver
 	// CavageForm is the signed-string form of cavage-12 signatures.
 	CavageForm integrity.CavageForm
+	// MaxAge bounds the age of a response signature, so that a captured
+	// older response of the same path, validly signed, cannot be passed
+	// off as the current one (a rollback): an RFC 9421 signature needs a
+	// created parameter, a cavage one a signed "(created)" or Date field,
+	// no older than this (and not past its expires). 0 means
+	// DefaultSignatureMaxAge; negative leaves the age unchecked. Promise
+	// signatures, which cover the request alone, are not bound to an age.
+	MaxAge time.Duration
+	// Now is the verification time; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultSignatureMaxAge is Verifier.MaxAge by default: long enough for a
+// large push signed when it starts to arrive, be repaired and be checked,
+// short enough to bound replays of superseded versions.
+const DefaultSignatureMaxAge = time.Hour
+
+// maxAge returns the age limit of response signatures, 0 for none.
+func (v *Verifier) maxAge() time.Duration {
+	switch {
+	case v.MaxAge < 0:
+		return 0
+	case v.MaxAge == 0:
+		return DefaultSignatureMaxAge
+	}
+	return v.MaxAge
+}
+
+func (v *Verifier) now() func() time.Time {
+	if v.Now != nil {
+		return v.Now
+	}
+	return time.Now
 }
 
 // Verify runs the checks of v on res exactly as the Receiver does when a
@@ -187,14 +221,16 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 	signed := false
 	if v.Keys != nil {
 		if in := fields.Get(integrity.FieldSignatureInput); in != "" {
-			if err := integrity.VerifyMessage(msg, in, fields.Get(integrity.FieldSignature), "", v.Keys); err != nil {
+			opts := integrity.VerifyOptions{Now: v.now(), MaxAge: v.maxAge()}
+			if err := integrity.VerifyMessageWith(msg, in, fields.Get(integrity.FieldSignature), "", v.Keys, opts); err != nil {
 				return fmt.Errorf("%w: message signature: %w", ErrIntegrity, err)
 			}
 			signed = true
 		} else if s := fields.Get(integrity.FieldSignature); s != "" {
 			sig, err := integrity.ParseCavageSignature(s)
 			if err == nil {
-				err = integrity.VerifyCavage(msg, sig, v.Keys, prof.SignatureAlgorithms, v.CavageForm)
+				err = integrity.VerifyCavageWith(msg, sig, v.Keys, integrity.CavageOptions{
+					Allowed: prof.SignatureAlgorithms, Form: v.CavageForm, Now: v.now(), MaxAge: v.maxAge()})
 			}
 			if err != nil {
 				return fmt.Errorf("%w: signature: %w", ErrIntegrity, err)
@@ -206,7 +242,7 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 			reqMsg.Status, reqMsg.ResponseHeader = 0, nil
 			sig, err := integrity.ParseCavageSignature(s)
 			if err == nil {
-				err = integrity.VerifyCavage(&reqMsg, sig, v.Keys, prof.SignatureAlgorithms, v.CavageForm)
+				err = integrity.VerifyCavageAt(&reqMsg, sig, v.Keys, prof.SignatureAlgorithms, v.CavageForm, v.now()())
 			}
 			if err != nil {
 				return fmt.Errorf("%w: promise signature: %w", ErrIntegrity, err)

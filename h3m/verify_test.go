@@ -420,7 +420,9 @@ func TestDigestBacklogFallsBackToReadBack(t *testing.T) {
 		return nil, errors.New("no such key")
 	}
 	store := newReadCounting()
-	r, completed, stop := c.run(t, h3m.ReceiverConfig{Storage: store, Verifier: &h3m.Verifier{Keys: keys}})
+	// MaxAge -1: the signature covers no time, and the test needs its key
+	// resolved.
+	r, completed, stop := c.run(t, h3m.ReceiverConfig{Storage: store, Verifier: &h3m.Verifier{Keys: keys, MaxAge: -1}})
 
 	split := c.afterFin(t, 3)
 	c.feed(r, c.pkts[:split], nil)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	keyforger "github.com/h3m-project/h3m/internal/forger"
 	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -168,11 +169,11 @@ func receiveSequential(t testing.TB, cfg mquic.ReceiverConfig, batches [][][]byt
 // grouped into reads. (Stream counters do: holes are declared after each
 // read, so a late packet may fill a hole in one grouping and find its
 // stream finished in another.)
-func packetCounters(s mquic.ReceiverStats) [19]uint64 {
+func packetCounters(s mquic.ReceiverStats) [21]uint64 {
 	a := s.Auth
-	return [19]uint64{s.Datagrams, s.Packets, s.Bytes, s.Pings, s.WrongSource, s.NotShort,
+	return [21]uint64{s.Datagrams, s.Packets, s.Bytes, s.Pings, s.WrongSource, s.NotShort,
 		s.WrongSession, s.DecryptFailed, s.Duplicate, s.Stale, s.UnknownFrame, s.BadFrame, s.LostPackets,
-		s.LargestPN, s.BadManifest, a.Manifests, a.Authenticated, uint64(a.Held), a.PNMismatch}
+		s.LargestPN, s.BadManifest, a.Manifests, a.Authenticated, uint64(a.Held), a.PNMismatch, s.PNLeaps, s.PNMoves}
 }
 
 // batched splits datagrams into reads of n.
@@ -211,20 +212,43 @@ func mangle(pkts [][]byte, seed uint64) [][]byte {
 	return out
 }
 
+// withJumps inserts, between the packets, forged ones whose packet
+// numbers jump far ahead of the real ones (and back), and copies of them.
+func withJumps(t testing.TB, params mquic.Params, pkts [][]byte, seed uint64) [][]byte {
+	f, err := keyforger.New(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 11))
+	var out [][]byte
+	for i, p := range pkts {
+		if rng.IntN(40) == 0 {
+			jump := []uint64{1 << 12, 1 << 20, 1 << 29, 3 << 30}[rng.IntN(4)]
+			q := f.SealPN(uint64(i)+jump, []byte{0x01})
+			out = append(out, q, q)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // TestPipelineMatchesSequential: Run opens packets on parallel workers and
 // processes them in read order; whatever the grouping into reads, every
 // packet-level outcome (accepted, duplicate, stale, decryption failure,
 // packet numbers decoded, held and authenticated packets) is the one of
 // handling the datagrams one at a time. Sessions with 1-byte packet numbers
 // wrap the packet-number window many times within one read (those packets
-// are decrypted in order), 4-byte ones are opened in parallel.
+// are decrypted in order), 4-byte ones are opened in parallel; forged
+// packet-number jumps (beyond MaxPNJump, and beyond the quarter of the
+// packet-number space that openers running ahead decode) end the same.
 func TestPipelineMatchesSequential(t *testing.T) {
 	pat := newPattern()
 	for _, tc := range []struct {
 		name  string
 		pnLen int
 		asym  bool
-	}{{"pn4", 4, false}, {"pn1", 1, false}, {"pn2", 2, false}, {"asym-pn4", 4, true}} {
+		jumps bool
+	}{{"pn4", 4, false, false}, {"pn1", 1, false, false}, {"pn2", 2, false, false}, {"asym-pn4", 4, true, false}, {"pn4-jumps", 4, false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var params mquic.Params
 			var sc *manifest.SignerConfig
@@ -244,6 +268,9 @@ func TestPipelineMatchesSequential(t *testing.T) {
 				t.Fatal(err)
 			}
 			pkts := mangle(cc.Packets(), 1)
+			if tc.jumps {
+				pkts = withJumps(t, params, pkts, 2)
+			}
 			cfg := mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, Workers: 4}
 			want := receiveSequential(t, cfg, [][][]byte{pkts})
 			if want.Packets < uint64(len(pkts))/2 || want.DecryptFailed == 0 || want.Duplicate == 0 {

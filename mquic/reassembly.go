@@ -1,6 +1,7 @@
 package mquic
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -18,12 +19,18 @@ type reassembler struct {
 	handler          Handler
 	maxStreams       int
 	maxBuffered      int
+	maxClosed        int // ranges of closed; 0: no cap
+	maxRanges        int // ranges of a stream's received set; 0: no cap
 	reorderThreshold uint64
 	reorderDelay     time.Duration
 	authReorderDelay time.Duration
 	st               *ReceiverStats // counters it keeps up to date
+	// bite, when set, is told the name of a cap each time it bites (for
+	// a rate-limited log line).
+	bite func(cap string)
 
 	streams  map[uint64]*RecvStream
+	lru      streamList // the open streams, least recently active first
 	closed   ranges.Set // finished streams, keyed by streamKey
 	waiting  []*RecvStream
 	buffered int
@@ -34,6 +41,48 @@ type reassembler struct {
 	// rebuilt (0: no FEC).
 	fecWait    time.Duration
 	fecPending func(pn uint64) bool
+}
+
+// streamList is a doubly linked list of streams through RecvStream.prev
+// and next.
+type streamList struct{ head, tail *RecvStream }
+
+func (l *streamList) pushBack(s *RecvStream) {
+	s.prev, s.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = s
+	} else {
+		l.head = s
+	}
+	l.tail = s
+}
+
+func (l *streamList) remove(s *RecvStream) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		l.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else {
+		l.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+}
+
+// touch makes s the most recently active stream.
+func (l *streamList) touch(s *RecvStream) {
+	if l.tail != s {
+		l.remove(s)
+		l.pushBack(s)
+	}
+}
+
+func (a *reassembler) capBit(name string) {
+	if a.bite != nil {
+		a.bite(name)
+	}
 }
 
 // streamAllowed reports whether the profile lets a sender use the stream:
@@ -50,8 +99,8 @@ func streamKey(id uint64) uint64 {
 }
 
 // frameStream returns the stream a frame is for, or nil (counted) for a
-// stream the profile does not allow, one finished already, or one over
-// MaxStreams.
+// stream the profile does not allow or one finished already. A new stream
+// over MaxStreams evicts the least recently active one but stream 0.
 func (a *reassembler) frameStream(id uint64) *RecvStream {
 	if !streamAllowed(id) {
 		a.st.BadStreamFrames++
@@ -62,6 +111,7 @@ func (a *reassembler) frameStream(id uint64) *RecvStream {
 
 func (a *reassembler) stream(id uint64) *RecvStream {
 	if s := a.streams[id]; s != nil {
+		a.lru.touch(s)
 		return s
 	}
 	k := streamKey(id)
@@ -70,8 +120,16 @@ func (a *reassembler) stream(id uint64) *RecvStream {
 		return nil
 	}
 	if len(a.streams) >= a.maxStreams {
-		a.st.RefusedStreams++
-		return nil
+		// Stream 0, the session's control stream, is never evicted.
+		victim := a.lru.head
+		if victim != nil && victim.id == 0 {
+			victim = victim.next
+		}
+		if victim == nil {
+			a.st.RefusedStreams++
+			return nil
+		}
+		a.evict(victim)
 	}
 	s := &RecvStream{id: id}
 	s.h = a.handler.OpenStream(s)
@@ -79,7 +137,24 @@ func (a *reassembler) stream(id uint64) *RecvStream {
 		s.discard = true
 	}
 	a.streams[id] = s
+	a.lru.pushBack(s)
 	return s
+}
+
+// EvictedCode is the error code of the Reset a StreamHandler gets when its
+// stream is evicted: MaxStreams streams were open when another one began,
+// and it was the least recently active (ReceiverStats.EvictedStreams).
+// Later frames of the stream are dropped as those of a finished one.
+const EvictedCode = 1<<62 - 1
+
+// evict abandons an open stream to make room for a new one.
+func (a *reassembler) evict(s *RecvStream) {
+	a.st.EvictedStreams++
+	a.capBit("max-streams")
+	if !s.discard {
+		s.h.Reset(EvictedCode, s.delivered)
+	}
+	a.closeStream(s)
 }
 
 // streamFrame takes the STREAM frame f of packet pn, accepted at now.
@@ -101,6 +176,9 @@ func (a *reassembler) streamFrame(f *wire.StreamFrame, pn uint64, now time.Time)
 	}
 	s.lastData = now
 	added := s.received.Add(f.Offset, end)
+	if a.maxRanges > 0 && s.received.Count() > a.maxRanges {
+		a.capRanges(s)
+	}
 	a.st.StreamBytes += added
 	switch {
 	case s.discard:
@@ -169,6 +247,7 @@ func (a *reassembler) hold(s *RecvStream, off uint64, data []byte, pn uint64, no
 		// Over the cap: give up waiting on the oldest hole.
 		w := a.waiting[0]
 		a.st.EarlyGaps++
+		a.capBit("max-buffered-bytes")
 		a.declareGap(w)
 		a.drain(w)
 		if len(w.pending) == 0 {
@@ -297,9 +376,10 @@ func (a *reassembler) deadline(heldPN uint64, held bool) time.Time {
 }
 
 // maybeFinish closes a stream whose every byte up to its final size is
-// accounted for.
+// accounted for, and a discarded one whose final size is known: nothing
+// waits for its bytes.
 func (a *reassembler) maybeFinish(s *RecvStream) {
-	if !s.haveFinal || s.delivered < s.finalSize || len(s.pending) > 0 {
+	if !s.haveFinal || !s.discard && (s.delivered < s.finalSize || len(s.pending) > 0) {
 		return
 	}
 	if _, open := a.streams[s.id]; !open {
@@ -320,6 +400,98 @@ func (a *reassembler) closeStream(s *RecvStream) {
 		a.unlist(s)
 	}
 	delete(a.streams, s.id)
+	a.lru.remove(s)
 	k := streamKey(s.id)
 	a.closed.Add(k, k+1)
+	if a.maxClosed > 0 && a.closed.Count() > a.maxClosed {
+		a.pruneClosed()
+	}
+}
+
+// capRanges brings a stream's received ranges back under maxRanges (a
+// sender, or a forger, that scatters small frames): it fills the smallest
+// holes below the delivered offset, giving up on late bytes for them (they
+// were reported as gaps, to be repaired) and keeping the large holes that
+// late data may still fill; when no hole is left below it, it declares the
+// first hole above it a gap first.
+func (a *reassembler) capRanges(s *RecvStream) {
+	a.st.RangesCapped++
+	a.capBit("max-stream-ranges")
+	target := a.maxRanges * 3 / 4
+	for s.received.Count() > target {
+		rs := s.received.Ranges()
+		below := 0 // holes below the delivered offset: after rs[0..below)
+		for below+1 < len(rs) && rs[below].End < s.delivered {
+			below++
+		}
+		if below == 0 {
+			if len(s.pending) == 0 {
+				return
+			}
+			a.st.EarlyGaps++
+			a.declareGap(s)
+			a.drain(s)
+			if len(s.pending) == 0 {
+				a.unlist(s)
+			}
+			continue
+		}
+		holes := make([]ranges.Range, below)
+		for i := range holes {
+			holes[i] = ranges.Range{Start: rs[i].End, End: rs[i+1].Start}
+		}
+		slices.SortFunc(holes, func(x, y ranges.Range) int { return cmp.Compare(x.Len(), y.Len()) })
+		for _, h := range holes[:min(len(holes), s.received.Count()-target)] {
+			s.received.Add(h.Start, h.End)
+			s.lost.Remove(h.Start, h.End)
+		}
+	}
+}
+
+// pruneClosed forgets finished streams until the closed set is back to
+// three quarters of maxClosed: the single streams farthest from any other
+// first (those of a forger's scattered stream IDs; a real sender's finished
+// streams form a few long runs). A forgotten stream that gets a frame again
+// opens anew; a real sender sends nothing more on a finished stream.
+func (a *reassembler) pruneClosed() {
+	rs := a.closed.Ranges()
+	n := len(rs)
+	drop := n - a.maxClosed*3/4
+	a.st.ClosedForgotten += uint64(drop)
+	a.capBit("max-closed-ranges")
+	type cand struct {
+		i        int
+		len, gap uint64
+	}
+	cands := make([]cand, n)
+	for i, r := range rs {
+		gap := uint64(1 << 63)
+		if i > 0 {
+			gap = r.Start - rs[i-1].End
+		}
+		if i+1 < n {
+			gap = min(gap, rs[i+1].Start-r.End)
+		}
+		cands[i] = cand{i, r.Len(), gap}
+	}
+	slices.SortFunc(cands, func(x, y cand) int {
+		switch {
+		case x.len != y.len:
+			return cmp.Compare(x.len, y.len)
+		case x.gap != y.gap:
+			return cmp.Compare(y.gap, x.gap)
+		}
+		return cmp.Compare(y.i, x.i)
+	})
+	gone := make([]bool, n)
+	for _, c := range cands[:drop] {
+		gone[c.i] = true
+	}
+	var kept ranges.Set
+	for i, r := range rs {
+		if !gone[i] {
+			kept.Add(r.Start, r.End)
+		}
+	}
+	a.closed = kept
 }

@@ -112,3 +112,20 @@ func TestReassemblerBufferCap(t *testing.T) {
 		t.Fatalf("flush: %s, %d waiting, %d held", got, len(a.waiting), a.buffered)
 	}
 }
+
+// A discarded stream closes once its final size is known, holes or not:
+// nothing waits for its bytes (before, it stayed open and took one of the
+// MaxStreams slots for the session's life).
+func TestReassemblerDiscardedStreamCloses(t *testing.T) {
+	a, l, _ := newTestReassembler(1 << 20)
+	t0 := time.Unix(1000, 0)
+	a.streamFrame(frame(3, 0, "abc", false), 1, t0)
+	a.streams[3].Discard()
+	a.streamFrame(frame(3, 10, "xyz", true), 3, t0)
+	if len(a.streams) != 0 || a.buffered != 0 {
+		t.Fatalf("discarded stream still open (%d streams, %d bytes held)", len(a.streams), a.buffered)
+	}
+	if got := l.take(); got != `3 data 0 "abc"` {
+		t.Fatalf("events %s", got)
+	}
+}

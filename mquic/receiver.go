@@ -24,12 +24,17 @@ import (
 // Defaults of ReceiverConfig.
 const (
 	DefaultMaxStreams       = 1024
+	DefaultMaxClosedStreams = 1024
+	DefaultMaxStreamRanges  = 1024
 	DefaultMaxBufferedBytes = 16 << 20
 	DefaultReorderThreshold = 3
 	DefaultReorderDelay     = 20 * time.Millisecond
 	DefaultReplayWindow     = 4096
 	DefaultReadBatch        = 32
 	DefaultMaxWorkers       = 4
+	DefaultPNConfirm        = 4
+	DefaultPNSilence        = 250 * time.Millisecond
+	DefaultManifestOutage   = 3 * DefaultKeepAlive / 2
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -42,9 +47,21 @@ type ReceiverConfig struct {
 	Params Params
 	// Handler receives the streams.
 	Handler Handler
-	// MaxStreams caps the streams open at once; frames for more are dropped
-	// and counted. 0 means DefaultMaxStreams.
+	// MaxStreams caps the streams open at once: a new stream over it evicts
+	// the least recently active one but stream 0 (the control stream),
+	// whose handler gets Reset(EvictedCode) (EvictedStreams). 0 means
+	// DefaultMaxStreams.
 	MaxStreams int
+	// MaxClosedStreams caps the ranges of stream IDs remembered as
+	// finished (frames for them are dropped); past it the scattered ones
+	// are forgotten (ClosedForgotten). 0 means DefaultMaxClosedStreams.
+	MaxClosedStreams int
+	// MaxStreamRanges caps the byte ranges a stream keeps as received:
+	// past it the oldest holes below the delivered offset are given up
+	// (their late bytes dropped; they were reported as gaps), and holes
+	// above it declared early (RangesCapped). 0 means
+	// DefaultMaxStreamRanges.
+	MaxStreamRanges int
 	// MaxBufferedBytes caps out-of-order data held for reassembly; past it
 	// the oldest gaps are declared lost early. 0 means DefaultMaxBufferedBytes.
 	MaxBufferedBytes int
@@ -56,6 +73,19 @@ type ReceiverConfig struct {
 	// ReplayWindow is how many packet numbers below the largest one are
 	// tracked; older packets are dropped. 0 means DefaultReplayWindow.
 	ReplayWindow int
+	// MaxPNJump bounds how far one packet may move the largest packet
+	// number ahead; 0 means half the replay window. A packet further ahead
+	// is accepted but counted in another region of packet numbers (as are
+	// authenticated packets below the window, which are not delivered),
+	// and the window moves to that region only once it has received
+	// PNConfirm packets (0: DefaultPNConfirm) while the window received
+	// none for PNSilence (0: DefaultPNSilence). So a forged packet far
+	// ahead never makes the real ones stale, and a receiver moved away from
+	// the real packets follows them back (spec/transport.md,
+	// "Packet-number jumps").
+	MaxPNJump uint64
+	PNConfirm int
+	PNSilence time.Duration
 	// ReadBatch is how many datagrams (or GRO buffers) one read takes.
 	ReadBatch int
 	// Workers is how many goroutines Run opens packets on (header
@@ -72,6 +102,15 @@ type ReceiverConfig struct {
 	// channel (unicast) sets it to cover the fetch, so that the packets the
 	// fetched manifests release still reach their streams in order.
 	AuthReorderDelay time.Duration
+	// ManifestOutage, in an asymmetric session, is how long no manifest
+	// may be verified before ManifestStatus takes the packets held after
+	// the newest verified manifest as evidence that manifests are missing
+	// (in-band ones are not arriving). Until then only the gaps in the
+	// verified sequence numbers are: packets that no manifest lists may be
+	// forged. 0 means DefaultManifestOutage: one and a half of a sender's
+	// default keep-alive interval, after which a live sender has always
+	// sent a packet, and so a manifest.
+	ManifestOutage time.Duration
 	// RequireAsymmetric refuses a session that does not advertise
 	// asymmetric packet authentication (manifest.ExtensionID): NewReceiver
 	// then fails. A session that advertises it is always authenticated,
@@ -109,16 +148,25 @@ type ReceiverStats struct {
 	NotShort      uint64 // long header, or too short for the short header
 	WrongSession  uint64 // session ID (DCID) mismatch
 	DecryptFailed uint64 // packet protection failed (wrong key, corrupt, truncated)
-	Duplicate     uint64 // packet number already received (replay)
-	Stale         uint64 // packet number older than the replay window
-	UnknownFrame  uint64 // packet with a frame type the session does not know
-	BadFrame      uint64 // packet with a malformed frame
+	// DecryptFailedSinceAccepted counts the packets of the session (its
+	// source, its session ID) whose protection failed since the last packet
+	// was accepted, and LastAccepted is when that was (on the receiver's
+	// clock; when Run started if none was). Failures that keep coming
+	// while nothing is accepted say that the sender uses other keys under
+	// the same session ID (restarted with new keys): the layer above then
+	// reads the session description again and treats it as a new session.
+	DecryptFailedSinceAccepted uint64
+	LastAccepted               time.Time
+	Duplicate                  uint64 // packet number already received (replay)
+	Stale                      uint64 // packet number older than the replay window (authenticated ones count towards moving it back)
+	UnknownFrame               uint64 // packet with a frame type the session does not know
+	BadFrame                   uint64 // packet with a malformed frame
 
 	// Frames ignored inside accepted packets.
 	ProhibitedFrames uint64                    // frames the profile prohibits (ACK, CRYPTO, ...)
 	ProhibitedByType map[wire.FrameType]uint64 // the same, per frame type
 	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
-	RefusedStreams   uint64                    // frames for streams over MaxStreams
+	RefusedStreams   uint64                    // frames of new streams over MaxStreams when only stream 0 was open to evict
 	ClosedStreamData uint64                    // frames for streams already finished
 	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
@@ -127,9 +175,18 @@ type ReceiverStats struct {
 	ReorderedPackets uint64 // packets that arrived after a higher number
 	Gaps             uint64 // stream gaps reported
 	GapBytes         uint64 // stream bytes reported lost
-	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes
+	EarlyGaps        uint64 // gaps declared early because of MaxBufferedBytes or MaxStreamRanges
 	LargestPN        uint64
 	Buffered         int // out-of-order bytes held now
+
+	// Caps that bit (ReceiverConfig).
+	EvictedStreams  uint64 // open streams evicted for a new one (MaxStreams)
+	ClosedForgotten uint64 // finished stream-ID ranges forgotten (MaxClosedStreams)
+	RangesCapped    uint64 // times a stream's received ranges were cut back (MaxStreamRanges)
+
+	// Packet-number jumps (ReceiverConfig.MaxPNJump).
+	PNLeaps uint64 // packets accepted more than MaxPNJump ahead of the largest packet number
+	PNMoves uint64 // times the replay window moved to another region of packet numbers
 
 	// Asymmetric sessions: a packet is accepted only once a verified
 	// manifest lists it. Until then it is held (Auth.Held); held packets
@@ -185,7 +242,7 @@ type Receiver struct {
 	mu         sync.Mutex
 	prot       *protect.Protector
 	pnLen      int
-	win        pnWindow
+	win        pnTracker
 	ra         reassembler
 	lastPacket time.Time
 	now        time.Time // when the datagrams being handled were read
@@ -197,6 +254,7 @@ type Receiver struct {
 	pre        *manifest.Prechecker    // the auth's: Run's openers verify signatures ahead
 	mtrack     manifestTrack           // where verified manifests came from (receiver_manifest.go)
 	tr         *recvTrace              // nil when not tracing
+	caps       capLog                  // rate-limits the log lines of caps that bite
 }
 
 // NewReceiver creates a receiver for the session cfg.Params reading from
@@ -214,6 +272,12 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
+	if cfg.MaxClosedStreams <= 0 {
+		cfg.MaxClosedStreams = DefaultMaxClosedStreams
+	}
+	if cfg.MaxStreamRanges <= 0 {
+		cfg.MaxStreamRanges = DefaultMaxStreamRanges
+	}
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
@@ -225,6 +289,18 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	}
 	if cfg.ReplayWindow <= 0 {
 		cfg.ReplayWindow = DefaultReplayWindow
+	}
+	if cfg.MaxPNJump == 0 {
+		cfg.MaxPNJump = uint64(cfg.ReplayWindow / 2)
+	}
+	if cfg.PNConfirm <= 0 {
+		cfg.PNConfirm = DefaultPNConfirm
+	}
+	if cfg.PNSilence <= 0 {
+		cfg.PNSilence = DefaultPNSilence
+	}
+	if cfg.ManifestOutage <= 0 {
+		cfg.ManifestOutage = DefaultManifestOutage
 	}
 	if cfg.ReadBatch <= 0 {
 		cfg.ReadBatch = DefaultReadBatch
@@ -247,12 +323,14 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		pnLen:     p.PacketNumberLen, // 0: learnt from the first packet
 		idle:      p.IdleTimeout,
 		prot:      prot,
-		win:       newPNWindow(cfg.ReplayWindow),
+		win:       newPNTracker(cfg.ReplayWindow, cfg.MaxPNJump, cfg.PNConfirm, cfg.PNSilence),
 		tr:        newRecvTrace(cfg.Tracer, p.SessionID, cfg.ReplayWindow, cfg.ReorderThreshold),
 	}
 	r.pnLenAt.Store(int32(r.pnLen))
+	r.caps = capLog{log: r.log, clock: func() time.Time { return r.now }}
 	r.ra = reassembler{
 		handler: cfg.Handler, maxStreams: cfg.MaxStreams, maxBuffered: cfg.MaxBufferedBytes,
+		maxClosed: cfg.MaxClosedStreams, maxRanges: cfg.MaxStreamRanges, bite: r.capBit,
 		reorderThreshold: uint64(cfg.ReorderThreshold), reorderDelay: cfg.ReorderDelay,
 		authReorderDelay: cfg.AuthReorderDelay, st: &r.stats, streams: make(map[uint64]*RecvStream),
 	}
@@ -297,6 +375,8 @@ func (r *Receiver) Stats() ReceiverStats {
 	}
 	s.LostPackets = r.win.missing
 	s.LargestPN = r.win.largest
+	s.PNLeaps, s.PNMoves = r.win.leaps, r.win.moves
+	s.LastAccepted = r.lastPacket
 	s.Buffered = r.ra.buffered
 	if r.auth != nil {
 		s.Auth = r.auth.Stats()
@@ -406,18 +486,18 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 	}
 	pn := p.pn
-	switch r.win.check(pn) {
-	case pnDuplicate:
+	verdict := r.win.check(pn)
+	switch {
+	case verdict == pnDuplicate:
 		r.stats.Duplicate++
 		if r.tr != nil {
 			r.tr.droppedPN(pn, wireLen, dropDuplicate)
 		}
 		return
-	case pnStale:
-		r.stats.Stale++
-		if r.tr != nil {
-			r.tr.droppedPN(pn, wireLen, dropStale)
-		}
+	case verdict == pnStale && (r.auth != nil || p.frameErr != 0):
+		// Only a packet authenticated on its own (symmetric sessions) may
+		// count towards moving the window back (accept).
+		r.stale(pn, wireLen)
 		return
 	}
 	if r.tr != nil {
@@ -430,7 +510,7 @@ func (r *Receiver) process(p *rxPacket) {
 			r.tr.droppedPN(pn, wireLen, p.frameErr)
 		}
 		if r.auth == nil {
-			r.win.mark(pn) // authenticated: never accept it again
+			r.win.markAt(pn, r.now) // authenticated: never accept it again
 		}
 		return
 	}
@@ -465,6 +545,14 @@ func (r *Receiver) process(p *rxPacket) {
 	r.accept(pn, p.pnLen, p.payload, p.frames, wireLen, now)
 }
 
+// stale counts a packet below the replay window.
+func (r *Receiver) stale(pn uint64, wireLen int) {
+	r.stats.Stale++
+	if r.tr != nil {
+		r.tr.droppedPN(pn, wireLen, dropStale)
+	}
+}
+
 // countDrop counts a datagram dropped before its frames were handled.
 func (r *Receiver) countDrop(why dropReason) {
 	switch why {
@@ -476,6 +564,7 @@ func (r *Receiver) countDrop(why dropReason) {
 		r.stats.WrongSession++
 	case dropDecryptFailed:
 		r.stats.DecryptFailed++
+		r.stats.DecryptFailedSinceAccepted++
 	case dropUnknownFrame:
 		r.stats.UnknownFrame++
 	case dropBadFrame:
@@ -492,8 +581,10 @@ func (r *Receiver) handleManifests(mans []rxManifest, now time.Time) (used int) 
 		err := r.auth.HandleChecked(&f.m, now, f.sig)
 		if err == nil || errors.Is(err, manifest.ErrRepeat) {
 			used++
+		} else if errors.Is(err, manifest.ErrRateLimited) {
+			r.capBit("max-verify-rate")
 		}
-		r.noteInBand(f.m.Seq, err)
+		r.noteInBand(&f.m, err)
 	}
 	return used
 }
@@ -510,10 +601,7 @@ func (r *Receiver) releaseHeld(pn uint64, payload []byte, wireLen int, _ bool) {
 		}
 		return
 	case pnStale:
-		r.stats.Stale++
-		if r.tr != nil {
-			r.tr.droppedPN(pn, wireLen, dropStale)
-		}
+		r.stale(pn, wireLen)
 		return
 	}
 	// Released packets come one at a time: one frame space does.
@@ -532,10 +620,25 @@ func (r *Receiver) accept(pn uint64, pnLen int, payload []byte, frames []wire.Fr
 		r.pnLen = pnLen
 		r.pnLenAt.Store(int32(pnLen))
 	}
-	if r.win.mark(pn) {
-		r.stats.ReorderedPackets++
+	leaps, moves := r.win.leaps, r.win.moves
+	late, deliver := r.win.markAt(pn, now)
+	if r.win.leaps != leaps {
+		r.capBit("max-pn-jump")
+	}
+	if r.win.moves != moves {
+		r.capBit("replay-window-moved")
 	}
 	r.lastPacket = now
+	r.stats.DecryptFailedSinceAccepted = 0
+	if !deliver {
+		// Below the window: it counts towards moving the window back to
+		// where it belongs, but may be a replay.
+		r.stale(pn, wireLen)
+		return
+	}
+	if late {
+		r.stats.ReorderedPackets++
+	}
 	r.stats.Packets++
 	r.stats.Bytes += uint64(wireLen)
 	if r.tr != nil {

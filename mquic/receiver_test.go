@@ -219,7 +219,7 @@ func TestReceiverFrames(t *testing.T) {
 func TestReceiverReplayWindow(t *testing.T) {
 	params := testParams(t, mcasttest.Group())
 	col := newCollector(newPattern())
-	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: col, ReplayWindow: 64})
+	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: col, ReplayWindow: 64, MaxPNJump: 200})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,19 +262,29 @@ func TestReceiverStreamCaps(t *testing.T) {
 	for id := uint64(3); id < 3+4*6; id += 4 {
 		send(id, 0, false)
 	}
+	// The two least recently active streams made room for the last two.
 	st := r.Stats()
-	if st.RefusedStreams != 2 || len(r.Streams()) != 4 {
-		t.Fatalf("refused %d, open %v", st.RefusedStreams, r.Streams())
+	if st.EvictedStreams != 2 || len(r.Streams()) != 4 || !col.streams[3].evicted || !col.streams[7].evicted || col.streams[11].evicted {
+		t.Fatalf("evicted %d, open %v", st.EvictedStreams, r.Streams())
+	}
+	send(3, 1000, false) // an evicted stream is gone
+	if st := r.Stats(); st.ClosedStreamData != 1 || len(r.Streams()) != 4 {
+		t.Fatalf("frame of an evicted stream: %+v", st)
+	}
+	send(11, 1000, false) // stream 11 is now the most recently active
+	send(27, 0, false)
+	if !col.streams[15].evicted || col.streams[11].evicted {
+		t.Fatal("eviction did not take the least recently active stream")
 	}
 	// Out-of-order data beyond the buffer cap forces early gaps.
 	for off := uint64(2000); off < 40000; off += 1000 {
-		send(3, off, false)
+		send(23, off, false)
 	}
 	st = r.Stats()
 	if st.Buffered > 10000+2048 || st.EarlyGaps == 0 {
 		t.Fatalf("buffered %d, early gaps %d", st.Buffered, st.EarlyGaps)
 	}
-	l := col.streams[3]
+	l := col.streams[23]
 	if !l.gaps.Contains(1000, 2000) {
 		t.Fatalf("gap [1000,2000) not reported: %v", l.gaps.String())
 	}
@@ -282,12 +292,12 @@ func TestReceiverStreamCaps(t *testing.T) {
 		t.Error(err)
 	}
 	// A finished stream does not come back.
-	send(7, 1000, true)
-	if len(col.errs) > 0 || !col.streams[7].finished {
-		t.Fatalf("stream 7 not finished: %v", col.errs)
+	send(19, 1000, true)
+	if len(col.errs) > 0 || !col.streams[19].finished {
+		t.Fatalf("stream 19 not finished: %v", col.errs)
 	}
-	send(7, 0, false)
-	if r.Stats().ClosedStreamData != 1 {
+	send(19, 0, false)
+	if r.Stats().ClosedStreamData != 2 {
 		t.Fatal("data for a finished stream was not counted")
 	}
 }

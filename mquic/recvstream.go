@@ -50,6 +50,9 @@ type RecvStream struct {
 	discard   bool
 	listed    bool // in Receiver.waiting
 	lastData  time.Time
+	// prev and next link the open streams from least to most recently
+	// active (reassembler.lru).
+	prev, next *RecvStream
 }
 
 // segment is out-of-order stream data waiting for what comes before it.

@@ -66,6 +66,7 @@ type streamLog struct {
 	gaps     ranges.Set
 	final    uint64
 	finished bool
+	evicted  bool
 	scratch  []byte
 }
 
@@ -117,6 +118,10 @@ func (l *streamLog) Finish(final uint64) {
 }
 
 func (l *streamLog) Reset(code, final uint64) {
+	if code == mquic.EvictedCode {
+		l.evicted = true
+		return
+	}
 	l.c.fail("stream %d: unexpected reset", l.id)
 }
 

@@ -2,6 +2,8 @@ package altsvc
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
 )
 
@@ -522,6 +525,39 @@ func TestValidate(t *testing.T) {
 	// Any-source multicast needs no source.
 	if err := parseOne(t, `h3m-11="239.1.2.3:5000"`).Validate(); err != nil {
 		t.Errorf("ASM: %v", err)
+	}
+}
+
+// TestValidateProfile: h3m-07 (nghq's profile) cannot carry asymmetric
+// packet authentication nor DATA_WITH_OFFSET: Validate refuses them with
+// ErrProfile. (Before, h3m-07 with asymmetric authentication validated, and
+// nghq receivers met an unknown frame type in every packet with a
+// manifest.)
+func TestValidateProfile(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	prof, err := manifest.NewProfile(priv.Public(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asym := mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()}
+	base := parseOne(t, `h3m-07="232.1.2.3:5000"; source-address=192.0.2.1`)
+	if err := base.Validate(); err != nil {
+		t.Fatalf("plain h3m-07: %v", err)
+	}
+	withAsym := base
+	withAsym.Session = base.Session.Clone()
+	withAsym.Session.Extensions = []mquic.Extension{asym}
+	if err := withAsym.Validate(); !errors.Is(err, ErrProfile) || !strings.Contains(err.Error(), "MANIFEST") {
+		t.Errorf("h3m-07 with asymmetric authentication: %v", err)
+	}
+	offset := parseOne(t, `h3m-07-data-offset="232.1.2.3:5000"; source-address=192.0.2.1`)
+	if err := offset.Validate(); !errors.Is(err, ErrProfile) {
+		t.Errorf("h3m-07-data-offset: %v", err)
+	}
+	eleven := parseOne(t, `h3m-11-data-offset="232.1.2.3:5000"; source-address=192.0.2.1`)
+	eleven.Session.Extensions = []mquic.Extension{asym}
+	if err := eleven.Validate(); err != nil {
+		t.Errorf("h3m-11-data-offset with asymmetric authentication: %v", err)
 	}
 }
 

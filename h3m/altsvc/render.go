@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/protect"
 )
 
@@ -256,6 +257,31 @@ func (a *Advertisement) Validate() error {
 	}
 	if a.HasMaxAge && a.MaxAge < 0 {
 		return fmt.Errorf("alt-svc %s: %w", id, errors.New("negative ma"))
+	}
+	if err := a.checkProfile(); err != nil {
+		return fmt.Errorf("alt-svc %s: %w", id, err)
+	}
+	return nil
+}
+
+// ErrProfile is wrapped by Validate's error for a session its protocol
+// profile cannot carry.
+var ErrProfile = errors.New("the profile cannot carry this session")
+
+// checkProfile refuses the combinations a profile cannot carry. h3m-07 is
+// BBC nghq's profile: its receivers drop a packet with a frame type they
+// do not know and know no HTTP/3 frame beyond RFC 9114's, so neither
+// asymmetric packet authentication (MANIFEST frames) nor DATA_WITH_OFFSET
+// (the data-offset experiment) can be sent in it.
+func (a *Advertisement) checkProfile() error {
+	if a.Draft != 7 {
+		return nil
+	}
+	if a.Session.HasExtension(manifest.ExtensionID) {
+		return fmt.Errorf("%w: asymmetric packet authentication (extension %04x) sends MANIFEST frames, which h3m-07 (nghq) receivers drop; use h3m-11", ErrProfile, manifest.ExtensionID)
+	}
+	if a.HasExperiment(ExperimentDataOffset) {
+		return fmt.Errorf("%w: DATA_WITH_OFFSET (the %s experiment) is unknown to h3m-07 (nghq) receivers; use h3m-11-%s", ErrProfile, ExperimentDataOffset, ExperimentDataOffset)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -381,6 +382,10 @@ func unquote(s string) (val, rest string, err error) {
 				return "", "", fmt.Errorf("%w: quoted string ends in '\\'", ErrSyntax)
 			}
 			i++
+			// quoted-pair (RFC 9110 §5.6.4): HTAB, SP, VCHAR or obs-text.
+			if q := s[i]; q < 0x20 && q != '\t' || q == 0x7f {
+				return "", "", fmt.Errorf("%w: escaped control character in quoted string", ErrSyntax)
+			}
 			b.WriteByte(s[i])
 		case c < 0x20 && c != '\t' || c == 0x7f:
 			return "", "", fmt.Errorf("%w: control character in quoted string", ErrSyntax)
@@ -493,6 +498,62 @@ func cavageValue(m *Message, sig *CavageSignature, name string, form CavageForm)
 		sep = ", "
 	}
 	return joinFieldLines(name, lines, sep)
+}
+
+// CavageOptions tunes VerifyCavageWith.
+type CavageOptions struct {
+	// Allowed is the session's signature-algorithm set (nil or empty
+	// means any); an absent algorithm parameter counts as "hs2019".
+	Allowed []string
+	// Form is the signed-string form.
+	Form CavageForm
+	// Now is the verification time; nil means time.Now.
+	Now func() time.Time
+	// MaxAge > 0 requires a signed time no older than MaxAge: the created
+	// parameter when the signature covers "(created)", otherwise the Date
+	// field when it covers "date". A signature that covers neither fails.
+	MaxAge time.Duration
+}
+
+// VerifyCavageWith verifies sig over m like VerifyCavageAt, under opts.
+func VerifyCavageWith(m *Message, sig *CavageSignature, resolve KeyResolver, opts CavageOptions) error {
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
+	if opts.MaxAge > 0 && sig != nil && m != nil {
+		signed, err := cavageSignedTime(m, sig)
+		if err != nil {
+			return err
+		}
+		if signed.After(now.Add(maxClockSkew)) {
+			return fmt.Errorf("%w: signed at %s, in the future (now %s)", ErrExpired, signed.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		if now.Sub(signed) > opts.MaxAge {
+			return fmt.Errorf("%w: signed at %s, older than %v (now %s)", ErrExpired, signed.UTC().Format(time.RFC3339), opts.MaxAge, now.UTC().Format(time.RFC3339))
+		}
+	}
+	return VerifyCavageAt(m, sig, resolve, opts.Allowed, opts.Form, now)
+}
+
+// cavageSignedTime returns the time sig says m was signed at, from a
+// covered "(created)" or, failing that, a covered Date field.
+func cavageSignedTime(m *Message, sig *CavageSignature) (time.Time, error) {
+	if sig.Created != 0 && containsString(sig.Headers, "(created)") {
+		return time.Unix(sig.Created, 0), nil
+	}
+	if containsString(sig.Headers, "date") {
+		v, err := cavageValue(m, sig, "date", CavageNGHQ)
+		if err != nil {
+			return time.Time{}, err
+		}
+		t, err := http.ParseTime(strings.TrimSpace(v))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: Date %q: %v", ErrSyntax, truncate(v), err)
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%w: the signature covers neither (created) nor date: its age is unknown", ErrExpired)
 }
 
 // VerifyCavage verifies sig over m with the key resolve returns for

@@ -481,3 +481,51 @@ func BenchmarkCavageSignEd25519(b *testing.B) {
 		}
 	}
 }
+
+// TestCavageMaxAge: VerifyCavageWith bounds a signature's age by its
+// signed "(created)", or else its signed Date field, and refuses one that
+// signs no time. An unsigned created parameter does not count.
+func TestCavageMaxAge(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	resolve := StaticKeys(map[string]crypto.PublicKey{"k": priv.Public()})
+	t0 := time.Unix(1_800_000_000, 0)
+	m := pushMessage()
+	m.ResponseHeader = m.ResponseHeader.Clone()
+	m.ResponseHeader.Set("Date", t0.UTC().Format(http.TimeFormat))
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		created bool
+		signed  bool // a time is signed
+	}{
+		{"(created)", []string{"(request-target)", "(created)"}, true, true},
+		{"date", []string{"(request-target)", "date"}, false, true},
+		{"unsigned created", []string{"(request-target)"}, true, false},
+		{"none", []string{"(request-target)"}, false, false},
+	} {
+		s := &CavageSigner{KeyID: "k", Key: priv, Headers: tc.headers}
+		if tc.created {
+			s.Created = func() time.Time { return t0 }
+		}
+		field, err := s.Sign(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := ParseCavageSignature(field)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := func(d time.Duration) error {
+			return VerifyCavageWith(m, sig, resolve, CavageOptions{Now: func() time.Time { return t0.Add(d) }, MaxAge: time.Hour})
+		}
+		if err := at(time.Minute); (err == nil) != tc.signed {
+			t.Errorf("%s, a minute later: %v", tc.name, err)
+		}
+		if err := at(2 * time.Hour); !errors.Is(err, ErrExpired) {
+			t.Errorf("%s, two hours later: %v", tc.name, err)
+		}
+		if err := VerifyCavageWith(m, sig, resolve, CavageOptions{Now: func() time.Time { return t0.Add(2 * time.Hour) }}); err != nil {
+			t.Errorf("%s without MaxAge: %v", tc.name, err)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/internal/forger"
 	"github.com/h3m-project/h3m/internal/mcasttest"
+	"github.com/h3m-project/h3m/internal/netns"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
@@ -172,19 +172,63 @@ type nopHandler struct{}
 
 func (nopHandler) OpenStream(*mquic.RecvStream) mquic.StreamHandler { return nil }
 
-// dialTest sends a packet with a Conn of dial from source to a receiver
-// joined to that source on lo.
-func dialTest(t *testing.T, dial func(*mquic.Params, string) (*forger.Conn, error), source netip.Addr) {
+// TestDial: a forger on the sender's host (here: loopback, source
+// 127.0.0.1) sends from the session's source address.
+func TestDial(t *testing.T) {
 	group := mcasttest.Group()
 	p := testParams(group)
-	p.Source = source
-	rc, err := mcast.ListenReceiver(mcast.Config{Group: group, Source: source, Interface: "lo"})
+	rc, err := mcast.ListenReceiver(mcast.Config{Group: group, Source: p.Source, Interface: "lo"})
 	if err != nil {
 		t.Skipf("no multicast on lo: %v", err)
 	}
 	defer rc.Close()
-	c, err := dial(&p, "lo")
+	c, err := forger.Dial(&p, "lo")
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, err := forger.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := f.Seal([]byte{1})
+	if err := c.Send(pkt); err != nil {
+		t.Fatal(err)
+	}
+	rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2000)
+	n, from, err := rc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf[:n], pkt) || netip.MustParseAddrPort(from.String()).Addr() != p.Source {
+		t.Errorf("received %x from %v, sent %x from %s", buf[:n], from, pkt, p.Source)
+	}
+}
+
+// TestDialSpoofed: a forger on another host of a test network (namespace
+// a) writes packets whose source is the session's sender (an address it
+// does not have), and a receiver joined to that source on its host
+// (namespace b) gets them.
+func TestDialSpoofed(t *testing.T) {
+	a, b := netns.New(t, "forger"), netns.New(t, "rcv")
+	ifA, ifB := netns.Veth(t, a, b, netip.MustParsePrefix("198.18.0.7/24"), netip.MustParsePrefix("198.18.0.2/24"))
+	group := mcasttest.Group()
+	p := testParams(group)
+	p.Source = netip.MustParseAddr("198.18.0.1") // the sender, elsewhere
+	var rc *mcast.Conn
+	if err := b.Do(func() (err error) {
+		rc, err = mcast.ListenReceiver(mcast.Config{Group: group, Source: p.Source, Interface: ifB})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var c *forger.Conn
+	if err := a.Do(func() (err error) {
+		c, err = forger.DialSpoofed(&p, ifA)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
@@ -205,20 +249,9 @@ func dialTest(t *testing.T, dial func(*mquic.Params, string) (*forger.Conn, erro
 	if !bytes.Equal(buf[:n], pkt) {
 		t.Errorf("received %x, sent %x", buf[:n], pkt)
 	}
-	if got := netip.MustParseAddrPort(from.String()).Addr(); got != source {
-		t.Errorf("source %s, want %s", got, source)
+	if got := netip.MustParseAddrPort(from.String()).Addr(); got != p.Source {
+		t.Errorf("source %s, want %s", got, p.Source)
 	}
-}
-
-func TestDial(t *testing.T) { dialTest(t, forger.Dial, mcasttest.Source) }
-
-// TestDialSpoofed: a raw socket sends from an address the host does not
-// have, and a receiver joined to that source gets the packet.
-func TestDialSpoofed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("raw sockets need root")
-	}
-	dialTest(t, forger.DialSpoofed, netip.MustParseAddr("10.211.0.7"))
 }
 
 // TestDiscover: the forger reads the session description over TLS.

@@ -17,6 +17,8 @@ type Sink interface {
 
 // SinkFunc sends a packet by calling itself: feed a receiver's HandlePacket
 // (with the session's source address) for a test on an injectable clock.
+// HandlePacket decrypts in place: hand it a copy to keep the packet (for a
+// replay, say).
 type SinkFunc func(pkt []byte) error
 
 // Send implements Sink.

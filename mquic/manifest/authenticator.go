@@ -19,7 +19,12 @@ const (
 	DefaultMaxVerifyRate  = 10000
 	DefaultWindow         = 4096
 	DefaultMaxAhead       = 1 << 22
+	DefaultExpectAhead    = 256
 )
+
+// maxSeqFailures is how many copies of one sequence number may fail
+// verification before others with that number lose their priority.
+const maxSeqFailures = 2
 
 // AuthConfig configures an Authenticator. Zero fields take the defaults.
 type AuthConfig struct {
@@ -37,9 +42,21 @@ type AuthConfig struct {
 	// it the oldest is forgotten.
 	MaxDigests int
 	// MaxVerifyRate caps signature verifications per second (with a burst
-	// of a quarter second's worth); manifests past it are dropped unverified.
-	// It bounds the CPU a flood of forged manifests can take.
+	// of a quarter second's worth) for each source of manifests: those of
+	// the session's own packets (MANIFEST frames), and those from outside
+	// the session (HandleManifest: over unicast, from the origin). Past it
+	// manifests are dropped unverified. It bounds the CPU a flood of forged
+	// manifests can take, and a flood in the session does not touch the
+	// budget of the manifests fetched over unicast. Within the session's
+	// budget, expected manifests come first: those with a sequence number
+	// after the newest verified one (ExpectAhead of them) or missing below
+	// it, of which fewer than two copies failed verification, that list a
+	// packet held now (a forger cannot list packets before they are sent);
+	// other manifests are verified only while half the burst is left.
 	MaxVerifyRate int
+	// ExpectAhead is how many sequence numbers after the newest verified
+	// one count as expected; 0 means DefaultExpectAhead.
+	ExpectAhead int
 	// Window is how far below the largest authenticated packet number a
 	// packet can still be authenticated: the receiver's replay window.
 	// Manifests that list only older packets are dropped unverified.
@@ -62,6 +79,7 @@ type AuthStats struct {
 	Conflicting  uint64        // dropped: a verified sequence number with other content (forged)
 	Implausible  uint64        // dropped: packet numbers all too old, or too far ahead
 	RateLimited  uint64        // dropped: over MaxVerifyRate
+	Unexpected   uint64        // of the manifests the Authenticator verified or rate-limited, those it did not expect (lower priority)
 	Verified     uint64        // signature verifications (good or bad)
 	VerifyTime   time.Duration // time spent verifying
 
@@ -130,13 +148,19 @@ type Authenticator struct {
 	seqs    seqWindow        // sequence numbers verified recently
 	scratch []byte
 
-	// The verification budget (MaxVerifyRate), shared with the Prechecker.
-	budgetMu sync.Mutex
-	tokens   float64
-	tokenAt  int64
+	// The verification budgets (MaxVerifyRate), the session's shared with
+	// the Prechecker.
+	budgetMu        sync.Mutex
+	inBand, unicast budget
 	// claims holds, for the sequence numbers whose signature is verified
 	// or being verified, Seq+1 at Seq % claimSlots (see Prechecker).
 	claims [claimSlots]atomic.Uint64
+	// failures holds, for recent sequence numbers of which copies failed
+	// verification, (Seq+1)<<8 | count at Seq % claimSlots.
+	failures [claimSlots]atomic.Uint64
+	// top is the newest verified sequence number plus one (0: none), for
+	// the Prechecker.
+	top atomic.Uint64
 
 	stats AuthStats
 }
@@ -207,8 +231,18 @@ func NewAuthenticator(prof *Profile, cfg AuthConfig, release Release) (*Authenti
 		heldQ:   newFIFO[heldPacket](),
 		scratch: make([]byte, 0, 2048),
 	}
-	a.tokens = a.burst()
+	if cfg.ExpectAhead <= 0 {
+		cfg.ExpectAhead = DefaultExpectAhead
+	}
+	a.cfg.ExpectAhead = cfg.ExpectAhead
+	a.inBand.tokens, a.unicast.tokens = a.burst(), a.burst()
 	return a, nil
+}
+
+// budget is a token bucket of signature verifications.
+type budget struct {
+	tokens float64
+	at     int64
 }
 
 // Profile returns the session profile the authenticator checks against.
@@ -237,24 +271,31 @@ var (
 	ErrRateLimited = errors.New("manifest: verification rate exceeded")
 )
 
-// HandleManifest checks a manifest and, if its signature verifies, makes its
-// digests authenticate their packets: held packets are released at once (in
-// packet-number order), other digests wait DigestHoldTime for their packets.
-// Each rejected manifest is counted under one reason and returned as an
-// error; ErrRepeat means it was a copy of a manifest already used.
+// HandleManifest checks a manifest from outside the session (over unicast,
+// from the origin) and, if its signature verifies, makes its digests
+// authenticate their packets: held packets are released at once (in
+// packet-number order), other digests wait DigestHoldTime for their
+// packets. Each rejected manifest is counted under one reason and returned
+// as an error; ErrRepeat means it was a copy of a manifest already used.
 //
 // The cheap checks come before the signature: Manifest Stream ID, key, a
 // copy of a verified manifest, a reused sequence number, implausible packet
-// numbers, and the verification rate.
+// numbers, and the verification rate of manifests from outside the session.
 func (a *Authenticator) HandleManifest(m *Manifest, now time.Time) error {
-	return a.HandleChecked(m, now, Signature{})
+	return a.handle(m, now, Signature{}, &a.unicast)
 }
 
-// HandleChecked is HandleManifest for a manifest whose signature a
-// Prechecker may have verified already (sig.Checked): the checks are the
-// same, the signature is not verified again, and the verification counts
-// as the Authenticator's own.
+// HandleChecked is HandleManifest for a manifest of the session's own
+// packets (a MANIFEST frame), whose signature a Prechecker may have
+// verified already (sig.Checked): the checks are the same, the signature
+// is not verified again, and the verification counts as the
+// Authenticator's own. It draws on the session's verification budget,
+// expected manifests first.
 func (a *Authenticator) HandleChecked(m *Manifest, now time.Time, sig Signature) error {
+	return a.handle(m, now, sig, &a.inBand)
+}
+
+func (a *Authenticator) handle(m *Manifest, now time.Time, sig Signature, b *budget) error {
 	if sig.Checked {
 		a.stats.Verified++
 		a.stats.VerifyTime += sig.Time
@@ -290,7 +331,11 @@ func (a *Authenticator) HandleChecked(m *Manifest, now time.Time, sig Signature)
 	}
 	err := sig.Err
 	if !sig.Checked {
-		if !a.takeToken(t) {
+		expected := b == &a.unicast || a.expected(m.Seq) && a.listsHeld(m)
+		if !expected {
+			a.stats.Unexpected++
+		}
+		if !a.takeToken(b, t, expected) {
 			a.stats.RateLimited++
 			return ErrRateLimited
 		}
@@ -299,6 +344,9 @@ func (a *Authenticator) HandleChecked(m *Manifest, now time.Time, sig Signature)
 		a.stats.VerifyTime += time.Since(t0)
 		a.stats.Verified++
 		a.claims[m.Seq%claimSlots].Store(uint64(m.Seq) + 1)
+		if err != nil {
+			a.failed(m.Seq)
+		}
 	}
 	if err != nil {
 		a.stats.BadSignature++
@@ -307,8 +355,52 @@ func (a *Authenticator) HandleChecked(m *Manifest, now time.Time, sig Signature)
 	a.stats.Manifests++
 	*slot = seenManifest{valid: true, seq: m.Seq, sum: manifestSum(m)}
 	a.seqs.mark(m.Seq)
+	a.top.Store(uint64(a.seqs.top) + 1)
 	a.register(m, t)
 	return nil
+}
+
+// expected reports whether a manifest of the session with sequence number
+// seq is expected (see MaxVerifyRate): nothing was verified yet; or it is
+// at most ExpectAhead after the newest verified one, or below it and not
+// verified; and fewer than maxSeqFailures copies of it failed
+// verification. It is safe for concurrent use.
+func (a *Authenticator) expected(seq uint32) bool {
+	top := a.top.Load()
+	if top == 0 {
+		return true
+	}
+	if d := int64(int32(seq - uint32(top-1))); d > int64(a.cfg.ExpectAhead) || d < -seqWindowSize {
+		return false
+	}
+	f := a.failures[seq%claimSlots].Load()
+	return f>>8 != uint64(seq)+1 || f&0xff < maxSeqFailures
+}
+
+// listsHeld reports whether one of the first digests m lists is that of a
+// packet held now, with the packet number m gives it.
+func (a *Authenticator) listsHeld(m *Manifest) bool {
+	for i := range min(m.Count(), 4) {
+		if hi, ok := a.held[m.Digest(i)]; ok && a.heldQ.at(hi).pn == m.FirstPN+uint64(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// failed records that a copy of sequence number seq failed verification.
+func (a *Authenticator) failed(seq uint32) {
+	slot := &a.failures[seq%claimSlots]
+	for {
+		f := a.failures[seq%claimSlots].Load()
+		n := uint64(1)
+		if f>>8 == uint64(seq)+1 {
+			n = min(f&0xff+1, 0xff)
+		}
+		if slot.CompareAndSwap(f, (uint64(seq)+1)<<8|n) {
+			return
+		}
+	}
 }
 
 // manifestSum digests a whole parsed manifest, signature included.
@@ -333,16 +425,22 @@ func (a *Authenticator) implausible(m *Manifest, t int64) bool {
 	return recent && m.FirstPN > a.largest && m.FirstPN-a.largest > a.cfg.MaxAhead
 }
 
-// takeToken refills the verification budget and takes one from it.
-func (a *Authenticator) takeToken(t int64) bool {
+// takeToken refills budget b and takes one verification from it: an
+// expected manifest's while one is left, another's only while half the
+// burst is left.
+func (a *Authenticator) takeToken(b *budget, t int64, expected bool) bool {
 	a.budgetMu.Lock()
 	defer a.budgetMu.Unlock()
-	a.tokens = min(a.burst(), a.tokens+float64(t-a.tokenAt)*float64(a.cfg.MaxVerifyRate)/1e9)
-	a.tokenAt = t
-	if a.tokens < 1 {
+	b.tokens = min(a.burst(), b.tokens+float64(t-b.at)*float64(a.cfg.MaxVerifyRate)/1e9)
+	b.at = t
+	need := 1.0
+	if !expected {
+		need += a.burst() / 2
+	}
+	if b.tokens < need {
 		return false
 	}
-	a.tokens--
+	b.tokens--
 	return true
 }
 

@@ -102,8 +102,9 @@ type Manifest struct {
 	Seq uint32
 	// FirstPN is the packet number of the first digest.
 	FirstPN uint64
-	// TLVs is the raw TLV space (AMBI's type-length-value options), nil when
-	// there is none. Append writes it as given; Parse checks its structure.
+	// TLVs is the raw TLV space (AMBI's type-length-value options): nil when
+	// the manifest has none (T is 0), not nil but empty for T set with an
+	// empty space. Append writes it as given; Parse checks its structure.
 	TLVs []byte
 	// Digests are the packet digests, DigestLen bytes each.
 	Digests []byte
@@ -180,11 +181,11 @@ func (m *Manifest) appendSigned(dst []byte, pub *PublicKey) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.Seq)
 	dst = binary.BigEndian.AppendUint64(dst, m.FirstPN)
 	tc := uint16(m.Count())
-	if len(m.TLVs) > 0 {
+	if m.TLVs != nil {
 		tc |= 0x8000
 	}
 	dst = binary.BigEndian.AppendUint16(dst, tc)
-	if len(m.TLVs) > 0 {
+	if m.TLVs != nil {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.TLVs)))
 		dst = append(dst, m.TLVs...)
 	}

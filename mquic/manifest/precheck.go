@@ -22,9 +22,11 @@ type Signature struct {
 // being verified or verified already is left to the Authenticator, which
 // recognizes it without verifying), and draws on the Authenticator's
 // verification budget, MaxVerifyRate, so that forged manifests cannot make
-// it verify more. Everything else (repeats, conflicts, plausibility) is
-// still the Authenticator's, in HandleChecked. It is safe for concurrent
-// use.
+// it verify more: it verifies ahead only while more than half of the burst
+// is left, so that under a flood the rest goes to the manifests the
+// Authenticator finds expected. Everything else (repeats, conflicts,
+// plausibility, priority) is still the Authenticator's, in HandleChecked.
+// It is safe for concurrent use.
 type Prechecker struct{ a *Authenticator }
 
 // Prechecker returns the authenticator's prechecker.
@@ -43,11 +45,14 @@ func (p *Prechecker) Check(m *Manifest, now time.Time, scratch []byte) (Signatur
 	if c == uint64(m.Seq)+1 || !slot.CompareAndSwap(c, uint64(m.Seq)+1) {
 		return Signature{}, scratch // another copy is verified, or being verified
 	}
-	if !a.takeToken(a.ticks(now)) {
+	if !a.takeToken(&a.inBand, a.ticks(now), false) {
 		slot.CompareAndSwap(uint64(m.Seq)+1, c) // the Authenticator will see it rate-limited
 		return Signature{}, scratch
 	}
 	t0 := time.Now()
 	scratch, err := a.prof.Key.verify(m, scratch)
+	if err != nil {
+		a.failed(m.Seq)
+	}
 	return Signature{Checked: true, Err: err, Time: time.Since(t0)}, scratch
 }

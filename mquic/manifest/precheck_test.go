@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
@@ -89,10 +91,66 @@ func TestPrecheckerBudget(t *testing.T) {
 			checked++
 		}
 	}
-	if checked != 16 {
-		t.Fatalf("%d of 100 manifests verified ahead at once, want the burst of 16", checked)
+	if checked != 8 {
+		t.Fatalf("%d of 100 manifests verified ahead at once, want half the burst of 16", checked)
 	}
+	// The other half is left for expected manifests: one that lists a held
+	// packet gets verified, one that does not is rate-limited.
 	if err := h.a.HandleChecked(h.manifest(100, 400, 4, "real"), now, Signature{}); !errors.Is(err, ErrRateLimited) {
-		t.Fatalf("after the budget: %v", err)
+		t.Fatalf("a manifest of no held packet after the budget: %v", err)
+	}
+	h.arrive(404, "real", now)
+	if err := h.a.HandleChecked(h.manifest(101, 404, 4, "real"), now, Signature{}); err != nil {
+		t.Fatalf("a manifest of a held packet: %v", err)
+	}
+}
+
+// A flood of forged manifests in the session uses up the session's
+// verification budget, not that of the manifests from outside it
+// (HandleManifest, over unicast from the origin), and forged manifests
+// that list no held packet leave the budget's second half to those that
+// do.
+func TestVerificationBudgetPerSource(t *testing.T) {
+	h := newAuthHarness(t, AuthConfig{MaxVerifyRate: 400}) // a burst of 100
+	now := time.Now()
+	_, forgerPriv, _ := ed25519.GenerateKey(rand.Reader)
+	forgerKey, _ := NewSigningKey(forgerPriv, nil)
+	forged := func(seq uint32, first uint64) *Manifest {
+		m := Manifest{StreamID: 42, Seq: seq, FirstPN: first, Digests: testDigests(4, byte(seq))}
+		b, _ := m.Append(nil, forgerKey, nil)
+		id := h.key.Public().ID()
+		copy(b[HeaderLen+4*DigestLen+2:], id[:])
+		f, _, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &f
+	}
+	for i := range uint32(1000) {
+		h.a.HandleChecked(forged(5000+i, uint64(i)*4), now, Signature{})
+	}
+	st := h.a.Stats()
+	if st.Verified != 50 || st.RateLimited != 950 || st.Unexpected != 1000 {
+		t.Fatalf("flood: verified %d, rate-limited %d, unexpected %d; want half the burst verified", st.Verified, st.RateLimited, st.Unexpected)
+	}
+	// In the session: a real manifest of held packets still gets through.
+	for pn := uint64(8000); pn < 8004; pn++ {
+		h.arrive(pn, "real", now)
+	}
+	if err := h.a.HandleChecked(h.manifest(1, 8000, 4, "real"), now, Signature{}); err != nil {
+		t.Fatalf("real manifest during the flood: %v", err)
+	}
+	// From outside the session: a budget of its own.
+	for pn := uint64(8004); pn < 8008; pn++ {
+		h.arrive(pn, "real", now)
+	}
+	for i := range uint32(50) {
+		h.a.HandleManifest(forged(9000+i, 9000), now)
+	}
+	if err := h.a.HandleManifest(h.manifest(2, 8004, 4, "real"), now); err != nil {
+		t.Fatalf("real manifest over unicast after the in-band flood: %v", err)
+	}
+	if len(h.released) != 8 {
+		t.Fatalf("released %v", h.released)
 	}
 }
