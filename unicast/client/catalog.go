@@ -21,6 +21,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		return
 	}
 	c.descAt = now
+	c.stats.Polls++
 	if first && !c.baseline {
 		c.baseline = true
 		if !c.cfg.CatchUp {
@@ -73,6 +74,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			cs.mu.Unlock()
 			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
+				delete(c.expectFrom, id)
 			}
 		}
 	}
@@ -105,7 +107,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		e := &c.catalog[i]
 		key := entryKey(e)
 		live[key] = true
-		if _, done := c.resolved[key]; done || c.delivered[key] != nil || !c.expectedLocked(e) {
+		if _, done := c.settled[key]; done || !c.expectedLocked(e) {
 			continue
 		}
 		first, ok := c.seen[key]
@@ -139,13 +141,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			delete(c.seen, k)
 		}
 	}
-	for k, t := range c.resolved {
-		// A job may settle a push before the catalogue lists it: kept
-		// as long as the catalogue's entries are.
-		if !live[k] && now.Sub(t) > catalogRetention {
-			delete(c.resolved, k)
-		}
-	}
+	c.pruneSettledLocked(now, live)
 	return out
 }
 
@@ -197,45 +193,41 @@ func (c *Client) finished() bool {
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		k := entryKey(e)
-		if _, done := c.resolved[k]; !done && c.expectedLocked(e) && c.delivered[k] == nil {
+		if _, done := c.settled[k]; !done && c.expectedLocked(e) {
 			return false
 		}
 	}
 	return true
 }
 
-// catalogRetention is how long the client remembers catalogue entries it
-// learnt incrementally (the server lists pushes of the last 10 minutes).
-const catalogRetention = 10 * time.Minute
-
 // mergeCatalogLocked takes the catalogue of d: all of it from a full read,
 // or, from an incremental one, the entries pushed since, added to what the
-// client has (entries older than catalogRetention, and the oldest beyond
-// MaxCatalog, are forgotten).
+// client has. Entries older than CatalogRetention, and the oldest beyond
+// MaxCatalog, are forgotten.
 func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 	c.haveCat = true
+	var kept []wellknown.CatalogEntry
 	if d.ResourcesAfter.IsZero() {
-		c.catalog = d.Resources
-		return
-	}
-	have := make(map[string]bool, len(c.catalog))
-	kept := c.catalog[:0]
-	for _, e := range c.catalog {
-		if now.Sub(e.Pushed) < catalogRetention {
-			kept = append(kept, e)
-			have[entryKey(&e)] = true
+		kept = d.Resources
+	} else {
+		have := make(map[string]bool, len(c.catalog))
+		kept = c.catalog[:0]
+		for _, e := range c.catalog {
+			if now.Sub(e.Pushed) < c.cfg.CatalogRetention {
+				kept = append(kept, e)
+				have[entryKey(&e)] = true
+			}
+		}
+		for _, e := range d.Resources {
+			if !have[entryKey(&e)] {
+				kept = append(kept, e)
+			}
 		}
 	}
-	for _, e := range d.Resources {
-		if !have[entryKey(&e)] {
-			kept = append(kept, e)
-		}
-	}
-	if over := len(kept) - maxCatalog; over > 0 {
-		kept = kept[over:]
+	if over := len(kept) - c.cfg.MaxCatalog; over > 0 {
+		n := copy(kept, kept[over:])
+		clear(kept[n:])
+		kept = kept[:n]
 	}
 	c.catalog = kept
 }
-
-// maxCatalog caps the catalogue entries the client remembers.
-const maxCatalog = 4096

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ const (
 	DefaultEndDrain          = 2 * time.Second
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
+	DefaultMaxCatalog        = 4096
+	DefaultCatalogRetention  = 10 * time.Minute
 )
 
 // Config configures a Client.
@@ -165,8 +168,17 @@ type Config struct {
 	// ExitOnEnd makes Run return once every session it knew has ended
 	// and every resource is settled.
 	ExitOnEnd bool
-	// MaxDeliveries caps the deliveries Resources remembers.
+	// MaxDeliveries caps the deliveries Resources remembers (with their
+	// bodies). What the client received is remembered apart from them, for
+	// as long as the catalogue can list it (MaxCatalog, CatalogRetention),
+	// so a delivery no longer kept is never fetched again.
 	MaxDeliveries int
+	// MaxCatalog caps the catalogue entries the client keeps from
+	// incremental reads, and CatalogRetention drops those pushed longer
+	// before the newest (DefaultMaxCatalog, DefaultCatalogRetention: at
+	// least the origin's own bounds, origin.Catalog).
+	MaxCatalog       int
+	CatalogRetention time.Duration
 
 	// OnResource is called once per resource delivered or given up. It may
 	// be called from several goroutines at once.
@@ -239,8 +251,10 @@ type Stats struct {
 	// the network or with a transient status; BadResponses those answered
 	// wrongly (ranges, digests, refusals).
 	Requests, RequestErrors, BadResponses int
-	DescriptionErrors                     int
-	Joins, JoinErrors, Leaves             int
+	// Polls counts the descriptions read (the first included);
+	// DescriptionErrors the reads that failed.
+	Polls, DescriptionErrors  int
+	Joins, JoinErrors, Leaves int
 	// Refused counts joins refused because the session is symmetric and
 	// RequireAsymmetric is set.
 	Refused int
@@ -284,15 +298,20 @@ type Client struct {
 	haveCat       bool
 	descAt        time.Time // last successful description
 	endAt         time.Time // last time a session ended for us
-	delivered     map[string]*Delivery
 	results       []*Delivery
 	jobs          map[string]*job
 	busy          map[string]int // path -> multicast pushes in progress + jobs
 	seen          map[string]time.Time
-	resolved      map[string]time.Time // settled by a job (key -> when)
-	fallback      bool
-	stats         Stats
-	wg            sync.WaitGroup
+	// settled holds the keys (deliveryKey) of the resources delivered or
+	// given up, with when: what the catalogue is checked against and
+	// duplicates are dropped by. A key is kept while the client's catalogue
+	// lists it, and otherwise for CatalogRetention, the newest MaxCatalog
+	// of those (pruneSettledLocked): bounded by the catalogue's bounds, not
+	// by the deliveries kept for Resources.
+	settled  map[string]time.Time
+	fallback bool
+	stats    Stats
+	wg       sync.WaitGroup
 }
 
 // NewClient checks cfg and returns a client; Run starts it.
@@ -319,6 +338,8 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&cfg.MaxCatalog, DefaultMaxCatalog)
+	setDefault(&cfg.CatalogRetention, DefaultCatalogRetention)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
@@ -355,11 +376,10 @@ func New(cfg Config) (*Client, error) {
 		pollNow:    make(chan struct{}, 1),
 		sessions:   make(map[string]*csession),
 		expectFrom: make(map[string]uint64),
-		delivered:  make(map[string]*Delivery),
 		jobs:       make(map[string]*job),
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
-		resolved:   make(map[string]time.Time),
+		settled:    make(map[string]time.Time),
 	}
 	c.keys = newKeyResolver(c)
 	return c, nil
@@ -552,12 +572,12 @@ func (c *Client) deliver(d *Delivery) bool {
 	d.Time = time.Now()
 	key := deliveryKey(d.Path, d.Header, d.Session, d.PushID)
 	c.mu.Lock()
-	if c.delivered[key] != nil {
+	if _, dup := c.settled[key]; dup {
 		c.stats.Duplicates++
 		c.mu.Unlock()
 		return false
 	}
-	c.delivered[key] = d
+	c.settleLocked(key, d.Time)
 	switch d.Via {
 	case ViaMulticast:
 		c.stats.Multicast++
@@ -595,15 +615,47 @@ func (c *Client) giveUp(d *Delivery) {
 func (c *Client) recordLocked(d *Delivery) {
 	c.results = append(c.results, d)
 	if over := len(c.results) - c.cfg.MaxDeliveries; over > 0 {
-		for _, old := range c.results[:over] {
-			if old.Err == nil {
-				k := deliveryKey(old.Path, old.Header, old.Session, old.PushID)
-				if c.delivered[k] == old {
-					delete(c.delivered, k)
-				}
-			}
-		}
+		clear(c.results[:over])
 		c.results = append(c.results[:0], c.results[over:]...)
+	}
+}
+
+// settleLocked records that the resource of key was delivered or given up
+// at t.
+func (c *Client) settleLocked(key string, t time.Time) {
+	c.settled[key] = t
+	if len(c.settled) > 2*c.cfg.MaxCatalog+len(c.catalog) {
+		// Deliveries outrun the catalogue polls (or there is no
+		// catalogue): prune here too, not only when the catalogue is read.
+		c.pruneSettledLocked(t, nil)
+	}
+}
+
+// pruneSettledLocked forgets the settled keys the catalogue does not list
+// (live, nil for none) that are older than CatalogRetention, and the oldest
+// of them beyond MaxCatalog. A key listed stays: its entry would otherwise
+// be fetched.
+func (c *Client) pruneSettledLocked(now time.Time, live map[string]bool) {
+	type aged struct {
+		key string
+		at  time.Time
+	}
+	var unlisted []aged
+	for k, t := range c.settled {
+		if live[k] {
+			continue
+		}
+		if now.Sub(t) > c.cfg.CatalogRetention {
+			delete(c.settled, k)
+			continue
+		}
+		unlisted = append(unlisted, aged{k, t})
+	}
+	if over := len(unlisted) - c.cfg.MaxCatalog; over > 0 {
+		slices.SortFunc(unlisted, func(a, b aged) int { return a.at.Compare(b.at) })
+		for _, a := range unlisted[:over] {
+			delete(c.settled, a.key)
+		}
 	}
 }
 

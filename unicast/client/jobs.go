@@ -81,8 +81,8 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		lost += r.Len()
 	}
 	c.mu.Lock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
-		if c.delivered[key] != nil {
+	if _, dup := c.settled[key]; dup || c.jobs[key] != nil || ctx.Err() != nil {
+		if dup {
 			c.stats.Duplicates++
 		}
 		c.mu.Unlock()
@@ -108,7 +108,7 @@ func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource
 	key := deliveryKey(path, h, cs.id, res.PushID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil {
+	if _, done := c.settled[key]; done || c.jobs[key] != nil || ctx.Err() != nil {
 		return
 	}
 	j := &job{
@@ -230,7 +230,8 @@ func (c *Client) isDelivered(path, etag string) bool {
 	h := http.Header{"Etag": {etag}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.delivered[deliveryKey(path, h, "", 0)] != nil
+	_, ok := c.settled[deliveryKey(path, h, "", 0)]
+	return ok
 }
 
 func (c *Client) finishJob(j *job, settled bool) {
@@ -244,7 +245,7 @@ func (c *Client) finishJob(j *job, settled bool) {
 		// The push is dealt with, whatever representation came (a repair
 		// may have met a newer one): its catalogue entry, which has the
 		// same key, is not fetched again.
-		c.resolved[j.key] = time.Now()
+		c.settleLocked(j.key, time.Now())
 	}
 }
 
