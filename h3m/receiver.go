@@ -77,7 +77,7 @@ type ReceiverConfig struct {
 	// into it). Events are delivered only while Run runs.
 	OnEvent func(Event)
 	// Transport tunes the transport receiver (its Params and Handler are
-	// set by the Receiver).
+	// set by the Receiver; a zero StreamIdleTimeout is 4 × PushTimeout).
 	Transport mquic.ReceiverConfig
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -200,6 +200,11 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	tc := cfg.Transport
 	tc.Params = cfg.Session
 	tc.Handler = r
+	if tc.StreamIdleTimeout == 0 {
+		// A push quiet for PushTimeout is settled already: its stream
+		// (whose FIN may have been lost) need not stay open much longer.
+		tc.StreamIdleTimeout = 4 * cfg.PushTimeout
+	}
 	if tc.Logger == nil {
 		tc.Logger = cfg.Logger
 	}

@@ -22,13 +22,14 @@ import (
 
 // Defaults of ReceiverConfig.
 const (
-	DefaultMaxStreams       = 1024
-	DefaultMaxBufferedBytes = 16 << 20
-	DefaultReorderThreshold = 3
-	DefaultReorderDelay     = 20 * time.Millisecond
-	DefaultReplayWindow     = 4096
-	DefaultReadBatch        = 32
-	DefaultMaxWorkers       = 4
+	DefaultMaxStreams        = 1024
+	DefaultStreamIdleTimeout = time.Minute
+	DefaultMaxBufferedBytes  = 16 << 20
+	DefaultReorderThreshold  = 3
+	DefaultReorderDelay      = 20 * time.Millisecond
+	DefaultReplayWindow      = 4096
+	DefaultReadBatch         = 32
+	DefaultMaxWorkers        = 4
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -44,6 +45,13 @@ type ReceiverConfig struct {
 	// MaxStreams caps the streams open at once; frames for more are dropped
 	// and counted. 0 means DefaultMaxStreams.
 	MaxStreams int
+	// StreamIdleTimeout forgets a stream (stream 0 excepted) that has
+	// brought nothing for this long, as if it had finished: its handler is
+	// not called again and later frames count as ClosedStreamData. A
+	// stream whose last packet, FIN included, was lost would otherwise stay
+	// open for as long as the session runs, and after MaxStreams of them
+	// every new stream would be refused. 0 means DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
 	// MaxBufferedBytes caps out-of-order data held for reassembly; past it
 	// the oldest gaps are declared lost early. 0 means DefaultMaxBufferedBytes.
 	MaxBufferedBytes int
@@ -119,6 +127,7 @@ type ReceiverStats struct {
 	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
 	RefusedStreams   uint64                    // frames for streams over MaxStreams
 	ClosedStreamData uint64                    // frames for streams already finished
+	IdleStreams      uint64                    // streams forgotten after StreamIdleTimeout
 	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
 	// Loss.
@@ -208,6 +217,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
 	if cfg.ReorderThreshold <= 0 {
 		cfg.ReorderThreshold = DefaultReorderThreshold
 	}
@@ -246,6 +258,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		handler: cfg.Handler, maxStreams: cfg.MaxStreams, maxBuffered: cfg.MaxBufferedBytes,
 		reorderThreshold: uint64(cfg.ReorderThreshold), reorderDelay: cfg.ReorderDelay,
 		authReorderDelay: cfg.AuthReorderDelay, st: &r.stats, streams: make(map[uint64]*RecvStream),
+		streamIdle: cfg.StreamIdleTimeout,
 	}
 	r.stats.ProhibitedByType = make(map[wire.FrameType]uint64)
 	prof, err := sessionProfile(&p)
@@ -547,6 +560,7 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 	}
 	heldPN, held := r.heldData()
 	r.ra.expire(r.win.largest, heldPN, held, now)
+	r.ra.forgetIdle(now)
 }
 
 // heldData returns the oldest packet number held for a manifest when holes
