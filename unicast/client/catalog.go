@@ -103,11 +103,27 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 	}
 	var out []*job
 	live := make(map[string]bool, len(c.catalog))
+	// The newest push of each path listed: an older one is obsolete.
+	newest := make(map[[2]string]uint64, len(c.catalog))
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		k := [2]string{e.Session, e.Path}
+		if p, ok := newest[k]; !ok || e.PushID > p {
+			newest[k] = e.PushID
+		}
+	}
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		key := entryKey(e)
 		live[key] = true
 		if _, done := c.settled[key]; done || !c.expectedLocked(e) {
+			continue
+		}
+		if newest[[2]string{e.Session, e.Path}] > e.PushID && c.jobs[key] == nil {
+			// A later version of its path was pushed: nothing fetches an
+			// obsolete one (a live manifest updated since).
+			c.stats.Superseded++
+			c.settleLocked(key, now)
 			continue
 		}
 		first, ok := c.seen[key]

@@ -59,6 +59,7 @@ const (
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
 	DefaultMaxCatalog        = 4096
+	DefaultMaxPushes         = 256
 	DefaultCatalogRetention  = 10 * time.Minute
 )
 
@@ -94,6 +95,12 @@ type Config struct {
 	Storage h3m.Storage
 	// MaxResourceSize caps a resource (0: DefaultMaxResourceSize).
 	MaxResourceSize int64
+	// MaxPushes caps the pushes each session's receiver remembers, bodies
+	// included, once they are settled (h3m.ReceiverConfig.MaxResources;
+	// 0: DefaultMaxPushes). Delivered bodies live on in the deliveries and
+	// wherever OnResource put them; this only bounds what the receiver
+	// holds on to besides.
+	MaxPushes int
 	// Verifier checks multicast and repaired resources (see h3m.Verifier).
 	Verifier *h3m.Verifier
 	// RequireDigest refuses resources fetched or repaired over unicast
@@ -245,7 +252,9 @@ type Stats struct {
 	Multicast, Repaired, Fallback, Failed int
 	// Duplicates counts copies dropped because the resource (path and
 	// ETag) was already delivered, e.g. by both sessions of a rollover.
-	Duplicates                                          int
+	// Superseded counts representations not fetched because a later push
+	// of their path came first (a live manifest updated meanwhile).
+	Duplicates, Superseded                              int
 	LostBytes, RepairBytes, RepairWireBytes, FetchBytes int64
 	// Requests are unicast requests; RequestErrors those that failed at
 	// the network or with a transient status; BadResponses those answered
@@ -339,6 +348,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&cfg.MaxCatalog, DefaultMaxCatalog)
+	setDefault(&cfg.MaxPushes, DefaultMaxPushes)
 	setDefault(&cfg.CatalogRetention, DefaultCatalogRetention)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)

@@ -50,6 +50,10 @@ type job struct {
 
 	d   Delivery // counters and problems so far
 	bad int
+	// superseded is set (under Client.mu) when a later push of the same
+	// path in the same session was promised: the job's representation is
+	// obsolete (a live manifest updated meanwhile) and is not fetched.
+	superseded bool
 }
 
 // attemptError classifies the failure of one attempt.
@@ -142,6 +146,15 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 	}
 	backoff := c.cfg.RepairBackoff
 	for {
+		if c.isSuperseded(j) {
+			if j.repair {
+				discard(j.res.Body())
+			}
+			c.log.Debug("not fetching an obsolete representation: a later push of its path came", "path", j.path, "session", j.session, "push_id", j.pushID)
+			c.count(func(st *Stats) { st.Superseded++ })
+			settled = true
+			return
+		}
 		if j.etag != "" && c.isDelivered(j.path, j.etag) {
 			// Delivered meanwhile (the other session of a rollover).
 			if j.repair {
@@ -154,6 +167,10 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 		case c.sem <- struct{}{}:
 		case <-ctx.Done():
 			return
+		}
+		if c.isSuperseded(j) { // a later push came while the job waited
+			<-c.sem
+			continue
 		}
 		d, err := c.attempt(ctx, j)
 		<-c.sem
@@ -224,6 +241,25 @@ func unwrapAttempt(err error) error {
 		return ae.err
 	}
 	return err
+}
+
+func (c *Client) isSuperseded(j *job) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return j.superseded
+}
+
+// supersedeLocked marks the jobs of path older than push pushID of
+// session as superseded.
+func (c *Client) supersedeLocked(path, session string, pushID uint64) {
+	if c.busy[path] == 0 {
+		return // no job for path
+	}
+	for _, j := range c.jobs {
+		if j.path == path && j.session == session && j.pushID < pushID {
+			j.superseded = true
+		}
+	}
 }
 
 func (c *Client) isDelivered(path, etag string) bool {

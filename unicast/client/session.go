@@ -150,6 +150,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		Profile:         h3m.ProfileOf(&cs.ad),
 		Storage:         c.storage,
 		MaxResourceSize: c.cfg.MaxResourceSize,
+		MaxResources:    c.cfg.MaxPushes,
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
@@ -260,6 +261,7 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		cs.mu.Unlock()
 		if !had {
 			c.mu.Lock()
+			c.supersedeLocked(path, cs.id, res.PushID)
 			c.busy[path]++
 			c.mu.Unlock()
 		}
