@@ -100,13 +100,14 @@ func DefaultOptions() Options {
 	}
 }
 
-// RealTime is a real-time live stream of d: a 2-second segment of video
-// (100–400 KB) and one of audio (16–32 KB) alternate every second, with the
-// manifest pushed after each pair, and every bound at its default.
+// RealTime is a real-time live stream of d: a segment (16–400 KB) every
+// second, the manifest pushed after every two, the bounds of the gateway
+// command (256 deliveries, a 512 MB store) and every other bound at its
+// default (the catalogue's 10 minutes are passed after 10 minutes).
 func RealTime(d time.Duration) Options {
 	return Options{
 		Segments: int(d / time.Second), Interval: time.Second, MinSize: 16 << 10, MaxSize: 400 << 10, ManifestEvery: 2,
-		Window: time.Minute, Seed: 1,
+		Window: time.Minute, Seed: 1, MaxDeliveries: 256,
 		StoreBytes: 512 << 20, PeakFlowRate: 100_000_000, Interface: "lo", SampleEvery: 60, RealTimeTimings: true,
 	}
 }
@@ -454,15 +455,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 // warmUpSegments is how many segments go past every bound the run sets,
 // with room to spare: samples from there on must be flat.
 func warmUpSegments(o Options) int {
-	n := max(o.CatalogEntries, o.OriginFiles, o.ClientCatalog, o.MaxDeliveries, client.DefaultMaxPushes)
-	if o.CatalogAge > 0 {
-		n = max(n, int(o.CatalogAge/o.Interval))
+	entries := func(n, def int, age, defAge time.Duration) int {
+		if n == 0 {
+			n = def
+		}
+		if age == 0 {
+			age = defAge
+		}
+		return min(n, int(age/o.Interval)) // whichever bound comes first
 	}
-	if o.ClientRetention > 0 {
-		n = max(n, int(o.ClientRetention/o.Interval))
-	}
-	n = max(n, int(o.Window/o.Interval)) + n/4
-	return min(n, o.Segments/2)
+	n := max(entries(o.CatalogEntries, origin.DefaultCatalogEntries, o.CatalogAge, origin.DefaultCatalogAge),
+		entries(o.ClientCatalog, client.DefaultMaxCatalog, o.ClientRetention, client.DefaultCatalogRetention),
+		o.OriginFiles, o.MaxDeliveries, client.DefaultMaxPushes, int(o.Window/o.Interval))
+	return min(n+n/4, o.Segments/2)
 }
 
 // manifestPath is the live manifest's path.
