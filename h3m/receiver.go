@@ -133,6 +133,7 @@ type Receiver struct {
 	stream0   *controlParser
 	ending    *Resource // the response that carried connection: close
 	ended     bool
+	sweeping  bool // checkEndLocked is settling what the end left receiving
 	endedCh   chan struct{}
 	stats     ReceiverStats
 	maxPushID uint64
@@ -485,9 +486,27 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 }
 
 // checkEndLocked ends the session once a response carried connection: close
-// and no push is still in progress or being verified.
+// and no push is still in progress or being verified. Once that response's
+// own push has left receiving, every push still receiving was sent before
+// it (the draft puts connection: close on the last response) and lost its
+// tail or the head of its stream: it is settled now, not after PushTimeout,
+// so that the end is known as soon as the last push arrives.
 func (r *Receiver) checkEndLocked() {
-	if r.ending == nil || r.ended || r.verifying > 0 {
+	if r.ending == nil || r.ended || r.sweeping {
+		return
+	}
+	if _, receiving := r.active[r.ending.PushID]; !receiving && len(r.active) > 0 {
+		r.sweeping = true // the settling below calls back here
+		for _, res := range r.active {
+			if res.parser == nil {
+				r.failLocked(res, ErrPushLost)
+			} else {
+				r.finishPushLocked(res.parser, false)
+			}
+		}
+		r.sweeping = false
+	}
+	if r.verifying > 0 {
 		return
 	}
 	for _, res := range r.active {
