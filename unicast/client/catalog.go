@@ -10,18 +10,31 @@ import (
 
 // apply takes a new description into account: new sessions are joined,
 // state changes recorded, and the catalogue checked for resources that
-// multicast did not deliver.
-func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool) {
+// multicast did not deliver. at is when the read of d began (zero for
+// Config.Sessions, which is no read of the origin's).
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool, at time.Time) {
 	now := time.Now()
-	c.keys.setListed(d.Keys, !d.FromAltSvc)
+	fromOrigin := !at.IsZero()
+	// What this description says is known as of when its read began: an
+	// end it reports needs no later read (finish).
+	known := now
+	if fromOrigin {
+		known = at
+	}
+	if fromOrigin {
+		c.keys.setListed(d.Keys, !d.FromAltSvc)
+	}
 	var joins []*csession
 	c.mu.Lock()
 	if ctx.Err() != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.descAt = now
-	c.stats.Polls++
+	if fromOrigin {
+		c.descAt = at
+		c.stats.Polls++
+		c.altSvcOnly = d.FromAltSvc
+	}
 	if first && !c.baseline {
 		c.baseline = true
 		if !c.cfg.CatchUp {
@@ -34,7 +47,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			}
 		}
 	}
-	if !d.FromAltSvc {
+	if !d.FromAltSvc && fromOrigin {
 		c.mergeCatalogLocked(d, now)
 	}
 	present := make(map[string]bool, len(d.Sessions))
@@ -64,11 +77,11 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			c.log.Error("session parameters changed under the same session ID; keeping the first ones", "session", si.ID)
 			continue
 		}
-		c.setStateLocked(cs, si.State, now)
+		c.setStateLocked(cs, si.State, known)
 	}
 	for id, cs := range c.sessions {
-		if !present[id] {
-			c.setStateLocked(cs, wellknown.StateEnded, now)
+		if !present[id] && fromOrigin && !c.static[id] {
+			c.setStateLocked(cs, wellknown.StateEnded, known)
 			cs.mu.Lock()
 			gone := cs.left && len(cs.inProgress) == 0
 			cs.mu.Unlock()
@@ -86,6 +99,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
+	c.notify()
 }
 
 // expectedLocked reports whether the client should have received e.
@@ -116,6 +130,13 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		e := &c.catalog[i]
 		key := entryKey(e)
 		live[key] = true
+		if cs := c.sessions[e.Session]; cs != nil {
+			cs.mu.Lock()
+			if len(cs.gaps) > 0 {
+				cs.removeGapLocked(e.PushID) // named: the catalogue's business now
+			}
+			cs.mu.Unlock()
+		}
 		if _, done := c.settled[key]; done || !c.expectedLocked(e) {
 			continue
 		}
@@ -163,8 +184,8 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 
 // lostLocked reports whether multicast lost catalogue entry e (first listed
 // at first, not delivered, its path not being received): its session's
-// receiver promised a later push (promises come in push-ID order), or it
-// has been quiet for LostGrace — no push in progress and no event since
+// receiver promised a later push (promises come in push-ID order) or saw
+// the session end, or it has been quiet for LostGrace — no push in progress and no event since
 // e was listed. The grace is measured against the receiver's progress, not
 // against the listing alone, because a receiver working through a backlog
 // (a loaded machine) still brings the pushes the catalogue lists ahead of
@@ -176,8 +197,9 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		later := cs.promised && cs.maxPromised > e.PushID
 		working := cs.rcv != nil && len(cs.inProgress) > 0
 		last := cs.lastEvent
+		over := cs.sawEnd // nothing more comes
 		cs.mu.Unlock()
-		if later {
+		if later || over {
 			return true
 		}
 		if working {
@@ -188,32 +210,6 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		}
 	}
 	return now.Sub(from) >= c.cfg.LostGrace
-}
-
-// finished reports whether every session has ended, been left, and every
-// resource is settled (for ExitOnEnd).
-func (c *Client) finished() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.knownSessions == 0 || len(c.jobs) > 0 || !c.descAt.After(c.endAt) {
-		return false
-	}
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		left := cs.left
-		cs.mu.Unlock()
-		if !left {
-			return false
-		}
-	}
-	for i := range c.catalog {
-		e := &c.catalog[i]
-		k := entryKey(e)
-		if _, done := c.settled[k]; !done && c.expectedLocked(e) {
-			return false
-		}
-	}
-	return true
 }
 
 // mergeCatalogLocked takes the catalogue of d: all of it from a full read,

@@ -56,6 +56,7 @@ const (
 	DefaultCatalogPoll       = time.Second
 	DefaultLostGrace         = 2 * time.Second
 	DefaultEndDrain          = 2 * time.Second
+	DefaultOriginGrace       = 5 * time.Second
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
 	DefaultMaxCatalog        = 4096
@@ -66,8 +67,16 @@ const (
 // Config configures a Client.
 type Config struct {
 	// URL is an https URL of the unicast server; its origin is asked for
-	// the sessions (Discover) and serves repairs and fallback.
+	// the sessions (Discover) and serves repairs and fallback. It may be
+	// empty when Sessions are given: there is then no unicast origin, and a
+	// resource multicast did not deliver whole is given up (ErrNoOrigin).
 	URL string
+	// Sessions are sessions announced elsewhere (an advertisement given
+	// to the user: DescribeAltSvc, or a session description:
+	// wellknown.Parse), joined from the start besides those the origin
+	// announces, and never taken as ended for being absent from its
+	// description. Only their sessions are used.
+	Sessions *wellknown.Description
 	// RootCAs verify the server's certificate; CAFile is read into RootCAs
 	// when set (e.g. the certificate LoadOrCreateCertificate generated).
 	// Nil for both means the system roots.
@@ -173,8 +182,15 @@ type Config struct {
 	// the client started; by default only later pushes are expected.
 	CatchUp bool
 	// ExitOnEnd makes Run return once every session it knew has ended
-	// and every resource is settled.
+	// and every resource is settled: at once after the in-band end of the
+	// last session when nothing is missing, after the description read
+	// then (which may name pushes whose promises were lost) and the
+	// repairs and fetches it needs. When the origin has not answered for
+	// OriginGrace since the end, what is still missing is given up
+	// (ErrOriginGone) and Run returns.
 	ExitOnEnd bool
+	// OriginGrace: see ExitOnEnd (DefaultOriginGrace).
+	OriginGrace time.Duration
 	// MaxDeliveries caps the deliveries Resources remembers (with their
 	// bodies). What the client received is remembered apart from them, for
 	// as long as the catalogue can list it (MaxCatalog, CatalogRetention),
@@ -294,6 +310,10 @@ type Client struct {
 	pollNow chan struct{}
 	keys    *keyResolver
 
+	// wake makes Run look at once whether everything has ended and is
+	// settled (ExitOnEnd), rather than at its next tick.
+	wake chan struct{}
+
 	// mu guards the client-wide state below; each session's own state is
 	// under its csession.mu, taken after this one.
 	mu       sync.Mutex
@@ -305,12 +325,18 @@ type Client struct {
 	baseline      bool
 	catalog       []wellknown.CatalogEntry
 	haveCat       bool
-	descAt        time.Time // last successful description
-	endAt         time.Time // last time a session ended for us
-	results       []*Delivery
-	jobs          map[string]*job
-	busy          map[string]int // path -> multicast pushes in progress + jobs
-	seen          map[string]time.Time
+	descAt        time.Time       // when the last description read began
+	endAt         time.Time       // last time a session ended for us
+	lastContact   time.Time       // when the origin last answered
+	altSvcOnly    bool            // the origin serves no description: no catalogue
+	static        map[string]bool // the IDs of Config.Sessions
+	// abandoned is set when the client finishes without its origin
+	// (ErrOriginGone): jobs that end unsettled are then given up.
+	abandoned error
+	results   []*Delivery
+	jobs      map[string]*job
+	busy      map[string]int // path -> multicast pushes in progress + jobs
+	seen      map[string]time.Time
 	// settled holds the keys (deliveryKey) of the resources delivered or
 	// given up, with when: what the catalogue is checked against and
 	// duplicates are dropped by. A key is kept while the client's catalogue
@@ -323,11 +349,17 @@ type Client struct {
 	wg       sync.WaitGroup
 }
 
-// NewClient checks cfg and returns a client; Run starts it.
+// New checks cfg and returns a client; Run starts it.
 func New(cfg Config) (*Client, error) {
-	origin, err := originURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	var origin *url.URL
+	var err error
+	switch {
+	case cfg.URL != "":
+		if origin, err = originURL(cfg.URL); err != nil {
+			return nil, err
+		}
+	case cfg.Sessions == nil || len(cfg.Sessions.Sessions) == 0:
+		return nil, errors.New("client: a URL or Sessions are required")
 	}
 	if cfg.Interface == "" {
 		return nil, errors.New("client: client: Interface is required to join multicast groups")
@@ -345,6 +377,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
+	setDefault(&cfg.OriginGrace, DefaultOriginGrace)
 	setDefault(&cfg.MaxResourceSize, DefaultMaxResourceSize)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&cfg.MaxCatalog, DefaultMaxCatalog)
@@ -384,6 +417,8 @@ func New(cfg Config) (*Client, error) {
 		storage:    storage,
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
+		static:     make(map[string]bool),
 		sessions:   make(map[string]*csession),
 		expectFrom: make(map[string]uint64),
 		jobs:       make(map[string]*job),
@@ -392,6 +427,11 @@ func New(cfg Config) (*Client, error) {
 		settled:    make(map[string]time.Time),
 	}
 	c.keys = newKeyResolver(c)
+	if cfg.Sessions != nil {
+		for i := range cfg.Sessions.Sessions {
+			c.static[cfg.Sessions.Sessions[i].ID] = true
+		}
+	}
 	return c, nil
 }
 
@@ -410,7 +450,13 @@ func (c *Client) verifier(ctx context.Context) *h3m.Verifier {
 		nv = *v
 	}
 	nv.RequireSignature = nv.RequireSignature || c.cfg.RequireSignature
-	if nv.Keys == nil {
+	switch {
+	case nv.Keys != nil:
+	case c.origin == nil:
+		nv.Keys = func(id string) (crypto.PublicKey, error) {
+			return nil, fmt.Errorf("%w: %w: no origin to fetch key %q from", ErrKeyUnavailable, ErrNoOrigin, truncate(id))
+		}
+	default:
 		nv.Keys = func(id string) (crypto.PublicKey, error) { return c.keys.resolve(ctx, id) }
 	}
 	return &nv
@@ -425,7 +471,9 @@ func setDefault[T int | int64 | time.Duration](p *T, v T) {
 // Run discovers the sessions and receives until ctx ends (or, with
 // ExitOnEnd, until everything has ended and is settled), then leaves every
 // session, waits for the requests in progress and returns nil. Discovery
-// failures are retried with back-off and logged. A Client runs once.
+// failures are retried with back-off and logged, but for a certificate the
+// client does not trust, which fails at once (ErrUntrustedServer). A
+// Client runs once.
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
@@ -442,24 +490,36 @@ func (c *Client) Run(ctx context.Context) error {
 		c.tr.Close()
 	}()
 
-	backoff := c.cfg.RepairBackoff
-	for {
-		d, err := c.describe(ctx)
-		if err == nil {
-			c.apply(ctx, d, true)
-			break
-		}
-		c.mu.Lock()
-		c.stats.DescriptionErrors++
-		c.mu.Unlock()
-		c.log.Warn("h3m discovery failed; retrying", "url", c.cfg.URL, "err", err)
-		if !sleep(ctx, jitter(backoff)) {
-			return nil
-		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	if c.cfg.Sessions != nil {
+		c.apply(ctx, c.cfg.Sessions, false, time.Time{})
 	}
-	c.wg.Add(1)
-	go c.pollLoop(ctx)
+	if c.origin != nil {
+		backoff := c.cfg.RepairBackoff
+		for {
+			at := time.Now()
+			d, err := c.describe(ctx)
+			if err == nil {
+				c.apply(ctx, d, true, at)
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrUntrustedServer) {
+				return err
+			}
+			c.mu.Lock()
+			c.stats.DescriptionErrors++
+			c.mu.Unlock()
+			c.log.Warn("h3m discovery failed; retrying", "url", c.cfg.URL, "err", err)
+			if !sleep(ctx, jitter(backoff)) {
+				return nil
+			}
+			backoff = min(2*backoff, c.cfg.MaxBackoff)
+		}
+		c.wg.Add(1)
+		go c.pollLoop(ctx)
+	}
 
 	tick := time.NewTicker(max(min(c.cfg.FallbackAfter/4, 250*time.Millisecond), 10*time.Millisecond))
 	defer tick.Stop()
@@ -469,19 +529,47 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			c.monitor(ctx, time.Now())
-			if c.cfg.ExitOnEnd && c.finished() {
-				c.log.Info("every session ended and every resource is settled")
-				return nil
-			}
+		case <-c.wake:
+		}
+		if c.cfg.ExitOnEnd && c.finish(time.Now()) {
+			return nil
 		}
 	}
+}
+
+// notify wakes Run to look whether everything is settled.
+func (c *Client) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// contact records that the origin answered.
+func (c *Client) contact() {
+	c.mu.Lock()
+	c.lastContact = time.Now()
+	c.mu.Unlock()
 }
 
 // describe reads the description with the client's own connection.
 func (c *Client) describe(ctx context.Context) (*wellknown.Description, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return discover(ctx, c.hc, c.cfg.URL, time.Time{})
+	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, time.Time{}))
+}
+
+// checkDiscovery records that the origin answered, and marks a
+// certificate the client does not trust.
+func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown.Description, error) {
+	if err == nil {
+		c.contact()
+		return d, nil
+	}
+	if untrusted(err) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUntrustedServer, c.cfg.URL, err)
+	}
+	return nil, err
 }
 
 // describeSince reads the description with only the catalogue entries
@@ -506,7 +594,7 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return discover(ctx, c.hc, c.cfg.URL, newest)
+	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, newest))
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -525,6 +613,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-c.pollNow:
 		}
 		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		at := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -545,7 +634,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 			c.log.Info("h3m description read again")
 			failing = false
 		}
-		c.apply(ctx, d, false)
+		c.apply(ctx, d, false, at)
 	}
 }
 
@@ -606,6 +695,7 @@ func (c *Client) deliver(d *Delivery) bool {
 	if c.cfg.OnResource != nil {
 		c.cfg.OnResource(*d)
 	}
+	c.notify()
 	return true
 }
 
@@ -616,10 +706,11 @@ func (c *Client) giveUp(d *Delivery) {
 	c.stats.Failed++
 	c.recordLocked(d)
 	c.mu.Unlock()
-	c.log.Warn("resource given up", "path", d.Path, "err", d.Err)
+	c.log.Warn("resource given up", "path", d.Path, "session", d.Session, "push_id", d.PushID, "err", d.Err)
 	if c.cfg.OnResource != nil {
 		c.cfg.OnResource(*d)
 	}
+	c.notify()
 }
 
 func (c *Client) recordLocked(d *Delivery) {
