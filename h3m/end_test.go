@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/internal/mcasttest"
+	"github.com/h3m-project/h3m/internal/pcapfile"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/wire"
@@ -117,4 +120,60 @@ func withoutStream(t *testing.T, params mquic.Params, pkt []byte, id uint64) []b
 		out = wire.AppendStreamFrame(out, sf, true)
 	}
 	return wire.AppendPadding(out, 20)
+}
+
+// TestPromiseAfterItsStream: in nghq's capture, the packet that carries the
+// second promise is lost, so the third promise waits on stream 0 behind
+// the hole while its push stream arrives whole, FIN included. Once the
+// promise comes the push completes (it does not wait for a timeout and is
+// not taken as having lost bytes); the push whose promise was lost fails
+// as such, and the session ends with its last push.
+func TestPromiseAfterItsStream(t *testing.T) {
+	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, err := pcapfile.ReadUDPPayloads(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := nghqParams()
+	rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params, PushTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := false
+	for _, p := range pkts {
+		promise := false
+		streamFrames(t, params, p.Payload, func(sf wire.StreamFrame) { promise = promise || (sf.StreamID == 0 && sf.Offset > 0) })
+		if promise && !dropped {
+			dropped = true
+			continue
+		}
+		rcv.HandlePacket(p.Payload, p.Src)
+	}
+	select {
+	case <-rcv.Ended():
+	default:
+		t.Fatal("the session did not end with its last push")
+	}
+	states := map[uint64]string{}
+	for _, res := range rcv.Resources() {
+		st, err := res.State()
+		states[res.PushID] = fmt.Sprintf("%s %v %v", res.Path(), st, err)
+		switch res.PushID {
+		case 1:
+			if st != h3m.StateFailed || !errors.Is(err, h3m.ErrPromiseLost) {
+				t.Errorf("push 1: %v %v", st, err)
+			}
+		default:
+			if st != h3m.StateComplete {
+				t.Errorf("push %d (%s): %v %v", res.PushID, res.Path(), st, err)
+			}
+		}
+	}
+	if len(states) != 4 {
+		t.Errorf("pushes %v", states)
+	}
 }

@@ -458,6 +458,11 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
 	r.emitLocked(EventPromised, res)
+	if pp := res.parser; pp != nil && pp.finished {
+		// Its push stream ended before the promise came (the promise was
+		// held behind a loss on stream 0): settle it now.
+		r.finishPushLocked(pp, true)
+	}
 }
 
 // failLocked marks res failed and reports it (once). A push that arrived
