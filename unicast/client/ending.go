@@ -71,7 +71,7 @@ func (cs *csession) pushSeenLocked(id uint64, lead bool, now time.Time) []pushGa
 		if lead && id > 0 {
 			gaps = append(gaps, pushGap{0, id, now})
 		}
-		cs.maxPromised, cs.promised = id, true
+		cs.maxPromised, cs.promised, cs.firstPush = id, true, id
 	case id > cs.maxPromised:
 		if id > cs.maxPromised+1 {
 			gaps = append(gaps, pushGap{cs.maxPromised + 1, id, now})
@@ -135,9 +135,34 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 }
 
+// maxReported bounds the gaps a session remembers having reported, so that
+// a push stream that comes without its promise later is not reported again.
+const maxReported = 64
+
+// reportedLocked reports whether push id is in a gap reported already.
+// cs.mu is held.
+func (cs *csession) reportedLocked(id uint64) bool {
+	for _, g := range cs.reported {
+		if id >= g.from && id < g.to {
+			return true
+		}
+	}
+	return false
+}
+
 // reportGap gives up the pushes of gap g of session: nothing can name
 // them, for the reason why.
 func (c *Client) reportGap(session string, g pushGap, why string) {
+	c.mu.Lock()
+	if cs := c.sessions[session]; cs != nil {
+		cs.mu.Lock()
+		if len(cs.reported) == maxReported {
+			cs.reported = append(cs.reported[:0], cs.reported[1:]...)
+		}
+		cs.reported = append(cs.reported, g)
+		cs.mu.Unlock()
+	}
+	c.mu.Unlock()
 	c.giveUp(&Delivery{Session: session, PushID: g.from,
 		Err: fmt.Errorf("client: %s of session %s: promise lost in multicast, and %s (%w)", g, session, why, h3m.ErrPromiseLost)})
 }
@@ -196,7 +221,8 @@ func (c *Client) finish(now time.Time) bool {
 			return false
 		}
 	}
-	settled := c.origin == nil || (len(c.jobs) == 0 && !c.descAt.Before(c.endAt) && c.catalogSettledLocked())
+	settled := c.origin == nil ||
+		(len(c.jobs) == 0 && c.catalogSettledLocked() && (!c.descAt.Before(c.endAt) || c.knownInBandLocked()))
 	since := c.endAt
 	if c.lastContact.After(since) {
 		since = c.lastContact
@@ -240,6 +266,24 @@ func (c *Client) finish(now time.Time) bool {
 		c.log.Warn("every session ended but the origin does not answer: giving up what is still missing", "grace", c.cfg.OriginGrace)
 	} else {
 		c.log.Info("every session ended and every resource is settled")
+	}
+	return true
+}
+
+// knownInBandLocked reports whether the sessions' own packets account for
+// every push since the catalogue's first read: each saw its in-band end
+// (the last push), lost no promise, and its first push known is at most
+// the first one the catalogue did not list then. A description read after
+// the end could then name nothing more, and the client need not wait for
+// one (an origin that exits with the session).
+func (c *Client) knownInBandLocked() bool {
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		known := cs.sawEnd && cs.promised && len(cs.gaps) == 0 && cs.firstPush <= c.listedUpTo[cs.id]
+		cs.mu.Unlock()
+		if !known {
+			return false
+		}
 	}
 	return true
 }

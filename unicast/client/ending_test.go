@@ -53,12 +53,13 @@ func (tc *testClient) failures() []Delivery {
 }
 
 // TestEndKnownAtOnce: a push loses everything after its first packets
-// (its FIN included) and the session ends. The client learns the end from
-// the in-band end alone — no push timeout, no catalogue poll, no grace
-// runs within the test (each is an hour) — reads the catalogue at once,
-// repairs the push and returns.
+// (its FIN included), another is lost whole (its promise too), and the
+// session ends. The client learns the end from the in-band end alone — no
+// push timeout, no catalogue poll, no grace runs within the test (each is
+// an hour) — reads the catalogue at once, which names the lost push,
+// repairs the one, fetches the other and returns.
 func TestEndKnownAtOnce(t *testing.T) {
-	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 20 << 10, MaxSize: 30 << 10, Seed: 31})
+	h := origintest.New(t, origintest.Options{Files: 4, MinSize: 20 << 10, MaxSize: 30 << 10, Seed: 31})
 	if _, err := h.Pub.Start(unicasttest.Ad(t, "end-at-once")); err != nil {
 		t.Fatal(err)
 	}
@@ -72,15 +73,19 @@ func TestEndKnownAtOnce(t *testing.T) {
 	h.SetDrop(dropAfter(3))
 	h.PushAll(h.Paths[1:2])
 	h.Pub.Transport().Flush()
+	h.SetDrop(func([]byte) bool { return true })
+	h.PushAll(h.Paths[2:3])
+	h.Pub.Transport().Flush()
 	h.SetDrop(nil)
-	h.PushAll(h.Paths[2:])
+	h.PushAll(h.Paths[3:])
 	if err := h.Pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	tc.waitRun()
+	want := map[string]string{h.Paths[0]: ViaMulticast, h.Paths[1]: ViaRepair, h.Paths[2]: ViaFallback, h.Paths[3]: ViaMulticast}
 	for _, d := range tc.checkExact(h, h.Paths) {
-		if want := map[bool]string{true: ViaRepair, false: ViaMulticast}[d.Path == h.Paths[1]]; d.Via != want {
-			t.Errorf("%s via %s, want %s", d.Path, d.Via, want)
+		if d.Via != want[d.Path] {
+			t.Errorf("%s via %s, want %s", d.Path, d.Via, want[d.Path])
 		}
 	}
 }

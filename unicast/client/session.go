@@ -56,14 +56,16 @@ type csession struct {
 	lastEvent   time.Time
 	maxPromised uint64
 	promised    bool
+	firstPush   uint64 // the first push ID known (promised set)
 
 	sawEnd bool          // the receiver saw the session end
 	endRes *h3m.Resource // the push that ended it
 	left   bool          // left for good
 
 	// gaps are push IDs whose promises were lost, waiting for the
-	// catalogue to name them (ending.go).
-	gaps []pushGap
+	// catalogue to name them; reported are the last ones reported missing
+	// (ending.go).
+	gaps, reported []pushGap
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
 }
@@ -344,6 +346,10 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		now := time.Now()
 		lead := c.leadingGaps()
 		cs.mu.Lock()
+		if cs.reportedLocked(res.PushID) {
+			cs.mu.Unlock()
+			return // its promise was reported lost already
+		}
 		// Its ID leaves any gap it was in, to be counted once, as its own.
 		gaps := append(cs.pushSeenLocked(res.PushID, lead, now), pushGap{res.PushID, res.PushID + 1, now})
 		cs.mu.Unlock()
@@ -479,12 +485,15 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 	c.mu.Lock()
 	if want != c.fallback {
 		c.fallback = want
-		if want {
+		switch {
+		case want && c.origin == nil:
+			c.log.Warn("multicast is not arriving, and there is no unicast origin to fall back to", "why", why)
+		case want:
 			c.stats.FallbackEntered++
 			c.log.Warn("multicast is not arriving: falling back to unicast", "why", why)
 			starts = c.catalogJobsLocked(now)
-		} else {
-			c.log.Info("multicast is back: leaving fallback")
+		default:
+			c.log.Info("multicast is back")
 		}
 	}
 	c.mu.Unlock()
