@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,9 +156,10 @@ func replayNGHQ(t *testing.T, group netip.AddrPort, drop func(payload []byte) bo
 // TestReceiveNGHQCaptureFromAltSvc: a receiver joins nghq's session from
 // its advertisement alone (--alt-svc, no origin) and the stored capture of
 // nghq's sender is replayed into it through a real socket: every file
-// byte for byte, exit code 0. Replayed again with the packet that carries
-// one push's promise dropped: that push is reported missing (its promise
-// was lost and nothing names it) and the exit code is 1.
+// byte for byte, exit code 0. Replayed again, the advertisement given in a
+// session file (--session) and the packet that carries one push's promise
+// dropped: that push is reported missing (its promise was lost and nothing
+// names it) and the exit code is 1.
 func TestReceiveNGHQCaptureFromAltSvc(t *testing.T) {
 	group := netip.MustParseAddrPort("232.255.7.15:5715")
 	out := t.TempDir()
@@ -196,7 +198,12 @@ func TestReceiveNGHQCaptureFromAltSvc(t *testing.T) {
 	}
 	out2 := t.TempDir()
 	group2 := netip.MustParseAddrPort("232.255.7.16:5716")
-	rcv2 := start(t, nil, h3mBinary, "receive", "--alt-svc", nghqAltSvc(group2), "--out", out2, "--timeout", "60s")
+	// This time the advertisement comes in a session description file.
+	desc := filepath.Join(t.TempDir(), "session.txt")
+	if err := os.WriteFile(desc, []byte(nghqAltSvc(group2)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rcv2 := start(t, nil, h3mBinary, "receive", "--session", desc, "--out", out2, "--timeout", "60s")
 	waitFor(t, "the receiver to join", 20*time.Second, func() bool { return strings.Contains(rcv2.output(), "joined multicast session") })
 	replayNGHQ(t, group2, secondPromise)
 	code := exitCode(t, rcv2.wait(t, 60*time.Second))
@@ -337,4 +344,44 @@ func render(s string) []string {
 		}
 	}
 	return out
+}
+
+// TestSessionFlags: --alt-svc and --session (Alt-Svc lines, or the JSON
+// of /.well-known/h3m) give the sessions to join; bad ones are usage
+// errors.
+func TestSessionFlags(t *testing.T) {
+	ad := nghqAltSvc(netip.MustParseAddrPort("232.255.7.17:5717"))
+	d, err := client.DescribeAltSvc(ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{"alt-svc.txt": ad + "\n", "h3m.json": string(doc), "empty.json": `{"version":1,"sessions":[]}`, "bad.txt": "h3m-07=nope"}
+	for name, body := range files {
+		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
+	}
+	for _, c := range []struct {
+		flags clientFlags
+		ok    bool
+	}{
+		{clientFlags{altSvc: ad}, true},
+		{clientFlags{sessionFile: filepath.Join(dir, "alt-svc.txt")}, true},
+		{clientFlags{sessionFile: filepath.Join(dir, "h3m.json")}, true},
+		{clientFlags{sessionFile: filepath.Join(dir, "empty.json")}, false},
+		{clientFlags{sessionFile: filepath.Join(dir, "bad.txt")}, false},
+		{clientFlags{altSvc: "h3m-07=nope"}, false},
+		{clientFlags{sessionFile: filepath.Join(dir, "missing")}, false},
+	} {
+		err := c.flags.parseSessions()
+		switch {
+		case c.ok && (err != nil || len(c.flags.sessions.Sessions) != 1 || c.flags.sessions.Sessions[0].ID != "53657373696f6e204944"):
+			t.Errorf("%+v: %v %+v", c.flags, err, c.flags.sessions)
+		case !c.ok && !errors.As(err, new(usageError)):
+			t.Errorf("%+v: %v, want a usage error", c.flags, err)
+		}
+	}
 }
