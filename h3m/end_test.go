@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -129,12 +128,7 @@ func withoutStream(t *testing.T, params mquic.Params, pkt []byte, id uint64) []b
 // not taken as having lost bytes); the push whose promise was lost fails
 // as such, and the session ends with its last push.
 func TestPromiseAfterItsStream(t *testing.T) {
-	f, err := os.Open(filepath.Join(nghqDir, "capture.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, err := pcapfile.ReadUDPPayloads(f)
+	pkts, err := pcapfile.ReadFile(filepath.Join(nghqDir, "capture.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}

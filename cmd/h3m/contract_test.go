@@ -127,12 +127,7 @@ func nghqAltSvc(group netip.AddrPort) string {
 // (loopback, explicit interface, TTL 1), but those drop selects.
 func replayNGHQ(t *testing.T, group netip.AddrPort, drop func(payload []byte) bool) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nghqCapture, "capture.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, err := pcapfile.ReadUDPPayloads(f)
+	pkts, err := pcapfile.ReadFile(filepath.Join(nghqCapture, "capture.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}

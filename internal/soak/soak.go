@@ -172,10 +172,11 @@ type Report struct {
 	// Pushed counts the pushes: segments and manifest updates.
 	Pushed, Manifests int
 	// Via counts the client's deliveries by how they came; Failed those
-	// given up.
-	Via    map[string]int
-	Failed int
-	Client client.Stats
+	// given up. SegmentDeliveries and ManifestDeliveries count them by kind.
+	Via                                   map[string]int
+	Failed                                int
+	SegmentDeliveries, ManifestDeliveries int
+	Client                                client.Stats
 	// DroppedPackets and DroppedBytes are what the sender's socket dropped.
 	DroppedPackets, DroppedBytes, SentPackets int
 	// WholeFetches and RangeRequests are the client's unicast requests the
@@ -228,7 +229,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	var lossyMu sync.Mutex
-	var lossy []*lossyConn
+	var lossy []*mcasttest.Lossy
 	seed := o.Seed
 	org, err := origin.New(origin.Config{
 		Dir: www, Addr: conn.LocalAddr().String(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
@@ -241,7 +242,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			lossyMu.Lock()
 			defer lossyMu.Unlock()
 			seed++
-			l := &lossyConn{Conn: mc, rate: o.Loss, rng: mrand.New(mrand.NewPCG(seed, 11))}
+			l := mcasttest.NewLossy(mc, o.Loss, seed)
+			l.CountOnly() // a long run cannot keep every packet it drops
 			lossy = append(lossy, l)
 			return l, nil
 		}},
@@ -281,9 +283,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Logger: log.With("part", "client"),
 		OnResource: func(d client.Delivery) {
 			viaMu.Lock()
-			if d.Err != nil {
+			switch {
+			case d.Err != nil:
 				rep.Failed++
-			} else {
+			case d.Path == manifestPath:
+				rep.ManifestDeliveries++
+			default:
+				rep.SegmentDeliveries++
+			}
+			if d.Err == nil {
 				rep.Via[d.Via]++
 			}
 			viaMu.Unlock()
@@ -437,11 +445,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Gateway = gw.Status()
 	lossyMu.Lock()
 	for _, l := range lossy {
-		l.mu.Lock()
-		rep.DroppedPackets += l.dropped
-		rep.DroppedBytes += l.droppedBytes
-		rep.SentPackets += l.sent
-		l.mu.Unlock()
+		pkts, bytes := l.DroppedCount()
+		rep.DroppedPackets += pkts
+		rep.DroppedBytes += bytes
+		rep.SentPackets += l.Sent()
 	}
 	lossyMu.Unlock()
 	for _, p := range window {
@@ -582,60 +589,6 @@ func get(ctx context.Context, hc *http.Client, u string) ([]byte, string, int, e
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return b, resp.Header.Get("X-H3m-Via"), resp.StatusCode, err
-}
-
-// lossyConn drops a fraction of the packets written through a sender
-// socket and counts them (mcasttest.Lossy keeps copies, which a long run
-// cannot afford).
-type lossyConn struct {
-	*mcast.Conn
-	mu                          sync.Mutex
-	rng                         *mrand.Rand
-	rate                        float64
-	keep                        [][]byte
-	sent, dropped, droppedBytes int
-}
-
-func (l *lossyConn) dropLocked(p []byte) bool {
-	if l.rate > 0 && l.rng.Float64() < l.rate {
-		l.dropped++
-		l.droppedBytes += len(p)
-		return true
-	}
-	l.sent++
-	return false
-}
-
-// WriteBatch implements mcast.BatchWriter.
-func (l *lossyConn) WriteBatch(pkts [][]byte, dst netip.AddrPort) (int, error) {
-	l.mu.Lock()
-	l.keep = l.keep[:0]
-	for _, p := range pkts {
-		if !l.dropLocked(p) {
-			l.keep = append(l.keep, p)
-		}
-	}
-	keep := l.keep
-	l.mu.Unlock()
-	for len(keep) > 0 {
-		n, err := l.Conn.WriteBatch(keep, dst)
-		if err != nil {
-			return 0, err
-		}
-		keep = keep[n:]
-	}
-	return len(pkts), nil
-}
-
-// WriteTo implements net.PacketConn.
-func (l *lossyConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	l.mu.Lock()
-	drop := l.dropLocked(p)
-	l.mu.Unlock()
-	if drop {
-		return len(p), nil
-	}
-	return l.Conn.WriteTo(p, addr)
 }
 
 // markGateway marks the gateway's own requests to the origin, so that the

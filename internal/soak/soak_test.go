@@ -63,10 +63,13 @@ func check(t *testing.T, rep *Report, live []uint64) {
 	if rep.PlayedOK != o.Segments || rep.Played["unicast"] != 0 || rep.Gateway.HeldTimeout != 0 {
 		t.Errorf("the player got %d of %d segments (%v), %d after the hold", rep.PlayedOK, o.Segments, rep.Played, rep.Gateway.HeldTimeout)
 	}
-	// Every push is delivered, but for manifest versions a later one
-	// superseded before they could be repaired or fetched.
-	if delivered := rep.Via[client.ViaMulticast] + rep.Via[client.ViaRepair] + rep.Via[client.ViaFallback]; delivered+rep.Client.Superseded != rep.Pushed || rep.Client.Superseded > rep.Manifests {
-		t.Errorf("%d deliveries and %d superseded for %d pushes (%v)", delivered, rep.Client.Superseded, rep.Pushed, rep.Via)
+	// Every segment is delivered once; of the manifest's versions, those a
+	// later one overtook before they could be repaired or fetched are not
+	// (not fetched, or answered with the later one).
+	if rep.SegmentDeliveries != o.Segments || rep.ManifestDeliveries+rep.Client.Superseded > rep.Manifests ||
+		rep.ManifestDeliveries < rep.Manifests-rep.Client.Superseded-rep.ManifestRaces {
+		t.Errorf("%d segments delivered of %d; %d manifest versions delivered of %d, %d superseded, %d raced (%v)",
+			rep.SegmentDeliveries, o.Segments, rep.ManifestDeliveries, rep.Manifests, rep.Client.Superseded, rep.ManifestRaces, rep.Via)
 	}
 	if rep.RefetchedMulticast != 0 {
 		t.Errorf("%d unicast requests for what multicast had delivered: %q", rep.RefetchedMulticast, rep.Refetched)

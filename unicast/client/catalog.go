@@ -132,7 +132,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		key := entryKey(e)
-		live[key] = true
+		live[key], live[pushKey(e.Session, e.PushID)] = true, true
 		if cs := c.sessions[e.Session]; cs != nil {
 			cs.mu.Lock()
 			if len(cs.gaps) > 0 {
@@ -140,10 +140,10 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			}
 			cs.mu.Unlock()
 		}
-		if _, done := c.settled[key]; done || !c.expectedLocked(e) {
+		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
 			continue
 		}
-		if newest[[2]string{e.Session, e.Path}] > e.PushID && c.jobs[key] == nil {
+		if newest[[2]string{e.Session, e.Path}] > e.PushID && c.busy[e.Path] == 0 {
 			// A later version of its path was pushed: nothing fetches an
 			// obsolete one (a live manifest updated since).
 			c.stats.Superseded++

@@ -679,6 +679,7 @@ func (c *Client) deliver(d *Delivery) bool {
 		return false
 	}
 	c.settleLocked(key, d.Time)
+	c.settlePushLocked(d.Session, d.PushID, d.Time)
 	switch d.Via {
 	case ViaMulticast:
 		c.stats.Multicast++
@@ -727,17 +728,52 @@ func (c *Client) recordLocked(d *Delivery) {
 // at t.
 func (c *Client) settleLocked(key string, t time.Time) {
 	c.settled[key] = t
-	if len(c.settled) > 2*c.cfg.MaxCatalog+len(c.catalog) {
+	if len(c.settled) > 4*(c.cfg.MaxCatalog+len(c.catalog)) {
 		// Deliveries outrun the catalogue polls (or there is no
 		// catalogue): prune here too, not only when the catalogue is read.
-		c.pruneSettledLocked(t, nil)
+		c.pruneSettledLocked(t, c.liveKeysLocked())
 	}
 }
 
+// liveKeysLocked returns the settled keys the client's catalogue lists:
+// its entries' and their pushes'.
+func (c *Client) liveKeysLocked() map[string]bool {
+	live := make(map[string]bool, 2*len(c.catalog))
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		live[entryKey(e)], live[pushKey(e.Session, e.PushID)] = true, true
+	}
+	return live
+}
+
+// pushKey names a push in the settled keys: a resource a job settled
+// without knowing its ETag (its push's headers were lost) still settles
+// its catalogue entry.
+func pushKey(session string, pushID uint64) string {
+	return "\x00" + session + "/" + strconv.FormatUint(pushID, 10)
+}
+
+// settlePushLocked records that push pushID of session is dealt with.
+func (c *Client) settlePushLocked(session string, pushID uint64, t time.Time) {
+	if session != "" {
+		c.settleLocked(pushKey(session, pushID), t)
+	}
+}
+
+// settledEntryLocked reports whether catalogue entry e is settled, by its
+// representation or by its push.
+func (c *Client) settledEntryLocked(e *wellknown.CatalogEntry) bool {
+	if _, ok := c.settled[entryKey(e)]; ok {
+		return true
+	}
+	_, ok := c.settled[pushKey(e.Session, e.PushID)]
+	return ok
+}
+
 // pruneSettledLocked forgets the settled keys the catalogue does not list
-// (live, nil for none) that are older than CatalogRetention, and the oldest
-// of them beyond MaxCatalog. A key listed stays: its entry would otherwise
-// be fetched.
+// (live) that are older than CatalogRetention, and the oldest of them
+// beyond 2 × MaxCatalog (a delivery settles two keys). A key listed stays:
+// its entry would otherwise be fetched.
 func (c *Client) pruneSettledLocked(now time.Time, live map[string]bool) {
 	type aged struct {
 		key string
@@ -754,7 +790,7 @@ func (c *Client) pruneSettledLocked(now time.Time, live map[string]bool) {
 		}
 		unlisted = append(unlisted, aged{k, t})
 	}
-	if over := len(unlisted) - c.cfg.MaxCatalog; over > 0 {
+	if over := len(unlisted) - 2*c.cfg.MaxCatalog; over > 0 {
 		slices.SortFunc(unlisted, func(a, b aged) int { return a.at.Compare(b.at) })
 		for _, a := range unlisted[:over] {
 			delete(c.settled, a.key)

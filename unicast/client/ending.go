@@ -239,7 +239,7 @@ func (c *Client) finish(now time.Time) bool {
 		for i := range c.catalog {
 			e := &c.catalog[i]
 			k := entryKey(e)
-			if _, done := c.settled[k]; done || !c.expectedLocked(e) || c.jobs[k] != nil {
+			if c.settledEntryLocked(e) || !c.expectedLocked(e) || c.jobs[k] != nil {
 				continue
 			}
 			c.settleLocked(k, now)
@@ -293,7 +293,7 @@ func (c *Client) knownInBandLocked() bool {
 func (c *Client) catalogSettledLocked() bool {
 	for i := range c.catalog {
 		e := &c.catalog[i]
-		if _, done := c.settled[entryKey(e)]; !done && c.expectedLocked(e) {
+		if !c.settledEntryLocked(e) && c.expectedLocked(e) {
 			return false
 		}
 	}

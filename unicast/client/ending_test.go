@@ -23,6 +23,22 @@ func dropAfter(n int64) func([]byte) bool {
 	return func([]byte) bool { return seen.Add(1) > n }
 }
 
+// Drop rules for pushLosing.
+var (
+	loseAll  = func([]byte) bool { return true }
+	loseNone func([]byte) bool
+)
+
+// pushLosing pushes paths with the drop rule drop in force, and waits until
+// their packets are sent.
+func pushLosing(h *origintest.Harness, drop func([]byte) bool, paths ...string) {
+	h.T.Helper()
+	h.SetDrop(drop)
+	h.PushAll(paths)
+	h.Pub.Transport().Flush()
+	h.SetDrop(nil)
+}
+
 // waitRun waits for Run to return (the bound only catches a client that
 // never does).
 func (tc *testClient) waitRun() {
@@ -68,15 +84,9 @@ func TestEndKnownAtOnce(t *testing.T) {
 	cfg.PushTimeout, cfg.CatalogPoll, cfg.LostGrace, cfg.OriginGrace = time.Hour, time.Hour, time.Hour, time.Hour
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(dropAfter(3))
-	h.PushAll(h.Paths[1:2])
-	h.Pub.Transport().Flush()
-	h.SetDrop(func([]byte) bool { return true })
-	h.PushAll(h.Paths[2:3])
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
+	pushLosing(h, loseNone, h.Paths[0])
+	pushLosing(h, dropAfter(3), h.Paths[1])
+	pushLosing(h, loseAll, h.Paths[2])
 	h.PushAll(h.Paths[3:])
 	if err := h.Pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -104,12 +114,8 @@ func TestOriginGoneAfterEnd(t *testing.T) {
 	cfg.CatalogPoll, cfg.LostGrace = time.Hour, time.Hour // the catalogue is read at the start and at the end only
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(func([]byte) bool { return true })
-	h.PushAll(h.Paths[1:2])
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
+	pushLosing(h, loseNone, h.Paths[0])
+	pushLosing(h, loseAll, h.Paths[1])
 	h.StopServer(true)
 	h.PushAll(h.Paths[2:])
 	if err := h.Pub.Close(context.Background()); err != nil {
@@ -137,10 +143,7 @@ func TestRepairsGivenUpWhenOriginGone(t *testing.T) {
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	h.StopServer(true)
-	h.SetDrop(dropAfter(4))
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
+	pushLosing(h, dropAfter(4), h.Paths[0])
 	h.PushAll(h.Paths[1:])
 	if err := h.Pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -177,12 +180,8 @@ func TestLostPromiseWithoutCatalogue(t *testing.T) {
 	cfg.ExitOnEnd = true
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(func([]byte) bool { return true })
-	h.PushAll(h.Paths[1:2])
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
+	pushLosing(h, loseNone, h.Paths[0])
+	pushLosing(h, loseAll, h.Paths[1])
 	h.PushAll(h.Paths[2:])
 	if err := h.Pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -215,15 +214,9 @@ func TestSessionsWithoutOrigin(t *testing.T) {
 	cfg.URL, cfg.CAFile, cfg.Sessions, cfg.ExitOnEnd = "", "", d, true
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(func([]byte) bool { return true })
-	h.PushAll(h.Paths[1:2]) // lost whole
-	h.Pub.Transport().Flush()
-	h.SetDrop(dropAfter(3))
-	h.PushAll(h.Paths[2:3]) // lost after its first packets
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
+	pushLosing(h, loseNone, h.Paths[0])
+	pushLosing(h, loseAll, h.Paths[1])      // lost whole
+	pushLosing(h, dropAfter(3), h.Paths[2]) // lost after its first packets
 	h.PushAll(h.Paths[3:])
 	if err := h.Pub.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -272,10 +265,7 @@ func TestWholeFetchUsesPushedDigest(t *testing.T) {
 			cfg.MaxBadResponses = 1
 			tc := runClient(h, cfg)
 			tc.waitJoined(1)
-			h.SetDrop(dropAfter(4))
-			h.PushAll(h.Paths)
-			h.Pub.Transport().Flush()
-			h.SetDrop(nil)
+			pushLosing(h, dropAfter(4), h.Paths...)
 			tc.waitPaths(10*time.Second, h.Paths)
 			ds := tc.deliveries(h.Paths[0])
 			if !changed {

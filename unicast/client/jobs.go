@@ -145,6 +145,7 @@ func (c *Client) noOrigin(cs *csession, res *h3m.Resource, path string, h http.H
 	_, done := c.settled[key]
 	if !done {
 		c.settleLocked(key, time.Now())
+		c.settlePushLocked(cs.id, res.PushID, time.Now())
 	}
 	c.mu.Unlock()
 	if done {
@@ -308,9 +309,11 @@ func (c *Client) finishJob(j *job, settled bool) {
 	abandoned := c.abandoned
 	if settled || abandoned != nil {
 		// The push is dealt with, whatever representation came (a repair
-		// may have met a newer one): its catalogue entry, which has the
-		// same key, is not fetched again.
-		c.settleLocked(j.key, time.Now())
+		// may have met a newer one): its catalogue entry is not fetched
+		// again.
+		now := time.Now()
+		c.settleLocked(j.key, now)
+		c.settlePushLocked(j.session, j.pushID, now)
 	}
 	c.mu.Unlock()
 	c.notify()

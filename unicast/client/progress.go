@@ -68,7 +68,7 @@ func (c *Client) Outstanding() Outstanding {
 	defer c.mu.Unlock()
 	for i := range c.catalog {
 		e := &c.catalog[i]
-		if _, done := c.settled[entryKey(e)]; done || busy[e.Path] || !c.expectedLocked(e) {
+		if c.settledEntryLocked(e) || busy[e.Path] || !c.expectedLocked(e) {
 			continue
 		}
 		o.Resources++
