@@ -18,8 +18,8 @@ The soak phase (--what soak, only when asked for: it runs in real time,
 an hour by default) runs a live DASH-like stream through the whole of h3m
 in one process on loopback: an origin pushing a segment every second
 (16-400 KB) and the manifest after every two, a gateway receiving them with
-the gateway command's bounds, and a player asking the gateway for every
-segment; multicast packets are dropped at the sender's socket at each
+the gateway command's bounds (a 128 MB store, full within ten minutes), and
+a player asking the gateway for every segment; multicast packets are dropped at the sender's socket at each
 --soak-loss rate. It prints the heap and goroutines every minute, then how
 each segment came (multicast, repair, fallback), the unicast requests and
 whether any was for what multicast had delivered, repaired against lost

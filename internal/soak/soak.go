@@ -101,14 +101,15 @@ func DefaultOptions() Options {
 }
 
 // RealTime is a real-time live stream of d: a segment (16–400 KB) every
-// second, the manifest pushed after every two, the bounds of the gateway
-// command (256 deliveries, a 512 MB store) and every other bound at its
-// default (the catalogue's 10 minutes are passed after 10 minutes).
+// second, the manifest pushed after every two, the gateway command's 256
+// deliveries, a 128 MB store (gateway --cache 128000000: full within ten
+// minutes) and every other bound at its default (the catalogue's 10
+// minutes are passed after 10 minutes).
 func RealTime(d time.Duration) Options {
 	return Options{
 		Segments: int(d / time.Second), Interval: time.Second, MinSize: 16 << 10, MaxSize: 400 << 10, ManifestEvery: 2,
 		Window: time.Minute, Seed: 1, MaxDeliveries: 256,
-		StoreBytes: 512 << 20, PeakFlowRate: 100_000_000, Interface: "lo", SampleEvery: 60, RealTimeTimings: true,
+		StoreBytes: 128 << 20, PeakFlowRate: 100_000_000, Interface: "lo", SampleEvery: 60, RealTimeTimings: true,
 	}
 }
 
@@ -473,7 +474,8 @@ func warmUpSegments(o Options) int {
 	}
 	n := max(entries(o.CatalogEntries, origin.DefaultCatalogEntries, o.CatalogAge, origin.DefaultCatalogAge),
 		entries(o.ClientCatalog, client.DefaultMaxCatalog, o.ClientRetention, client.DefaultCatalogRetention),
-		o.OriginFiles, o.MaxDeliveries, client.DefaultMaxPushes, int(o.Window/o.Interval))
+		o.OriginFiles, o.MaxDeliveries, client.DefaultMaxPushes, int(o.Window/o.Interval),
+		int(o.StoreBytes/int64(o.MinSize+o.MaxSize)*2)) // the store full
 	return min(n+n/4, o.Segments/2)
 }
 
