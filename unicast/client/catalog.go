@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"maps"
 	"net/http"
 	"time"
 
@@ -38,15 +37,14 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	}
 	if first && !c.baseline {
 		c.baseline = true
-		for _, e := range d.Resources {
-			if from, ok := c.listedUpTo[e.Session]; !ok || e.PushID+1 > from {
-				c.listedUpTo[e.Session] = e.PushID + 1
-			}
-		}
 		if !c.cfg.CatchUp {
 			// What the catalogue lists now was pushed before this client
 			// existed: only later pushes are expected.
-			maps.Copy(c.expectFrom, c.listedUpTo)
+			for _, e := range d.Resources {
+				if from, ok := c.expectFrom[e.Session]; !ok || e.PushID+1 > from {
+					c.expectFrom[e.Session] = e.PushID + 1
+				}
+			}
 		}
 	}
 	if !d.FromAltSvc && fromOrigin {
@@ -90,7 +88,6 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
 				delete(c.expectFrom, id)
-				delete(c.listedUpTo, id)
 			}
 		}
 	}

@@ -322,7 +322,6 @@ type Client struct {
 	// knownSessions counts the sessions ever joined (ExitOnEnd needs one).
 	knownSessions int
 	expectFrom    map[string]uint64 // per session: first push ID expected (baseline)
-	listedUpTo    map[string]uint64 // per session: push ID after the last the first description listed
 	baseline      bool
 	catalog       []wellknown.CatalogEntry
 	haveCat       bool
@@ -422,7 +421,6 @@ func New(cfg Config) (*Client, error) {
 		static:     make(map[string]bool),
 		sessions:   make(map[string]*csession),
 		expectFrom: make(map[string]uint64),
-		listedUpTo: make(map[string]uint64),
 		jobs:       make(map[string]*job),
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),

@@ -319,6 +319,7 @@ func TestCatchUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.PushAll(h.Paths[:2]) // before any client
+	h.Pub.Transport().Flush() // sent, not just queued for the sender's writer
 	plain := runClient(h, clientConfig(h))
 	cfg := clientConfig(h)
 	cfg.CatchUp = true

@@ -71,7 +71,7 @@ func (cs *csession) pushSeenLocked(id uint64, lead bool, now time.Time) []pushGa
 		if lead && id > 0 {
 			gaps = append(gaps, pushGap{0, id, now})
 		}
-		cs.maxPromised, cs.promised, cs.firstPush = id, true, id
+		cs.maxPromised, cs.promised = id, true
 	case id > cs.maxPromised:
 		if id > cs.maxPromised+1 {
 			gaps = append(gaps, pushGap{cs.maxPromised + 1, id, now})
@@ -221,8 +221,9 @@ func (c *Client) finish(now time.Time) bool {
 			return false
 		}
 	}
-	settled := c.origin == nil ||
-		(len(c.jobs) == 0 && c.catalogSettledLocked() && (!c.descAt.Before(c.endAt) || c.knownInBandLocked()))
+	// The read after the end may name lost promises, and announce a
+	// successor (a rollover) to join.
+	settled := c.origin == nil || (len(c.jobs) == 0 && c.catalogSettledLocked() && !c.descAt.Before(c.endAt))
 	since := c.endAt
 	if c.lastContact.After(since) {
 		since = c.lastContact
@@ -233,6 +234,7 @@ func (c *Client) finish(now time.Time) bool {
 		return false
 	}
 	gaps := c.takeGapsLocked(time.Time{})
+	pending := len(c.jobs)
 	var unlisted []*Delivery
 	if gone {
 		c.abandoned = fmt.Errorf("%w (waited %v)", ErrOriginGone, c.cfg.OriginGrace)
@@ -260,30 +262,15 @@ func (c *Client) finish(now time.Time) bool {
 	for _, d := range unlisted {
 		c.giveUp(d)
 	}
-	if gone {
+	switch {
+	case gone && (pending > 0 || len(gaps) > 0 || len(unlisted) > 0):
 		// Run's return cancels the jobs still trying; each is given up as
 		// it ends (finishJob).
 		c.log.Warn("every session ended but the origin does not answer: giving up what is still missing", "grace", c.cfg.OriginGrace)
-	} else {
+	case gone:
+		c.log.Info("every session ended, nothing is missing, and the origin does not answer any more", "grace", c.cfg.OriginGrace)
+	default:
 		c.log.Info("every session ended and every resource is settled")
-	}
-	return true
-}
-
-// knownInBandLocked reports whether the sessions' own packets account for
-// every push since the catalogue's first read: each saw its in-band end
-// (the last push), lost no promise, and its first push known is at most
-// the first one the catalogue did not list then. A description read after
-// the end could then name nothing more, and the client need not wait for
-// one (an origin that exits with the session).
-func (c *Client) knownInBandLocked() bool {
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		known := cs.sawEnd && cs.promised && len(cs.gaps) == 0 && cs.firstPush <= c.listedUpTo[cs.id]
-		cs.mu.Unlock()
-		if !known {
-			return false
-		}
 	}
 	return true
 }

@@ -56,7 +56,6 @@ type csession struct {
 	lastEvent   time.Time
 	maxPromised uint64
 	promised    bool
-	firstPush   uint64 // the first push ID known (promised set)
 
 	sawEnd bool          // the receiver saw the session end
 	endRes *h3m.Resource // the push that ended it
