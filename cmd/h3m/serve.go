@@ -71,7 +71,14 @@ With --fec OVERHEAD (e.g. 5%), the session carries forward error correction
 (spec/transport.md): repair packets over blocks of up to 200 packets, which
 let receivers rebuild lost packets without asking the server; receivers
 repair over unicast only what FEC could not rebuild. Receivers that do not
-know the extension ignore it.`,
+know the extension ignore it.
+
+With --mcast-repair N, a byte range that N receivers ask to repair within
+--mcast-repair-window is pushed once more on the session, as partial
+content (206 with Content-Range), instead of being served N times over
+unicast (spec/unicast.md, "Multicast repair"): the sign of a loss upstream
+of many receivers. Receivers wait a random time before they ask, and those
+the multicast repair reaches first do not ask at all.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -91,6 +98,8 @@ know the extension ignore it.`,
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
+			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
+			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
 			var qlogDir string
 			qlogFlag(fs, &qlogDir, "sender")
 			return func(ctx context.Context, e *env) error {
@@ -116,10 +125,14 @@ know the extension ignore it.`,
 						return usagef("--fec %q: %v", *fecFlag, err)
 					}
 				}
+				if *mrepair < 0 || *mrepairWindow <= 0 {
+					return usagef("--mcast-repair %d, --mcast-repair-window %v: want a count ≥ 0 and a positive window", *mrepair, *mrepairWindow)
+				}
 				o := serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+					mrepair: origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -242,6 +255,8 @@ type serveOptions struct {
 	tracer func(sessionID []byte) qlogwriter.Trace
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
+	// mrepair configures multicast repair (--mcast-repair).
+	mrepair origin.MulticastRepairConfig
 }
 
 func runServe(ctx context.Context, e *env, o serveOptions) error {
@@ -272,8 +287,9 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			Asymmetric: o.asymmetric, ManifestKey: o.manifestKey, Rollover: o.rollover,
 			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
 		},
-		PrivateFiles: private,
-		Logger:       e.log,
+		PrivateFiles:    private,
+		MulticastRepair: o.mrepair,
+		Logger:          e.log,
 	})
 	if err != nil {
 		return err

@@ -186,6 +186,9 @@ func (c *Client) checkEntriesLocked(d *wellknown.Description) *wellknown.Descrip
 
 // expectedLocked reports whether the client should have received e.
 func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
+	if e.Range != "" {
+		return false // a multicast repair, listed to name its push ID
+	}
 	from, ok := c.expectFrom[e.Session]
 	return !ok || e.PushID >= from
 }
@@ -204,6 +207,9 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		k := [2]string{e.Session, e.Path}
+		if e.Range != "" {
+			continue // a multicast repair supersedes nothing
+		}
 		if p, ok := newest[k]; !ok || e.PushID > p {
 			newest[k] = e.PushID
 		}
@@ -235,6 +241,11 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		}
 		if f := c.fetching[e.Path]; f != nil {
 			f.alsoLocked(key) // the fetch under way brings it
+			continue
+		}
+		if j := c.orphanJobLocked(e, key); j != nil {
+			c.addJobLocked(j) // its body arrived: only what it lost is fetched
+			out = append(out, j)
 			continue
 		}
 		if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {

@@ -55,6 +55,7 @@ const (
 	DefaultFallbackAfter     = 3 * time.Second
 	DefaultProbeInterval     = 2 * time.Second
 	DefaultCatalogPoll       = time.Second
+	DefaultCatalogIdlePoll   = 30 * time.Second
 	DefaultLostGrace         = 2 * time.Second
 	DefaultEndDrain          = 2 * time.Second
 	DefaultOriginGrace       = 5 * time.Second
@@ -185,8 +186,17 @@ type Config struct {
 	// ProbeInterval is how often a session that could not be joined, or
 	// whose receiver stopped, is joined again.
 	ProbeInterval time.Duration
-	// CatalogPoll is how often the well-known description is read.
-	CatalogPoll time.Duration
+	// CatalogPoll is how often the well-known description is read while
+	// the client needs it: a session not active or not joined, promises
+	// lost, orphans or pushes waiting for the catalogue's word, fallback,
+	// no catalogue yet. CatalogIdlePoll is what the interval grows to,
+	// doubling at each read, while it needs nothing (multicast delivers
+	// everything): the origin then serves a receiver a few reads a minute,
+	// each a 304 when nothing changed. Events that need the catalogue
+	// (a gap, a held push, the end of a session, an unknown Alt-Svc) read
+	// it at once. A CatalogIdlePoll not above CatalogPoll polls at a fixed
+	// rate.
+	CatalogPoll, CatalogIdlePoll time.Duration
 	// LostGrace is how long the receiver of a session must have been quiet
 	// (no push in progress, no event) before a catalogue entry of it that
 	// multicast has not delivered counts as lost (its promise was) and is
@@ -331,6 +341,21 @@ type Stats struct {
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
 	FallbackEntered int
+	// Orphans counts push streams that arrived without their promise or
+	// header section (a lost packet); OrphansMatched those identified from
+	// the catalogue, whose missing bytes are repaired, OrphansFetched
+	// those fetched whole after all (their bytes did not fit the entry
+	// that named them, or the path was being fetched already).
+	Orphans, OrphansMatched, OrphansFetched int
+	// DescriptionNotModified counts description reads answered 304 (the
+	// description had not changed since the client's copy).
+	DescriptionNotModified int
+	// MulticastRepairs counts the multicast repairs (partial pushes the
+	// origin sent once more for bytes many receivers lost) that filled
+	// ranges a repair job was waiting to ask for, MulticastRepairBytes
+	// the bytes they filled: not asked over unicast.
+	MulticastRepairs     int
+	MulticastRepairBytes int64
 }
 
 // Client receives the multicast sessions an h3m server announces and makes
@@ -369,6 +394,12 @@ type Client struct {
 	// abandoned is set when the client finishes without its origin
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
+	// lastDesc is the last description read, lastETag its entity tag, for
+	// the query of catalogue entries pushed at or after lastAfter: the
+	// next read of the same query is conditional.
+	lastDesc  *wellknown.Description
+	lastETag  string
+	lastAfter time.Time
 	results   []*Delivery
 	jobs      map[string]*job
 	busy      map[string]int // path -> multicast pushes in progress + jobs
@@ -421,6 +452,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.FallbackAfter, DefaultFallbackAfter)
 	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
+	setDefault(&cfg.CatalogIdlePoll, DefaultCatalogIdlePoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
 	setDefault(&cfg.OriginGrace, DefaultOriginGrace)
@@ -650,7 +682,8 @@ func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown
 // entry comes back and merges away. The times compared are the origin's
 // own, so the clocks of client and origin need not agree, and a read costs
 // what was pushed since, not what was pushed in some interval. With no entry
-// yet, the read is whole.
+// yet, the read is whole. A read of the same query as the last one is
+// conditional on its entity tag: a 304 gives that description again.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
 	var newest time.Time
@@ -659,13 +692,67 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 			newest = p
 		}
 	}
-	c.mu.Unlock()
-	if newest.IsZero() {
-		return c.describe(ctx)
+	etag, last := "", c.lastDesc
+	if last != nil && c.lastAfter.Equal(newest) {
+		etag = c.lastETag
 	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, newest))
+	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, newest, etag)
+	if errors.Is(err, errNotModified) {
+		c.contact()
+		c.count(func(st *Stats) { st.DescriptionNotModified++ })
+		nd := *last
+		nd.Resources = slices.Clone(last.Resources) // the client's catalogue may share the copy it keeps
+		return &nd, nil
+	}
+	d, err = c.checkDiscovery(d, err)
+	if err == nil {
+		kept := *d
+		kept.Resources = slices.Clone(d.Resources)
+		c.mu.Lock()
+		c.lastDesc, c.lastETag, c.lastAfter = &kept, tag, newest
+		c.mu.Unlock()
+	}
+	return d, err
+}
+
+// pollSoon has the description read now, not at the next poll.
+func (c *Client) pollSoon() {
+	select {
+	case c.pollNow <- struct{}{}:
+	default:
+	}
+}
+
+// pollInterval is the wait before the next periodic read of the
+// description, given the last one (CatalogPoll, CatalogIdlePoll).
+func (c *Client) pollInterval(last time.Duration) time.Duration {
+	if c.catalogNeeded() || c.cfg.CatalogIdlePoll <= c.cfg.CatalogPoll {
+		return c.cfg.CatalogPoll
+	}
+	return min(max(2*last, c.cfg.CatalogPoll), c.cfg.CatalogIdlePoll)
+}
+
+// catalogNeeded reports whether the client waits for something only the
+// description can say, and so reads it every CatalogPoll.
+func (c *Client) catalogNeeded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.haveCat || c.altSvcOnly || c.fallback || len(c.held) > 0 {
+		return true
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		waiting := !cs.left && (cs.state != wellknown.StateActive || cs.rcv == nil || cs.sawEnd) ||
+			len(cs.gaps) > 0 || len(cs.orphans) > 0
+		cs.mu.Unlock()
+		if waiting {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -676,6 +763,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 	t := time.NewTimer(spread(c.cfg.CatalogPoll))
 	defer t.Stop()
 	failing := false
+	interval := c.cfg.CatalogPoll
 	for {
 		select {
 		case <-ctx.Done():
@@ -683,7 +771,8 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-t.C:
 		case <-c.pollNow:
 		}
-		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		interval = c.pollInterval(interval)
+		t.Reset(jitter(interval * 3 / 2)) // Go 1.23 timers: no stale tick to drain
 		at := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {

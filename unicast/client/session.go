@@ -69,6 +69,10 @@ type csession struct {
 	gaps, reported []pushGap
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
+
+	// orphans are push streams that lost their promise or header section,
+	// waiting for a catalogue entry to identify them (orphan.go).
+	orphans []*h3m.Resource
 }
 
 // sameSession compares the session parameters of two advertisements of one
@@ -163,6 +167,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		MaxResources:    c.cfg.MaxPushes,
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
+		KeepOrphans:     c.origin != nil, // the catalogue identifies them
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
 		Transport:       tc,
 		Logger:          c.log,
@@ -304,7 +309,9 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		cs.mu.Unlock()
 		if !had {
 			c.mu.Lock()
-			c.supersedeLocked(path, cs.id, res.PushID)
+			if !isRepairPush(res) { // a multicast repair supersedes nothing
+				c.supersedeLocked(path, cs.id, res.PushID)
+			}
 			c.busy[path]++
 			c.mu.Unlock()
 		}
@@ -334,6 +341,9 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		}
 		c.notify()
 		return
+	case h3m.EventOrphan:
+		c.orphan(ctx, cs, res)
+		return
 	case h3m.EventComplete, h3m.EventIncomplete, h3m.EventFailed:
 	default:
 		return
@@ -361,20 +371,9 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		// A push stream whose promise was lost: the catalogue may name
 		// it; nothing else can. (The empty push that ended the session,
 		// unpromised, is no loss.)
-		if c.endMarker(cs, res) {
-			return
+		if !c.endMarker(cs, res) {
+			c.promiseLost(cs, res.PushID)
 		}
-		now := time.Now()
-		lead := c.leadingGaps()
-		cs.mu.Lock()
-		if cs.reportedLocked(res.PushID) {
-			cs.mu.Unlock()
-			return // its promise was reported lost already
-		}
-		// Its ID leaves any gap it was in, to be counted once, as its own.
-		gaps := append(cs.pushSeenLocked(res.PushID, lead, now), pushGap{res.PushID, res.PushID + 1, now})
-		cs.mu.Unlock()
-		c.lostPromises(cs, gaps)
 		return
 	}
 	if !ok {
@@ -388,6 +387,10 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	var h http.Header
 	if resp := res.Response(); resp != nil {
 		h = h3frame.MergeTrailer(resp.Header, res.Trailer())
+	}
+	if isRepairPush(res) {
+		c.multicastRepair(cs, res, path, h, e.Kind == h3m.EventComplete)
+		return
 	}
 	o := &outcome{cs: cs, res: res, path: path, h: h, verifier: verifier}
 	switch e.Kind {
@@ -403,9 +406,34 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	case h3m.EventFailed:
 		o.kind = outFetch
 		_, o.why = res.State()
-		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", o.why)
+		if errors.Is(o.why, h3m.ErrPushLost) && cs.hasOrphans() {
+			// Its stream may be an orphan that lost its push ID: the
+			// catalogue, which names both, decides (catalogJobsLocked).
+			c.log.Debug("promised push stream not seen; an orphan stream may be it: leaving it to the catalogue", "path", path, "session", cs.id, "push_id", res.PushID)
+			select {
+			case c.pollNow <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 	c.settle(ctx, o)
+}
+
+// promiseLost records that the promise of push pushID of cs was lost (its
+// stream came): the catalogue may name it; nothing else can.
+func (c *Client) promiseLost(cs *csession, pushID uint64) {
+	now := time.Now()
+	lead := c.leadingGaps()
+	cs.mu.Lock()
+	if cs.reportedLocked(pushID) {
+		cs.mu.Unlock()
+		return // its promise was reported lost already
+	}
+	// Its ID leaves any gap it was in, to be counted once, as its own.
+	gaps := append(cs.pushSeenLocked(pushID, lead, now), pushGap{pushID, pushID + 1, now})
+	cs.mu.Unlock()
+	c.lostPromises(cs, gaps)
 }
 
 // leadingGaps says whether the push IDs before the first one a receiver
@@ -518,6 +546,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 			c.stats.FallbackEntered++
 			c.log.Warn("multicast is not arriving: falling back to unicast", "why", why)
 			starts = c.catalogJobsLocked(now)
+			c.pollSoon() // what was pushed since the last read, which may be long ago (CatalogIdlePoll)
 		default:
 			c.log.Info("multicast is back")
 		}

@@ -29,6 +29,9 @@ type Config struct {
 	// Authority, Digests, Sessions, Catalog, Manifests and Keys, and its
 	// Logger when nil.
 	Publisher PublisherConfig
+	// MulticastRepair, when its Threshold is set, pushes ranges that many
+	// receivers ask to repair once more on the session (MulticastRepair).
+	MulticastRepair MulticastRepairConfig
 	// PrivateFiles are files that must never be served or pushed: the TLS
 	// key and certificate, signing keys. New refuses a Dir that holds any
 	// of them (CheckOutside).
@@ -53,6 +56,9 @@ type Origin struct {
 	Catalog   *Catalog
 	Manifests *Manifests
 	Keys      *Keys
+	// Repair is the multicast repair in front of Files (nil when
+	// Config.MulticastRepair has no Threshold).
+	Repair *MulticastRepair
 }
 
 // New wires an origin for cfg. The server is not listening yet and no
@@ -86,6 +92,15 @@ func New(cfg Config) (*Origin, error) {
 	if o.Publisher, err = NewPublisher(pc); err != nil {
 		files.Close()
 		return nil, err
+	}
+	if cfg.MulticastRepair.Threshold > 0 {
+		mc := cfg.MulticastRepair
+		if mc.Logger == nil {
+			mc.Logger = cfg.Logger
+		}
+		o.Repair = NewMulticastRepair(mc, files)
+		o.Repair.SetPublisher(o.Publisher)
+		o.Server.Handler = o.Repair
 	}
 	return o, nil
 }

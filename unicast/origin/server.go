@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/unicast/internal/trace"
@@ -64,6 +67,20 @@ type Server struct {
 	files   *FileServer
 	handler http.Handler
 	closed  bool
+
+	descReads, descNotModified atomic.Uint64
+}
+
+// ServerStats are a Server's counters.
+type ServerStats struct {
+	// DescriptionReads counts the requests for the well-known description;
+	// DescriptionNotModified those answered 304 (the receiver had it).
+	DescriptionReads, DescriptionNotModified uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{DescriptionReads: s.descReads.Load(), DescriptionNotModified: s.descNotModified.Load()}
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
@@ -238,6 +255,7 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	s.descReads.Add(1)
 	d := s.description()
 	if v := r.URL.Query().Get(wellknown.ResourcesAfterParam); v != "" {
 		after, err := time.Parse(time.RFC3339Nano, v)
@@ -263,7 +281,18 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Add("Vary", "Accept-Encoding")
-	if len(b) > 1024 && acceptsGzip(r) {
+	// The entity tag names the document's bytes (of the query asked): a
+	// receiver that has them is answered 304 with no body (spec
+	// unicast.md, "Reading the description").
+	gz := len(b) > 1024 && acceptsGzip(r)
+	etag := descriptionETag(b, gz)
+	w.Header().Set("Etag", etag)
+	if etagMatch(r.Header.Values("If-None-Match"), etag) {
+		s.descNotModified.Add(1)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if gz {
 		// Catalogues repeat their keys and session IDs: gzip takes them
 		// to a fraction, and receivers poll every second.
 		var zb bytes.Buffer
@@ -278,6 +307,31 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		return
 	}
 	w.Write(b)
+}
+
+// descriptionETag is the strong entity tag of a description document of
+// bytes b, served gzipped or not (each coding is its own representation).
+func descriptionETag(b []byte, gz bool) string {
+	sum := sha256.Sum256(b)
+	tag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18])
+	if gz {
+		tag += "-gz"
+	}
+	return tag + `"`
+}
+
+// etagMatch reports whether If-None-Match values name etag (weak
+// comparison, RFC 9110 section 13.1.2).
+func etagMatch(values []string, etag string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+			if t == "*" || t == etag {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // describe builds the document for the current sessions and catalogue.
