@@ -138,6 +138,7 @@ type ReceiverStats struct {
 
 	// Caps that bit (ReceiverConfig).
 	PushesEvicted    uint64 // promised pushes without a stream evicted for new ones (MaxActivePushes)
+	PushesForgotten  uint64 // of those, the ones evicted before their promise was reported: no event at all
 	PushesRefused    uint64 // promises and push streams refused (MaxActivePushes)
 	BodyRangesCapped uint64 // times a push's received ranges were cut back (MaxBodyRanges)
 }
@@ -565,6 +566,7 @@ func (r *Receiver) evictLocked() bool {
 	r.caps.bit("max-active-pushes")
 	if r.withdrawPromiseLocked(old) {
 		// Nobody heard of it: forget it altogether.
+		r.stats.PushesForgotten++
 		delete(r.active, old.PushID)
 		delete(r.pushes, old.PushID)
 		return true

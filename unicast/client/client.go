@@ -334,6 +334,11 @@ type Stats struct {
 	// a fetch of the same path under way, or whose current version was
 	// already received.
 	Stale, Unlisted, Merged int
+	// PhantomPromises counts the push IDs skipped in a session (as if
+	// their promises were lost) that the catalogue did not name although
+	// it lists the session's pushes since before them: never pushed (a
+	// forger's promises of high push IDs), so not reported missing.
+	PhantomPromises int
 	// JobsDropped and HeldDropped count the pushes not acted on because
 	// MaxJobs or MaxHeld was reached.
 	JobsDropped, HeldDropped int

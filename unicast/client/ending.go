@@ -235,6 +235,10 @@ func (c *Client) finish(now time.Time) bool {
 		return false
 	}
 	gaps := c.takeGapsLocked(time.Time{})
+	var phantom []pushGap
+	if !gone {
+		gaps, phantom = c.phantomGapsLocked(gaps)
+	}
 	pending := len(c.jobs)
 	var unlisted []*Delivery
 	if gone {
@@ -251,6 +255,10 @@ func (c *Client) finish(now time.Time) bool {
 		}
 	}
 	c.mu.Unlock()
+	if len(phantom) > 0 {
+		c.log.Warn("push IDs skipped in a session that the catalogue does not name although it lists the session's pushes since before them: promises never pushed (forged?), not reported missing",
+			"gaps", fmt.Sprint(phantom))
+	}
 	for id, gs := range gaps {
 		for _, g := range gs {
 			why := "the catalogue did not name it"
@@ -274,6 +282,39 @@ func (c *Client) finish(now time.Time) bool {
 		c.log.Info("every session ended and every resource is settled")
 	}
 	return true
+}
+
+// phantomGapsLocked splits gaps, read after the end, into those the
+// catalogue cannot vouch for (older than any push of their session it
+// lists: it may have forgotten them) and phantoms: gaps above a push it
+// lists that it does not name. The origin lists every push it makes, so a
+// phantom was never pushed — a key holder's promises of high push IDs —
+// and reporting it missing would let a forger fail every receiver. The
+// phantoms are counted (PhantomPromises). c.mu is held.
+func (c *Client) phantomGapsLocked(gaps map[string][]pushGap) (real map[string][]pushGap, phantom []pushGap) {
+	if len(gaps) == 0 || !c.haveCat || c.altSvcOnly {
+		return gaps, nil
+	}
+	oldest := map[string]uint64{}
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		if p, ok := oldest[e.Session]; !ok || e.PushID < p {
+			oldest[e.Session] = e.PushID
+		}
+	}
+	real = map[string][]pushGap{}
+	for id, gs := range gaps {
+		first, listed := oldest[id]
+		for _, g := range gs {
+			if listed && g.from > first {
+				phantom = append(phantom, g)
+				c.stats.PhantomPromises += int(min(g.to-g.from, 1<<20))
+				continue
+			}
+			real[id] = append(real[id], g)
+		}
+	}
+	return real, phantom
 }
 
 // catalogSettledLocked reports whether every catalogue entry expected is

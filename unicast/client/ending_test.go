@@ -329,3 +329,33 @@ func TestUntrustedServer(t *testing.T) {
 	}
 	t.Logf("Run: %v", err)
 }
+
+// TestPhantomGaps: after the end, a gap of push IDs above a push the
+// catalogue lists for its session, which the catalogue does not name, was
+// never pushed (a key holder promised high push IDs): not reported
+// missing, counted. A gap below everything it lists may have been
+// forgotten by the catalogue, and a session it lists nothing of cannot be
+// vouched for: those stay missing.
+func TestPhantomGaps(t *testing.T) {
+	c := &Client{haveCat: true, catalog: []wellknown.CatalogEntry{
+		{Session: "a", PushID: 10, Path: "/x"}, {Session: "a", PushID: 12, Path: "/y"},
+	}}
+	gaps := map[string][]pushGap{
+		"a": {{from: 2, to: 5}, {from: 13, to: 500}, {from: 11, to: 12}},
+		"b": {{from: 3, to: 4}},
+	}
+	real, phantom := c.phantomGapsLocked(gaps)
+	if len(phantom) != 2 || phantom[0] != (pushGap{from: 13, to: 500}) || phantom[1] != (pushGap{from: 11, to: 12}) {
+		t.Errorf("phantoms %v", phantom)
+	}
+	if len(real["a"]) != 1 || real["a"][0].from != 2 || len(real["b"]) != 1 {
+		t.Errorf("missing %v", real)
+	}
+	if c.stats.PhantomPromises != 487+1 {
+		t.Errorf("PhantomPromises %d", c.stats.PhantomPromises)
+	}
+	c.altSvcOnly = true // no catalogue: every gap is missing
+	if real, phantom := c.phantomGapsLocked(gaps); len(phantom) != 0 || len(real) != 2 {
+		t.Errorf("without a catalogue: %v, %v", real, phantom)
+	}
+}
