@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -374,6 +375,8 @@ type Client struct {
 	storage h3m.Storage
 	sem     chan struct{}
 	pollNow chan struct{}
+	// pollIdle: the poll interval has grown past CatalogPoll.
+	pollIdle atomic.Bool
 	keys    *keyResolver
 
 	// wake makes Run look at once whether everything has ended and is
@@ -723,8 +726,14 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	return d, err
 }
 
-// pollSoon has the description read now, not at the next poll.
+// pollSoon has the description read now when the poll interval has grown
+// past CatalogPoll (CatalogIdlePoll); otherwise the next poll comes soon
+// enough, and a flood of events that each need the catalogue costs no
+// more reads than CatalogPoll allows.
 func (c *Client) pollSoon() {
+	if !c.pollIdle.Load() {
+		return
+	}
 	select {
 	case c.pollNow <- struct{}{}:
 	default:
@@ -777,6 +786,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-c.pollNow:
 		}
 		interval = c.pollInterval(interval)
+		c.pollIdle.Store(interval > c.cfg.CatalogPoll)
 		t.Reset(jitter(interval * 3 / 2)) // Go 1.23 timers: no stale tick to drain
 		at := time.Now()
 		d, err := c.describeSince(ctx)

@@ -68,10 +68,7 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
-	select {
-	case c.pollNow <- struct{}{}:
-	default:
-	}
+	c.pollSoon() // its entry may not be listed yet
 }
 
 // hasOrphans reports whether orphans of cs wait for the catalogue.
