@@ -375,9 +375,9 @@ type Client struct {
 	storage h3m.Storage
 	sem     chan struct{}
 	pollNow chan struct{}
+	keys    *keyResolver
 	// pollIdle: the poll interval has grown past CatalogPoll.
 	pollIdle atomic.Bool
-	keys    *keyResolver
 
 	// wake makes Run look at once whether everything has ended and is
 	// settled (ExitOnEnd), rather than at its next tick.
