@@ -78,7 +78,8 @@ With --mcast-repair N, a byte range that N receivers ask to repair within
 content (206 with Content-Range), instead of being served N times over
 unicast (spec/unicast.md, "Multicast repair"): the sign of a loss upstream
 of many receivers. Receivers wait a random time before they ask, and those
-the multicast repair reaches first do not ask at all.`,
+the multicast repair reaches first do not ask at all. With --once, the
+session then ends only once no repair was asked for that window.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -375,6 +376,10 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 				runErr = err
 			}
 		}
+	}
+	if o.once && runErr == nil && org.Repair != nil {
+		// What receivers ask for now can still go out on the session.
+		org.Repair.WaitQuiet(ctx)
 	}
 	// End the session: its last push carries connection: close.
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

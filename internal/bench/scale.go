@@ -42,6 +42,13 @@ type ScaleOptions struct {
 	FEC float64
 	// Baseline adds, per receiver count, the unicast-only run.
 	Baseline bool
+	// MulticastRepair, when above 0, adds to each correlated case a run
+	// without FEC whose origin pushes once more on the session the ranges
+	// that many receivers ask for (h3m serve --mcast-repair N).
+	MulticastRepair int
+	// RepairDelay is the receivers' --repair-delay in the multicast repair
+	// runs (0: their default).
+	RepairDelay time.Duration
 }
 
 // ScaleRun is one run.
@@ -51,6 +58,8 @@ type ScaleRun struct {
 	Correlated bool
 	FEC        float64 // 0: none
 	Baseline   bool    // unicast only
+	// MulticastRepair is the serve --mcast-repair threshold (0: off).
+	MulticastRepair int
 	PeerRun
 	// UnicastBytes and MulticastBytes are what the sender host put on the
 	// bridge to unicast and to multicast destinations (IP packets, counted
@@ -138,6 +147,7 @@ type scaleCase struct {
 	correlated bool
 	fec        float64
 	baseline   bool
+	mrepair    int
 }
 
 func (o *ScaleOptions) cases() []scaleCase {
@@ -156,6 +166,9 @@ func (o *ScaleOptions) cases() []scaleCase {
 			}
 			for _, f := range []float64{0, f} {
 				cs = append(cs, scaleCase{loss: loss, correlated: corr, fec: f})
+			}
+			if corr && o.MulticastRepair > 0 {
+				cs = append(cs, scaleCase{loss: loss, correlated: corr, mrepair: o.MulticastRepair})
 			}
 		}
 	}
@@ -190,6 +203,12 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		case c.fec > 0:
 			p.ServeArgs = append(p.ServeArgs, "--fec", strconv.FormatFloat(c.fec, 'f', -1, 64))
 			label = "fec"
+		case c.mrepair > 0:
+			p.ServeArgs = append(p.ServeArgs, "--mcast-repair", strconv.Itoa(c.mrepair))
+			if o.RepairDelay > 0 {
+				p.ReceiveArgs = append(p.ReceiveArgs, "--repair-delay", o.RepairDelay.String())
+			}
+			label = "mrepair"
 		default:
 			label = "nofec"
 		}
@@ -213,7 +232,7 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		if c.correlated || c.baseline {
 			recvLoss = 0
 		}
-		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline}
+		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline, MulticastRepair: c.mrepair}
 		run.PeerRun = p.runH3M(ctx, net, runDir, files, recvLoss)
 		run.Tool, run.PeerRun.Receivers, run.PeerRun.Loss = "h3m", n, c.loss
 		run.UnicastBytes, run.MulticastBytes = bridgeCounters(ctx, sw)
@@ -320,8 +339,11 @@ func (run ScaleRun) label() (loss, fec string) {
 		loss = fmt.Sprintf("%d %% independent", run.Loss)
 	}
 	fec = "off"
-	if run.FEC > 0 {
+	switch {
+	case run.FEC > 0:
 		fec = fmt.Sprintf("%g %%", run.FEC*100)
+	case run.MulticastRepair > 0:
+		fec = fmt.Sprintf("off, multicast repair at %d", run.MulticastRepair)
 	}
 	return loss, fec
 }

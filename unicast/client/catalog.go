@@ -88,6 +88,9 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
 				delete(c.expectFrom, id)
+				for _, res := range cs.takeOrphans() {
+					discard(res.Body()) // never named by the catalogue
+				}
 			}
 		}
 	}
@@ -143,6 +146,9 @@ func (c *Client) replaceSessionLocked(old *csession, si *wellknown.SessionInfo, 
 	old.mu.Unlock()
 	for _, p := range paths {
 		c.unbusyLocked(p)
+	}
+	for _, res := range old.takeOrphans() {
+		discard(res.Body())
 	}
 	delete(c.expectFrom, si.ID)
 	since := si.Announced
@@ -224,6 +230,10 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 				cs.removeGapLocked(e.PushID) // named: the catalogue's business now
 			}
 			cs.mu.Unlock()
+		}
+		if e.Range != "" {
+			c.dropOrphanLocked(e) // a multicast repair that lost its head: nothing to do
+			continue
 		}
 		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
 			continue

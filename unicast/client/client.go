@@ -598,6 +598,7 @@ func (c *Client) Run(ctx context.Context) error {
 		cancel()
 		c.wg.Wait()
 		c.dropHeld()
+		c.dropOrphans()
 		c.tr.Close()
 	}()
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
 	"github.com/h3m-project/h3m/unicast/origin"
@@ -70,6 +71,9 @@ func TestMulticastRepair(t *testing.T) {
 	// A wide back-off: the repair a few receivers trigger reaches the
 	// others while they wait.
 	cfg.RepairDelay = 3 * time.Second
+	// As h3m receive: every resource, a multicast repair included, must
+	// carry a digest.
+	cfg.RequireDigest, cfg.Verifier = true, &h3m.Verifier{RequireDigest: true}
 	var tcs []*testClient
 	for range receivers {
 		tc := runClient(h, cfg)

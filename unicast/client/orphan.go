@@ -22,7 +22,7 @@ import (
 
 // maxOrphans bounds the orphans a session keeps waiting for the catalogue
 // (the oldest is dropped first: its resource is then fetched whole).
-const maxOrphans = 64
+const maxOrphans = 256
 
 // orphan handles EventOrphan: res is kept until a catalogue entry names
 // it (at once when the catalogue already does).
@@ -30,6 +30,10 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 	_, idKnown := res.Orphan()
 	if resp := res.Response(); resp != nil && resp.Status == http.StatusNoContent && res.ConnectionClose() {
 		discard(res.Body()) // the empty push that ends the session: no loss
+		return
+	}
+	if resp := res.Response(); isRepairPush(res) || resp != nil && resp.Status == http.StatusPartialContent {
+		discard(res.Body()) // a multicast repair (partial content) that lost its promise or header section
 		return
 	}
 	c.count(func(st *Stats) { st.Orphans++ })
@@ -71,11 +75,65 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 	c.pollSoon() // its entry may not be listed yet
 }
 
+// takeOrphans removes and returns the orphans of cs.
+func (cs *csession) takeOrphans() []*h3m.Resource {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := cs.orphans
+	cs.orphans = nil
+	return out
+}
+
+// dropOrphans discards the orphans no catalogue entry named (the client
+// stops).
+func (c *Client) dropOrphans() {
+	c.mu.Lock()
+	sessions := make([]*csession, 0, len(c.sessions))
+	for _, cs := range c.sessions {
+		sessions = append(sessions, cs)
+	}
+	c.mu.Unlock()
+	for _, cs := range sessions {
+		for _, res := range cs.takeOrphans() {
+			discard(res.Body())
+		}
+	}
+}
+
 // hasOrphans reports whether orphans of cs wait for the catalogue.
 func (cs *csession) hasOrphans() bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return len(cs.orphans) > 0
+}
+
+// dropOrphanLocked discards the orphan that catalogue entry e names, if
+// any (a multicast repair, which is not repaired in turn).
+func (c *Client) dropOrphanLocked(e *wellknown.CatalogEntry) {
+	cs := c.sessions[e.Session]
+	if cs == nil {
+		return
+	}
+	cs.mu.Lock()
+	i := slices.IndexFunc(cs.orphans, func(r *h3m.Resource) bool { return namedBy(r, e) })
+	var res *h3m.Resource
+	if i >= 0 {
+		res = cs.orphans[i]
+		cs.orphans = slices.Delete(cs.orphans, i, i+1)
+	}
+	cs.mu.Unlock()
+	if res != nil {
+		discard(res.Body())
+	}
+}
+
+// namedBy reports whether catalogue entry e names orphan r: by push ID
+// when r's arrived, else by stream ID.
+func namedBy(r *h3m.Resource, e *wellknown.CatalogEntry) bool {
+	if _, known := r.Orphan(); known {
+		return r.PushID == e.PushID
+	}
+	return e.StreamID != 0 && r.StreamID == e.StreamID
 }
 
 // orphanJobLocked returns a repair job for catalogue entry e (key is its
@@ -88,38 +146,36 @@ func (c *Client) orphanJobLocked(e *wellknown.CatalogEntry, key string) *job {
 		return nil
 	}
 	cs.mu.Lock()
-	i := slices.IndexFunc(cs.orphans, func(r *h3m.Resource) bool {
-		if _, known := r.Orphan(); known {
-			return r.PushID == e.PushID
-		}
-		return e.StreamID != 0 && r.StreamID == e.StreamID
-	})
+	i := slices.IndexFunc(cs.orphans, func(r *h3m.Resource) bool { return namedBy(r, e) })
 	if i < 0 {
 		cs.mu.Unlock()
 		return nil
 	}
 	res := cs.orphans[i]
-	cs.orphans = slices.Delete(cs.orphans, i, i+1)
 	// A promise whose stream was this orphan (its push ID lost with the
 	// stream's first packet) is no longer being received.
 	path, promised := cs.inProgress[e.PushID]
 	if promised {
 		delete(cs.inProgress, e.PushID)
 	}
-	verifier, prof := cs.verifier, h3m.ProfileOf(&cs.ad)
-	cs.mu.Unlock()
 	if promised {
 		c.unbusyLocked(path)
 	}
+	if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {
+		// Another push of its path is being received, or the entry is
+		// being fetched: the orphan waits, as the entry does.
+		cs.mu.Unlock()
+		return nil
+	}
+	cs.orphans = slices.Delete(cs.orphans, i, i+1)
+	verifier, prof := cs.verifier, h3m.ProfileOf(&cs.ad)
+	cs.mu.Unlock()
 	fetchWhole := func(why string, args ...any) *job {
 		discard(res.Body())
 		c.stats.OrphansFetched++
 		c.log.Info("fetching whole a resource whose push lost its promise or header section: "+why,
 			append([]any{"path", wellknown.Truncate(e.Path), "session", e.Session, "push_id", e.PushID}, args...)...)
 		return nil
-	}
-	if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {
-		return fetchWhole("its path is being received or fetched already")
 	}
 	if resp := res.Response(); resp != nil && !sameRepresentation(e, h3frame.MergeTrailer(resp.Header, res.Trailer()), nil, 0) {
 		return fetchWhole("the catalogue lists another representation under its push ID")

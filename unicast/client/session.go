@@ -301,6 +301,12 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 				return
 			}
 		}
+		if isRepairPush(res) {
+			// A multicast repair: it supersedes nothing and holds up no
+			// work of its path (mrepair.go).
+			c.lostPromises(cs, gaps)
+			return
+		}
 		cs.mu.Lock()
 		_, had := cs.inProgress[res.PushID]
 		if !had {
@@ -309,9 +315,7 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		cs.mu.Unlock()
 		if !had {
 			c.mu.Lock()
-			if !isRepairPush(res) { // a multicast repair supersedes nothing
-				c.supersedeLocked(path, cs.id, res.PushID)
-			}
+			c.supersedeLocked(path, cs.id, res.PushID)
 			c.busy[path]++
 			c.mu.Unlock()
 		}

@@ -75,6 +75,7 @@ type MulticastRepair struct {
 	pending   []rangeKey
 	scheduled bool
 	stats     MulticastRepairStats
+	last      time.Time // when the last range request was counted
 }
 
 // rangeKey names a byte range [first, last] of a representation.
@@ -145,6 +146,7 @@ func (m *MulticastRepair) note(path, etag string, rs []byteRange, who string, no
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats.RangeRequests++
+	m.last = now
 	if len(m.tracked)+len(rs) > m.cfg.MaxTracked {
 		m.pruneLocked(now)
 	}
@@ -174,6 +176,33 @@ func (m *MulticastRepair) note(path, etag string, rs []byteRange, who string, no
 				m.scheduled = true
 				time.AfterFunc(m.cfg.Gather, m.flush)
 			}
+		}
+	}
+}
+
+// WaitQuiet returns once no range request has come for Window (counted
+// from the call at the earliest), or when ctx ends: before a session that
+// has pushed everything ends, so that what receivers are still asking for
+// can go out on it once more.
+func (m *MulticastRepair) WaitQuiet(ctx context.Context) {
+	since := time.Now()
+	tick := time.NewTicker(max(m.cfg.Window/8, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		m.mu.Lock()
+		last := since
+		if m.last.After(last) {
+			last = m.last
+		}
+		quiet := time.Since(last) >= m.cfg.Window && !m.scheduled
+		m.mu.Unlock()
+		if quiet {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
@@ -582,12 +583,27 @@ func (p *Publisher) PushRange(ctx context.Context, urlPath, etag string, first, 
 	if closed || ps == nil {
 		return wellknown.CatalogEntry{}, errors.New("origin: publisher: no running session")
 	}
-	// The whole representation's digests do not describe the part.
+	// The whole representation's digests do not describe the part: the
+	// part's own do (receivers that require a digest check them against
+	// the bytes pushed).
 	h := rep.Header()
 	for _, k := range []string{"Content-Digest", "Digest", "Repr-Digest"} {
 		h.Del(k)
 	}
 	n := last - first + 1
+	algs := p.cfg.Digests
+	if len(algs) == 0 {
+		algs = []string{"SHA-256"}
+	}
+	hs, err := integrity.NewHasher(algs...)
+	if err == nil {
+		_, err = io.Copy(hs, io.NewSectionReader(f, first, n))
+	}
+	if err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s bytes %d-%d: digest: %w", urlPath, first, last, err)
+	}
+	h.Set("Digest", hs.Digest())
+	h.Set("Content-Digest", hs.ContentDigest())
 	res, err := ps.pusher.Push(ctx, &h3m.Push{
 		Request:       h3frame.Request{Path: target, Authority: p.cfg.Authority},
 		Header:        h,
