@@ -189,6 +189,9 @@ type Receiver struct {
 	evDropped int    // events in events withdrawn (evicted pushes)
 	evWake    chan struct{}
 	caps      capLog
+	// unpromised counts the push streams that ended and wait for their
+	// promise (KeepOrphans), at most: promisesPassedLocked recounts them.
+	unpromised int
 	// orphans are the push streams receiving whose first packet (push ID
 	// and header section) was lost, by stream ID (KeepOrphans).
 	orphans map[uint64]*Resource
@@ -636,11 +639,33 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	res.since = time.Now()
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
+	if r.unpromised > 0 {
+		r.promisesPassedLocked(pushID)
+	}
 	r.emitLocked(EventPromised, res)
 	if pp := res.parser; pp != nil && pp.finished {
 		// Its push stream ended before the promise came (the promise was
 		// held behind a loss on stream 0): settle it now.
 		r.finishPushLocked(pp, true)
+	}
+}
+
+// promisesPassedLocked reports as orphans the push streams that ended
+// without their promise and whose push ID is below pushID, just promised:
+// promises are parsed in stream-0 order, so theirs were lost
+// (KeepOrphans). They are reported before pushID's promise.
+func (r *Receiver) promisesPassedLocked(pushID uint64) {
+	r.unpromised = 0
+	for _, res := range r.active {
+		pp := res.parser
+		if pp == nil || !pp.finished || res.Request() != nil {
+			continue
+		}
+		if res.PushID < pushID {
+			r.orphanLocked(pp, true)
+		} else {
+			r.unpromised++
+		}
 	}
 }
 
@@ -847,16 +872,25 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		return
 	case !promised:
 		// Not promised (yet): the promise may still come until the push
-		// stream has been quiet for PushTimeout (expire).
-		if !fin {
+		// stream has been quiet for PushTimeout (expire), or until a later
+		// promise has been parsed (promisesPassedLocked).
+		switch {
+		case !fin:
 			r.stats.UnpromisedPush++
 			if r.cfg.KeepOrphans {
 				r.orphanLocked(pp, false)
 			} else {
 				r.failLocked(res, ErrPromiseLost)
 			}
+		case r.cfg.KeepOrphans && r.stats.Promises > 0 && r.maxPushID > res.PushID:
+			r.stats.UnpromisedPush++
+			r.orphanLocked(pp, true)
+		case !pp.finished:
+			pp.finished = true
+			if r.cfg.KeepOrphans {
+				r.unpromised++
+			}
 		}
-		pp.finished = fin
 		return
 	case resp == nil && pp.orphan:
 		r.orphanLocked(pp, fin)

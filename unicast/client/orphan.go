@@ -87,13 +87,7 @@ func (cs *csession) takeOrphans() []*h3m.Resource {
 // dropOrphans discards the orphans no catalogue entry named (the client
 // stops).
 func (c *Client) dropOrphans() {
-	c.mu.Lock()
-	sessions := make([]*csession, 0, len(c.sessions))
-	for _, cs := range c.sessions {
-		sessions = append(sessions, cs)
-	}
-	c.mu.Unlock()
-	for _, cs := range sessions {
+	for _, cs := range c.sessionList() {
 		for _, res := range cs.takeOrphans() {
 			discard(res.Body())
 		}

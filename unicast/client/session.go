@@ -488,12 +488,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		rcv *h3m.Receiver
 	}
 	var checks []check
-	c.mu.Lock()
-	sessions := make([]*csession, 0, len(c.sessions))
-	for _, cs := range c.sessions {
-		sessions = append(sessions, cs)
-	}
-	c.mu.Unlock()
+	sessions := c.sessionList()
 	for _, cs := range sessions {
 		cs.mu.Lock()
 		switch {
@@ -566,6 +561,18 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		c.startJob(ctx, j)
 	}
 	c.staleGaps(now)
+}
+
+// sessionList returns the client's sessions, for work done with no lock
+// of the client held.
+func (c *Client) sessionList() []*csession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sessions := make([]*csession, 0, len(c.sessions))
+	for _, cs := range c.sessions {
+		sessions = append(sessions, cs)
+	}
+	return sessions
 }
 
 // missingLocked reports whether multicast of an active session is missing
