@@ -146,6 +146,7 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
 	}
 	j.d.LostBytes = int64(lost)
+	j.d.Promised = res.Promised()
 	j.d.RepairRanges = slices.Clone(j.remaining)
 	c.addJobLocked(j)
 	c.mu.Unlock()
@@ -179,6 +180,7 @@ func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource
 		key: key, path: path, etag: h.Get("Etag"), res: res, session: cs.id, pushID: res.PushID,
 		reason: fmt.Sprintf("multicast push failed: %v", why),
 	}
+	j.d.Promised = res.Promised()
 	// The digests of a failed push are not trusted to check the unicast
 	// copy: the push may have failed because they were wrong.
 	c.addJobLocked(j)
