@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -161,5 +163,30 @@ func TestDeployUnitsVerify(t *testing.T) {
 	bad := write("bad.service", strings.Replace(string(b), "NoNewPrivileges=yes", "NoNewPrivilege=yes", 1))
 	if out, _ := run("verify", "--man=no", bad); !strings.Contains(out, "NoNewPrivilege") {
 		t.Errorf("systemd-analyze verify let a misspelled setting pass: %q", out)
+	}
+}
+
+// TestCLIMetricsListenTaken: each command that serves metrics says so and
+// exits 1 when its metrics address is taken, before it announces, joins or
+// serves anything.
+func TestCLIMetricsListenTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.bin"), []byte("hello"), 0o644)
+	for _, args := range [][]string{
+		{"serve", "--dir", src, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), "--group", "232.255.7.23", "--port", "5723"},
+		{"receive", "--url", "https://127.0.0.1:1/", "--out", t.TempDir()},
+		{"gateway", "--url", "https://127.0.0.1:1/", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))},
+	} {
+		out, errOut, code := runH3M(t, append(args, "--metrics-listen", addr)...)
+		want := fmt.Sprintf("h3m %s: --metrics-listen: metrics: cannot listen on %s: listen tcp %s: bind: address already in use", args[0], addr, addr)
+		if code != exitFailure || !strings.Contains(errOut, want) || strings.Contains(out, "session") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", args[0], code, out, errOut, want)
+		}
 	}
 }
