@@ -14,6 +14,7 @@ type Receiver struct {
 	c *client.Client
 
 	sessions, packets, bytes, dropped, lostPackets, verifyFailed family
+	fecRecovered, fecUnrecovered                                 family
 	resources, failed, duplicates                                family
 	lostBytes, repairBytes, repairWireBytes, fetchBytes          family
 	requests, requestErrors, badResponses                        family
@@ -24,13 +25,15 @@ type Receiver struct {
 // NewReceiver returns the collector of c.
 func NewReceiver(c *client.Client) *Receiver {
 	return &Receiver{
-		c:            c,
-		sessions:     gauge("h3m_receiver_sessions_joined", "Multicast sessions the receiver has joined now."),
-		packets:      counter("h3m_receiver_packets_total", "Multicast packets accepted.", "session"),
-		bytes:        counter("h3m_receiver_received_bytes_total", "UDP payload bytes of the multicast packets accepted.", "session"),
-		dropped:      counter("h3m_receiver_dropped_packets_total", "Multicast datagrams dropped, by reason.", "session", "reason"),
-		lostPackets:  counter("h3m_receiver_lost_packets_total", "Packet numbers skipped and never received.", "session"),
-		verifyFailed: counter("h3m_receiver_verification_failures_total", "Pushes and manifests that failed verification, by kind.", "session", "kind"),
+		c:              c,
+		sessions:       gauge("h3m_receiver_sessions_joined", "Multicast sessions the receiver has joined now."),
+		packets:        counter("h3m_receiver_packets_total", "Multicast packets accepted.", "session"),
+		bytes:          counter("h3m_receiver_received_bytes_total", "UDP payload bytes of the multicast packets accepted.", "session"),
+		dropped:        counter("h3m_receiver_dropped_packets_total", "Multicast datagrams dropped, by reason.", "session", "reason"),
+		lostPackets:    counter("h3m_receiver_lost_packets_total", "Packet numbers skipped and never received.", "session"),
+		fecRecovered:   counter("h3m_receiver_fec_recovered_packets_total", "Lost packets rebuilt from FEC repair packets (sessions with forward error correction).", "session"),
+		fecUnrecovered: counter("h3m_receiver_fec_unrecovered_packets_total", "Lost packets of FEC blocks that could not be rebuilt.", "session"),
+		verifyFailed:   counter("h3m_receiver_verification_failures_total", "Pushes and manifests that failed verification, by kind.", "session", "kind"),
 
 		resources:  counter("h3m_receiver_resources_total", "Resources delivered, by how they came: multicast, repair (multicast with losses repaired over unicast) or fallback (fetched whole over unicast).", "via"),
 		failed:     counter("h3m_receiver_resources_failed_total", "Resources given up."),
@@ -54,7 +57,7 @@ func NewReceiver(c *client.Client) *Receiver {
 }
 
 func (r *Receiver) all() []family {
-	return []family{r.sessions, r.packets, r.bytes, r.dropped, r.lostPackets, r.verifyFailed,
+	return []family{r.sessions, r.packets, r.bytes, r.dropped, r.lostPackets, r.verifyFailed, r.fecRecovered, r.fecUnrecovered,
 		r.resources, r.failed, r.duplicates, r.lostBytes, r.repairBytes, r.repairWireBytes, r.fetchBytes,
 		r.requests, r.requestErrors, r.badResponses, r.fallbackActive, r.fallbackEntered, r.joins, r.joinErrors,
 		r.manifestsFetched}
@@ -109,6 +112,8 @@ func (r *Receiver) Collect(ch chan<- prometheus.Metric) {
 		r.packets.emit(ch, float64(t.Packets), s.ID)
 		r.bytes.emit(ch, float64(t.Bytes), s.ID)
 		r.lostPackets.emit(ch, float64(t.LostPackets), s.ID)
+		r.fecRecovered.emit(ch, float64(t.FEC.Recovered), s.ID)
+		r.fecUnrecovered.emit(ch, float64(t.FEC.Unrecovered), s.ID)
 		for _, d := range dropReasons {
 			r.dropped.emit(ch, float64(d.n(t)), s.ID, d.name)
 		}
