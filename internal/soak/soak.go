@@ -728,8 +728,8 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "  loss: %d of %d packets dropped (%d bytes); lost body bytes %d, repaired %d (ratio %.3f)\n",
 		r.DroppedPackets, r.SentPackets+r.DroppedPackets, r.DroppedBytes, r.Client.LostBytes, r.Client.RepairBytes, ratio)
-	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request; %d description reads; %d obsolete manifest versions not fetched\n",
-		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.Client.Polls, r.Client.Superseded)
+	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
+		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
 	fmt.Fprintf(&b, "  player: %d of %d segments served (%s), %d errors; gateway: %d held, %d fetched after the hold, %d passed to the origin\n",
 		r.PlayedOK, o.Segments, formatCounts(r.Played), len(r.PlayerErrors), r.Gateway.Held, r.Gateway.HeldTimeout, r.Gateway.Passthrough)
 	if len(r.Samples) > 0 {

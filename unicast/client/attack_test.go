@@ -328,8 +328,11 @@ func TestSenderRestartedWithNewKeys(t *testing.T) {
 			t.Errorf("%s via %s, want multicast", d.Path, d.Via)
 		}
 	}
-	if st := tc.c.Stats(); st.Replaced != 1 {
-		t.Errorf("replaced %d sessions, want 1", st.Replaced)
+	// The client either saw the old session end first (its in-band end,
+	// then a description without it) and joined the new one as new, or
+	// met the new parameters under the joined ID and replaced it.
+	if st := tc.c.Stats(); st.Replaced > 1 || st.Joins != 2 {
+		t.Errorf("replaced %d sessions, %d joins; want at most 1 and 2", st.Replaced, st.Joins)
 	}
 }
 
