@@ -160,8 +160,8 @@ func NewDeliveries() *Deliveries {
 	d := &Deliveries{h: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "h3m_receiver_promise_to_complete_seconds",
 		Help: "Time from a push's promise to the delivery of its resource, complete and verified, by how it came.",
-		// From a small resource on loopback (a millisecond) to a large
-		// one repaired or fetched over a slow link (a minute).
+		// From a small resource on loopback (1 ms) to a large one
+		// repaired or fetched over a slow link (150 s).
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
 	}, []string{"via"})}
 	for _, via := range []string{client.ViaMulticast, client.ViaRepair, client.ViaFallback} {
