@@ -23,6 +23,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/unicast/metrics"
 	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -91,8 +92,9 @@ know the extension ignore it.`,
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
-			var qlogDir string
+			var qlogDir, metricsListen string
 			qlogFlag(fs, &qlogDir, "sender")
+			registerMetricsFlag(fs, &metricsListen)
 			return func(ctx context.Context, e *env) error {
 				if *dir == "" {
 					return usagef("--dir is required")
@@ -120,6 +122,7 @@ know the extension ignore it.`,
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+					metricsListen: metricsListen,
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -240,6 +243,8 @@ type serveOptions struct {
 	privateFiles []string
 	// tracer, if set, traces each session's packets (--qlog-dir).
 	tracer func(sessionID []byte) qlogwriter.Trace
+	// metricsListen, if set, is where Prometheus metrics are served.
+	metricsListen string
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
 }
@@ -279,6 +284,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		return err
 	}
 	defer org.Close(context.WithoutCancel(ctx))
+	stopMetrics, err := startMetrics(ctx, e, o.metricsListen, metrics.NewOrigin(org))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	srvErr := make(chan error, 1)
 	go func() {
 		err := org.Server.Serve(conn)

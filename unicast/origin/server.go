@@ -64,6 +64,8 @@ type Server struct {
 	files   *FileServer
 	handler http.Handler
 	closed  bool
+
+	counters serverCounters
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
@@ -199,6 +201,16 @@ func (s *Server) LocalAddr() net.Addr {
 // description, and Handler for everything else. It can also be mounted on
 // an HTTPS (TCP) server; over plain HTTP it never sends session keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := routeOf(r.URL.Path)
+	cw := &countingWriter{ResponseWriter: w}
+	if rt == routeManifests {
+		cw.live = &s.counters.manifestBytes
+	}
+	defer s.counters.count(rt, r.Method, cw)
+	s.serveHTTP(cw, r, rt)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 	s.mu.Lock()
 	handler, herr := s.handlerLocked()
 	s.mu.Unlock()
@@ -208,14 +220,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Alt-Svc", v)
 		}
 	}
-	switch {
-	case r.URL.Path == wellknown.Path:
+	switch rt {
+	case routeDescription:
 		s.serveDescription(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.ManifestsPath+"/"):
+	case routeManifests:
 		s.serveManifests(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.KeysPath+"/"):
+	case routeKeys:
 		s.serveKey(w, r, secure)
 		return
 	}
