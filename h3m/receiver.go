@@ -135,6 +135,9 @@ type ReceiverStats struct {
 	Orphans         uint64 // push streams kept without their promise or header section (KeepOrphans)
 	Resyncs         uint64 // times a push stream's framing was recovered after a loss
 	Desyncs         uint64 // times it could not be, losing the rest of a body
+	// DigestFailed and SignatureFailed count the pushes (of Failed) that
+	// failed their digest or signature checks (IntegrityKind).
+	DigestFailed, SignatureFailed uint64
 
 	// Caps that bit (ReceiverConfig).
 	PushesEvicted    uint64 // promised pushes without a stream evicted for new ones (MaxActivePushes)
@@ -632,11 +635,13 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	}
 	res.request = req
 	orphan := res.orphan
+	if !orphan {
+		res.since = time.Now() // under res.mu too: Promised reads it
+	}
 	res.mu.Unlock()
 	if orphan {
 		return // reported already, as an orphan: the promise only completes it
 	}
-	res.since = time.Now()
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
 	if r.unpromised > 0 {
@@ -996,6 +1001,12 @@ func (r *Receiver) settleCheckedLocked(res *Resource, err error) {
 	if err != nil {
 		res.state, res.err = StateFailed, err
 		r.stats.Failed++
+		switch IntegrityKind(err) {
+		case IntegrityDigest:
+			r.stats.DigestFailed++
+		case IntegritySignature:
+			r.stats.SignatureFailed++
+		}
 		r.log.Debug("push failed its checks", "push_id", res.PushID, "path", res.request.Path, "err", err)
 	} else {
 		res.state = StateComplete

@@ -101,6 +101,7 @@ type clientFlags struct {
 	manifests           string
 	maxSize             int64
 	qlogDir             string
+	metricsListen       string
 	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
 }
 
@@ -119,6 +120,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
 	fs.Int64Var(&c.maxSize, "max-resource-size", 0, "largest resource accepted, by multicast or unicast, in bytes (0: no cap when written to disk, 256 MiB when held in memory)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
+	registerMetricsFlag(fs, &c.metricsListen)
 }
 
 // check validates the flags that config cannot report on, and prepares
@@ -275,10 +277,16 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size,
 			"lost_bytes", d.LostBytes, "repair_bytes", d.RepairBytes, "fetch_bytes", d.FetchBytes)
 	}
+	rm := newReceiverMetrics(cf.metricsListen, &cfg)
 	rc, err := client.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	stopMetrics, err := rm.start(ctx, e, rc)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc

@@ -23,6 +23,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/unicast/metrics"
 	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -101,8 +102,9 @@ session then ends only once no repair was asked for that window.`,
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
 			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
-			var qlogDir string
+			var qlogDir, metricsListen string
 			qlogFlag(fs, &qlogDir, "sender")
+			registerMetricsFlag(fs, &metricsListen)
 			return func(ctx context.Context, e *env) error {
 				if *dir == "" {
 					return usagef("--dir is required")
@@ -133,7 +135,8 @@ session then ends only once no repair was asked for that window.`,
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
-					mrepair: origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
+					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
+					metricsListen: metricsListen,
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -254,6 +257,8 @@ type serveOptions struct {
 	privateFiles []string
 	// tracer, if set, traces each session's packets (--qlog-dir).
 	tracer func(sessionID []byte) qlogwriter.Trace
+	// metricsListen, if set, is where Prometheus metrics are served.
+	metricsListen string
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
 	// mrepair configures multicast repair (--mcast-repair).
@@ -296,6 +301,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		return err
 	}
 	defer org.Close(context.WithoutCancel(ctx))
+	stopMetrics, err := startMetrics(ctx, e, o.metricsListen, metrics.NewOrigin(org))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	srvErr := make(chan error, 1)
 	go func() {
 		err := org.Server.Serve(conn)

@@ -290,6 +290,9 @@ type Delivery struct {
 	// Err is set when the resource was given up; nothing is delivered then.
 	Err  error
 	Time time.Time
+	// Promised is when its push was promised on multicast (zero when it
+	// came from the catalogue alone, or its promise was lost).
+	Promised time.Time
 }
 
 // Stats are a Client's counters.

@@ -165,6 +165,7 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
 	}
 	j.d.LostBytes = int64(lost)
+	j.d.Promised = res.Promised()
 	j.d.RepairRanges = slices.Clone(j.remaining)
 	c.addJobLocked(j)
 	c.mu.Unlock()
@@ -202,6 +203,7 @@ func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource
 		key: key, path: path, etag: h.Get("Etag"), res: res, session: cs.id, pushID: res.PushID,
 		reason: fmt.Sprintf("multicast push failed: %v", why), header: h,
 	}
+	j.d.Promised = res.Promised()
 	j.first, j.length, j.total = res.Span()
 	// The digests of a failed push (its headers arrived) check the
 	// unicast copy only when that carries none of its own and is the same

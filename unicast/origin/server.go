@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/unicast/internal/trace"
@@ -68,19 +67,7 @@ type Server struct {
 	handler http.Handler
 	closed  bool
 
-	descReads, descNotModified atomic.Uint64
-}
-
-// ServerStats are a Server's counters.
-type ServerStats struct {
-	// DescriptionReads counts the requests for the well-known description;
-	// DescriptionNotModified those answered 304 (the receiver had it).
-	DescriptionReads, DescriptionNotModified uint64
-}
-
-// Stats returns the server's counters.
-func (s *Server) Stats() ServerStats {
-	return ServerStats{DescriptionReads: s.descReads.Load(), DescriptionNotModified: s.descNotModified.Load()}
+	counters serverCounters
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
@@ -216,6 +203,16 @@ func (s *Server) LocalAddr() net.Addr {
 // description, and Handler for everything else. It can also be mounted on
 // an HTTPS (TCP) server; over plain HTTP it never sends session keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := routeOf(r.URL.Path)
+	cw := &countingWriter{ResponseWriter: w}
+	if rt == routeManifests {
+		cw.live = &s.counters.manifestBytes
+	}
+	defer s.counters.count(rt, r.Method, cw)
+	s.serveHTTP(cw, r, rt)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 	s.mu.Lock()
 	handler, herr := s.handlerLocked()
 	s.mu.Unlock()
@@ -225,14 +222,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Alt-Svc", v)
 		}
 	}
-	switch {
-	case r.URL.Path == wellknown.Path:
+	switch rt {
+	case routeDescription:
 		s.serveDescription(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.ManifestsPath+"/"):
+	case routeManifests:
 		s.serveManifests(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.KeysPath+"/"):
+	case routeKeys:
 		s.serveKey(w, r, secure)
 		return
 	}
@@ -255,7 +252,6 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	s.descReads.Add(1)
 	d := s.description()
 	if v := r.URL.Query().Get(wellknown.ResourcesAfterParam); v != "" {
 		after, err := time.Parse(time.RFC3339Nano, v)
@@ -288,8 +284,7 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 	etag := descriptionETag(b, gz)
 	w.Header().Set("Etag", etag)
 	if etagMatch(r.Header.Values("If-None-Match"), etag) {
-		s.descNotModified.Add(1)
-		w.WriteHeader(http.StatusNotModified)
+		w.WriteHeader(http.StatusNotModified) // counted by the server's counters
 		return
 	}
 	if gz {
