@@ -667,6 +667,7 @@ func (r *Receiver) promisesPassedLocked(pushID uint64) {
 			continue
 		}
 		if res.PushID < pushID {
+			r.stats.UnpromisedPush++
 			r.orphanLocked(pp, true)
 		} else {
 			r.unpromised++
@@ -962,6 +963,13 @@ func (r *Receiver) orphanLocked(pp *pushParser, fin bool) {
 	res.state, res.orphan, res.seenEnd = StateIncomplete, true, -1
 	if fin && !pp.desync && !pp.dead && pp.headersDone {
 		res.seenEnd = int64(pp.bodyEnd)
+		if res.response != nil && res.length < 0 {
+			// No content-length: the body is what arrived in order.
+			res.length = int64(pp.bodyEnd) - res.first
+			if res.complete < 0 && res.response.Status != http.StatusPartialContent {
+				res.complete = res.length
+			}
+		}
 	}
 	r.queueBlockLocked(res)
 	res.mu.Unlock()
