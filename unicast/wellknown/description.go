@@ -24,7 +24,7 @@ const (
 	MaxKeys      = 256
 	// MaxRepairURLs caps the repair base URLs of a description.
 	MaxRepairURLs = 16
-	maxPathLen   = 8 << 10
+	maxPathLen    = 8 << 10
 )
 
 // ErrMalformed is wrapped by every error about a malformed document.
