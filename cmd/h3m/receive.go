@@ -109,6 +109,7 @@ type clientFlags struct {
 	maxSize             int64
 	qlogDir             string
 	repairURLs          repairURLs
+	repairBlock         int64
 	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
 }
 
@@ -126,6 +127,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
 	fs.Int64Var(&c.maxSize, "max-resource-size", 0, "largest resource accepted, by multicast or unicast, in bytes (0: no cap when written to disk, 256 MiB when held in memory)")
 	fs.Var(&c.repairURLs, "repair-url", "base https URL of an HTTP cache to repair and fall back through before the origin (repeatable, nearest first); replaces the repair URLs the origin's description lists. Every byte from a cache is checked against the session's digests")
+	fs.Int64Var(&c.repairBlock, "repair-block", client.DefaultRepairBlock, "with caches, align repairs to blocks of this many bytes, so that receivers ask for the same ranges (1: ask for exactly the bytes lost)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
 }
 
@@ -141,6 +143,9 @@ func (c *clientFlags) check(e *env) error {
 	}
 	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
+	}
+	if c.repairBlock < 1 {
+		return usagef("--repair-block %d: want a size in bytes (1: no alignment)", c.repairBlock)
 	}
 	if c.maxSize < 0 {
 		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
@@ -200,9 +205,9 @@ func (c *clientFlags) config(e *env) client.Config {
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier:   &h3m.Verifier{RequireDigest: c.requireDigest},
-		RepairURLs: c.repairURLs,
-		Tracer:     c.tracer,
-		Logger:     e.log,
+		RepairURLs: c.repairURLs, RepairBlock: c.repairBlock,
+		Tracer: c.tracer,
+		Logger: e.log,
 	}
 }
 

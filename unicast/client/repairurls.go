@@ -46,6 +46,9 @@ var ErrUnproven = errors.New("client: a cache's answer cannot be checked against
 // server error, is skipped by every job: the next answers meanwhile.
 const cacheDownFor = 10 * time.Second
 
+// cacheDialTimeout bounds the connection to a cache.
+const cacheDialTimeout = 3 * time.Second
+
 // repairBase is one cache of the tier.
 type repairBase struct {
 	url *url.URL // normalised (wellknown.ParseRepairURL)
@@ -74,6 +77,9 @@ func newRepairTier(cfg *Config, tlsConf *tls.Config, qc *quic.Config) (*repairTi
 	t := &repairTier{log: cfg.Logger, block: cfg.RepairBlock}
 	tc := tlsConf.Clone()
 	t.tcp = &http.Transport{
+		// A cache host that is down may not even refuse: do not wait for
+		// the whole RequestTimeout before trying the next URL.
+		DialContext:       (&net.Dialer{Timeout: min(cacheDialTimeout, cfg.RequestTimeout)}).DialContext,
 		TLSClientConfig:   tc,
 		ForceAttemptHTTP2: true, // ALPN: h2 where the cache offers it, else HTTP/1.1
 		// No Accept-Encoding: a coding would change the bytes (and the
@@ -317,11 +323,12 @@ func (c *Client) alignRepair(rs []ranges.Range, first, length int64) []ranges.Ra
 }
 
 // rangesPerRequest is how many ranges j's next range request may ask for:
-// one for a cache (a multipart answer is what caches serve worst, and a
-// single aligned range is what they share between receivers), MaxRanges
-// for the origin.
+// one for a cache when repairs are aligned to blocks (a slicing cache
+// serves a multipart answer worst, and one aligned range is what it shares
+// between receivers), MaxRanges otherwise (the origin, or a cache keyed on
+// the exact ranges, which receivers that lost the same bytes ask alike).
 func (c *Client) rangesPerRequest(j *job) int {
-	if _, b := c.nextBase(j); b != nil {
+	if _, b := c.nextBase(j); b != nil && c.tier.block > 1 {
 		return 1
 	}
 	return c.cfg.MaxRanges
