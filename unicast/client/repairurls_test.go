@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 type testCache struct {
 	srv    *httptest.Server
 	tamper bool
+	// altSvc, when set, is sent as the Alt-Svc field of every response.
+	altSvc atomic.Pointer[string]
 
 	mu       sync.Mutex
 	requests []*http.Request // the requests received (fields only)
@@ -61,6 +64,9 @@ func newTestCache(t *testing.T, h *origintest.Harness, tamper bool) *testCache {
 			if k != "Alt-Svc" {
 				w.Header()[k] = v
 			}
+		}
+		if v := tc.altSvc.Load(); v != nil {
+			w.Header().Set("Alt-Svc", *v)
 		}
 		if tamper && len(body) > 0 {
 			body[len(body)/2] ^= 0x5a
@@ -189,19 +195,8 @@ func TestFallbackThroughCache(t *testing.T) {
 	for _, tamper := range []bool{false, true} {
 		t.Run(map[bool]string{false: "good", true: "tampering"}[tamper], func(t *testing.T) {
 			h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 80 << 10, Seed: 62})
-			h.SetDrop(func([]byte) bool { return true })
 			cache := newTestCache(t, h, tamper)
-			cfg := cacheConfig(t, h, cache.srv)
-			cfg.RepairURLs = []string{cache.srv.URL}
-			cfg.FallbackAfter = 300 * time.Millisecond
-			if _, err := h.Pub.Start(unicasttest.Ad(t, "cachefb")); err != nil {
-				t.Fatal(err)
-			}
-			tc := runClient(h, cfg)
-			tc.waitJoined(1)
-			h.PushAll(h.Paths)
-			tc.waitPaths(15*time.Second, h.Paths)
-			tc.checkExact(h, h.Paths)
+			tc := fetchAllThrough(t, h, cache, "cachefb", nil)
 			st := tc.c.Stats()
 			t.Logf("stats: fallback %d, cache requests %d, rejected %d, bytes %d", st.Fallback, st.CacheRequests, st.CacheRejected, st.CacheBytes)
 			if st.CacheRequests == 0 {
@@ -221,7 +216,6 @@ func TestFallbackThroughCache(t *testing.T) {
 // over HTTP/3 from then on.
 func TestCacheOverHTTP3(t *testing.T) {
 	h := origintest.New(t, origintest.Options{Files: 4, MaxSize: 40 << 10, Seed: 63})
-	h.SetDrop(func([]byte) bool { return true })
 	cache := newTestCache(t, h, false)
 	udp, err := net.ListenPacket("udp", cache.srv.Listener.Addr().String())
 	if err != nil {
@@ -230,17 +224,31 @@ func TestCacheOverHTTP3(t *testing.T) {
 	h3s := &http3.Server{TLSConfig: http3.ConfigureTLSConfig(cache.srv.TLS.Clone()), Handler: cache.srv.Config.Handler}
 	go h3s.Serve(udp)
 	t.Cleanup(func() { h3s.Close(); udp.Close() })
-	port := strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port)
-	next := cache.srv.Config.Handler
-	cache.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Alt-Svc", `h3=":`+port+`"; ma=60, h2=":443"`)
-		next.ServeHTTP(w, r)
+	altSvc := `h3=":` + strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port) + `"; ma=60, h2=":443"`
+	cache.altSvc.Store(&altSvc)
+	fetchAllThrough(t, h, cache, "cacheh3", func(cfg *Config) {
+		cfg.RepairConcurrency = 1 // one request first, over TCP, then HTTP/3
 	})
+	cache.mu.Lock()
+	protos := cache.protos
+	cache.mu.Unlock()
+	if protos["HTTP/3.0"] == 0 || protos["HTTP/2.0"] == 0 {
+		t.Errorf("requests to the cache by protocol: %v; want HTTP/2 first, then HTTP/3", protos)
+	}
+}
+
+// fetchAllThrough runs a client whose only repair URL is cache while
+// multicast never arrives: every file is fetched whole, and checked.
+func fetchAllThrough(t *testing.T, h *origintest.Harness, cache *testCache, session string, adjust func(*Config)) *testClient {
+	t.Helper()
+	h.SetDrop(func([]byte) bool { return true })
 	cfg := cacheConfig(t, h, cache.srv)
 	cfg.RepairURLs = []string{cache.srv.URL}
 	cfg.FallbackAfter = 300 * time.Millisecond
-	cfg.RepairConcurrency = 1 // one request first, over TCP, then HTTP/3
-	if _, err := h.Pub.Start(unicasttest.Ad(t, "cacheh3")); err != nil {
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	if _, err := h.Pub.Start(unicasttest.Ad(t, session)); err != nil {
 		t.Fatal(err)
 	}
 	tc := runClient(h, cfg)
@@ -248,12 +256,7 @@ func TestCacheOverHTTP3(t *testing.T) {
 	h.PushAll(h.Paths)
 	tc.waitPaths(15*time.Second, h.Paths)
 	tc.checkExact(h, h.Paths)
-	cache.mu.Lock()
-	protos := cache.protos
-	cache.mu.Unlock()
-	if protos["HTTP/3.0"] == 0 || protos["HTTP/2.0"] == 0 {
-		t.Errorf("requests to the cache by protocol: %v; want HTTP/2 first, then HTTP/3", protos)
-	}
+	return tc
 }
 
 func TestH3Endpoint(t *testing.T) {
