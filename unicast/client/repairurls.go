@@ -154,8 +154,8 @@ func (t *repairTier) count() int {
 
 // tierState is a job's use of the tier.
 type tierState struct {
-	// cur is the base of the last request (-1: the origin).
-	cur int
+	// cur is the base URL of the last request ("": the origin).
+	cur string
 	// skip are the bases whose answers for this resource failed its checks.
 	skip map[string]bool
 	// wrote are the bases whose bytes are in the repaired body now.
@@ -166,9 +166,9 @@ type tierState struct {
 // that is up and not skipped for j, when j's bytes can be proved; else the
 // origin. It records the choice in j.tier.cur.
 func (c *Client) pick(j *job, t wellknown.Target) *url.URL {
-	j.tier.cur = -1
-	if i, b := c.nextBase(j); b != nil {
-		j.tier.cur = i
+	j.tier.cur = ""
+	if b := c.nextBase(j); b != nil {
+		j.tier.cur = b.String()
 		return t.On(b)
 	}
 	return t.URL(c.origin)
@@ -176,58 +176,68 @@ func (c *Client) pick(j *job, t wellknown.Target) *url.URL {
 
 // nextBase returns the cache j's next request goes to, or nil for the
 // origin.
-func (c *Client) nextBase(j *job) (int, *url.URL) {
+func (c *Client) nextBase(j *job) *url.URL {
 	if !c.provable(j) {
-		return -1, nil
+		return nil
 	}
 	now := time.Now()
 	c.tier.mu.Lock()
 	defer c.tier.mu.Unlock()
-	for i, b := range c.tier.bases {
+	for _, b := range c.tier.bases {
 		if now.Before(b.downUntil) || j.tier.skip[b.url.String()] {
 			continue
 		}
-		return i, b.url
+		return b.url
 	}
-	return -1, nil
-}
-
-// curBase returns the base of j's last request ("" for the origin).
-func (c *Client) curBase(j *job) string {
-	c.tier.mu.Lock()
-	defer c.tier.mu.Unlock()
-	if j.tier.cur < 0 || j.tier.cur >= len(c.tier.bases) {
-		return ""
-	}
-	return c.tier.bases[j.tier.cur].url.String()
+	return nil
 }
 
 // provable reports whether the origin gave what checks every byte of j's
-// resource: a digest of the push over the whole representation (a repair)
-// or one the catalogue lists or the push carried for its ETag (a fetch).
-// Only then may a cache serve it.
+// resource, in an algorithm the client computes: a digest of the push over
+// the whole representation (a repair) or one the catalogue lists or the
+// push carried for its ETag (a fetch). Only then may a cache serve it.
 func (c *Client) provable(j *job) bool {
+	whole := j.first == 0 && j.length == j.total
 	if j.repair {
-		return j.header.Get(integrity.FieldDigest) != "" ||
-			(j.header.Get(integrity.FieldContentDigest) != "" && j.first == 0 && j.length == j.total)
+		return checkable(j.header, whole, false)
 	}
 	if j.etag == "" {
 		return false
 	}
-	if hasDigest(j.expect) {
+	if checkable(j.expect, true, true) {
 		return true // the catalogue's, for the ETag it lists
 	}
-	return j.header != nil && j.header.Get("Etag") == j.etag &&
-		(j.header.Get(integrity.FieldDigest) != "" || j.header.Get("Repr-Digest") != "" ||
-			(j.header.Get(integrity.FieldContentDigest) != "" && j.first == 0 && j.length == j.total))
+	return j.header != nil && j.header.Get("Etag") == j.etag && checkable(j.header, whole, true)
 }
 
-func hasDigest(h http.Header) bool {
-	return h != nil && (h.Get(integrity.FieldDigest) != "" || h.Get(integrity.FieldContentDigest) != "" || h.Get("Repr-Digest") != "")
+// checkable reports whether h holds a digest field the client can verify:
+// Digest, Content-Digest when it covers the whole representation, and
+// Repr-Digest when repr (a whole fetch: the multicast copy's checks do not
+// read it).
+func checkable(h http.Header, whole, repr bool) bool {
+	if h == nil {
+		return false
+	}
+	supported := func(vals []integrity.DigestValue, err error) bool {
+		for _, v := range vals {
+			if _, ok := integrity.CanonicalDigestAlgorithm(v.Algorithm); ok && err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if v := h.Get(integrity.FieldDigest); v != "" && supported(integrity.ParseDigest(v)) {
+		return true
+	}
+	if v := h.Get(integrity.FieldContentDigest); v != "" && whole && supported(integrity.ParseContentDigest(v)) {
+		return true
+	}
+	v := h.Get("Repr-Digest")
+	return repr && v != "" && supported(integrity.ParseContentDigest(v))
 }
 
 // fromCache reports whether j's last request went to a cache.
-func (j *job) fromCache() bool { return j.tier.cur >= 0 }
+func (j *job) fromCache() bool { return j.tier.cur != "" }
 
 // cacheFailed handles the failure of an attempt of j whose last request
 // went to a cache, or whose repaired body holds bytes a cache served: the
@@ -237,7 +247,7 @@ func (j *job) fromCache() bool { return j.tier.cur >= 0 }
 // the caches wrote that the checks refused are fetched again. Other
 // errors are returned as they are.
 func (c *Client) cacheFailed(j *job, err error) error {
-	cur := c.curBase(j)
+	cur := j.tier.cur
 	if cur == "" && len(j.tier.wrote) == 0 {
 		return err
 	}
@@ -287,7 +297,7 @@ func (c *Client) cacheFailed(j *job, err error) error {
 // wroteFromCache records that j's last request, to a cache, wrote bytes
 // into the repaired body.
 func (c *Client) wroteFromCache(j *job, n int64) {
-	b := c.curBase(j)
+	b := j.tier.cur
 	if b == "" || n == 0 {
 		return
 	}
@@ -328,7 +338,7 @@ func (c *Client) alignRepair(rs []ranges.Range, first, length int64) []ranges.Ra
 // between receivers), MaxRanges otherwise (the origin, or a cache keyed on
 // the exact ranges, which receivers that lost the same bytes ask alike).
 func (c *Client) rangesPerRequest(j *job) int {
-	if _, b := c.nextBase(j); b != nil && c.tier.block > 1 {
+	if c.nextBase(j) != nil && c.tier.block > 1 {
 		return 1
 	}
 	return c.cfg.MaxRanges

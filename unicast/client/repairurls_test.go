@@ -348,3 +348,30 @@ func TestAlignRepair(t *testing.T) {
 		t.Errorf("without caches the ranges change: %v", got)
 	}
 }
+
+// TestProvable: a cache may serve a resource only when the origin gave a
+// digest the client computes that covers every byte it will get.
+func TestProvable(t *testing.T) {
+	const sum = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"
+	const sumDigest = "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	c := &Client{}
+	for _, tc := range []struct {
+		name string
+		j    job
+		want bool
+	}{
+		{"repair, Digest", job{repair: true, header: http.Header{"Digest": {sumDigest}}, length: 10, total: 20}, true},
+		{"repair, Content-Digest of the whole", job{repair: true, header: http.Header{"Content-Digest": {sum}}, length: 20, total: 20}, true},
+		{"repair, Content-Digest of a part", job{repair: true, header: http.Header{"Content-Digest": {sum}}, first: 5, length: 10, total: 20}, false},
+		{"repair, unknown algorithm", job{repair: true, header: http.Header{"Digest": {"x-unknown=abcd"}}, length: 20, total: 20}, false},
+		{"repair, no digest", job{repair: true, header: http.Header{}, length: 20, total: 20}, false},
+		{"fetch, catalogue digest", job{etag: `"e"`, expect: http.Header{"Content-Digest": {sum}}}, true},
+		{"fetch, pushed digest of the same ETag", job{etag: `"e"`, header: http.Header{"Etag": {`"e"`}, "Repr-Digest": {sum}}}, true},
+		{"fetch, pushed digest of another ETag", job{etag: `"e"`, header: http.Header{"Etag": {`"f"`}, "Repr-Digest": {sum}}}, false},
+		{"fetch, no ETag", job{expect: http.Header{"Content-Digest": {sum}}}, false},
+	} {
+		if got := c.provable(&tc.j); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
