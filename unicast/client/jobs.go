@@ -153,7 +153,7 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		key: key, path: path, etag: h.Get("Etag"), repair: true, reason: "multicast lost bytes",
 		res: res, verifier: verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
 		first: first, length: length, total: total,
-		remaining: c.alignRepair(mergeRanges(missing, uint64(c.cfg.MergeGap)), first, length),
+		remaining: c.alignRepair(mergeRanges(missing, uint64(c.cfg.MergeGap)), first, length, total, h),
 	}
 	j.d.LostBytes = int64(lost)
 	j.d.RepairRanges = slices.Clone(j.remaining)

@@ -308,12 +308,16 @@ func (c *Client) wroteFromCache(j *job, n int64) {
 }
 
 // alignRepair widens the ranges to fetch of a copy covering [first,
-// first+length) of a representation of total bytes (-1 unknown) to whole
-// blocks of the tier's block size, clipped to the copy: receivers that lost
-// different bytes of a block ask for the same range, which a cache serves
-// from one upstream fetch. Without caches the ranges are kept as they are
+// first+length) of a representation of total bytes (-1 unknown), pushed
+// with fields h, to whole blocks of the tier's block size, clipped to the
+// copy: receivers that lost different bytes of a block ask for the same
+// range, which a cache serves from one upstream fetch. Without caches, or
+// for a copy no cache may serve (provable), the ranges are kept as they are
 // (the origin serves any range at the same cost).
-func (c *Client) alignRepair(rs []ranges.Range, first, length int64) []ranges.Range {
+func (c *Client) alignRepair(rs []ranges.Range, first, length, total int64, h http.Header) []ranges.Range {
+	if !checkable(h, first == 0 && length == total, false) {
+		return rs
+	}
 	bs := uint64(c.tier.block)
 	if c.tier.count() == 0 || bs == 0 || len(rs) == 0 {
 		return rs

@@ -329,7 +329,8 @@ func TestRepairTierAllows(t *testing.T) {
 func TestAlignRepair(t *testing.T) {
 	c := &Client{tier: &repairTier{block: 100}}
 	c.tier.set([]string{"https://cache.example"})
-	got := c.alignRepair([]ranges.Range{{Start: 5, End: 6}, {Start: 150, End: 260}, {Start: 290, End: 310}, {Start: 990, End: 995}}, 0, 995)
+	h := http.Header{"Digest": {"SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}}
+	got := c.alignRepair([]ranges.Range{{Start: 5, End: 6}, {Start: 150, End: 260}, {Start: 290, End: 310}, {Start: 990, End: 995}}, 0, 995, 995, h)
 	want := []ranges.Range{{Start: 0, End: 400}, {Start: 900, End: 995}} // adjacent blocks join
 	if len(got) != len(want) {
 		t.Fatalf("%v, want %v", got, want)
@@ -341,11 +342,16 @@ func TestAlignRepair(t *testing.T) {
 	}
 	// A copy that starts inside a block is not asked for bytes it does
 	// not cover.
-	if got := c.alignRepair([]ranges.Range{{Start: 1010, End: 1020}}, 1005, 100); got[0] != (ranges.Range{Start: 1005, End: 1100}) {
+	if got := c.alignRepair([]ranges.Range{{Start: 1010, End: 1020}}, 1005, 100, 2000, h); got[0] != (ranges.Range{Start: 1005, End: 1100}) {
 		t.Errorf("clipped: %v", got)
 	}
-	if got := (&Client{tier: &repairTier{block: 100}}).alignRepair([]ranges.Range{{Start: 5, End: 6}}, 0, 995); got[0] != (ranges.Range{Start: 5, End: 6}) {
+	if got := (&Client{tier: &repairTier{block: 100}}).alignRepair([]ranges.Range{{Start: 5, End: 6}}, 0, 995, 995, h); got[0] != (ranges.Range{Start: 5, End: 6}) {
 		t.Errorf("without caches the ranges change: %v", got)
+	}
+	// No digest: no cache may serve it, the origin is asked for the bytes
+	// lost.
+	if got := c.alignRepair([]ranges.Range{{Start: 5, End: 6}}, 0, 995, 995, http.Header{}); got[0] != (ranges.Range{Start: 5, End: 6}) {
+		t.Errorf("a repair no cache may serve is aligned: %v", got)
 	}
 }
 
