@@ -1047,16 +1047,6 @@ func (c *Client) pathURL(p, q string) (*url.URL, error) {
 	return u, nil
 }
 
-// target checks a promised or listed path (wellknown.ParseTarget) and
-// returns its URL on the origin.
-func (c *Client) target(path string) (*url.URL, error) {
-	t, err := wellknown.ParseTarget(path)
-	if err != nil {
-		return nil, err
-	}
-	return t.URL(c.origin), nil
-}
-
 // rejectPath counts a promised path that wellknown.ParseTarget refuses; the
 // first is logged as a warning, the rest at debug level. The push is
 // neither fetched nor delivered.
