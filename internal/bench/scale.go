@@ -346,7 +346,7 @@ func bridgeDropped(ctx context.Context, sw interop.Host) uint64 {
 }
 
 func (r *ScaleReport) printHeader(w io.Writer) {
-	fmt.Fprintln(w, "| receivers | loss | FEC | origin unicast / content | per receiver | origin CPU s | done s | multicast / content | deliveries (multicast/repaired/fallback) | intact | repair via | origin unicast / bytes lost upstream | cache: origin fetches (most of one range) / receivers' requests, rejected |")
+	fmt.Fprintln(w, "| receivers | loss | FEC | origin unicast / content | per receiver | origin CPU s | done s | multicast / content | deliveries (multicast/repaired/fallback) | intact | repair via | origin unicast / bytes lost upstream | cache: origin fetches (most of one range) / receivers' requests, rejected; origin bytes for repairs / lost |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 }
 
@@ -379,6 +379,9 @@ func (r *ScaleReport) printRun(w io.Writer, run ScaleRun) {
 	if run.Tier != "" {
 		via = "cache (" + run.Tier + ")"
 		cache = fmt.Sprintf("%d (%d) / %d, %d", run.Cache.OriginFetches, run.Cache.MostFetches, run.H3M.CacheRequests, run.H3M.CacheRejected)
+		if run.LostBytes > 0 {
+			cache += fmt.Sprintf("; repairs / lost %.2f", float64(run.Cache.UpstreamBytes-run.Cache.WholeBytes)/float64(run.LostBytes))
+		}
 	}
 	if run.LostBytes > 0 {
 		perLost = fmt.Sprintf("%.2f", float64(run.UnicastBytes)/float64(run.LostBytes))

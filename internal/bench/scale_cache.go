@@ -40,8 +40,10 @@ type CacheFigures struct {
 	// ranges), and MostFetches the most fetches of any one slice or range
 	// (1: each was fetched once, whatever the number of receivers).
 	OriginFetches, MostFetches int
-	// UpstreamBytes is what the cache received from the origin.
-	UpstreamBytes int64
+	// UpstreamBytes is what the cache received from the origin, and
+	// WholeBytes the part of it for requests of whole resources (no Range:
+	// fallback fetches), the rest being for repairs.
+	UpstreamBytes, WholeBytes int64
 }
 
 // prepareCacheRuns creates the certificate the origin and the cache share
@@ -91,6 +93,9 @@ func (f *CacheFigures) read(cache *interop.NginxCache, run *PeerRun) {
 	}
 	for _, e := range log {
 		f.UpstreamBytes += e.UpstreamBytes
+		if e.Range == "" {
+			f.WholeBytes += e.UpstreamBytes
+		}
 	}
 	for _, n := range interop.SliceFetches(log) {
 		f.OriginFetches += n
