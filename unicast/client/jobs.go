@@ -405,10 +405,10 @@ func (c *Client) finishJob(j *job, settled bool) {
 }
 
 func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	d, err := c.attemptOnce(ctx, j)
-	if err != nil {
+	d, err := c.attemptOnce(rctx, j)
+	if err != nil && ctx.Err() == nil { // not the client stopping
 		err = c.cacheFailed(j, err)
 	}
 	return d, err
