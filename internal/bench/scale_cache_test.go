@@ -57,16 +57,15 @@ func TestCacheTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw := switchHost(net)
-	if err := setBridgeRules(ctx, sw, 10); err != nil {
-		t.Fatal(err)
-	}
-
 	t.Run("slices", func(t *testing.T) {
 		runDir := filepath.Join(dir, "slices")
 		q := p
 		// Nothing listens on the cache host's next port: a cache that is
 		// down, listed first.
 		down := fmt.Sprintf("https://10.77.0.2:%d", interop.CachePort+1)
+		if err := setBridgeRules(ctx, sw, 10); err != nil { // zeroes the counters too
+			t.Fatal(err)
+		}
 		q.ServeArgs = append(q.ServeArgs, "--repair-url", down)
 		cache, err := startTier(ctx, cacheHost, dir, runDir, TierSlice, &q)
 		if err != nil {
@@ -76,7 +75,8 @@ func TestCacheTier(t *testing.T) {
 		cache.Stop()
 		var fig CacheFigures
 		fig.read(cache, &run)
-		t.Logf("deliveries %+v; cache: %+v; origin unicast %d bytes", run.H3M, fig, bridgeUnicast(ctx, sw))
+		origin := bridgeUnicast(ctx, sw)
+		t.Logf("deliveries %+v; cache: %+v; origin unicast %d bytes", run.H3M, fig, origin)
 		if run.Err != nil {
 			t.Fatal(run.Err)
 		}
@@ -85,6 +85,12 @@ func TestCacheTier(t *testing.T) {
 		}
 		if fig.OriginFetches == 0 || fig.MostFetches != 1 {
 			t.Errorf("the cache fetched %d slices from the origin, one of them %d times; want each once", fig.OriginFetches, fig.MostFetches)
+		}
+		// The origin's own count (its bridge port) agrees with the cache's
+		// log: what it sent is what the cache fetched, plus the receivers'
+		// descriptions, keys and QUIC, not the content again.
+		if int64(origin) > fig.UpstreamBytes*5/4+256<<10 {
+			t.Errorf("the origin sent %d bytes over unicast for %d the cache fetched: receivers went around the cache", origin, fig.UpstreamBytes)
 		}
 		if run.H3M.CacheBytes <= fig.UpstreamBytes {
 			t.Errorf("the cache served the receivers %d bytes for %d from the origin: nothing shared", run.H3M.CacheBytes, fig.UpstreamBytes)
@@ -99,6 +105,9 @@ func TestCacheTier(t *testing.T) {
 	t.Run("poisoned", func(t *testing.T) {
 		runDir := filepath.Join(dir, "poisoned")
 		q := p
+		if err := setBridgeRules(ctx, sw, 10); err != nil {
+			t.Fatal(err)
+		}
 		cache, err := startTier(ctx, cacheHost, dir, runDir, TierExact, &q)
 		if err != nil {
 			t.Fatal(err)

@@ -202,12 +202,41 @@ func (c *Client) provable(j *job) bool {
 		return checkable(j.header, whole, false)
 	}
 	if j.etag == "" {
+		c.adoptCatalogue(j)
+	}
+	if j.etag == "" {
 		return false
 	}
 	if checkable(j.expect, true, true) {
 		return true // the catalogue's, for the ETag it lists
 	}
 	return j.header != nil && j.header.Get("Etag") == j.etag && checkable(j.header, whole, true)
+}
+
+// adoptCatalogue gives a whole fetch of a push whose headers were lost (no
+// ETag) the ETag and digests the catalogue lists for that same push
+// (session and push ID), when it lists it as its path's current entry: the
+// copy is then checked against them, and a cache may serve it.
+func (c *Client) adoptCatalogue(j *job) {
+	if c.tier.count() == 0 || j.session == "" {
+		return
+	}
+	c.mu.Lock()
+	e, ok := c.currentLocked(j.path)
+	c.mu.Unlock()
+	if !ok || e.Session != j.session || e.PushID != j.pushID || e.ETag == "" || (e.ContentDigest == "" && e.Digest == "") {
+		return
+	}
+	j.etag = e.ETag
+	if j.expect == nil {
+		j.expect = http.Header{}
+	}
+	if e.ContentDigest != "" {
+		j.expect.Set(integrity.FieldContentDigest, e.ContentDigest)
+	}
+	if e.Digest != "" {
+		j.expect.Set(integrity.FieldDigest, e.Digest)
+	}
 }
 
 // checkable reports whether h holds a digest field the client can verify:

@@ -19,6 +19,7 @@ import (
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
 // testCache is a stand-in for a CDN cache: an HTTPS server (HTTP/2 and
@@ -360,7 +361,11 @@ func TestAlignRepair(t *testing.T) {
 func TestProvable(t *testing.T) {
 	const sum = "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:"
 	const sumDigest = "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-	c := &Client{}
+	c := &Client{tier: &repairTier{}, current: map[string]int{"/lost-head": 0},
+		catalog: []wellknown.CatalogEntry{{Path: "/lost-head", ETag: `"c"`, ContentDigest: sum, Session: "0a", PushID: 3}}}
+	if err := c.tier.set([]string{"https://cache.example"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		j    job
@@ -375,9 +380,16 @@ func TestProvable(t *testing.T) {
 		{"fetch, pushed digest of the same ETag", job{etag: `"e"`, header: http.Header{"Etag": {`"e"`}, "Repr-Digest": {sum}}}, true},
 		{"fetch, pushed digest of another ETag", job{etag: `"e"`, header: http.Header{"Etag": {`"f"`}, "Repr-Digest": {sum}}}, false},
 		{"fetch, no ETag", job{expect: http.Header{"Content-Digest": {sum}}}, false},
+		// A push whose headers were lost: the catalogue's entry for that
+		// very push proves the copy.
+		{"fetch, the catalogue's entry of the push", job{path: "/lost-head", session: "0a", pushID: 3}, true},
+		{"fetch, the catalogue lists another push", job{path: "/lost-head", session: "0a", pushID: 2}, false},
 	} {
 		if got := c.provable(&tc.j); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		if tc.j.path == "/lost-head" && tc.want && (tc.j.etag != `"c"` || tc.j.expect.Get("Content-Digest") != sum) {
+			t.Errorf("%s: the job did not take the catalogue's ETag and digest: %q %v", tc.name, tc.j.etag, tc.j.expect)
 		}
 	}
 }
