@@ -74,6 +74,14 @@ let receivers rebuild lost packets without asking the server; receivers
 repair over unicast only what FEC could not rebuild. Receivers that do not
 know the extension ignore it.
 
+With --repair-url URL (repeatable, nearest first), receivers repair and fall
+back through those HTTP caches (a CDN's tier) before this server: the URLs
+are listed in /.well-known/h3m, a resource's URL is the base followed by its
+path, and receivers check every byte a cache serves against the session's
+digests. Most caches fetch over HTTP/1.1 or HTTP/2 on TCP, not HTTP/3:
+--tcp-listen ADDR serves the content over TLS on TCP for them (no Alt-Svc,
+so no session keys, and no /.well-known/h3m there).
+
 With --mcast-repair N, a byte range that N receivers ask to repair within
 --mcast-repair-window is pushed once more on the session, as partial
 content (206 with Content-Range), instead of being served N times over
@@ -99,6 +107,9 @@ session then ends only once no repair was asked for that window.`,
 			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
+			var repair repairURLs
+			fs.Var(&repair, "repair-url", "base https URL of an HTTP cache that receivers repair and fall back through before this server (repeatable, nearest first), listed in /.well-known/h3m")
+			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
 			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
@@ -137,6 +148,7 @@ session then ends only once no repair was asked for that window.`,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
 					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 					metricsListen: metricsListen,
+					repairURLs:    repair, tcpListen: *tcpListen,
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -246,6 +258,10 @@ type serveOptions struct {
 	rollover          time.Duration
 	wait              time.Duration
 	digests           []string
+	// repairURLs are listed in the description; tcpListen also serves the
+	// content over TLS on TCP, for caches.
+	repairURLs []string
+	tcpListen  string
 	// asymmetric makes the sessions asymmetric, signed with manifestKey
 	// (nil: a new key per session).
 	asymmetric  bool
@@ -282,6 +298,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		return fmt.Errorf("--listen %s: cannot listen for the unicast server: %w", o.listen, err)
 	}
 	defer conn.Close()
+	var tcpLn net.Listener
+	if o.tcpListen != "" {
+		if tcpLn, err = net.Listen("tcp", o.tcpListen); err != nil {
+			return fmt.Errorf("--tcp-listen %s: %w", o.tcpListen, err)
+		}
+		defer tcpLn.Close()
+	}
 	cert, err := origin.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
@@ -294,6 +317,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
 		},
 		PrivateFiles:    private,
+		RepairURLs:      o.repairURLs,
 		MulticastRepair: o.mrepair,
 		Logger:          e.log,
 	})
@@ -314,6 +338,14 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		}
 		srvErr <- err
 	}()
+	if tcpLn != nil {
+		go func() {
+			// It ends with the server; a failure leaves HTTP/3 up.
+			if err := org.Server.ServeTCP(tcpLn); err != nil && !errors.Is(err, origin.ErrServerClosed) {
+				e.log.Error("the TCP listener for caches failed", "addr", o.tcpListen, "err", err)
+			}
+		}()
+	}
 	pub := org.Publisher
 	id, err := pub.Start(o.ad)
 	if err != nil {

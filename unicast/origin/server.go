@@ -57,6 +57,15 @@ type Server struct {
 	// Keys are the public keys of resource signatures, served at wellknown.KeysPath
 	// and listed in the description; nil publishes none.
 	Keys *Keys
+	// RepairURLs are listed in the description (wellknown.Description's
+	// RepairURLs): the base URLs of the caches that receivers repair and
+	// fall back through, nearest first. Check them with
+	// wellknown.ParseRepairURL; nil lists none.
+	RepairURLs []string
+	// TCPAddr, when set, is a TCP address on which ListenAndServe also
+	// serves the content over TLS with HTTP/2 and HTTP/1.1, for the caches
+	// of RepairURLs to fetch from (ServeTCP).
+	TCPAddr string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -68,6 +77,7 @@ type Server struct {
 	closed  bool
 
 	counters serverCounters
+	tcp      *http.Server // ServeTCP's, closed with the server
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
@@ -147,7 +157,22 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
+	tcpDone := make(chan error, 1)
+	if s.TCPAddr != "" {
+		ln, err := net.Listen("tcp", s.TCPAddr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("origin: server: %w", err)
+		}
+		go func() { tcpDone <- s.ServeTCP(ln) }()
+	} else {
+		tcpDone <- nil
+	}
 	err = s.Serve(conn)
+	s.Close()
+	if terr := <-tcpDone; terr != nil && !errors.Is(terr, ErrServerClosed) && (err == nil || errors.Is(err, ErrServerClosed)) {
+		err = terr
+	}
 	if errors.Is(err, ErrServerClosed) {
 		return nil
 	}
@@ -174,9 +199,12 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	h3, conn, files := s.h3, s.conn, s.files
+	h3, conn, files, tcp := s.h3, s.conn, s.files, s.tcp
 	s.mu.Unlock()
 	var errs []error
+	if tcp != nil {
+		errs = append(errs, tcp.Close())
+	}
 	if h3 != nil {
 		errs = append(errs, h3.Close())
 	}
@@ -357,6 +385,7 @@ func (s *Server) description() *wellknown.Description {
 		}
 	}
 	d.Keys = s.Keys.List()
+	d.RepairURLs = s.RepairURLs
 	return d
 }
 
