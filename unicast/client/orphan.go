@@ -189,9 +189,10 @@ func (c *Client) orphanJobLocked(e *wellknown.CatalogEntry, key string) *job {
 		key: key, path: e.Path, etag: e.ETag, repair: true, reason: "orphan push stream",
 		res: res, verifier: verifier, session: e.Session, pushID: e.PushID, prof: prof, header: h,
 		first: first, length: length, total: total,
-		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
+		remaining: c.alignRepair(mergeRanges(missing, uint64(c.cfg.MergeGap)), first, length, total, h),
 	}
 	j.d.LostBytes = int64(lost)
+	j.d.Promised = res.Promised()
 	j.d.RepairRanges = slices.Clone(j.remaining)
 	c.stats.OrphansMatched++
 	c.log.Debug("orphan push stream identified by the catalogue; repairing what it lost", "path", e.Path, "session", e.Session, "push_id", e.PushID, "stream", res.StreamID, "lost", lost)
