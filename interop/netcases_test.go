@@ -1,0 +1,48 @@
+package interop
+
+import (
+	"testing"
+)
+
+// TestNetworkCasesH3M runs the network cases (snooping switch, bottleneck
+// link) for h3m × h3m: both must succeed.
+func TestNetworkCasesH3M(t *testing.T) {
+	needNetns(t)
+	h3m := h3mBinary(t)
+	needCLI(t, h3m, "serve", "receive")
+	r := &Runner{Registry: DefaultRegistry(), Senders: []string{"h3m"}, Receivers: []string{"h3m"},
+		Tests: NetworkCases(), Mode: ModeNetns, H3M: h3m}
+	res := runMatrix(t, r)
+	for _, c := range res.Cell("h3m", "h3m") {
+		if c.Result != Succeeded {
+			t.Errorf("%s: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
+		} else {
+			t.Logf("%s: %s", c.Name, c.Details)
+		}
+	}
+}
+
+// TestSnoopingNetwork runs cases of the matrix whose receivers come and go
+// on the snooping switch (Runner.Network): the runner waits for the
+// bridge's membership of each receiver, and late joining and rollover work
+// when the switch forwards the group only to members.
+func TestSnoopingNetwork(t *testing.T) {
+	needNetns(t)
+	h3m := h3mBinary(t)
+	needCLI(t, h3m, "serve", "receive")
+	var tests []*TestCase
+	for _, tc := range TestCases() {
+		switch tc.Name {
+		case "late-join", "rollover":
+			tests = append(tests, tc)
+		}
+	}
+	r := &Runner{Registry: DefaultRegistry(), Senders: []string{"h3m"}, Receivers: []string{"h3m"},
+		Tests: tests, Mode: ModeNetns, H3M: h3m, Network: NetworkSnooping}
+	res := runMatrix(t, r)
+	for _, c := range res.Cell("h3m", "h3m") {
+		if c.Result != Succeeded {
+			t.Errorf("%s on the snooping switch: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
+		}
+	}
+}
