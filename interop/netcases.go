@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -21,7 +22,8 @@ const (
 )
 
 // NetworkCases returns the cases of the network itself, in matrix order:
-// the snooping switch and the bottleneck link.
+// the snooping switch, the bottleneck link and the receiver's circuit
+// breaker behind it.
 func NetworkCases() []*TestCase {
 	return []*TestCase{
 		{
@@ -45,6 +47,17 @@ func NetworkCases() []*TestCase {
 			files: repeat(8, 512<<10),
 			drive: driveBottleneck,
 			check: checkBottleneck,
+		},
+		{
+			Name: "breaker", Abbr: "X",
+			Desc: "The bottleneck behind a snooping switch, with the receiver's circuit breaker (TESTCASE=breaker: trip " +
+				"after 1 s of bad windows, rejoin after 2 s): the receiver leaves the group (the bridge drops its " +
+				"membership), gets the files over unicast byte-exact, and joins again after the back-off.",
+			Topology: Topology{Receivers: 1, Snooping: true, Bottleneck: []Bottleneck{{Rate: bottleneckLink}}},
+			NeedsNetns: true, Timeout: 60 * time.Second, Rate: bottleneckSession,
+			files: repeat(16, 1<<20),
+			drive: driveBreaker,
+			check: checkBreaker,
 		},
 	}
 }
@@ -204,4 +217,56 @@ func driveBottleneck(c *caseRun) error {
 // checkBottleneck: byte-exact, and the receiver exits 0.
 func checkBottleneck(c *caseRun) error {
 	return errors.Join(c.checkExact(0), c.checkExited(0, 0))
+}
+
+// driveBreaker releases every file and watches the bridge: the receiver's
+// membership must go (the breaker left the group) and come back (it
+// joined again after the back-off), and every file must arrive.
+func driveBreaker(c *caseRun) error {
+	n := c.net
+	h := n.Receivers[0]
+	if err := c.release(-1); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	err := n.WaitMember(wctx, h, n.Group, n.Sender.Addr, false)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the receiver's breaker did not leave the group: %w", err)
+	}
+	c.marks["left"] = time.Now()
+	c.logf("the receiver left the group %v after the release", c.marks["left"].Sub(c.marks["release--1"]).Round(time.Millisecond))
+	wctx, cancel = context.WithTimeout(c.ctx, 30*time.Second)
+	err = n.WaitMember(wctx, h, n.Group, n.Sender.Addr, true)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the receiver did not join the group again after its back-off: %w", err)
+	}
+	c.marks["rejoined"] = time.Now()
+	c.logf("the receiver joined again %v after it left", c.marks["rejoined"].Sub(c.marks["left"]).Round(time.Millisecond))
+	if err := c.waitFiles([]int{0}, -1); err != nil {
+		return err
+	}
+	drops, err := n.BottleneckDrops(c.ctx, 0)
+	if err != nil {
+		return err
+	}
+	c.details = fmt.Sprintf("left the group %v after the release, back %v later; the link dropped %d packets",
+		c.marks["left"].Sub(c.marks["release--1"]).Round(100*time.Millisecond),
+		c.marks["rejoined"].Sub(c.marks["left"]).Round(100*time.Millisecond), drops)
+	return nil
+}
+
+// checkBreaker: byte-exact, exit 0, the receiver logged the trip, and a
+// good part of the content came over unicast.
+func checkBreaker(c *caseRun) error {
+	errs := []error{c.checkExact(0), c.checkExited(0, 0)}
+	out, err := os.ReadFile(filepath.Join(c.dir, "receiver-1", "output.txt"))
+	if err != nil {
+		errs = append(errs, err)
+	} else if !strings.Contains(string(out), "circuit breaker tripped") {
+		errs = append(errs, errors.New("the receiver's output does not say its circuit breaker tripped"))
+	}
+	errs = append(errs, c.checkUnicast(0, c.contentBytes(-1), 0.2, 1.5, time.Time{}, time.Time{}))
+	return errors.Join(errs...)
 }
