@@ -53,7 +53,7 @@ func NetworkCases() []*TestCase {
 			Desc: "The bottleneck behind a snooping switch, with the receiver's circuit breaker (TESTCASE=breaker: trip " +
 				"after 1 s of bad windows, rejoin after 2 s): the receiver leaves the group (the bridge drops its " +
 				"membership), gets the files over unicast byte-exact, and joins again after the back-off.",
-			Topology: Topology{Receivers: 1, Snooping: true, Bottleneck: []Bottleneck{{Rate: bottleneckLink}}},
+			Topology:   Topology{Receivers: 1, Snooping: true, Bottleneck: []Bottleneck{{Rate: bottleneckLink}}},
 			NeedsNetns: true, Timeout: 60 * time.Second, Rate: bottleneckSession,
 			files: repeat(16, 1<<20),
 			drive: driveBreaker,

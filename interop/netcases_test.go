@@ -12,10 +12,16 @@ func TestNetworkCasesH3M(t *testing.T) {
 	needCLI(t, h3m, "serve", "receive")
 	r := &Runner{Registry: DefaultRegistry(), Senders: []string{"h3m"}, Receivers: []string{"h3m"},
 		Tests: NetworkCases(), Mode: ModeNetns, H3M: h3m}
-	res := runMatrix(t, r)
+	requireSucceeded(t, r, runMatrix(t, r))
+}
+
+// requireSucceeded fails the test for every h3m × h3m case that did not
+// succeed, and logs the details of those that did.
+func requireSucceeded(t *testing.T, r *Runner, res *Results) {
+	t.Helper()
 	for _, c := range res.Cell("h3m", "h3m") {
 		if c.Result != Succeeded {
-			t.Errorf("%s: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
+			t.Errorf("%s (network %q): %s: %s\n%s", c.Name, r.Network, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
 		} else {
 			t.Logf("%s: %s", c.Name, c.Details)
 		}
@@ -39,10 +45,5 @@ func TestSnoopingNetwork(t *testing.T) {
 	}
 	r := &Runner{Registry: DefaultRegistry(), Senders: []string{"h3m"}, Receivers: []string{"h3m"},
 		Tests: tests, Mode: ModeNetns, H3M: h3m, Network: NetworkSnooping}
-	res := runMatrix(t, r)
-	for _, c := range res.Cell("h3m", "h3m") {
-		if c.Result != Succeeded {
-			t.Errorf("%s on the snooping switch: %s: %s\n%s", c.Name, c.Result, c.Reason, failureDetails(r, "h3m", "h3m", c.Name))
-		}
-	}
+	requireSucceeded(t, r, runMatrix(t, r))
 }

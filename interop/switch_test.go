@@ -22,15 +22,8 @@ type ssmMember struct {
 func joinSSM(t *testing.T, h Host, group, source netip.Addr, port uint16) *ssmMember {
 	t.Helper()
 	var m ssmMember
-	err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(h.Iface)
-		if err != nil {
-			return err
-		}
-		network := "udp4"
-		if group.Is6() {
-			network = "udp6"
-		}
+	err := onHost(h, group, func(ifi *net.Interface, network string) error {
+		var err error
 		m.conn, err = net.ListenUDP(network, &net.UDPAddr{Port: int(port)})
 		if err != nil {
 			return err
@@ -47,11 +40,10 @@ func joinSSM(t *testing.T, h Host, group, source netip.Addr, port uint16) *ssmMe
 	return &m
 }
 
-// sendBurst sends count datagrams to group:port from h, on its interface
-// with TTL (hop limit) 1, 20 ms apart.
-func sendBurst(t *testing.T, h Host, group netip.Addr, port uint16, count int) {
-	t.Helper()
-	err := h.Do(func() error {
+// onHost runs fn in h's namespace with h's interface and the UDP network
+// of group's family.
+func onHost(h Host, group netip.Addr, fn func(ifi *net.Interface, network string) error) error {
+	return h.Do(func() error {
 		ifi, err := net.InterfaceByName(h.Iface)
 		if err != nil {
 			return err
@@ -60,6 +52,15 @@ func sendBurst(t *testing.T, h Host, group netip.Addr, port uint16, count int) {
 		if group.Is6() {
 			network = "udp6"
 		}
+		return fn(ifi, network)
+	})
+}
+
+// sendBurst sends count datagrams to group:port from h, on its interface
+// with TTL (hop limit) 1, 20 ms apart.
+func sendBurst(t *testing.T, h Host, group netip.Addr, port uint16, count int) {
+	t.Helper()
+	err := onHost(h, group, func(ifi *net.Interface, network string) error {
 		c, err := net.ListenUDP(network, nil)
 		if err != nil {
 			return err
