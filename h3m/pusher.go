@@ -39,7 +39,10 @@ type Push struct {
 	// Trailer holds trailer fields sent after the body.
 	Trailer http.Header
 	// Last marks the last push of the session: its response carries
-	// "connection: close" (draft §5.4) and the pusher accepts no more.
+	// "connection: close" (draft §5.4) and the pusher accepts no more. It
+	// is sent once every push started before it has been sent, so that it
+	// is the last response indeed: receivers take what is still missing
+	// when it arrives as lost.
 	Last bool
 }
 
@@ -95,7 +98,8 @@ type Pusher struct {
 	mu         sync.Mutex
 	nextPushID uint64
 	ended      bool
-	inflight   sync.WaitGroup
+	inflight   sync.WaitGroup // every push in progress
+	others     sync.WaitGroup // the pushes in progress not marked Last
 }
 
 // ErrSessionEnded is returned by Push after the session's last push.
@@ -163,8 +167,16 @@ func (p *Pusher) Push(ctx context.Context, push *Push) (*PushResult, error) {
 		p.ended = true
 	}
 	p.inflight.Add(1)
+	if !push.Last {
+		p.others.Add(1)
+	}
 	p.mu.Unlock()
 	defer p.inflight.Done()
+	if push.Last {
+		p.others.Wait()
+	} else {
+		defer p.others.Done()
+	}
 
 	res, err := p.push(ctx, pushID, push)
 	if err != nil {

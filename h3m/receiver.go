@@ -95,7 +95,7 @@ type ReceiverConfig struct {
 	// into it). Events are delivered only while Run runs.
 	OnEvent func(Event)
 	// Transport tunes the transport receiver (its Params and Handler are
-	// set by the Receiver).
+	// set by the Receiver; a zero StreamIdleTimeout is 4 × PushTimeout).
 	Transport mquic.ReceiverConfig
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -121,6 +121,7 @@ type ReceiverStats struct {
 
 	// Caps that bit (ReceiverConfig).
 	PushesEvicted    uint64 // promised pushes without a stream evicted for new ones (MaxActivePushes)
+	PushesForgotten  uint64 // of those, the ones evicted before their promise was reported: no event at all
 	PushesRefused    uint64 // promises and push streams refused (MaxActivePushes)
 	BodyRangesCapped uint64 // times a push's received ranges were cut back (MaxBodyRanges)
 }
@@ -162,6 +163,7 @@ type Receiver struct {
 	stream0   *controlParser
 	ending    *Resource // the response that carried connection: close
 	ended     bool
+	sweeping  bool // checkEndLocked is settling what the end left receiving
 	endedCh   chan struct{}
 	stats     ReceiverStats
 	maxPushID uint64
@@ -239,6 +241,11 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	tc := cfg.Transport
 	tc.Params = cfg.Session
 	tc.Handler = r
+	if tc.StreamIdleTimeout == 0 {
+		// A push quiet for PushTimeout is settled already: its stream
+		// (whose FIN may have been lost) need not stay open much longer.
+		tc.StreamIdleTimeout = 4 * cfg.PushTimeout
+	}
 	if tc.Logger == nil {
 		tc.Logger = cfg.Logger
 	}
@@ -538,6 +545,7 @@ func (r *Receiver) evictLocked() bool {
 	r.caps.bit("max-active-pushes")
 	if r.withdrawPromiseLocked(old) {
 		// Nobody heard of it: forget it altogether.
+		r.stats.PushesForgotten++
 		delete(r.active, old.PushID)
 		delete(r.pushes, old.PushID)
 		return true
@@ -600,6 +608,11 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
 	r.emitLocked(EventPromised, res)
+	if pp := res.parser; pp != nil && pp.finished {
+		// Its push stream ended before the promise came (the promise was
+		// held behind a loss on stream 0): settle it now.
+		r.finishPushLocked(pp, true)
+	}
 }
 
 // failLocked marks res failed and reports it (once). A push that arrived
@@ -628,9 +641,27 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 }
 
 // checkEndLocked ends the session once a response carried connection: close
-// and no push is still in progress or being verified.
+// and no push is still in progress or being verified. Once that response's
+// own push has left receiving, every push still receiving was sent before
+// it (the draft puts connection: close on the last response) and lost its
+// tail or the head of its stream: it is settled now, not after PushTimeout,
+// so that the end is known as soon as the last push arrives.
 func (r *Receiver) checkEndLocked() {
-	if r.ending == nil || r.ended || r.verifying > 0 {
+	if r.ending == nil || r.ended || r.sweeping {
+		return
+	}
+	if _, receiving := r.active[r.ending.PushID]; !receiving && len(r.active) > 0 {
+		r.sweeping = true // the settling below calls back here
+		for _, res := range r.active {
+			if res.parser == nil {
+				r.failLocked(res, ErrPushLost)
+			} else {
+				r.finishPushLocked(res.parser, false)
+			}
+		}
+		r.sweeping = false
+	}
+	if r.verifying > 0 {
 		return
 	}
 	for _, res := range r.active {

@@ -24,10 +24,12 @@ type reassembler struct {
 	reorderThreshold uint64
 	reorderDelay     time.Duration
 	authReorderDelay time.Duration
+	streamIdle       time.Duration
 	st               *ReceiverStats // counters it keeps up to date
 	// bite, when set, is told the name of a cap each time it bites (for
 	// a rate-limited log line).
-	bite func(cap string)
+	bite      func(cap string)
+	idleSweep time.Time // when forgetIdle last looked
 
 	streams  map[uint64]*RecvStream
 	lru      streamList // the open streams, least recently active first
@@ -389,6 +391,22 @@ func (a *reassembler) maybeFinish(s *RecvStream) {
 		s.h.Finish(s.finalSize)
 	}
 	a.closeStream(s)
+}
+
+// forgetIdle closes the streams (but stream 0) that brought nothing for
+// streamIdle; it looks at most every streamIdle/4 (the streams are not
+// walked per packet).
+func (a *reassembler) forgetIdle(now time.Time) {
+	if a.streamIdle <= 0 || now.Sub(a.idleSweep) < a.streamIdle/4 {
+		return
+	}
+	a.idleSweep = now
+	for _, s := range a.streams {
+		if s.id != 0 && now.Sub(s.lastData) >= a.streamIdle {
+			a.st.IdleStreams++
+			a.closeStream(s)
+		}
+	}
 }
 
 func (a *reassembler) closeStream(s *RecvStream) {

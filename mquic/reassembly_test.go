@@ -129,3 +129,35 @@ func TestReassemblerDiscardedStreamCloses(t *testing.T) {
 		t.Fatalf("events %s", got)
 	}
 }
+
+// A stream whose FIN was lost is forgotten once idle for the stream idle
+// timeout, at the latest a quarter of it later (stream 0 never is), so that such streams do not add up to
+// MaxStreams in a long session: a new stream is still accepted, and late
+// frames of the forgotten one are counted, not delivered.
+func TestReassemblerForgetsIdleStreams(t *testing.T) {
+	a, l, st := newTestReassembler(1 << 20)
+	a.streamIdle = time.Second
+	t0 := time.Unix(1000, 0)
+	a.streamFrame(frame(0, 0, "promise", false), 1, t0)
+	for i := range uint64(3) { // with stream 0, MaxStreams (4) open streams, whose FIN is lost
+		a.streamFrame(frame(3+4*i, 0, "abc", false), 2+i, t0)
+	}
+	l.take()
+	a.forgetIdle(t0.Add(999 * time.Millisecond))
+	if len(a.streams) != 4 || st.RefusedStreams != 0 {
+		t.Fatalf("%d streams before the idle timeout, %d refused", len(a.streams), st.RefusedStreams)
+	}
+	a.streamFrame(frame(0, 7, "more", false), 6, t0.Add(time.Second))
+	a.forgetIdle(t0.Add(1250 * time.Millisecond)) // it looks every quarter of the timeout
+	if len(a.streams) != 1 || a.streams[0] == nil || st.IdleStreams != 3 {
+		t.Fatalf("after the idle timeout: streams %v, %d forgotten", a.streams, st.IdleStreams)
+	}
+	a.streamFrame(frame(19, 0, "new", true), 7, t0.Add(time.Second))
+	a.streamFrame(frame(3, 3, "late", true), 8, t0.Add(time.Second))
+	if got := l.take(); got != `0 data 7 "more"; 19 data 0 "new"; 19 finish 3` {
+		t.Fatalf("events %s", got)
+	}
+	if st.RefusedStreams != 0 || st.ClosedStreamData != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

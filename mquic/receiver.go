@@ -23,18 +23,19 @@ import (
 
 // Defaults of ReceiverConfig.
 const (
-	DefaultMaxStreams       = 1024
-	DefaultMaxClosedStreams = 1024
-	DefaultMaxStreamRanges  = 1024
-	DefaultMaxBufferedBytes = 16 << 20
-	DefaultReorderThreshold = 3
-	DefaultReorderDelay     = 20 * time.Millisecond
-	DefaultReplayWindow     = 4096
-	DefaultReadBatch        = 32
-	DefaultMaxWorkers       = 4
-	DefaultPNConfirm        = 4
-	DefaultPNSilence        = 250 * time.Millisecond
-	DefaultManifestOutage   = 3 * DefaultKeepAlive / 2
+	DefaultMaxStreams        = 1024
+	DefaultMaxClosedStreams  = 1024
+	DefaultMaxStreamRanges   = 1024
+	DefaultStreamIdleTimeout = time.Minute
+	DefaultMaxBufferedBytes  = 16 << 20
+	DefaultReorderThreshold  = 3
+	DefaultReorderDelay      = 20 * time.Millisecond
+	DefaultReplayWindow      = 4096
+	DefaultReadBatch         = 32
+	DefaultMaxWorkers        = 4
+	DefaultPNConfirm         = 4
+	DefaultPNSilence         = 250 * time.Millisecond
+	DefaultManifestOutage    = 3 * DefaultKeepAlive / 2
 )
 
 // ErrIdleTimeout is returned by Receiver.Run when no packet of the session
@@ -62,6 +63,13 @@ type ReceiverConfig struct {
 	// above it declared early (RangesCapped). 0 means
 	// DefaultMaxStreamRanges.
 	MaxStreamRanges int
+	// StreamIdleTimeout forgets a stream (stream 0 excepted) that has
+	// brought nothing for this long, as if it had finished: its handler is
+	// not called again and later frames count as ClosedStreamData. A
+	// stream whose last packet, FIN included, was lost would otherwise stay
+	// open for as long as the session runs, and after MaxStreams of them
+	// every new stream would be refused. 0 means DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
 	// MaxBufferedBytes caps out-of-order data held for reassembly; past it
 	// the oldest gaps are declared lost early. 0 means DefaultMaxBufferedBytes.
 	MaxBufferedBytes int
@@ -168,6 +176,7 @@ type ReceiverStats struct {
 	BadStreamFrames  uint64                    // STREAM/RESET_STREAM for a stream the profile does not allow, or inconsistent with the final size
 	RefusedStreams   uint64                    // frames of new streams over MaxStreams when only stream 0 was open to evict
 	ClosedStreamData uint64                    // frames for streams already finished
+	IdleStreams      uint64                    // streams forgotten after StreamIdleTimeout
 	DiscardedBytes   uint64                    // stream bytes dropped (ignored or discarded streams)
 
 	// Loss.
@@ -281,6 +290,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
 	if cfg.ReorderThreshold <= 0 {
 		cfg.ReorderThreshold = DefaultReorderThreshold
 	}
@@ -333,6 +345,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		maxClosed: cfg.MaxClosedStreams, maxRanges: cfg.MaxStreamRanges, bite: r.capBit,
 		reorderThreshold: uint64(cfg.ReorderThreshold), reorderDelay: cfg.ReorderDelay,
 		authReorderDelay: cfg.AuthReorderDelay, st: &r.stats, streams: make(map[uint64]*RecvStream),
+		streamIdle: cfg.StreamIdleTimeout,
 	}
 	r.stats.ProhibitedByType = make(map[wire.FrameType]uint64)
 	prof, err := sessionProfile(&p)
@@ -670,6 +683,7 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 	}
 	heldPN, held := r.heldData()
 	r.ra.expire(r.win.largest, heldPN, held, now)
+	r.ra.forgetIdle(now)
 }
 
 // heldData returns the oldest packet number held for a manifest when holes

@@ -45,7 +45,7 @@ The pause phase times the receiver's socket reads while a 256 MiB push with
 SHA-256 and SHA-512 digests completes and is verified, followed by a 64 MiB
 push, paced at 1 Gbit/s: the longest time the socket was not read, against
 what one digest pass over the body takes (the pause of verifying on the
-packet path).` + peersHelp + simHelp + scaleHelp,
+packet path).` + peersHelp + simHelp + scaleHelp + soakHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var o bench.Options
 			var suite string
@@ -58,13 +58,14 @@ packet path).` + peersHelp + simHelp + scaleHelp,
 			fs.StringVar(&suite, "suite", "1301", "cipher suite: 1301, 1302, 1303 or none")
 			fs.StringVar(&o.Interface, "interface", "lo", "interface to send and join on")
 			fs.StringVar(&group, "group", "232.255.3.1:5300", "multicast group and first port (each phase uses the next port)")
-			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, fec, large, pace, pause or all (the loopback phases), peers (h3m against UFTP), scale (origin cost as receivers grow) or sim (repair simulated for many receivers)")
+			fs.StringVar(&what, "what", "all", "phases: transport, http, asym, fec, large, pace, pause or all (the loopback phases), peers (h3m against UFTP), scale (origin cost as receivers grow), sim (repair simulated for many receivers) or soak (an hour of live DASH)")
 			largeSize := fs.Int64("large-size", 1<<30, "size of the large paced transfer (the large phase)")
 			largeRate := fs.Uint64("large-rate", 2_000_000_000, "paced rate (bit/s) of the large transfer")
 			asymRates := fs.String("asym-rates", "1000000000,2000000000", "paced rates (bit/s, comma-separated) of the symmetric/asymmetric comparison")
 			peers := peersFlags(fs)
 			sim := simFlags(fs)
 			scale := scaleFlags(fs)
+			soakRun := soakFlags(fs)
 			return func(ctx context.Context, e *env) error {
 				switch what {
 				case "peers":
@@ -73,6 +74,8 @@ packet path).` + peersHelp + simHelp + scaleHelp,
 					return sim(ctx, e)
 				case "scale":
 					return scale(ctx, e)
+				case "soak":
+					return soakRun(ctx, e)
 				}
 				g, err := netip.ParseAddrPort(group)
 				if err != nil {
@@ -114,7 +117,7 @@ packet path).` + peersHelp + simHelp + scaleHelp,
 				switch what {
 				case "transport", "http", "asym", "fec", "large", "pace", "pause", "all":
 				default:
-					return usagef("--what %q: want transport, http, asym, fec, large, pace, pause, all, peers, scale or sim", what)
+					return usagef("--what %q: want transport, http, asym, fec, large, pace, pause, all, peers, scale, sim or soak", what)
 				}
 				o.Out = e.stdout
 				o.Logger = e.log

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 func gatewayCommand() *command {
 	return &command{
 		name:  "gateway",
-		usage: "--url URL --listen HOST:PORT [flags]",
+		usage: "(--url URL | --alt-svc ADVERTISEMENT | --session FILE) --listen HOST:PORT [flags]",
 		short: "receive a session and serve it to local players over HTTP",
 		long: `gateway receives the multicast session that the unicast server at URL
 announces (repairing and falling back as receive does) and serves what it
@@ -49,7 +50,12 @@ The gateway's own pages are under /_h3m/: an index of the streams it holds,
 urn:mpeg:dash:utc:http-iso:2014 or http-xsdate:2014).
 
 --require-asymmetric, --require-signature and --manifests work as for
-h3m receive: players then only get what the sender signed.`,
+h3m receive: players then only get what the sender signed.
+
+--alt-svc and --session join a session announced elsewhere, as for h3m
+receive. With no --url there is no unicast server: nothing is repaired or
+fetched, and a request for what multicast has not brought is answered 404
+(held segments after --hold-timeout).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var cf clientFlags
 			cf.register(fs)
@@ -60,8 +66,8 @@ h3m receive: players then only get what the sender signed.`,
 			cors := fs.String("cors", "auto", "origins whose pages may read the responses: * (any), none, or a comma-separated list of http(s)://host[:port]; auto: * when --listen is a loopback address, none otherwise")
 			dashJS := fs.String("dashjs-url", gateway.DefaultDashJSURL, "where the player page (/_h3m/player) loads dash.js 5 (dash.all.min.js) from; point it at a copy the browser can reach when it has no internet access")
 			return func(ctx context.Context, e *env) error {
-				if cf.url == "" {
-					return usagef("--url is required")
+				if cf.url == "" && cf.altSvc == "" && cf.sessionFile == "" {
+					return usagef("one of --url, --alt-svc or --session is required")
 				}
 				if err := cf.check(e); err != nil {
 					return err
@@ -91,18 +97,22 @@ type gatewayOptions struct {
 }
 
 func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) error {
-	origin, err := parseServerURL(cf.url)
-	if err != nil {
-		return err
-	}
-	tlsConf := &tls.Config{}
-	if cf.ca != "" {
-		if tlsConf.RootCAs, err = client.LoadCertPool(cf.ca); err != nil {
-			return usageError{err.Error()}
+	var origin *url.URL
+	var upstream *http3.Transport
+	if cf.url != "" { // else sessions announced elsewhere, and no unicast server
+		var err error
+		if origin, err = parseServerURL(cf.url); err != nil {
+			return err
 		}
+		tlsConf := &tls.Config{}
+		if cf.ca != "" {
+			if tlsConf.RootCAs, err = client.LoadCertPool(cf.ca); err != nil {
+				return usageError{err.Error()}
+			}
+		}
+		upstream = &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qlogQUICConfig()}
+		defer upstream.Close()
 	}
-	upstream := &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qlogQUICConfig()}
-	defer upstream.Close()
 
 	store := gateway.NewStore(o.cache)
 	cfg := cf.config(e)
@@ -122,11 +132,15 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	gw, err := gateway.New(gateway.Config{
-		Store: store, Upstream: origin, Transport: upstream,
+	gwCfg := gateway.Config{
+		Store:        store,
 		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, CORSOrigins: o.cors, DashJSURL: o.dashJS,
 		Receiver: rc, Logger: e.log,
-	})
+	}
+	if origin != nil {
+		gwCfg.Upstream, gwCfg.Transport = origin, upstream
+	}
+	gw, err := gateway.New(gwCfg)
 	if err != nil {
 		return usageError{err.Error()}
 	}

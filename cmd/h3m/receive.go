@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -24,7 +25,7 @@ import (
 func receiveCommand() *command {
 	return &command{
 		name:  "receive",
-		usage: "--url URL --out DIR [flags]",
+		usage: "(--url URL | --alt-svc ADVERTISEMENT | --session FILE) --out DIR [flags]",
 		short: "receive a session's resources into a folder",
 		long: `receive discovers the multicast session that the unicast server at URL
 announces, joins it on --interface, and writes every resource it receives
@@ -34,10 +35,22 @@ repaired with range requests over unicast; what it missed entirely is
 fetched; if no packet arrives for --fallback-after, everything comes over
 unicast until multicast returns.
 
+A session announced elsewhere is joined from its advertisement alone:
+--alt-svc 'h3m-07="232.1.2.3:2345"; source-address="192.0.2.1";
+session-id=...' (an Alt-Svc field value, keys included) or --session FILE
+(a session description: the JSON of /.well-known/h3m, or Alt-Svc lines).
+With no --url there is then no unicast origin: nothing is repaired or
+fetched, and what multicast did not deliver whole is reported missing.
+
 It exits 0 once the session has ended and every announced resource is
-complete and verified, and 1 with the reason otherwise (or when --timeout
-passes). Each delivery is reported on a line with how it came: multicast,
-repair (with the repaired bytes) or fallback.
+complete and verified. It exits 1 with the list of what is missing when the
+session ended without some (a resource that could not be repaired or
+fetched, a push whose promise multicast lost and no catalogue names, what
+the origin could not give because it stopped answering for 5 s after the
+end), 1 when --timeout passes first, and 130 when interrupted. Each
+delivery is reported on a line with how it came: multicast, repair (with
+the repaired bytes) or fallback; on a terminal a status line shows the
+rate and what is left.
 
 In an asymmetric session (h3m serve --asymmetric) only packets listed in a
 manifest signed with the advertised key are used; manifests lost in-band are
@@ -60,8 +73,8 @@ against.`,
 			out := fs.String("out", "", "folder to write resources into (required)")
 			timeout := fs.Duration("timeout", 0, "give up after this long (0: wait for the session to end)")
 			return func(ctx context.Context, e *env) error {
-				if cf.url == "" || *out == "" {
-					return usagef("--url and --out are required")
+				if (cf.url == "" && cf.altSvc == "" && cf.sessionFile == "") || *out == "" {
+					return usagef("--out and one of --url, --alt-svc or --session are required")
 				}
 				if err := cf.check(e); err != nil {
 					return err
@@ -75,20 +88,26 @@ against.`,
 // clientFlags are the flags of the commands that receive.
 type clientFlags struct {
 	url, ca, iface string
-	fallbackAfter  time.Duration
-	catchUp        bool
-	requireDigest  bool
-	requireAsym    bool
-	requireSig     bool
-	manifests      string
-	maxSize        int64
-	qlogDir        string
-	tracer         func(sessionID []byte) qlogwriter.Trace // set by check
+	// altSvc and sessionFile announce sessions elsewhere; check parses
+	// them into sessions.
+	altSvc, sessionFile string
+	sessions            *wellknown.Description
+	fallbackAfter       time.Duration
+	catchUp             bool
+	requireDigest       bool
+	requireAsym         bool
+	requireSig          bool
+	manifests           string
+	maxSize             int64
+	qlogDir             string
+	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.url, "url", "", "https URL of the h3m unicast server, as h3m serve prints it")
 	fs.StringVar(&c.ca, "ca", "", "PEM certificate(s) to trust for the server (e.g. the h3m-cert.pem serve generated); default: the system roots")
+	fs.StringVar(&c.altSvc, "alt-svc", "", "join the session of this h3m Alt-Svc advertisement (keys included), announced elsewhere; with no --url, nothing is repaired or fetched")
+	fs.StringVar(&c.sessionFile, "session", "", "join the sessions of this session description file (the JSON of /.well-known/h3m, or Alt-Svc lines); with no --url, nothing is repaired or fetched")
 	fs.StringVar(&c.iface, "interface", "lo", "network interface to join multicast on")
 	fs.DurationVar(&c.fallbackAfter, "fallback-after", 3*time.Second, "switch to unicast when no multicast packet arrives for this long")
 	fs.BoolVar(&c.catchUp, "catch-up", true, "also fetch resources pushed before this receiver started")
@@ -116,15 +135,58 @@ func (c *clientFlags) check(e *env) error {
 	if c.maxSize < 0 {
 		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
 	}
+	if err := c.parseSessions(); err != nil {
+		return err
+	}
 	var err error
 	c.tracer, err = qlogSetup(c.qlogDir, "receiver", e.log)
 	return err
 }
 
+// parseSessions reads --alt-svc and --session into c.sessions.
+func (c *clientFlags) parseSessions() error {
+	var d *wellknown.Description
+	add := func(more *wellknown.Description) {
+		if d == nil {
+			d = more
+			return
+		}
+		d.Sessions = append(d.Sessions, more.Sessions...)
+	}
+	if c.altSvc != "" {
+		ad, err := client.DescribeAltSvc(c.altSvc)
+		if err != nil {
+			return usagef("--alt-svc: %v", err)
+		}
+		add(ad)
+	}
+	if c.sessionFile != "" {
+		b, err := os.ReadFile(c.sessionFile)
+		if err != nil {
+			return usagef("--session: %v", err)
+		}
+		var sd *wellknown.Description
+		if t := strings.TrimSpace(string(b)); strings.HasPrefix(t, "{") {
+			sd, err = wellknown.Parse(b)
+		} else {
+			sd, err = client.DescribeAltSvc(strings.Split(t, "\n")...)
+		}
+		if err != nil {
+			return usagef("--session %s: %v", c.sessionFile, err)
+		}
+		if len(sd.Sessions) == 0 {
+			return usagef("--session %s: no session", c.sessionFile)
+		}
+		add(sd)
+	}
+	c.sessions = d
+	return nil
+}
+
 func (c *clientFlags) config(e *env) client.Config {
 	mode, _ := client.ParseManifestMode(c.manifests) // checked by check
 	return client.Config{
-		URL: c.url, CAFile: c.ca, Interface: c.iface,
+		URL: c.url, CAFile: c.ca, Interface: c.iface, Sessions: c.sessions,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
@@ -171,6 +233,10 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	}
 	defer root.RemoveAll(partialDir)
 	partial := filepath.Join(out, partialDir)
+	progress := newProgressLine(e.stdout)
+	// Logs go through the status line, so that a log line never lands on
+	// it on a terminal.
+	e = &env{stdout: e.stdout, stderr: e.stderr, args: e.args, log: slog.New(progress.handler(e.log.Handler()))}
 	cfg := cf.config(e)
 	cfg.Storage = h3m.DirStorage{Dir: partial, MaxSize: max(cf.maxSize, 0)}
 	cfg.ExitOnEnd = true
@@ -178,19 +244,17 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	var failures []string
 	var bytes int64
 	var count int
-	progress := newProgressLine(e.stdout)
 	cfg.OnResource = func(d client.Delivery) {
 		mu.Lock()
 		defer mu.Unlock()
 		if d.Err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", d.Path, d.Err))
-			progress.println(fmt.Sprintf("failed     %s: %v", d.Path, d.Err))
-			e.log.Error("resource failed", "path", d.Path, "err", d.Err)
+			failures = append(failures, missingLine(d.Path, d.Err))
+			progress.println(fmt.Sprintf("failed     %s", missingLine(d.Path, d.Err)))
 			return
 		}
 		err := commit(root, d)
 		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", d.Path, err))
+			failures = append(failures, missingLine(d.Path, fmt.Errorf("storing it: %w", err)))
 			e.log.Error("storing a resource failed", "path", d.Path, "err", err)
 			return
 		}
@@ -213,47 +277,73 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		runCtx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	var rate rateMeter
 	stop := progress.run(func() string {
 		st := rc.Stats()
+		inProgress := rc.InProgress()
+		left := rc.Outstanding()
 		mu.Lock()
 		defer mu.Unlock()
-		mode := "multicast"
-		if st.FallbackActive {
-			mode = "FALLBACK (unicast)"
+		got := bytes
+		for _, p := range inProgress {
+			got += p.Received
 		}
-		var b strings.Builder
-		// A bar for each large resource on its way (at most five).
-		shown := 0
-		for _, p := range rc.InProgress() {
-			if p.Size < 1<<20 || shown == 5 {
-				continue
-			}
-			shown++
-			fmt.Fprintf(&b, "%s %3.0f%% %s\n", bar(p.Received, p.Size, 30), 100*float64(p.Received)/float64(p.Size), p.Path)
-		}
-		fmt.Fprintf(&b, "%d resources, %.1f MB; %s; repaired %d, fallback %d, failed %d",
-			count, float64(bytes)/1e6, mode, st.Repaired, st.Fallback, st.Failed)
-		return b.String()
+		return statusText(statusFigures{
+			resources: count, bytes: bytes, fallback: st.FallbackActive, repaired: st.Repaired, fetched: st.Fallback,
+			failed: len(failures), rate: rate.add(time.Now(), got), left: left, inProgress: inProgress,
+		})
 	})
-	err = rc.Run(ctx)
+	err = rc.Run(runCtx)
 	stop()
 	st := rc.Stats()
-	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d failed\n",
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d missing\n",
 		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, len(failures))
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("gave up after --timeout %v before the session ended", timeout)
+	case errors.Is(err, client.ErrUntrustedServer):
+		if cf.ca == "" {
+			return fmt.Errorf("%w\n(is it an h3m serve with its own certificate? pass that certificate with --ca, e.g. --ca h3m-cert.pem)", err)
+		}
+		return fmt.Errorf("%w\n(the certificate given with --ca %s is not the server's, or not for its name)", err, cf.ca)
 	case err != nil:
 		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted: %w", context.Canceled) // exit code 130
+	case runCtx.Err() != nil:
+		msg := fmt.Sprintf("gave up after --timeout %v before the session ended", timeout)
+		if left := rc.Outstanding(); left.Resources > 0 {
+			msg += fmt.Sprintf(" (%d resources, %s, still on their way)", left.Resources, humanBytes(left.Bytes))
+		}
+		return errors.New(msg + missingList(failures))
 	case len(failures) > 0:
-		return fmt.Errorf("%d resources failed: %s", len(failures), strings.Join(failures, "; "))
+		return fmt.Errorf("the session ended with %d resources missing:%s", len(failures), missingList(failures))
 	}
 	return nil
+}
+
+// missingLine describes a resource that could not be received: its path,
+// or (a push whose promise was lost) what the error says of it.
+func missingLine(path string, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "client: ")
+	if path == "" {
+		return msg
+	}
+	return path + ": " + msg
+}
+
+// missingList formats the missing resources, one a line.
+func missingList(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\n  " + strings.Join(lines, "\n  ")
 }
 
 // commit moves a delivered body to its final name under root. Whatever
@@ -316,9 +406,90 @@ func bar(done, total int64, width int) string {
 	return "[" + strings.Repeat("=", n) + strings.Repeat(" ", width-n) + "]"
 }
 
+// statusFigures are what the status line shows.
+type statusFigures struct {
+	resources                 int
+	bytes                     int64
+	fallback                  bool
+	repaired, fetched, failed int
+	rate                      float64 // bytes/s received lately
+	left                      client.Outstanding
+	inProgress                []client.Progress
+}
+
+// statusText is the status shown under the delivery lines: a bar for each
+// large resource on its way (at most five), then the counts, the rate and,
+// while the rate and what is left are known, the time left.
+func statusText(f statusFigures) string {
+	var b strings.Builder
+	shown := 0
+	for _, p := range f.inProgress {
+		if p.Size < 1<<20 || shown == 5 {
+			continue
+		}
+		shown++
+		fmt.Fprintf(&b, "%s %3.0f%% %s\n", bar(p.Received, p.Size, 30), 100*float64(p.Received)/float64(p.Size), p.Path)
+	}
+	mode := "multicast"
+	if f.fallback {
+		mode = "FALLBACK (unicast)"
+	}
+	fmt.Fprintf(&b, "%d resources, %s; %s; repaired %d, fallback %d, failed %d; %s/s",
+		f.resources, humanBytes(f.bytes), mode, f.repaired, f.fetched, f.failed, humanBytes(int64(f.rate)))
+	if f.left.Resources > 0 {
+		fmt.Fprintf(&b, ", %s to go", humanBytes(f.left.Bytes))
+		if f.rate > 0 && f.left.Bytes > 0 {
+			fmt.Fprintf(&b, " (about %v)", (time.Duration(float64(f.left.Bytes) / f.rate * float64(time.Second))).Round(time.Second))
+		}
+	}
+	return b.String()
+}
+
+// humanBytes formats a byte count in decimal units.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// rateMeter is the rate of a growing byte count over the last few seconds.
+type rateMeter struct {
+	samples []rateSample
+}
+
+type rateSample struct {
+	at    time.Time
+	bytes int64
+}
+
+// rateWindow is how far back rateMeter looks.
+const rateWindow = 5 * time.Second
+
+// add records the count at now and returns the rate since the oldest
+// sample kept (bytes/s; 0 until two samples).
+func (m *rateMeter) add(now time.Time, bytes int64) float64 {
+	m.samples = append(m.samples, rateSample{now, bytes})
+	i := 0
+	for i < len(m.samples)-2 && now.Sub(m.samples[i+1].at) >= rateWindow {
+		i++
+	}
+	m.samples = append(m.samples[:0], m.samples[i:]...)
+	first := m.samples[0]
+	if d := now.Sub(first.at); d > 0 {
+		return float64(bytes-first.bytes) / d.Seconds()
+	}
+	return 0
+}
+
 // progressLine keeps a status (one or more lines) at the bottom of a
-// terminal, with report lines printed above it; elsewhere it prints the
-// report lines only.
+// terminal, with report and log lines printed above it; elsewhere it prints
+// the report lines only.
 type progressLine struct {
 	w    io.Writer
 	tty  bool
@@ -328,6 +499,9 @@ type progressLine struct {
 
 // clearLocked erases the status shown.
 func (p *progressLine) clearLocked() {
+	if p.last == "" {
+		return
+	}
 	for range strings.Count(p.last, "\n") {
 		fmt.Fprint(p.w, "\r\033[K\033[A")
 	}
@@ -354,7 +528,17 @@ func (p *progressLine) println(s string) {
 	fmt.Fprintln(p.w, s)
 }
 
-// run refreshes the status line every 250 ms until the returned stop.
+// show replaces the status shown.
+func (p *progressLine) show(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clearLocked()
+	p.last = s
+	fmt.Fprint(p.w, s)
+}
+
+// run refreshes the status every 250 ms until the returned stop, which
+// erases it.
 func (p *progressLine) run(status func() string) (stop func()) {
 	if !p.tty {
 		return func() {}
@@ -371,12 +555,7 @@ func (p *progressLine) run(status func() string) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				s := status()
-				p.mu.Lock()
-				p.clearLocked()
-				p.last = s
-				fmt.Fprint(p.w, s)
-				p.mu.Unlock()
+				p.show(status())
 			}
 		}
 	}()
@@ -388,4 +567,39 @@ func (p *progressLine) run(status func() string) (stop func()) {
 		p.last = ""
 		p.mu.Unlock()
 	}
+}
+
+// handler wraps a log handler so that, on a terminal, each log line is
+// written with the status erased, and the status drawn again below it.
+func (p *progressLine) handler(h slog.Handler) slog.Handler {
+	if !p.tty {
+		return h
+	}
+	return &statusLogHandler{h: h, p: p}
+}
+
+type statusLogHandler struct {
+	h slog.Handler
+	p *progressLine
+}
+
+func (s *statusLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return s.h.Enabled(ctx, l)
+}
+
+func (s *statusLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	s.p.clearLocked()
+	err := s.h.Handle(ctx, r)
+	fmt.Fprint(s.p.w, s.p.last)
+	return err
+}
+
+func (s *statusLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &statusLogHandler{h: s.h.WithAttrs(as), p: s.p}
+}
+
+func (s *statusLogHandler) WithGroup(name string) slog.Handler {
+	return &statusLogHandler{h: s.h.WithGroup(name), p: s.p}
 }

@@ -85,12 +85,12 @@ func TestCommitRemovesTemporaryAtOnce(t *testing.T) {
 }
 
 func TestOutputName(t *testing.T) {
-	for in, want := range map[string]string{"/": "index.html", "/a/": "a/index.html", "/a%20b.txt?v=2": "a b.txt", "/d/seg.m4s": "d/seg.m4s"} {
+	for in, want := range map[string]string{"/": "index.html", "/a/": "a/index.html", "/a%20b.txt?v=2": "a b.txt", "/d/seg.m4s": "d/seg.m4s", "//x": "x", "/a//b": "a/b"} {
 		if got, err := outputName(in); err != nil || got != want {
 			t.Errorf("%q: %q, %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"@evil:443/../update.bin", "/../x", "/.h3m-partial/x", "/.bashrc", "//x", "/a%2f..%2f..%2fx"} {
+	for _, bad := range []string{"@evil:443/../update.bin", "/../x", "/.h3m-partial/x", "/.bashrc", "//.bashrc", "/a%2f..%2f..%2fx"} {
 		if got, err := outputName(bad); err == nil {
 			t.Errorf("%q stored as %q", bad, got)
 		}

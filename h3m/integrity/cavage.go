@@ -284,7 +284,7 @@ func ParseCavageSignature(fieldValue string) (*CavageSignature, error) {
 		if s != "" && s[0] == '"' {
 			v, rest, err := unquote(s)
 			if err != nil {
-				return nil, fmt.Errorf("Signature parameter %q: %w", name, err)
+				return nil, fmt.Errorf("integrity: Signature parameter %q: %w", name, err)
 			}
 			val, s = v, rest
 		} else {
@@ -339,7 +339,7 @@ func (sig *CavageSignature) setParam(name, val string) error {
 	case "signature":
 		b, err := decodeBase64(val)
 		if err != nil {
-			return fmt.Errorf("Signature signature parameter: %w", err)
+			return fmt.Errorf("integrity: Signature's signature parameter: %w", err)
 		}
 		if len(b) == 0 {
 			return fmt.Errorf("%w: Signature signature parameter is empty", ErrSyntax)

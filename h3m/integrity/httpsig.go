@@ -244,7 +244,7 @@ func signatureInputFromList(label string, il sfInnerList) (SignatureInput, error
 func parseSignatureField(fieldValue string) (map[string][]byte, error) {
 	dict, err := parseSFDictionary(fieldValue)
 	if err != nil {
-		return nil, fmt.Errorf("Signature: %w", err)
+		return nil, fmt.Errorf("integrity: Signature field: %w", err)
 	}
 	out := make(map[string][]byte, len(dict))
 	for _, m := range dict {

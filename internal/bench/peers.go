@@ -141,12 +141,12 @@ type h3mDeliveries struct {
 
 // parse adds the counts of h3m receive's closing line ("h3m: 10
 // resources: 7 by multicast, 3 repaired (1995 bytes), 0 by fallback, 0
-// failed") and reports whether line was one.
+// missing") and reports whether line was one.
 func (d *h3mDeliveries) parse(line string) bool {
-	var total, mc, rep, fb, failed int
+	var total, mc, rep, fb, missing int
 	var repBytes int64
-	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d failed",
-		&total, &mc, &rep, &repBytes, &fb, &failed); err != nil {
+	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d missing",
+		&total, &mc, &rep, &repBytes, &fb, &missing); err != nil {
 		return false
 	}
 	d.Multicast += mc

@@ -91,7 +91,7 @@ func TestVerifyCatchesDamage(t *testing.T) {
 // TestH3MDeliveriesParse reads h3m receive's closing line.
 func TestH3MDeliveriesParse(t *testing.T) {
 	var d h3mDeliveries
-	if !d.parse("h3m: 10 resources: 7 by multicast, 2 repaired (1995813 bytes), 1 by fallback, 0 failed") {
+	if !d.parse("h3m: 10 resources: 7 by multicast, 2 repaired (1995813 bytes), 1 by fallback, 0 missing") {
 		t.Fatal("closing line not parsed")
 	}
 	if d.parse("multicast  /file-001.bin (77519 bytes)") {

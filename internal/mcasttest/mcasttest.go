@@ -71,11 +71,38 @@ type Lossy struct {
 	dropped [][]byte
 	drop    func(pkt []byte) bool
 	sent    int
+	// count only: dropped packets are counted, not kept (long runs).
+	countOnly                 bool
+	droppedPkts, droppedBytes int
 }
 
 // NewLossy drops each packet with probability rate, reproducibly from seed.
 func NewLossy(c *mcast.Conn, rate float64, seed uint64) *Lossy {
 	return &Lossy{Conn: c, rate: rate, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// CountOnly makes the wrapper count the packets it drops (DroppedCount)
+// instead of keeping copies (Dropped), for runs too long to keep them.
+func (l *Lossy) CountOnly() {
+	l.mu.Lock()
+	l.countOnly = true
+	l.mu.Unlock()
+}
+
+// DroppedCount returns how many packets were dropped, and their bytes.
+func (l *Lossy) DroppedCount() (pkts, bytes int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.droppedPkts, l.droppedBytes
+}
+
+// keepDroppedLocked records a dropped packet.
+func (l *Lossy) keepDroppedLocked(p []byte) {
+	l.droppedPkts++
+	l.droppedBytes += len(p)
+	if !l.countOnly {
+		l.dropped = append(l.dropped, append([]byte(nil), p...))
+	}
 }
 
 // DropIf replaces the random choice: packets for which f returns true are
@@ -106,7 +133,7 @@ func (l *Lossy) WriteBatch(pkts [][]byte, dst netip.AddrPort) (int, error) {
 	l.keep = l.keep[:0]
 	for _, p := range pkts {
 		if l.dropLocked(p) {
-			l.dropped = append(l.dropped, append([]byte(nil), p...))
+			l.keepDroppedLocked(p)
 			continue
 		}
 		l.keep = append(l.keep, p)
@@ -128,7 +155,7 @@ func (l *Lossy) WriteBatch(pkts [][]byte, dst netip.AddrPort) (int, error) {
 func (l *Lossy) WriteTo(p []byte, addr net.Addr) (int, error) {
 	l.mu.Lock()
 	if l.dropLocked(p) {
-		l.dropped = append(l.dropped, append([]byte(nil), p...))
+		l.keepDroppedLocked(p)
 		l.mu.Unlock()
 		return len(p), nil
 	}
@@ -155,7 +182,7 @@ func (l *Lossy) Sent() int {
 func (l *Lossy) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return fmt.Sprintf("%d sent, %d dropped", l.sent, len(l.dropped))
+	return fmt.Sprintf("%d sent, %d dropped", l.sent, l.droppedPkts)
 }
 
 // RunSender creates a sender with mquic.NewSender and runs it (Sender.Run)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -263,4 +264,15 @@ func decodeUDP(src, dst netip.Addr, b []byte) (p Packet, ok bool, err error) {
 	p.Dst = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(b[2:4]))
 	p.Payload = b[8:ulen:ulen]
 	return p, true, nil
+}
+
+// ReadFile reads the UDP datagrams of the capture file name
+// (ReadUDPPayloads).
+func ReadFile(name string) ([]Packet, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadUDPPayloads(f)
 }

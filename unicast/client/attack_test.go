@@ -36,29 +36,33 @@ func TestForgedPathLeavesNoOrigin(t *testing.T) {
 	escape := "@" + evil.addr + "/../seg-000.bin"
 	body := h.Content["/seg-000.bin"]
 	hdr := http.Header{"Content-Type": {"application/octet-stream"}}
-	bad := []string{escape, "//" + evil.addr + "/seg-000.bin", "https://" + evil.addr + "/seg-000.bin", "/a/../../seg-000.bin", "/.git/config"}
+	bad := []string{escape, "https://" + evil.addr + "/seg-000.bin", "/a/../../seg-000.bin", "/.git/config"}
 	f.push(escape, hdr, body, len(body))   // whole
 	f.push(escape, hdr, body, 2*len(body)) // loses its tail: repair
 	f.promise(escape)                      // no push stream: fetch
 	for _, p := range bad[1:] {
 		f.push(p, hdr, body, 2*len(body))
 	}
+	// Runs of "/" collapse: this one is a path on the origin (which has no
+	// such file), never an authority.
+	collapsed := "//" + evil.addr + "/seg-000.bin"
+	f.push(collapsed, hdr, body, 2*len(body))
 	f.push("/seg-001.bin", hdr, h.Content["/seg-001.bin"], len(h.Content["/seg-001.bin"]))
-	pushes := 3 + len(bad)
+	pushes := 4 + len(bad)
 
 	tc.waitPaths(30e9, []string{"/seg-001.bin"})
 	waitSettled(tc, uint64(pushes))
 	if n := evil.requests.Load(); n != 0 {
 		t.Errorf("the other server got %d requests", n)
 	}
-	for _, p := range bad {
+	for _, p := range append(bad, collapsed, collapsed[1:]) {
 		if ds := tc.deliveries(p); len(ds) != 0 {
 			t.Errorf("%q delivered: %+v", p, ds[0])
 		}
 	}
 	st := tc.c.Stats()
-	if st.RejectedPaths != pushes-1 || st.OffOrigin != 0 {
-		t.Errorf("rejected %d paths (want %d), %d requests off the origin", st.RejectedPaths, pushes-1, st.OffOrigin)
+	if st.RejectedPaths != pushes-2 || st.OffOrigin != 0 {
+		t.Errorf("rejected %d paths (want %d), %d requests off the origin", st.RejectedPaths, pushes-2, st.OffOrigin)
 	}
 	tc.checkExact(h, []string{"/seg-001.bin"})
 }
@@ -324,8 +328,11 @@ func TestSenderRestartedWithNewKeys(t *testing.T) {
 			t.Errorf("%s via %s, want multicast", d.Path, d.Via)
 		}
 	}
-	if st := tc.c.Stats(); st.Replaced != 1 {
-		t.Errorf("replaced %d sessions, want 1", st.Replaced)
+	// The client either saw the old session end first (its in-band end,
+	// then a description without it) and joined the new one as new, or
+	// met the new parameters under the joined ID and replaced it.
+	if st := tc.c.Stats(); st.Replaced > 1 || st.Joins != 2 {
+		t.Errorf("replaced %d sessions, %d joins; want at most 1 and 2", st.Replaced, st.Joins)
 	}
 }
 

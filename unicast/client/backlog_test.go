@@ -116,7 +116,10 @@ func TestCatalogueAheadOfMulticast(t *testing.T) {
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	h.PushAll(h.Paths)
-	// The whole catalogue is listed now; most packets are still queued.
+	// The sender writes on a goroutine of its own: once it has handed every
+	// packet to the trickle, the whole catalogue is listed and most packets
+	// are still queued.
+	h.Pub.Transport().Flush()
 	if backlog := time.Duration(tq.Queued()) * tq.gap; backlog < 2*cfg.LostGrace {
 		t.Fatalf("the backlog lasts %v, not long past LostGrace (%v): nothing is tested", backlog, cfg.LostGrace)
 	}

@@ -9,13 +9,23 @@ import (
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
-// apply takes a new description, read from started on, into account: new
-// sessions are joined, state changes recorded, the catalogue checked for
-// resources that multicast did not deliver, and the pushes held before the
-// read judged again (gate.go).
-func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool, started time.Time) {
+// apply takes a new description into account: new sessions are joined,
+// state changes recorded, the catalogue checked for resources that
+// multicast did not deliver, and the pushes held before the read judged
+// again (gate.go). at is when the read of d began (zero for
+// Config.Sessions, which is no read of the origin's).
+func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool, at time.Time) {
 	now := time.Now()
-	c.keys.setListed(d.Keys, !d.FromAltSvc)
+	fromOrigin := !at.IsZero()
+	// What this description says is known as of when its read began: an
+	// end it reports needs no later read (finish).
+	known := now
+	if fromOrigin {
+		known = at
+	}
+	if fromOrigin {
+		c.keys.setListed(d.Keys, !d.FromAltSvc)
+	}
 	var joins []*csession
 	var leave []context.CancelFunc
 	c.mu.Lock()
@@ -23,7 +33,11 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		c.mu.Unlock()
 		return
 	}
-	c.descAt = now
+	if fromOrigin {
+		c.descAt = at
+		c.stats.Polls++
+		c.altSvcOnly = d.FromAltSvc
+	}
 	if first && !c.baseline {
 		c.baseline = true
 		if !c.cfg.CatchUp {
@@ -36,7 +50,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			}
 		}
 	}
-	if !d.FromAltSvc {
+	if !d.FromAltSvc && fromOrigin {
 		c.mergeCatalogLocked(c.checkEntriesLocked(d), now)
 		c.indexCatalogLocked()
 	}
@@ -63,21 +77,25 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			joins = append(joins, c.sessions[si.ID])
 			continue
 		}
-		c.setStateLocked(cs, si.State, now)
+		c.setStateLocked(cs, si.State, known)
 	}
 	for id, cs := range c.sessions {
-		if !present[id] {
-			c.setStateLocked(cs, wellknown.StateEnded, now)
+		if !present[id] && fromOrigin && !c.static[id] {
+			c.setStateLocked(cs, wellknown.StateEnded, known)
 			cs.mu.Lock()
 			gone := cs.left && len(cs.inProgress) == 0
 			cs.mu.Unlock()
 			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
+				delete(c.expectFrom, id)
 			}
 		}
 	}
 	starts := c.catalogJobsLocked(now)
-	released := c.releaseHeldLocked(started, false)
+	var released []*outcome
+	if fromOrigin {
+		released = c.releaseHeldLocked(at, false)
+	}
 	c.mu.Unlock()
 	for _, cancel := range leave {
 		if cancel != nil {
@@ -93,6 +111,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	for _, o := range released {
 		c.settle(ctx, o)
 	}
+	c.notify()
 }
 
 // newSessionLocked records the session si describes, to be joined.
@@ -180,11 +199,34 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 	}
 	var out []*job
 	live := make(map[string]bool, len(c.catalog))
+	// The newest push of each path listed: an older one is obsolete.
+	newest := make(map[[2]string]uint64, len(c.catalog))
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		k := [2]string{e.Session, e.Path}
+		if p, ok := newest[k]; !ok || e.PushID > p {
+			newest[k] = e.PushID
+		}
+	}
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		key := entryKey(e)
-		live[key] = true
-		if _, done := c.resolved[key]; done || c.delivered[key] != nil || !c.expectedLocked(e) {
+		live[key], live[pushKey(e.Session, e.PushID)] = true, true
+		if cs := c.sessions[e.Session]; cs != nil {
+			cs.mu.Lock()
+			if len(cs.gaps) > 0 {
+				cs.removeGapLocked(e.PushID) // named: the catalogue's business now
+			}
+			cs.mu.Unlock()
+		}
+		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
+			continue
+		}
+		if newest[[2]string{e.Session, e.Path}] > e.PushID && c.busy[e.Path] == 0 {
+			// A later version of its path was pushed: nothing fetches an
+			// obsolete one (a live manifest updated since).
+			c.stats.Superseded++
+			c.settleLocked(key, now)
 			continue
 		}
 		first, ok := c.seen[key]
@@ -222,20 +264,14 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			delete(c.seen, k)
 		}
 	}
-	for k, t := range c.resolved {
-		// A job may settle a push before the catalogue lists it: kept
-		// as long as the catalogue's entries are.
-		if !live[k] && now.Sub(t) > catalogRetention {
-			delete(c.resolved, k)
-		}
-	}
+	c.pruneSettledLocked(now, live)
 	return out
 }
 
 // lostLocked reports whether multicast lost catalogue entry e (first listed
 // at first, not delivered, its path not being received): its session's
-// receiver promised a later push (promises come in push-ID order), or it
-// has been quiet for LostGrace — no push in progress and no event since
+// receiver promised a later push (promises come in push-ID order) or saw
+// the session end, or it has been quiet for LostGrace — no push in progress and no event since
 // e was listed. The grace is measured against the receiver's progress, not
 // against the listing alone, because a receiver working through a backlog
 // (a loaded machine) still brings the pushes the catalogue lists ahead of
@@ -247,8 +283,9 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		later := cs.promised && cs.maxPromised > e.PushID
 		working := cs.rcv != nil && len(cs.inProgress) > 0
 		last := cs.lastEvent
+		over := cs.sawEnd // nothing more comes
 		cs.mu.Unlock()
-		if later {
+		if later || over {
 			return true
 		}
 		if working {
@@ -261,64 +298,34 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 	return now.Sub(from) >= c.cfg.LostGrace
 }
 
-// finished reports whether every session has ended, been left, and every
-// resource is settled (for ExitOnEnd).
-func (c *Client) finished() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.knownSessions == 0 || len(c.jobs) > 0 || len(c.held) > 0 || !c.descAt.After(c.endAt) {
-		return false
-	}
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		left := cs.left
-		cs.mu.Unlock()
-		if !left {
-			return false
-		}
-	}
-	for i := range c.catalog {
-		e := &c.catalog[i]
-		k := entryKey(e)
-		if _, done := c.resolved[k]; !done && c.expectedLocked(e) && c.delivered[k] == nil {
-			return false
-		}
-	}
-	return true
-}
-
-// catalogRetention is how long the client remembers catalogue entries it
-// learnt incrementally (the server lists pushes of the last 10 minutes).
-const catalogRetention = 10 * time.Minute
-
 // mergeCatalogLocked takes the catalogue of d: all of it from a full read,
 // or, from an incremental one, the entries pushed since, added to what the
-// client has (entries older than catalogRetention, and the oldest beyond
-// MaxCatalog, are forgotten).
+// client has. Entries older than CatalogRetention, and the oldest beyond
+// MaxCatalog, are forgotten.
 func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 	c.haveCat = true
+	var kept []wellknown.CatalogEntry
 	if d.ResourcesAfter.IsZero() {
-		c.catalog = d.Resources
-		return
-	}
-	have := make(map[string]bool, len(c.catalog))
-	kept := c.catalog[:0]
-	for _, e := range c.catalog {
-		if now.Sub(e.Pushed) < catalogRetention {
-			kept = append(kept, e)
-			have[entryKey(&e)] = true
+		kept = d.Resources
+	} else {
+		have := make(map[string]bool, len(c.catalog))
+		kept = c.catalog[:0]
+		for _, e := range c.catalog {
+			if now.Sub(e.Pushed) < c.cfg.CatalogRetention {
+				kept = append(kept, e)
+				have[entryKey(&e)] = true
+			}
+		}
+		for _, e := range d.Resources {
+			if !have[entryKey(&e)] {
+				kept = append(kept, e)
+			}
 		}
 	}
-	for _, e := range d.Resources {
-		if !have[entryKey(&e)] {
-			kept = append(kept, e)
-		}
-	}
-	if over := len(kept) - maxCatalog; over > 0 {
-		kept = kept[over:]
+	if over := len(kept) - c.cfg.MaxCatalog; over > 0 {
+		n := copy(kept, kept[over:])
+		clear(kept[n:])
+		kept = kept[:n]
 	}
 	c.catalog = kept
 }
-
-// maxCatalog caps the catalogue entries the client remembers.
-const maxCatalog = 4096

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,17 +57,29 @@ const (
 	DefaultCatalogPoll       = time.Second
 	DefaultLostGrace         = 2 * time.Second
 	DefaultEndDrain          = 2 * time.Second
+	DefaultOriginGrace       = 5 * time.Second
 	DefaultMaxResourceSize   = 256 << 20
 	DefaultMaxDeliveries     = 4096
 	DefaultMaxJobs           = 256
 	DefaultMaxHeld           = 256
+	DefaultMaxCatalog        = 4096
+	DefaultMaxPushes         = 256
+	DefaultCatalogRetention  = 10 * time.Minute
 )
 
 // Config configures a Client.
 type Config struct {
 	// URL is an https URL of the unicast server; its origin is asked for
-	// the sessions (Discover) and serves repairs and fallback.
+	// the sessions (Discover) and serves repairs and fallback. It may be
+	// empty when Sessions are given: there is then no unicast origin, and a
+	// resource multicast did not deliver whole is given up (ErrNoOrigin).
 	URL string
+	// Sessions are sessions announced elsewhere (an advertisement given
+	// to the user: DescribeAltSvc, or a session description:
+	// wellknown.Parse), joined from the start besides those the origin
+	// announces, and never taken as ended for being absent from its
+	// description. Only their sessions are used.
+	Sessions *wellknown.Description
 	// RootCAs verify the server's certificate; CAFile is read into RootCAs
 	// when set (e.g. the certificate LoadOrCreateCertificate generated).
 	// Nil for both means the system roots.
@@ -99,6 +112,12 @@ type Config struct {
 	// or an h3m.MemoryStorage) and no cap otherwise (bodies on disk, whose
 	// size the multicast path does not cap either); negative means no cap.
 	MaxResourceSize int64
+	// MaxPushes caps the pushes each session's receiver remembers, bodies
+	// included, once they are settled (h3m.ReceiverConfig.MaxResources;
+	// 0: DefaultMaxPushes). Delivered bodies live on in the deliveries and
+	// wherever OnResource put them; this only bounds what the receiver
+	// holds on to besides.
+	MaxPushes int
 	// Verifier checks multicast and repaired resources (see h3m.Verifier).
 	Verifier *h3m.Verifier
 	// RequireDigest refuses resources fetched or repaired over unicast
@@ -181,10 +200,26 @@ type Config struct {
 	// the client started; by default only later pushes are expected.
 	CatchUp bool
 	// ExitOnEnd makes Run return once every session it knew has ended
-	// and every resource is settled.
+	// and every resource is settled: at once after the in-band end of the
+	// last session when nothing is missing, after the description read
+	// then (which may name pushes whose promises were lost) and the
+	// repairs and fetches it needs. When the origin has not answered for
+	// OriginGrace since the end, what is still missing is given up
+	// (ErrOriginGone) and Run returns.
 	ExitOnEnd bool
-	// MaxDeliveries caps the deliveries Resources remembers.
+	// OriginGrace: see ExitOnEnd (DefaultOriginGrace).
+	OriginGrace time.Duration
+	// MaxDeliveries caps the deliveries Resources remembers (with their
+	// bodies). What the client received is remembered apart from them, for
+	// as long as the catalogue can list it (MaxCatalog, CatalogRetention),
+	// so a delivery no longer kept is never fetched again.
 	MaxDeliveries int
+	// MaxCatalog caps the catalogue entries the client keeps from
+	// incremental reads, and CatalogRetention drops those pushed longer
+	// before the newest (DefaultMaxCatalog, DefaultCatalogRetention: at
+	// least the origin's own bounds, origin.Catalog).
+	MaxCatalog       int
+	CatalogRetention time.Duration
 
 	// OnResource is called once per resource delivered or given up. It may
 	// be called from several goroutines at once.
@@ -251,14 +286,18 @@ type Stats struct {
 	Multicast, Repaired, Fallback, Failed int
 	// Duplicates counts copies dropped because the resource (path and
 	// ETag) was already delivered, e.g. by both sessions of a rollover.
-	Duplicates                                          int
+	// Superseded counts representations not fetched because a later push
+	// of their path came first (a live manifest updated meanwhile).
+	Duplicates, Superseded                              int
 	LostBytes, RepairBytes, RepairWireBytes, FetchBytes int64
 	// Requests are unicast requests; RequestErrors those that failed at
 	// the network or with a transient status; BadResponses those answered
 	// wrongly (ranges, digests, refusals).
 	Requests, RequestErrors, BadResponses int
-	DescriptionErrors                     int
-	Joins, JoinErrors, Leaves             int
+	// Polls counts the descriptions read (the first included);
+	// DescriptionErrors the reads that failed.
+	Polls, DescriptionErrors  int
+	Joins, JoinErrors, Leaves int
 	// Refused counts joins refused because the session is symmetric and
 	// RequireAsymmetric is set. Replaced counts sessions left because the
 	// description gave new parameters (keys) under their ID: a sender
@@ -285,6 +324,11 @@ type Stats struct {
 	// a fetch of the same path under way, or whose current version was
 	// already received.
 	Stale, Unlisted, Merged int
+	// PhantomPromises counts the push IDs skipped in a session (as if
+	// their promises were lost) that the catalogue did not name although
+	// it lists the session's pushes since before them: never pushed (a
+	// forger's promises of high push IDs), so not reported missing.
+	PhantomPromises int
 	// JobsDropped and HeldDropped count the pushes not acted on because
 	// MaxJobs or MaxHeld was reached.
 	JobsDropped, HeldDropped int
@@ -307,6 +351,10 @@ type Client struct {
 	pollNow chan struct{}
 	keys    *keyResolver
 
+	// wake makes Run look at once whether everything has ended and is
+	// settled (ExitOnEnd), rather than at its next tick.
+	wake chan struct{}
+
 	// mu guards the client-wide state below; each session's own state is
 	// under its csession.mu, taken after this one.
 	mu       sync.Mutex
@@ -318,16 +366,27 @@ type Client struct {
 	baseline      bool
 	catalog       []wellknown.CatalogEntry
 	haveCat       bool
-	descAt        time.Time // last successful description
-	endAt         time.Time // last time a session ended for us
-	delivered     map[string]*Delivery
-	results       []*Delivery
-	jobs          map[string]*job
-	busy          map[string]int // path -> multicast pushes in progress + jobs
-	seen          map[string]time.Time
-	resolved      map[string]time.Time // settled by a job (key -> when)
-	fallback      bool
-	stats         Stats
+	descAt        time.Time       // when the last description read began
+	endAt         time.Time       // last time a session ended for us
+	lastContact   time.Time       // when the origin last answered
+	altSvcOnly    bool            // the origin serves no description: no catalogue
+	static        map[string]bool // the IDs of Config.Sessions
+	// abandoned is set when the client finishes without its origin
+	// (ErrOriginGone): jobs that end unsettled are then given up.
+	abandoned error
+	results   []*Delivery
+	jobs      map[string]*job
+	busy      map[string]int // path -> multicast pushes in progress + jobs
+	seen      map[string]time.Time
+	// settled holds the keys (deliveryKey) of the resources delivered or
+	// given up, with when: what the catalogue is checked against and
+	// duplicates are dropped by. A key is kept while the client's catalogue
+	// lists it, and otherwise for CatalogRetention, the newest MaxCatalog
+	// of those (pruneSettledLocked): bounded by the catalogue's bounds, not
+	// by the deliveries kept for Resources.
+	settled  map[string]time.Time
+	fallback bool
+	stats    Stats
 	// badEntryLogged: a catalogue entry with a bad path was logged.
 	badEntryLogged bool
 	// current indexes the catalogue's current entry of each path;
@@ -341,11 +400,17 @@ type Client struct {
 	wg                                      sync.WaitGroup
 }
 
-// NewClient checks cfg and returns a client; Run starts it.
+// New checks cfg and returns a client; Run starts it.
 func New(cfg Config) (*Client, error) {
-	origin, err := originURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	var origin *url.URL
+	var err error
+	switch {
+	case cfg.URL != "":
+		if origin, err = originURL(cfg.URL); err != nil {
+			return nil, err
+		}
+	case cfg.Sessions == nil || len(cfg.Sessions.Sessions) == 0:
+		return nil, errors.New("client: a URL or Sessions are required")
 	}
 	if cfg.Interface == "" {
 		return nil, errors.New("client: client: Interface is required to join multicast groups")
@@ -363,10 +428,14 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
+	setDefault(&cfg.OriginGrace, DefaultOriginGrace)
 	cfg.MaxResourceSize = resourceCap(cfg.MaxResourceSize, cfg.Storage)
 	setDefault(&cfg.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&cfg.MaxJobs, DefaultMaxJobs)
 	setDefault(&cfg.MaxHeld, DefaultMaxHeld)
+	setDefault(&cfg.MaxCatalog, DefaultMaxCatalog)
+	setDefault(&cfg.MaxPushes, DefaultMaxPushes)
+	setDefault(&cfg.CatalogRetention, DefaultCatalogRetention)
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {
@@ -401,21 +470,27 @@ func New(cfg Config) (*Client, error) {
 		storage:    storage,
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
+		static:     make(map[string]bool),
 		sessions:   make(map[string]*csession),
 		expectFrom: make(map[string]uint64),
-		delivered:  make(map[string]*Delivery),
 		jobs:       make(map[string]*job),
 		busy:       make(map[string]int),
 		seen:       make(map[string]time.Time),
-		resolved:   make(map[string]time.Time),
+		settled:    make(map[string]time.Time),
 		current:    make(map[string]int),
 		fetching:   make(map[string]*job),
 	}
 	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
 		c.count(func(st *Stats) { st.OffOrigin++ })
-		c.log.Error("refused a request off the origin", "url", u.Redacted(), "origin", origin.String())
+		c.log.Error("refused a request off the origin", "url", u.Redacted(), "origin", originName(origin))
 	}
 	c.keys = newKeyResolver(c)
+	if cfg.Sessions != nil {
+		for i := range cfg.Sessions.Sessions {
+			c.static[cfg.Sessions.Sessions[i].ID] = true
+		}
+	}
 	return c, nil
 }
 
@@ -450,7 +525,13 @@ func (c *Client) verifier(ctx context.Context) *h3m.Verifier {
 		nv = *v
 	}
 	nv.RequireSignature = nv.RequireSignature || c.cfg.RequireSignature
-	if nv.Keys == nil {
+	switch {
+	case nv.Keys != nil:
+	case c.origin == nil:
+		nv.Keys = func(id string) (crypto.PublicKey, error) {
+			return nil, fmt.Errorf("%w: %w: no origin to fetch key %q from", ErrKeyUnavailable, ErrNoOrigin, wellknown.Truncate(id))
+		}
+	default:
 		nv.Keys = func(id string) (crypto.PublicKey, error) { return c.keys.resolve(ctx, id) }
 	}
 	return &nv
@@ -465,7 +546,9 @@ func setDefault[T int | int64 | time.Duration](p *T, v T) {
 // Run discovers the sessions and receives until ctx ends (or, with
 // ExitOnEnd, until everything has ended and is settled), then leaves every
 // session, waits for the requests in progress and returns nil. Discovery
-// failures are retried with back-off and logged. A Client runs once.
+// failures are retried with back-off and logged, but for a certificate the
+// client does not trust, which fails at once (ErrUntrustedServer). A
+// Client runs once.
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	c.mu.Lock()
@@ -483,25 +566,36 @@ func (c *Client) Run(ctx context.Context) error {
 		c.tr.Close()
 	}()
 
-	backoff := c.cfg.RepairBackoff
-	for {
-		started := time.Now()
-		d, err := c.describe(ctx)
-		if err == nil {
-			c.apply(ctx, d, true, started)
-			break
-		}
-		c.mu.Lock()
-		c.stats.DescriptionErrors++
-		c.mu.Unlock()
-		c.log.Warn("h3m discovery failed; retrying", "url", c.cfg.URL, "err", err)
-		if !sleep(ctx, jitter(backoff)) {
-			return nil
-		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	if c.cfg.Sessions != nil {
+		c.apply(ctx, c.cfg.Sessions, false, time.Time{})
 	}
-	c.wg.Add(1)
-	go c.pollLoop(ctx)
+	if c.origin != nil {
+		backoff := c.cfg.RepairBackoff
+		for {
+			at := time.Now()
+			d, err := c.describe(ctx)
+			if err == nil {
+				c.apply(ctx, d, true, at)
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrUntrustedServer) {
+				return err
+			}
+			c.mu.Lock()
+			c.stats.DescriptionErrors++
+			c.mu.Unlock()
+			c.log.Warn("h3m discovery failed; retrying", "url", c.cfg.URL, "err", err)
+			if !sleep(ctx, jitter(backoff)) {
+				return nil
+			}
+			backoff = min(2*backoff, c.cfg.MaxBackoff)
+		}
+		c.wg.Add(1)
+		go c.pollLoop(ctx)
+	}
 
 	tick := time.NewTicker(max(min(c.cfg.FallbackAfter/4, 250*time.Millisecond), 10*time.Millisecond))
 	defer tick.Stop()
@@ -511,19 +605,47 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			c.monitor(ctx, time.Now())
-			if c.cfg.ExitOnEnd && c.finished() {
-				c.log.Info("every session ended and every resource is settled")
-				return nil
-			}
+		case <-c.wake:
+		}
+		if c.cfg.ExitOnEnd && c.finish(time.Now()) {
+			return nil
 		}
 	}
+}
+
+// notify wakes Run to look whether everything is settled.
+func (c *Client) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// contact records that the origin answered.
+func (c *Client) contact() {
+	c.mu.Lock()
+	c.lastContact = time.Now()
+	c.mu.Unlock()
 }
 
 // describe reads the description with the client's own connection.
 func (c *Client) describe(ctx context.Context) (*wellknown.Description, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return discover(ctx, c.hc, c.cfg.URL, time.Time{})
+	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, time.Time{}))
+}
+
+// checkDiscovery records that the origin answered, and marks a
+// certificate the client does not trust.
+func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown.Description, error) {
+	if err == nil {
+		c.contact()
+		return d, nil
+	}
+	if untrusted(err) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUntrustedServer, c.cfg.URL, err)
+	}
+	return nil, err
 }
 
 // describeSince reads the description with only the catalogue entries
@@ -548,7 +670,7 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return discover(ctx, c.hc, c.cfg.URL, newest)
+	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, newest))
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -567,7 +689,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-c.pollNow:
 		}
 		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
-		started := time.Now()
+		at := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -582,14 +704,14 @@ func (c *Client) pollLoop(ctx context.Context) {
 			}
 			failing = true
 			c.log.Log(ctx, level, "reading the h3m description failed; keeping the last one", "err", err)
-			c.unchecked(ctx, started)
+			c.unchecked(ctx, at)
 			continue
 		}
 		if failing {
 			c.log.Info("h3m description read again")
 			failing = false
 		}
-		c.apply(ctx, d, false, started)
+		c.apply(ctx, d, false, at)
 	}
 }
 
@@ -626,12 +748,13 @@ func (c *Client) deliver(d *Delivery) bool {
 	d.Time = time.Now()
 	key := deliveryKey(d.Path, d.Header, d.Session, d.PushID)
 	c.mu.Lock()
-	if c.delivered[key] != nil {
+	if _, dup := c.settled[key]; dup {
 		c.stats.Duplicates++
 		c.mu.Unlock()
 		return false
 	}
-	c.delivered[key] = d
+	c.settleLocked(key, d.Time)
+	c.settlePushLocked(d.Session, d.PushID, d.Time)
 	switch d.Via {
 	case ViaMulticast:
 		c.stats.Multicast++
@@ -650,6 +773,7 @@ func (c *Client) deliver(d *Delivery) bool {
 	if c.cfg.OnResource != nil {
 		c.cfg.OnResource(*d)
 	}
+	c.notify()
 	return true
 }
 
@@ -660,24 +784,92 @@ func (c *Client) giveUp(d *Delivery) {
 	c.stats.Failed++
 	c.recordLocked(d)
 	c.mu.Unlock()
-	c.log.Warn("resource given up", "path", d.Path, "err", d.Err)
+	c.log.Warn("resource given up", "path", d.Path, "session", d.Session, "push_id", d.PushID, "err", d.Err)
 	if c.cfg.OnResource != nil {
 		c.cfg.OnResource(*d)
 	}
+	c.notify()
 }
 
 func (c *Client) recordLocked(d *Delivery) {
 	c.results = append(c.results, d)
 	if over := len(c.results) - c.cfg.MaxDeliveries; over > 0 {
-		for _, old := range c.results[:over] {
-			if old.Err == nil {
-				k := deliveryKey(old.Path, old.Header, old.Session, old.PushID)
-				if c.delivered[k] == old {
-					delete(c.delivered, k)
-				}
-			}
-		}
+		clear(c.results[:over])
 		c.results = append(c.results[:0], c.results[over:]...)
+	}
+}
+
+// settleLocked records that the resource of key was delivered or given up
+// at t.
+func (c *Client) settleLocked(key string, t time.Time) {
+	c.settled[key] = t
+	if len(c.settled) > 4*(c.cfg.MaxCatalog+len(c.catalog)) {
+		// Deliveries outrun the catalogue polls (or there is no
+		// catalogue): prune here too, not only when the catalogue is read.
+		c.pruneSettledLocked(t, c.liveKeysLocked())
+	}
+}
+
+// liveKeysLocked returns the settled keys the client's catalogue lists:
+// its entries' and their pushes'.
+func (c *Client) liveKeysLocked() map[string]bool {
+	live := make(map[string]bool, 2*len(c.catalog))
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		live[entryKey(e)], live[pushKey(e.Session, e.PushID)] = true, true
+	}
+	return live
+}
+
+// pushKey names a push in the settled keys: a resource a job settled
+// without knowing its ETag (its push's headers were lost) still settles
+// its catalogue entry.
+func pushKey(session string, pushID uint64) string {
+	return "\x00" + session + "/" + strconv.FormatUint(pushID, 10)
+}
+
+// settlePushLocked records that push pushID of session is dealt with.
+func (c *Client) settlePushLocked(session string, pushID uint64, t time.Time) {
+	if session != "" {
+		c.settleLocked(pushKey(session, pushID), t)
+	}
+}
+
+// settledEntryLocked reports whether catalogue entry e is settled, by its
+// representation or by its push.
+func (c *Client) settledEntryLocked(e *wellknown.CatalogEntry) bool {
+	if _, ok := c.settled[entryKey(e)]; ok {
+		return true
+	}
+	_, ok := c.settled[pushKey(e.Session, e.PushID)]
+	return ok
+}
+
+// pruneSettledLocked forgets the settled keys the catalogue does not list
+// (live) that are older than CatalogRetention, and the oldest of them
+// beyond 2 × MaxCatalog (a delivery settles two keys). A key listed stays:
+// its entry would otherwise be fetched.
+func (c *Client) pruneSettledLocked(now time.Time, live map[string]bool) {
+	type aged struct {
+		key string
+		at  time.Time
+	}
+	var unlisted []aged
+	for k, t := range c.settled {
+		if live[k] {
+			continue
+		}
+		if now.Sub(t) > c.cfg.CatalogRetention {
+			delete(c.settled, k)
+			continue
+		}
+		unlisted = append(unlisted, aged{k, t})
+	}
+	if over := len(unlisted) - 2*c.cfg.MaxCatalog; over > 0 {
+		slices.SortFunc(unlisted, func(a, b aged) int { return a.at.Compare(b.at) })
+		for _, a := range unlisted[:over] {
+			delete(c.settled, a.key)
+		}
 	}
 }
 
@@ -777,7 +969,7 @@ var ErrOffOrigin = errors.New("client: refused: the request is not for the origi
 
 // originOnly sends only requests for the origin: the one check every
 // request of the client goes through (redirects included), whatever built
-// its URL.
+// its URL. With no origin (sessions announced elsewhere) it sends none.
 type originOnly struct {
 	origin  *url.URL
 	next    http.RoundTripper
@@ -786,7 +978,7 @@ type originOnly struct {
 
 func (o *originOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 	u := r.URL
-	if u.Scheme != o.origin.Scheme || u.Host != o.origin.Host || u.User != nil || (r.Host != "" && r.Host != o.origin.Host) {
+	if o.origin == nil || u.Scheme != o.origin.Scheme || u.Host != o.origin.Host || u.User != nil || (r.Host != "" && r.Host != o.origin.Host) {
 		if r.Body != nil {
 			r.Body.Close()
 		}
@@ -796,6 +988,14 @@ func (o *originOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: %s", ErrOffOrigin, u.Redacted())
 	}
 	return o.next.RoundTrip(r)
+}
+
+// originName names origin in logs ("none" for a client with no origin).
+func originName(origin *url.URL) string {
+	if origin == nil {
+		return "none"
+	}
+	return origin.String()
 }
 
 // pathURL returns the URL on the origin of p, one of the origin's own paths

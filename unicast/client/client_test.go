@@ -318,7 +318,8 @@ func TestCatchUp(t *testing.T) {
 	if _, err := h.Pub.Start(unicasttest.Ad(t, "catch")); err != nil {
 		t.Fatal(err)
 	}
-	h.PushAll(h.Paths[:2]) // before any client
+	h.PushAll(h.Paths[:2])    // before any client
+	h.Pub.Transport().Flush() // sent, not just queued for the sender's writer
 	plain := runClient(h, clientConfig(h))
 	cfg := clientConfig(h)
 	cfg.CatchUp = true

@@ -72,6 +72,13 @@ func discover(ctx context.Context, hc *http.Client, rawURL string, after time.Ti
 	return describeAltSvc(alt)
 }
 
+// DescribeAltSvc builds a description (every session active, no
+// catalogue) from the lines of an Alt-Svc field: an advertisement given to
+// the user, for Config.Sessions.
+func DescribeAltSvc(lines ...string) (*wellknown.Description, error) {
+	return describeAltSvc(lines)
+}
+
 // describeAltSvc builds a description from Alt-Svc field lines.
 func describeAltSvc(lines []string) (*wellknown.Description, error) {
 	if len(lines) == 0 {

@@ -88,8 +88,15 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 		c.hold(o)
 	case v == vStale:
 		c.count(func(st *Stats) { st.Stale++ })
-		c.staleLog.Bit(c.log, slog.LevelWarn, "refusing a push: the catalogue lists another representation of its path as current (a replayed older version?); the current one comes from the catalogue",
-			"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID, "etag", o.h.Get("Etag"), "current_etag", cur.ETag)
+		args := []any{"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID, "etag", o.h.Get("Etag"), "current_etag", cur.ETag}
+		if cur.Session == o.cs.id && cur.PushID > o.res.PushID {
+			// Older than the current version's push: most likely a live
+			// manifest updated since, not worth a warning (a replay with
+			// an old push ID is refused all the same).
+			c.log.Debug("not delivering a push: the catalogue lists a later version of its path as current", args...)
+		} else {
+			c.staleLog.Bit(c.log, slog.LevelWarn, "refusing a push: the catalogue lists another representation of its path as current (a replayed older version?); the current one comes from the catalogue", args...)
+		}
 		o.discard()
 	default:
 		// A forged promise, or a push the origin had not listed yet: if

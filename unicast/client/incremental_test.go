@@ -17,7 +17,7 @@ func TestIncrementalCatalog(t *testing.T) {
 		entries = append(entries, wellknown.CatalogEntry{Path: p, Size: 1, ETag: `"e` + p[1:] + `"`, Pushed: t0.Add(time.Duration(i) * 10 * time.Second), Session: "01", PushID: uint64(i)})
 	}
 	delta := &wellknown.Description{Resources: entries[1:], ResourcesAfter: t0.Add(10 * time.Second)}
-	c := &Client{}
+	c := &Client{cfg: Config{MaxCatalog: DefaultMaxCatalog, CatalogRetention: DefaultCatalogRetention}}
 	now := time.Now()
 	c.mergeCatalogLocked(&wellknown.Description{Resources: entries[:2]}, now)
 	c.mergeCatalogLocked(delta, now)
@@ -25,7 +25,7 @@ func TestIncrementalCatalog(t *testing.T) {
 		t.Fatalf("merged catalogue %+v", c.catalog)
 	}
 	// Entries older than the retention are forgotten at the next merge.
-	old := wellknown.CatalogEntry{Path: "/old", ETag: `"o"`, Pushed: now.Add(-catalogRetention - time.Minute)}
+	old := wellknown.CatalogEntry{Path: "/old", ETag: `"o"`, Pushed: now.Add(-DefaultCatalogRetention - time.Minute)}
 	c.catalog = append(c.catalog, old)
 	c.mergeCatalogLocked(&wellknown.Description{ResourcesAfter: now}, now)
 	for _, e := range c.catalog {

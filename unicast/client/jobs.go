@@ -56,6 +56,10 @@ type job struct {
 	// also are the keys of other pushes and catalogue entries of the path
 	// merged into this fetch: settled with it (guarded by Client.mu).
 	also []string
+	// superseded is set (under Client.mu) when a later push of the same
+	// path in the same session was promised: the job's representation is
+	// obsolete (a live manifest updated meanwhile) and is not fetched.
+	superseded bool
 }
 
 // maxAlso bounds the keys a fetch settles besides its own; pushes merged
@@ -101,11 +105,11 @@ func (c *Client) roomLocked(path string) bool {
 	return false
 }
 
-// doneLocked reports whether the resource of key was delivered or settled
-// by a job.
+// doneLocked reports whether the resource of key was delivered or given
+// up.
 func (c *Client) doneLocked(key string) bool {
-	_, resolved := c.resolved[key]
-	return resolved || c.delivered[key] != nil
+	_, ok := c.settled[key]
+	return ok
 }
 
 // currentDoneLocked reports whether the catalogue's current entry of path
@@ -116,8 +120,7 @@ func (c *Client) currentDoneLocked(path string) bool {
 	if !ok {
 		return false
 	}
-	k := entryKey(&e)
-	return c.doneLocked(k) || c.jobs[k] != nil
+	return c.settledEntryLocked(&e) || c.jobs[entryKey(&e)] != nil
 }
 
 // startRepair starts the range repair of an incomplete multicast resource
@@ -130,9 +133,14 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 	for _, r := range missing {
 		lost += r.Len()
 	}
+	if c.origin == nil {
+		discard(res.Body())
+		c.noOrigin(cs, res, path, h, fmt.Sprintf("multicast lost %d bytes of it", lost), int64(lost))
+		return
+	}
 	c.mu.Lock()
-	if c.delivered[key] != nil || c.jobs[key] != nil || ctx.Err() != nil || !c.roomLocked(path) {
-		if c.delivered[key] != nil {
+	if _, dup := c.settled[key]; dup || c.jobs[key] != nil || ctx.Err() != nil || !c.roomLocked(path) {
+		if dup {
 			c.stats.Duplicates++
 		}
 		c.mu.Unlock()
@@ -159,6 +167,10 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 // is already here or coming: 50 failed pushes of /big.bin cost one
 // download.
 func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource, path string, h http.Header, why error) {
+	if c.origin == nil {
+		c.noOrigin(cs, res, path, h, fmt.Sprintf("its multicast push failed: %v", why), 0)
+		return
+	}
 	key := deliveryKey(path, h, cs.id, res.PushID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -177,12 +189,33 @@ func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource
 	}
 	j := &job{
 		key: key, path: path, etag: h.Get("Etag"), res: res, session: cs.id, pushID: res.PushID,
-		reason: fmt.Sprintf("multicast push failed: %v", why),
+		reason: fmt.Sprintf("multicast push failed: %v", why), header: h,
 	}
-	// The digests of a failed push are not trusted to check the unicast
-	// copy: the push may have failed because they were wrong.
+	j.first, j.length, j.total = res.Span()
+	// The digests of a failed push (its headers arrived) check the
+	// unicast copy only when that carries none of its own and is the same
+	// representation (readWhole): the push may have failed because they
+	// were wrong, and then the copy is refused, never wrongly accepted.
 	c.addJobLocked(j)
 	c.startJob(ctx, j)
+}
+
+// noOrigin gives up a resource of cs that multicast did not deliver whole,
+// for a client with no origin to get it from.
+func (c *Client) noOrigin(cs *csession, res *h3m.Resource, path string, h http.Header, what string, lost int64) {
+	key := deliveryKey(path, h, cs.id, res.PushID)
+	c.mu.Lock()
+	_, done := c.settled[key]
+	if !done {
+		c.settleLocked(key, time.Now())
+		c.settlePushLocked(cs.id, res.PushID, time.Now())
+	}
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	c.giveUp(&Delivery{Path: path, ETag: h.Get("Etag"), Session: cs.id, PushID: res.PushID, LostBytes: lost,
+		Err: fmt.Errorf("%w: %s: %s: %w", ErrGivenUp, path, what, ErrNoOrigin)})
 }
 
 // startJob runs j on a goroutine of its own until it settles or ctx ends.
@@ -206,6 +239,15 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 	}
 	backoff := c.cfg.RepairBackoff
 	for {
+		if c.isSuperseded(j) {
+			if j.repair {
+				discard(j.res.Body())
+			}
+			c.log.Debug("not fetching an obsolete representation: a later push of its path came", "path", j.path, "session", j.session, "push_id", j.pushID)
+			c.count(func(st *Stats) { st.Superseded++ })
+			settled = true
+			return
+		}
 		if j.etag != "" && c.isDelivered(j.path, j.etag) {
 			// Delivered meanwhile (the other session of a rollover).
 			if j.repair {
@@ -218,6 +260,10 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 		case c.sem <- struct{}{}:
 		case <-ctx.Done():
 			return
+		}
+		if c.isSuperseded(j) { // a later push came while the job waited
+			<-c.sem
+			continue
 		}
 		d, err := c.attempt(ctx, j)
 		<-c.sem
@@ -290,16 +336,35 @@ func unwrapAttempt(err error) error {
 	return err
 }
 
+func (c *Client) isSuperseded(j *job) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return j.superseded
+}
+
+// supersedeLocked marks the jobs of path older than push pushID of
+// session as superseded.
+func (c *Client) supersedeLocked(path, session string, pushID uint64) {
+	if c.busy[path] == 0 {
+		return // no job for path
+	}
+	for _, j := range c.jobs {
+		if j.path == path && j.session == session && j.pushID < pushID {
+			j.superseded = true
+		}
+	}
+}
+
 func (c *Client) isDelivered(path, etag string) bool {
 	h := http.Header{"Etag": {etag}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.delivered[deliveryKey(path, h, "", 0)] != nil
+	_, ok := c.settled[deliveryKey(path, h, "", 0)]
+	return ok
 }
 
 func (c *Client) finishJob(j *job, settled bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.jobs[j.key] == j {
 		delete(c.jobs, j.key)
 	}
@@ -307,16 +372,34 @@ func (c *Client) finishJob(j *job, settled bool) {
 		delete(c.fetching, j.path)
 	}
 	c.unbusyLocked(j.path)
-	if settled {
+	abandoned := c.abandoned
+	if settled || abandoned != nil {
 		// The push is dealt with, whatever representation came (a repair
 		// may have met a newer one): its catalogue entry, which has the
 		// same key, is not fetched again; nor are those merged into it.
 		now := time.Now()
-		c.resolved[j.key] = now
+		c.settleLocked(j.key, now)
+		c.settlePushLocked(j.session, j.pushID, now)
 		for _, k := range j.also {
-			c.resolved[k] = now
+			c.settleLocked(k, now)
 		}
 	}
+	c.mu.Unlock()
+	c.notify()
+	if settled || abandoned == nil {
+		return
+	}
+	// Stopped unsettled because the client finished without its origin.
+	if j.repair {
+		discard(j.res.Body())
+	}
+	d := j.d
+	d.Path, d.ETag, d.Session, d.PushID = j.path, j.etag, j.session, j.pushID
+	d.Err = fmt.Errorf("%w: %s: %s: %w", ErrGivenUp, j.path, j.reason, abandoned)
+	if n := len(j.d.Problems); n > 0 {
+		d.Err = fmt.Errorf("%w (last: %w)", d.Err, j.d.Problems[n-1])
+	}
+	c.giveUp(&d)
 }
 
 func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
@@ -355,6 +438,7 @@ func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Respon
 	if err != nil {
 		return nil, transientErr(fmt.Errorf("client: GET %s: %w", j.path, err))
 	}
+	c.contact()
 	c.noteAltSvc(resp.Header)
 	return resp, nil
 }
@@ -548,14 +632,75 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 		}
 		checked = checked || c2
 	}
+	why := ""
+	if !checked {
+		// The digests the push carried, when this is its representation.
+		var pushed http.Header
+		pushed, why = j.pushedDigests(h, n)
+		if pushed != nil {
+			c2, err := verifyDigests(j.path, pushed, body, n, true)
+			if err != nil {
+				return fail(badErr(fmt.Errorf("%w (the digest the push carried, for the same representation)", err)))
+			}
+			checked = c2
+		}
+	}
 	if c.cfg.RequireDigest && !checked {
-		return fail(badErr(fmt.Errorf("%w: unicast: %s: response carries no digest", h3m.ErrIntegrity, j.path)))
+		return fail(badErr(fmt.Errorf("%w: unicast: %s: refused (digests are required): the response carries no digest, and %s", h3m.ErrIntegrity, j.path, why)))
 	}
 	d := j.d
 	d.Path, d.ETag, d.Via, d.Session, d.PushID = j.path, etag, ViaFallback, j.session, j.pushID
 	d.Status, d.Size, d.Header, d.Body = resp.StatusCode, n, h, body
 	d.FetchBytes += n
 	return &d, nil
+}
+
+// pushedDigests returns the digest fields of the push that j gets again
+// when the response (fields h, n bytes) is the pushed representation — the
+// same ETag, or with no ETag on either side the same Last-Modified and
+// length — and otherwise why none applies. Content-Digest counts only when
+// the push carried the whole representation.
+func (j *job) pushedDigests(h http.Header, n int64) (http.Header, string) {
+	if j.header == nil {
+		switch {
+		case j.expect == nil:
+			return nil, "no push of it brought a digest to check it with"
+		case j.etag != "" && h.Get("Etag") == j.etag:
+			return nil, "the catalogue lists no digest for it"
+		}
+		return nil, fmt.Sprintf("its ETag %s is not the %s the catalogue lists", orNone(h.Get("Etag")), orNone(j.etag))
+	}
+	pushed := http.Header{}
+	for _, f := range []string{integrity.FieldDigest, "Repr-Digest"} {
+		if v := j.header.Get(f); v != "" {
+			pushed.Set(f, v)
+		}
+	}
+	if v := j.header.Get(integrity.FieldContentDigest); v != "" && j.first == 0 && j.length == j.total {
+		pushed.Set(integrity.FieldContentDigest, v)
+	}
+	if len(pushed) == 0 {
+		return nil, "the push carried no digest either"
+	}
+	pe, re := j.header.Get("Etag"), h.Get("Etag")
+	switch {
+	case pe != "" || re != "":
+		if pe != re {
+			return nil, fmt.Sprintf("its ETag %s is not the pushed %s, so the push's digest does not apply", orNone(re), orNone(pe))
+		}
+	case j.header.Get("Last-Modified") == "" || j.header.Get("Last-Modified") != h.Get("Last-Modified"):
+		return nil, fmt.Sprintf("with no ETag, its Last-Modified %s is not the pushed %s", orNone(h.Get("Last-Modified")), orNone(j.header.Get("Last-Modified")))
+	case j.total >= 0 && j.total != n:
+		return nil, fmt.Sprintf("with no ETag, its %d bytes are not the pushed %d", n, j.total)
+	}
+	return pushed, ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 // verifyDigests checks every digest field of h over the n bytes of body:

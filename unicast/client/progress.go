@@ -48,3 +48,36 @@ func (c *Client) receivers() []*h3m.Receiver {
 	}
 	return rcvs
 }
+
+// Outstanding is what the client still expects: resources being received
+// and resources the catalogue listed that are not settled yet, with their
+// bytes still to come.
+type Outstanding struct {
+	Resources int
+	Bytes     int64
+}
+
+// Outstanding returns what is still expected, for progress displays (an
+// estimate: a catalogue lists what was pushed so far, not what will be).
+func (c *Client) Outstanding() Outstanding {
+	var o Outstanding
+	busy := map[string]bool{}
+	for _, p := range c.InProgress() {
+		o.Resources++
+		busy[p.Path] = true
+		if p.Size > p.Received {
+			o.Bytes += p.Size - p.Received
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		if c.settledEntryLocked(e) || busy[e.Path] || !c.expectedLocked(e) {
+			continue
+		}
+		o.Resources++
+		o.Bytes += e.Size
+	}
+	return o
+}

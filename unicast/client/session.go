@@ -58,9 +58,15 @@ type csession struct {
 	maxPromised uint64
 	promised    bool
 
-	sawEnd   bool // the receiver saw the session end
-	left     bool // left for good
-	replaced bool // the description gives other parameters under its ID now
+	sawEnd   bool          // the receiver saw the session end
+	endRes   *h3m.Resource // the push that ended it
+	left     bool          // left for good
+	replaced bool          // the description gives other parameters under its ID now
+
+	// gaps are push IDs whose promises were lost, waiting for the
+	// catalogue to name them; reported are the last ones reported missing
+	// (ending.go).
+	gaps, reported []pushGap
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
 }
@@ -85,7 +91,9 @@ func (c *Client) setStateLocked(cs *csession, st wellknown.SessionState, now tim
 		cs.activeSince = now
 	case wellknown.StateEnded:
 		cs.endedAt = now
-		c.endAt = now
+		if now.After(c.endAt) {
+			c.endAt = now
+		}
 	}
 	c.log.Info("h3m session state", "session", cs.id, "from", cs.state, "to", st)
 	cs.state = st
@@ -152,6 +160,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		Profile:         h3m.ProfileOf(&cs.ad),
 		Storage:         c.storage,
 		MaxResourceSize: max(c.cfg.MaxResourceSize, 0), // for the default storage only, which is never used here
+		MaxResources:    c.cfg.MaxPushes,
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
@@ -173,7 +182,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
 	c.wg.Add(1)
 	var fetcher chan struct{} // closed when the manifest fetcher returns
-	if asym && c.cfg.Manifests != ManifestsOff {
+	if asym && c.cfg.Manifests != ManifestsOff && c.origin != nil {
 		c.wg.Add(1)
 		fetcher = make(chan struct{})
 		go func() {
@@ -215,11 +224,17 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 	default:
 	}
 	now := time.Now()
+	// A session announced elsewhere (Config.Sessions) has no description
+	// to say it ended: one that went quiet for its idle timeout after it
+	// had begun is over, its end lost with whatever came last.
+	silent := !ended && c.static[cs.id] && errors.Is(err, mquic.ErrIdleTimeout)
 	cs.mu.Lock()
 	if cs.rcv == rcv {
 		cs.rcv, cs.cancel = nil, nil
 	}
-	left := ended || cs.leaving
+	silent = silent && cs.promised
+	last := cs.maxPromised
+	left := ended || cs.leaving || silent
 	switch {
 	case left:
 		cs.sawEnd = cs.sawEnd || ended
@@ -233,10 +248,17 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 	switch {
 	case left:
 		c.mu.Lock()
-		c.endAt = now
+		if silent {
+			c.endAt = now
+		}
 		c.stats.Leaves++
 		c.mu.Unlock()
 		c.log.Info("left multicast session", "session", cs.id, "saw_end", ended)
+		if silent {
+			c.giveUp(&Delivery{Session: cs.id, PushID: last + 1, Err: fmt.Errorf(
+				"client: session %s went quiet for its idle timeout without its end: anything pushed after push %d is unknown (%w)", cs.id, last, h3m.ErrPromiseLost)})
+		}
+		c.notify()
 	case ctx.Err() != nil:
 	default:
 		c.log.Info("multicast receiver stopped; will join again", "session", cs.id, "err", err)
@@ -261,17 +283,20 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	switch e.Kind {
 	case h3m.EventPromised:
 		path := res.Path()
+		lead := c.leadingGaps()
+		now := time.Now()
+		cs.mu.Lock()
+		cs.lastEvent = now
+		gaps := cs.pushSeenLocked(res.PushID, lead, now) // a rejected promise is no lost one
+		cs.mu.Unlock()
 		if path != h3m.EndPath {
 			if _, err := wellknown.ParseTarget(path); err != nil {
+				c.lostPromises(cs, gaps)
 				c.rejectPath(cs.id, res.PushID, path, err)
 				return
 			}
 		}
 		cs.mu.Lock()
-		cs.lastEvent = time.Now()
-		if !cs.promised || res.PushID > cs.maxPromised {
-			cs.maxPromised, cs.promised = res.PushID, true
-		}
 		_, had := cs.inProgress[res.PushID]
 		if !had {
 			cs.inProgress[res.PushID] = path
@@ -279,12 +304,35 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		cs.mu.Unlock()
 		if !had {
 			c.mu.Lock()
+			c.supersedeLocked(path, cs.id, res.PushID)
 			c.busy[path]++
 			c.mu.Unlock()
 		}
+		c.lostPromises(cs, gaps)
 		return
 	case h3m.EventSessionEnd:
 		c.log.Info("multicast session ended (connection: close)", "session", cs.id)
+		now := time.Now()
+		cs.mu.Lock()
+		cs.sawEnd, cs.endRes = true, res
+		var gaps []pushGap
+		if cs.promised && res.PushID > cs.maxPromised+1 {
+			// The push that ended the session is the last: the IDs
+			// before it that were never promised are lost promises.
+			gaps = cs.pushSeenLocked(res.PushID, false, now)
+		}
+		cs.mu.Unlock()
+		c.mu.Lock()
+		c.endAt = now
+		c.mu.Unlock()
+		c.lostPromises(cs, gaps)
+		// The catalogue may name what the end left missing: read it now,
+		// not at the next poll.
+		select {
+		case c.pollNow <- struct{}{}:
+		default:
+		}
+		c.notify()
 		return
 	case h3m.EventComplete, h3m.EventIncomplete, h3m.EventFailed:
 	default:
@@ -306,8 +354,28 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	if path == "" {
 		path = res.Path()
 	}
-	if path == "" || path == h3m.EndPath {
-		return // a promise lost: the catalogue names the resource
+	if path == h3m.EndPath {
+		return
+	}
+	if path == "" {
+		// A push stream whose promise was lost: the catalogue may name
+		// it; nothing else can. (The empty push that ended the session,
+		// unpromised, is no loss.)
+		if c.endMarker(cs, res) {
+			return
+		}
+		now := time.Now()
+		lead := c.leadingGaps()
+		cs.mu.Lock()
+		if cs.reportedLocked(res.PushID) {
+			cs.mu.Unlock()
+			return // its promise was reported lost already
+		}
+		// Its ID leaves any gap it was in, to be counted once, as its own.
+		gaps := append(cs.pushSeenLocked(res.PushID, lead, now), pushGap{res.PushID, res.PushID + 1, now})
+		cs.mu.Unlock()
+		c.lostPromises(cs, gaps)
+		return
 	}
 	if !ok {
 		if _, err := wellknown.ParseTarget(path); err != nil {
@@ -338,6 +406,29 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", o.why)
 	}
 	c.settle(ctx, o)
+}
+
+// leadingGaps says whether the push IDs before the first one a receiver
+// sees count as lost: with catch-up and no catalogue, which would
+// otherwise say what was pushed before.
+func (c *Client) leadingGaps() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.CatchUp && (c.origin == nil || c.altSvcOnly)
+}
+
+// endMarker reports whether res is the push that ended cs's session with
+// no content (h3m.EndPath when its promise was lost).
+func (c *Client) endMarker(cs *csession, res *h3m.Resource) bool {
+	cs.mu.Lock()
+	end := cs.endRes
+	cs.mu.Unlock()
+	if end != res {
+		return false
+	}
+	_, length, _ := res.Span()
+	resp := res.Response()
+	return resp != nil && resp.Status == http.StatusNoContent && length <= 0
 }
 
 func (c *Client) unbusyLocked(path string) {
@@ -420,12 +511,15 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 	c.mu.Lock()
 	if want != c.fallback {
 		c.fallback = want
-		if want {
+		switch {
+		case want && c.origin == nil:
+			c.log.Warn("multicast is not arriving, and there is no unicast origin to fall back to", "why", why)
+		case want:
 			c.stats.FallbackEntered++
 			c.log.Warn("multicast is not arriving: falling back to unicast", "why", why)
 			starts = c.catalogJobsLocked(now)
-		} else {
-			c.log.Info("multicast is back: leaving fallback")
+		default:
+			c.log.Info("multicast is back")
 		}
 	}
 	c.mu.Unlock()
@@ -438,6 +532,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
+	c.staleGaps(now)
 }
 
 // missingLocked reports whether multicast of an active session is missing

@@ -87,7 +87,8 @@ type Config struct {
 	// Store holds what the receiver delivered.
 	Store *Store
 	// Upstream is the unicast server, for what the store does not have: its
-	// base URL and the transport to reach it (HTTP/3).
+	// base URL and the transport to reach it (HTTP/3). With none (a session
+	// announced elsewhere), what the store does not have is not found.
 	Upstream  *url.URL
 	Transport http.RoundTripper
 	// HoldPatterns are path.Match patterns (matched against the last path
@@ -143,8 +144,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("gateway: no store")
 	}
-	if cfg.Upstream == nil || cfg.Transport == nil {
-		return nil, errors.New("gateway: no upstream")
+	if cfg.Upstream != nil && cfg.Transport == nil {
+		return nil, errors.New("gateway: an upstream but no transport to reach it")
 	}
 	if cfg.HoldPatterns == nil {
 		cfg.HoldPatterns = DefaultHoldPatterns
@@ -399,6 +400,10 @@ var proxySkip = map[string]bool{
 
 // proxy fetches r from upstream and copies the response.
 func (g *Gateway) proxy(w *meter, r *http.Request) {
+	if g.cfg.Upstream == nil {
+		http.Error(w, "not received by multicast, and this gateway has no unicast server to ask", http.StatusNotFound)
+		return
+	}
 	w.via = ViaUnicast
 	u := *g.cfg.Upstream
 	u.Path = r.URL.Path

@@ -613,3 +613,26 @@ func TestEntryOf(t *testing.T) {
 		t.Errorf("entry %+v of %+v", e, d)
 	}
 }
+
+// A gateway of a session announced elsewhere has no upstream: what the
+// store holds is served, anything else (a held segment after the hold
+// timeout too) is not found, and nothing is asked of anyone.
+func TestNoUpstream(t *testing.T) {
+	store := NewStore(1 << 20)
+	g, err := New(Config{Store: store, HoldTimeout: time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Put(entry("/live/seg-1.m4s", "pushed segment", client.ViaMulticast))
+	if w := get(t, g, "/live/seg-1.m4s"); w.Code != 200 || w.Body.String() != "pushed segment" {
+		t.Fatalf("stored: %d %q", w.Code, w.Body)
+	}
+	for _, p := range []string{"/live/seg-2.m4s", "/other.txt"} {
+		if w := get(t, g, p); w.Code != http.StatusNotFound || w.Header().Get(ViaHeader) == ViaUnicast {
+			t.Fatalf("%s: %d %q, via %q", p, w.Code, w.Body, w.Header().Get(ViaHeader))
+		}
+	}
+	if _, err := New(Config{Store: store, Upstream: &url.URL{Scheme: "https", Host: "example.test"}}); err == nil {
+		t.Fatal("an upstream without a transport was accepted")
+	}
+}

@@ -131,6 +131,9 @@ type FileServer struct {
 	// Logger receives the log line of a cap that bites; nil means
 	// slog.Default(). Set it before serving.
 	Logger *slog.Logger
+	// MaxCached bounds the representations remembered (0:
+	// DefaultMaxCached); set it before serving.
+	MaxCached int
 
 	root    *os.Root
 	digests []string
@@ -234,6 +237,20 @@ func (f *FileServer) representation(file *os.File, st fs.FileInfo, urlPath strin
 	}
 	rep.Path, rep.ModTime = urlPath, st.ModTime()
 	f.mu.Lock()
+	limit := f.MaxCached
+	if limit <= 0 {
+		limit = DefaultMaxCached
+	}
+	if len(f.cache) >= limit {
+		// A live stream names a new file every few seconds for as long
+		// as it runs: forget some (any: each costs one hash to recompute).
+		for k := range f.cache {
+			delete(f.cache, k)
+			if len(f.cache) < limit*3/4 {
+				break
+			}
+		}
+	}
 	f.cache[key] = cachedRep{size: st.Size(), modTime: st.ModTime(), rep: rep}
 	f.mu.Unlock()
 	return rep, nil
@@ -261,6 +278,9 @@ func (f *FileServer) noLinks(urlPath, name string) error {
 	}
 	return nil
 }
+
+// DefaultMaxCached is the default of FileServer.MaxCached.
+const DefaultMaxCached = 4096
 
 // openErr reports an open failure as not found unless it is a permission
 // problem: names that leave the directory (through ".." or a symbolic

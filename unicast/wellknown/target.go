@@ -28,8 +28,10 @@ type Target struct {
 //   - it starts with "/" and holds only the characters RFC 3986 allows in a
 //     path (unreserved, sub-delims, ":", "@", "/" and %-escapes) and, after
 //     a "?", in a query; so no scheme, no authority, no fragment, no space;
-//   - no segment is empty except the last ("/dir/"), and none, once
-//     decoded, is "." or "..", holds "/", "\\" or a control character, or
+//   - runs of "/" count as one ("//hello.txt" is "/hello.txt": nghq's sender
+//     promises such paths); the target is kept, fetched and stored in that
+//     collapsed form, so it can never read as an authority;
+//   - no segment, once decoded, is "." or "..", holds "/", "\\" or a control character, or
 //     starts with "." (a hidden file: origins neither push nor serve them,
 //     and receivers do not store them).
 //
@@ -45,6 +47,7 @@ func ParseTarget(s string) (Target, error) {
 		return Target{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTarget, len(s), maxPathLen)
 	}
 	rawPath, rawQuery, _ := strings.Cut(s, "?")
+	rawPath = collapseSlashes(rawPath)
 	if err := checkChars(rawPath, false); err != nil {
 		return Target{}, fmt.Errorf("%w: %q: %v", ErrTarget, Truncate(s), err)
 	}
@@ -57,7 +60,7 @@ func ParseTarget(s string) (Target, error) {
 	for i, seg := range segs {
 		last := i == len(segs)-1
 		if seg == "" && !last {
-			return Target{}, fmt.Errorf("%w: %q: empty segment", ErrTarget, Truncate(s))
+			return Target{}, fmt.Errorf("%w: %q: empty segment", ErrTarget, Truncate(s)) // collapsed above: cannot happen
 		}
 		dec, err := url.PathUnescape(seg)
 		if err != nil {
@@ -70,6 +73,22 @@ func ParseTarget(s string) (Target, error) {
 		path.WriteString(dec)
 	}
 	return Target{Path: path.String(), RawPath: rawPath, RawQuery: rawQuery}, nil
+}
+
+// collapseSlashes replaces each run of "/" in p by one.
+func collapseSlashes(p string) string {
+	if !strings.Contains(p, "//") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // checkChars accepts the characters of an RFC 3986 path (pchar and "/") or,
@@ -132,7 +151,8 @@ func (t Target) Name() string {
 	return name
 }
 
-// String returns the target as sent (without a "?" that no query follows).
+// String returns the target as sent (without a "?" that no query follows,
+// runs of "/" collapsed).
 func (t Target) String() string {
 	if t.RawQuery == "" {
 		return t.RawPath

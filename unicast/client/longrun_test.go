@@ -1,0 +1,79 @@
+package client
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/wellknown"
+
+	"github.com/h3m-project/h3m/unicast/internal/origintest"
+	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+)
+
+// TestForgottenDeliveriesAreNotFetched: the client keeps far fewer
+// deliveries (MaxDeliveries) than the catalogue lists; a delivery it no
+// longer keeps must still count as received, so nothing that came by
+// multicast is fetched again over unicast.
+func TestForgottenDeliveriesAreNotFetched(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 40, MaxSize: 4 << 10, Seed: 21})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "forget")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.MaxDeliveries = 4
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	tc.waitPaths(10*time.Second, h.Paths)
+	// Let the catalogue list every push and the client check it against
+	// what it received: two polls after the last entry was listed, and
+	// LostGrace for entries the receiver would take as lost.
+	unicasttest.WaitFor(t, 10*time.Second, "the catalogue read with every push", func() bool {
+		tc.c.mu.Lock()
+		defer tc.c.mu.Unlock()
+		return len(tc.c.catalog) == len(h.Paths)
+	})
+	polls := tc.c.Stats().Polls
+	unicasttest.WaitFor(t, 10*time.Second, "two more polls", func() bool { return tc.c.Stats().Polls >= polls+2 })
+	time.Sleep(cfg.LostGrace)
+	for _, d := range tc.checkExact(h, h.Paths) {
+		if d.Via != ViaMulticast {
+			t.Errorf("%s via %s", d.Path, d.Via)
+		}
+	}
+	if st := tc.c.Stats(); st.Requests != 0 || st.Fallback != 0 || st.Duplicates != 0 {
+		t.Errorf("deliveries the client no longer keeps were fetched again: %+v", st)
+	}
+}
+
+// TestObsoleteVersionNotFetched: the catalogue lists two versions of a
+// live manifest whose first push multicast lost; only the newest is
+// fetched, the older counts as superseded and settled.
+func TestObsoleteVersionNotFetched(t *testing.T) {
+	c, err := New(Config{URL: "https://127.0.0.1:1/", Interface: "lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c.haveCat = true
+	c.fallback = true // fetch at once what is not delivered
+	c.catalog = []wellknown.CatalogEntry{
+		{Path: "/manifest.mpd", ETag: `"v1"`, Session: "01", PushID: 3, Pushed: now},
+		{Path: "/seg-1.m4s", ETag: `"s1"`, Session: "01", PushID: 4, Pushed: now},
+		{Path: "/manifest.mpd", ETag: `"v2"`, Session: "01", PushID: 5, Pushed: now},
+	}
+	c.mu.Lock()
+	jobs := c.catalogJobsLocked(now)
+	c.mu.Unlock()
+	var got []string
+	for _, j := range jobs {
+		got = append(got, j.path+" "+j.etag)
+	}
+	if want := []string{`/seg-1.m4s "s1"`, `/manifest.mpd "v2"`}; !slices.Equal(got, want) {
+		t.Fatalf("jobs %q, want %q", got, want)
+	}
+	if _, ok := c.settled[entryKey(&c.catalog[0])]; !ok || c.stats.Superseded != 1 {
+		t.Fatalf("the obsolete version is not settled: superseded %d", c.stats.Superseded)
+	}
+}
