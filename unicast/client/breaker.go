@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -195,4 +196,69 @@ func (b *breaker) tripped(now time.Time) time.Duration {
 	b.lastTrip = now
 	b.restart()
 	return b.backoff
+}
+
+// breakerTrip is a trip the monitor acts on once it holds no session lock.
+type breakerTrip struct {
+	id      string
+	cancel  context.CancelFunc
+	why     string
+	backoff time.Duration
+	trips   int
+}
+
+// breakerJoinedLocked starts the session's breaker afresh for a receiver
+// that just joined (the first join creates it). It ends a back-off. A
+// client with no origin (sessions announced elsewhere) has no unicast to
+// fall back to: leaving would lose the resources, so it has no breaker.
+func (cs *csession) breakerJoinedLocked(cfg BreakerConfig, haveOrigin bool) {
+	cs.breakerUntil = time.Time{}
+	if !haveOrigin || cfg.Disabled {
+		return
+	}
+	if cs.breaker == nil {
+		cs.breaker = newBreaker(cfg, cs.ad.Session.PeakFlowRate)
+	}
+	cs.breaker.restart()
+}
+
+// observeBreakerLocked gives the session's breaker its receiver's counters
+// and reports a trip: the back-off is set, and the receiver is to be
+// stopped (trip.cancel) without the session's lock held.
+func (cs *csession) observeBreakerLocked(s breakerSample) (breakerTrip, bool) {
+	if cs.breaker == nil || cs.cancel == nil || cs.leaving {
+		return breakerTrip{}, false
+	}
+	trip, why := cs.breaker.observe(s.at, s.bytes, s.packets, s.lost)
+	if !trip {
+		return breakerTrip{}, false
+	}
+	backoff := cs.breaker.tripped(s.at)
+	cs.breakerUntil = s.at.Add(backoff)
+	return breakerTrip{id: cs.id, cancel: cs.cancel, why: why, backoff: backoff, trips: cs.breaker.trips}, true
+}
+
+// breakerTrips stops the receivers of the sessions whose breaker tripped
+// (leaving their groups; receiverDone keeps them left until the back-off
+// ends, and the monitor then treats them as not arriving), logs and counts
+// the trips, and counts the sessions whose breaker is open at now. It
+// runs with no lock held.
+func (c *Client) breakerTrips(trips []breakerTrip, sessions []*csession, now time.Time) {
+	for _, tr := range trips {
+		c.log.Warn("circuit breaker tripped: leaving the multicast session; its resources come over unicast until it is joined again",
+			"session", tr.id, "why", tr.why, "rejoin_in", tr.backoff, "trips", tr.trips)
+		tr.cancel()
+	}
+	open := 0
+	for _, cs := range sessions {
+		cs.mu.Lock()
+		if !cs.left && cs.breakerUntil.After(now) {
+			open++
+		}
+		cs.mu.Unlock()
+	}
+	c.mu.Lock()
+	c.stats.BreakerTrips += len(trips)
+	c.stats.BreakerOpen = open
+	c.mu.Unlock()
 }

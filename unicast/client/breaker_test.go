@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/h3m-project/h3m/unicast/internal/origintest"
+	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
 )
 
 // feed drives b with a receiver that accepts rateBps of payload in
@@ -139,5 +142,46 @@ func TestBreakerDisabled(t *testing.T) {
 	}
 	if err := (BreakerConfig{LossThreshold: 1}).check(); err == nil {
 		t.Error("loss threshold 1 accepted")
+	}
+}
+
+// TestBreakerLeavesAndRejoins runs a client on loopback against a session
+// that loses 60 % of its packets (on the sender's socket) for seconds: its
+// breaker trips, the client leaves the session, gets every resource
+// byte-exact over unicast, and joins the session again after the back-off.
+func TestBreakerLeavesAndRejoins(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 30, MinSize: 100 << 10, MaxSize: 300 << 10, Seed: 21, Loss: 0.6})
+	ad := unicasttest.Ad(t, "breaker")
+	// 20 Mbit/s: the pushes last about 2.5 s, several breaker windows.
+	ad.Session.PeakFlowRate = 20_000_000
+	if _, err := h.Pub.Start(ad); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.Breaker = BreakerConfig{Window: 250 * time.Millisecond, Sustain: 500 * time.Millisecond,
+		Backoff: 700 * time.Millisecond, MaxBackoff: 2 * time.Second}
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	go h.PushAll(h.Paths)
+	unicasttest.WaitFor(t, 15*time.Second, "a breaker trip", func() bool { return tc.c.Stats().BreakerTrips >= 1 })
+	tc.waitPaths(30*time.Second, h.Paths)
+	ds := tc.checkExact(h, h.Paths)
+	// Joined again after the back-off; the session, now idle but for its
+	// pings, keeps too few packets per window to measure loss.
+	unicasttest.WaitFor(t, 10*time.Second, "a second join", func() bool {
+		st := tc.c.Stats()
+		return st.Joins >= 2 && st.BreakerOpen == 0
+	})
+	st := tc.c.Stats()
+	via := countVia(ds)
+	t.Logf("deliveries %v; breaker trips %d, joins %d, fallback entered %d", via, st.BreakerTrips, st.Joins, st.FallbackEntered)
+	if st.FallbackEntered == 0 {
+		t.Errorf("the breaker tripped but the client never entered fallback: %+v", st)
+	}
+	if via[ViaFallback]+via[ViaRepair] == 0 {
+		t.Errorf("nothing came over unicast: %v", via)
+	}
+	if st.Failed != 0 {
+		t.Errorf("%d resources failed", st.Failed)
 	}
 }
