@@ -118,6 +118,9 @@ type ReceiverStats struct {
 	MalformedFrames uint64
 	Resyncs         uint64 // times a push stream's framing was recovered after a loss
 	Desyncs         uint64 // times it could not be, losing the rest of a body
+	// DigestFailed and SignatureFailed count the pushes (of Failed) that
+	// failed their digest or signature checks (IntegrityKind).
+	DigestFailed, SignatureFailed uint64
 
 	// Caps that bit (ReceiverConfig).
 	PushesEvicted    uint64 // promised pushes without a stream evicted for new ones (MaxActivePushes)
@@ -603,8 +606,8 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 		return // a duplicate promise (draft: same push ID, same request)
 	}
 	res.request = req
+	res.since = time.Now() // under res.mu too: Promised reads it
 	res.mu.Unlock()
-	res.since = time.Now()
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
 	r.emitLocked(EventPromised, res)
@@ -843,6 +846,12 @@ func (r *Receiver) settleCheckedLocked(res *Resource, err error) {
 	if err != nil {
 		res.state, res.err = StateFailed, err
 		r.stats.Failed++
+		switch IntegrityKind(err) {
+		case IntegrityDigest:
+			r.stats.DigestFailed++
+		case IntegritySignature:
+			r.stats.SignatureFailed++
+		}
 		r.log.Debug("push failed its checks", "push_id", res.PushID, "path", res.request.Path, "err", err)
 	} else {
 		res.state = StateComplete

@@ -97,6 +97,13 @@ type Resource struct {
 	promisedEv eventRef  // its EventPromised while queued
 }
 
+// Promised returns when the push's promise arrived (zero if it was lost).
+func (r *Resource) Promised() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.since
+}
+
 // Request returns the promised request, or nil if its promise was lost.
 func (r *Resource) Request() *h3frame.Request {
 	r.mu.Lock()

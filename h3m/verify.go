@@ -16,6 +16,34 @@ import (
 // ErrIntegrity is wrapped by every verification failure.
 var ErrIntegrity = errors.New("h3m: integrity check failed")
 
+// The kinds of integrity failure IntegrityKind tells apart.
+const (
+	IntegrityDigest    = "digest"    // a digest field did not match the body, or none was there to check
+	IntegritySignature = "signature" // a signature did not verify, or none was there to check
+)
+
+// integrityError is a verification failure of a known kind; its message is
+// the wrapped error's.
+type integrityError struct {
+	kind string
+	err  error
+}
+
+func (e *integrityError) Error() string { return e.err.Error() }
+func (e *integrityError) Unwrap() error { return e.err }
+
+func integrityErr(kind string, err error) error { return &integrityError{kind: kind, err: err} }
+
+// IntegrityKind returns which check err failed, IntegrityDigest or
+// IntegritySignature, or "" when err is no such failure.
+func IntegrityKind(err error) string {
+	var ie *integrityError
+	if errors.As(err, &ie) {
+		return ie.kind
+	}
+	return ""
+}
+
 // Verifier checks the integrity of completed resources: Digest (RFC 3230)
 // and Content-Digest (RFC 9530) fields, cavage-12 Signature fields and
 // RFC 9421 HTTP Message Signatures. A resource that fails is discarded and
@@ -200,18 +228,18 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 	checked := false
 	if d := c.fields.Get(integrity.FieldDigest); d != "" {
 		if err := checkDigest(c.sums, d, prof, (*integrity.Hasher).CheckDigest, integrity.VerifyDigest); err != nil {
-			return fmt.Errorf("%w: digest: %w", ErrIntegrity, err)
+			return integrityErr(IntegrityDigest, fmt.Errorf("%w: digest: %w", ErrIntegrity, err))
 		}
 		checked = true
 	}
 	if d := c.fields.Get(integrity.FieldContentDigest); d != "" && c.status != http.StatusPartialContent {
 		if err := checkDigest(c.sums, d, prof, (*integrity.Hasher).CheckContentDigest, integrity.VerifyContentDigest); err != nil {
-			return fmt.Errorf("%w: content-digest: %w", ErrIntegrity, err)
+			return integrityErr(IntegrityDigest, fmt.Errorf("%w: content-digest: %w", ErrIntegrity, err))
 		}
 		checked = true
 	}
 	if v.RequireDigest && !checked {
-		return fmt.Errorf("%w: no digest", ErrIntegrity)
+		return integrityErr(IntegrityDigest, fmt.Errorf("%w: no digest", ErrIntegrity))
 	}
 	req, fields := c.req, c.fields
 	msg := &integrity.Message{
@@ -223,7 +251,7 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 		if in := fields.Get(integrity.FieldSignatureInput); in != "" {
 			opts := integrity.VerifyOptions{Now: v.now(), MaxAge: v.maxAge()}
 			if err := integrity.VerifyMessageWith(msg, in, fields.Get(integrity.FieldSignature), "", v.Keys, opts); err != nil {
-				return fmt.Errorf("%w: message signature: %w", ErrIntegrity, err)
+				return integrityErr(IntegritySignature, fmt.Errorf("%w: message signature: %w", ErrIntegrity, err))
 			}
 			signed = true
 		} else if s := fields.Get(integrity.FieldSignature); s != "" {
@@ -233,7 +261,7 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 					Allowed: prof.SignatureAlgorithms, Form: v.CavageForm, Now: v.now(), MaxAge: v.maxAge()})
 			}
 			if err != nil {
-				return fmt.Errorf("%w: signature: %w", ErrIntegrity, err)
+				return integrityErr(IntegritySignature, fmt.Errorf("%w: signature: %w", ErrIntegrity, err))
 			}
 			signed = true
 		}
@@ -245,13 +273,13 @@ func (v *Verifier) check(c *checks, prof Profile) error {
 				err = integrity.VerifyCavageAt(&reqMsg, sig, v.Keys, prof.SignatureAlgorithms, v.CavageForm, v.now()())
 			}
 			if err != nil {
-				return fmt.Errorf("%w: promise signature: %w", ErrIntegrity, err)
+				return integrityErr(IntegritySignature, fmt.Errorf("%w: promise signature: %w", ErrIntegrity, err))
 			}
 			signed = true
 		}
 	}
 	if v.RequireSignature && !signed {
-		return fmt.Errorf("%w: no verifiable signature", ErrIntegrity)
+		return integrityErr(IntegritySignature, fmt.Errorf("%w: no verifiable signature", ErrIntegrity))
 	}
 	return nil
 }

@@ -12,6 +12,9 @@
 //     repairing what multicast lost with range requests, fetching what it
 //     missed, falling back to unicast while multicast is silent, and
 //     fetching lost manifests and signature keys.
+//   - gateway serves what a client receives to local players over HTTP.
+//   - metrics exports the counters of origin, client and gateway as
+//     Prometheus metrics, read from their own statistics at scrape time.
 //   - wellknown is the vocabulary both sides share: the well-known document
 //     (sessions, catalogue entries, keys), its paths and limits.
 //

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/h3m-project/h3m/internal/bench"
+	"github.com/h3m-project/h3m/interop"
 )
 
 // simHelp is the part of bench's help about --what sim.
@@ -78,7 +79,17 @@ flooding it, so every receiver loses the same packets), with and without
 FEC (--scale-fec; by default twice the loss rate, at least 5 %), it prints the origin's unicast bytes per content byte
 (counted on the bridge), its CPU seconds, the time until every receiver holds
 every file (checked byte for byte), and, in the same run, a unicast-only
-baseline: the same receivers fetching everything over HTTP/3.`
+baseline: the same receivers fetching everything over HTTP/3.
+
+With --scale-cache (by default both tiers when Debian's nginx with its slice
+module is installed), each correlated loss rate also runs with a cache tier:
+an nginx cache host on the bridge that the origin lists as a repair URL and
+receivers repair through, fetching from the origin (serve --tcp-listen) on a
+miss: "slice" caches 64 KiB slices, receivers asking for whole blocks;
+"exact" caches each range asked, receivers asking for exactly what they
+lost. The table then also shows the origin's unicast bytes per byte lost
+upstream, and the cache's fetches from the origin (the most of any one slice
+or range: 1 when each was fetched once).`
 
 // scaleFlags registers the scale phase's flags and returns what runs it.
 func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
@@ -92,6 +103,7 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	wait := fs.Duration("scale-wait", bench.DefaultPeersWait, "scale: h3m serve --wait")
 	timeout := fs.Duration("scale-timeout", 0, "scale: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("scale-dir", "", "scale: keep the content and each process's log here (default: a temporary folder, removed)")
+	cacheFlag := fs.String("scale-cache", "auto", "scale: cache tiers to run at correlated loss, comma-separated: slice, exact; auto: both when nginx can run, none otherwise; none")
 	h3mBin := fs.String("scale-h3m", "", "scale: the h3m binary to run (default: this one)")
 	return func(ctx context.Context, e *env) error {
 		o := bench.ScaleOptions{Baseline: *baseline, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
@@ -120,6 +132,17 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 		}
 		if *rate == 0 {
 			return usagef("--scale-rate: a real network needs a rate")
+		}
+		switch *cacheFlag {
+		case "auto":
+			if err := interop.NginxAvailable(); err != nil {
+				fmt.Fprintf(e.stdout, "scale: no cache tier runs: %v\n", err)
+			} else {
+				o.CacheTiers = []string{bench.TierSlice, bench.TierExact}
+			}
+		case "none", "":
+		default:
+			o.CacheTiers = splitList(*cacheFlag)
 		}
 		if o.Peers.H3M = *h3mBin; o.Peers.H3M == "" {
 			if o.Peers.H3M, err = os.Executable(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/h3m-project/h3m/unicast/gateway"
+	"github.com/h3m-project/h3m/unicast/metrics"
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -128,6 +129,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 		store.Put(gateway.EntryOf(&d))
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size, "repair_bytes", d.RepairBytes)
 	}
+	rm := newReceiverMetrics(cf.metricsListen, &cfg)
 	rc, err := client.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
@@ -147,6 +149,11 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	if o.status != nil {
 		o.status(gw.Status)
 	}
+	stopMetrics, err := rm.start(ctx, e, rc, metrics.NewGateway(gw.Status))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: cannot listen for players: %w", o.listen, err)

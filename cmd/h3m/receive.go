@@ -36,6 +36,14 @@ repaired with range requests over unicast; what it missed entirely is
 fetched; if no packet arrives for --fallback-after, everything comes over
 unicast until multicast returns.
 
+Repairs and fetches go first to the HTTP caches the origin's description
+lists (or --repair-url, repeatable, nearest first), over HTTP/3 when a cache
+advertises it and HTTP/2 or HTTP/1.1 over TLS otherwise, and to the origin
+when none answers. A cache is not trusted: every byte it serves is checked
+against the digests the origin gave, and a cache that fails is skipped.
+Repairs through caches ask for whole 64 KiB blocks, so that receivers ask
+for the same ranges and the cache fetches each once.
+
 A session announced elsewhere is joined from its advertisement alone:
 --alt-svc 'h3m-07="232.1.2.3:2345"; source-address="192.0.2.1";
 session-id=...' (an Alt-Svc field value, keys included) or --session FILE
@@ -101,6 +109,9 @@ type clientFlags struct {
 	manifests           string
 	maxSize             int64
 	qlogDir             string
+	metricsListen       string
+	repairURLs          repairURLs
+	repairBlock         int64
 	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
 	breaker             client.BreakerConfig                    // zero: on, with the defaults
 }
@@ -118,12 +129,15 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.requireSig, "require-signature", false, "accept from multicast only resources signed with a key the server publishes over TLS")
 	fs.StringVar(&c.manifests, "manifests", "auto", "asymmetric sessions: fetch lost manifests over unicast: auto (when in-band ones are missing), stream (always) or off")
 	fs.Int64Var(&c.maxSize, "max-resource-size", 0, "largest resource accepted, by multicast or unicast, in bytes (0: no cap when written to disk, 256 MiB when held in memory)")
+	fs.Var(&c.repairURLs, "repair-url", "base https URL of an HTTP cache to repair and fall back through before the origin (repeatable, nearest first); replaces the repair URLs the origin's description lists. Every byte from a cache is checked against the session's digests")
+	fs.Int64Var(&c.repairBlock, "repair-block", client.DefaultRepairBlock, "with caches, align repairs to blocks of this many bytes, so that receivers ask for the same ranges (1: ask for exactly the bytes lost)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
 	fs.Var(negatedBool{&c.breaker.Disabled}, "breaker", "circuit breaker (default on): leave a session whose rate or loss says the network cannot carry it, fetch its resources over unicast, join again after a back-off")
 	fs.Float64Var(&c.breaker.RateMargin, "breaker-rate-margin", client.DefaultBreakerRateMargin, "circuit breaker: trip when the session's measured rate exceeds its advertised peak flow rate by more than this fraction")
 	fs.Float64Var(&c.breaker.LossThreshold, "breaker-loss", client.DefaultBreakerLoss, "circuit breaker: trip when the session loses more than this fraction of its packets")
 	fs.DurationVar(&c.breaker.Sustain, "breaker-sustain", client.DefaultBreakerSustain, "circuit breaker: trip once the rate or the loss has stayed over its limit for this long")
 	fs.DurationVar(&c.breaker.Backoff, "breaker-backoff", client.DefaultBreakerBackoff, "circuit breaker: join again this long after a trip (doubling while it keeps tripping, at most 5m)")
+	registerMetricsFlag(fs, &c.metricsListen)
 }
 
 // negatedBool is a boolean flag that sets the negation of its value
@@ -160,6 +174,9 @@ func (c *clientFlags) check(e *env) error {
 	}
 	if _, err := client.ParseManifestMode(c.manifests); err != nil {
 		return usagef("--manifests: %v", err)
+	}
+	if c.repairBlock < 1 {
+		return usagef("--repair-block %d: want a size in bytes (1: no alignment)", c.repairBlock)
 	}
 	if c.maxSize < 0 {
 		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
@@ -228,10 +245,11 @@ func (c *clientFlags) config(e *env) client.Config {
 		URL: c.url, CAFile: c.ca, Interface: c.iface, Sessions: c.sessions,
 		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
-		Verifier: &h3m.Verifier{RequireDigest: c.requireDigest},
-		Breaker:  c.breaker,
-		Tracer:   c.tracer,
-		Logger:   e.log,
+		Verifier:   &h3m.Verifier{RequireDigest: c.requireDigest},
+		RepairURLs: c.repairURLs, RepairBlock: c.repairBlock,
+		Breaker: c.breaker,
+		Tracer:  c.tracer,
+		Logger:  e.log,
 	}
 }
 
@@ -313,10 +331,16 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		e.log.Debug("delivered", "path", d.Path, "via", d.Via, "size", d.Size,
 			"lost_bytes", d.LostBytes, "repair_bytes", d.RepairBytes, "fetch_bytes", d.FetchBytes)
 	}
+	rm := newReceiverMetrics(cf.metricsListen, &cfg)
 	rc, err := client.New(cfg)
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	stopMetrics, err := rm.start(ctx, e, rc)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -350,6 +374,10 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	}
 	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback%s, %d missing\n",
 		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, breaker, len(failures))
+	if st.CacheRequests > 0 {
+		fmt.Fprintf(e.stdout, "h3m: caches: %d requests, %d bytes, %d failed, %d answers rejected\n",
+			st.CacheRequests, st.CacheBytes, st.CacheErrors, st.CacheRejected)
+	}
 	switch {
 	case errors.Is(err, client.ErrUntrustedServer):
 		if cf.ca == "" {

@@ -23,6 +23,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/unicast/metrics"
 	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -71,7 +72,15 @@ With --fec OVERHEAD (e.g. 5%), the session carries forward error correction
 (spec/transport.md): repair packets over blocks of up to 200 packets, which
 let receivers rebuild lost packets without asking the server; receivers
 repair over unicast only what FEC could not rebuild. Receivers that do not
-know the extension ignore it.`,
+know the extension ignore it.
+
+With --repair-url URL (repeatable, nearest first), receivers repair and fall
+back through those HTTP caches (a CDN's tier) before this server: the URLs
+are listed in /.well-known/h3m, a resource's URL is the base followed by its
+path, and receivers check every byte a cache serves against the session's
+digests. Most caches fetch over HTTP/1.1 or HTTP/2 on TCP, not HTTP/3:
+--tcp-listen ADDR serves the content over TLS on TCP for them (no Alt-Svc,
+so no session keys, and no /.well-known/h3m there).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -90,9 +99,13 @@ know the extension ignore it.`,
 			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
 			signKeyID := fs.String("sign-key-id", "", "key ID of --sign-key in signatures and at /.well-known/h3m/keys/ (default: h3m- and a hash of the public key)")
 			signFormat := fs.String("sign-format", "rfc9421", "push signature format: rfc9421 (HTTP Message Signatures) or cavage (draft-cavage-http-signatures-12, as nghq)")
+			var repair repairURLs
+			fs.Var(&repair, "repair-url", "base https URL of an HTTP cache that receivers repair and fall back through before this server (repeatable, nearest first), listed in /.well-known/h3m")
+			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
-			var qlogDir string
+			var qlogDir, metricsListen string
 			qlogFlag(fs, &qlogDir, "sender")
+			registerMetricsFlag(fs, &metricsListen)
 			return func(ctx context.Context, e *env) error {
 				if *dir == "" {
 					return usagef("--dir is required")
@@ -120,6 +133,8 @@ know the extension ignore it.`,
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+					metricsListen: metricsListen,
+					repairURLs:    repair, tcpListen: *tcpListen,
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -229,6 +244,10 @@ type serveOptions struct {
 	rollover          time.Duration
 	wait              time.Duration
 	digests           []string
+	// repairURLs are listed in the description; tcpListen also serves the
+	// content over TLS on TCP, for caches.
+	repairURLs []string
+	tcpListen  string
 	// asymmetric makes the sessions asymmetric, signed with manifestKey
 	// (nil: a new key per session).
 	asymmetric  bool
@@ -240,6 +259,8 @@ type serveOptions struct {
 	privateFiles []string
 	// tracer, if set, traces each session's packets (--qlog-dir).
 	tracer func(sessionID []byte) qlogwriter.Trace
+	// metricsListen, if set, is where Prometheus metrics are served.
+	metricsListen string
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
 }
@@ -261,6 +282,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		return fmt.Errorf("--listen %s: cannot listen for the unicast server: %w", o.listen, err)
 	}
 	defer conn.Close()
+	var tcpLn net.Listener
+	if o.tcpListen != "" {
+		if tcpLn, err = net.Listen("tcp", o.tcpListen); err != nil {
+			return fmt.Errorf("--tcp-listen %s: %w", o.tcpListen, err)
+		}
+		defer tcpLn.Close()
+	}
 	cert, err := origin.LoadOrCreateCertificate(o.certFile, o.keyFile, []string{host, "localhost", "127.0.0.1", "::1"})
 	if err != nil {
 		return err
@@ -273,12 +301,18 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
 		},
 		PrivateFiles: private,
+		RepairURLs:   o.repairURLs,
 		Logger:       e.log,
 	})
 	if err != nil {
 		return err
 	}
 	defer org.Close(context.WithoutCancel(ctx))
+	stopMetrics, err := startMetrics(ctx, e, o.metricsListen, metrics.NewOrigin(org))
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	srvErr := make(chan error, 1)
 	go func() {
 		err := org.Server.Serve(conn)
@@ -287,6 +321,14 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		}
 		srvErr <- err
 	}()
+	if tcpLn != nil {
+		go func() {
+			// It ends with the server; a failure leaves HTTP/3 up.
+			if err := org.Server.ServeTCP(tcpLn); err != nil && !errors.Is(err, origin.ErrServerClosed) {
+				e.log.Error("the TCP listener for caches failed", "addr", o.tcpListen, "err", err)
+			}
+		}()
+	}
 	pub := org.Publisher
 	id, err := pub.Start(o.ad)
 	if err != nil {

@@ -137,16 +137,31 @@ type PeerRun struct {
 type h3mDeliveries struct {
 	Multicast, Repaired, Fallback int
 	RepairedBytes                 int64
+	// What the receivers asked of caches (h3m receive's "h3m: caches:"
+	// line): requests, body bytes, failures, answers rejected.
+	CacheRequests, CacheErrors, CacheRejected int
+	CacheBytes                                int64
 }
 
 // parse adds the counts of h3m receive's closing line ("h3m: 10
 // resources: 7 by multicast, 3 repaired (1995 bytes), 0 by fallback, 0
 // missing") and reports whether line was one.
 func (d *h3mDeliveries) parse(line string) bool {
-	var total, mc, rep, fb, missing int
+	var creq, cerr, crej int
+	var cbytes int64
+	if _, err := fmt.Sscanf(line, "h3m: caches: %d requests, %d bytes, %d failed, %d answers rejected", &creq, &cbytes, &cerr, &crej); err == nil {
+		d.CacheRequests += creq
+		d.CacheBytes += cbytes
+		d.CacheErrors += cerr
+		d.CacheRejected += crej
+		return true
+	}
+	var total, mc, rep, fb, failed int
 	var repBytes int64
-	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d missing",
-		&total, &mc, &rep, &repBytes, &fb, &missing); err != nil {
+	// The last count is followed by "missing" (or, in older versions,
+	// "failed"): the format stops before the word.
+	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d",
+		&total, &mc, &rep, &repBytes, &fb, &failed); err != nil {
 		return false
 	}
 	d.Multicast += mc

@@ -42,6 +42,10 @@ type ScaleOptions struct {
 	FEC float64
 	// Baseline adds, per receiver count, the unicast-only run.
 	Baseline bool
+	// CacheTiers adds, per correlated loss rate (FEC off), a run through
+	// an nginx cache on the bridge for each tier named (scale_cache.go):
+	// TierSlice or TierExact.
+	CacheTiers []string
 }
 
 // ScaleRun is one run.
@@ -56,6 +60,14 @@ type ScaleRun struct {
 	// bridge to unicast and to multicast destinations (IP packets, counted
 	// at the bridge's port, before any loss rule).
 	UnicastBytes, MulticastBytes uint64
+	// LostBytes are the multicast bytes (IP packets) the bridge dropped
+	// (correlated loss: lost upstream of every receiver).
+	LostBytes uint64
+	// Tier is "" (receivers repair from the origin) or the cache tier
+	// they repair through (TierSlice, TierExact); Cache is what the cache
+	// and the receivers report of it.
+	Tier  string
+	Cache CacheFigures
 }
 
 // ScaleReport is the outcome of Scale.
@@ -117,6 +129,11 @@ func Scale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(o.CacheTiers) > 0 {
+		if err := prepareCacheRuns(dir, o.CacheTiers); err != nil {
+			return nil, err
+		}
+	}
 	fecNote := "sized for the loss (twice the loss rate, at least 5 %)"
 	if o.FEC > 0 {
 		fecNote = fmt.Sprintf("%g %%", o.FEC*100)
@@ -138,6 +155,7 @@ type scaleCase struct {
 	correlated bool
 	fec        float64
 	baseline   bool
+	tier       string // a cache tier ("": none)
 }
 
 func (o *ScaleOptions) cases() []scaleCase {
@@ -157,6 +175,11 @@ func (o *ScaleOptions) cases() []scaleCase {
 			for _, f := range []float64{0, f} {
 				cs = append(cs, scaleCase{loss: loss, correlated: corr, fec: f})
 			}
+			if corr {
+				for _, tier := range o.CacheTiers {
+					cs = append(cs, scaleCase{loss: loss, correlated: true, tier: tier})
+				}
+			}
 		}
 	}
 	return cs
@@ -175,6 +198,12 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 	}
 	defer net.Close()
 	sw := switchHost(net)
+	var cacheHost interop.Host
+	if len(o.CacheTiers) > 0 {
+		if cacheHost, err = net.AddCache(ctx); err != nil {
+			return fmt.Errorf("scale: the cache host: %w", err)
+		}
+	}
 	for _, c := range o.cases() {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -190,6 +219,8 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		case c.fec > 0:
 			p.ServeArgs = append(p.ServeArgs, "--fec", strconv.FormatFloat(c.fec, 'f', -1, 64))
 			label = "fec"
+		case c.tier != "":
+			label = "cache-" + c.tier
 		default:
 			label = "nofec"
 		}
@@ -213,12 +244,23 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		if c.correlated || c.baseline {
 			recvLoss = 0
 		}
-		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline}
+		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline, Tier: c.tier}
+		var cache *interop.NginxCache
+		if c.tier != "" {
+			if cache, err = startTier(ctx, cacheHost, dir, runDir, c.tier, &p); err != nil {
+				return err
+			}
+		}
 		run.PeerRun = p.runH3M(ctx, net, runDir, files, recvLoss)
+		if cache != nil {
+			cache.Stop()
+			run.Cache.read(cache, &run.PeerRun)
+		}
 		run.Tool, run.PeerRun.Receivers, run.PeerRun.Loss = "h3m", n, c.loss
 		run.UnicastBytes, run.MulticastBytes = bridgeCounters(ctx, sw)
 		if c.correlated {
 			run.Dropped = bridgeDropped(ctx, sw)
+			run.LostBytes, _ = bridgeCounter(ctx, sw, "drop")
 		}
 		rep.Runs = append(rep.Runs, run)
 		rep.printRun(p.Out, run)
@@ -304,8 +346,8 @@ func bridgeDropped(ctx context.Context, sw interop.Host) uint64 {
 }
 
 func (r *ScaleReport) printHeader(w io.Writer) {
-	fmt.Fprintln(w, "| receivers | loss | FEC | origin unicast / content | per receiver | origin CPU s | done s | multicast / content | deliveries (multicast/repaired/fallback) | intact |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| receivers | loss | FEC | origin unicast / content | per receiver | origin CPU s | done s | multicast / content | deliveries (multicast/repaired/fallback) | intact | repair via | origin unicast / bytes lost upstream | cache: origin fetches (most of one range) / receivers' requests, rejected; origin bytes for repairs / lost |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 }
 
 func (run ScaleRun) label() (loss, fec string) {
@@ -333,8 +375,19 @@ func (r *ScaleReport) printRun(w io.Writer, run ScaleRun) {
 	if run.Err != nil {
 		intact = "NO: " + run.Err.Error()
 	}
-	fmt.Fprintf(w, "| %d | %s | %s | %.4f | %.5f | %.2f | %.1f | %.3f | %d/%d/%d | %s |\n",
+	via, perLost, cache := "origin", "—", "—"
+	if run.Tier != "" {
+		via = "cache (" + run.Tier + ")"
+		cache = fmt.Sprintf("%d (%d) / %d, %d", run.Cache.OriginFetches, run.Cache.MostFetches, run.H3M.CacheRequests, run.H3M.CacheRejected)
+		if run.LostBytes > 0 {
+			cache += fmt.Sprintf("; repairs / lost %.2f", float64(run.Cache.UpstreamBytes-run.Cache.WholeBytes)/float64(run.LostBytes))
+		}
+	}
+	if run.LostBytes > 0 {
+		perLost = fmt.Sprintf("%.2f", float64(run.UnicastBytes)/float64(run.LostBytes))
+	}
+	fmt.Fprintf(w, "| %d | %s | %s | %.4f | %.5f | %.2f | %.1f | %.3f | %d/%d/%d | %s | %s | %s | %s |\n",
 		run.Receivers, loss, fec, float64(run.UnicastBytes)/content, float64(run.UnicastBytes)/content/float64(run.Receivers),
 		run.SenderCPU.Seconds(), run.Done.Seconds(), float64(run.MulticastBytes)/content,
-		run.H3M.Multicast, run.H3M.Repaired, run.H3M.Fallback, intact)
+		run.H3M.Multicast, run.H3M.Repaired, run.H3M.Fallback, intact, via, perLost, cache)
 }

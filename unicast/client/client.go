@@ -147,6 +147,17 @@ type Config struct {
 	// PushTimeout is the receivers' h3m.ReceiverConfig.PushTimeout.
 	PushTimeout time.Duration
 
+	// RepairURLs, when set, replace the repair URLs the origin's
+	// description lists (wellknown.Description.RepairURLs): the base URLs
+	// of HTTP caches, nearest first, through which repairs and fetches go
+	// before the origin (repairurls.go). The description and keys still
+	// come from the origin only.
+	RepairURLs []string
+	// RepairBlock is the block size repairs are aligned to when there are
+	// caches (DefaultRepairBlock): a repair of a few bytes asks for their
+	// whole block, so that receivers ask for the same ranges.
+	RepairBlock int64
+
 	// RepairConcurrency caps the unicast requests in flight.
 	RepairConcurrency int
 	// RepairDelay spreads first attempts: each waits a random time in
@@ -284,6 +295,9 @@ type Delivery struct {
 	// Err is set when the resource was given up; nothing is delivered then.
 	Err  error
 	Time time.Time
+	// Promised is when its push was promised on multicast (zero when it
+	// came from the catalogue alone, or its promise was lost).
+	Promised time.Time
 }
 
 // Stats are a Client's counters.
@@ -337,6 +351,14 @@ type Stats struct {
 	// JobsDropped and HeldDropped count the pushes not acted on because
 	// MaxJobs or MaxHeld was reached.
 	JobsDropped, HeldDropped int
+	// CacheRequests are the unicast requests sent to caches (repair URLs)
+	// and CacheBytes the body bytes they answered; CacheErrors the
+	// requests that failed at the network or with a server error (the
+	// cache is then skipped for a while); CacheRejected the answers that
+	// failed the session's checks (the cache is skipped for that resource,
+	// which is fetched from the next URL).
+	CacheRequests, CacheErrors, CacheRejected int
+	CacheBytes                                int64
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -354,6 +376,7 @@ type Client struct {
 	log     *slog.Logger
 	origin  *url.URL
 	tr      *http3.Transport
+	tier    *repairTier
 	hc      *http.Client
 	storage h3m.Storage
 	sem     chan struct{}
@@ -430,6 +453,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.MaxBackoff, DefaultMaxBackoff)
 	setDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&cfg.MergeGap, DefaultMergeGap)
+	setDefault(&cfg.RepairBlock, DefaultRepairBlock)
 	setDefault(&cfg.MaxRanges, DefaultMaxRanges)
 	setDefault(&cfg.MaxBadResponses, DefaultMaxBadResponses)
 	setDefault(&cfg.FallbackAfter, DefaultFallbackAfter)
@@ -473,13 +497,17 @@ func New(cfg Config) (*Client, error) {
 			Tracer: trace.DirTracer()}
 	}
 	tr := &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: qc, Logger: cfg.Logger}
+	tier, err := newRepairTier(&cfg, tlsConf, qc)
+	if err != nil {
+		return nil, err
+	}
 	storage := cfg.Storage
 	if storage == nil {
 		storage = h3m.MemoryStorage{MaxSize: cfg.MaxResourceSize}
 	}
 	c := &Client{
-		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr,
-		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr}},
+		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr, tier: tier,
+		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr, tier: tier}},
 		storage:    storage,
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
@@ -577,6 +605,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.wg.Wait()
 		c.dropHeld()
 		c.tr.Close()
+		c.tier.close()
 	}()
 
 	if c.cfg.Sessions != nil {
@@ -653,6 +682,9 @@ func (c *Client) describe(ctx context.Context) (*wellknown.Description, error) {
 func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown.Description, error) {
 	if err == nil {
 		c.contact()
+		if !d.FromAltSvc {
+			c.tier.listed(d.RepairURLs)
+		}
 		return d, nil
 	}
 	if untrusted(err) {
@@ -980,17 +1012,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // it is not for its origin (scheme and host of Config.URL).
 var ErrOffOrigin = errors.New("client: refused: the request is not for the origin")
 
-// originOnly sends only requests for the origin: the one check every
-// request of the client goes through (redirects included), whatever built
-// its URL. With no origin (sessions announced elsewhere) it sends none.
+// originOnly sends only requests for the origin, or for an origin-form
+// target under a repair URL (a cache the origin's description lists, or
+// Config.RepairURLs): the one check every request of the client goes
+// through (redirects included), whatever built its URL. With no origin
+// (sessions announced elsewhere) it sends none.
 type originOnly struct {
 	origin  *url.URL
 	next    http.RoundTripper
+	tier    *repairTier
 	refused func(*url.URL)
 }
 
 func (o *originOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 	u := r.URL
+	if b := o.tier.allows(r); b != nil && o.origin != nil {
+		return o.tier.roundTrip(r, b)
+	}
 	if o.origin == nil || u.Scheme != o.origin.Scheme || u.Host != o.origin.Host || u.User != nil || (r.Host != "" && r.Host != o.origin.Host) {
 		if r.Body != nil {
 			r.Body.Close()
@@ -1028,16 +1066,6 @@ func (c *Client) pathURL(p, q string) (*url.URL, error) {
 		u.RawQuery += q
 	}
 	return u, nil
-}
-
-// target checks a promised or listed path (wellknown.ParseTarget) and
-// returns its URL on the origin.
-func (c *Client) target(path string) (*url.URL, error) {
-	t, err := wellknown.ParseTarget(path)
-	if err != nil {
-		return nil, err
-	}
-	return t.URL(c.origin), nil
 }
 
 // rejectPath counts a promised path that wellknown.ParseTarget refuses; the

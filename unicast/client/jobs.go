@@ -52,6 +52,8 @@ type job struct {
 
 	d   Delivery // counters and problems so far
 	bad int
+	// tier is the job's use of the repair URLs (repairurls.go).
+	tier tierState
 
 	// also are the keys of other pushes and catalogue entries of the path
 	// merged into this fetch: settled with it (guarded by Client.mu).
@@ -151,9 +153,10 @@ func (c *Client) startRepair(ctx context.Context, cs *csession, verifier *h3m.Ve
 		key: key, path: path, etag: h.Get("Etag"), repair: true, reason: "multicast lost bytes",
 		res: res, verifier: verifier, session: cs.id, pushID: res.PushID, prof: h3m.ProfileOf(&cs.ad), header: h,
 		first: first, length: length, total: total,
-		remaining: mergeRanges(missing, uint64(c.cfg.MergeGap)),
+		remaining: c.alignRepair(mergeRanges(missing, uint64(c.cfg.MergeGap)), first, length, total, h),
 	}
 	j.d.LostBytes = int64(lost)
+	j.d.Promised = res.Promised()
 	j.d.RepairRanges = slices.Clone(j.remaining)
 	c.addJobLocked(j)
 	c.mu.Unlock()
@@ -191,6 +194,7 @@ func (c *Client) startFetch(ctx context.Context, cs *csession, res *h3m.Resource
 		key: key, path: path, etag: h.Get("Etag"), res: res, session: cs.id, pushID: res.PushID,
 		reason: fmt.Sprintf("multicast push failed: %v", why), header: h,
 	}
+	j.d.Promised = res.Promised()
 	j.first, j.length, j.total = res.Span()
 	// The digests of a failed push (its headers arrived) check the
 	// unicast copy only when that carries none of its own and is the same
@@ -403,8 +407,16 @@ func (c *Client) finishJob(j *job, settled bool) {
 }
 
 func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
+	d, err := c.attemptOnce(rctx, j)
+	if err != nil && ctx.Err() == nil { // not the client stopping
+		err = c.cacheFailed(j, err)
+	}
+	return d, err
+}
+
+func (c *Client) attemptOnce(ctx context.Context, j *job) (*Delivery, error) {
 	if j.repair {
 		return c.repairAttempt(ctx, j)
 	}
@@ -421,10 +433,11 @@ func (c *Client) attempt(ctx context.Context, j *job) (*Delivery, error) {
 
 // get sends one GET for j.path.
 func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Response, error) {
-	u, err := c.target(j.path)
+	t, err := wellknown.ParseTarget(j.path)
 	if err != nil {
 		return nil, badErr(err)
 	}
+	u := c.pick(j, t)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, badErr(err)
@@ -433,10 +446,17 @@ func (c *Client) get(ctx context.Context, j *job, hdr http.Header) (*http.Respon
 	j.d.Requests++
 	c.mu.Lock()
 	c.stats.Requests++
+	if j.fromCache() {
+		c.stats.CacheRequests++
+	}
 	c.mu.Unlock()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, transientErr(fmt.Errorf("client: GET %s: %w", j.path, err))
+		return nil, transientErr(fmt.Errorf("client: GET %s: %w", u.Redacted(), err))
+	}
+	if j.fromCache() {
+		resp.Body = &cacheBody{ReadCloser: resp.Body, c: c}
+		return resp, nil
 	}
 	c.contact()
 	c.noteAltSvc(resp.Header)
@@ -466,7 +486,7 @@ func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
 		return nil, badErr(fmt.Errorf("client: %s: the multicast copy has no body to repair", j.path))
 	}
 	for len(j.remaining) > 0 {
-		batch := j.remaining[:min(len(j.remaining), c.cfg.MaxRanges)]
+		batch := j.remaining[:min(len(j.remaining), c.rangesPerRequest(j))]
 		whole, err := c.rangeRequest(ctx, j, body, batch)
 		if err != nil {
 			return nil, err
@@ -557,6 +577,7 @@ func (c *Client) rangeRequest(ctx context.Context, j *job, body h3m.Body, batch 
 	})
 	j.d.RepairBytes += wrote
 	j.d.RepairWireBytes += cr.n
+	c.wroteFromCache(j, wrote)
 	if err != nil {
 		var ae *attemptError
 		if errors.As(err, &ae) {
@@ -572,7 +593,7 @@ func (c *Client) rangeRequest(ctx context.Context, j *job, body h3m.Body, batch 
 			return nil, badErr(fmt.Errorf("%w: %s: asked %s, got %v", ErrRangeMismatch, j.path, hdr.Get("Range"), got))
 		}
 	}
-	if v := resp.Header.Get("Repr-Digest"); v != "" {
+	if v := resp.Header.Get("Repr-Digest"); v != "" && !j.fromCache() {
 		j.reprDigest = v
 	}
 	return nil, nil
@@ -625,15 +646,17 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 		return fail(badErr(err))
 	}
 	etag := h.Get("Etag")
+	proven := false // by what the origin gave, not by the response's own fields
 	if j.expect != nil && j.etag != "" && etag == j.etag {
 		c2, err := verifyDigests(j.path, j.expect, body, n, true)
 		if err != nil {
 			return fail(badErr(fmt.Errorf("%w (the digest the catalogue lists)", err)))
 		}
 		checked = checked || c2
+		proven = c2
 	}
 	why := ""
-	if !checked {
+	if !checked || (j.fromCache() && !proven) {
 		// The digests the push carried, when this is its representation.
 		var pushed http.Header
 		pushed, why = j.pushedDigests(h, n)
@@ -642,8 +665,11 @@ func (c *Client) readWhole(j *job, resp *http.Response) (*Delivery, error) {
 			if err != nil {
 				return fail(badErr(fmt.Errorf("%w (the digest the push carried, for the same representation)", err)))
 			}
-			checked = c2
+			checked, proven = checked || c2, proven || c2
 		}
+	}
+	if j.fromCache() && !proven {
+		return fail(badErr(fmt.Errorf("%w: %s: ETag %s (the origin's is %s): %s", ErrUnproven, j.path, orNone(etag), orNone(j.etag), orNone(why))))
 	}
 	if c.cfg.RequireDigest && !checked {
 		return fail(badErr(fmt.Errorf("%w: unicast: %s: refused (digests are required): the response carries no digest, and %s", h3m.ErrIntegrity, j.path, why)))

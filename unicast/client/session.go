@@ -408,6 +408,7 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		o.d = &Delivery{
 			Path: path, ETag: h.Get("Etag"), Via: ViaMulticast, Session: cs.id, PushID: res.PushID,
 			Status: res.Response().Status, Size: length, Header: h, Body: res.Body(),
+			Promised: res.Promised(),
 		}
 	case h3m.EventIncomplete:
 		o.kind = outRepair

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
@@ -34,6 +35,10 @@ type SessionInfo struct {
 	// the packet count grow.
 	Packets, Bytes uint64
 	LastPacket     time.Time
+	// Transport and Pushes are the current receiver's counters, of its
+	// packets and of its pushes (zero when not joined).
+	Transport mquic.ReceiverStats
+	Pushes    h3m.ReceiverStats
 }
 
 // Sessions lists the sessions the client knows, by ID.
@@ -68,6 +73,7 @@ func (c *Client) Sessions() []SessionInfo {
 		if rcv != nil {
 			st := rcv.Transport().Stats()
 			out[i].Packets, out[i].Bytes = st.Packets, st.Bytes
+			out[i].Transport, out[i].Pushes = st, rcv.Stats()
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -142,6 +142,7 @@ type FileServer struct {
 	cache map[string]cachedRep
 
 	rangesIgnored, rangesCoalesced atomic.Uint64
+	responses, partial, bodyBytes  atomic.Uint64
 	rangeLog                       caplog.Limit
 }
 
@@ -151,11 +152,17 @@ type FileStats struct {
 	// for more than MaxRanges ranges; RangesCoalesced those whose ranges
 	// were sorted and merged.
 	RangesIgnored, RangesCoalesced uint64
+	// Responses counts the GET responses with content (200 and 206),
+	// Partial the 206 among them, and BodyBytes the body bytes they
+	// carried: what the origin served over unicast, whichever listener
+	// the requests came through.
+	Responses, Partial, BodyBytes uint64
 }
 
 // Stats returns the server's counters.
 func (f *FileServer) Stats() FileStats {
-	return FileStats{RangesIgnored: f.rangesIgnored.Load(), RangesCoalesced: f.rangesCoalesced.Load()}
+	return FileStats{RangesIgnored: f.rangesIgnored.Load(), RangesCoalesced: f.rangesCoalesced.Load(),
+		Responses: f.responses.Load(), Partial: f.partial.Load(), BodyBytes: f.bodyBytes.Load()}
 }
 
 type cachedRep struct {
@@ -425,7 +432,7 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	http.ServeContent(&digestWriter{ResponseWriter: w}, r, "", rep.ModTime, file)
+	http.ServeContent(&digestWriter{ResponseWriter: w, f: f}, r, "", rep.ModTime, file)
 }
 
 // digestWriter removes the representation fields that do not describe
@@ -433,13 +440,23 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // every digest and validator from errors.
 type digestWriter struct {
 	http.ResponseWriter
-	wrote bool
+	f       *FileServer // counts the content served
+	wrote   bool
+	content bool // a 200 or 206: its body bytes are counted
 }
 
 func (d *digestWriter) WriteHeader(code int) {
 	if !d.wrote {
 		d.wrote = true
 		h := d.Header()
+		switch code {
+		case http.StatusOK, http.StatusPartialContent:
+			d.content = true
+			d.f.responses.Add(1)
+			if code == http.StatusPartialContent {
+				d.f.partial.Add(1)
+			}
+		}
 		switch {
 		case code == http.StatusOK:
 		case code == http.StatusPartialContent, code == http.StatusNotModified:
@@ -457,5 +474,9 @@ func (d *digestWriter) Write(p []byte) (int, error) {
 	if !d.wrote {
 		d.WriteHeader(http.StatusOK)
 	}
-	return d.ResponseWriter.Write(p)
+	n, err := d.ResponseWriter.Write(p)
+	if d.content {
+		d.f.bodyBytes.Add(uint64(n))
+	}
+	return n, err
 }

@@ -215,6 +215,19 @@ type ManifestStats struct {
 	StreamsRefused uint64
 }
 
+// StreamStats count the long-lived manifest streams of all sessions.
+type StreamStats struct {
+	Serving int    // served now
+	Refused uint64 // refused (503): MaxStreams or MaxStreamsPerClient reached
+}
+
+// Streams returns the counters of the manifest streams of all sessions.
+func (ms *Manifests) Streams() StreamStats {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return StreamStats{Serving: ms.streams, Refused: ms.refused}
+}
+
 // Stats returns the counters of session id, and false if it is not kept.
 func (ms *Manifests) Stats(id string) (ManifestStats, bool) {
 	l := ms.log(id)

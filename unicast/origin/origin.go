@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
 // Config configures an Origin.
@@ -33,6 +36,13 @@ type Config struct {
 	// key and certificate, signing keys. New refuses a Dir that holds any
 	// of them (CheckOutside).
 	PrivateFiles []string
+	// RepairURLs are the base URLs of the caches receivers repair and fall
+	// back through, nearest first (Server.RepairURLs); New checks and
+	// normalises them (wellknown.ParseRepairURL).
+	RepairURLs []string
+	// TCPAddr also serves the content over TLS on TCP, HTTP/2 and
+	// HTTP/1.1, for those caches to fetch from (Server.TCPAddr).
+	TCPAddr string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -67,6 +77,17 @@ func New(cfg Config) (*Origin, error) {
 	if err := CheckOutside(cfg.Dir, cfg.PrivateFiles...); err != nil {
 		return nil, err
 	}
+	var repairURLs []string
+	for _, v := range cfg.RepairURLs {
+		u, err := wellknown.ParseRepairURL(v)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		repairURLs = append(repairURLs, u.String())
+	}
+	if len(repairURLs) > wellknown.MaxRepairURLs {
+		return nil, fmt.Errorf("origin: %d repair URLs, limit %d", len(repairURLs), wellknown.MaxRepairURLs)
+	}
 	files, err := NewFileServer(cfg.Dir, cfg.Digests...)
 	if err != nil {
 		return nil, err
@@ -76,6 +97,7 @@ func New(cfg Config) (*Origin, error) {
 	o.Server = &Server{
 		Addr: cfg.Addr, Handler: files, TLSConfig: cfg.TLSConfig, QUICConfig: cfg.QUICConfig,
 		Sessions: o.Sessions, Catalog: o.Catalog, Manifests: o.Manifests, Keys: o.Keys, Logger: cfg.Logger,
+		RepairURLs: repairURLs, TCPAddr: cfg.TCPAddr,
 	}
 	pc := cfg.Publisher
 	pc.Files, pc.Authority, pc.Digests = files, cfg.Addr, cfg.Digests

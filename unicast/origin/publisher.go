@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
@@ -99,6 +100,8 @@ type Publisher struct {
 
 	keyMu        sync.Mutex // not mu: Start holds mu while it opens a session
 	manifestKeys []crypto.Signer
+
+	pushes, pushBytes, pushErrors atomic.Uint64 // PublisherStats
 }
 
 // maxManifestKeys bounds the manifest keys a Publisher keeps.
@@ -508,8 +511,11 @@ func (p *Publisher) push(ctx context.Context, urlPath string, h http.Header, bod
 			continue // a rollover ended the session under us: push on the successor
 		}
 		if err != nil {
+			p.pushErrors.Add(1)
 			return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: %w", urlPath, err)
 		}
+		p.pushes.Add(1)
+		p.pushBytes.Add(uint64(res.BodyBytes))
 		e := wellknown.CatalogEntry{
 			Path: urlPath, Size: res.BodyBytes, ContentType: h.Get("Content-Type"),
 			ETag: h.Get("Etag"), ContentDigest: h.Get("Content-Digest"), Digest: h.Get("Digest"),

@@ -55,6 +55,15 @@ type Server struct {
 	// Keys are the public keys of resource signatures, served at wellknown.KeysPath
 	// and listed in the description; nil publishes none.
 	Keys *Keys
+	// RepairURLs are listed in the description (wellknown.Description's
+	// RepairURLs): the base URLs of the caches that receivers repair and
+	// fall back through, nearest first. Check them with
+	// wellknown.ParseRepairURL; nil lists none.
+	RepairURLs []string
+	// TCPAddr, when set, is a TCP address on which ListenAndServe also
+	// serves the content over TLS with HTTP/2 and HTTP/1.1, for the caches
+	// of RepairURLs to fetch from (ServeTCP).
+	TCPAddr string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -64,6 +73,9 @@ type Server struct {
 	files   *FileServer
 	handler http.Handler
 	closed  bool
+
+	counters serverCounters
+	tcp      *http.Server // ServeTCP's, closed with the server
 }
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Close.
@@ -143,7 +155,22 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
+	tcpDone := make(chan error, 1)
+	if s.TCPAddr != "" {
+		ln, err := net.Listen("tcp", s.TCPAddr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("origin: server: %w", err)
+		}
+		go func() { tcpDone <- s.ServeTCP(ln) }()
+	} else {
+		tcpDone <- nil
+	}
 	err = s.Serve(conn)
+	s.Close()
+	if terr := <-tcpDone; terr != nil && !errors.Is(terr, ErrServerClosed) && (err == nil || errors.Is(err, ErrServerClosed)) {
+		err = terr
+	}
 	if errors.Is(err, ErrServerClosed) {
 		return nil
 	}
@@ -170,9 +197,12 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	h3, conn, files := s.h3, s.conn, s.files
+	h3, conn, files, tcp := s.h3, s.conn, s.files, s.tcp
 	s.mu.Unlock()
 	var errs []error
+	if tcp != nil {
+		errs = append(errs, tcp.Close())
+	}
 	if h3 != nil {
 		errs = append(errs, h3.Close())
 	}
@@ -199,6 +229,16 @@ func (s *Server) LocalAddr() net.Addr {
 // description, and Handler for everything else. It can also be mounted on
 // an HTTPS (TCP) server; over plain HTTP it never sends session keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := routeOf(r.URL.Path)
+	cw := &countingWriter{ResponseWriter: w}
+	if rt == routeManifests {
+		cw.live = &s.counters.manifestBytes
+	}
+	defer s.counters.count(rt, r.Method, cw)
+	s.serveHTTP(cw, r, rt)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 	s.mu.Lock()
 	handler, herr := s.handlerLocked()
 	s.mu.Unlock()
@@ -208,14 +248,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Alt-Svc", v)
 		}
 	}
-	switch {
-	case r.URL.Path == wellknown.Path:
+	switch rt {
+	case routeDescription:
 		s.serveDescription(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.ManifestsPath+"/"):
+	case routeManifests:
 		s.serveManifests(w, r, secure)
 		return
-	case strings.HasPrefix(r.URL.Path, wellknown.KeysPath+"/"):
+	case routeKeys:
 		s.serveKey(w, r, secure)
 		return
 	}
@@ -308,6 +348,7 @@ func (s *Server) description() *wellknown.Description {
 		}
 	}
 	d.Keys = s.Keys.List()
+	d.RepairURLs = s.RepairURLs
 	return d
 }
 

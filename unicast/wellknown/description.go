@@ -22,7 +22,9 @@ const (
 	MaxSessions  = 256
 	MaxResources = 1 << 16
 	MaxKeys      = 256
-	maxPathLen   = 8 << 10
+	// MaxRepairURLs caps the repair base URLs of a description.
+	MaxRepairURLs = 16
+	maxPathLen    = 8 << 10
 )
 
 // ErrMalformed is wrapped by every error about a malformed document.
@@ -38,6 +40,14 @@ type Description struct {
 	// Keys are the public keys of resource signatures the origin serves
 	// at KeysPath.
 	Keys []KeyInfo `json:"keys,omitempty"`
+	// RepairURLs are the base URLs (https, nearest or preferred first) of
+	// the HTTP caches receivers repair and fall back through, separate
+	// from the origin that serves this document and the keys
+	// (spec/unicast.md, "Repair through caches"). A resource's URL there is
+	// the base's scheme and authority with the base's path (without its
+	// trailing "/") before the resource's origin-form target. Parse
+	// normalises them (ParseRepairURL).
+	RepairURLs []string `json:"repair_urls,omitempty"`
 
 	// ResourcesAfter is set on a description that lists only the resources
 	// pushed at or after it (an incremental read, ResourcesAfterParam);
@@ -233,6 +243,16 @@ func Parse(b []byte) (*Description, error) {
 		if len(k.Alg) > 64 {
 			return nil, descErr(field+".alg", "%d bytes", len(k.Alg))
 		}
+	}
+	if len(d.RepairURLs) > MaxRepairURLs {
+		return nil, descErr("repair_urls", "%d URLs, limit %d", len(d.RepairURLs), MaxRepairURLs)
+	}
+	for i, v := range d.RepairURLs {
+		u, err := ParseRepairURL(v)
+		if err != nil {
+			return nil, descErr(fmt.Sprintf("repair_urls[%d]", i), "%v", err)
+		}
+		d.RepairURLs[i] = u.String()
 	}
 	for i := range d.Resources {
 		r := &d.Resources[i]

@@ -3,6 +3,7 @@ package wellknown
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,9 @@ func FuzzParse(f *testing.F) {
 		d2, err := Parse(out)
 		if err != nil {
 			t.Fatalf("re-parsing %s: %v", out, err)
+		}
+		if !slices.Equal(d2.RepairURLs, d.RepairURLs) {
+			t.Fatalf("round trip changed the repair URLs %q to %q", d.RepairURLs, d2.RepairURLs)
 		}
 		if len(d2.Sessions) != len(d.Sessions) || len(d2.Resources) != len(d.Resources) {
 			t.Fatalf("round trip changed the document: %s", out)
