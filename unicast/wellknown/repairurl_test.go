@@ -14,6 +14,7 @@ func TestParseRepairURL(t *testing.T) {
 		{"https://cache.example/h3m/", "https://cache.example/h3m"},
 		{"https://[::1]:443/a%20b", "https://[::1]:443/a%20b"},
 		{"HTTPS://cache.example/x", "https://cache.example/x"},
+		{"https://cache.example//x//y", "https://cache.example/x/y"}, // runs of / count as one (ParseTarget)
 	} {
 		u, err := ParseRepairURL(tc.in)
 		if err != nil {
@@ -28,7 +29,7 @@ func TestParseRepairURL(t *testing.T) {
 		"", "/relative", "cache.example", "http://cache.example/", "ftp://cache.example/",
 		"https:///nohost", "https://user@cache.example/", "https://u:p@cache.example/",
 		"https://cache.example/?q=1", "https://cache.example/?", "https://cache.example/#f",
-		"https://cache.example/../etc", "https://cache.example//x", "https://cache.example/.hidden",
+		"https://cache.example/../etc", "https://cache.example/.hidden",
 		"https:opaque", "https://cache.example:x/",
 	} {
 		if u, err := ParseRepairURL(in); !errors.Is(err, ErrRepairURL) {
