@@ -8,7 +8,8 @@
 //
 // What differs is the network: every test case builds its own multi-host
 // network from Linux network namespaces — a sender host, several receiver
-// hosts and (for the integrity case) an attacker on one bridge, optionally a
+// hosts and (for the integrity case) an attacker on one bridge — flooding,
+// or a switch that snoops IGMPv3/MLDv2 (switch.go) — optionally a
 // key holder that forges pushes (Runner.Forger) — with
 // per-receiver random loss of multicast packets (nftables) and blackhole
 // windows, and removes it afterwards whatever happened. Where namespaces
@@ -21,7 +22,8 @@
 // these variables (in the environment, and as {NAME} in the template):
 //
 //	ROLE           sender or receiver
-//	TESTCASE       the test case name; exit 127 when not supported
+//	TESTCASE       the test case name; exit 127 when not supported (the
+//	               network cases snooping and bottleneck pass "push")
 //	WWW            sender: folder to serve and push; files appear in it
 //	               (by rename) while the sender runs
 //	DOWNLOADS      receiver: folder to write each resource to, by URL path

@@ -42,6 +42,14 @@ type Topology struct {
 	// Attacker adds a host on the bridge that holds the sender's address
 	// (without answering ARP/ND) and can inject packets from it.
 	Attacker bool
+	// Snooping makes the bridge an IGMPv3/MLDv2 snooping switch with its
+	// own querier (snooping.go): it forwards a group only to the ports
+	// whose hosts reported membership. Off, the bridge floods multicast to
+	// every port.
+	Snooping bool
+	// Bottleneck limits the bridge's link towards receiver i (missing or
+	// zero entries: no limit); see Bottleneck.
+	Bottleneck []Bottleneck
 }
 
 // Host is one machine of a test network: a namespace with one interface,
@@ -56,6 +64,9 @@ type Host struct {
 	Iface string
 	// Addr is the host's unicast address.
 	Addr netip.Addr
+	// Port is the bridge's end of the host's link, in the switch
+	// namespace ("" in loopback mode).
+	Port string
 }
 
 // Network is the set of hosts one test case runs on.
@@ -73,8 +84,10 @@ type Network struct {
 	// AttackerMAC is the attacker's Ethernet address (loss rules exclude
 	// its packets from random drops).
 	AttackerMAC string
-	switchNS    string
-	namespaces  []string
+	// Snooping is set when the bridge snoops IGMP/MLD (Topology.Snooping).
+	Snooping   bool
+	switchNS   string
+	namespaces []string
 }
 
 // nsPrefix starts every namespace the runner creates; the pid after it
@@ -100,8 +113,10 @@ func NetnsAvailable() error {
 // (fd77::1), receivers 10.77.0.11, .12, … and, when asked for, an
 // attacker that holds the sender's address. Multicast routes (232.0.0.0/8,
 // ff3e::/16) point at eth0 in every host. The bridge floods multicast
-// (snooping off), and segmentation offload is off on every veth so that
-// captures show the packets as they travel. Close removes everything.
+// (snooping off) unless topo.Snooping asks for a snooping switch, and
+// segmentation offload is off on every veth so that captures show the
+// packets as they travel. topo.Bottleneck shapes the bridge's links to
+// receivers. Close removes everything.
 // In loopback mode every host is the runner's "lo".
 func NewNetwork(ctx context.Context, mode Mode, topo Topology) (*Network, error) {
 	if topo.Receivers < 1 {
@@ -154,7 +169,7 @@ func (n *Network) build(ctx context.Context, topo Topology) error {
 	if err := n.addNS(ctx, n.switchNS); err != nil {
 		return err
 	}
-	if err := ipCmd(ctx, "-n", n.switchNS, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"); err != nil {
+	if err := n.addBridge(ctx, topo.Snooping); err != nil {
 		return err
 	}
 	if err := ipCmd(ctx, "-n", n.switchNS, "link", "set", "br0", "up"); err != nil {
@@ -197,6 +212,17 @@ func (n *Network) build(ctx context.Context, topo Topology) error {
 			return err
 		}
 	}
+	for i, b := range topo.Bottleneck {
+		if i >= len(n.Receivers) || b.Rate == 0 {
+			continue
+		}
+		if err := n.SetBottleneck(ctx, i, b); err != nil {
+			return err
+		}
+	}
+	if n.Snooping {
+		return n.startQuerier(ctx)
+	}
 	return nil
 }
 
@@ -212,7 +238,11 @@ func (n *Network) addNS(ctx context.Context, name string) error {
 // mac, when set, is given to eth0 together with "arp off" (the attacker,
 // which shares the sender's address and must never answer for it).
 func (n *Network) addHost(ctx context.Context, id, name string, a netip.Addr, mac string, v6 bool) (Host, error) {
-	h := Host{Name: name, NS: id + "-" + name, Iface: "eth0", Addr: a}
+	port := "p-" + name
+	if len(port) > 15 {
+		port = port[:15]
+	}
+	h := Host{Name: name, NS: id + "-" + name, Iface: "eth0", Addr: a, Port: port}
 	if err := n.addNS(ctx, h.NS); err != nil {
 		return h, err
 	}
@@ -220,10 +250,6 @@ func (n *Network) addHost(ctx context.Context, id, name string, a netip.Addr, ma
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-q", "-w",
 		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0").CombinedOutput(); err != nil {
 		return h, fmt.Errorf("interop: sysctl in %s: %v: %s", h.NS, err, bytes.TrimSpace(out))
-	}
-	port := "p-" + name
-	if len(port) > 15 {
-		port = port[:15]
 	}
 	steps := [][]string{
 		{"-n", n.switchNS, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS},

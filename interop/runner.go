@@ -31,6 +31,11 @@ type Runner struct {
 	LogDir string
 	// Mode is netns, loopback or auto.
 	Mode Mode
+	// Network is the kind of bridge the hosts share in netns mode:
+	// NetworkFlood ("" too) floods multicast to every host unless a case
+	// asks for snooping; NetworkSnooping runs every case on a switch that
+	// snoops IGMPv3/MLDv2 (switch.go).
+	Network NetworkKind
 	// H3M is the path of the h3m binary ({h3m} in templates).
 	H3M string
 	// MeasureMB is the measurements' file size in MiB (default 16).
@@ -62,6 +67,11 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 		if err := NetnsAvailable(); err != nil {
 			return nil, err
 		}
+	}
+	switch r.Network {
+	case "", NetworkFlood, NetworkSnooping:
+	default:
+		return nil, fmt.Errorf("interop: network %q: want %s or %s", r.Network, NetworkFlood, NetworkSnooping)
 	}
 	if r.H3M == "" {
 		exe, err := os.Executable()
@@ -312,7 +322,14 @@ func (c *caseRun) run(ctx context.Context) (err error) {
 	defer cancel()
 	c.ctx = ctx
 
-	n, err := NewNetwork(ctx, c.mode, tc.Topology)
+	topo := tc.Topology
+	if c.r.Network == NetworkSnooping {
+		topo.Snooping = true
+	}
+	if c.mode == ModeLoopback && (topo.Snooping || len(topo.Bottleneck) > 0) {
+		return errUnsupported{"needs network namespaces (a snooping switch or a bottleneck); the runner is in loopback mode"}
+	}
+	n, err := NewNetwork(ctx, c.mode, topo)
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -323,7 +340,7 @@ func (c *caseRun) run(ctx context.Context) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	c.logf("network: sender %s %s%s, server %s, group [%s]:%d", n.Sender.Addr, n.Sender.Iface, nsNote(n.Sender), n.Server, n.Group, n.Port)
+	c.logf("network: sender %s %s%s, server %s, group [%s]:%d%s", n.Sender.Addr, n.Sender.Iface, nsNote(n.Sender), n.Server, n.Group, n.Port, switchNote(n))
 	for i, h := range n.Receivers {
 		c.logf("network: receiver %d %s %s%s loss %d%%", i+1, h.Addr, h.Iface, nsNote(h), lossOf(tc.Topology, i))
 	}
@@ -356,10 +373,7 @@ func (c *caseRun) run(ctx context.Context) (err error) {
 	for i := range c.completeAt {
 		c.completeAt[i] = map[string]time.Time{}
 	}
-	late := 0
-	if tc.Name == "late-join" {
-		late = 1
-	}
+	late := tc.Later
 	for i := 0; i < len(n.Receivers)-late; i++ {
 		if err := c.startReceiver(i); err != nil {
 			return err
@@ -587,7 +601,7 @@ func (c *caseRun) waitJoined(i int) error {
 			return fmt.Errorf("receiver %d exited with %d before joining: %s", i+1, code, c.tail(fmt.Sprintf("receiver-%d", i+1)))
 		}
 		users, err := h.Joined(c.ctx, c.net.Group)
-		if err == nil && users >= want {
+		if err == nil && users >= want && c.switchForwards(h) {
 			c.joined[i] = time.Now()
 			c.logf("receiver %d joined %s (%v after start)", i+1, c.net.Group, time.Since(c.receivers[i].started).Round(time.Millisecond))
 			return nil

@@ -33,6 +33,10 @@ type TestCase struct {
 	// Measurement marks goodput and CPU measurements (reported under
 	// "measurements" rather than "results").
 	Measurement bool
+	// Later is how many of the last receivers the runner does not start
+	// before the case's drive function (which starts them, or leaves a
+	// host idle).
+	Later int
 
 	files func(rng *rand.Rand, mb int) []genFile
 	drive func(c *caseRun) error
@@ -130,6 +134,7 @@ func TestCases() []*TestCase {
 			Desc: "A second receiver starts after the first files were pushed: it gets those over unicast and the " +
 				"later ones over multicast.",
 			Topology: Topology{Receivers: 2}, NeedsNetns: true, Timeout: 40 * time.Second, Rate: defaultRate,
+			Later: 1,
 			files: batches(2, 3, 200<<10),
 			drive: driveLateJoin,
 			check: checkLateJoin,

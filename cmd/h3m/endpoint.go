@@ -47,7 +47,7 @@ type endpointPlan struct {
 func h3mSupports(profile, testcase string) bool {
 	switch testcase {
 	case "announce", "push", "push-many", "signature", "loss", "blackhole", "late-join",
-		"close", "rollover", "ipv6", "multi-receiver", "dash":
+		"close", "rollover", "ipv6", "multi-receiver", "dash", "breaker":
 		return true
 	case "integrity":
 		return profile != "h3m-07"
@@ -173,6 +173,10 @@ func planEndpoint(getenv func(string) string) (*endpointPlan, error) {
 		}
 		if tc == "signature" {
 			a = append(a, "--require-signature")
+		}
+		if tc == "breaker" {
+			// Trip soon, and come back soon, for a case that lasts seconds.
+			a = append(a, "--breaker-sustain", "1s", "--breaker-backoff", "2s")
 		}
 		return &endpointPlan{Args: a}, nil
 	}

@@ -70,6 +70,16 @@ func TestPlanEndpoint(t *testing.T) {
 	if p.Args[0] != "receive" || !slices.Contains(p.Args, "/d") || !slices.Contains(p.Args, "https://10.77.0.1:4433/") {
 		t.Errorf("receiver args = %q", p.Args)
 	}
+	if slices.Contains(p.Args, "--breaker-sustain") {
+		t.Errorf("loss receiver args = %q: the breaker's short timings are for the breaker case only", p.Args)
+	}
+	p, err = planEndpoint(envOf(with("ROLE", "receiver", "TESTCASE", "breaker")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(p.Args, " "); !strings.Contains(args, "--breaker-sustain 1s") || !strings.Contains(args, "--breaker-backoff 2s") {
+		t.Errorf("breaker receiver args = %q, want the breaker's short sustain and back-off", args)
+	}
 	if _, err := planEndpoint(envOf(with("ROLE", "receiver", "URL", ""))); err == nil || errors.Is(err, errUnsupportedCase) {
 		t.Errorf("missing URL: err = %v, want a plain error", err)
 	}

@@ -35,12 +35,13 @@ Exit code 1 when any test failed.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			senders := fs.String("s", "", "senders, comma-separated (default: every non-optional entry)")
 			receivers := fs.String("c", "", "receivers, comma-separated (default: every non-optional entry)")
-			tests := fs.String("t", "tests", "test cases and measurements by name or letter, comma-separated; or tests, measurements, all")
+			tests := fs.String("t", "tests", "test cases and measurements by name or letter, comma-separated; or tests, network, measurements, all")
 			registry := fs.String("registry", "", "registry JSON file (default: the built-in one)")
 			logDir := fs.String("l", "logs", "log folder")
 			jsonOut := fs.String("j", "", "write the results as JSON to this file")
 			markdown := fs.Bool("m", false, "print the matrix as Markdown")
 			mode := fs.String("mode", "auto", "network: netns, loopback or auto")
+			network := fs.String("network", "flood", "netns mode's bridge: flood (multicast to every host) or snooping (a switch snooping IGMPv3/MLDv2 with its own querier: each group only to the hosts that joined it)")
 			list := fs.Bool("list", false, "list implementations and test cases, then exit")
 			measureMB := fs.Int("measure-mb", 16, "file size of the measurements in MiB")
 			keep := fs.Bool("keep-files", false, "keep www and downloads folders of passing tests")
@@ -83,6 +84,7 @@ Exit code 1 when any test failed.`,
 					Tests:     cases,
 					LogDir:    *logDir,
 					Mode:      interop.Mode(*mode),
+					Network:   interop.NetworkKind(*network),
 					MeasureMB: *measureMB,
 					Progress:  e.stderr,
 					KeepFiles: *keep,
@@ -92,6 +94,11 @@ Exit code 1 when any test failed.`,
 				case interop.ModeAuto, interop.ModeNetns, interop.ModeLoopback:
 				default:
 					return usagef("--mode %q: want netns, loopback or auto", *mode)
+				}
+				switch r.Network {
+				case interop.NetworkFlood, interop.NetworkSnooping:
+				default:
+					return usagef("--network %q: want flood or snooping", *network)
 				}
 				res, err := r.Run(ctx)
 				if res != nil {
@@ -144,7 +151,7 @@ func names(flagValue string, def []string) []string {
 }
 
 func selectTests(spec string) ([]*interop.TestCase, error) {
-	all := append(interop.TestCases(), interop.Measurements()...)
+	all := append(append(interop.TestCases(), interop.NetworkCases()...), interop.Measurements()...)
 	var out []*interop.TestCase
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
@@ -156,6 +163,9 @@ func selectTests(spec string) ([]*interop.TestCase, error) {
 			continue
 		case "measurements":
 			out = append(out, interop.Measurements()...)
+			continue
+		case "network":
+			out = append(out, interop.NetworkCases()...)
 			continue
 		case "all":
 			out = append(out, all...)
@@ -191,6 +201,10 @@ func printList(e *env, reg interop.Registry) {
 	}
 	fmt.Fprintln(e.stdout, "\nTest cases:")
 	for _, tc := range interop.TestCases() {
+		fmt.Fprintf(e.stdout, "  %-2s %-15s %s\n", tc.Abbr, tc.Name, tc.Desc)
+	}
+	fmt.Fprintln(e.stdout, "\nNetwork cases (-t network):")
+	for _, tc := range interop.NetworkCases() {
 		fmt.Fprintf(e.stdout, "  %-2s %-15s %s\n", tc.Abbr, tc.Name, tc.Desc)
 	}
 	fmt.Fprintln(e.stdout, "\nMeasurements:")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,6 +114,7 @@ type clientFlags struct {
 	repairURLs          repairURLs
 	repairBlock         int64
 	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
+	breaker             client.BreakerConfig                    // zero: on, with the defaults
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -132,8 +134,35 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.Var(&c.repairURLs, "repair-url", "base https URL of an HTTP cache to repair and fall back through before the origin (repeatable, nearest first); replaces the repair URLs the origin's description lists. Every byte from a cache is checked against the session's digests")
 	fs.Int64Var(&c.repairBlock, "repair-block", client.DefaultRepairBlock, "with caches, align repairs to blocks of this many bytes, so that receivers ask for the same ranges (1: ask for exactly the bytes lost)")
 	qlogFlag(fs, &c.qlogDir, "receiver")
+	fs.Var(negatedBool{&c.breaker.Disabled}, "breaker", "circuit breaker (default on): leave a session whose rate or loss says the network cannot carry it, fetch its resources over unicast, join again after a back-off")
+	fs.Float64Var(&c.breaker.RateMargin, "breaker-rate-margin", client.DefaultBreakerRateMargin, "circuit breaker: trip when the session's measured rate exceeds its advertised peak flow rate by more than this fraction")
+	fs.Float64Var(&c.breaker.LossThreshold, "breaker-loss", client.DefaultBreakerLoss, "circuit breaker: trip when the session loses more than this fraction of its packets")
+	fs.DurationVar(&c.breaker.Sustain, "breaker-sustain", client.DefaultBreakerSustain, "circuit breaker: trip once the rate or the loss has stayed over its limit for this long")
+	fs.DurationVar(&c.breaker.Backoff, "breaker-backoff", client.DefaultBreakerBackoff, "circuit breaker: join again this long after a trip (doubling while it keeps tripping, at most 5m)")
 	registerMetricsFlag(fs, &c.metricsListen)
 }
+
+// negatedBool is a boolean flag that sets the negation of its value
+// (--breaker=false sets BreakerConfig.Disabled).
+type negatedBool struct{ p *bool }
+
+func (f negatedBool) String() string {
+	if f.p == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*f.p)
+}
+
+func (f negatedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*f.p = !v
+	return nil
+}
+
+func (f negatedBool) IsBoolFlag() bool { return true }
 
 // check validates the flags that config cannot report on, and prepares
 // the qlog folder.
@@ -153,6 +182,16 @@ func (c *clientFlags) check(e *env) error {
 	}
 	if c.maxSize < 0 {
 		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
+	}
+	switch b := c.breaker; {
+	case b.RateMargin <= 0:
+		return usagef("--breaker-rate-margin %v: want a fraction above 0 (0.25: 25 %% over the peak flow rate)", b.RateMargin)
+	case b.LossThreshold <= 0 || b.LossThreshold >= 1:
+		return usagef("--breaker-loss %v: want a fraction between 0 and 1", b.LossThreshold)
+	case b.Sustain <= 0:
+		return usagef("--breaker-sustain %v: want a positive duration", b.Sustain)
+	case b.Backoff <= 0:
+		return usagef("--breaker-backoff %v: want a positive duration", b.Backoff)
 	}
 	if err := c.parseSessions(); err != nil {
 		return err
@@ -210,8 +249,9 @@ func (c *clientFlags) config(e *env) client.Config {
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier:   &h3m.Verifier{RequireDigest: c.requireDigest},
 		RepairURLs: c.repairURLs, RepairBlock: c.repairBlock,
-		Tracer: c.tracer,
-		Logger: e.log,
+		Breaker: c.breaker,
+		Tracer:  c.tracer,
+		Logger:  e.log,
 	}
 }
 
@@ -330,8 +370,12 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 	st := rc.Stats()
 	mu.Lock()
 	defer mu.Unlock()
-	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d missing\n",
-		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, len(failures))
+	breaker := ""
+	if st.BreakerTrips > 0 {
+		breaker = fmt.Sprintf(" (circuit breaker trips: %d)", st.BreakerTrips)
+	}
+	fmt.Fprintf(e.stdout, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback%s, %d missing\n",
+		count, st.Multicast, st.Repaired, st.RepairBytes, st.Fallback, breaker, len(failures))
 	if st.CacheRequests > 0 {
 		fmt.Fprintf(e.stdout, "h3m: caches: %d requests, %d bytes, %d failed, %d answers rejected\n",
 			st.CacheRequests, st.CacheBytes, st.CacheErrors, st.CacheRejected)

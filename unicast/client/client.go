@@ -195,6 +195,11 @@ type Config struct {
 	// FallbackAfter switches to unicast when an active session delivers no
 	// packet for this long (or cannot be joined).
 	FallbackAfter time.Duration
+	// Breaker is the receiver circuit breaker (breaker.go): it leaves a
+	// session whose rate or loss says the network cannot carry it, and
+	// joins again after a back-off. Zero fields take the defaults; on
+	// unless Breaker.Disabled.
+	Breaker BreakerConfig
 	// ProbeInterval is how often a session that could not be joined, or
 	// whose receiver stopped, is joined again.
 	ProbeInterval time.Duration
@@ -384,6 +389,10 @@ type Stats struct {
 	// the bytes they filled: not asked over unicast.
 	MulticastRepairs     int
 	MulticastRepairBytes int64
+	// BreakerTrips counts the circuit breaker's trips (sessions left
+	// because of their rate or loss); BreakerOpen is how many sessions are
+	// left that way now, waiting for their back-off to end.
+	BreakerTrips, BreakerOpen int
 }
 
 // Client receives the multicast sessions an h3m server announces and makes
@@ -495,6 +504,10 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.MaxCatalog, DefaultMaxCatalog)
 	setDefault(&cfg.MaxPushes, DefaultMaxPushes)
 	setDefault(&cfg.CatalogRetention, DefaultCatalogRetention)
+	cfg.Breaker = cfg.Breaker.withDefaults()
+	if err := cfg.Breaker.check(); err != nil {
+		return nil, err
+	}
 	setDefault(&cfg.ManifestWait, DefaultManifestWait)
 	setDefault(&cfg.ManifestStreamMin, DefaultManifestStreamMin)
 	if cfg.Manifests < ManifestsAuto || cfg.Manifests > ManifestsOff {

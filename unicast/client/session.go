@@ -73,6 +73,10 @@ type csession struct {
 	// orphans are push streams that lost their promise or header section,
 	// waiting for a catalogue entry to identify them (orphan.go).
 	orphans []*h3m.Resource
+	// breaker is the session's circuit breaker (nil until first joined);
+	// breakerUntil, when set, is the end of the back-off after its trip.
+	breaker      *breaker
+	breakerUntil time.Time
 }
 
 // sameSession compares the session parameters of two advertisements of one
@@ -182,6 +186,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 	cs.mu.Lock()
 	cs.rcv, cs.cancel, cs.joining, cs.joinErr, cs.verifier = rcv, cancel, false, nil, verifier
 	cs.joinedAt, cs.packets, cs.lastPacket = time.Now(), 0, time.Time{}
+	cs.breakerJoinedLocked(c.cfg.Breaker, c.origin != nil)
 	cs.mu.Unlock()
 	c.count(func(st *Stats) { st.Joins++ })
 	c.log.Info("joined multicast session", "session", cs.id, "group", p.Group.String(), "source", p.Source.String(), "interface", c.cfg.Interface, "asymmetric", asym)
@@ -240,11 +245,14 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 	silent = silent && cs.promised
 	last := cs.maxPromised
 	left := ended || cs.leaving || silent
+	var openUntil time.Time // the breaker's back-off, when it stopped the receiver
 	switch {
 	case left:
 		cs.sawEnd = cs.sawEnd || ended
 		cs.left = true
 	case ctx.Err() != nil:
+	case cs.breakerUntil.After(now):
+		cs.probeAt, cs.joinErr, openUntil = cs.breakerUntil, ErrBreakerOpen, cs.breakerUntil
 	default:
 		cs.probeAt = now.Add(c.cfg.ProbeInterval)
 		cs.joinErr = fmt.Errorf("receiver stopped: %w", err)
@@ -265,6 +273,8 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 		}
 		c.notify()
 	case ctx.Err() != nil:
+	case !openUntil.IsZero():
+		c.log.Info("left multicast session: circuit breaker open", "session", cs.id, "rejoin_in", openUntil.Sub(now).Round(time.Millisecond))
 	default:
 		c.log.Info("multicast receiver stopped; will join again", "session", cs.id, "err", err)
 	}
@@ -515,17 +525,25 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 	}
 	// The receivers' counters are read with no lock of ours held: their
 	// event handlers take ours.
-	packets := make([]uint64, len(checks))
+	counts := make([]breakerSample, len(checks))
 	for i, ch := range checks {
-		packets[i] = ch.rcv.Transport().Stats().Packets
+		st := ch.rcv.Transport().Stats()
+		counts[i] = breakerSample{at: now, bytes: st.Bytes, packets: st.Packets, lost: st.LostPackets}
 	}
+	var trips []breakerTrip
 	for i, ch := range checks {
 		ch.cs.mu.Lock()
-		if ch.cs.rcv == ch.rcv && packets[i] > ch.cs.packets {
-			ch.cs.packets, ch.cs.lastPacket = packets[i], now
+		if ch.cs.rcv == ch.rcv && counts[i].packets > ch.cs.packets {
+			ch.cs.packets, ch.cs.lastPacket = counts[i].packets, now
+		}
+		if ch.cs.rcv == ch.rcv {
+			if tr, ok := ch.cs.observeBreakerLocked(counts[i]); ok {
+				trips = append(trips, tr)
+			}
 		}
 		ch.cs.mu.Unlock()
 	}
+	c.breakerTrips(trips, sessions, now)
 	want := false
 	var why string
 	for _, cs := range sessions {
