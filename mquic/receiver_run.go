@@ -233,6 +233,7 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 	}()
 	own := r.newOpener(r.prot.Clone())
 	own.pre = r.pre
+	var gather *time.Timer // the wait before reading on after a small batch
 	for {
 		var b *rxBatch
 		select {
@@ -282,9 +283,25 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			}
 		}
 		b.openParts(&own)
+		small := err == nil && n < len(b.msgs)/2
 		ordered <- b
 		if stopping {
 			return
+		}
+		if small && r.gather > 0 {
+			// Few datagrams came: let more gather in the socket before the
+			// next read, so that a slow flow costs one wake-up per several
+			// packets rather than per packet.
+			if gather == nil {
+				gather = time.NewTimer(r.gather)
+			} else {
+				gather.Reset(r.gather)
+			}
+			select {
+			case <-gather.C:
+			case <-ctx.Done():
+				return
+			}
 		}
 		if b.tick {
 			// Wait until the deadline has been moved on.
