@@ -133,6 +133,11 @@ type PeerRun struct {
 	Err error
 }
 
+// Tail is how long the tool took to finish after the last file was
+// complete: for h3m the receivers' wait for the session's end to be
+// confirmed, for UFTP the sender's wait for every client's completion.
+func (r *PeerRun) Tail() time.Duration { return r.Done - r.LastFile }
+
 // h3mDeliveries counts how h3m receive got its resources.
 type h3mDeliveries struct {
 	Multicast, Repaired, Fallback, Failed int
