@@ -32,7 +32,7 @@ const (
 	DefaultReplayWindow     = 4096
 	DefaultReadBatch        = 32
 	DefaultMaxWorkers       = 4
-	DefaultReadGather       = time.Millisecond
+	DefaultReadGather       = 3 * time.Millisecond
 	DefaultPNConfirm        = 4
 	DefaultPNSilence        = 250 * time.Millisecond
 	DefaultManifestOutage   = 3 * DefaultKeepAlive / 2
@@ -95,12 +95,14 @@ type ReceiverConfig struct {
 	// GOMAXPROCS, at most DefaultMaxWorkers. Packets reach the streams in
 	// the order they were read whatever the number.
 	Workers int
-	// ReadGather is how long Run waits, after a read that took only a few
-	// datagrams, before it reads again, so that the datagrams of a slow
+	// ReadGather bounds how long Run waits, after a read that took under
+	// half a batch, before it reads again, so that the datagrams of a slow
 	// flow are read, opened and handed on several at a time instead of
-	// each costing its own wake-up of the reading and handling goroutines.
-	// It delays a packet by at most this much; reads that fill a batch never
-	// wait. 0 means DefaultReadGather; negative never waits.
+	// each costing its own wake-ups of the reading and handling goroutines.
+	// The wait adapts so that about a batch queues meanwhile, and stays
+	// short enough for the socket's receive buffer to hold four times what
+	// the session's peak flow rate brings in that time. It delays a packet
+	// by at most this much. 0 means DefaultReadGather; negative never waits.
 	ReadGather time.Duration
 	// AuthReorderDelay, in an asymmetric session, is how long a stream hole
 	// waits (instead of ReorderDelay) before it is reported as a gap while a

@@ -233,7 +233,8 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 	}()
 	own := r.newOpener(r.prot.Clone())
 	own.pre = r.pre
-	var gather *time.Timer // the wait before reading on after a small batch
+	g := r.newGather()
+	var gatherTimer *time.Timer
 	for {
 		var b *rxBatch
 		select {
@@ -283,22 +284,23 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			}
 		}
 		b.openParts(&own)
-		small := err == nil && n < len(b.msgs)/2
+		var wait time.Duration
+		if err == nil {
+			wait = g.after(n, len(b.msgs))
+		}
 		ordered <- b
 		if stopping {
 			return
 		}
-		if small && r.gather > 0 {
-			// Few datagrams came: let more gather in the socket before the
-			// next read, so that a slow flow costs one wake-up per several
-			// packets rather than per packet.
-			if gather == nil {
-				gather = time.NewTimer(r.gather)
+		if wait > 0 {
+			// Few datagrams came: let more gather in the socket (see gather).
+			if gatherTimer == nil {
+				gatherTimer = time.NewTimer(wait)
 			} else {
-				gather.Reset(r.gather)
+				gatherTimer.Reset(wait)
 			}
 			select {
-			case <-gather.C:
+			case <-gatherTimer.C:
 			case <-ctx.Done():
 				return
 			}
@@ -312,6 +314,19 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			}
 		}
 	}
+}
+
+// newGather sizes the reading goroutine's waits for the session's rate and
+// the socket's receive buffer.
+func (r *Receiver) newGather() gather {
+	if r.batchR == nil {
+		return gather{} // one datagram per read: waiting gathers nothing
+	}
+	rcvbuf := 0
+	if c, ok := r.conn.(interface{ RecvBufferSize() int }); ok {
+		rcvbuf = c.RecvBufferSize()
+	}
+	return newGather(r.gather, rcvbuf, r.cfg.Params.PeakFlowRate)
 }
 
 // readBatch reads into b.msgs and returns how many messages it filled.
