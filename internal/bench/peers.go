@@ -212,16 +212,24 @@ func (o *h3mReceiveOutput) check(files int) error {
 
 // uftpClientOutput is what the comparison reads from one uftpd's output.
 type uftpClientOutput struct {
-	completed int           // "File transfer complete" lines
-	last      time.Duration // when the last came, from the run's start
+	completed map[string]bool // the files of "[group/00:file]: File transfer complete" lines
+	last      time.Duration   // when the last came, from the run's start
 	numLines  int
 }
 
-// line takes one line of output, seen at since from the run's start.
+// line takes one line of output, seen at since from the run's start. uftpd
+// may say a file is complete twice (a late DONE): the file is counted once.
 func (o *uftpClientOutput) line(line string, since time.Duration) {
 	o.numLines++
-	if strings.Contains(line, "File transfer complete") {
-		o.completed++
+	before, ok := strings.CutSuffix(line, ": File transfer complete")
+	if !ok {
+		return
+	}
+	if i := strings.LastIndexByte(before, '['); i >= 0 && strings.HasSuffix(before, "]") {
+		if o.completed == nil {
+			o.completed = map[string]bool{}
+		}
+		o.completed[before[i:]] = true
 		o.last = max(o.last, since)
 	}
 }
@@ -229,8 +237,8 @@ func (o *uftpClientOutput) line(line string, since time.Duration) {
 // check reports what the output lacks for the figures of a run of files
 // files.
 func (o *uftpClientOutput) check(files int) error {
-	if o.completed != files {
-		return fmt.Errorf("%d \"File transfer complete\" lines among its %d lines of output, want one per file (%d)", o.completed, o.numLines, files)
+	if len(o.completed) != files {
+		return fmt.Errorf("%d files said complete (\"[group/00:file]: File transfer complete\") among its %d lines of output, want %d", len(o.completed), o.numLines, files)
 	}
 	return nil
 }

@@ -161,6 +161,15 @@ func TestPeersOutputChecks(t *testing.T) {
 	if err := u.check(2); err == nil || !strings.Contains(err.Error(), "File transfer complete") {
 		t.Errorf("uftpd with one of two files: %v", err)
 	}
+	// uftpd may report a file complete twice: it counts once.
+	u.line("2026/12/06 05:10:29.657799: [B5CB44E8/00:0001]: File transfer complete", 3*time.Second)
+	if err := u.check(1); err != nil {
+		t.Errorf("a file said complete twice: %v", err)
+	}
+	u.line("2026/12/06 05:10:30.1: [B5CB44E8/00:0002]: File transfer complete", 4*time.Second)
+	if err := u.check(2); err != nil || u.last != 4*time.Second {
+		t.Errorf("two files: %v, last %v", err, u.last)
+	}
 
 	n, err := parseDropped("table inet h3m_peers_loss {\n\tchain pre {\n\t\tip daddr 224.0.0.0/4 meta l4proto udp numgen random mod 100 < 2 counter packets 1834 bytes 2330012 drop\n\t}\n}\n")
 	if err != nil || n != 1834 {
