@@ -1,0 +1,146 @@
+package mquic_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/h3m-project/h3m/internal/mcasttest"
+	"github.com/h3m-project/h3m/mquic"
+	"github.com/h3m-project/h3m/mquic/wire"
+)
+
+// A chunk written with WriteChunkRepeated goes again in the next packet:
+// with the packet of the first copy lost, the stream still arrives whole,
+// and with both copies arriving the receiver takes the bytes once. A
+// chunk that ends a stream carries the FIN in its copy too.
+func TestWriteChunkRepeated(t *testing.T) {
+	params := testParams(t, mcasttest.Group())
+	pat := newPattern()
+	cc := &captureConn{}
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stream a: a repeated head, then a body of several packets.
+	a, err := snd.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 300)
+	pat.fill(head, a.ID(), 0)
+	if err := a.WriteChunkRepeated(head); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 5000)
+	pat.fill(body, a.ID(), uint64(len(head)))
+	if _, err := a.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Stream b: nothing but a repeated chunk and its end, flushed: the
+	// copy goes in a packet of its own, with the FIN.
+	b, err := snd.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := make([]byte, 200)
+	pat.fill(only, b.ID(), 0)
+	if err := b.WriteChunkRepeated(only); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := snd.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := snd.Stats().RepeatedBytes; got != uint64(len(head)+len(only)) {
+		t.Errorf("RepeatedBytes %d, want %d", got, len(head)+len(only))
+	}
+	snd.Close()
+	pkts := cc.Packets()
+
+	// The packets holding each stream's offset 0.
+	firstOf := map[uint64]int{}
+	copies := map[uint64]int{}
+	for i, p := range pkts {
+		streamFramesOf(t, params, p, func(id, off uint64, n int, fin bool) {
+			if off == 0 && n > 0 {
+				if _, ok := firstOf[id]; !ok {
+					firstOf[id] = i
+				}
+				copies[id]++
+			}
+		})
+	}
+	for _, id := range []uint64{a.ID(), b.ID()} {
+		if copies[id] != 2 {
+			t.Fatalf("stream %d: offset 0 in %d packets, want 2", id, copies[id])
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		drop map[int]bool
+	}{
+		{"both copies arrive", nil},
+		{"first copies lost", map[int]bool{firstOf[a.ID()]: true, firstOf[b.ID()]: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			col := newCollector(pat)
+			r := newTestReceiver(t, params, col)
+			for i, p := range pkts {
+				if !tc.drop[i] {
+					r.HandlePacket(append([]byte(nil), p...), src)
+				}
+			}
+			r.Flush()
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			for _, e := range col.errs {
+				t.Error(e)
+			}
+			// The packets dropped held other bytes of stream a too: what
+			// the copies guarantee is the chunks, and b's end.
+			for id, chunk := range map[uint64]int{a.ID(): len(head), b.ID(): len(only)} {
+				if l := col.streams[id]; l == nil || !l.got.Contains(0, uint64(chunk)) {
+					t.Errorf("stream %d: the repeated chunk [0,%d) did not arrive", id, chunk)
+				}
+			}
+			if l := col.streams[b.ID()]; l == nil || !l.finished || l.final != uint64(len(only)) {
+				t.Errorf("stream %d did not finish at %d", b.ID(), len(only))
+			}
+			if tc.drop == nil {
+				if l := col.streams[a.ID()]; l == nil || !l.finished || !l.gaps.Empty() || !l.got.Contains(0, uint64(len(head)+len(body))) {
+					t.Errorf("stream %d is not whole", a.ID())
+				}
+			}
+		})
+	}
+}
+
+// streamFramesOf calls f for each STREAM frame of the packet pkt.
+func streamFramesOf(t testing.TB, params mquic.Params, pkt []byte, f func(id, off uint64, n int, fin bool)) {
+	t.Helper()
+	prot, err := params.Protector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, payload, err := prot.Open(bytes.Clone(pkt), 1+len(params.SessionID), params.PNLen(), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr wire.Frame
+	for len(payload) > 0 {
+		n, err := wire.ParseFrame(payload, &fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload = payload[n:]
+		if fr.Type.IsStream() {
+			f(fr.Stream.StreamID, fr.Stream.Offset, len(fr.Stream.Data), fr.Stream.Fin)
+		}
+	}
+}
