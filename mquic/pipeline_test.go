@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -117,7 +118,7 @@ func receivePipelined(t testing.TB, cfg mquic.ReceiverConfig, batches [][][]byte
 
 // runPipelined runs a receiver of conn, on a clock that stands still, until
 // stop.
-func runPipelined(t testing.TB, conn *feedConn, cfg mquic.ReceiverConfig) (r *mquic.Receiver, stop func()) {
+func runPipelined(t testing.TB, conn net.PacketConn, cfg mquic.ReceiverConfig) (r *mquic.Receiver, stop func()) {
 	t.Helper()
 	r, err := mquic.NewReceiver(conn, cfg)
 	if err != nil {
@@ -414,19 +415,9 @@ func TestReadGatherWaitsAfterSmallReads(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := &readTimes{feedConn: newFeedConn(batched(pkts, tc.batch))}
-			r, err := mquic.NewReceiver(conn, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: 4, ReadGather: tc.gather})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.SetClock(fixedClock)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- r.Run(ctx) }()
+			r, stop := runPipelined(t, conn, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: 4, ReadGather: tc.gather})
 			waitPipelined(r, len(pkts))
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			stop()
 			if got := r.Stats().Packets; got != uint64(len(pkts)) {
 				t.Fatalf("%d of %d packets accepted", got, len(pkts))
 			}

@@ -1,7 +1,6 @@
 package mquic_test
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/h3m-project/h3m/internal/mcasttest"
@@ -66,12 +65,12 @@ func TestWriteChunkRepeated(t *testing.T) {
 	firstOf := map[uint64]int{}
 	copies := map[uint64]int{}
 	for i, p := range pkts {
-		streamFramesOf(t, params, p, func(id, off uint64, n int, fin bool) {
-			if off == 0 && n > 0 {
-				if _, ok := firstOf[id]; !ok {
-					firstOf[id] = i
+		mcasttest.StreamFrames(t, params, p, func(sf wire.StreamFrame) {
+			if sf.Offset == 0 && len(sf.Data) > 0 {
+				if _, ok := firstOf[sf.StreamID]; !ok {
+					firstOf[sf.StreamID] = i
 				}
-				copies[id]++
+				copies[sf.StreamID]++
 			}
 		})
 	}
@@ -118,29 +117,5 @@ func TestWriteChunkRepeated(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// streamFramesOf calls f for each STREAM frame of the packet pkt.
-func streamFramesOf(t testing.TB, params mquic.Params, pkt []byte, f func(id, off uint64, n int, fin bool)) {
-	t.Helper()
-	prot, err := params.Protector()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, payload, err := prot.Open(bytes.Clone(pkt), 1+len(params.SessionID), params.PNLen(), 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fr wire.Frame
-	for len(payload) > 0 {
-		n, err := wire.ParseFrame(payload, &fr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload = payload[n:]
-		if fr.Type.IsStream() {
-			f(fr.Stream.StreamID, fr.Stream.Offset, len(fr.Stream.Data), fr.Stream.Fin)
-		}
 	}
 }
