@@ -286,7 +286,8 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		b.openParts(&own)
 		var wait time.Duration
 		if err == nil {
-			wait = g.after(n, len(b.msgs))
+			// Datagrams, not messages: a GRO buffer of many is a full read.
+			wait = g.after(len(b.pkts), len(b.msgs))
 		}
 		ordered <- b
 		if stopping {
