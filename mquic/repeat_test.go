@@ -119,3 +119,73 @@ func TestWriteChunkRepeated(t *testing.T) {
 		})
 	}
 }
+
+// In an asymmetric session, the copies go in packets the manifests list
+// like any other: the session ends with every stream whole and as many
+// packets held (the last manifests' own) as without copies.
+func TestRepeatedChunksAsymmetric(t *testing.T) {
+	params, sc := asymParams(t, mcasttest.Group())
+	pat := newPattern()
+	session := func(repeat bool) mquic.ReceiverStats {
+		cc := &captureConn{}
+		snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes := map[uint64]uint64{}
+		for i := range 100 {
+			st, err := snd.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := make([]byte, 200+3*i)
+			pat.fill(head, st.ID(), 0)
+			write := st.WriteChunk
+			if repeat {
+				write = st.WriteChunkRepeated
+			}
+			if err := write(head); err != nil {
+				t.Fatal(err)
+			}
+			body := make([]byte, 100*i)
+			pat.fill(body, st.ID(), uint64(len(head)))
+			if _, err := st.Write(body); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			sizes[st.ID()] = uint64(len(head) + len(body))
+		}
+		if err := snd.Close(); err != nil {
+			t.Fatal(err)
+		}
+		col := newCollector(pat)
+		r := newTestReceiver(t, params, col)
+		for _, p := range cc.Packets() {
+			r.HandlePacket(append([]byte(nil), p...), src)
+		}
+		r.Flush()
+		st := r.Stats()
+		accounted(t, st)
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		for _, e := range col.errs {
+			t.Error(e)
+		}
+		for id, size := range sizes {
+			if l := col.streams[id]; l == nil || !l.finished || l.final != size || !l.gaps.Empty() {
+				t.Errorf("repeat %v: stream %d is not whole (%d bytes)", repeat, id, size)
+			}
+		}
+		return st
+	}
+	once, twice := session(false), session(true)
+	if twice.Auth.Held != once.Auth.Held || twice.Auth.Expired != 0 || twice.Datagrams-twice.Packets != once.Datagrams-once.Packets {
+		t.Errorf("with copies: %d datagrams, %d accepted, %d held, %d expired; without: %d, %d, %d, %d", twice.Datagrams, twice.Packets,
+			twice.Auth.Held, twice.Auth.Expired, once.Datagrams, once.Packets, once.Auth.Held, once.Auth.Expired)
+	}
+	if twice.Datagrams <= once.Datagrams {
+		t.Errorf("copies took no packets: %d datagrams, %d without", twice.Datagrams, once.Datagrams)
+	}
+}

@@ -648,9 +648,11 @@ func (s *Sender) ensurePacket(need int) error {
 		}
 	}
 	s.startPacket()
-	if len(s.repeats) > 0 {
+	if len(s.repeats) > 0 && !s.emitting {
 		// The chunks to repeat go first; if what is asked for no longer
-		// fits, the packet goes out with them alone.
+		// fits, the packet goes out with them alone. Not in a manifest's
+		// packet: a manifest taken from the signer must be placed in the
+		// slot it was given, without waiting for another.
 		s.appendRepeats()
 		return s.ensurePacket(need)
 	}
