@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
+	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/h3m/h3frame"
 	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/internal/mcasttest"
@@ -171,7 +172,7 @@ func TestNGHQCompatibleSender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pusher, err := h3m.NewPusher(snd, h3m.PusherConfig{Authority: "localhost", Digests: []string{"SHA-256"}})
+	pusher, err := h3m.NewPusher(snd, h3m.PusherConfig{Authority: "localhost", Digests: []string{"SHA-256"}, Profile: h3m.Profile{InOrderStreams: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,4 +330,16 @@ func straddleFree(starts map[uint64]bool, off uint64, b []byte) bool {
 		}
 	}
 	return true
+}
+
+// A draft 07 advertisement (nghq's profile) makes the pusher send promises
+// and push stream heads once: nghq's receiver takes stream bytes only in
+// order. Later drafts repeat them.
+func TestProfileInOrderStreams(t *testing.T) {
+	for draft, want := range map[int]bool{7: true, 11: false} {
+		ad := altsvc.Advertisement{Draft: draft}
+		if got := h3m.ProfileOf(&ad).InOrderStreams; got != want {
+			t.Errorf("draft %d: InOrderStreams %v, want %v", draft, got, want)
+		}
+	}
 }

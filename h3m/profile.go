@@ -10,6 +10,11 @@ type Profile struct {
 	// DataOffset selects DATA_WITH_OFFSET frames for bodies: the session's
 	// protocol-id carries altsvc.ExperimentDataOffset.
 	DataOffset bool
+	// InOrderStreams says the session's receivers take stream bytes only
+	// in order and each once, as nghq's receiver of draft 07 sessions does:
+	// the pusher then sends every promise and push stream head once, not
+	// twice (spec/http.md, "Repeated heads").
+	InOrderStreams bool
 	// DigestAlgorithms and SignatureAlgorithms are the advertised sets
 	// (nil: unrestricted).
 	DigestAlgorithms    []string
@@ -20,6 +25,7 @@ type Profile struct {
 func ProfileOf(ad *altsvc.Advertisement) Profile {
 	return Profile{
 		DataOffset:          ad.HasExperiment(altsvc.ExperimentDataOffset),
+		InOrderStreams:      ad.Draft == 7,
 		DigestAlgorithms:    ad.DigestAlgorithms,
 		SignatureAlgorithms: ad.SignatureAlgorithms,
 	}

@@ -279,12 +279,16 @@ func (p *Pusher) push(ctx context.Context, pushID uint64, push *Push) (*PushResu
 	}
 	// The promise goes first, so a receiver knows the push ID before the
 	// push stream's first byte (nghq requires it).
-	if err := p.writeFrame(p.snd.Stream0(), h3frame.AppendPushPromise(nil, pushID, promise)); err != nil {
+	// The promise and the push stream's head (its push ID and HEADERS) go
+	// twice: without either, a receiver cannot tell what the stream's
+	// bytes are, and the whole resource must come over unicast instead of
+	// only the bytes lost (spec/http.md, "Repeated heads").
+	if err := p.writeFrameRepeated(p.snd.Stream0(), h3frame.AppendPushPromise(nil, pushID, promise)); err != nil {
 		return nil, fmt.Errorf("h3m: push %d: promise: %w", pushID, err)
 	}
 	b := h3frame.AppendPushStreamHeader(nil, pushID)
 	b = h3frame.AppendHeadersFrame(b, headers)
-	if err := p.writeFrame(st, b); err != nil {
+	if err := p.writeFrameRepeated(st, b); err != nil {
 		return nil, p.abandon(st, pushID, fmt.Errorf("headers: %w", err))
 	}
 	first := int64(0)
@@ -366,6 +370,23 @@ func (p *Pusher) writeFrame(st *mquic.SendStream, frame []byte) error {
 	}
 	_, err := st.Write(frame[p.snd.MaxChunk():])
 	return err
+}
+
+// writeFrameRepeated is writeFrame, with every chunk sent a second time in
+// the next packet (mquic.SendStream.WriteChunkRepeated), unless the
+// session's receivers take stream bytes only once.
+func (p *Pusher) writeFrameRepeated(st *mquic.SendStream, frame []byte) error {
+	if p.cfg.Profile.InOrderStreams {
+		return p.writeFrame(st, frame)
+	}
+	for len(frame) > 0 {
+		n := min(len(frame), p.snd.MaxChunk())
+		if err := st.WriteChunkRepeated(frame[:n]); err != nil {
+			return err
+		}
+		frame = frame[n:]
+	}
+	return nil
 }
 
 // writeBody sends the body as DATA (or DATA_WITH_OFFSET) frames of one

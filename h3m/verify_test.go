@@ -93,25 +93,7 @@ func (c *captured) streamFrames(t testing.TB, i int, f func(sf wire.StreamFrame)
 // frames.
 func streamFrames(t testing.TB, params mquic.Params, pkt []byte, f func(sf wire.StreamFrame)) {
 	t.Helper()
-	prot, err := params.Protector()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, payload, err := prot.Open(bytes.Clone(pkt), 1+len(params.SessionID), params.PNLen(), 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fr wire.Frame
-	for len(payload) > 0 {
-		n, err := wire.ParseFrame(payload, &fr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload = payload[n:]
-		if fr.Type.IsStream() {
-			f(fr.Stream)
-		}
-	}
+	mcasttest.StreamFrames(t, params, pkt, f)
 }
 
 // afterFin returns the index of the packet after the one that ends stream.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -117,7 +118,7 @@ func receivePipelined(t testing.TB, cfg mquic.ReceiverConfig, batches [][][]byte
 
 // runPipelined runs a receiver of conn, on a clock that stands still, until
 // stop.
-func runPipelined(t testing.TB, conn *feedConn, cfg mquic.ReceiverConfig) (r *mquic.Receiver, stop func()) {
+func runPipelined(t testing.TB, conn net.PacketConn, cfg mquic.ReceiverConfig) (r *mquic.Receiver, stop func()) {
 	t.Helper()
 	r, err := mquic.NewReceiver(conn, cfg)
 	if err != nil {
@@ -371,4 +372,70 @@ func BenchmarkRunPipeline(b *testing.B) {
 			done += n
 		}
 	})
+}
+
+// readTimes is a feedConn that records when each read returned datagrams.
+type readTimes struct {
+	*feedConn
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (c *readTimes) ReadBatch(msgs []mcast.Message) (int, error) {
+	n, err := c.feedConn.ReadBatch(msgs)
+	if n > 0 {
+		c.mu.Lock()
+		c.times = append(c.times, time.Now())
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// A read that takes under half a batch makes Run wait ReadGather before it
+// reads again (a slow flow then costs a wake-up per several packets, not
+// per packet); a read that fills the batch is followed at once, and with a
+// negative ReadGather every read is. The test checks only lower bounds on
+// the waits, which a loaded machine can only lengthen.
+func TestReadGatherWaitsAfterSmallReads(t *testing.T) {
+	params := testParams(t, mcasttest.Group())
+	pkts := capturedSession(t, params, newPattern(), 12_000)
+	if len(pkts) < 6 {
+		t.Fatalf("%d packets", len(pkts))
+	}
+	const gather = 40 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		gather time.Duration
+		batch  int // datagrams per prepared read
+		waits  bool
+	}{
+		{"small reads", gather, 1, true},
+		{"full reads", gather, 4, false},
+		{"never", -1, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := &readTimes{feedConn: newFeedConn(batched(pkts, tc.batch))}
+			r, stop := runPipelined(t, conn, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: 4, ReadGather: tc.gather})
+			waitPipelined(r, len(pkts))
+			stop()
+			if got := r.Stats().Packets; got != uint64(len(pkts)) {
+				t.Fatalf("%d of %d packets accepted", got, len(pkts))
+			}
+			conn.mu.Lock()
+			times := conn.times
+			conn.mu.Unlock()
+			if !tc.waits {
+				t.Logf("%d reads", len(times))
+				return
+			}
+			if len(times) != len(pkts) {
+				t.Fatalf("%d reads with datagrams, want %d", len(times), len(pkts))
+			}
+			for i := 1; i < len(times); i++ {
+				if d := times[i].Sub(times[i-1]); d < gather {
+					t.Errorf("read %d came %v after a read of one datagram, want at least %v", i, d, gather)
+				}
+			}
+		})
+	}
 }

@@ -186,7 +186,7 @@ func (a *reassembler) streamFrame(f *wire.StreamFrame, pn uint64, now time.Time)
 	case s.discard:
 		a.st.DiscardedBytes += uint64(len(f.Data))
 	case added == 0:
-		// Nothing new (possible only from a misbehaving sender; replays are
+		// Nothing new: the second copy of a repeated chunk (replays are
 		// dropped by packet number).
 	case end <= s.delivered:
 		// Late bytes of a range already reported as a gap.

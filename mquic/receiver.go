@@ -33,6 +33,7 @@ const (
 	DefaultReplayWindow      = 4096
 	DefaultReadBatch         = 32
 	DefaultMaxWorkers        = 4
+	DefaultReadGather        = 3 * time.Millisecond
 	DefaultPNConfirm         = 4
 	DefaultPNSilence         = 250 * time.Millisecond
 	DefaultManifestOutage    = 3 * DefaultKeepAlive / 2
@@ -102,6 +103,15 @@ type ReceiverConfig struct {
 	// GOMAXPROCS, at most DefaultMaxWorkers. Packets reach the streams in
 	// the order they were read whatever the number.
 	Workers int
+	// ReadGather bounds how long Run waits, after a read that took under
+	// half a batch, before it reads again, so that the datagrams of a slow
+	// flow are read, opened and handed on several at a time instead of
+	// each costing its own wake-ups of the reading and handling goroutines.
+	// The wait adapts so that about a batch queues meanwhile, and stays
+	// short enough for the socket's receive buffer to hold four times what
+	// the session's peak flow rate brings in that time. It delays a packet
+	// by at most this much. 0 means DefaultReadGather; negative never waits.
+	ReadGather time.Duration
 	// AuthReorderDelay, in an asymmetric session, is how long a stream hole
 	// waits (instead of ReorderDelay) before it is reported as a gap while a
 	// packet with an older packet number is held for its manifest: that
@@ -234,6 +244,7 @@ type Receiver struct {
 	log     *slog.Logger
 	clock   func() time.Time // time.Now, or a test's clock
 	workers int
+	gather  time.Duration // ReadGather, resolved
 
 	source    netip.Addr
 	sessionID []byte
@@ -317,6 +328,9 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.ReadBatch <= 0 {
 		cfg.ReadBatch = DefaultReadBatch
 	}
+	if cfg.ReadGather == 0 {
+		cfg.ReadGather = DefaultReadGather
+	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = min(runtime.GOMAXPROCS(0), DefaultMaxWorkers)
 	}
@@ -330,6 +344,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		log:       cfg.Logger.With("session", fmt.Sprintf("%x", p.SessionID), "group", p.Group.String()),
 		clock:     time.Now,
 		workers:   cfg.Workers,
+		gather:    cfg.ReadGather,
 		source:    p.Source.Unmap(),
 		sessionID: p.SessionID,
 		pnLen:     p.PacketNumberLen, // 0: learnt from the first packet

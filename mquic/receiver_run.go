@@ -233,6 +233,8 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 	}()
 	own := r.newOpener(r.prot.Clone())
 	own.pre = r.pre
+	g := r.newGather()
+	var gatherTimer *time.Timer
 	for {
 		var b *rxBatch
 		select {
@@ -282,9 +284,27 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			}
 		}
 		b.openParts(&own)
+		var wait time.Duration
+		if err == nil {
+			// Datagrams, not messages: a GRO buffer of many is a full read.
+			wait = g.after(len(b.pkts), len(b.msgs))
+		}
 		ordered <- b
 		if stopping {
 			return
+		}
+		if wait > 0 {
+			// Few datagrams came: let more gather in the socket (see gather).
+			if gatherTimer == nil {
+				gatherTimer = time.NewTimer(wait)
+			} else {
+				gatherTimer.Reset(wait)
+			}
+			select {
+			case <-gatherTimer.C:
+			case <-ctx.Done():
+				return
+			}
 		}
 		if b.tick {
 			// Wait until the deadline has been moved on.
@@ -295,6 +315,19 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 			}
 		}
 	}
+}
+
+// newGather sizes the reading goroutine's waits for the session's rate and
+// the socket's receive buffer.
+func (r *Receiver) newGather() gather {
+	if r.batchR == nil {
+		return gather{} // one datagram per read: waiting gathers nothing
+	}
+	rcvbuf := 0
+	if c, ok := r.conn.(interface{ RecvBufferSize() int }); ok {
+		rcvbuf = c.RecvBufferSize()
+	}
+	return newGather(r.gather, rcvbuf, r.cfg.Params.PeakFlowRate)
 }
 
 // readBatch reads into b.msgs and returns how many messages it filled.

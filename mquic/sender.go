@@ -90,7 +90,9 @@ type SenderStats struct {
 	Bytes       uint64 // UDP payload bytes sent
 	StreamBytes uint64 // stream data bytes sent
 	Pings       uint64 // keep-alive PING packets
-	Writes      uint64 // batched write calls
+	// RepeatedBytes are stream bytes sent a second time (WriteChunkRepeated).
+	RepeatedBytes uint64
+	Writes        uint64 // batched write calls
 	// PaceWait is how long the writer waited for the pacer in all.
 	PaceWait time.Duration
 	// PaceLost is how much of the pacing schedule the writer gave up since
@@ -213,6 +215,19 @@ type Sender struct {
 	// reserved and not sealed yet (fec_send.go).
 	repairWaiting bool
 	res           fecReservation
+
+	// repeats are chunks to send a second time at the start of the next
+	// packet (WriteChunkRepeated); repeatData holds their bytes.
+	repeats    []repeatChunk
+	repeatData []byte
+}
+
+// repeatChunk is a chunk of a stream to send again: its bytes are
+// repeatData[from:to], at stream offset off.
+type repeatChunk struct {
+	st       *SendStream
+	off      uint64
+	from, to int
 }
 
 // NewSender creates a sender for the session cfg.Params on conn, which must
@@ -339,7 +354,24 @@ func (s *Sender) Flush() error {
 	if err := s.finishPacket(); err != nil {
 		return err
 	}
+	if err := s.sendRepeats(); err != nil {
+		return err
+	}
 	return s.waitWritten(s.tail)
+}
+
+// sendRepeats sends the chunks waiting to be repeated (WriteChunkRepeated)
+// in a packet of their own, when no more data comes to carry them.
+func (s *Sender) sendRepeats() error {
+	for len(s.repeats) > 0 {
+		if err := s.ensurePacket(0); err != nil {
+			return err
+		}
+		if err := s.finishPacket(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Ping sends a packet with a PING frame (a keep-alive) and waits until it
@@ -448,6 +480,9 @@ func (s *Sender) Close() error {
 		return s.err
 	}
 	err := s.finishPacket()
+	if err == nil {
+		err = s.sendRepeats()
+	}
 	if err == nil && s.fec != nil {
 		err = s.fecClose()
 	}
@@ -555,10 +590,17 @@ func (s *Sender) slotFree() bool {
 	return used < uint64(len(s.slots))
 }
 
-// room is how many bytes the packet being filled can still take.
+// room is how many bytes the packet being filled can still take (the next
+// packet, less the chunks it will repeat, when none is being filled).
 func (s *Sender) room() int {
 	if s.cur == nil {
-		return s.payloadEnd - s.hdrLen
+		room := s.payloadEnd - s.hdrLen
+		if len(s.repeats) > 0 {
+			// The repeats that fit go first (appendRepeats); at least the
+			// first always does.
+			room -= s.repeatSize(0)
+		}
+		return room
 	}
 	return s.payloadEnd - len(s.cur)
 }
@@ -606,7 +648,44 @@ func (s *Sender) ensurePacket(need int) error {
 		}
 	}
 	s.startPacket()
+	if len(s.repeats) > 0 && !s.emitting {
+		// The chunks to repeat go first; if what is asked for no longer
+		// fits, the packet goes out with them alone. Not in a manifest's
+		// packet: a manifest taken from the signer must be placed in the
+		// slot it was given, without waiting for another.
+		s.appendRepeats()
+		return s.ensurePacket(need)
+	}
 	return nil
+}
+
+// repeatSize is the size of repeat i's STREAM frame.
+func (s *Sender) repeatSize(i int) int {
+	r := &s.repeats[i]
+	n := r.to - r.from
+	return wire.StreamFrameOverhead(r.st.id, r.off, n, true) + n
+}
+
+// appendRepeats puts the chunks to repeat into the packet just started, as
+// many as fit, in the order they were written; those that do not fit wait
+// for the next packet.
+func (s *Sender) appendRepeats() {
+	done := 0
+	for done < len(s.repeats) && s.repeatSize(done) <= s.payloadEnd-len(s.cur) {
+		r := &s.repeats[done]
+		data := s.repeatData[r.from:r.to]
+		end := r.off + uint64(len(data))
+		// A repeat of the stream's last bytes carries its FIN when the
+		// stream has ended: the first copy's FIN may be the one lost.
+		fin := r.st.fin && end == r.st.off
+		s.cur = wire.AppendStreamFrame(s.cur, wire.StreamFrame{StreamID: r.st.id, Offset: r.off, Data: data, Fin: fin}, true)
+		s.st.RepeatedBytes += uint64(len(data))
+		done++
+	}
+	s.repeats = s.repeats[:copy(s.repeats, s.repeats[done:])]
+	if len(s.repeats) == 0 {
+		s.repeatData = s.repeatData[:0]
+	}
 }
 
 // startPacket starts a packet in the next slot, which must be free.
@@ -843,7 +922,9 @@ func (s *Sender) timers(now time.Time) time.Duration {
 	}
 	if s.cur != nil {
 		if d := s.curSince.Add(s.flushDelay).Sub(now); d <= 0 {
-			_ = s.finishPacket()
+			if s.finishPacket() == nil {
+				_ = s.sendRepeats() // a full queue: they go with the next packet
+			}
 			s.flushTo = s.tail
 		} else {
 			soonest(d)
@@ -977,27 +1058,66 @@ func (st *SendStream) writeLocked(p []byte, limit int) (int, error) {
 // frame headers and for DATA frames that must stay whole. len(p) must not
 // exceed Sender.MaxChunk.
 func (st *SendStream) WriteChunk(p []byte) error {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	_, err := st.writeChunkLocked(p)
+	return err
+}
+
+// writeChunkLocked writes the chunk p and returns the stream offset it
+// went at (ensurePacket may wait, and other writers advance the stream
+// meanwhile).
+func (st *SendStream) writeChunkLocked(p []byte) (uint64, error) {
 	s := st.s
 	if len(p) > s.maxChunk {
-		return fmt.Errorf("mquic: chunk of %d bytes exceeds the %d that fit in a packet", len(p), s.maxChunk)
+		return 0, fmt.Errorf("mquic: chunk of %d bytes exceeds the %d that fit in a packet", len(p), s.maxChunk)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
-		return err
+		return 0, err
 	}
 	if st.fin {
-		return fmt.Errorf("mquic: write on finished stream %d", st.id)
+		return 0, fmt.Errorf("mquic: write on finished stream %d", st.id)
 	}
 	if st.off+uint64(len(p)) > maxStreamOffset {
-		return fmt.Errorf("mquic: stream %d: offset beyond 2^62-1", st.id)
+		return 0, fmt.Errorf("mquic: stream %d: offset beyond 2^62-1", st.id)
 	}
 	if err := s.ensurePacket(wire.StreamFrameOverhead(st.id, st.off, len(p), true) + len(p)); err != nil {
-		return err
+		return 0, err
 	}
+	if st.fin {
+		return 0, fmt.Errorf("mquic: write on finished stream %d", st.id)
+	}
+	off := st.off
 	st.appendFrame(p)
 	if len(s.cur) >= s.payloadEnd-1 {
-		return s.finishPacket()
+		return off, s.finishPacket()
+	}
+	return off, nil
+}
+
+// WriteChunkRepeated is WriteChunk, and the same chunk goes again, as a
+// second STREAM frame with the same offset and bytes (RFC 9000 §2.2), at
+// the start of the next packet: for a chunk whose loss costs more than its
+// own bytes, such as the head of a push stream, without which a receiver
+// cannot tell what the rest of the stream is. The copy costs its bytes
+// once; a receiver takes whichever copy arrives and drops the other as a
+// duplicate, so with independent losses the chunk is lost with the square
+// of the loss rate.
+func (st *SendStream) WriteChunkRepeated(p []byte) error {
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, err := st.writeChunkLocked(p)
+	if err != nil {
+		return err
+	}
+	from := len(s.repeatData)
+	s.repeatData = append(s.repeatData, p...)
+	s.repeats = append(s.repeats, repeatChunk{st: st, off: off, from: from, to: len(s.repeatData)})
+	if s.cur == nil {
+		// The chunk closed its packet: start the next one with the copy,
+		// which the flush timer then covers like any packet being filled.
+		return s.ensurePacket(0)
 	}
 	return nil
 }

@@ -133,42 +133,129 @@ type PeerRun struct {
 	Err error
 }
 
+// Tail is how long the tool took to finish after the last file was
+// complete: for h3m the receivers' wait for the session's end to be
+// confirmed, for UFTP the sender's wait for every client's completion.
+func (r *PeerRun) Tail() time.Duration { return r.Done - r.LastFile }
+
 // h3mDeliveries counts how h3m receive got its resources.
 type h3mDeliveries struct {
-	Multicast, Repaired, Fallback int
-	RepairedBytes                 int64
+	Multicast, Repaired, Fallback, Failed int
+	RepairedBytes                         int64
 	// What the receivers asked of caches (h3m receive's "h3m: caches:"
 	// line): requests, body bytes, failures, answers rejected.
 	CacheRequests, CacheErrors, CacheRejected int
 	CacheBytes                                int64
 }
 
-// parse adds the counts of h3m receive's closing line ("h3m: 10
-// resources: 7 by multicast, 3 repaired (1995 bytes), 0 by fallback, 0
-// missing") and reports whether line was one.
+// total is the number of resources the counts cover.
+func (d h3mDeliveries) total() int { return d.Multicast + d.Repaired + d.Fallback + d.Failed }
+
+// add adds e's counts to d.
+func (d *h3mDeliveries) add(e h3mDeliveries) {
+	d.Multicast += e.Multicast
+	d.Repaired += e.Repaired
+	d.Fallback += e.Fallback
+	d.Failed += e.Failed
+	d.RepairedBytes += e.RepairedBytes
+	d.CacheRequests += e.CacheRequests
+	d.CacheErrors += e.CacheErrors
+	d.CacheRejected += e.CacheRejected
+	d.CacheBytes += e.CacheBytes
+}
+
+// parse reads one of h3m receive's closing lines into d and reports
+// whether line was one: the counts ("h3m: 10 resources: 7 by multicast, 3
+// repaired (1995 bytes), 0 by fallback, 0 missing"; a line whose counts do
+// not add up to its total is not one) or what it asked of caches ("h3m:
+// caches: 4 requests, 65536 bytes, 0 failed, 0 answers rejected").
 func (d *h3mDeliveries) parse(line string) bool {
-	var creq, cerr, crej int
-	var cbytes int64
-	if _, err := fmt.Sscanf(line, "h3m: caches: %d requests, %d bytes, %d failed, %d answers rejected", &creq, &cbytes, &cerr, &crej); err == nil {
-		d.CacheRequests += creq
-		d.CacheBytes += cbytes
-		d.CacheErrors += cerr
-		d.CacheRejected += crej
+	if _, err := fmt.Sscanf(line, "h3m: caches: %d requests, %d bytes, %d failed, %d answers rejected",
+		&d.CacheRequests, &d.CacheBytes, &d.CacheErrors, &d.CacheRejected); err == nil {
 		return true
 	}
-	var total, mc, rep, fb, failed int
-	var repBytes int64
+	var total int
+	var c h3mDeliveries
 	// The last count is followed by "missing" (or, in older versions,
 	// "failed"): the format stops before the word.
 	if _, err := fmt.Sscanf(line, "h3m: %d resources: %d by multicast, %d repaired (%d bytes), %d by fallback, %d",
-		&total, &mc, &rep, &repBytes, &fb, &failed); err != nil {
+		&total, &c.Multicast, &c.Repaired, &c.RepairedBytes, &c.Fallback, &c.Failed); err != nil || c.total() != total {
 		return false
 	}
-	d.Multicast += mc
-	d.Repaired += rep
-	d.Fallback += fb
-	d.RepairedBytes += repBytes
+	d.Multicast, d.Repaired, d.Fallback, d.Failed, d.RepairedBytes = c.Multicast, c.Repaired, c.Fallback, c.Failed, c.RepairedBytes
 	return true
+}
+
+// h3mReceiveOutput is what the comparison reads from one h3m receive's
+// output: a line per resource stored, then the closing line.
+type h3mReceiveOutput struct {
+	stored   int           // lines "multicast|repair|fallback  /path (n bytes)"
+	last     time.Duration // when the last of them came, from the run's start
+	closing  h3mDeliveries // the closing line's counts
+	closed   bool          // the closing line was read
+	numLines int
+}
+
+// line takes one line of output, seen at since from the run's start.
+func (o *h3mReceiveOutput) line(line string, since time.Duration) {
+	o.numLines++
+	for _, via := range []string{"multicast ", "repair ", "fallback "} {
+		if strings.HasPrefix(line, via) {
+			o.stored++
+			o.last = max(o.last, since)
+			return
+		}
+	}
+	if o.closing.parse(line) {
+		o.closed = true
+	}
+}
+
+// check reports what the output lacks for the figures of a run of files
+// files: the closing line, or a count that does not match.
+func (o *h3mReceiveOutput) check(files int) error {
+	switch {
+	case !o.closed:
+		return fmt.Errorf("its closing line (\"h3m: N resources: ... by multicast, ... repaired (... bytes), ... by fallback, ... failed\") is not among its %d lines of output", o.numLines)
+	case o.closing.total() != files:
+		return fmt.Errorf("its closing line counts %d resources, %d files were served", o.closing.total(), files)
+	case o.stored != files-o.closing.Failed:
+		return fmt.Errorf("it printed %d lines of resources stored, its closing line counts %d delivered", o.stored, files-o.closing.Failed)
+	}
+	return nil
+}
+
+// uftpClientOutput is what the comparison reads from one uftpd's output.
+type uftpClientOutput struct {
+	completed map[string]bool // the files of "[group/00:file]: File transfer complete" lines
+	last      time.Duration   // when the last came, from the run's start
+	numLines  int
+}
+
+// line takes one line of output, seen at since from the run's start. uftpd
+// may say a file is complete twice (a late DONE): the file is counted once.
+func (o *uftpClientOutput) line(line string, since time.Duration) {
+	o.numLines++
+	before, ok := strings.CutSuffix(line, ": File transfer complete")
+	if !ok {
+		return
+	}
+	if i := strings.LastIndexByte(before, '['); i >= 0 && strings.HasSuffix(before, "]") {
+		if o.completed == nil {
+			o.completed = map[string]bool{}
+		}
+		o.completed[before[i:]] = true
+		o.last = max(o.last, since)
+	}
+}
+
+// check reports what the output lacks for the figures of a run of files
+// files.
+func (o *uftpClientOutput) check(files int) error {
+	if len(o.completed) != files {
+		return fmt.Errorf("%d files said complete (\"[group/00:file]: File transfer complete\") among its %d lines of output, want %d", len(o.completed), o.numLines, files)
+	}
+	return nil
 }
 
 // PeersCase is one (receivers, loss) case: each tool's runs.
@@ -474,7 +561,11 @@ func (o *PeersOptions) runH3M(ctx context.Context, net *interop.Network, dir str
 		r.Err = err
 		return r
 	}
-	before := wireCounters(ctx, net)
+	before, err := wireCounters(ctx, net)
+	if err != nil {
+		r.Err = err
+		return r
+	}
 	url := "https://" + net.Server.String() + "/"
 	ready := make(chan struct{})
 	var once sync.Once
@@ -501,19 +592,12 @@ func (o *PeersOptions) runH3M(ctx context.Context, net *interop.Network, dir str
 	}
 	recvs := make([]*peerProc, len(net.Receivers))
 	var mu sync.Mutex
-	var lastFile time.Duration
+	outputs := make([]h3mReceiveOutput, len(net.Receivers))
 	for i, h := range net.Receivers {
 		p, err := startPeerProc(ctx, h, "receive-"+h.Name, exe(o.H3M, h3mReceiveArgs(*o, url, cert, outs[i])), dir, func(line string) {
-			// h3m receive prints a line per resource stored, starting with how
-			// it came.
 			mu.Lock()
 			defer mu.Unlock()
-			for _, via := range []string{"multicast ", "repair ", "fallback "} {
-				if strings.HasPrefix(line, via) {
-					lastFile = max(lastFile, time.Since(start))
-				}
-			}
-			r.H3M.parse(line)
+			outputs[i].line(line, time.Since(start))
 		})
 		if err != nil {
 			r.Err = err
@@ -530,14 +614,22 @@ func (o *PeersOptions) runH3M(ctx context.Context, net *interop.Network, dir str
 		}
 		r.Done = max(r.Done, p.exited.Sub(start))
 		r.ReceiverCPU += p.cpu
+		errs = append(errs, p.cpuErr)
 	}
 	mu.Lock()
-	r.LastFile = lastFile
+	for i, out := range outputs {
+		if err := out.check(len(files)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: h3m receive: %w (see %s)", net.Receivers[i].Name, err, recvs[i].logPath))
+		}
+		r.H3M.add(out.closing)
+		r.LastFile = max(r.LastFile, out.last)
+	}
 	mu.Unlock()
 	// The server lingers for repairs: what it spent until now is the cost.
 	serve.kill()
 	r.SenderCPU = serve.cpu
-	o.finishRun(ctx, net, &r, before, content, files, outs, errs)
+	errs = append(errs, serve.cpuErr)
+	o.finishRun(ctx, net, &r, loss, before, content, files, outs, errs)
 	return r
 }
 
@@ -555,15 +647,14 @@ func (o *PeersOptions) runUFTP(ctx context.Context, net *interop.Network, dir st
 	clients := make([]string, len(net.Receivers))
 	daemons := make([]*peerProc, len(net.Receivers))
 	var mu sync.Mutex
-	lastFile := make([]time.Time, len(net.Receivers))
+	outputs := make([]uftpClientOutput, len(net.Receivers))
+	var start time.Time // set before the sender starts, and so before any file completes
 	for i, h := range net.Receivers {
 		clients[i] = uftpID(h.Addr)
 		p, err := startPeerProc(ctx, h, "uftpd-"+h.Name, uftpdArgs(clients[i], outs[i]), dir, func(line string) {
-			if strings.Contains(line, "File transfer complete") {
-				mu.Lock()
-				lastFile[i] = time.Now()
-				mu.Unlock()
-			}
+			mu.Lock()
+			defer mu.Unlock()
+			outputs[i].line(line, time.Since(start))
 		})
 		if err != nil {
 			r.Err = err
@@ -595,11 +686,21 @@ func (o *PeersOptions) runUFTP(ctx context.Context, net *interop.Network, dir st
 	for i, f := range files {
 		names[i] = filepath.Join(content, f.Name)
 	}
-	before := wireCounters(ctx, net)
-	start := time.Now()
+	before, err := wireCounters(ctx, net)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	mu.Lock()
+	start = time.Now()
+	mu.Unlock()
+	groupComplete := false
 	sender, err := startPeerProc(ctx, net.Sender, "uftp", uftpArgs(*o, clients, names), dir, func(line string) {
 		if v, ok := strings.CutPrefix(line, "UFTP version "); ok && rep.UFTPVersion == "" {
 			rep.UFTPVersion, _, _ = strings.Cut(v, " ")
+		}
+		if strings.HasSuffix(line, "Group complete") {
+			groupComplete = true
 		}
 	})
 	if err != nil {
@@ -610,20 +711,29 @@ func (o *PeersOptions) runUFTP(ctx context.Context, net *interop.Network, dir st
 	<-sender.done
 	r.Done = sender.exited.Sub(start)
 	r.SenderCPU = sender.cpu
-	var errs []error
+	errs := []error{sender.cpuErr}
 	if code := sender.exitCode(); code != 0 {
 		errs = append(errs, fmt.Errorf("uftp exited %d (see %s)", code, sender.logPath))
+	}
+	// The sender's output is complete once done closed.
+	if !groupComplete {
+		errs = append(errs, fmt.Errorf("uftp: no \"Group complete\" line in its output (see %s)", sender.logPath))
+	}
+	if rep.UFTPVersion == "" {
+		errs = append(errs, fmt.Errorf("uftp: no \"UFTP version\" line in its output (see %s)", sender.logPath))
 	}
 	for i, p := range daemons {
 		p.kill()
 		r.ReceiverCPU += p.cpu
+		errs = append(errs, p.cpuErr)
 		mu.Lock()
-		if !lastFile[i].IsZero() {
-			r.LastFile = max(r.LastFile, lastFile[i].Sub(start))
+		if err := outputs[i].check(len(files)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: uftpd: %w (see %s)", net.Receivers[i].Name, err, p.logPath))
 		}
+		r.LastFile = max(r.LastFile, outputs[i].last)
 		mu.Unlock()
 	}
-	o.finishRun(ctx, net, &r, before, content, files, outs, errs)
+	o.finishRun(ctx, net, &r, loss, before, content, files, outs, errs)
 	return r
 }
 
@@ -646,26 +756,32 @@ func prepareRun(ctx context.Context, net *interop.Network, dir string, loss int)
 	return outs, nil
 }
 
-// finishRun reads the counters and checks every receiver's files.
-func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *PeerRun, before []ifaceCounters, content string, files []contentFile, outs []string, errs []error) {
+// finishRun reads the counters (the loss rules' at loss percent) and checks
+// every receiver's files.
+func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *PeerRun, loss int, before []ifaceCounters, content string, files []contentFile, outs []string, errs []error) {
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("run stopped after %v: %w", o.Timeout, ctx.Err()))
 	}
 	// The counters are read even when the run's time is up.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	after := wireCounters(ctx, net)
+	after, err := wireCounters(ctx, net)
+	errs = append(errs, err)
 	for i := range after {
-		if i < len(before) && after[i].bytes >= before[i].bytes && after[i].packets >= before[i].packets {
-			r.WireBytes += after[i].bytes - before[i].bytes
-			r.WirePackets += after[i].packets - before[i].packets
-			if i == 0 {
-				r.SenderBytes = after[i].bytes - before[i].bytes
-			}
+		if i >= len(before) || after[i].bytes < before[i].bytes || after[i].packets < before[i].packets {
+			errs = append(errs, fmt.Errorf("the transmit counters of host %d went back or vanished (%+v, then %+v)", i, before, after))
+			break
+		}
+		r.WireBytes += after[i].bytes - before[i].bytes
+		r.WirePackets += after[i].packets - before[i].packets
+		if i == 0 {
+			r.SenderBytes = after[i].bytes - before[i].bytes
 		}
 	}
 	for i, h := range net.Receivers {
-		r.Dropped += dropped(ctx, h)
+		n, err := dropped(ctx, h, loss)
+		r.Dropped += n
+		errs = append(errs, err)
 		if err := verify(content, files, outs[i]); err != nil {
 			errs = append(errs, fmt.Errorf("%s: not intact: %w", h.Name, err))
 		}
@@ -713,35 +829,56 @@ func setLoss(ctx context.Context, h interop.Host, percent int) error {
 	return nil
 }
 
-// dropped reads the loss rule's packet counter (0 without a rule).
-func dropped(ctx context.Context, h interop.Host) uint64 {
+// dropped reads the loss rule's packet counter (0 without a rule, at 0 %
+// loss).
+func dropped(ctx context.Context, h interop.Host, loss int) (uint64, error) {
+	if loss == 0 {
+		return 0, nil
+	}
 	out, err := h.Run(ctx, "nft", "list", "table", "inet", lossTable)
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("%s: reading the loss rule's counter: %w", h.Name, err)
 	}
-	_, rest, ok := strings.Cut(string(out), "counter packets ")
+	return parseDropped(string(out))
+}
+
+// parseDropped reads the packet count of the loss rule's counter from the
+// listing of its table.
+func parseDropped(listing string) (uint64, error) {
+	_, rest, ok := strings.Cut(listing, "counter packets ")
 	if !ok {
-		return 0
+		return 0, fmt.Errorf("no \"counter packets\" in the loss table's listing: %q", listing)
 	}
-	n, _ := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
-	return n
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("no count after \"counter packets\" in the loss table's listing: %q", listing)
+	}
+	n, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("the loss rule's counter: %w", err)
+	}
+	return n, nil
 }
 
 // ifaceCounters are an interface's transmit counters.
 type ifaceCounters struct{ bytes, packets uint64 }
 
 // wireCounters reads eth0's transmit counters of the sender and then of
-// every receiver (zeros where they cannot be read).
-func wireCounters(ctx context.Context, net *interop.Network) []ifaceCounters {
+// every receiver.
+func wireCounters(ctx context.Context, net *interop.Network) ([]ifaceCounters, error) {
 	hosts := append([]interop.Host{net.Sender}, net.Receivers...)
 	c := make([]ifaceCounters, len(hosts))
 	for i, h := range hosts {
 		for j, field := range []string{"tx_bytes", "tx_packets"} {
-			out, err := h.Run(ctx, "cat", "/sys/class/net/"+h.Iface+"/statistics/"+field)
+			path := "/sys/class/net/" + h.Iface + "/statistics/" + field
+			out, err := h.Run(ctx, "cat", path)
 			if err != nil {
-				continue
+				return nil, fmt.Errorf("%s: reading %s: %w", h.Name, path, err)
 			}
-			v, _ := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+			v, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", h.Name, path, err)
+			}
 			if j == 0 {
 				c[i].bytes = v
 			} else {
@@ -749,7 +886,7 @@ func wireCounters(ctx context.Context, net *interop.Network) []ifaceCounters {
 			}
 		}
 	}
-	return c
+	return c, nil
 }
 
 // peerProc is one process of a run: started through `ip netns exec`,
@@ -762,6 +899,7 @@ type peerProc struct {
 	// Set before done closes.
 	exited time.Time
 	cpu    time.Duration
+	cpuErr error // why cpu is unknown
 }
 
 // startPeerProc starts argv on host with its stdout and stderr in
@@ -815,6 +953,9 @@ func startPeerProc(ctx context.Context, h interop.Host, name string, argv []stri
 		p.exited = exited
 		if st := cmd.ProcessState; st != nil {
 			p.cpu = st.UserTime() + st.SystemTime()
+		}
+		if p.cpu <= 0 {
+			p.cpuErr = fmt.Errorf("%s: no CPU time of %s from wait4 (see %s)", h.Name, argv[0], logPath)
 		}
 		close(p.done)
 	}()

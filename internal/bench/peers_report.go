@@ -36,7 +36,7 @@ func (r *PeersReport) printRun(w io.Writer, run PeerRun) {
 
 // peerFigures are the compared figures of a set of runs (medians).
 type peerFigures struct {
-	done, lastFile, goodput, senderCPUGB, receiverCPUGB, wireMB float64
+	done, lastFile, tail, goodput, senderCPUGB, receiverCPUGB, wireMB float64
 }
 
 func (r *PeersReport) figures(runs []PeerRun) peerFigures {
@@ -60,6 +60,7 @@ func (r *PeersReport) figures(runs []PeerRun) peerFigures {
 	return peerFigures{
 		done:          med(func(p PeerRun) float64 { return p.Done.Seconds() }),
 		lastFile:      med(func(p PeerRun) float64 { return p.LastFile.Seconds() }),
+		tail:          med(func(p PeerRun) float64 { return p.Tail().Seconds() }),
 		goodput:       med(func(p PeerRun) float64 { return float64(r.ContentBytes) * 8 / p.Done.Seconds() / 1e6 }),
 		senderCPUGB:   med(func(p PeerRun) float64 { return p.SenderCPU.Seconds() / gb }),
 		receiverCPUGB: med(func(p PeerRun) float64 { return p.ReceiverCPU.Seconds() / gb / float64(p.Receivers) }),
@@ -84,6 +85,7 @@ func (r *PeersReport) printCase(w io.Writer, c PeersCase) {
 	}
 	row("time to all intact", "s", h.done, u.done)
 	row("  last file complete", "s", h.lastFile, u.lastFile)
+	fmt.Fprintf(w, "  %-26s %9.2f  %9.2f  s\n", "  then until finished", h.tail, u.tail)
 	row("goodput", "Mbit/s", h.goodput, u.goodput)
 	row("sender CPU per GB", "s", h.senderCPUGB, u.senderCPUGB)
 	row("receiver CPU per GB", "s", h.receiverCPUGB, u.receiverCPUGB)
@@ -98,12 +100,13 @@ func (r *PeersReport) printSummary(w io.Writer) {
 		v = "?"
 	}
 	fmt.Fprintf(w, "summary, h3m / UFTP %s (below 1: h3m ahead), %.0f MB in %d files at %.0f Mbit/s:\n\n", v, float64(r.ContentBytes)/1e6, r.Files, float64(r.Options.Rate)/1e6)
-	fmt.Fprintln(w, "| receivers | loss | time to all intact (h3m / UFTP) | ratio | goodput | sender CPU/GB | receiver CPU/GB | wire bytes |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| receivers | loss | time to all intact (h3m / UFTP) | ratio | last file complete | then until finished (h3m / UFTP) | goodput | sender CPU/GB | receiver CPU/GB | wire bytes |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range r.Cases {
 		h, u := r.figures(c.H3M), r.figures(c.UFTP)
-		fmt.Fprintf(w, "| %d | %d %% | %.2f s / %.2f s | %s | %s | %s | %s | %s |\n", c.Receivers, c.Loss, h.done, u.done,
-			strings.TrimSpace(peerRatio(h.done, u.done)), strings.TrimSpace(peerRatio(h.goodput, u.goodput)),
+		fmt.Fprintf(w, "| %d | %d %% | %.2f s / %.2f s | %s | %s | %.2f s / %.2f s | %s | %s | %s | %s |\n", c.Receivers, c.Loss, h.done, u.done,
+			strings.TrimSpace(peerRatio(h.done, u.done)), strings.TrimSpace(peerRatio(h.lastFile, u.lastFile)), h.tail, u.tail,
+			strings.TrimSpace(peerRatio(h.goodput, u.goodput)),
 			strings.TrimSpace(peerRatio(h.senderCPUGB, u.senderCPUGB)), strings.TrimSpace(peerRatio(h.receiverCPUGB, u.receiverCPUGB)),
 			strings.TrimSpace(peerRatio(h.wireMB, u.wireMB)))
 	}

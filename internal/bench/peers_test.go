@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,15 @@ func TestPeers(t *testing.T) {
 	if len(rep.Cases) != 1 || len(rep.Cases[0].H3M) != 1 || len(rep.Cases[0].UFTP) != 1 {
 		t.Fatalf("want one case with one run of each tool, got %+v", rep.Cases)
 	}
+	// Both tools' closing lines and counts were read: Peers fails a run
+	// whose output lacks them, and the deliveries add up to the files.
+	if d := rep.Cases[0].H3M[0].H3M; d.total() != 6 || d.Failed != 0 {
+		t.Errorf("h3m receive's closing line: %+v, want 6 resources delivered", d)
+	}
 	for _, r := range []PeerRun{rep.Cases[0].H3M[0], rep.Cases[0].UFTP[0]} {
+		if r.LastFile <= 0 || r.LastFile > r.Done || r.ReceiverCPU <= 0 || r.WirePackets == 0 {
+			t.Errorf("%s: the output's figures were not all read: %+v", r.Tool, r)
+		}
 		if r.Err != nil {
 			t.Errorf("%s: %v", r.Tool, r.Err)
 			continue
@@ -99,6 +108,77 @@ func TestH3MDeliveriesParse(t *testing.T) {
 	}
 	if d != (h3mDeliveries{Multicast: 7, Repaired: 2, Fallback: 1, RepairedBytes: 1995813}) {
 		t.Errorf("got %+v", d)
+	}
+	if d.parse("h3m: 11 resources: 7 by multicast, 2 repaired (1995813 bytes), 1 by fallback, 0 missing") {
+		t.Error("a closing line whose counts do not add up was taken")
+	}
+}
+
+// A run whose output lacks what its figures come from is reported, naming
+// what is missing: h3m receive's closing line or its stored lines, uftpd's
+// completions, the loss rule's counter.
+func TestPeersOutputChecks(t *testing.T) {
+	stored := []string{
+		"multicast  /file-001.bin (77519 bytes)",
+		"repair     /file-002.bin (155038 bytes), 1200 bytes repaired",
+		"fallback   /file-003.bin (310076 bytes)",
+	}
+	closing := "h3m: 3 resources: 1 by multicast, 1 repaired (1200 bytes), 1 by fallback, 0 missing"
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string // in the error; "" for none
+	}{
+		{"whole", append(slices.Clone(stored), closing), ""},
+		{"no closing line", stored, "closing line"},
+		{"closing line changed", append(slices.Clone(stored), strings.Replace(closing, "resources:", "resources", 1)), "closing line"},
+		{"fewer resources", append(slices.Clone(stored[:2]), "h3m: 2 resources: 1 by multicast, 1 repaired (1200 bytes), 0 by fallback, 0 missing"), "counts 2 resources, 3 files"},
+		{"a stored line missing", append(slices.Clone(stored[:2]), closing), "2 lines of resources stored"},
+		{"nothing", nil, "closing line"},
+	} {
+		var o h3mReceiveOutput
+		for i, l := range tc.lines {
+			o.line(l, time.Duration(i+1)*time.Second)
+		}
+		err := o.check(3)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v, want an error saying %q", tc.name, err, tc.want)
+		}
+		if tc.want == "" && (o.last != 3*time.Second || o.closing.total() != 3) {
+			t.Errorf("%s: last file at %v, counts %+v", tc.name, o.last, o.closing)
+		}
+	}
+
+	var u uftpClientOutput
+	u.line("2026/12/06 05:10:29.657779: [B5CB44E8/00:0001]: File transfer complete", time.Second)
+	u.line("2026/12/06 05:10:38.416518: [B5CB44E8/00:0]: COMPLETE sent", 2*time.Second)
+	if err := u.check(1); err != nil || u.last != time.Second {
+		t.Errorf("uftpd with its one file: %v, last %v", err, u.last)
+	}
+	if err := u.check(2); err == nil || !strings.Contains(err.Error(), "File transfer complete") {
+		t.Errorf("uftpd with one of two files: %v", err)
+	}
+	// uftpd may report a file complete twice: it counts once.
+	u.line("2026/12/06 05:10:29.657799: [B5CB44E8/00:0001]: File transfer complete", 3*time.Second)
+	if err := u.check(1); err != nil {
+		t.Errorf("a file said complete twice: %v", err)
+	}
+	u.line("2026/12/06 05:10:30.1: [B5CB44E8/00:0002]: File transfer complete", 4*time.Second)
+	if err := u.check(2); err != nil || u.last != 4*time.Second {
+		t.Errorf("two files: %v, last %v", err, u.last)
+	}
+
+	n, err := parseDropped("table inet h3m_peers_loss {\n\tchain pre {\n\t\tip daddr 224.0.0.0/4 meta l4proto udp numgen random mod 100 < 2 counter packets 1834 bytes 2330012 drop\n\t}\n}\n")
+	if err != nil || n != 1834 {
+		t.Errorf("counter: %d, %v", n, err)
+	}
+	for _, bad := range []string{"table inet h3m_peers_loss {\n}\n", "counter packets ", "counter packets many"} {
+		if _, err := parseDropped(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@
 package mcasttest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/mcast"
+	"github.com/h3m-project/h3m/mquic/wire"
 )
 
 // Source is the SSM source address of loopback test sessions.
@@ -203,4 +205,29 @@ func RunSender(t testing.TB, conn net.PacketConn, cfg mquic.SenderConfig) (*mqui
 		}
 	})
 	return s, nil
+}
+
+// StreamFrames opens pkt, a packet of the session params sent, and calls f
+// for each of its STREAM frames.
+func StreamFrames(t testing.TB, params mquic.Params, pkt []byte, f func(sf wire.StreamFrame)) {
+	t.Helper()
+	prot, err := params.Protector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, payload, err := prot.Open(bytes.Clone(pkt), 1+len(params.SessionID), params.PNLen(), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr wire.Frame
+	for len(payload) > 0 {
+		n, err := wire.ParseFrame(payload, &fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload = payload[n:]
+		if fr.Type.IsStream() {
+			f(fr.Stream)
+		}
+	}
 }
