@@ -92,12 +92,13 @@ func ListenSender(cfg Config) (*Conn, error) {
 // joins (cfg.Source, cfg.Group) — or (*, cfg.Group) without a source — on
 // cfg.Interface, enlarges the receive buffer and enables GRO.
 //
-// The socket deliberately has no SO_REUSEPORT: for multicast that arrives
-// from a device (not looped back on lo), Linux's early demultiplexing finds
-// the one socket a datagram matches and then lets that socket's SO_REUSEPORT
-// group pick a member by a hash of the flow — any socket bound to the same
-// address and port, whatever it joined. SO_REUSEADDR alone still lets
-// several sockets bind one group and port, and each gets its own copy.
+// The socket deliberately has no SO_REUSEPORT: for IPv4 multicast that
+// arrives from a device (not looped back on lo), Linux's early
+// demultiplexing finds the one socket a datagram matches and then lets that
+// socket's SO_REUSEPORT group pick a member by a hash of the flow — any
+// socket bound to the same address and port, whatever it joined.
+// SO_REUSEADDR alone still lets several sockets bind one group and port, and
+// each gets its own copy.
 func ListenReceiver(cfg Config) (*Conn, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
