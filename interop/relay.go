@@ -69,10 +69,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) {
+				// SO_REUSEADDR only: with SO_REUSEPORT, Linux may hand
+				// multicast that arrives from a device to another socket
+				// of the port (see mcast.ListenReceiver).
 				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-					return
-				}
-				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
 					return
 				}
 				serr = unix.BindToDevice(int(fd), dev)

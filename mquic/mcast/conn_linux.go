@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -86,10 +87,18 @@ func ListenSender(cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-// ListenReceiver opens a socket bound to cfg.Group (with SO_REUSEADDR and
-// SO_REUSEPORT, so several receivers on one host each get every packet),
+// ListenReceiver opens a socket bound to cfg.Group's address and port (with
+// SO_REUSEADDR, so several receivers on one host each get every packet),
 // joins (cfg.Source, cfg.Group) — or (*, cfg.Group) without a source — on
 // cfg.Interface, enlarges the receive buffer and enables GRO.
+//
+// The socket deliberately has no SO_REUSEPORT: for IPv4 multicast that
+// arrives from a device (not looped back on lo), Linux's early
+// demultiplexing finds the one socket a datagram matches and then lets that
+// socket's SO_REUSEPORT group pick a member by a hash of the flow — any
+// socket bound to the same address and port, whatever it joined.
+// SO_REUSEADDR alone still lets several sockets bind one group and port, and
+// each gets its own copy.
 func ListenReceiver(cfg Config) (*Conn, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
@@ -132,37 +141,26 @@ func ListenReceiver(cfg Config) (*Conn, error) {
 }
 
 // listen creates the socket bound to laddr with the multicast interface, TTL
-// and loopback set; receivers also get SO_REUSEADDR/SO_REUSEPORT.
+// and loopback set; receivers also get SO_REUSEADDR.
 func listen(cfg *Config, ifi *net.Interface, laddr netip.AddrPort, receiver bool) (*Conn, error) {
 	log := cfg.logger()
 	network := "udp4"
 	if laddr.Addr().Is6() {
 		network = "udp6"
 	}
-	var bindDevErr error
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		cerr := rc.Control(func(fd uintptr) {
-			if receiver {
-				if err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-					err = fmt.Errorf("SO_REUSEADDR: %w", err)
-					return
-				}
-				if err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-					err = fmt.Errorf("SO_REUSEPORT: %w", err)
-					return
-				}
-			}
-			// Binding to the device is a second fence next to the
-			// multicast interface option: nothing this socket sends can
-			// leave through another interface. Unprivileged processes
-			// may be refused on old kernels; the interface option
-			// still holds then.
-			bindDevErr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
-		})
-		return errors.Join(cerr, err)
-	}}
-	pc, err := lc.ListenPacket(context.Background(), network, laddr.String())
+	var (
+		pc         net.PacketConn
+		bindDevErr error
+		err        error
+	)
+	if receiver {
+		pc, bindDevErr, err = bindReceiver(ifi, laddr)
+	} else {
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { bindDevErr = bindToDevice(int(fd), ifi) })
+		}}
+		pc, err = lc.ListenPacket(context.Background(), network, laddr.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mcast: bind %s on %s: %w", laddr, ifi.Name, err)
 	}
@@ -210,6 +208,60 @@ func listen(cfg *Config, ifi *net.Interface, laddr netip.AddrPort, receiver bool
 		}
 	}
 	return c, nil
+}
+
+// bindToDevice binds the socket to ifi: a second fence next to the multicast
+// interface option, so that nothing the socket sends can leave through
+// another interface. Unprivileged processes may be refused on old kernels;
+// the interface option still holds then.
+func bindToDevice(fd int, ifi *net.Interface) error {
+	return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+}
+
+// bindReceiver opens a UDP socket bound to the group address itself. It is
+// written with raw system calls because package net, given a multicast
+// address to listen on, binds the wildcard address instead: such a socket
+// matches every group at its port and counts only on IP_MULTICAST_ALL=0 to
+// filter. Bound to the group, the kernel matches the destination before
+// anything else. IP_MULTICAST_ALL=0 is set before the bind as well, so no
+// datagram of a group another socket joined is queued in between.
+func bindReceiver(ifi *net.Interface, laddr netip.AddrPort) (pc net.PacketConn, bindDevErr, err error) {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr
+	if laddr.Addr().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(laddr.Port()), Addr: laddr.Addr().As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(laddr.Port()), Addr: laddr.Addr().As16(), ZoneId: uint32(ifi.Index)}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "mcast-receiver")
+	defer f.Close() // net.FilePacketConn works on a duplicate
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return nil, nil, fmt.Errorf("SO_REUSEADDR: %w", err)
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return nil, nil, fmt.Errorf("IPV6_V6ONLY: %w", err)
+		}
+		// Refused only by kernels before 4.20; binding to the group still
+		// keeps other groups out.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0)
+	} else {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0)
+	}
+	bindDevErr = bindToDevice(fd, ifi)
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, nil, err
+	}
+	pc, err = net.FilePacketConn(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pc, bindDevErr, nil
 }
 
 // setMulticastOptions sets the outgoing multicast interface, TTL/hop limit,

@@ -22,6 +22,25 @@ func v6Group() netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(b), uint16(20000+rand.IntN(40000)))
 }
 
+// openInNS opens a receiver (recv) or a sender in ns, closed when t ends.
+func openInNS(t *testing.T, ns *netns.NS, recv bool, cfg Config) *Conn {
+	t.Helper()
+	var c *Conn
+	err := ns.Do(func() (err error) {
+		if recv {
+			c, err = ListenReceiver(cfg)
+		} else {
+			c, err = ListenSender(cfg)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // TestSSMv6Netns runs IPv6 SSM between two namespaces joined by a veth pair
 // (IPv6 multicast does not work on lo): the sequence test with and without
 // GSO/GRO, and source filtering against a second address on the sender side.
@@ -31,23 +50,7 @@ func TestSSMv6Netns(t *testing.T) {
 	ifA, ifB := netns.Veth(t, a, b, netip.PrefixFrom(src, 64), netip.MustParsePrefix("fd00::2/64"))
 	a.AddAddr(ifA, netip.PrefixFrom(other, 64))
 
-	open := func(t *testing.T, ns *netns.NS, recv bool, cfg Config) *Conn {
-		t.Helper()
-		var c *Conn
-		err := ns.Do(func() (err error) {
-			if recv {
-				c, err = ListenReceiver(cfg)
-			} else {
-				c, err = ListenSender(cfg)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	open := openInNS
 
 	for _, tc := range []struct {
 		name     string
