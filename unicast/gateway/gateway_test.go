@@ -636,3 +636,46 @@ func TestNoUpstream(t *testing.T) {
 		t.Fatal("an upstream without a transport was accepted")
 	}
 }
+
+// TestOnRequestMissed: every player request goes through OnRequest; a
+// segment it reports missed (pushed before its channel was joined) is
+// fetched at once, and a held one as soon as OnRequest says so.
+func TestOnRequestMissed(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	missed := map[string]bool{"/r1/init.m4s": true}
+	g, store, up := newTestGateway(t, Config{HoldTimeout: time.Hour, OnRequest: func(p string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, p)
+		return missed[p]
+	}})
+	w := get(t, g, "/r1/init.m4s")
+	if w.Code != 200 || w.Header().Get(ViaHeader) != ViaUnicast {
+		t.Fatalf("missed segment: %d via %q", w.Code, w.Header().Get(ViaHeader))
+	}
+	if st := g.Status(); st.Held != 0 || st.Passthrough != 1 {
+		t.Fatalf("a missed segment was held: %+v", st)
+	}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- get(t, g, "/r1/seg-9.m4s") }()
+	for store.Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	missed["/r1/seg-9.m4s"] = true // the next catalogue read lists it
+	mu.Unlock()
+	w = <-done
+	if w.Code != 200 || w.Body.String() != "from upstream /r1/seg-9.m4s" {
+		t.Fatalf("held then missed: %d %q", w.Code, w.Body)
+	}
+	if st := g.Status(); st.Held != 1 || st.HeldTimeout != 1 || up.hits() != 2 {
+		t.Fatalf("%+v, upstream hits %d", st, up.hits())
+	}
+	get(t, g, "/_h3m/time")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 3 || seen[0] != "/r1/init.m4s" || seen[1] != "/r1/seg-9.m4s" || seen[len(seen)-1] != "/r1/seg-9.m4s" {
+		t.Fatalf("OnRequest saw %q (the gateway's own pages never)", seen)
+	}
+}
