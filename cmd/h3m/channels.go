@@ -18,8 +18,12 @@ type channelSet struct {
 }
 
 // startChannels starts a session per subfolder of o.dir present now: the
-// channel "/NAME/" on the Nth group address after o.ad's (N from 1, in name
-// order), same port, with keys and a session ID of its own.
+// channel "/NAME/" on the Nth group address and port after o.ad's (N from 1,
+// in name order), with keys and a session ID of its own. A group of its own,
+// because switches and routers forward by (source, group); a port of its
+// own too, because h3m's receiver has been seen to lose the packets of two
+// sessions joined at once on one port of different groups (interop's
+// rollover test).
 func startChannels(org *origin.Origin, o serveOptions, e *env) (*channelSet, error) {
 	entries, err := os.ReadDir(o.dir)
 	if err != nil {
@@ -44,9 +48,12 @@ func startChannels(org *origin.Origin, o serveOptions, e *env) (*channelSet, err
 	}
 	sort.Strings(names)
 	cs := &channelSet{byDir: map[string]*origin.Publisher{}}
-	group := o.ad.Session.Group.Addr()
+	group, port := o.ad.Session.Group.Addr(), int(o.ad.Session.Group.Port())
 	for _, name := range names {
-		group = group.Next()
+		group, port = group.Next(), port+1
+		if port > 65535 {
+			return nil, usagef("--channels: no port left after %d for channel %s (give a lower --port)", o.ad.Session.Group.Port(), name)
+		}
 		if !group.IsValid() || !group.IsMulticast() || (group.Is4() && !netip.MustParsePrefix("232.0.0.0/8").Contains(group)) {
 			return nil, usagef("--channels: no SSM group address left after %v for channel %s (give a lower --group)", o.ad.Session.Group.Addr(), name)
 		}
@@ -56,7 +63,7 @@ func startChannels(org *origin.Origin, o serveOptions, e *env) (*channelSet, err
 			return nil, err
 		}
 		ad := origin.Rekey(o.ad)
-		ad.Session.Group = netip.AddrPortFrom(group, o.ad.Session.Group.Port())
+		ad.Session.Group = netip.AddrPortFrom(group, uint16(port))
 		id, err := p.Start(ad)
 		if err != nil {
 			return nil, fmt.Errorf("channel %s: %w", channel, err)

@@ -72,7 +72,7 @@ func TestChannelsGatewayJoinsOnDemand(t *testing.T) {
 	srv := start(t, nil, h3mBinary, "serve", "--dir", live, "--channels", "--watch", "--settle", "100ms",
 		"--group", "232.255.8.10", "--port", "5810", "--listen", listen, "--rate", "20000000")
 	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	for _, want := range []string{"channel /r0/: session", "on 232.255.8.11:5810", "channel /r2/: session", "on 232.255.8.13:5810"} {
+	for _, want := range []string{"channel /r0/: session", "on 232.255.8.11:5811", "channel /r2/: session", "on 232.255.8.13:5813"} {
 		if !strings.Contains(srv.output(), want) {
 			t.Fatalf("serve did not print %q:\n%s", want, srv.output())
 		}

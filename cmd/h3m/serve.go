@@ -80,8 +80,8 @@ writes them with -init_seg_name and -media_seg_name 'r$RepresentationID$/...').
 The files under a subfolder are pushed on its session only; the files
 directly in --dir (the MPD) and in folders made later on the main session
 (--group). Channel N (in name order, from 1) is sent to --group plus N (the
-Nth next address, same --port), so a snooping switch forwards each rendition
-only to the hosts that joined it; every session gets its own keys. The
+Nth next address) and --port plus N, so a snooping switch forwards each
+rendition only to the hosts that joined it; every session gets its own keys. The
 session description names each session's channel (its path prefix, "/r0/"),
 and h3m gateway joins a channel's session only while a player requests paths
 under it (--channel-idle).
@@ -114,7 +114,7 @@ so no session keys, and no /.well-known/h3m there).`,
 			var repair repairURLs
 			fs.Var(&repair, "repair-url", "base https URL of an HTTP cache that receivers repair and fall back through before this server (repeatable, nearest first), listed in /.well-known/h3m")
 			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
-			channels := fs.Bool("channels", false, "one session per subfolder of --dir (a channel: one rendition of a DASH ladder), each on the next group address after --group; files outside them on the main session")
+			channels := fs.Bool("channels", false, "one session per subfolder of --dir (a channel: one rendition of a DASH ladder), each on the next group address and port after --group and --port; files outside them on the main session")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			var qlogDir, metricsListen string
 			qlogFlag(fs, &qlogDir, "sender")
