@@ -17,14 +17,20 @@ type channelSet struct {
 	byDir map[string]*origin.Publisher // first path segment -> publisher
 }
 
-// startChannels starts a session per subfolder of o.dir present now: the
-// channel "/NAME/" on the Nth group address and port after o.ad's (N from 1,
-// in name order), with keys and a session ID of its own. A group of its own,
-// because switches and routers forward by (source, group); a port of its
-// own too, because h3m's receiver has been seen to lose the packets of two
-// sessions joined at once on one port of different groups (interop's
-// rollover test).
-func startChannels(org *origin.Origin, o serveOptions, e *env) (*channelSet, error) {
+// channelPlan is a channel serve --channels runs: its folder, its channel
+// and its session's group and port.
+type channelPlan struct {
+	dir, channel string
+	group        netip.AddrPort
+}
+
+// planChannels lists the channels of the subfolders of o.dir present now:
+// the channel "/NAME/" on the Nth group address and port after o.ad's (N
+// from 1, in name order). A group of its own, because switches and routers
+// forward by (source, group); a port of its own too, because h3m's receiver
+// has been seen to lose the packets of two sessions joined at once on one
+// port of different groups (interop's rollover test).
+func planChannels(o serveOptions, e *env) ([]channelPlan, error) {
 	entries, err := os.ReadDir(o.dir)
 	if err != nil {
 		return nil, fmt.Errorf("--channels: %w", err)
@@ -47,29 +53,39 @@ func startChannels(org *origin.Origin, o serveOptions, e *env) (*channelSet, err
 		return nil, usagef("--channels: %d subfolders, at most %d channels", len(names), wellknown.MaxSessions/2-1)
 	}
 	sort.Strings(names)
-	cs := &channelSet{byDir: map[string]*origin.Publisher{}}
-	group, port := o.ad.Session.Group.Addr(), int(o.ad.Session.Group.Port())
+	base := o.ad.Session.Group
+	group, port := base.Addr(), int(base.Port())
+	var plans []channelPlan
 	for _, name := range names {
 		group, port = group.Next(), port+1
-		if port > 65535 {
-			return nil, usagef("--channels: no port left after %d for channel %s (give a lower --port)", o.ad.Session.Group.Port(), name)
-		}
 		if !group.IsValid() || !group.IsMulticast() || (group.Is4() && !netip.MustParsePrefix("232.0.0.0/8").Contains(group)) {
-			return nil, usagef("--channels: no SSM group address left after %v for channel %s (give a lower --group)", o.ad.Session.Group.Addr(), name)
+			return nil, usagef("--channels: no SSM group address left after %v for channel %s (give a lower --group)", base.Addr(), name)
 		}
-		channel := wellknown.EscapeTarget("/" + name + "/")
-		p, err := org.AddChannel(channel)
+		if port > 65535 {
+			return nil, usagef("--channels: no port left after %d for channel %s (give a lower --port)", base.Port(), name)
+		}
+		plans = append(plans, channelPlan{dir: name, channel: wellknown.EscapeTarget("/" + name + "/"), group: netip.AddrPortFrom(group, uint16(port))})
+	}
+	return plans, nil
+}
+
+// startChannels starts a session per planned channel, each with keys and a
+// session ID of its own.
+func startChannels(org *origin.Origin, o serveOptions, plans []channelPlan, e *env) (*channelSet, error) {
+	cs := &channelSet{byDir: map[string]*origin.Publisher{}}
+	for _, c := range plans {
+		p, err := org.AddChannel(c.channel)
 		if err != nil {
 			return nil, err
 		}
 		ad := origin.Rekey(o.ad)
-		ad.Session.Group = netip.AddrPortFrom(group, uint16(port))
+		ad.Session.Group = c.group
 		id, err := p.Start(ad)
 		if err != nil {
-			return nil, fmt.Errorf("channel %s: %w", channel, err)
+			return nil, fmt.Errorf("channel %s: %w", c.channel, err)
 		}
-		fmt.Fprintf(e.stdout, "h3m: channel %s: session %s on %s\n", channel, id, ad.Session.Group)
-		cs.byDir[name] = p
+		fmt.Fprintf(e.stdout, "h3m: channel %s: session %s on %s\n", c.channel, id, c.group)
+		cs.byDir[c.dir] = p
 	}
 	return cs, nil
 }

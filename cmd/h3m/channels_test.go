@@ -232,3 +232,28 @@ func TestChannelsGatewayJoinsOnDemand(t *testing.T) {
 	t.Logf("served %v; held %d (arrived %d), passed through %d; receiver: %d multicast, %d joins, %d leaves",
 		st.Served, st.Held, st.HeldArrived, st.Passthrough, rs.Multicast, rs.Joins, rs.Leaves)
 }
+
+// TestCLIServeChannelsErrors: --channels needs subfolders, and group
+// addresses and ports for them; serve says so before it starts anything.
+func TestCLIServeChannelsErrors(t *testing.T) {
+	flat := t.TempDir()
+	os.WriteFile(filepath.Join(flat, "manifest.mpd"), []byte("<MPD/>"), 0o644)
+	os.Mkdir(filepath.Join(flat, ".hidden"), 0o755)
+	ladder := t.TempDir()
+	os.Mkdir(filepath.Join(ladder, "r0"), 0o755)
+	os.Mkdir(filepath.Join(ladder, "r1"), 0o755)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dir", flat}, "has no subfolder to make a channel of"},
+		{[]string{"--dir", ladder, "--group", "232.255.255.255"}, "no SSM group address left after 232.255.255.255 for channel r0"},
+		{[]string{"--dir", ladder, "--port", "65535"}, "no port left after 65535 for channel r0"},
+	} {
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
+		out, errOut, code := runH3M(t, append([]string{"serve", "--channels", "--once", "--listen", listen}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) || strings.Contains(out, "session") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want usage error %q", c.args, code, out, errOut, c.want)
+		}
+	}
+}

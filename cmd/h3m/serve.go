@@ -290,6 +290,12 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	if err := origin.CheckOutside(o.dir, private...); err != nil {
 		return usagef("%v (give --cert and --key paths outside --dir)", err)
 	}
+	var plans []channelPlan
+	if o.channels {
+		if plans, err = planChannels(o, e); err != nil {
+			return err
+		}
+	}
 	// Bind the unicast server first: a session whose server cannot listen
 	// must not start pushing.
 	conn, err := net.ListenPacket("udp", o.listen)
@@ -368,7 +374,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	}
 	var chans *channelSet
 	if o.channels {
-		if chans, err = startChannels(org, o, e); err != nil {
+		if chans, err = startChannels(org, o, plans, e); err != nil {
 			return err
 		}
 	}
