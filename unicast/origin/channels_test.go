@@ -5,11 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
@@ -23,28 +20,9 @@ import (
 // one; the description names each session's channel, a channel's publisher
 // pushes only the paths under it, and Close ends every session.
 func TestOriginChannels(t *testing.T) {
-	dir, certDir := t.TempDir(), t.TempDir()
-	for _, f := range []string{"manifest.mpd", "r0/seg-1.m4s", "r1/seg-1.m4s"} {
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	certFile := filepath.Join(certDir, "cert.pem")
-	cert, err := origin.LoadOrCreateCertificate(certFile, filepath.Join(certDir, "key.pem"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := origin.New(origin.Config{Dir: dir, Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Publisher: origin.PublisherConfig{Interface: "lo", TTL: 1}, Logger: unicasttest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- o.Server.ListenAndServe(ctx) }()
-	unicasttest.WaitFor(t, 5*time.Second, "the server to listen", func() bool { return o.Server.LocalAddr() != nil })
+	o, certFile, served := serveFolder(ctx, t, map[string]string{"manifest.mpd": "<MPD/>", "r0/seg-1.m4s": "r0 1", "r1/seg-1.m4s": "r1 1"})
 
 	for _, bad := range []string{"", "r0/", "/r0", "/r0/?q", "/../"} {
 		if _, err := o.AddChannel(bad); err == nil {
