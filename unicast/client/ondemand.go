@@ -105,10 +105,8 @@ func (c *Client) Use(path string) (channel string, missed bool) {
 			cs.od.parked, cs.od.want, woke = false, true, true
 			if cs.rcv == nil {
 				cs.joining = true // coming: the monitor does not count it missing
-			}
-			// A new start: what was pushed while it was not joined is
-			// neither lost nor expected.
-			cs.od.seen, cs.promised, cs.gaps = false, false, nil
+				cs.freshStartLocked()
+			} // else its stopping receiver's end does both (receiverDone)
 		}
 		cs.mu.Unlock()
 	}
@@ -199,6 +197,13 @@ func (cs *csession) idleStoppedLocked(rcv *h3m.Receiver) bool {
 	}
 	cs.od.idleStop = nil
 	return true
+}
+
+// freshStartLocked makes the next receiver of cs start afresh (cs.mu held,
+// no receiver running): what was pushed while it was not joined is neither
+// lost nor expected.
+func (cs *csession) freshStartLocked() {
+	cs.od.seen, cs.promised, cs.gaps = false, false, nil
 }
 
 // sawPushLocked records a push ID the receiver saw (cs.mu held).

@@ -255,6 +255,9 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 	case idle:
 		rejoin = !cs.od.parked && ctx.Err() == nil
 		cs.joining = rejoin
+		if rejoin {
+			cs.freshStartLocked()
+		}
 	case ctx.Err() != nil:
 	case cs.breakerUntil.After(now):
 		cs.probeAt, cs.joinErr, openUntil = cs.breakerUntil, ErrBreakerOpen, cs.breakerUntil
