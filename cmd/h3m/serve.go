@@ -81,10 +81,10 @@ The files under a subfolder are pushed on its session only; the files
 directly in --dir (the MPD) and in folders made later on the main session
 (--group). Channel N (in name order, from 1) is sent to --group plus N (the
 Nth next address) and --port plus N, so a snooping switch forwards each
-rendition only to the hosts that joined it; every session gets its own keys. The
-session description names each session's channel (its path prefix, "/r0/"),
-and h3m gateway joins a channel's session only while a player requests paths
-under it (--channel-idle).
+rendition only to the hosts that joined it; every session gets its own
+keys. The session description names each session's channel (its path
+prefix, "/r0/"), and h3m gateway joins a channel's session only while a
+player requests paths under it (--channel-idle).
 
 With --repair-url URL (repeatable, nearest first), receivers repair and fall
 back through those HTTP caches (a CDN's tier) before this server: the URLs
