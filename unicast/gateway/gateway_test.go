@@ -486,10 +486,12 @@ func TestStatusJSONAndPage(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
 	rc := &fakeReceiver{
-		stats: client.Stats{Multicast: 3, Repaired: 1, RepairBytes: 1500, LostBytes: 1200, FallbackActive: false},
 		sessions: []client.SessionInfo{{ID: "0a0b", Protocol: "h3m-11", Group: netip.MustParseAddrPort("232.1.1.1:5000"),
 			Source: netip.MustParseAddr("192.0.2.1"), State: wellknown.StateActive, PeakFlowRate: 50_000_000,
-			Joined: true, Packets: 10, Bytes: 12_000, LastPacket: now.Add(-1500 * time.Millisecond)}},
+			Joined: true, Packets: 10, Bytes: 12_000, LastPacket: now.Add(-1500 * time.Millisecond)},
+			{ID: "0c0d", Protocol: "h3m-11", Group: netip.MustParseAddrPort("232.1.1.2:5001"), State: wellknown.StateActive,
+				Channel: "/live/720p/", Idle: true}},
+		stats: client.Stats{Multicast: 3, Repaired: 1, RepairBytes: 1500, LostBytes: 1200, FallbackActive: false, Leaves: 2, IdleLeaves: 1},
 	}
 	store := NewStore(25)
 	g, _, _ := newTestGateway(t, Config{Store: store, Receiver: rc, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
@@ -529,11 +531,14 @@ func TestStatusJSONAndPage(t *testing.T) {
 	if len(st.Manifests) != 1 || st.Manifests[0] != "/live/m.mpd" {
 		t.Errorf("manifests %v", st.Manifests)
 	}
-	if len(st.Sessions) != 1 || st.Sessions[0].ReceiveRate != 4_000_000 || st.Sessions[0].State != "active" ||
-		st.Sessions[0].SinceLastPacket != 3.5 || st.Sessions[0].Group != "232.1.1.1:5000" {
+	if len(st.Sessions) != 2 || st.Sessions[0].ReceiveRate != 4_000_000 || st.Sessions[0].State != "active" ||
+		st.Sessions[0].SinceLastPacket != 3.5 || st.Sessions[0].Group != "232.1.1.1:5000" || st.Sessions[0].Channel != "" {
 		t.Errorf("sessions %+v", st.Sessions)
 	}
-	if st.Receiver == nil || st.Receiver.Multicast != 3 || st.Receiver.RepairBytes != 1500 {
+	if s := st.Sessions[1]; s.Channel != "/live/720p/" || !s.Idle || s.Joined {
+		t.Errorf("channel session %+v", s)
+	}
+	if st.Receiver == nil || st.Receiver.Multicast != 3 || st.Receiver.RepairBytes != 1500 || st.Receiver.Leaves != 2 || st.Receiver.IdleLeaves != 1 {
 		t.Errorf("receiver %+v", st.Receiver)
 	}
 	want := 16.0 / float64(16+len("from upstream /upstream.bin"))
@@ -545,7 +550,8 @@ func TestStatusJSONAndPage(t *testing.T) {
 	}
 
 	html := get(t, g, StatusPath).Body.String()
-	for _, s := range []string{"4.00 Mbit/s", "50.0 Mbit/s", "1.01 MB", "0a0b", "active, joined", "4 s ago", "/live/m.mpd",
+	for _, s := range []string{"4.00 Mbit/s", "50.0 Mbit/s", "1.01 MB", "0a0b", "active, joined", "4 s ago",
+		"channel /live/720p/", "not joined (no player uses it)", "/live/m.mpd",
 		"of the 43 B served to players came by multicast", "1.50 kB"} {
 		if !strings.Contains(html, s) {
 			t.Errorf("status page lacks %q", s)
