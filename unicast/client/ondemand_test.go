@@ -148,3 +148,57 @@ func TestOnDemandChannels(t *testing.T) {
 		t.Errorf("stats: %d joins (want 2), %d idle leaves (want 1), %d fetched, %d requests (want 0)", st.Joins, st.IdleLeaves, st.Fallback, st.Requests)
 	}
 }
+
+// TestOnDemandChannelRollover: a rollover successor in a channel in use is
+// joined at once, and carries the channel's pushes by multicast; one in a
+// channel nothing uses is not joined.
+func TestOnDemandChannelRollover(t *testing.T) {
+	h, pubs := channelOrigin(t, []string{"/a/", "/b/"}, []string{"a/1.bin", "a/2.bin"})
+	ctx := context.Background()
+	cfg := clientConfig(h)
+	cfg.ChannelIdle = 2 * time.Second
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	unicasttest.WaitFor(t, 5*time.Second, "three sessions known", func() bool { return len(tc.c.Sessions()) == 3 })
+	stop := make(chan struct{})
+	playing := make(chan struct{})
+	go func() { // a player of /a/
+		defer close(playing)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				tc.c.Use("/a/1.bin")
+			}
+		}
+	}()
+	defer func() { close(stop); <-playing }()
+	tc.waitJoined(2)
+	if _, err := pubs["/a/"].PushFile(ctx, "/a/1.bin"); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPaths(10*time.Second, []string{"/a/1.bin"})
+	for _, ch := range []string{"/a/", "/b/"} {
+		cur := pubs[ch].Current()
+		s, _ := h.Sessions.Get(cur)
+		if _, err := pubs[ch].Rollover(ctx, origin.Rekey(s.Advertisement), 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pubs["/a/"].PushFile(ctx, "/a/2.bin"); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPaths(10*time.Second, []string{"/a/2.bin"})
+	if d := tc.deliveries("/a/2.bin"); d[0].Via != ViaMulticast || d[0].Session != pubs["/a/"].Current() {
+		t.Errorf("/a/2.bin: via %q on session %s, want multicast on the successor %s (%v)", d[0].Via, d[0].Session, pubs["/a/"].Current(), d[0].Err)
+	}
+	for _, s := range tc.c.Sessions() {
+		if s.Channel == "/b/" && (s.Joined || !s.Idle) {
+			t.Errorf("a session of the unused channel /b/ is joined: %+v", s)
+		}
+	}
+	if st := tc.c.Stats(); st.Joins != 3 || st.Requests != 0 {
+		t.Errorf("%d joins (want 3: main, /a/ and its successor), %d unicast requests (want 0)", st.Joins, st.Requests)
+	}
+}
