@@ -30,7 +30,9 @@ type demandState struct {
 	// parked: not joined because its channel is unused (joined again by
 	// Use, never by the monitor's probes).
 	parked bool
-	// want: Use unparked it; Run joins it (joinDemanded).
+	// want: Use unparked it, to be joined by joinDemanded (no receiver)
+	// or at the end of its stopping receiver (receiverDone). Whoever
+	// joins sets joining first, under mu: one join at a time.
 	want bool
 	// idleStop is the receiver stopped because its channel went unused:
 	// its end is a leave, not a failure.
@@ -102,11 +104,14 @@ func (c *Client) Use(path string) (channel string, missed bool) {
 		}
 		cs.mu.Lock()
 		if cs.od.parked && !cs.left && cs.state != wellknown.StateEnded {
-			cs.od.parked, cs.od.want, woke = false, true, true
-			if cs.rcv == nil {
-				cs.joining = true // coming: the monitor does not count it missing
+			cs.od.parked, woke = false, true
+			switch {
+			case cs.rcv == nil:
+				cs.od.want = true // joinDemanded joins it
 				cs.freshStartLocked()
-			} // else its stopping receiver's end does both (receiverDone)
+			case cs.od.idleStop == cs.rcv:
+				cs.od.want = true // its receiver is stopping: its end joins it again (receiverDone)
+			} // else its receiver runs on
 		}
 		cs.mu.Unlock()
 	}
@@ -137,12 +142,12 @@ func (c *Client) joinDemanded(ctx context.Context) {
 	c.mu.Lock()
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
-		if cs.od.want {
+		if cs.od.want && cs.rcv == nil {
 			cs.od.want = false
-			if !cs.od.parked && cs.rcv == nil {
+			if !cs.od.parked && !cs.joining { // else someone else joins it
+				cs.joining = true
 				joins = append(joins, cs)
 			}
-			// else its stopping receiver's end joins it (receiverDone)
 		}
 		cs.mu.Unlock()
 	}

@@ -202,3 +202,33 @@ func TestOnDemandChannelRollover(t *testing.T) {
 		t.Errorf("%d joins (want 3: main, /a/ and its successor), %d unicast requests (want 0)", st.Joins, st.Requests)
 	}
 }
+
+// TestOnDemandUsedWhileLeaving: a channel used again while its session's
+// receiver stops for idleness is joined again, whichever comes first, and
+// never counts as missing multicast.
+func TestOnDemandUsedWhileLeaving(t *testing.T) {
+	h, pubs := channelOrigin(t, []string{"/a/"}, []string{"a/1.bin"})
+	cfg := clientConfig(h)
+	cfg.ChannelIdle = time.Hour // only the test's clock makes it idle
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	unicasttest.WaitFor(t, 5*time.Second, "two sessions known", func() bool { return len(tc.c.Sessions()) == 2 })
+	tc.c.Use("/a/1.bin")
+	tc.waitJoined(2)
+	for round := 1; round <= 3; round++ {
+		tc.c.parkIdle(time.Now().Add(2 * time.Hour)) // unused for two hours: leave
+		tc.c.Use("/a/1.bin")                         // ... and a player is back
+		unicasttest.WaitFor(t, 5*time.Second, "/a/ left and joined again", func() bool {
+			st := tc.c.Stats()
+			return st.IdleLeaves == round && st.Joins == 2+round && sessionOf(tc.c, "/a/").Joined
+		})
+	}
+	if _, err := pubs["/a/"].PushFile(context.Background(), "/a/1.bin"); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPaths(10*time.Second, []string{"/a/1.bin"})
+	st := tc.c.Stats()
+	if d := tc.deliveries("/a/1.bin"); d[0].Via != ViaMulticast || st.FallbackEntered != 0 {
+		t.Errorf("/a/1.bin via %q; fallback entered %d times", d[0].Via, st.FallbackEntered)
+	}
+}

@@ -118,7 +118,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		cs.mu.Unlock()
 		return
 	}
-	cs.joining = true
+	cs.joining, cs.od.want = true, false // whoever joins it answers Use's wish
 	cs.mu.Unlock()
 
 	fail := func(err error) {
@@ -253,9 +253,10 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 		cs.sawEnd = cs.sawEnd || ended
 		cs.left = true
 	case idle:
-		rejoin = !cs.od.parked && ctx.Err() == nil
-		cs.joining = rejoin
+		rejoin = cs.od.want && !cs.od.parked && !cs.joining && ctx.Err() == nil
+		cs.od.want = false
 		if rejoin {
+			cs.joining = true
 			cs.freshStartLocked()
 		}
 	case ctx.Err() != nil:
@@ -579,8 +580,8 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 // at now: not joined (a first join in progress does not count; a failed or
 // stopped one does, retries included), or no packet for fallbackAfter.
 func (cs *csession) missingLocked(now time.Time, fallbackAfter time.Duration) (bool, string) {
-	if cs.left || cs.sawEnd || cs.od.parked || cs.state != wellknown.StateActive {
-		return false, "" // a parked session is not missing: nothing wants it
+	if cs.left || cs.sawEnd || cs.od.parked || cs.od.want || cs.state != wellknown.StateActive {
+		return false, "" // parked: nothing wants it; want: about to be joined
 	}
 	if cs.rcv == nil {
 		if cs.joinErr != nil || !cs.joining {
