@@ -27,9 +27,10 @@ type channelPlan struct {
 // planChannels lists the channels of the subfolders of o.dir present now:
 // the channel "/NAME/" on the Nth group address and port after o.ad's (N
 // from 1, in name order). A group of its own, because switches and routers
-// forward by (source, group); a port of its own too, because h3m's receiver
-// has been seen to lose the packets of two sessions joined at once on one
-// port of different groups (interop's rollover test).
+// forward by (source, group); a port of its own too, so that a receiver's
+// sockets for several renditions never share a port (only Linux lets a
+// socket bound to one port get just its own group's datagrams) and
+// firewalls and captures tell the renditions apart by port.
 func planChannels(o serveOptions, e *env) ([]channelPlan, error) {
 	entries, err := os.ReadDir(o.dir)
 	if err != nil {
