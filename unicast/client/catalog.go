@@ -124,6 +124,7 @@ func (c *Client) newSessionLocked(si *wellknown.SessionInfo, now time.Time) *cse
 	if si.State == wellknown.StateActive {
 		cs.activeSince = now
 	}
+	c.initDemandLocked(cs, si, now)
 	c.sessions[si.ID] = cs
 	return cs
 }
@@ -187,7 +188,7 @@ func (c *Client) checkEntriesLocked(d *wellknown.Description) *wellknown.Descrip
 // expectedLocked reports whether the client should have received e.
 func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
 	from, ok := c.expectFrom[e.Session]
-	return !ok || e.PushID >= from
+	return (!ok || e.PushID >= from) && c.demandExpectedLocked(e)
 }
 
 // catalogJobsLocked returns fetch jobs for catalogue entries that multicast
