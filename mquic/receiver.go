@@ -277,6 +277,13 @@ type Receiver struct {
 	caps       capLog                  // rate-limits the log lines of caps that bite
 }
 
+// orDefault sets *p to v when it is not positive (unset).
+func orDefault[T int | time.Duration](p *T, v T) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
 // NewReceiver creates a receiver for the session cfg.Params reading from
 // conn (see mcast.ListenReceiver). If conn implements mcast.BatchReader,
 // datagrams are read in batches. Call Run to start receiving.
@@ -289,46 +296,22 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.Handler == nil {
 		return nil, errors.New("mquic: new receiver: no handler")
 	}
-	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = DefaultMaxStreams
-	}
-	if cfg.MaxClosedStreams <= 0 {
-		cfg.MaxClosedStreams = DefaultMaxClosedStreams
-	}
-	if cfg.MaxStreamRanges <= 0 {
-		cfg.MaxStreamRanges = DefaultMaxStreamRanges
-	}
-	if cfg.MaxBufferedBytes <= 0 {
-		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
-	}
-	if cfg.StreamIdleTimeout <= 0 {
-		cfg.StreamIdleTimeout = DefaultStreamIdleTimeout
-	}
-	if cfg.ReorderThreshold <= 0 {
-		cfg.ReorderThreshold = DefaultReorderThreshold
-	}
-	if cfg.ReorderDelay <= 0 {
-		cfg.ReorderDelay = DefaultReorderDelay
-	}
-	if cfg.ReplayWindow <= 0 {
-		cfg.ReplayWindow = DefaultReplayWindow
-	}
+	orDefault(&cfg.MaxStreams, DefaultMaxStreams)
+	orDefault(&cfg.MaxClosedStreams, DefaultMaxClosedStreams)
+	orDefault(&cfg.MaxStreamRanges, DefaultMaxStreamRanges)
+	orDefault(&cfg.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	orDefault(&cfg.StreamIdleTimeout, DefaultStreamIdleTimeout)
+	orDefault(&cfg.ReorderThreshold, DefaultReorderThreshold)
+	orDefault(&cfg.ReorderDelay, DefaultReorderDelay)
+	orDefault(&cfg.ReplayWindow, DefaultReplayWindow)
 	if cfg.MaxPNJump == 0 {
 		cfg.MaxPNJump = uint64(cfg.ReplayWindow / 2)
 	}
-	if cfg.PNConfirm <= 0 {
-		cfg.PNConfirm = DefaultPNConfirm
-	}
-	if cfg.PNSilence <= 0 {
-		cfg.PNSilence = DefaultPNSilence
-	}
-	if cfg.ManifestOutage <= 0 {
-		cfg.ManifestOutage = DefaultManifestOutage
-	}
-	if cfg.ReadBatch <= 0 {
-		cfg.ReadBatch = DefaultReadBatch
-	}
-	if cfg.ReadGather == 0 {
+	orDefault(&cfg.PNConfirm, DefaultPNConfirm)
+	orDefault(&cfg.PNSilence, DefaultPNSilence)
+	orDefault(&cfg.ManifestOutage, DefaultManifestOutage)
+	orDefault(&cfg.ReadBatch, DefaultReadBatch)
+	if cfg.ReadGather == 0 { // negative: off
 		cfg.ReadGather = DefaultReadGather
 	}
 	if cfg.Workers <= 0 {

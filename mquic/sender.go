@@ -243,12 +243,8 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	if cfg.MaxPacketSize == 0 {
 		cfg.MaxPacketSize = DefaultMaxPacketSize
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.FlushDelay <= 0 {
-		cfg.FlushDelay = DefaultFlushDelay
-	}
+	orDefault(&cfg.BatchSize, DefaultBatchSize)
+	orDefault(&cfg.FlushDelay, DefaultFlushDelay)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

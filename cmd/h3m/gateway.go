@@ -50,6 +50,15 @@ The gateway's own pages are under /_h3m/: an index of the streams it holds,
 /_h3m/time, a clock for DASH players (UTCTiming
 urn:mpeg:dash:utc:http-iso:2014 or http-xsdate:2014).
 
+When the server runs one session per channel (h3m serve --channels: one per
+rendition of a DASH ladder), the gateway joins a channel's session only when
+a player first requests a path under it, and leaves it once no player has
+requested one for --channel-idle, so that this host receives only the
+renditions its players play; the status page lists each session's channel and
+whether it is idle. Sessions without a channel (the server's main session,
+which carries the MPD) are joined at once. --channel-idle 0 joins every
+session at once.
+
 --require-asymmetric, --require-signature and --manifests work as for
 h3m receive: players then only get what the sender signed.
 
@@ -63,6 +72,7 @@ fetched, and a request for what multicast has not brought is answered 404
 			listen := fs.String("listen", "127.0.0.1:8080", "TCP address of the local HTTP server for players")
 			hold := fs.String("hold", strings.Join(gateway.DefaultHoldPatterns, ","), "comma-separated patterns of live segment names whose requests wait for multicast")
 			holdTimeout := fs.Duration("hold-timeout", 4*time.Second, "how long a held request waits before it is fetched over unicast")
+			channelIdle := fs.Duration("channel-idle", 30*time.Second, "leave a channel's session (one rendition) when no player has requested a path under its channel for this long; 0: join every session at once")
 			cache := fs.Int64("cache", 512<<20, "bytes of resources kept for players")
 			cors := fs.String("cors", "auto", "origins whose pages may read the responses: * (any), none, or a comma-separated list of http(s)://host[:port]; auto: * when --listen is a loopback address, none otherwise")
 			dashJS := fs.String("dashjs-url", gateway.DefaultDashJSURL, "where the player page (/_h3m/player) loads dash.js 5 (dash.all.min.js) from; point it at a copy the browser can reach when it has no internet access")
@@ -73,7 +83,11 @@ fetched, and a request for what multicast has not brought is answered 404
 				if err := cf.check(e); err != nil {
 					return err
 				}
-				o := gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache, dashJS: *dashJS}
+				if *channelIdle < 0 {
+					return usagef("--channel-idle %v: negative", *channelIdle)
+				}
+				o := gatewayOptions{listen: *listen, hold: splitList(*hold), holdTimeout: *holdTimeout, cache: *cache, dashJS: *dashJS,
+					channelIdle: *channelIdle}
 				var err error
 				if o.cors, err = corsFlag(*cors, *listen); err != nil {
 					return err
@@ -91,6 +105,7 @@ type gatewayOptions struct {
 	cache       int64
 	cors        []string
 	dashJS      string
+	channelIdle time.Duration
 	// ready, if set, is called with the gateway's URL once it listens.
 	ready func(url string)
 	// status, if set, is given the gateway's status function.
@@ -121,6 +136,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	// recent deliveries (to drop duplicates), not keep their bodies alive.
 	cfg.MaxDeliveries = 256
 	cfg.Storage = h3m.MemoryStorage{MaxSize: o.cache / 4}
+	cfg.ChannelIdle = o.channelIdle
 	cfg.OnResource = func(d client.Delivery) {
 		if d.Err != nil {
 			e.log.Warn("resource failed", "path", d.Path, "err", d.Err)
@@ -138,6 +154,12 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 		Store:        store,
 		HoldPatterns: o.hold, HoldTimeout: o.holdTimeout, CORSOrigins: o.cors, DashJSURL: o.dashJS,
 		Receiver: rc, Logger: e.log,
+	}
+	if o.channelIdle > 0 {
+		gwCfg.OnRequest = func(p string) bool {
+			_, missed := rc.Use(p)
+			return missed
+		}
 	}
 	if origin != nil {
 		gwCfg.Upstream, gwCfg.Transport = origin, upstream

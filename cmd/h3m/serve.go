@@ -74,6 +74,18 @@ let receivers rebuild lost packets without asking the server; receivers
 repair over unicast only what FEC could not rebuild. Receivers that do not
 know the extension ignore it.
 
+With --channels, each subfolder of --dir present at start is a channel with a
+session of its own: one per rendition of a DASH ladder (ffmpeg's dash muxer
+writes them with -init_seg_name and -media_seg_name 'r$RepresentationID$/...').
+The files under a subfolder are pushed on its session only; the files
+directly in --dir (the MPD) and in folders made later on the main session
+(--group). Channel N (in name order, from 1) is sent to --group plus N (the
+Nth next address) and --port plus N, so a snooping switch forwards each
+rendition only to the hosts that joined it; every session gets its own
+keys. The session description names each session's channel (its path
+prefix, "/r0/"), and h3m gateway joins a channel's session only while a
+player requests paths under it (--channel-idle).
+
 With --repair-url URL (repeatable, nearest first), receivers repair and fall
 back through those HTTP caches (a CDN's tier) before this server: the URLs
 are listed in /.well-known/h3m, a resource's URL is the base followed by its
@@ -110,6 +122,7 @@ session then ends only once no repair was asked for that window.`,
 			var repair repairURLs
 			fs.Var(&repair, "repair-url", "base https URL of an HTTP cache that receivers repair and fall back through before this server (repeatable, nearest first), listed in /.well-known/h3m")
 			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
+			channels := fs.Bool("channels", false, "one session per subfolder of --dir (a channel: one rendition of a DASH ladder), each on the next group address and port after --group and --port; files outside them on the main session")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
 			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
 			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
@@ -148,7 +161,7 @@ session then ends only once no repair was asked for that window.`,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
 					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 					metricsListen: metricsListen,
-					repairURLs:    repair, tcpListen: *tcpListen,
+					repairURLs:    repair, tcpListen: *tcpListen, channels: *channels,
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -262,6 +275,8 @@ type serveOptions struct {
 	// content over TLS on TCP, for caches.
 	repairURLs []string
 	tcpListen  string
+	// channels runs one more session per subfolder of dir (channels.go).
+	channels bool
 	// asymmetric makes the sessions asymmetric, signed with manifestKey
 	// (nil: a new key per session).
 	asymmetric  bool
@@ -290,6 +305,12 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	private := append([]string{o.certFile, o.keyFile}, o.privateFiles...)
 	if err := origin.CheckOutside(o.dir, private...); err != nil {
 		return usagef("%v (give --cert and --key paths outside --dir)", err)
+	}
+	var plans []channelPlan
+	if o.channels {
+		if plans, err = planChannels(o, e); err != nil {
+			return err
+		}
 	}
 	// Bind the unicast server first: a session whose server cannot listen
 	// must not start pushing.
@@ -368,6 +389,12 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	if kid, _, alg, ok := origin.SignerKey(o.signer); ok {
 		fmt.Fprintf(e.stdout, "h3m: pushes signed (%s, key ID %s), public key at %s\n", alg, kid, wellknown.KeyPath(kid))
 	}
+	var chans *channelSet
+	if o.channels {
+		if chans, err = startChannels(org, o, plans, e); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
 		o.ready(url)
@@ -382,7 +409,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	pushed := 0
 	push := func(batch []dirwatch.File) error {
 		for _, f := range batch {
-			entry, err := pub.PushFile(ctx, "/"+f.Path)
+			entry, err := chans.publisher(pub, f.Path).PushFile(ctx, "/"+f.Path)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -428,6 +455,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	defer cancel()
 	if err := pub.Close(closeCtx); err != nil {
 		e.log.Warn("ending the session", "err", err)
+	}
+	for _, p := range org.Channels() {
+		if err := p.Close(closeCtx); err != nil {
+			e.log.Warn("ending a channel's session", "channel", p.Channel(), "err", err)
+		}
 	}
 	fmt.Fprintf(e.stdout, "h3m: session ended after %d pushes\n", pushed)
 	if (o.once && runErr == nil) || errors.Is(runErr, context.Canceled) {

@@ -127,6 +127,7 @@ func (c *Client) newSessionLocked(si *wellknown.SessionInfo, now time.Time) *cse
 	if si.State == wellknown.StateActive {
 		cs.activeSince = now
 	}
+	c.initDemandLocked(cs, si, now)
 	c.sessions[si.ID] = cs
 	return cs
 }
@@ -196,7 +197,7 @@ func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
 		return false // a multicast repair, listed to name its push ID
 	}
 	from, ok := c.expectFrom[e.Session]
-	return !ok || e.PushID >= from
+	return (!ok || e.PushID >= from) && c.demandExpectedLocked(e)
 }
 
 // catalogJobsLocked returns fetch jobs for catalogue entries that multicast

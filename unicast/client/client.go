@@ -192,6 +192,14 @@ type Config struct {
 	// they are dropped (Stats.HeldDropped, and a log line).
 	MaxHeld int
 
+	// ChannelIdle, when positive, joins the sessions whose description
+	// names a channel (a path prefix: one rendition of a DASH ladder) only
+	// while they are used: Use joins the session of a path's channel, and
+	// a channel unused for ChannelIdle is left (ondemand.go). What such a
+	// session pushed while it was not joined is not fetched. Sessions
+	// without a channel are joined at once; 0 joins every session at once.
+	ChannelIdle time.Duration
+
 	// FallbackAfter switches to unicast when an active session delivers no
 	// packet for this long (or cannot be joined).
 	FallbackAfter time.Duration
@@ -393,6 +401,9 @@ type Stats struct {
 	// because of their rate or loss); BreakerOpen is how many sessions are
 	// left that way now, waiting for their back-off to end.
 	BreakerTrips, BreakerOpen int
+	// IdleLeaves counts the sessions left because their channel went
+	// unused for ChannelIdle (also counted in Leaves).
+	IdleLeaves int
 }
 
 // Client receives the multicast sessions an h3m server announces and makes
@@ -431,6 +442,10 @@ type Client struct {
 	lastContact   time.Time       // when the origin last answered
 	altSvcOnly    bool            // the origin serves no description: no catalogue
 	static        map[string]bool // the IDs of Config.Sessions
+	// channelUse is when each channel was last used (Use); demand wakes
+	// Run to join what Use asked for.
+	channelUse map[string]time.Time
+	demand     chan struct{}
 	// abandoned is set when the client finishes without its origin
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
@@ -547,6 +562,7 @@ func New(cfg Config) (*Client, error) {
 		sem:        make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:    make(chan struct{}, 1),
 		wake:       make(chan struct{}, 1),
+		demand:     make(chan struct{}, 1),
 		static:     make(map[string]bool),
 		sessions:   make(map[string]*csession),
 		expectFrom: make(map[string]uint64),
@@ -683,6 +699,8 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			c.monitor(ctx, time.Now())
+		case <-c.demand:
+			c.joinDemanded(ctx)
 		case <-c.wake:
 		}
 		if c.cfg.ExitOnEnd && c.finish(time.Now()) {

@@ -77,6 +77,10 @@ type csession struct {
 	// breakerUntil, when set, is the end of the back-off after its trip.
 	breaker      *breaker
 	breakerUntil time.Time
+
+	// od is its on-demand state (ondemand.go); od.channel and od.name
+	// never change.
+	od demandState
 }
 
 // sameSession compares the session parameters of two advertisements of one
@@ -112,12 +116,12 @@ func (c *Client) setStateLocked(cs *csession, st wellknown.SessionState, now tim
 // ProbeInterval (the monitor treats it as missing multicast).
 func (c *Client) join(ctx context.Context, cs *csession) {
 	cs.mu.Lock()
-	if cs.left || cs.rcv != nil || ctx.Err() != nil {
+	if cs.left || cs.od.parked || cs.rcv != nil || ctx.Err() != nil {
 		cs.joining = false
 		cs.mu.Unlock()
 		return
 	}
-	cs.joining = true
+	cs.joining, cs.od.want = true, false // whoever joins it answers Use's wish
 	cs.mu.Unlock()
 
 	fail := func(err error) {
@@ -245,11 +249,20 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 	silent = silent && cs.promised
 	last := cs.maxPromised
 	left := ended || cs.leaving || silent
-	var openUntil time.Time // the breaker's back-off, when it stopped the receiver
+	idle := cs.idleStoppedLocked(rcv) // its channel went unused
+	rejoin := false                   // ...and was used again while it stopped
+	var openUntil time.Time           // the breaker's back-off, when it stopped the receiver
 	switch {
 	case left:
 		cs.sawEnd = cs.sawEnd || ended
 		cs.left = true
+	case idle:
+		rejoin = cs.od.want && !cs.od.parked && !cs.joining && ctx.Err() == nil
+		cs.od.want = false
+		if rejoin {
+			cs.joining = true
+			cs.freshStartLocked()
+		}
 	case ctx.Err() != nil:
 	case cs.breakerUntil.After(now):
 		cs.probeAt, cs.joinErr, openUntil = cs.breakerUntil, ErrBreakerOpen, cs.breakerUntil
@@ -272,6 +285,12 @@ func (c *Client) receiverDone(ctx context.Context, cs *csession, rcv *h3m.Receiv
 				"client: session %s went quiet for its idle timeout without its end: anything pushed after push %d is unknown (%w)", cs.id, last, h3m.ErrPromiseLost)})
 		}
 		c.notify()
+	case idle:
+		c.count(func(st *Stats) { st.Leaves++; st.IdleLeaves++ })
+		c.log.Info("left multicast session: its channel is unused", "session", cs.id, "channel", cs.od.name)
+		if rejoin {
+			c.join(ctx, cs)
+		}
 	case ctx.Err() != nil:
 	case !openUntil.IsZero():
 		c.log.Info("left multicast session: circuit breaker open", "session", cs.id, "rejoin_in", openUntil.Sub(now).Round(time.Millisecond))
@@ -302,6 +321,7 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		now := time.Now()
 		cs.mu.Lock()
 		cs.lastEvent = now
+		cs.sawPushLocked(res.PushID)
 		gaps := cs.pushSeenLocked(res.PushID, lead, now) // a rejected promise is no lost one
 		cs.mu.Unlock()
 		if path != h3m.EndPath {
@@ -499,6 +519,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		rcv *h3m.Receiver
 	}
 	var checks []check
+	c.parkIdle(now)
 	sessions := c.sessionList()
 	for _, cs := range sessions {
 		cs.mu.Lock()
@@ -513,7 +534,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 				cs.left = true
 			}
 		default:
-			if cs.rcv == nil && !cs.joining && !cs.sawEnd && !now.Before(cs.probeAt) {
+			if cs.rcv == nil && !cs.joining && !cs.sawEnd && !cs.od.parked && !now.Before(cs.probeAt) {
 				cs.joining = true
 				rejoin = append(rejoin, cs)
 			}
@@ -598,8 +619,8 @@ func (c *Client) sessionList() []*csession {
 // at now: not joined (a first join in progress does not count; a failed or
 // stopped one does, retries included), or no packet for fallbackAfter.
 func (cs *csession) missingLocked(now time.Time, fallbackAfter time.Duration) (bool, string) {
-	if cs.left || cs.sawEnd || cs.state != wellknown.StateActive {
-		return false, ""
+	if cs.left || cs.sawEnd || cs.od.parked || cs.od.want || cs.state != wellknown.StateActive {
+		return false, "" // parked: nothing wants it; want: about to be joined
 	}
 	if cs.rcv == nil {
 		if cs.joinErr != nil || !cs.joining {

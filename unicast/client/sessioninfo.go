@@ -26,6 +26,11 @@ type SessionInfo struct {
 	// started.
 	Joined   bool
 	JoinedAt time.Time
+	// Channel is the path prefix the session carries ("" for any path);
+	// Idle says it is not joined because its channel is unused
+	// (Config.ChannelIdle).
+	Channel string
+	Idle    bool
 	// Refused: symmetric while Config.RequireAsymmetric is set.
 	Refused bool
 	// JoinError is the last join failure ("" after a successful join).
@@ -60,6 +65,7 @@ func (c *Client) Sessions() []SessionInfo {
 		cs.mu.Lock()
 		si.State, si.Refused, si.LastPacket = cs.state, cs.refused, cs.lastPacket
 		si.Joined, si.JoinedAt = cs.rcv != nil, cs.joinedAt
+		si.Channel, si.Idle = cs.od.name, cs.od.parked
 		if cs.joinErr != nil {
 			si.JoinError = cs.joinErr.Error()
 		}

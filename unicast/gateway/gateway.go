@@ -111,6 +111,13 @@ type Config struct {
 	// Receiver, if set, adds the receiver's sessions and figures to the
 	// status page.
 	Receiver Receiver
+	// OnRequest, if set, is called with the path (decoded) of each player
+	// request for content, before it is served: client.Client.Use, which
+	// joins the session of the path's channel while players use it
+	// (client.Config.ChannelIdle). It returns missed when multicast will
+	// not bring path (pushed while the receiver was not joined to its
+	// channel): a request for it is then passed upstream at once, not held.
+	OnRequest func(path string) (missed bool)
 	// Now is the clock (nil: time.Now): TimePath's answer, ages and rates
 	// on the status page.
 	Now func() time.Time
@@ -264,6 +271,10 @@ func (g *Gateway) serveHTTP(w *meter, r *http.Request) {
 		g.servePage(w, r)
 		return
 	}
+	missed := false
+	if g.cfg.OnRequest != nil {
+		missed = g.cfg.OnRequest(p)
+	}
 	key := p
 	if strings.HasSuffix(key, "/") {
 		key += "index.html"
@@ -272,10 +283,10 @@ func (g *Gateway) serveHTTP(w *meter, r *http.Request) {
 		g.serveEntry(w, r, e)
 		return
 	}
-	if g.holds(p) {
+	if g.holds(p) && !missed {
 		g.held.Add(1)
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.HoldTimeout)
-		e, err := g.cfg.Store.Wait(ctx, key)
+		e, err := g.waitHeld(ctx, key, p)
 		cancel()
 		if err == nil {
 			g.heldHit.Add(1)
@@ -286,11 +297,43 @@ func (g *Gateway) serveHTTP(w *meter, r *http.Request) {
 			return // the player gave up
 		}
 		g.heldFallback.Add(1)
-		g.log.Info("segment not received in time; fetching it over unicast", "path", p, "waited", g.cfg.HoldTimeout)
+		if errors.Is(err, errMissed) {
+			g.log.Info("segment pushed before its channel was joined; fetching it over unicast", "path", p)
+		} else {
+			g.log.Info("segment not received in time; fetching it over unicast", "path", p, "waited", g.cfg.HoldTimeout)
+		}
 	} else {
 		g.passthrough.Add(1)
 	}
 	g.proxy(w, r)
+}
+
+// holdRecheck is how often a held request of a channel asks OnRequest
+// again: it keeps the channel in use while the player waits, and learns
+// from the receiver's next catalogue read that the segment was pushed
+// before the channel was joined (so will not come by multicast).
+const holdRecheck = 250 * time.Millisecond
+
+// errMissed: OnRequest says multicast will not bring the path.
+var errMissed = errors.New("gateway: pushed while its channel was not received")
+
+// waitHeld waits for key in the store until ctx ends or, with OnRequest,
+// until it reports p missed.
+func (g *Gateway) waitHeld(ctx context.Context, key, p string) (*Entry, error) {
+	if g.cfg.OnRequest == nil {
+		return g.cfg.Store.Wait(ctx, key)
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, holdRecheck)
+		e, err := g.cfg.Store.Wait(wctx, key)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return e, err
+		}
+		if g.cfg.OnRequest(p) {
+			return nil, errMissed
+		}
+	}
 }
 
 // entrySkip are the fields of a push that do not go to players as they

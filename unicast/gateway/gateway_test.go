@@ -486,10 +486,12 @@ func TestStatusJSONAndPage(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
 	rc := &fakeReceiver{
-		stats: client.Stats{Multicast: 3, Repaired: 1, RepairBytes: 1500, LostBytes: 1200, FallbackActive: false},
 		sessions: []client.SessionInfo{{ID: "0a0b", Protocol: "h3m-11", Group: netip.MustParseAddrPort("232.1.1.1:5000"),
 			Source: netip.MustParseAddr("192.0.2.1"), State: wellknown.StateActive, PeakFlowRate: 50_000_000,
-			Joined: true, Packets: 10, Bytes: 12_000, LastPacket: now.Add(-1500 * time.Millisecond)}},
+			Joined: true, Packets: 10, Bytes: 12_000, LastPacket: now.Add(-1500 * time.Millisecond)},
+			{ID: "0c0d", Protocol: "h3m-11", Group: netip.MustParseAddrPort("232.1.1.2:5001"), State: wellknown.StateActive,
+				Channel: "/live/720p/", Idle: true}},
+		stats: client.Stats{Multicast: 3, Repaired: 1, RepairBytes: 1500, LostBytes: 1200, FallbackActive: false, Leaves: 2, IdleLeaves: 1},
 	}
 	store := NewStore(25)
 	g, _, _ := newTestGateway(t, Config{Store: store, Receiver: rc, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
@@ -529,11 +531,14 @@ func TestStatusJSONAndPage(t *testing.T) {
 	if len(st.Manifests) != 1 || st.Manifests[0] != "/live/m.mpd" {
 		t.Errorf("manifests %v", st.Manifests)
 	}
-	if len(st.Sessions) != 1 || st.Sessions[0].ReceiveRate != 4_000_000 || st.Sessions[0].State != "active" ||
-		st.Sessions[0].SinceLastPacket != 3.5 || st.Sessions[0].Group != "232.1.1.1:5000" {
+	if len(st.Sessions) != 2 || st.Sessions[0].ReceiveRate != 4_000_000 || st.Sessions[0].State != "active" ||
+		st.Sessions[0].SinceLastPacket != 3.5 || st.Sessions[0].Group != "232.1.1.1:5000" || st.Sessions[0].Channel != "" {
 		t.Errorf("sessions %+v", st.Sessions)
 	}
-	if st.Receiver == nil || st.Receiver.Multicast != 3 || st.Receiver.RepairBytes != 1500 {
+	if s := st.Sessions[1]; s.Channel != "/live/720p/" || !s.Idle || s.Joined {
+		t.Errorf("channel session %+v", s)
+	}
+	if st.Receiver == nil || st.Receiver.Multicast != 3 || st.Receiver.RepairBytes != 1500 || st.Receiver.Leaves != 2 || st.Receiver.IdleLeaves != 1 {
 		t.Errorf("receiver %+v", st.Receiver)
 	}
 	want := 16.0 / float64(16+len("from upstream /upstream.bin"))
@@ -545,7 +550,8 @@ func TestStatusJSONAndPage(t *testing.T) {
 	}
 
 	html := get(t, g, StatusPath).Body.String()
-	for _, s := range []string{"4.00 Mbit/s", "50.0 Mbit/s", "1.01 MB", "0a0b", "active, joined", "4 s ago", "/live/m.mpd",
+	for _, s := range []string{"4.00 Mbit/s", "50.0 Mbit/s", "1.01 MB", "0a0b", "active, joined", "4 s ago",
+		"channel /live/720p/", "not joined (no player uses it)", "/live/m.mpd",
 		"of the 43 B served to players came by multicast", "1.50 kB"} {
 		if !strings.Contains(html, s) {
 			t.Errorf("status page lacks %q", s)
@@ -634,5 +640,48 @@ func TestNoUpstream(t *testing.T) {
 	}
 	if _, err := New(Config{Store: store, Upstream: &url.URL{Scheme: "https", Host: "example.test"}}); err == nil {
 		t.Fatal("an upstream without a transport was accepted")
+	}
+}
+
+// TestOnRequestMissed: every player request goes through OnRequest; a
+// segment it reports missed (pushed before its channel was joined) is
+// fetched at once, and a held one as soon as OnRequest says so.
+func TestOnRequestMissed(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	missed := map[string]bool{"/r1/init.m4s": true}
+	g, store, up := newTestGateway(t, Config{HoldTimeout: time.Hour, OnRequest: func(p string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, p)
+		return missed[p]
+	}})
+	w := get(t, g, "/r1/init.m4s")
+	if w.Code != 200 || w.Header().Get(ViaHeader) != ViaUnicast {
+		t.Fatalf("missed segment: %d via %q", w.Code, w.Header().Get(ViaHeader))
+	}
+	if st := g.Status(); st.Held != 0 || st.Passthrough != 1 {
+		t.Fatalf("a missed segment was held: %+v", st)
+	}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- get(t, g, "/r1/seg-9.m4s") }()
+	for store.Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	missed["/r1/seg-9.m4s"] = true // the next catalogue read lists it
+	mu.Unlock()
+	w = <-done
+	if w.Code != 200 || w.Body.String() != "from upstream /r1/seg-9.m4s" {
+		t.Fatalf("held then missed: %d %q", w.Code, w.Body)
+	}
+	if st := g.Status(); st.Held != 1 || st.HeldTimeout != 1 || up.hits() != 2 {
+		t.Fatalf("%+v, upstream hits %d", st, up.hits())
+	}
+	get(t, g, "/_h3m/time")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 3 || seen[0] != "/r1/init.m4s" || seen[1] != "/r1/seg-9.m4s" || seen[len(seen)-1] != "/r1/seg-9.m4s" {
+		t.Fatalf("OnRequest saw %q (the gateway's own pages never)", seen)
 	}
 }

@@ -51,12 +51,16 @@ type Status struct {
 
 // SessionStatus describes one multicast session.
 type SessionStatus struct {
-	ID         string `json:"id"`
-	Protocol   string `json:"protocol"`
-	Group      string `json:"group"`
-	Source     string `json:"source,omitempty"`
-	State      string `json:"state"`
-	Joined     bool   `json:"joined"`
+	ID       string `json:"id"`
+	Protocol string `json:"protocol"`
+	Group    string `json:"group"`
+	Source   string `json:"source,omitempty"`
+	State    string `json:"state"`
+	Joined   bool   `json:"joined"`
+	// Channel is the path prefix the session carries ("" for any); Idle
+	// says it is not joined because no player uses that channel now.
+	Channel    string `json:"channel,omitempty"`
+	Idle       bool   `json:"idle,omitempty"`
 	Asymmetric bool   `json:"asymmetric"`
 	Refused    bool   `json:"refused"`
 	JoinError  string `json:"join_error,omitempty"`
@@ -87,6 +91,8 @@ type ReceiverStatus struct {
 	BadResponses    int   `json:"bad_responses"`
 	Joins           int   `json:"joins"`
 	JoinErrors      int   `json:"join_errors"`
+	Leaves          int   `json:"leaves"`
+	IdleLeaves      int   `json:"idle_leaves"`
 	Refused         int   `json:"refused_sessions"`
 	ManifestsFetch  int64 `json:"manifests_fetched"`
 	FallbackActive  bool  `json:"fallback_active"`
@@ -98,7 +104,7 @@ func receiverStatus(s client.Stats) *ReceiverStatus {
 		Multicast: s.Multicast, Repaired: s.Repaired, Fallback: s.Fallback, Failed: s.Failed, Duplicates: s.Duplicates,
 		LostBytes: s.LostBytes, RepairBytes: s.RepairBytes, FetchBytes: s.FetchBytes,
 		Requests: s.Requests, RequestErrors: s.RequestErrors, BadResponses: s.BadResponses,
-		Joins: s.Joins, JoinErrors: s.JoinErrors, Refused: s.Refused, ManifestsFetch: s.ManifestsFetched,
+		Joins: s.Joins, JoinErrors: s.JoinErrors, Leaves: s.Leaves, IdleLeaves: s.IdleLeaves, Refused: s.Refused, ManifestsFetch: s.ManifestsFetched,
 		FallbackActive: s.FallbackActive, FallbackEntered: s.FallbackEntered,
 	}
 }
@@ -186,7 +192,7 @@ func (g *Gateway) Status() Status {
 			keep[s.ID] = true
 			ss := SessionStatus{
 				ID: s.ID, Protocol: s.Protocol, Group: s.Group.String(), State: string(s.State),
-				Joined: s.Joined, Asymmetric: s.Asymmetric, Refused: s.Refused, JoinError: s.JoinError,
+				Joined: s.Joined, Channel: s.Channel, Idle: s.Idle, Asymmetric: s.Asymmetric, Refused: s.Refused, JoinError: s.JoinError,
 				PeakFlowRate: s.PeakFlowRate, Packets: s.Packets, Bytes: s.Bytes, SinceLastPacket: -1,
 				ReceiveRate: g.rates.observe(s.ID, now, s.Bytes),
 			}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 
 	"github.com/quic-go/quic-go"
 
@@ -59,7 +61,9 @@ type Config struct {
 // then end the session (Publisher.Close), keep the server up a while for
 // the receivers' repairs, and Close.
 type Origin struct {
-	Server    *Server
+	Server *Server
+	// Publisher runs the session of paths in no channel; AddChannel adds
+	// one publisher per channel.
 	Publisher *Publisher
 	Files     *FileServer
 	Sessions  *Sessions
@@ -69,6 +73,10 @@ type Origin struct {
 	// Repair is the multicast repair in front of Files (nil when
 	// Config.MulticastRepair has no Threshold).
 	Repair *MulticastRepair
+
+	pubCfg     PublisherConfig // Publisher's, for AddChannel
+	channelsMu sync.Mutex
+	channels   []*Publisher
 }
 
 // New wires an origin for cfg. The server is not listening yet and no
@@ -115,6 +123,7 @@ func New(cfg Config) (*Origin, error) {
 		files.Close()
 		return nil, err
 	}
+	o.pubCfg = pc
 	if cfg.MulticastRepair.Threshold > 0 {
 		mc := cfg.MulticastRepair
 		if mc.Logger == nil {
@@ -127,6 +136,39 @@ func New(cfg Config) (*Origin, error) {
 	return o, nil
 }
 
+// AddChannel returns a new publisher like Publisher whose sessions carry
+// only the paths under channel (PublisherConfig.Channel, "/720p/"): one
+// rendition of a DASH ladder, say, which gateways join only while a player
+// plays it. Start it with an advertisement of its own (its own group), and
+// push the paths under channel with it; Close ends it with the others.
+func (o *Origin) AddChannel(channel string) (*Publisher, error) {
+	if channel == "" {
+		return nil, errors.New("origin: AddChannel: no channel")
+	}
+	o.channelsMu.Lock()
+	defer o.channelsMu.Unlock()
+	for _, p := range o.channels {
+		if p.cfg.Channel == channel {
+			return nil, fmt.Errorf("origin: channel %s added twice", channel)
+		}
+	}
+	pc := o.pubCfg
+	pc.Channel = channel
+	p, err := NewPublisher(pc)
+	if err != nil {
+		return nil, err
+	}
+	o.channels = append(o.channels, p)
+	return p, nil
+}
+
+// Channels returns the publishers AddChannel added, in order.
+func (o *Origin) Channels() []*Publisher {
+	o.channelsMu.Lock()
+	defer o.channelsMu.Unlock()
+	return slices.Clone(o.channels)
+}
+
 // URL is the https URL receivers are given (the server's address as
 // listened on, once it listens).
 func (o *Origin) URL() string {
@@ -137,8 +179,12 @@ func (o *Origin) URL() string {
 	return "https://" + addr + "/"
 }
 
-// Close ends the running session (Publisher.Close), stops the server and
+// Close ends the running sessions (Publisher.Close, and the channels'), stops the server and
 // releases the folder.
 func (o *Origin) Close(ctx context.Context) error {
-	return errors.Join(o.Publisher.Close(ctx), o.Server.Close(), o.Files.Close())
+	errs := []error{o.Publisher.Close(ctx)}
+	for _, p := range o.Channels() {
+		errs = append(errs, p.Close(ctx))
+	}
+	return errors.Join(append(errs, o.Server.Close(), o.Files.Close())...)
 }

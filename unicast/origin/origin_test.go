@@ -75,28 +75,41 @@ func TestPublisherRolloverAsymmetric(t *testing.T) {
 	}
 }
 
-// TestNew: origin.New serves a folder, and a session started on it
-// announces itself and lists what it pushed, as "h3m serve" does.
-func TestNew(t *testing.T) {
+// serveFolder writes files (name: content) into a folder and serves it
+// with origin.New on a loopback port until ctx ends; served receives
+// ListenAndServe's error.
+func serveFolder(ctx context.Context, t *testing.T, files map[string]string) (o *origin.Origin, certFile string, served chan error) {
+	t.Helper()
 	dir, certDir := t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("hello"), 0o644); err != nil {
-		t.Fatal(err)
+	for name, content := range files {
+		f := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	certFile := filepath.Join(certDir, "cert.pem")
+	certFile = filepath.Join(certDir, "cert.pem")
 	cert, err := origin.LoadOrCreateCertificate(certFile, filepath.Join(certDir, "key.pem"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := origin.New(origin.Config{Dir: dir, Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+	o, err = origin.New(origin.Config{Dir: dir, Addr: "127.0.0.1:0", TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Publisher: origin.PublisherConfig{Interface: "lo", TTL: 1}, Logger: unicasttest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	served := make(chan error, 1)
+	served = make(chan error, 1)
 	go func() { served <- o.Server.ListenAndServe(ctx) }()
 	unicasttest.WaitFor(t, 5*time.Second, "the server to listen", func() bool { return o.Server.LocalAddr() != nil })
+	return o, certFile, served
+}
+
+// TestNew: origin.New serves a folder, and a session started on it
+// announces itself and lists what it pushed, as "h3m serve" does.
+func TestNew(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o, certFile, served := serveFolder(ctx, t, map[string]string{"a.txt": "hello"})
 	ad, err := origin.NewSession(origin.SessionConfig{Group: mcasttest.Group(),
 		Interface: "lo", Suite: protect.SuiteAES128GCM, IdleTimeout: time.Second, PeakFlowRate: 1e8})
 	if err != nil {

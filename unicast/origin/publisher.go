@@ -79,6 +79,12 @@ type PublisherConfig struct {
 	// Listen opens the socket of a session; nil means mcast.ListenSender.
 	// Tests wrap the socket here (to inject loss, for instance).
 	Listen func(mcast.Config) (net.PacketConn, error)
+	// Channel, if set, is the path prefix of everything this publisher
+	// pushes (wellknown.ParseChannel: "/720p/"): its sessions are
+	// announced with it, so that gateways join them only for players that
+	// request paths under it, and a push outside it is refused. Origin.
+	// AddChannel opens one publisher per channel.
+	Channel string
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +96,8 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
+	// channel is cfg.Channel parsed (zero without one).
+	channel wellknown.Target
 
 	mu      sync.Mutex
 	current *pubSession
@@ -139,7 +147,15 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			}
 		}
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	var channel wellknown.Target
+	if cfg.Channel != "" {
+		var err error
+		if channel, err = wellknown.ParseChannel(cfg.Channel); err != nil {
+			return nil, fmt.Errorf("origin: publisher: %w", err)
+		}
+		cfg.Logger = cfg.Logger.With("channel", cfg.Channel)
+	}
+	p := &Publisher{cfg: cfg, log: cfg.Logger, channel: channel}
 	for _, k := range cfg.ManifestKeys {
 		p.AddManifestKey(k)
 	}
@@ -277,7 +293,7 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	if err != nil {
 		return fail(fmt.Errorf("origin: publisher: %w", err))
 	}
-	id, err := p.cfg.Sessions.Announce(ad)
+	id, err := p.cfg.Sessions.AnnounceChannel(ad, p.cfg.Channel)
 	if err != nil {
 		return fail(err)
 	}
@@ -485,6 +501,13 @@ func (p *Publisher) Push(ctx context.Context, c *Content) (wellknown.CatalogEntr
 }
 
 func (p *Publisher) push(ctx context.Context, urlPath string, h http.Header, body io.ReadSeeker, size int64) (wellknown.CatalogEntry, error) {
+	if p.cfg.Channel != "" {
+		// Receivers join this channel's sessions for the paths under it
+		// only: anything else pushed here would reach the wrong ones.
+		if t, err := wellknown.ParseTarget(urlPath); err != nil || !wellknown.InChannel(p.channel, t.Path) {
+			return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: outside the publisher's channel %s", wellknown.Truncate(urlPath), p.cfg.Channel)
+		}
+	}
 	start, err := body.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return wellknown.CatalogEntry{}, err
@@ -628,3 +651,7 @@ func (p *Publisher) PushRange(ctx context.Context, urlPath, etag string, first, 
 	p.cfg.Catalog.Add(e)
 	return e, nil
 }
+
+// Channel returns the path prefix the publisher pushes under
+// (PublisherConfig.Channel; "" for any path).
+func (p *Publisher) Channel() string { return p.cfg.Channel }

@@ -366,6 +366,7 @@ func describe(sessions *Sessions, catalog *Catalog) *wellknown.Description {
 				ID: s.ID, State: s.State, AltSvc: s.Advertisement.String(),
 				Successor: s.Successor, Predecessor: s.Predecessor,
 				Announced: s.Announced, Started: s.Started, Ended: s.Ended, Expires: s.Expires,
+				Channel: s.Channel,
 			})
 		}
 	}

@@ -41,6 +41,10 @@ type Session struct {
 	// Expires is when the session is planned to end (zero: unknown). The
 	// Alt-Svc ma parameter is the time left until then.
 	Expires time.Time
+	// Channel is the path prefix of everything the session carries
+	// (wellknown.SessionInfo.Channel; "" for a session that carries
+	// anything).
+	Channel string
 }
 
 // Sessions is the registry of the multicast sessions a server announces.
@@ -60,6 +64,17 @@ type Sessions struct {
 // The advertisement must validate, and its session ID must not have been
 // used by a session the registry still knows: a new key means a new session.
 func (s *Sessions) Announce(ad altsvc.Advertisement) (string, error) {
+	return s.AnnounceChannel(ad, "")
+}
+
+// AnnounceChannel is Announce for a session that carries only the paths
+// under channel (wellknown.ParseChannel; "" for any path).
+func (s *Sessions) AnnounceChannel(ad altsvc.Advertisement, channel string) (string, error) {
+	if channel != "" {
+		if _, err := wellknown.ParseChannel(channel); err != nil {
+			return "", fmt.Errorf("origin: announce: %w", err)
+		}
+	}
 	if err := ad.Validate(); err != nil {
 		return "", fmt.Errorf("origin: announce: %w", err)
 	}
@@ -70,7 +85,7 @@ func (s *Sessions) Announce(ad altsvc.Advertisement) (string, error) {
 	if s.findLocked(id) != nil {
 		return "", fmt.Errorf("%w: %q", ErrDuplicateSession, id)
 	}
-	s.list = append(s.list, &Session{ID: id, Advertisement: ad, State: wellknown.StateAnnounced, Announced: time.Now()})
+	s.list = append(s.list, &Session{ID: id, Advertisement: ad, State: wellknown.StateAnnounced, Announced: time.Now(), Channel: channel})
 	return id, nil
 }
 

@@ -77,6 +77,13 @@ type SessionInfo struct {
 	// Manifests is the path of the session's signed manifests (an
 	// asymmetric session's, when the server keeps them).
 	Manifests string `json:"manifests,omitempty"`
+	// Channel, when set, is the path prefix of everything the session
+	// carries (one rendition of a DASH ladder, "/video/720p/"): an
+	// origin-form path ending in "/" (ParseChannel). A gateway joins such a
+	// session only while its players request paths under it; a session
+	// without one carries anything and is joined at once (spec/unicast.md,
+	// "Channels").
+	Channel string `json:"channel,omitempty"`
 
 	// Advertisement is AltSvc parsed (filled by Parse).
 	Advertisement altsvc.Advertisement `json:"-"`
@@ -166,7 +173,8 @@ func descErr(field string, format string, args ...any) error {
 // Parse parses and checks a document: the version,
 // every session (a valid hex ID, a known state, an alt_svc that holds
 // exactly one valid h3m advertisement of that same session ID, hex
-// successor and predecessor IDs, no ID twice, a manifests path), every key
+// successor and predecessor IDs, no ID twice, a manifests path, a channel
+// that ParseChannel accepts), every key
 // (a valid key ID, listed once) and every resource (a path
 // that is an absolute request path, a non-negative size, a well-formed
 // entity tag and digests, a hex session ID). Unknown members are ignored so
@@ -232,6 +240,11 @@ func Parse(b []byte) (*Description, error) {
 		if s.Manifests != "" {
 			if err := checkPath(s.Manifests); err != nil {
 				return nil, descErr(field+".manifests", "%v", err)
+			}
+		}
+		if s.Channel != "" {
+			if _, err := ParseChannel(s.Channel); err != nil {
+				return nil, descErr(field+".channel", "%v", err)
 			}
 		}
 	}

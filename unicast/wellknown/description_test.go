@@ -95,6 +95,12 @@ func TestParseErrors(t *testing.T) {
 		{"digest", resource(`{"path":"/a","size":1,"digest":"SHA-256=!!","session":""}`), "resources[0].digest"},
 		{"session", resource(`{"path":"/a","size":1,"session":"q"}`), "resources[0].session"},
 		{"push id", resource(`{"path":"/a","size":1,"session":"","push_id":-1}`), ""},
+		{"channel relative", goodSession(`,"channel":"r0/"`), "sessions[0].channel"},
+		{"channel without /", goodSession(`,"channel":"/r0"`), "sessions[0].channel"},
+		{"channel query", goodSession(`,"channel":"/r0/?a=b"`), "sessions[0].channel"},
+		{"channel dot segment", goodSession(`,"channel":"/a/../r0/"`), "sessions[0].channel"},
+		{"channel slashes", goodSession(`,"channel":"//r0/"`), "sessions[0].channel"},
+		{"channel space", goodSession(`,"channel":"/r 0/"`), "sessions[0].channel"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.doc))
@@ -129,6 +135,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"version":1.5}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(testDescriptionKeys))
+	f.Add([]byte(testDescriptionChannels))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := Parse(b)
 		if err != nil {
@@ -156,6 +163,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if !slices.Equal(d2.RepairURLs, d.RepairURLs) {
 			t.Fatalf("round trip changed the repair URLs %q to %q", d.RepairURLs, d2.RepairURLs)
+		}
+		for i := range d2.Sessions {
+			if i < len(d.Sessions) && d2.Sessions[i].Channel != d.Sessions[i].Channel {
+				t.Fatalf("round trip changed channel %q to %q", d.Sessions[i].Channel, d2.Sessions[i].Channel)
+			}
 		}
 		if len(d2.Sessions) != len(d.Sessions) || len(d2.Resources) != len(d.Resources) {
 			t.Fatalf("round trip changed the document: %s", out)
@@ -193,5 +205,42 @@ func TestParseKeysAndManifests(t *testing.T) {
 		if !errors.As(err, &de) || de.Field != bad.field {
 			t.Errorf("%s: %v, want an error in %s", bad.to, err, bad.field)
 		}
+	}
+}
+
+// testDescriptionChannels has a session for everything (no channel) and one
+// per rendition of a DASH ladder.
+const testDescriptionChannels = `{"version":1,"resources":[],
+ "sessions":[
+  {"id":"0a0b","state":"active","alt_svc":"h3m-11=\"232.1.2.3:5000\"; source-address=\"192.0.2.1\"; session-id=0a0b"},
+  {"id":"0a0c","state":"active","channel":"/live/r0/","alt_svc":"h3m-11=\"232.1.2.4:5000\"; source-address=\"192.0.2.1\"; session-id=0a0c"},
+  {"id":"0a0d","state":"announced","channel":"/live/r%201/","alt_svc":"h3m-11=\"232.1.2.5:5000\"; source-address=\"192.0.2.1\"; session-id=0a0d"}]}`
+
+func TestParseChannels(t *testing.T) {
+	d, err := Parse([]byte(testDescriptionChannels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range d.Sessions {
+		got = append(got, s.Channel)
+	}
+	if want := []string{"", "/live/r0/", "/live/r%201/"}; !slices.Equal(got, want) {
+		t.Fatalf("channels %q, want %q", got, want)
+	}
+	r1, err := ParseChannel(d.Sessions[2].Channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		"/live/r 1/seg-1.m4s": true, "/live/r 1/": true, "/live/r 10/seg-1.m4s": false,
+		"/live/r%201/seg-1.m4s": false, "/live/manifest.mpd": false, "/": false,
+	} {
+		if InChannel(r1, p) != want {
+			t.Errorf("InChannel(%q, %q) = %v, want %v", r1.Path, p, !want, want)
+		}
+	}
+	if InChannel(Target{}, "/a") {
+		t.Error("the zero Target is a channel")
 	}
 }
