@@ -83,11 +83,16 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 		c.sessions.emit(ch, float64(n), string(st))
 	}
 
-	ps := c.o.Publisher.Stats()
-	c.pushes.emit(ch, float64(ps.Pushes))
-	c.pushBytes.emit(ch, float64(ps.PushBytes))
-	c.pushErrors.emit(ch, float64(ps.PushErrors))
-	if id := ps.Session; id != "" {
+	// The main publisher and each channel's (serve --channels): pushes
+	// summed, transport figures per session.
+	var pushes, pushBytes, pushErrors uint64
+	for _, p := range append([]*origin.Publisher{c.o.Publisher}, c.o.Channels()...) {
+		ps := p.Stats()
+		pushes, pushBytes, pushErrors = pushes+ps.Pushes, pushBytes+ps.PushBytes, pushErrors+ps.PushErrors
+		id := ps.Session
+		if id == "" {
+			continue
+		}
 		s := &ps.Sender
 		c.packets.emit(ch, float64(s.Packets), id)
 		c.bytes.emit(ch, float64(s.Bytes), id)
@@ -100,6 +105,9 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 		c.manifestsSigned.emit(ch, float64(s.Manifests.Manifests), id)
 		c.manifestFrames.emit(ch, float64(s.Manifests.Frames), id)
 	}
+	c.pushes.emit(ch, float64(pushes))
+	c.pushBytes.emit(ch, float64(pushBytes))
+	c.pushErrors.emit(ch, float64(pushErrors))
 
 	ss := c.o.Server.Stats()
 	c.descriptions.emit(ch, float64(ss.Descriptions))
