@@ -14,7 +14,8 @@ import (
 
 // FuzzPushStreams feeds arbitrary bytes to the HTTP/3 layer as stream 0
 // and push-stream data, split into STREAM frames at fuzzer-chosen points
-// and with a fuzzer-chosen lost frame, in a NULL-suite session. The
+// and with a fuzzer-chosen lost frame, in a NULL-suite session, keeping
+// orphans or not. The
 // receiver must not panic, must settle every push it knows, and must never
 // report a resource complete whose body disagrees with its content-length.
 func FuzzPushStreams(f *testing.F) {
@@ -33,10 +34,13 @@ func FuzzPushStreams(f *testing.F) {
 	withOffset = append(h3frame.AppendDataWithOffsetHeader(withOffset, 0, 5), "hello"...)
 	f.Add(promise, withOffset, uint8(9), uint8(255))
 	f.Fuzz(func(t *testing.T, s0, s3 []byte, split, lose uint8) {
-		for _, dataOffset := range []bool{false, true} {
+		for i := range 4 {
+			// With and without DATA_WITH_OFFSET, and keeping orphans
+			// (push streams whose promise or HEADERS were lost) or not.
+			dataOffset, keepOrphans := i&1 == 1, i&2 == 2
 			params := mquic.Params{Group: mcasttest.Group(), SessionID: []byte{9}, CipherSuite: protect.SuiteNull, PacketNumberLen: 4}
 			rcv, err := h3m.NewReceiver(&captureConn{}, h3m.ReceiverConfig{Session: params,
-				Profile: h3m.Profile{DataOffset: dataOffset}, MaxResourceSize: 1 << 20})
+				Profile: h3m.Profile{DataOffset: dataOffset}, MaxResourceSize: 1 << 20, KeepOrphans: keepOrphans})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -100,6 +100,9 @@ type pushParser struct {
 	verify  bool // framing was inferred after a loss: check the next header
 
 	headersDone bool
+	// orphan: the header section was lost and the body is kept without it
+	// (ReceiverConfig.KeepOrphans); its framing is learnt from what follows.
+	orphan      bool
 	trailers    bool
 	trailerLost bool
 	desync      bool // framing lost; try to recover at the next STREAM frame
@@ -430,11 +433,19 @@ func (pp *pushParser) Gap(from, to uint64) {
 	}
 	pp.hdr.reset()
 	switch {
+	case pp.res == nil && r.cfg.KeepOrphans && r.headlessLocked(pp):
+		// The push ID itself was lost: the stream is kept as an orphan,
+		// for the caller to identify by its stream ID.
+		pp.becomeOrphan(false)
 	case pp.res == nil:
 		// The push ID itself was lost: the promise will expire unanswered
 		// and be fetched over unicast.
 		pp.dead = true
 		pp.s.Discard()
+	case !pp.headersDone && r.cfg.KeepOrphans && pp.ensureBody():
+		// Where the lost header section ends is known when its frame
+		// header arrived.
+		pp.becomeOrphan(pp.phase == phPayload && pp.ftype == h3frame.TypeHeaders)
 	case !pp.headersDone:
 		pp.failLocked(ErrHeadersLost)
 	case pp.trailers:
@@ -444,6 +455,35 @@ func (pp *pushParser) Gap(from, to uint64) {
 		pp.desync = true
 		pp.phase = phFrameHeader
 	}
+}
+
+// becomeOrphan switches pp, whose header section was lost, to reading its
+// body without it. knownEnd: the HEADERS frame's header arrived, so the
+// body framing starts where that frame ends.
+func (pp *pushParser) becomeOrphan(knownEnd bool) {
+	pp.orphan, pp.headersDone, pp.desync = true, true, true
+	pp.bodyOff, pp.buf = 0, pp.buf[:0]
+	if knownEnd {
+		pp.s0, pp.haveS0 = pp.pos+pp.remain, true
+	}
+	pp.phase = phFrameHeader
+}
+
+// ensureBody gives pp's resource, whose header section was lost, a body of
+// unknown size to keep what follows in, and reports whether it has one.
+func (pp *pushParser) ensureBody() bool {
+	res := pp.res
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	if res.body != nil {
+		return true
+	}
+	body, err := pp.r.cfg.Storage.NewBody(res, -1)
+	if err != nil {
+		return false
+	}
+	res.body = body
+	return true
 }
 
 // resync tries to recover the body framing at off, the start of a STREAM
@@ -468,6 +508,25 @@ func (pp *pushParser) resync(off uint64, p []byte) (int, bool) {
 		pp.desync = false
 		r.stats.Resyncs++
 		return 0, true
+	}
+	if !pp.haveS0 && pp.orphan {
+		// An orphan whose header section's end is unknown: every DATA
+		// frame begins a STREAM frame and all but the last have one size
+		// (spec/http.md), so the first one seen gives the frame size and,
+		// the header section fitting in one frame's size, where the body
+		// framing began. A wrong guess is caught when the orphan is
+		// adopted (Resource.Adopt) or verified.
+		t, l, hl, err := h3frame.ParseFrameHeader(p)
+		if err != nil || t != h3frame.TypeData || l == 0 {
+			return 0, false // a piece of a frame, or trailers: try the next
+		}
+		fs := uint64(hl) + l
+		pp.s0 = off % fs
+		if pp.s0 == 0 {
+			pp.s0 = fs
+		}
+		pp.haveS0 = true
+		pp.d, pp.hlen, pp.haveD, pp.uniform = l, uint64(hl), true, true
 	}
 	if !pp.haveS0 {
 		return 0, false

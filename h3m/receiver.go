@@ -41,10 +41,17 @@ const (
 	// EventSessionEnd: the session ended ("connection: close" and every
 	// push finished). Resource is the one that carried the close.
 	EventSessionEnd
+	// EventOrphan (ReceiverConfig.KeepOrphans): a push stream ended whose
+	// promise or response header section was lost, with the body bytes
+	// that arrived kept (Resource.Orphan). Its push ID is known unless the
+	// stream's first packet was lost (then only Resource.StreamID is);
+	// identify it (a catalogue), Resource.Adopt what was lost, and repair
+	// Resource.Missing.
+	EventOrphan
 )
 
 func (k EventKind) String() string {
-	return [...]string{"promised", "headers", "complete", "incomplete", "failed", "session-end"}[k]
+	return [...]string{"promised", "headers", "complete", "incomplete", "failed", "session-end", "orphan"}[k]
 }
 
 // Event is one report of a Receiver.
@@ -94,6 +101,15 @@ type ReceiverConfig struct {
 	// that Run starts, with no lock of the Receiver held (it may call back
 	// into it). Events are delivered only while Run runs.
 	OnEvent func(Event)
+	// KeepOrphans keeps the body bytes of a push stream whose promise or
+	// response header section was lost and reports it as EventOrphan,
+	// instead of failing it (ErrPromiseLost, ErrHeadersLost): for a caller
+	// that can tell what the stream carried (the unicast client, from the
+	// origin's catalogue), so that a lost packet costs a few bytes of
+	// repair, not the whole resource. After a lost first packet, body
+	// bytes are placed by the uniform DATA framing (spec/http.md, "Orphan
+	// push streams").
+	KeepOrphans bool
 	// Transport tunes the transport receiver (its Params and Handler are
 	// set by the Receiver; a zero StreamIdleTimeout is 4 × PushTimeout).
 	Transport mquic.ReceiverConfig
@@ -116,6 +132,7 @@ type ReceiverStats struct {
 	IgnoredFrames   uint64 // SETTINGS, GOAWAY, MAX_PUSH_ID, unknown types: ignored as the draft requires
 	UnpromisedPush  uint64 // push streams whose promise never arrived
 	MalformedFrames uint64
+	Orphans         uint64 // push streams kept without their promise or header section (KeepOrphans)
 	Resyncs         uint64 // times a push stream's framing was recovered after a loss
 	Desyncs         uint64 // times it could not be, losing the rest of a body
 	// DigestFailed and SignatureFailed count the pushes (of Failed) that
@@ -175,6 +192,12 @@ type Receiver struct {
 	evDropped int    // events in events withdrawn (evicted pushes)
 	evWake    chan struct{}
 	caps      capLog
+	// unpromised counts the push streams that ended and wait for their
+	// promise (KeepOrphans), at most: promisesPassedLocked recounts them.
+	unpromised int
+	// orphans are the push streams receiving whose first packet (push ID
+	// and header section) was lost, by stream ID (KeepOrphans).
+	orphans map[uint64]*Resource
 	// Work off the packet path, for two workers. digestQ, in order: blocks
 	// of body bytes to hash (digests.go) and the checks of pushes that
 	// arrived whole and in order, which need nothing more. slowQ: checks
@@ -235,6 +258,7 @@ func NewReceiver(conn net.PacketConn, cfg ReceiverConfig) (*Receiver, error) {
 		pushes:   make(map[uint64]*Resource),
 		active:   make(map[uint64]*Resource),
 		byStream: make(map[uint64]*Resource),
+		orphans:  make(map[uint64]*Resource),
 		endedCh:  make(chan struct{}),
 		evWake:   make(chan struct{}, 1),
 	}
@@ -590,6 +614,10 @@ func (r *Receiver) capBodyRangesLocked(res *Resource) {
 
 // settleLocked records that res left StateReceiving.
 func (r *Receiver) settleLocked(res *Resource) {
+	if res.headless {
+		delete(r.orphans, res.StreamID)
+		return
+	}
 	delete(r.active, res.PushID)
 	r.settled = append(r.settled, res.PushID)
 }
@@ -606,15 +634,44 @@ func (r *Receiver) promiseLocked(pushID uint64, req *h3frame.Request) {
 		return // a duplicate promise (draft: same push ID, same request)
 	}
 	res.request = req
-	res.since = time.Now() // under res.mu too: Promised reads it
+	orphan := res.orphan
+	if !orphan {
+		res.since = time.Now() // under res.mu too: Promised reads it
+	}
 	res.mu.Unlock()
+	if orphan {
+		return // reported already, as an orphan: the promise only completes it
+	}
 	r.stats.Promises++
 	r.maxPushID = max(r.maxPushID, pushID)
+	if r.unpromised > 0 {
+		r.promisesPassedLocked(pushID)
+	}
 	r.emitLocked(EventPromised, res)
 	if pp := res.parser; pp != nil && pp.finished {
 		// Its push stream ended before the promise came (the promise was
 		// held behind a loss on stream 0): settle it now.
 		r.finishPushLocked(pp, true)
+	}
+}
+
+// promisesPassedLocked reports as orphans the push streams that ended
+// without their promise and whose push ID is below pushID, just promised:
+// promises are parsed in stream-0 order, so theirs were lost
+// (KeepOrphans). They are reported before pushID's promise.
+func (r *Receiver) promisesPassedLocked(pushID uint64) {
+	r.unpromised = 0
+	for _, res := range r.active {
+		pp := res.parser
+		if pp == nil || !pp.finished || res.Request() != nil {
+			continue
+		}
+		if res.PushID < pushID {
+			r.stats.UnpromisedPush++
+			r.orphanLocked(pp, true)
+		} else {
+			r.unpromised++
+		}
 	}
 }
 
@@ -638,6 +695,12 @@ func (r *Receiver) failLocked(res *Resource, err error) {
 	res.mu.Unlock()
 	r.settleLocked(res)
 	r.stats.Failed++
+	if res.headless {
+		// Neither its push ID nor its header section is known: nobody
+		// can ask for it, and its promise (if any) fails on its own.
+		r.log.Debug("orphan push stream failed", "stream", res.StreamID, "err", err)
+		return
+	}
 	r.log.Debug("push failed", "push_id", res.PushID, "path", res.Path(), "err", err)
 	r.emitLocked(EventFailed, res)
 	r.checkEndLocked()
@@ -653,8 +716,11 @@ func (r *Receiver) checkEndLocked() {
 	if r.ending == nil || r.ended || r.sweeping {
 		return
 	}
-	if _, receiving := r.active[r.ending.PushID]; !receiving && len(r.active) > 0 {
+	if _, receiving := r.active[r.ending.PushID]; !receiving && len(r.active)+len(r.orphans) > 0 {
 		r.sweeping = true // the settling below calls back here
+		for _, res := range r.orphans {
+			r.finishPushLocked(res.parser, false)
+		}
 		for _, res := range r.active {
 			if res.parser == nil {
 				r.failLocked(res, ErrPushLost)
@@ -686,11 +752,22 @@ func (r *Receiver) checkEndLocked() {
 func (r *Receiver) expire(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, res := range r.orphans {
+		switch pp := res.parser; {
+		case pp.heard:
+			pp.heard, pp.quietSince = false, now
+		case now.Sub(pp.quietSince) >= r.cfg.PushTimeout:
+			r.finishPushLocked(pp, false)
+		}
+	}
 	for _, res := range r.active { // only pushes still receiving
 		pp := res.parser
 		switch {
 		case pp == nil:
-			if now.Sub(res.since) >= r.cfg.PushTimeout {
+			// While an orphan stream is receiving, a promise without a
+			// stream may be its: it waits, so that the orphan is reported
+			// first and the promise's failure finds it matched.
+			if len(r.orphans) == 0 && now.Sub(res.since) >= r.cfg.PushTimeout {
 				r.failLocked(res, ErrPushLost)
 			}
 		case pp.heard:
@@ -705,11 +782,14 @@ func (r *Receiver) expire(now time.Time) {
 func (r *Receiver) finishAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, res := range r.orphans {
+		r.finishPushLocked(res.parser, false)
+	}
 	for _, res := range r.active { // only pushes still receiving
 		switch {
 		case res.parser == nil:
 			r.failLocked(res, ErrPushLost)
-		case res.Request() == nil:
+		case res.Request() == nil && !r.cfg.KeepOrphans:
 			r.stats.UnpromisedPush++
 			r.failLocked(res, ErrPromiseLost)
 		default:
@@ -718,32 +798,15 @@ func (r *Receiver) finishAll() {
 	}
 }
 
-// headersArrived records a response on its resource and prepares its body.
+// headersLocked records a response on its resource and prepares its body.
 func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 	res.mu.Lock()
 	defer res.mu.Unlock()
 	res.response = resp
-	res.length, res.first, res.complete = -1, 0, -1
-	if cl := resp.Header.Get("Content-Length"); cl != "" {
-		n, err := strconv.ParseInt(cl, 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("%w: content-length %q", ErrMalformedPush, cl)
-		}
-		res.length = n
-	}
-	if resp.Status == http.StatusPartialContent {
-		cr, err := h3frame.ParseContentRange(resp.Header.Get("Content-Range"))
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrMalformedPush, err)
-		}
-		res.first, res.complete = cr.First, cr.Complete
-		if res.length < 0 {
-			res.length = cr.Len()
-		} else if res.length != cr.Len() {
-			return fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, res.length, cr.Len())
-		}
-	} else if res.length >= 0 {
-		res.complete = res.length
+	var err error
+	res.first, res.length, res.complete, err = responseSpan(resp)
+	if err != nil {
+		return err
 	}
 	res.close = hasToken(resp.Header.Values("Connection"), "close")
 	body, err := r.cfg.Storage.NewBody(res, res.length)
@@ -753,6 +816,35 @@ func (r *Receiver) headersLocked(res *Resource, resp *h3frame.Response) error {
 	res.body = body
 	res.digests.h = newHasher(resp.Header, resp.Status, r.cfg.Profile)
 	return nil
+}
+
+// responseSpan is the part of its representation a response's body
+// carries (Resource.Span), from Content-Length and Content-Range; -1 where
+// unknown.
+func responseSpan(resp *h3frame.Response) (first, length, complete int64, err error) {
+	length, complete = -1, -1
+	if cl := resp.Header.Get("Content-Length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, 0, fmt.Errorf("%w: content-length %q", ErrMalformedPush, cl)
+		}
+		length = n
+	}
+	if resp.Status == http.StatusPartialContent {
+		cr, err := h3frame.ParseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("%w: %w", ErrMalformedPush, err)
+		}
+		first, complete = cr.First, cr.Complete
+		if length < 0 {
+			length = cr.Len()
+		} else if length != cr.Len() {
+			return 0, 0, 0, fmt.Errorf("%w: content-length %d but content-range covers %d bytes", ErrMalformedPush, length, cr.Len())
+		}
+	} else if length >= 0 {
+		complete = length
+	}
+	return first, length, complete, nil
 }
 
 func hasToken(values []string, token string) bool {
@@ -780,14 +872,34 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 		return
 	}
 	switch {
+	case res.headless:
+		// No promise can find it: it is reported as it ends.
+		r.orphanLocked(pp, fin)
+		return
 	case !promised:
 		// Not promised (yet): the promise may still come until the push
-		// stream has been quiet for PushTimeout (expire).
-		if !fin {
+		// stream has been quiet for PushTimeout (expire), or until a later
+		// promise has been parsed (promisesPassedLocked).
+		switch {
+		case !fin:
 			r.stats.UnpromisedPush++
-			r.failLocked(res, ErrPromiseLost)
+			if r.cfg.KeepOrphans {
+				r.orphanLocked(pp, false)
+			} else {
+				r.failLocked(res, ErrPromiseLost)
+			}
+		case r.cfg.KeepOrphans && r.stats.Promises > 0 && r.maxPushID > res.PushID:
+			r.stats.UnpromisedPush++
+			r.orphanLocked(pp, true)
+		case !pp.finished:
+			pp.finished = true
+			if r.cfg.KeepOrphans {
+				r.unpromised++
+			}
 		}
-		pp.finished = fin
+		return
+	case resp == nil && pp.orphan:
+		r.orphanLocked(pp, fin)
 		return
 	case resp == nil:
 		r.failLocked(res, ErrHeadersLost)
@@ -836,6 +948,57 @@ func (r *Receiver) finishPushLocked(pp *pushParser, fin bool) {
 	delete(r.active, res.PushID)
 	r.verifying++
 	r.queueLocked(q, workItem{res: res})
+}
+
+// orphanLocked settles the push stream of pp, whose promise or header
+// section was lost, as an orphan (KeepOrphans): its body bytes are kept for
+// the caller to identify and repair. fin: its stream ended, in sync.
+func (r *Receiver) orphanLocked(pp *pushParser, fin bool) {
+	res := pp.res
+	res.mu.Lock()
+	if res.state != StateReceiving || res.verifying {
+		res.mu.Unlock()
+		return
+	}
+	res.state, res.orphan, res.seenEnd = StateIncomplete, true, -1
+	if fin && !pp.desync && !pp.dead && pp.headersDone {
+		res.seenEnd = int64(pp.bodyEnd)
+		if res.response != nil && res.length < 0 {
+			// No content-length: the body is what arrived in order.
+			res.length = int64(pp.bodyEnd) - res.first
+			if res.complete < 0 && res.response.Status != http.StatusPartialContent {
+				res.complete = res.length
+			}
+		}
+	}
+	r.queueBlockLocked(res)
+	res.mu.Unlock()
+	r.settleLocked(res)
+	r.stats.Orphans++
+	r.log.Debug("orphan push stream kept", "stream", res.StreamID, "push_id_known", !res.headless, "received", len(res.Received()))
+	r.emitLocked(EventOrphan, res)
+	r.checkEndLocked()
+}
+
+// headlessLocked makes pp, whose first packet (push ID and header section)
+// was lost, an orphan (KeepOrphans), and reports whether it did: not past
+// MaxActivePushes orphans, nor when no body can be stored.
+func (r *Receiver) headlessLocked(pp *pushParser) bool {
+	if len(r.orphans) >= r.cfg.MaxActivePushes {
+		r.stats.PushesRefused++
+		r.caps.bit("max-active-pushes")
+		return false
+	}
+	res := &Resource{StreamID: pp.s.ID(), length: -1, complete: -1, headless: true, parser: pp}
+	body, err := r.cfg.Storage.NewBody(res, -1)
+	if err != nil {
+		r.log.Debug("no storage for an orphan push stream", "stream", pp.s.ID(), "err", err)
+		return false
+	}
+	res.body = body
+	r.orphans[pp.s.ID()] = res
+	pp.res = res
+	return true
 }
 
 // settleCheckedLocked settles a push that arrived whole once its checks

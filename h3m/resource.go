@@ -90,6 +90,11 @@ type Resource struct {
 	// verifying: every byte arrived and the checks wait for the
 	// Receiver's worker; the push can no longer fail otherwise.
 	verifying bool
+	// orphan: reported as EventOrphan; headless: its push ID is unknown
+	// (its stream's first packet was lost). seenEnd is where its body
+	// ended when its stream finished in sync (-1: unknown).
+	orphan, headless bool
+	seenEnd          int64
 
 	// Owned by the Receiver (under its lock).
 	parser     *pushParser
@@ -178,6 +183,65 @@ func (r *Resource) missingLocked() []ranges.Range {
 		return nil
 	}
 	return r.received.Missing(nil, uint64(r.first), uint64(r.first+r.length))
+}
+
+// Orphan reports whether the resource was reported as EventOrphan (its
+// promise or header section was lost), and whether its push ID is known
+// (false: only StreamID identifies it).
+func (r *Resource) Orphan() (orphan, pushIDKnown bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.orphan, !r.headless
+}
+
+// ErrOrphanMismatch is returned by Adopt when the bytes of an orphan do not
+// fit the response it is given: they were placed by a framing guess that
+// did not hold (or the stream was not that response's).
+var ErrOrphanMismatch = errors.New("h3m: orphan push stream does not fit its identified response")
+
+// Adopt gives an orphan (EventOrphan) what its lost promise or header
+// section carried, once the caller has identified it: pushID (for one
+// whose push ID was lost), req when its promise was lost, and resp when its
+// header section was (each ignored when what arrived is kept). Its span then
+// comes from the response, and Missing says what to repair. It fails, and
+// changes nothing, when the body bytes that arrived do not fit the span.
+func (r *Resource) Adopt(pushID uint64, req *h3frame.Request, resp *h3frame.Response) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.orphan {
+		return fmt.Errorf("%w: push %d is no orphan", ErrOrphanMismatch, r.PushID)
+	}
+	first, length, complete := r.first, r.length, r.complete
+	if r.response == nil {
+		if resp == nil {
+			return fmt.Errorf("%w: its header section is needed", ErrOrphanMismatch)
+		}
+		var err error
+		if first, length, complete, err = responseSpan(resp); err != nil {
+			return err
+		}
+	}
+	if length < 0 {
+		return fmt.Errorf("%w: body length unknown", ErrOrphanMismatch)
+	}
+	end := uint64(first + length)
+	if rs := r.received.Ranges(); len(rs) > 0 && (rs[0].Start < uint64(first) || rs[len(rs)-1].End > end) {
+		return fmt.Errorf("%w: bytes [%d,%d) arrived for a body of [%d,%d)", ErrOrphanMismatch, rs[0].Start, rs[len(rs)-1].End, first, end)
+	}
+	if r.seenEnd >= 0 && uint64(r.seenEnd) != end {
+		return fmt.Errorf("%w: its stream ended at body byte %d, the response has %d", ErrOrphanMismatch, r.seenEnd, end)
+	}
+	if r.response == nil {
+		r.response = resp
+	}
+	if r.request == nil {
+		r.request = req
+	}
+	if r.headless {
+		r.PushID = pushID
+	}
+	r.first, r.length, r.complete = first, length, complete
+	return nil
 }
 
 // ConnectionClose reports whether the response ended the session.

@@ -89,7 +89,11 @@ miss: "slice" caches 64 KiB slices, receivers asking for whole blocks;
 "exact" caches each range asked, receivers asking for exactly what they
 lost. The table then also shows the origin's unicast bytes per byte lost
 upstream, and the cache's fetches from the origin (the most of any one slice
-or range: 1 when each was fetched once).`
+or range: 1 when each was fetched once).
+
+With --scale-mcast-repair N, each correlated case also runs without FEC with
+h3m serve --mcast-repair N: the ranges N receivers ask for are pushed once
+more on the session.`
 
 // scaleFlags registers the scale phase's flags and returns what runs it.
 func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
@@ -100,13 +104,18 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	files := fs.Int("scale-files", 53, "scale: number of generated files")
 	rate := fs.Uint64("scale-rate", 50_000_000, "scale: sending rate, bit/s")
 	baseline := fs.Bool("scale-baseline", true, "scale: also run the unicast-only baseline per receiver count")
+	mrepair := fs.Int("scale-mcast-repair", 0, "scale: also run each correlated case without FEC with h3m serve --mcast-repair N (0: not)")
+	repairDelay := fs.Duration("scale-repair-delay", 0, "scale: h3m receive --repair-delay in the --scale-mcast-repair runs (0: its default)")
 	wait := fs.Duration("scale-wait", bench.DefaultPeersWait, "scale: h3m serve --wait")
 	timeout := fs.Duration("scale-timeout", 0, "scale: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("scale-dir", "", "scale: keep the content and each process's log here (default: a temporary folder, removed)")
 	cacheFlag := fs.String("scale-cache", "auto", "scale: cache tiers to run at correlated loss, comma-separated: slice, exact; auto: both when nginx can run, none otherwise; none")
 	h3mBin := fs.String("scale-h3m", "", "scale: the h3m binary to run (default: this one)")
 	return func(ctx context.Context, e *env) error {
-		o := bench.ScaleOptions{Baseline: *baseline, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
+		if *mrepair < 0 {
+			return usagef("--scale-mcast-repair %d: want a count ≥ 0", *mrepair)
+		}
+		o := bench.ScaleOptions{Baseline: *baseline, MulticastRepair: *mrepair, RepairDelay: *repairDelay, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
 			Wait: *wait, Timeout: *timeout, Dir: *dir, Out: e.stdout, Logger: e.log}}
 		var err error
 		if o.Receivers, err = intList(*receivers); err != nil {

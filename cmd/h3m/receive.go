@@ -102,6 +102,7 @@ type clientFlags struct {
 	altSvc, sessionFile string
 	sessions            *wellknown.Description
 	fallbackAfter       time.Duration
+	repairDelay         time.Duration
 	catchUp             bool
 	requireDigest       bool
 	requireAsym         bool
@@ -123,6 +124,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.sessionFile, "session", "", "join the sessions of this session description file (the JSON of /.well-known/h3m, or Alt-Svc lines); with no --url, nothing is repaired or fetched")
 	fs.StringVar(&c.iface, "interface", "lo", "network interface to join multicast on")
 	fs.DurationVar(&c.fallbackAfter, "fallback-after", 3*time.Second, "switch to unicast when no multicast packet arrives for this long")
+	fs.DurationVar(&c.repairDelay, "repair-delay", client.DefaultRepairDelay, "wait a random time up to this long before asking to repair lost bytes (a multicast repair of them meanwhile cancels the request)")
 	fs.BoolVar(&c.catchUp, "catch-up", true, "also fetch resources pushed before this receiver started")
 	fs.BoolVar(&c.requireDigest, "require-digest", true, "refuse resources that carry no digest to verify")
 	fs.BoolVar(&c.requireAsym, "require-asymmetric", false, "refuse to join symmetric sessions (their packets can be forged by any receiver); get their resources over unicast")
@@ -243,7 +245,7 @@ func (c *clientFlags) config(e *env) client.Config {
 	mode, _ := client.ParseManifestMode(c.manifests) // checked by check
 	return client.Config{
 		URL: c.url, CAFile: c.ca, Interface: c.iface, Sessions: c.sessions,
-		FallbackAfter: c.fallbackAfter, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
+		FallbackAfter: c.fallbackAfter, RepairDelay: c.repairDelay, CatchUp: c.catchUp, RequireDigest: c.requireDigest,
 		RequireAsymmetric: c.requireAsym, RequireSignature: c.requireSig, Manifests: mode, MaxResourceSize: c.maxSize,
 		Verifier:   &h3m.Verifier{RequireDigest: c.requireDigest},
 		RepairURLs: c.repairURLs, RepairBlock: c.repairBlock,

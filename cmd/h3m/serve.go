@@ -92,7 +92,15 @@ are listed in /.well-known/h3m, a resource's URL is the base followed by its
 path, and receivers check every byte a cache serves against the session's
 digests. Most caches fetch over HTTP/1.1 or HTTP/2 on TCP, not HTTP/3:
 --tcp-listen ADDR serves the content over TLS on TCP for them (no Alt-Svc,
-so no session keys, and no /.well-known/h3m there).`,
+so no session keys, and no /.well-known/h3m there).
+
+With --mcast-repair N, a byte range that N receivers ask to repair within
+--mcast-repair-window is pushed once more on the session, as partial
+content (206 with Content-Range), instead of being served N times over
+unicast (spec/unicast.md, "Multicast repair"): the sign of a loss upstream
+of many receivers. Receivers wait a random time before they ask, and those
+the multicast repair reaches first do not ask at all. With --once, the
+session then ends only once no repair was asked for that window.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env) error {
 			var sf sessionFlags
 			sf.register(fs)
@@ -116,6 +124,8 @@ so no session keys, and no /.well-known/h3m there).`,
 			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
 			channels := fs.Bool("channels", false, "one session per subfolder of --dir (a channel: one rendition of a DASH ladder), each on the next group address and port after --group and --port; files outside them on the main session")
 			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
+			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
+			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
 			var qlogDir, metricsListen string
 			qlogFlag(fs, &qlogDir, "sender")
 			registerMetricsFlag(fs, &metricsListen)
@@ -142,10 +152,14 @@ so no session keys, and no /.well-known/h3m there).`,
 						return usagef("--fec %q: %v", *fecFlag, err)
 					}
 				}
+				if *mrepair < 0 || *mrepairWindow <= 0 {
+					return usagef("--mcast-repair %d, --mcast-repair-window %v: want a count ≥ 0 and a positive window", *mrepair, *mrepairWindow)
+				}
 				o := serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
+					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 					metricsListen: metricsListen,
 					repairURLs:    repair, tcpListen: *tcpListen, channels: *channels,
 				}
@@ -278,6 +292,8 @@ type serveOptions struct {
 	metricsListen string
 	// ready, if set, is called once the server is up, with its URL.
 	ready func(url string)
+	// mrepair configures multicast repair (--mcast-repair).
+	mrepair origin.MulticastRepairConfig
 }
 
 func runServe(ctx context.Context, e *env, o serveOptions) error {
@@ -321,9 +337,10 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			Asymmetric: o.asymmetric, ManifestKey: o.manifestKey, Rollover: o.rollover,
 			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
 		},
-		PrivateFiles: private,
-		RepairURLs:   o.repairURLs,
-		Logger:       e.log,
+		PrivateFiles:    private,
+		RepairURLs:      o.repairURLs,
+		MulticastRepair: o.mrepair,
+		Logger:          e.log,
 	})
 	if err != nil {
 		return err
@@ -428,6 +445,10 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 				runErr = err
 			}
 		}
+	}
+	if o.once && runErr == nil && org.Repair != nil {
+		// What receivers ask for now can still go out on the session.
+		org.Repair.WaitQuiet(ctx)
 	}
 	// End the session: its last push carries connection: close.
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

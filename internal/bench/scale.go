@@ -46,6 +46,13 @@ type ScaleOptions struct {
 	// an nginx cache on the bridge for each tier named (scale_cache.go):
 	// TierSlice or TierExact.
 	CacheTiers []string
+	// MulticastRepair, when above 0, adds to each correlated case a run
+	// without FEC whose origin pushes once more on the session the ranges
+	// that many receivers ask for (h3m serve --mcast-repair N).
+	MulticastRepair int
+	// RepairDelay is the receivers' --repair-delay in the multicast repair
+	// runs (0: their default).
+	RepairDelay time.Duration
 }
 
 // ScaleRun is one run.
@@ -55,6 +62,8 @@ type ScaleRun struct {
 	Correlated bool
 	FEC        float64 // 0: none
 	Baseline   bool    // unicast only
+	// MulticastRepair is the serve --mcast-repair threshold (0: off).
+	MulticastRepair int
 	PeerRun
 	// UnicastBytes and MulticastBytes are what the sender host put on the
 	// bridge to unicast and to multicast destinations (IP packets, counted
@@ -156,6 +165,7 @@ type scaleCase struct {
 	fec        float64
 	baseline   bool
 	tier       string // a cache tier ("": none)
+	mrepair    int
 }
 
 func (o *ScaleOptions) cases() []scaleCase {
@@ -179,6 +189,9 @@ func (o *ScaleOptions) cases() []scaleCase {
 				for _, tier := range o.CacheTiers {
 					cs = append(cs, scaleCase{loss: loss, correlated: true, tier: tier})
 				}
+			}
+			if corr && o.MulticastRepair > 0 {
+				cs = append(cs, scaleCase{loss: loss, correlated: corr, mrepair: o.MulticastRepair})
 			}
 		}
 	}
@@ -221,6 +234,12 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 			label = "fec"
 		case c.tier != "":
 			label = "cache-" + c.tier
+		case c.mrepair > 0:
+			p.ServeArgs = append(p.ServeArgs, "--mcast-repair", strconv.Itoa(c.mrepair))
+			if o.RepairDelay > 0 {
+				p.ReceiveArgs = append(p.ReceiveArgs, "--repair-delay", o.RepairDelay.String())
+			}
+			label = "mrepair"
 		default:
 			label = "nofec"
 		}
@@ -244,7 +263,7 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		if c.correlated || c.baseline {
 			recvLoss = 0
 		}
-		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline, Tier: c.tier}
+		run := ScaleRun{Receivers: n, Loss: c.loss, Correlated: c.correlated, FEC: c.fec, Baseline: c.baseline, Tier: c.tier, MulticastRepair: c.mrepair}
 		var cache *interop.NginxCache
 		if c.tier != "" {
 			if cache, err = startTier(ctx, cacheHost, dir, runDir, c.tier, &p); err != nil {
@@ -362,8 +381,11 @@ func (run ScaleRun) label() (loss, fec string) {
 		loss = fmt.Sprintf("%d %% independent", run.Loss)
 	}
 	fec = "off"
-	if run.FEC > 0 {
+	switch {
+	case run.FEC > 0:
 		fec = fmt.Sprintf("%g %%", run.FEC*100)
+	case run.MulticastRepair > 0:
+		fec = fmt.Sprintf("off, multicast repair at %d", run.MulticastRepair)
 	}
 	return loss, fec
 }

@@ -88,6 +88,9 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 			if gone {
 				delete(c.sessions, id) // gone from the description: forget it
 				delete(c.expectFrom, id)
+				for _, res := range cs.takeOrphans() {
+					discard(res.Body()) // never named by the catalogue
+				}
 			}
 		}
 	}
@@ -145,6 +148,9 @@ func (c *Client) replaceSessionLocked(old *csession, si *wellknown.SessionInfo, 
 	for _, p := range paths {
 		c.unbusyLocked(p)
 	}
+	for _, res := range old.takeOrphans() {
+		discard(res.Body())
+	}
 	delete(c.expectFrom, si.ID)
 	since := si.Announced
 	if since.IsZero() {
@@ -187,6 +193,9 @@ func (c *Client) checkEntriesLocked(d *wellknown.Description) *wellknown.Descrip
 
 // expectedLocked reports whether the client should have received e.
 func (c *Client) expectedLocked(e *wellknown.CatalogEntry) bool {
+	if e.Range != "" {
+		return false // a multicast repair, listed to name its push ID
+	}
 	from, ok := c.expectFrom[e.Session]
 	return (!ok || e.PushID >= from) && c.demandExpectedLocked(e)
 }
@@ -205,6 +214,9 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		k := [2]string{e.Session, e.Path}
+		if e.Range != "" {
+			continue // a multicast repair supersedes nothing
+		}
 		if p, ok := newest[k]; !ok || e.PushID > p {
 			newest[k] = e.PushID
 		}
@@ -219,6 +231,10 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 				cs.removeGapLocked(e.PushID) // named: the catalogue's business now
 			}
 			cs.mu.Unlock()
+		}
+		if e.Range != "" {
+			c.dropOrphanLocked(e) // a multicast repair that lost its head: nothing to do
+			continue
 		}
 		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
 			continue
@@ -236,6 +252,11 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 		}
 		if f := c.fetching[e.Path]; f != nil {
 			f.alsoLocked(key) // the fetch under way brings it
+			continue
+		}
+		if j := c.orphanJobLocked(e, key); j != nil {
+			c.addJobLocked(j) // its body arrived: only what it lost is fetched
+			out = append(out, j)
 			continue
 		}
 		if c.busy[e.Path] > 0 || c.jobs[key] != nil || len(c.jobs) >= c.cfg.MaxJobs {

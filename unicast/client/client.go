@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -55,6 +56,7 @@ const (
 	DefaultFallbackAfter     = 3 * time.Second
 	DefaultProbeInterval     = 2 * time.Second
 	DefaultCatalogPoll       = time.Second
+	DefaultCatalogIdlePoll   = 30 * time.Second
 	DefaultLostGrace         = 2 * time.Second
 	DefaultEndDrain          = 2 * time.Second
 	DefaultOriginGrace       = 5 * time.Second
@@ -209,8 +211,17 @@ type Config struct {
 	// ProbeInterval is how often a session that could not be joined, or
 	// whose receiver stopped, is joined again.
 	ProbeInterval time.Duration
-	// CatalogPoll is how often the well-known description is read.
-	CatalogPoll time.Duration
+	// CatalogPoll is how often the well-known description is read while
+	// the client needs it: a session not active or not joined, promises
+	// lost, orphans or pushes waiting for the catalogue's word, fallback,
+	// no catalogue yet. CatalogIdlePoll is what the interval grows to,
+	// doubling at each read, while it needs nothing (multicast delivers
+	// everything): the origin then serves a receiver a few reads a minute,
+	// each a 304 when nothing changed. Events that need the catalogue
+	// (a gap, a held push, the end of a session, an unknown Alt-Svc) read
+	// it at once. A CatalogIdlePoll not above CatalogPoll polls at a fixed
+	// rate.
+	CatalogPoll, CatalogIdlePoll time.Duration
 	// LostGrace is how long the receiver of a session must have been quiet
 	// (no push in progress, no event) before a catalogue entry of it that
 	// multicast has not delivered counts as lost (its promise was) and is
@@ -371,6 +382,21 @@ type Stats struct {
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
 	FallbackEntered int
+	// Orphans counts push streams that arrived without their promise or
+	// header section (a lost packet); OrphansMatched those identified from
+	// the catalogue, whose missing bytes are repaired, OrphansFetched
+	// those fetched whole after all (their bytes did not fit the entry
+	// that named them, or the path was being fetched already).
+	Orphans, OrphansMatched, OrphansFetched int
+	// DescriptionNotModified counts description reads answered 304 (the
+	// description had not changed since the client's copy).
+	DescriptionNotModified int
+	// MulticastRepairs counts the multicast repairs (partial pushes the
+	// origin sent once more for bytes many receivers lost) that filled
+	// ranges a repair job was waiting to ask for, MulticastRepairBytes
+	// the bytes they filled: not asked over unicast.
+	MulticastRepairs     int
+	MulticastRepairBytes int64
 	// BreakerTrips counts the circuit breaker's trips (sessions left
 	// because of their rate or loss); BreakerOpen is how many sessions are
 	// left that way now, waiting for their back-off to end.
@@ -393,6 +419,8 @@ type Client struct {
 	sem     chan struct{}
 	pollNow chan struct{}
 	keys    *keyResolver
+	// pollIdle: the poll interval has grown past CatalogPoll.
+	pollIdle atomic.Bool
 
 	// wake makes Run look at once whether everything has ended and is
 	// settled (ExitOnEnd), rather than at its next tick.
@@ -421,6 +449,12 @@ type Client struct {
 	// abandoned is set when the client finishes without its origin
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
+	// lastDesc is the last description read, lastETag its entity tag, for
+	// the query of catalogue entries pushed at or after lastAfter: the
+	// next read of the same query is conditional.
+	lastDesc  *wellknown.Description
+	lastETag  string
+	lastAfter time.Time
 	results   []*Delivery
 	jobs      map[string]*job
 	busy      map[string]int // path -> multicast pushes in progress + jobs
@@ -474,6 +508,7 @@ func New(cfg Config) (*Client, error) {
 	setDefault(&cfg.FallbackAfter, DefaultFallbackAfter)
 	setDefault(&cfg.ProbeInterval, DefaultProbeInterval)
 	setDefault(&cfg.CatalogPoll, DefaultCatalogPoll)
+	setDefault(&cfg.CatalogIdlePoll, DefaultCatalogIdlePoll)
 	setDefault(&cfg.LostGrace, DefaultLostGrace)
 	setDefault(&cfg.EndDrain, DefaultEndDrain)
 	setDefault(&cfg.OriginGrace, DefaultOriginGrace)
@@ -620,6 +655,7 @@ func (c *Client) Run(ctx context.Context) error {
 		cancel()
 		c.wg.Wait()
 		c.dropHeld()
+		c.dropOrphans()
 		c.tr.Close()
 		c.tier.close()
 	}()
@@ -718,7 +754,8 @@ func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown
 // entry comes back and merges away. The times compared are the origin's
 // own, so the clocks of client and origin need not agree, and a read costs
 // what was pushed since, not what was pushed in some interval. With no entry
-// yet, the read is whole.
+// yet, the read is whole. A read of the same query as the last one is
+// conditional on its entity tag: a 304 gives that description again.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
 	var newest time.Time
@@ -727,13 +764,73 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 			newest = p
 		}
 	}
-	c.mu.Unlock()
-	if newest.IsZero() {
-		return c.describe(ctx)
+	etag, last := "", c.lastDesc
+	if last != nil && c.lastAfter.Equal(newest) {
+		etag = c.lastETag
 	}
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	return c.checkDiscovery(discover(ctx, c.hc, c.cfg.URL, newest))
+	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, newest, etag)
+	if errors.Is(err, errNotModified) {
+		c.contact()
+		c.count(func(st *Stats) { st.DescriptionNotModified++ })
+		nd := *last
+		nd.Resources = slices.Clone(last.Resources) // the client's catalogue may share the copy it keeps
+		return &nd, nil
+	}
+	d, err = c.checkDiscovery(d, err)
+	if err == nil {
+		kept := *d
+		kept.Resources = slices.Clone(d.Resources)
+		c.mu.Lock()
+		c.lastDesc, c.lastETag, c.lastAfter = &kept, tag, newest
+		c.mu.Unlock()
+	}
+	return d, err
+}
+
+// pollSoon has the description read now when the poll interval has grown
+// past CatalogPoll (CatalogIdlePoll); otherwise the next poll comes soon
+// enough, and a flood of events that each need the catalogue costs no
+// more reads than CatalogPoll allows.
+func (c *Client) pollSoon() {
+	if !c.pollIdle.Load() {
+		return
+	}
+	select {
+	case c.pollNow <- struct{}{}:
+	default:
+	}
+}
+
+// pollInterval is the wait before the next periodic read of the
+// description, given the last one (CatalogPoll, CatalogIdlePoll).
+func (c *Client) pollInterval(last time.Duration) time.Duration {
+	if c.catalogNeeded() || c.cfg.CatalogIdlePoll <= c.cfg.CatalogPoll {
+		return c.cfg.CatalogPoll
+	}
+	return min(max(2*last, c.cfg.CatalogPoll), c.cfg.CatalogIdlePoll)
+}
+
+// catalogNeeded reports whether the client waits for something only the
+// description can say, and so reads it every CatalogPoll.
+func (c *Client) catalogNeeded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.haveCat || c.altSvcOnly || c.fallback || len(c.held) > 0 {
+		return true
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		waiting := !cs.left && (cs.state != wellknown.StateActive || cs.rcv == nil || cs.sawEnd) ||
+			len(cs.gaps) > 0 || len(cs.orphans) > 0
+		cs.mu.Unlock()
+		if waiting {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Client) pollLoop(ctx context.Context) {
@@ -744,6 +841,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 	t := time.NewTimer(spread(c.cfg.CatalogPoll))
 	defer t.Stop()
 	failing := false
+	interval := c.cfg.CatalogPoll
 	for {
 		select {
 		case <-ctx.Done():
@@ -751,7 +849,9 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-t.C:
 		case <-c.pollNow:
 		}
-		t.Reset(jitter(c.cfg.CatalogPoll * 3 / 2)) // Go 1.23 timers: no stale tick to drain
+		interval = c.pollInterval(interval)
+		c.pollIdle.Store(interval > c.cfg.CatalogPoll)
+		t.Reset(jitter(interval * 3 / 2)) // Go 1.23 timers: no stale tick to drain
 		at := time.Now()
 		d, err := c.describeSince(ctx)
 		if err != nil {

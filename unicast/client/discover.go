@@ -31,45 +31,71 @@ func Discover(ctx context.Context, hc *http.Client, rawURL string) (*wellknown.D
 // discover is Discover; with a non-zero after it asks only for the
 // catalogue entries pushed since.
 func discover(ctx context.Context, hc *http.Client, rawURL string, after time.Time) (*wellknown.Description, error) {
+	d, _, err := discoverIf(ctx, hc, rawURL, after, "")
+	return d, err
+}
+
+// errNotModified is returned by discoverIf when the description is still
+// the one of the entity tag given.
+var errNotModified = errors.New("client: description not modified")
+
+// discoverIf is discover, conditional on etag (the entity tag of the
+// description last read for the same query; "" for none): it returns
+// errNotModified when the origin answers 304. The entity tag of what it
+// read is returned with it.
+func discoverIf(ctx context.Context, hc *http.Client, rawURL string, after time.Time, etag string) (*wellknown.Description, string, error) {
 	u, err := originURL(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	wk := u.JoinPath(wellknown.Path)
 	if !after.IsZero() {
 		wk.RawQuery = url.Values{wellknown.ResourcesAfterParam: {after.UTC().Format(time.RFC3339Nano)}}.Encode()
 	}
-	resp, err := get(ctx, hc, http.MethodGet, wk.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wk.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("client: discover: %w", err)
+		return nil, "", err
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, "", fmt.Errorf("client: discover: %w", err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 		b, err := io.ReadAll(io.LimitReader(resp.Body, wellknown.MaxSize+1))
 		if err != nil {
-			return nil, fmt.Errorf("client: discover: reading %s: %w", wk, err)
+			return nil, "", fmt.Errorf("client: discover: reading %s: %w", wk, err)
 		}
 		d, err := wellknown.Parse(b)
 		if err != nil {
-			return nil, fmt.Errorf("client: discover: %s: %w", wk, err)
+			return nil, "", fmt.Errorf("client: discover: %s: %w", wk, err)
 		}
-		return d, nil
+		return d, resp.Header.Get("Etag"), nil
+	case http.StatusNotModified:
+		if etag == "" {
+			return nil, "", fmt.Errorf("client: discover: %s: 304 to an unconditional request", wk)
+		}
+		return nil, etag, errNotModified
 	case http.StatusNotFound, http.StatusGone, http.StatusMethodNotAllowed, http.StatusNotImplemented:
 	default:
-		return nil, fmt.Errorf("client: discover: %s: %w", wk, &StatusError{Path: wellknown.Path, Code: resp.StatusCode, Status: resp.Status})
+		return nil, "", fmt.Errorf("client: discover: %s: %w", wk, &StatusError{Path: wellknown.Path, Code: resp.StatusCode, Status: resp.Status})
 	}
 	alt := resp.Header.Values("Alt-Svc")
 	if len(alt) == 0 {
 		// The server may only advertise on its content: ask for the URL given.
 		r2, err := get(ctx, hc, http.MethodHead, rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("client: discover: %w", err)
+			return nil, "", fmt.Errorf("client: discover: %w", err)
 		}
 		r2.Body.Close()
 		alt = r2.Header.Values("Alt-Svc")
 	}
-	return describeAltSvc(alt)
+	d, err := describeAltSvc(alt)
+	return d, "", err
 }
 
 // DescribeAltSvc builds a description (every session active, no

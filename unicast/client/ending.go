@@ -130,6 +130,7 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 	cs.mu.Unlock()
 	c.log.Info("push IDs skipped: promises lost in multicast; waiting for the catalogue to name them", "session", cs.id, "gaps", fmt.Sprint(gaps))
+	c.pollSoon() // the poll interval may have grown (CatalogIdlePoll)
 	for _, g := range over {
 		c.reportGap(cs.id, g, "too many lost promises waiting for the catalogue")
 	}

@@ -206,6 +206,9 @@ func (c *Client) indexCatalogLocked() {
 	clear(c.current)
 	for i := range c.catalog {
 		e := &c.catalog[i]
+		if e.Range != "" {
+			continue // a multicast repair: part of a representation listed on its own
+		}
 		if j, ok := c.current[e.Path]; !ok || !c.catalog[j].Pushed.After(e.Pushed) {
 			c.current[e.Path] = i
 		}

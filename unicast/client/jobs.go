@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
@@ -62,6 +63,14 @@ type job struct {
 	// path in the same session was promised: the job's representation is
 	// obsolete (a live manifest updated meanwhile) and is not fetched.
 	superseded bool
+	// Multicast repair (mrepair.go), under Client.mu: attempting is set
+	// while an attempt runs (nothing else writes the body then); filled
+	// are the ranges multicast repairs wrote since the last attempt.
+	// fillMu (set by addJobLocked) is held while one is written, and by
+	// beginAttempt.
+	attempting bool
+	filled     []ranges.Range
+	fillMu     *sync.Mutex
 }
 
 // maxAlso bounds the keys a fetch settles besides its own; pushes merged
@@ -88,10 +97,14 @@ func transientErr(err error) error { return &attemptError{err: err} }
 func badErr(err error) error       { return &attemptError{err: err, bad: true} }
 
 func (c *Client) addJobLocked(j *job) {
+	j.fillMu = new(sync.Mutex)
 	c.jobs[j.key] = j
 	c.busy[j.path]++
 	if !j.repair {
 		c.fetching[j.path] = j
+		// Why a resource costs its whole size over unicast, said where an
+		// operator looks: "fallback" then means only that.
+		c.log.Info("fetching a resource whole", "path", wellknown.Truncate(j.path), "session", j.session, "push_id", j.pushID, "why", j.reason)
 	}
 }
 
@@ -269,7 +282,9 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 			<-c.sem
 			continue
 		}
+		c.beginAttempt(j)
 		d, err := c.attempt(ctx, j)
+		c.endAttempt(j)
 		<-c.sem
 		if err == nil {
 			if !c.deliver(d) {
@@ -307,7 +322,9 @@ func (c *Client) runJob(ctx context.Context, j *job) {
 			if j.repair {
 				c.log.Warn("repair failed; fetching the resource whole", "path", j.path, "err", err)
 				discard(j.res.Body())
+				c.mu.Lock()
 				j.repair = false
+				c.mu.Unlock()
 			} else {
 				c.log.Warn("bad unicast response; fetching again", "path", j.path, "err", err)
 			}

@@ -70,6 +70,9 @@ type csession struct {
 
 	inProgress map[uint64]string // push ID -> path of pushes being received
 
+	// orphans are push streams that lost their promise or header section,
+	// waiting for a catalogue entry to identify them (orphan.go).
+	orphans []*h3m.Resource
 	// breaker is the session's circuit breaker (nil until first joined);
 	// breakerUntil, when set, is the end of the back-off after its trip.
 	breaker      *breaker
@@ -172,6 +175,7 @@ func (c *Client) join(ctx context.Context, cs *csession) {
 		MaxResources:    c.cfg.MaxPushes,
 		PushTimeout:     c.cfg.PushTimeout,
 		Verifier:        verifier,
+		KeepOrphans:     c.origin != nil, // the catalogue identifies them
 		OnEvent:         func(e h3m.Event) { c.onEvent(ctx, cs, e) },
 		Transport:       tc,
 		Logger:          c.log,
@@ -327,6 +331,12 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 				return
 			}
 		}
+		if isRepairPush(res) {
+			// A multicast repair: it supersedes nothing and holds up no
+			// work of its path (mrepair.go).
+			c.lostPromises(cs, gaps)
+			return
+		}
 		cs.mu.Lock()
 		_, had := cs.inProgress[res.PushID]
 		if !had {
@@ -365,6 +375,9 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		}
 		c.notify()
 		return
+	case h3m.EventOrphan:
+		c.orphan(ctx, cs, res)
+		return
 	case h3m.EventComplete, h3m.EventIncomplete, h3m.EventFailed:
 	default:
 		return
@@ -392,20 +405,9 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		// A push stream whose promise was lost: the catalogue may name
 		// it; nothing else can. (The empty push that ended the session,
 		// unpromised, is no loss.)
-		if c.endMarker(cs, res) {
-			return
+		if !c.endMarker(cs, res) {
+			c.promiseLost(cs, res.PushID)
 		}
-		now := time.Now()
-		lead := c.leadingGaps()
-		cs.mu.Lock()
-		if cs.reportedLocked(res.PushID) {
-			cs.mu.Unlock()
-			return // its promise was reported lost already
-		}
-		// Its ID leaves any gap it was in, to be counted once, as its own.
-		gaps := append(cs.pushSeenLocked(res.PushID, lead, now), pushGap{res.PushID, res.PushID + 1, now})
-		cs.mu.Unlock()
-		c.lostPromises(cs, gaps)
 		return
 	}
 	if !ok {
@@ -419,6 +421,10 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	var h http.Header
 	if resp := res.Response(); resp != nil {
 		h = h3frame.MergeTrailer(resp.Header, res.Trailer())
+	}
+	if isRepairPush(res) {
+		c.multicastRepair(cs, res, path, h, e.Kind == h3m.EventComplete)
+		return
 	}
 	o := &outcome{cs: cs, res: res, path: path, h: h, verifier: verifier}
 	switch e.Kind {
@@ -435,9 +441,34 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	case h3m.EventFailed:
 		o.kind = outFetch
 		_, o.why = res.State()
-		c.log.Debug("multicast push failed; fetching it whole", "path", path, "session", cs.id, "push_id", res.PushID, "err", o.why)
+		if errors.Is(o.why, h3m.ErrPushLost) && cs.hasOrphans() {
+			// Its stream may be an orphan that lost its push ID: the
+			// catalogue, which names both, decides (catalogJobsLocked).
+			c.log.Debug("promised push stream not seen; an orphan stream may be it: leaving it to the catalogue", "path", path, "session", cs.id, "push_id", res.PushID)
+			select {
+			case c.pollNow <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 	c.settle(ctx, o)
+}
+
+// promiseLost records that the promise of push pushID of cs was lost (its
+// stream came): the catalogue may name it; nothing else can.
+func (c *Client) promiseLost(cs *csession, pushID uint64) {
+	now := time.Now()
+	lead := c.leadingGaps()
+	cs.mu.Lock()
+	if cs.reportedLocked(pushID) {
+		cs.mu.Unlock()
+		return // its promise was reported lost already
+	}
+	// Its ID leaves any gap it was in, to be counted once, as its own.
+	gaps := append(cs.pushSeenLocked(pushID, lead, now), pushGap{pushID, pushID + 1, now})
+	cs.mu.Unlock()
+	c.lostPromises(cs, gaps)
 }
 
 // leadingGaps says whether the push IDs before the first one a receiver
@@ -489,12 +520,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 	}
 	var checks []check
 	c.parkIdle(now)
-	c.mu.Lock()
-	sessions := make([]*csession, 0, len(c.sessions))
-	for _, cs := range c.sessions {
-		sessions = append(sessions, cs)
-	}
-	c.mu.Unlock()
+	sessions := c.sessionList()
 	for _, cs := range sessions {
 		cs.mu.Lock()
 		switch {
@@ -559,6 +585,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 			c.stats.FallbackEntered++
 			c.log.Warn("multicast is not arriving: falling back to unicast", "why", why)
 			starts = c.catalogJobsLocked(now)
+			c.pollSoon() // what was pushed since the last read, which may be long ago (CatalogIdlePoll)
 		default:
 			c.log.Info("multicast is back")
 		}
@@ -574,6 +601,18 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		c.startJob(ctx, j)
 	}
 	c.staleGaps(now)
+}
+
+// sessionList returns the client's sessions, for work done with no lock
+// of the client held.
+func (c *Client) sessionList() []*csession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sessions := make([]*csession, 0, len(c.sessions))
+	for _, cs := range c.sessions {
+		sessions = append(sessions, cs)
+	}
+	return sessions
 }
 
 // missingLocked reports whether multicast of an active session is missing

@@ -19,6 +19,7 @@ type Origin struct {
 	manifestStreams, manifestStreamsRefused                             family
 	repairRequests, repairBytes, wholeRequests, wholeBytes              family
 	notModified, rejected, rangesIgnored                                family
+	descNotModified, mrepairPushes, mrepairBytes                        family
 }
 
 // NewOrigin returns the collector of o.
@@ -55,6 +56,9 @@ func NewOrigin(o *origin.Origin) *Origin {
 		notModified:            counter("h3m_origin_not_modified_total", "Conditional requests answered 304 Not Modified."),
 		rejected:               counter("h3m_origin_rejected_requests_total", "Requests refused with an error status, by reason.", "reason"),
 		rangesIgnored:          counter("h3m_origin_ranges_ignored_total", "Range requests answered whole because they asked for too many ranges."),
+		descNotModified:        counter("h3m_origin_descriptions_not_modified_total", "Reads of the session description answered 304 Not Modified (the receiver's copy was current)."),
+		mrepairPushes:          counter("h3m_origin_multicast_repair_pushes_total", "Partial pushes of byte ranges that many receivers asked to repair, sent once more on the session (serve --mcast-repair)."),
+		mrepairBytes:           counter("h3m_origin_multicast_repair_bytes_total", "Body bytes of those multicast repairs."),
 	}
 }
 
@@ -62,7 +66,8 @@ func (c *Origin) all() []family {
 	return []family{c.sessions, c.packets, c.bytes, c.streamBytes, c.pings, c.paceWait, c.rate, c.queue,
 		c.fecRepair, c.manifestsSigned, c.manifestFrames, c.pushes, c.pushBytes, c.pushErrors,
 		c.descriptions, c.keys, c.manifestRequests, c.manifestBytes, c.manifestStreams, c.manifestStreamsRefused,
-		c.repairRequests, c.repairBytes, c.wholeRequests, c.wholeBytes, c.notModified, c.rejected, c.rangesIgnored}
+		c.repairRequests, c.repairBytes, c.wholeRequests, c.wholeBytes, c.notModified, c.rejected, c.rangesIgnored,
+		c.descNotModified, c.mrepairPushes, c.mrepairBytes}
 }
 
 // Describe implements prometheus.Collector.
@@ -114,6 +119,13 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 	c.wholeRequests.emit(ch, float64(ss.WholeRequests))
 	c.wholeBytes.emit(ch, float64(ss.WholeBytes))
 	c.notModified.emit(ch, float64(ss.NotModified))
+	c.descNotModified.emit(ch, float64(ss.DescriptionsNotModified))
+	var rs origin.MulticastRepairStats
+	if c.o.Repair != nil {
+		rs = c.o.Repair.Stats()
+	}
+	c.mrepairPushes.emit(ch, float64(rs.Pushes))
+	c.mrepairBytes.emit(ch, float64(rs.PushedBytes))
 	for _, r := range origin.RejectReasons {
 		c.rejected.emit(ch, float64(ss.Rejected[r]), r)
 	}

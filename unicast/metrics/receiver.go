@@ -20,6 +20,7 @@ type Receiver struct {
 	requests, requestErrors, badResponses                        family
 	fallbackActive, fallbackEntered, joins, joinErrors           family
 	manifestsFetched                                             family
+	orphans, multicastRepairBytes                                family
 }
 
 // NewReceiver returns the collector of c.
@@ -53,6 +54,9 @@ func NewReceiver(c *client.Client) *Receiver {
 		joins:            counter("h3m_receiver_joins_total", "Multicast sessions joined."),
 		joinErrors:       counter("h3m_receiver_join_errors_total", "Failed joins."),
 		manifestsFetched: counter("h3m_receiver_manifests_fetched_total", "Signed manifests fetched over unicast (asymmetric sessions)."),
+
+		orphans:              counter("h3m_receiver_orphans_total", "Push streams whose promise or header section was lost, by outcome: kept (their body bytes), matched (identified by the catalogue and repaired by range), fetched (fetched whole after all).", "outcome"),
+		multicastRepairBytes: counter("h3m_receiver_multicast_repaired_bytes_total", "Lost body bytes filled by multicast repairs (the origin's partial pushes of what many receivers lost), not asked over unicast."),
 	}
 }
 
@@ -60,7 +64,7 @@ func (r *Receiver) all() []family {
 	return []family{r.sessions, r.packets, r.bytes, r.dropped, r.lostPackets, r.verifyFailed, r.fecRecovered, r.fecUnrecovered,
 		r.resources, r.failed, r.duplicates, r.lostBytes, r.repairBytes, r.repairWireBytes, r.fetchBytes,
 		r.requests, r.requestErrors, r.badResponses, r.fallbackActive, r.fallbackEntered, r.joins, r.joinErrors,
-		r.manifestsFetched}
+		r.manifestsFetched, r.orphans, r.multicastRepairBytes}
 }
 
 // Describe implements prometheus.Collector.
@@ -145,6 +149,10 @@ func (r *Receiver) Collect(ch chan<- prometheus.Metric) {
 	r.joins.emit(ch, float64(st.Joins))
 	r.joinErrors.emit(ch, float64(st.JoinErrors))
 	r.manifestsFetched.emit(ch, float64(st.ManifestsFetched))
+	r.orphans.emit(ch, float64(st.Orphans), "kept")
+	r.orphans.emit(ch, float64(st.OrphansMatched), "matched")
+	r.orphans.emit(ch, float64(st.OrphansFetched), "fetched")
+	r.multicastRepairBytes.emit(ch, float64(st.MulticastRepairBytes))
 }
 
 // Deliveries is the histogram of the time from a push's promise to the

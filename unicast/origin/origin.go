@@ -34,6 +34,9 @@ type Config struct {
 	// Authority, Digests, Sessions, Catalog, Manifests and Keys, and its
 	// Logger when nil.
 	Publisher PublisherConfig
+	// MulticastRepair, when its Threshold is set, pushes ranges that many
+	// receivers ask to repair once more on the session (MulticastRepair).
+	MulticastRepair MulticastRepairConfig
 	// PrivateFiles are files that must never be served or pushed: the TLS
 	// key and certificate, signing keys. New refuses a Dir that holds any
 	// of them (CheckOutside).
@@ -67,6 +70,9 @@ type Origin struct {
 	Catalog   *Catalog
 	Manifests *Manifests
 	Keys      *Keys
+	// Repair is the multicast repair in front of Files (nil when
+	// Config.MulticastRepair has no Threshold).
+	Repair *MulticastRepair
 
 	pubCfg     PublisherConfig // Publisher's, for AddChannel
 	channelsMu sync.Mutex
@@ -118,6 +124,15 @@ func New(cfg Config) (*Origin, error) {
 		return nil, err
 	}
 	o.pubCfg = pc
+	if cfg.MulticastRepair.Threshold > 0 {
+		mc := cfg.MulticastRepair
+		if mc.Logger == nil {
+			mc.Logger = cfg.Logger
+		}
+		o.Repair = NewMulticastRepair(mc, files)
+		o.Repair.SetPublisher(o.Publisher)
+		o.Server.Handler = o.Repair
+	}
 	return o, nil
 }
 

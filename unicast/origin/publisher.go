@@ -17,6 +17,7 @@ import (
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
 	"github.com/h3m-project/h3m/h3m/h3frame"
+	"github.com/h3m-project/h3m/h3m/integrity"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
@@ -542,7 +543,7 @@ func (p *Publisher) push(ctx context.Context, urlPath string, h http.Header, bod
 		e := wellknown.CatalogEntry{
 			Path: urlPath, Size: res.BodyBytes, ContentType: h.Get("Content-Type"),
 			ETag: h.Get("Etag"), ContentDigest: h.Get("Content-Digest"), Digest: h.Get("Digest"),
-			Pushed: time.Now(), Session: ps.id, PushID: res.PushID,
+			Pushed: time.Now(), Session: ps.id, PushID: res.PushID, StreamID: res.StreamID,
 		}
 		p.cfg.Catalog.Add(e)
 		return e, nil
@@ -574,6 +575,81 @@ func (p *Publisher) Close(ctx context.Context) error {
 	}
 	p.log.Info("session ended", "session", ps.id)
 	return p.shut(ctx, ps)
+}
+
+// ErrChangedRepresentation is returned by PushRange when the file no longer
+// has the entity tag asked for.
+var ErrChangedRepresentation = errors.New("origin: the representation changed")
+
+// PushRange pushes bytes [first, last] of the file at urlPath once more, as
+// partial content (206 with Content-Range) on the running session: a
+// multicast repair of bytes that many receivers lost (MulticastRepair). It
+// is refused with ErrChangedRepresentation when etag is not "" and the file
+// is no longer that representation. The push is listed in the catalogue
+// with its Range, so that a receiver that lost its promise knows its push
+// ID is no resource to fetch. Its digests, when the publisher computes
+// them, are those of the part.
+func (p *Publisher) PushRange(ctx context.Context, urlPath, etag string, first, last int64) (wellknown.CatalogEntry, error) {
+	if p.cfg.Files == nil {
+		return wellknown.CatalogEntry{}, errors.New("origin: publisher: no Files to push from")
+	}
+	target := wellknown.EscapeTarget(urlPath)
+	f, rep, err := p.cfg.Files.Open(urlPath)
+	if err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: %w", urlPath, err)
+	}
+	defer f.Close()
+	if etag != "" && rep.ETag != etag {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: %w: %s, asked %s", urlPath, ErrChangedRepresentation, rep.ETag, etag)
+	}
+	if first < 0 || last < first || first >= rep.Size {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: bytes %d-%d of %d: unsatisfiable", urlPath, first, last, rep.Size)
+	}
+	last = min(last, rep.Size-1)
+	p.mu.Lock()
+	ps, closed := p.current, p.closed
+	p.mu.Unlock()
+	if closed || ps == nil {
+		return wellknown.CatalogEntry{}, errors.New("origin: publisher: no running session")
+	}
+	// The whole representation's digests do not describe the part: the
+	// part's own do (receivers that require a digest check them against
+	// the bytes pushed).
+	h := rep.Header()
+	for _, k := range []string{"Content-Digest", "Digest", "Repr-Digest"} {
+		h.Del(k)
+	}
+	n := last - first + 1
+	algs := p.cfg.Digests
+	if len(algs) == 0 {
+		algs = []string{"SHA-256"}
+	}
+	hs, err := integrity.NewHasher(algs...)
+	if err == nil {
+		_, err = io.Copy(hs, io.NewSectionReader(f, first, n))
+	}
+	if err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s bytes %d-%d: digest: %w", urlPath, first, last, err)
+	}
+	h.Set("Digest", hs.Digest())
+	h.Set("Content-Digest", hs.ContentDigest())
+	res, err := ps.pusher.Push(ctx, &h3m.Push{
+		Request:       h3frame.Request{Path: target, Authority: p.cfg.Authority},
+		Header:        h,
+		Body:          io.NewSectionReader(f, first, n),
+		ContentLength: n,
+		Range:         &h3m.ContentRange{First: first, Complete: rep.Size},
+	})
+	if err != nil {
+		return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s bytes %d-%d: %w", urlPath, first, last, err)
+	}
+	e := wellknown.CatalogEntry{
+		Path: target, Size: n, ContentType: rep.ContentType, ETag: rep.ETag,
+		Pushed: time.Now(), Session: ps.id, PushID: res.PushID, StreamID: res.StreamID,
+		Range: h3frame.ContentRange{First: first, Last: last, Complete: rep.Size}.String(),
+	}
+	p.cfg.Catalog.Add(e)
+	return e, nil
 }
 
 // Channel returns the path prefix the publisher pushes under

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -303,7 +305,17 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Add("Vary", "Accept-Encoding")
-	if len(b) > 1024 && acceptsGzip(r) {
+	// The entity tag names the document's bytes (of the query asked): a
+	// receiver that has them is answered 304 with no body (spec
+	// unicast.md, "Reading the description").
+	gz := len(b) > 1024 && acceptsGzip(r)
+	etag := descriptionETag(b, gz)
+	w.Header().Set("Etag", etag)
+	if etagMatch(r.Header.Values("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified) // counted by the server's counters
+		return
+	}
+	if gz {
 		// Catalogues repeat their keys and session IDs: gzip takes them
 		// to a fraction, and receivers poll every second.
 		var zb bytes.Buffer
@@ -318,6 +330,31 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		return
 	}
 	w.Write(b)
+}
+
+// descriptionETag is the strong entity tag of a description document of
+// bytes b, served gzipped or not (each coding is its own representation).
+func descriptionETag(b []byte, gz bool) string {
+	sum := sha256.Sum256(b)
+	tag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18])
+	if gz {
+		tag += "-gz"
+	}
+	return tag + `"`
+}
+
+// etagMatch reports whether If-None-Match values name etag (weak
+// comparison, RFC 9110 section 13.1.2).
+func etagMatch(values []string, etag string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+			if t == "*" || t == etag {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // describe builds the document for the current sessions and catalogue.

@@ -459,3 +459,41 @@ func TestIncrementalCatalog(t *testing.T) {
 		t.Fatalf("compressed description: %v %+v", err, d)
 	}
 }
+
+// TestDescriptionNotModified: the description carries a strong ETag; a
+// read that names it is answered 304 with no body until the description
+// changes, and the server counts both.
+func TestDescriptionNotModified(t *testing.T) {
+	cat := &origin.Catalog{}
+	srv := &origin.Server{Sessions: &origin.Sessions{}, Catalog: cat, Handler: http.NotFoundHandler()}
+	read := func(etag string) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest("GET", wellknown.Path, nil)
+		r.TLS = &tls.ConnectionState{}
+		if etag != "" {
+			r.Header.Set("If-None-Match", etag)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w
+	}
+	w := read("")
+	etag := w.Header().Get("Etag")
+	if w.Code != 200 || !strings.HasPrefix(etag, `"`) {
+		t.Fatalf("first read: %d, ETag %q", w.Code, etag)
+	}
+	if w := read(etag); w.Code != http.StatusNotModified || w.Body.Len() != 0 || w.Header().Get("Etag") != etag {
+		t.Fatalf("conditional read of the same description: %d, %d bytes, ETag %q", w.Code, w.Body.Len(), w.Header().Get("Etag"))
+	}
+	if w := read(`"other", ` + etag); w.Code != http.StatusNotModified {
+		t.Fatalf("a list naming it: %d", w.Code)
+	}
+	cat.Add(wellknown.CatalogEntry{Path: "/a", Size: 1, Session: "01"})
+	w = read(etag)
+	if w.Code != 200 || w.Header().Get("Etag") == etag {
+		t.Fatalf("after a change: %d, ETag %q (was %q)", w.Code, w.Header().Get("Etag"), etag)
+	}
+	if st := srv.Stats(); st.Descriptions != 2 || st.DescriptionsNotModified != 2 || st.NotModified != 2 {
+		t.Errorf("stats %+v: want 2 descriptions served, 2 reads answered 304", st)
+	}
+}

@@ -28,8 +28,10 @@ type ServerStats struct {
 	// (200), WholeBytes their body bytes: receivers fetching what multicast
 	// did not bring, or that do not receive multicast at all.
 	WholeRequests, WholeBytes uint64
-	// NotModified counts conditional requests answered 304.
-	NotModified uint64
+	// NotModified counts conditional requests answered 304;
+	// DescriptionsNotModified those of them for the session description
+	// (a receiver's copy was current).
+	NotModified, DescriptionsNotModified uint64
 	// Rejected counts the requests answered with an error status, by
 	// reason (RejectReasons).
 	Rejected map[string]uint64
@@ -66,7 +68,7 @@ type serverCounters struct {
 	manifestRequests, manifestBytes atomic.Uint64
 	repairRequests, repairBytes     atomic.Uint64
 	wholeRequests, wholeBytes       atomic.Uint64
-	notModified                     atomic.Uint64
+	notModified, descNotModified    atomic.Uint64
 	rejected                        [8]atomic.Uint64 // by rejectReason
 }
 
@@ -78,8 +80,8 @@ func (s *Server) Stats() ServerStats {
 		ManifestRequests: c.manifestRequests.Load(), ManifestBytes: c.manifestBytes.Load(),
 		RepairRequests: c.repairRequests.Load(), RepairBytes: c.repairBytes.Load(),
 		WholeRequests: c.wholeRequests.Load(), WholeBytes: c.wholeBytes.Load(),
-		NotModified: c.notModified.Load(),
-		Rejected:    make(map[string]uint64, len(RejectReasons)),
+		NotModified: c.notModified.Load(), DescriptionsNotModified: c.descNotModified.Load(),
+		Rejected: make(map[string]uint64, len(RejectReasons)),
 	}
 	for i, r := range RejectReasons {
 		st.Rejected[r] = c.rejected[i].Load()
@@ -160,6 +162,9 @@ func (c *serverCounters) count(rt route, method string, w *countingWriter) {
 		c.rejected[rejectReason(status)].Add(1)
 	case status == http.StatusNotModified:
 		c.notModified.Add(1)
+		if rt == routeDescription {
+			c.descNotModified.Add(1)
+		}
 	case status != http.StatusOK && status != http.StatusPartialContent:
 	case rt == routeDescription:
 		c.descriptions.Add(1)

@@ -130,6 +130,14 @@ type CatalogEntry struct {
 	// push ID there.
 	Session string `json:"session"`
 	PushID  uint64 `json:"push_id"`
+	// StreamID is the push stream that carried it (0: not given): a
+	// receiver that lost the stream's first packet, and with it the push
+	// ID, identifies the rest of the stream by it.
+	StreamID uint64 `json:"stream_id,omitempty"`
+	// Range, when set, marks a multicast repair: a partial push of the
+	// representation, whose Content-Range it gives ("bytes 0-99/1000").
+	// It is listed only to name its push ID; it is no resource to fetch.
+	Range string `json:"range,omitempty"`
 }
 
 // KeyInfo describes a published key.
