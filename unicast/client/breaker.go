@@ -70,24 +70,12 @@ type BreakerConfig struct {
 
 // withDefaults fills the zero fields.
 func (b BreakerConfig) withDefaults() BreakerConfig {
-	if b.RateMargin <= 0 {
-		b.RateMargin = DefaultBreakerRateMargin
-	}
-	if b.LossThreshold <= 0 {
-		b.LossThreshold = DefaultBreakerLoss
-	}
-	if b.Window <= 0 {
-		b.Window = DefaultBreakerWindow
-	}
-	if b.Sustain <= 0 {
-		b.Sustain = DefaultBreakerSustain
-	}
-	if b.Backoff <= 0 {
-		b.Backoff = DefaultBreakerBackoff
-	}
-	if b.MaxBackoff <= 0 {
-		b.MaxBackoff = DefaultBreakerMaxBackoff
-	}
+	setDefault(&b.RateMargin, DefaultBreakerRateMargin)
+	setDefault(&b.LossThreshold, DefaultBreakerLoss)
+	setDefault(&b.Window, DefaultBreakerWindow)
+	setDefault(&b.Sustain, DefaultBreakerSustain)
+	setDefault(&b.Backoff, DefaultBreakerBackoff)
+	setDefault(&b.MaxBackoff, DefaultBreakerMaxBackoff)
 	b.MaxBackoff = max(b.MaxBackoff, b.Backoff)
 	return b
 }

@@ -629,7 +629,7 @@ func (c *Client) verifier(ctx context.Context) *h3m.Verifier {
 	return &nv
 }
 
-func setDefault[T int | int64 | time.Duration](p *T, v T) {
+func setDefault[T int | int64 | float64 | time.Duration](p *T, v T) {
 	if *p <= 0 {
 		*p = v
 	}
