@@ -114,6 +114,15 @@ func (s *Sender) fecClose() error {
 		if now, still := s.fec.OpenBlock(); !open || !still || now != id {
 			return nil
 		}
+		if s.cur != nil {
+			// A stream writer started a packet while a wait below released
+			// the lock: it belongs to the open block, so it is sealed first
+			// (it may fill the block, which then closes on its own).
+			if err := s.finishPacket(); err != nil {
+				return err
+			}
+			continue
+		}
 		if s.res.pending || s.res.sealing {
 			if err := s.fecSeal(); err != nil {
 				return err
@@ -130,9 +139,8 @@ func (s *Sender) fecClose() error {
 			return err
 		}
 	}
-	if s.cur != nil {
-		panic("mquic: a packet was started while a block waited to close")
-	}
+	// The loop left with no packet started: nothing released the lock
+	// since it looked.
 	m := s.fec.RepairsOnClose()
 	if s.fec.Close() == 0 {
 		return nil
