@@ -289,23 +289,18 @@ func (r *PeersReport) Failed() bool {
 	return false
 }
 
-// Peers runs the comparison: for each receiver count a fresh topology, for
-// each loss rate Repeat runs of each tool, alternating which goes first.
-// A run that fails is reported and the comparison goes on.
-func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
-	if err := PeersAvailable(); err != nil {
-		return nil, err
-	}
+// prepare checks the options the peers and scale benches share and fills
+// their defaults; name prefixes the errors.
+func (o *PeersOptions) prepare(name string) error {
 	if o.H3M == "" {
-		return nil, errors.New("peers: no h3m binary given")
+		return fmt.Errorf("%s: no h3m binary given", name)
 	}
 	if o.Files < 1 || o.Size < int64(o.Files) {
-		return nil, fmt.Errorf("peers: %d bytes cannot make %d files", o.Size, o.Files)
+		return fmt.Errorf("%s: %d bytes cannot make %d files", name, o.Size, o.Files)
 	}
 	if o.Rate == 0 {
-		return nil, errors.New("peers: an unpaced rate cannot be compared (UFTP's -R needs a rate)")
+		return fmt.Errorf("%s: a sending rate is needed: a run over namespaces is paced", name)
 	}
-	o.Repeat = max(o.Repeat, 1)
 	if o.Timeout == 0 {
 		// Ten times the time at the nominal rate, at least a minute.
 		o.Timeout = max(time.Minute, 10*time.Duration(float64(o.Size)*8/float64(o.Rate)*float64(time.Second)))
@@ -316,6 +311,23 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	return nil
+}
+
+// Peers runs the comparison: for each receiver count a fresh topology, for
+// each loss rate Repeat runs of each tool, alternating which goes first.
+// A run that fails is reported and the comparison goes on.
+func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
+	if err := PeersAvailable(); err != nil {
+		return nil, err
+	}
+	if o.Rate == 0 {
+		return nil, errors.New("peers: an unpaced rate cannot be compared (UFTP's -R needs a rate)")
+	}
+	if err := o.prepare("peers"); err != nil {
+		return nil, err
+	}
+	o.Repeat = max(o.Repeat, 1)
 	rep := &PeersReport{Options: o, ContentBytes: o.Size}
 	dir, cleanup, err := o.workDir("h3m-peers-", rep.Failed)
 	if err != nil {

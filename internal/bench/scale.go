@@ -3,10 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -113,20 +111,8 @@ func Scale(ctx context.Context, o ScaleOptions) (*ScaleReport, error) {
 		return nil, err
 	}
 	p := &o.Peers
-	if p.H3M == "" {
-		return nil, errors.New("scale: no h3m binary given")
-	}
-	if p.Files < 1 || p.Size < int64(p.Files) {
-		return nil, fmt.Errorf("scale: %d bytes cannot make %d files", p.Size, p.Files)
-	}
-	if p.Timeout == 0 {
-		p.Timeout = max(time.Minute, 10*time.Duration(float64(p.Size)*8/float64(p.Rate)*float64(time.Second)))
-	}
-	if p.Out == nil {
-		p.Out = io.Discard
-	}
-	if p.Logger == nil {
-		p.Logger = slog.New(slog.DiscardHandler)
+	if err := p.prepare("scale"); err != nil {
+		return nil, err
 	}
 	rep := &ScaleReport{Options: o, ContentBytes: p.Size}
 	dir, cleanup, err := p.workDir("h3m-scale-", rep.Failed)
