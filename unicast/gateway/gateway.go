@@ -16,6 +16,7 @@ import (
 
 	"github.com/h3m-project/h3m/internal/mediatype"
 	"github.com/h3m-project/h3m/unicast/client"
+	"github.com/h3m-project/h3m/unicast/internal/httpmeter"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -223,19 +224,19 @@ func cleanPath(p string) string {
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	w := &meter{ResponseWriter: rw}
+	w := &meter{Writer: httpmeter.Writer{ResponseWriter: rw}}
 	g.cors.apply(w.Header(), r)
 	g.serveHTTP(w, r)
 	if w.via != "" {
 		// Errors (an upstream 404) are no resource served.
-		if c := g.served[w.via]; c != nil && w.code < 400 {
+		if c := g.served[w.via]; c != nil && w.Status < 400 {
 			c.requests.Add(1)
-			c.bytes.Add(uint64(w.bytes))
+			c.bytes.Add(uint64(w.Bytes))
 		}
-		if w.code == http.StatusNotModified {
+		if w.Status == http.StatusNotModified {
 			g.notModified.Add(1)
 		}
-		g.remember(RequestStatus{Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Status: w.code, Via: w.via, Bytes: w.bytes})
+		g.remember(RequestStatus{Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Status: w.Status, Via: w.via, Bytes: w.Bytes})
 	}
 }
 
@@ -496,33 +497,8 @@ func (g *Gateway) proxy(w *meter, r *http.Request) {
 // meter records what a response was: its status, body bytes and how the
 // gateway got it.
 type meter struct {
-	http.ResponseWriter
-	code  int
-	bytes int64
-	via   string
-}
-
-func (m *meter) WriteHeader(code int) {
-	if m.code == 0 {
-		m.code = code
-	}
-	m.ResponseWriter.WriteHeader(code)
-}
-
-func (m *meter) Write(p []byte) (int, error) {
-	if m.code == 0 {
-		m.code = http.StatusOK
-	}
-	n, err := m.ResponseWriter.Write(p)
-	m.bytes += int64(n)
-	return n, err
-}
-
-// Flush lets a streamed upstream response reach the player as it comes.
-func (m *meter) Flush() {
-	if f, ok := m.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
+	httpmeter.Writer
+	via string
 }
 
 // serveTime answers TimePath.

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/h3m-project/h3m/unicast/internal/httpmeter"
 	"github.com/h3m-project/h3m/unicast/internal/trace"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 	"github.com/quic-go/quic-go"
@@ -232,9 +233,10 @@ func (s *Server) LocalAddr() net.Addr {
 // an HTTPS (TCP) server; over plain HTTP it never sends session keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := routeOf(r.URL.Path)
-	cw := &countingWriter{ResponseWriter: w}
+	// Manifest streams last long: their bytes are counted as they go.
+	cw := &httpmeter.Writer{ResponseWriter: w}
 	if rt == routeManifests {
-		cw.live = &s.counters.manifestBytes
+		cw.Live = &s.counters.manifestBytes
 	}
 	defer s.counters.count(rt, r.Method, cw)
 	s.serveHTTP(cw, r, rt)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic"
 
+	"github.com/h3m-project/h3m/unicast/internal/httpmeter"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -111,49 +112,9 @@ func routeOf(path string) route {
 	return routeContent
 }
 
-// countingWriter notes the status and counts the body bytes of a response.
-// Manifest streams last long, so their bytes go to live as they are
-// written; the rest are added up when the handler returns.
-type countingWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  uint64
-	live   *atomic.Uint64 // nil: counted at the end
-}
-
-func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	if w.live != nil && w.status == http.StatusOK {
-		w.live.Add(uint64(n))
-	} else {
-		w.bytes += uint64(n)
-	}
-	return n, err
-}
-
-// Flush passes on to the response writer (manifest streams flush).
-func (w *countingWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the response writer.
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // count records the response w wrote for a request of route rt.
-func (c *serverCounters) count(rt route, method string, w *countingWriter) {
-	status := w.status
+func (c *serverCounters) count(rt route, method string, w *httpmeter.Writer) {
+	status := w.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -174,10 +135,10 @@ func (c *serverCounters) count(rt route, method string, w *countingWriter) {
 		c.manifestRequests.Add(1)
 	case status == http.StatusPartialContent:
 		c.repairRequests.Add(1)
-		c.repairBytes.Add(w.bytes)
+		c.repairBytes.Add(uint64(w.Bytes))
 	case method == http.MethodGet:
 		c.wholeRequests.Add(1)
-		c.wholeBytes.Add(w.bytes)
+		c.wholeBytes.Add(uint64(w.Bytes))
 	}
 }
 
