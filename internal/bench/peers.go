@@ -88,10 +88,11 @@ const (
 	// it awaits them (AwaitReceivers), as uftp's announcement phase is
 	// bounded: it pushes as soon as they have joined.
 	DefaultPeersAwaitWait = 2 * time.Second
-	// DefaultPeersPacketSize is about the datagrams UFTP sends with its
-	// default 1300-byte blocks (the block, its headers and the GCM tag):
-	// both tools then put the same number of packets on the wire.
-	DefaultPeersPacketSize = 1350
+	// DefaultPeersPacketSize is the UDP payload of the data packets UFTP
+	// sends with its default 1300-byte blocks (the block, its headers and
+	// the GCM tag; 1352 bytes on the wire, by tcpdump): both tools then
+	// send datagrams of one size.
+	DefaultPeersPacketSize = 1352
 )
 
 // Addresses on the interop topology (the sender is 10.77.0.1, receivers

@@ -56,7 +56,7 @@ func TestPeers(t *testing.T) {
 	if rep.UFTPVersion == "" {
 		t.Error("UFTP's version was not read from its output")
 	}
-	if !strings.Contains(rep.H3MServe, "--wait 2s --wait-receivers N --packet-size 1350") {
+	if !strings.Contains(rep.H3MServe, "--wait 2s --wait-receivers N --packet-size 1352") {
 		t.Errorf("h3m serve's command line lacks the wait for the receivers and the packet size: %s", rep.H3MServe)
 	}
 	if !strings.Contains(out.String(), "| 1 | 10 % |") {
