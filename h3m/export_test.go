@@ -4,3 +4,10 @@ package h3m
 // test feeding packets by hand knows HandlePacket leaves the off-path work
 // to it.
 func ReceiverRunning(r *Receiver) bool { return r.running.Load() }
+
+// FileWrites is how many write calls b made to its file.
+func FileWrites(b *FileBody) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.writes
+}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/h3m-project/h3m/mquic/ranges"
 )
 
 // DefaultWriteBuffer is how many bytes of a body's contiguous writes a
@@ -14,6 +16,14 @@ const DefaultWriteBuffer = 256 << 10
 // pageSize aligns buffered writes: the kernel must zero, or read back, the
 // rest of every page a write covers only in part.
 const pageSize = 4096
+
+// maxHeldGap is the largest gap a FileBody holds across: a write that
+// starts at most this far past the bytes held continues them, the gap held
+// as zeros, when nothing was ever written there. A lost packet then does
+// not split the writes around it in two (at 10 % loss, runs of about ten
+// packets, each written on its own, its first and last pages in part); the
+// repair writes the gap's bytes later, over the zeros.
+const maxHeldGap = 16 << 10
 
 // DirStorage writes bodies to temporary files in Dir, so that a large
 // resource never has to fit in memory. A complete body is given its final
@@ -63,20 +73,29 @@ func (d DirStorage) NewBody(_ *Resource, size int64) (Body, error) {
 	return &FileBody{f: f, max: d.MaxSize, bufSize: max(buf, 0)}, nil
 }
 
-// FileBody is a body in a temporary file. Writes that continue one another
-// are gathered in memory (DirStorage.WriteBuffer) and written in one call
-// at page boundaries; the bytes held are written before any read, commit or
-// truncation, and dropped only by Discard.
+// FileBody is a body in a temporary file. Writes that continue one another,
+// or follow them past a small gap where nothing was written yet (a lost
+// packet, held as zeros until its repair), are gathered in memory
+// (DirStorage.WriteBuffer) and written in one call at page boundaries; the
+// bytes held are written before any read, commit or truncation, and
+// dropped only by Discard. A read of bytes never written returns zeros, as
+// from a file that was only truncated to its size.
 type FileBody struct {
 	mu   sync.Mutex
 	f    *os.File
 	max  int64
 	done bool
 	// run holds the bytes [runOff, runOff+len(run)) written but not yet in
-	// the file; bufSize is its capacity (0: write every call through).
+	// the file (gaps held as zeros); bufSize is its capacity (0: write every
+	// call through).
 	run     []byte
 	runOff  int64
 	bufSize int
+	// inFile are the byte ranges written to the file so far: a gap held
+	// as zeros must not cover any of them.
+	inFile ranges.Set
+	// writes counts the write calls to the file.
+	writes int
 }
 
 // WriteAt implements io.WriterAt.
@@ -89,18 +108,15 @@ func (b *FileBody) WriteAt(p []byte, off int64) (int, error) {
 	if b.done {
 		return 0, fmt.Errorf("h3m: write to a body already committed or discarded")
 	}
-	if len(b.run) > 0 && off != b.runOff+int64(len(b.run)) {
-		// Not a continuation: what is held goes first, so that a later
-		// write over the same bytes wins.
+	if len(b.run) > 0 && !b.holdsLocked(off) {
+		// Neither inside nor shortly after what is held: that goes first,
+		// so that a later write over the same bytes wins.
 		if err := b.flushLocked(false); err != nil {
 			return 0, err
 		}
 	}
-	if len(p) >= b.bufSize {
-		if err := b.flushLocked(false); err != nil {
-			return 0, err
-		}
-		return b.f.WriteAt(p, off)
+	if len(b.run) == 0 && len(p) >= b.bufSize {
+		return b.writeFileLocked(p, off)
 	}
 	if len(b.run) == 0 {
 		if b.run == nil {
@@ -110,9 +126,15 @@ func (b *FileBody) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n := len(p)
 	for len(p) > 0 {
-		k := copy(b.run[len(b.run):cap(b.run)], p)
-		b.run = b.run[:len(b.run)+k]
-		p = p[k:]
+		at := int(off - b.runOff)
+		if at > len(b.run) {
+			// A gap where nothing was written: held as zeros.
+			clear(b.run[len(b.run):at])
+			b.run = b.run[:at]
+		}
+		k := copy(b.run[at:cap(b.run)], p)
+		b.run = b.run[:max(len(b.run), at+k)]
+		p, off = p[k:], off+int64(k)
 		if len(b.run) == cap(b.run) {
 			if err := b.flushLocked(true); err != nil {
 				return n - len(p), err // the bytes taken stay held
@@ -120,6 +142,29 @@ func (b *FileBody) WriteAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// holdsLocked reports whether a write at off goes into the bytes held: it
+// starts inside them, or after them by a gap of at most maxHeldGap that
+// still fits the buffer and where nothing was written to the file.
+func (b *FileBody) holdsLocked(off int64) bool {
+	end := b.runOff + int64(len(b.run))
+	switch {
+	case off < b.runOff:
+		return false
+	case off <= end:
+		return true
+	}
+	return off-end <= maxHeldGap && off-b.runOff < int64(cap(b.run)) &&
+		!b.inFile.Overlaps(uint64(end), uint64(off))
+}
+
+// writeFileLocked writes p at off to the file and notes the range.
+func (b *FileBody) writeFileLocked(p []byte, off int64) (int, error) {
+	b.writes++
+	n, err := b.f.WriteAt(p, off)
+	b.inFile.Add(uint64(off), uint64(off)+uint64(n))
+	return n, err
 }
 
 // flushLocked writes the bytes held. With aligned, it writes only up to the
@@ -135,7 +180,7 @@ func (b *FileBody) flushLocked(aligned bool) error {
 			n = int(end - b.runOff)
 		}
 	}
-	if _, err := b.f.WriteAt(b.run[:n], b.runOff); err != nil {
+	if _, err := b.writeFileLocked(b.run[:n], b.runOff); err != nil {
 		return fmt.Errorf("h3m: write body: %w", err)
 	}
 	rest := copy(b.run, b.run[n:])

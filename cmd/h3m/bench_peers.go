@@ -33,13 +33,16 @@ func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	files := fs.Int("peers-files", bench.DefaultPeersFiles, "peers: number of generated files")
 	rate := fs.Uint64("peers-rate", bench.DefaultPeersRate, "peers: sending rate of both tools, bit/s")
 	repeat := fs.Int("peers-repeat", 1, "peers: runs per tool and case (alternating which goes first; medians reported)")
-	wait := fs.Duration("peers-wait", bench.DefaultPeersWait, "peers: h3m serve --wait (receivers join meanwhile; counted in h3m's time)")
+	wait := fs.Duration("peers-wait", bench.DefaultPeersAwaitWait, "peers: h3m serve --wait, the longest h3m waits for its receivers to join (counted in h3m's time)")
+	await := fs.Bool("peers-await", true, "peers: h3m serve --wait-receivers N: push once the case's N receivers have read the session description (as UFTP's -H starts once every client registered), --peers-wait bounding the wait")
+	packetSize := fs.Int("peers-packet-size", bench.DefaultPeersPacketSize, "peers: h3m serve --packet-size (default: the size of UFTP's data datagrams with its default block size)")
 	timeout := fs.Duration("peers-timeout", 0, "peers: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("peers-dir", "", "peers: keep the content and each process's log here (default: a temporary folder, removed)")
 	uftpArgs := fs.String("peers-uftp-args", "", "peers: more options for uftp, space-separated (e.g. \"-r 0.1 -s 30\")")
 	h3mBin := fs.String("peers-h3m", "", "peers: the h3m binary to compare (default: this one)")
 	return func(ctx context.Context, e *env) error {
 		o := bench.PeersOptions{Size: *size, Files: *files, Rate: *rate, Repeat: *repeat, Wait: *wait,
+			AwaitReceivers: *await, PacketSize: *packetSize,
 			Timeout: *timeout, Out: e.stdout, Logger: e.log}
 		var err error
 		if o.Receivers, err = intList(*receivers); err != nil {

@@ -191,6 +191,27 @@ func TestServeOnceReceive(t *testing.T) {
 	}
 }
 
+// TestServeWaitReceivers: with --wait-receivers 1 the first push goes as
+// soon as the receiver has read the session description, not after --wait
+// (far longer than the test waits); larger packets (--packet-size) arrive
+// whole.
+func TestServeWaitReceivers(t *testing.T) {
+	src, out := makeFolder(t), t.TempDir()
+	listen := "127.0.0.1:24436"
+	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
+		"--packet-size", "1472", "--linger", "5s", "--group", "232.255.7.6", "--port", "5706", "--listen", listen)
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
+	if err := rcv.wait(t, 90*time.Second); err != nil {
+		t.Fatalf("receive: %v\n%s", err, rcv.output())
+	}
+	sameTree(t, src, out)
+	if !strings.Contains(srv.output(), "receivers have the session description; pushing") {
+		t.Errorf("serve did not say it stopped waiting:\n%s", srv.output())
+	}
+}
+
 // TestServeOnceReceiveWithLoss runs sender and receiver in two network
 // namespaces and drops 5% of the multicast packets in the receiver's with
 // nftables: the output folder is still byte-identical, by repair.

@@ -45,6 +45,14 @@ change (a live DASH folder written by ffmpeg or a packager), skipping files
 still being written and pushing manifests after the segments they list. With
 --once it pushes the folder, ends the session and exits after --linger.
 
+--wait delays the first push, for receivers to join; with --wait-receivers N
+the push starts as soon as N receivers have read the session description
+(and a moment for them to join), --wait bounding the wait: for a known set
+of receivers. A receiver that joins after the first push repairs what it
+missed. --packet-size sets the UDP payload of full packets: 1200 bytes fit
+any path; a LAN carries up to its MTU (1472 on Ethernet with IPv4), and
+fewer, larger packets cost sender and receivers less.
+
 Ctrl-C ends the session cleanly: the last push carries "connection: close" and
 the session is marked ended in the session description.
 
@@ -114,6 +122,8 @@ session then ends only once no repair was asked for that window.`,
 			settle := fs.Duration("settle", 300*time.Millisecond, "with --watch: how long a file must stay unchanged before it is pushed")
 			rollover := fs.Duration("rollover", 0, "start a successor session with new keys this often (0: never)")
 			wait := fs.Duration("wait", 0, "wait this long after announcing the session before the first push (time for receivers to join)")
+			waitReceivers := fs.Int("wait-receivers", 0, "with --wait: push as soon as this many receivers have read the session description (and a moment to join), instead of waiting --wait out")
+			packetSize := fs.Int("packet-size", mquic.DefaultMaxPacketSize, "UDP payload bytes of full multicast packets: 1200 fits any path; up to what the network's MTU carries (1472 on Ethernet with IPv4, 1452 with IPv6) means fewer packets")
 			asymmetric := fs.Bool("asymmetric", false, "asymmetric session: sign manifests of packet digests (a new Ed25519 key per session unless --manifest-key)")
 			manifestKey := fs.String("manifest-key", "", "PEM private key (Ed25519 or P-256) that signs the manifests; implies --asymmetric")
 			signKey := fs.String("sign-key", "", "PEM private key (Ed25519, P-256 or RSA) that signs every push; its public key is served at /.well-known/h3m/keys/")
@@ -152,12 +162,19 @@ session then ends only once no repair was asked for that window.`,
 						return usagef("--fec %q: %v", *fecFlag, err)
 					}
 				}
+				if *waitReceivers < 0 || (*waitReceivers > 0 && *wait <= 0) {
+					return usagef("--wait-receivers %d: want a count ≥ 0, and --wait to bound the wait", *waitReceivers)
+				}
+				if *packetSize < mquic.DefaultMaxPacketSize || *packetSize > maxPacketSize {
+					return usagef("--packet-size %d: want %d to %d bytes", *packetSize, mquic.DefaultMaxPacketSize, maxPacketSize)
+				}
 				if *mrepair < 0 || *mrepairWindow <= 0 {
 					return usagef("--mcast-repair %d, --mcast-repair-window %v: want a count ≥ 0 and a positive window", *mrepair, *mrepairWindow)
 				}
 				o := serveOptions{
 					ad: ad, iface: sf.iface, ttl: sf.ttl, dir: *dir, listen: *listen, certFile: *certFile, keyFile: *keyFile,
 					watch: *watch, once: *once, linger: *linger, settle: *settle, rollover: *rollover, wait: *wait,
+					waitReceivers: *waitReceivers, packetSize: *packetSize,
 					digests: splitList(sf.digests), asymmetric: *asymmetric || *manifestKey != "",
 					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 					metricsListen: metricsListen,
@@ -259,6 +276,52 @@ func splitList(s string) []string {
 	return out
 }
 
+// maxPacketSize is the largest --packet-size: what receivers read in one
+// datagram without GRO.
+const maxPacketSize = 4096
+
+// joinAllowance is how long after the last awaited receiver read the
+// session description the first push waits: the receiver joins the group
+// as soon as it has read it, a moment the server cannot see. A receiver
+// that joins later repairs what it missed.
+const joinAllowance = 20 * time.Millisecond
+
+// waitForReceivers waits up to limit, or until n receivers have read the
+// session description since described were served (and joinAllowance
+// more); with n = 0 it waits out limit.
+func waitForReceivers(ctx context.Context, e *env, srv *origin.Server, described uint64, n int, limit time.Duration) {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	var poll <-chan time.Time
+	if n > 0 {
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-poll:
+			if srv.Stats().Descriptions-described < uint64(n) {
+				continue
+			}
+			e.log.Info("receivers have the session description; pushing", "receivers", n)
+			select {
+			case <-time.After(joinAllowance):
+			case <-ctx.Done():
+			}
+			return
+		case <-deadline.C:
+			if n > 0 {
+				e.log.Warn("--wait passed before every awaited receiver read the session description; pushing", "receivers", n,
+					"read", srv.Stats().Descriptions-described)
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 type serveOptions struct {
 	ad                altsvc.Advertisement
 	iface             string
@@ -270,7 +333,12 @@ type serveOptions struct {
 	linger, settle    time.Duration
 	rollover          time.Duration
 	wait              time.Duration
-	digests           []string
+	// waitReceivers ends the wait once this many receivers have read the
+	// session description (0: wait out wait).
+	waitReceivers int
+	// packetSize is the UDP payload of full multicast packets.
+	packetSize int
+	digests    []string
 	// repairURLs are listed in the description; tcpListen also serves the
 	// content over TLS on TCP, for caches.
 	repairURLs []string
@@ -335,7 +403,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		Publisher: origin.PublisherConfig{
 			Interface: o.iface, TTL: o.ttl, Signer: o.signer,
 			Asymmetric: o.asymmetric, ManifestKey: o.manifestKey, Rollover: o.rollover,
-			Sender: mquic.SenderConfig{Logger: e.log}, Tracer: o.tracer,
+			Sender: mquic.SenderConfig{Logger: e.log, MaxPacketSize: o.packetSize}, Tracer: o.tracer,
 		},
 		PrivateFiles:    private,
 		RepairURLs:      o.repairURLs,
@@ -395,15 +463,13 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 			return err
 		}
 	}
+	described := org.Server.Stats().Descriptions
 	fmt.Fprintf(e.stdout, "h3m: receivers: h3m receive --url %s --ca %s --out DIR\n", url, ca)
 	if o.ready != nil {
 		o.ready(url)
 	}
 	if o.wait > 0 {
-		select {
-		case <-time.After(o.wait):
-		case <-ctx.Done():
-		}
+		waitForReceivers(ctx, e, org.Server, described, o.waitReceivers, o.wait)
 	}
 
 	pushed := 0

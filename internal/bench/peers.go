@@ -52,6 +52,13 @@ type PeersOptions struct {
 	// server is up, to discover the session and join before the first push.
 	// It counts in h3m's time, as UFTP's announcement phase counts in UFTP's.
 	Wait time.Duration
+	// AwaitReceivers has h3m serve push as soon as the case's receivers
+	// have all read the session description (--wait-receivers N), as UFTP
+	// with -H starts once every listed client registered; Wait then only
+	// bounds the wait.
+	AwaitReceivers bool
+	// PacketSize is h3m serve's --packet-size (0: its default).
+	PacketSize int
 	// UFTPArgs are more options for uftp (the sender), after the ones the
 	// comparison sets.
 	UFTPArgs []string
@@ -77,6 +84,15 @@ const (
 	DefaultPeersFiles = 50
 	DefaultPeersRate  = 100_000_000
 	DefaultPeersWait  = 250 * time.Millisecond
+	// DefaultPeersAwaitWait bounds h3m serve's wait for its receivers when
+	// it awaits them (AwaitReceivers), as uftp's announcement phase is
+	// bounded: it pushes as soon as they have joined.
+	DefaultPeersAwaitWait = 2 * time.Second
+	// DefaultPeersPacketSize is the UDP payload of the data packets UFTP
+	// sends with its default 1300-byte blocks (the block, its headers and
+	// the GCM tag; 1352 bytes on the wire, by tcpdump): both tools then
+	// send datagrams of one size.
+	DefaultPeersPacketSize = 1352
 )
 
 // Addresses on the interop topology (the sender is 10.77.0.1, receivers
@@ -340,7 +356,7 @@ func Peers(ctx context.Context, o PeersOptions) (*PeersReport, error) {
 		return nil, err
 	}
 	rep.Files = len(files)
-	rep.H3MServe = strings.Join(h3mServeArgs(o, "DIR", "CERT", "KEY", "URL"), " ")
+	rep.H3MServe = strings.Join(h3mServeArgs(o, "N", "DIR", "CERT", "KEY", "URL"), " ")
 	rep.H3MReceive = strings.Join(h3mReceiveArgs(o, "URL", "CERT", "OUT"), " ")
 	rep.UFTPSender = strings.Join(uftpArgs(o, []string{"0x0a4d000b"}, []string{"FILES..."}), " ")
 	rep.UFTPClient = strings.Join(uftpdArgs("0x0a4d000b", "OUT"), " ")
@@ -517,14 +533,21 @@ func sameFile(want, got string, a, b []byte) error {
 	return nil
 }
 
-// h3mServeArgs is the sender's command line.
-func h3mServeArgs(o PeersOptions, dir, cert, key, listen string) []string {
-	return append([]string{"h3m", "serve", "--once", "--dir", dir,
+// h3mServeArgs is the sender's command line for receivers receivers.
+func h3mServeArgs(o PeersOptions, receivers, dir, cert, key, listen string) []string {
+	argv := []string{"h3m", "serve", "--once", "--dir", dir,
 		"--interface", "eth0", "--source", "10.77.0.1", "--ttl", "1",
 		"--group", "232.77.0.1", "--port", "7700", "--listen", listen,
 		"--rate", strconv.FormatUint(o.Rate, 10), "--suite", "1301",
-		"--wait", o.Wait.String(), "--linger", (o.Timeout + time.Minute).String(),
-		"--cert", cert, "--key", key}, o.ServeArgs...)
+		"--wait", o.Wait.String()}
+	if o.AwaitReceivers {
+		argv = append(argv, "--wait-receivers", receivers)
+	}
+	if o.PacketSize > 0 {
+		argv = append(argv, "--packet-size", strconv.Itoa(o.PacketSize))
+	}
+	argv = append(argv, "--linger", (o.Timeout + time.Minute).String(), "--cert", cert, "--key", key)
+	return append(argv, o.ServeArgs...)
 }
 
 // h3mReceiveArgs is a receiver's command line.
@@ -582,7 +605,7 @@ func (o *PeersOptions) runH3M(ctx context.Context, net *interop.Network, dir str
 	ready := make(chan struct{})
 	var once sync.Once
 	start := time.Now()
-	serve, err := startPeerProc(ctx, net.Sender, "serve", exe(o.H3M, h3mServeArgs(*o, content, cert, key, net.Server.String())), dir,
+	serve, err := startPeerProc(ctx, net.Sender, "serve", exe(o.H3M, h3mServeArgs(*o, strconv.Itoa(len(net.Receivers)), content, cert, key, net.Server.String())), dir,
 		func(line string) {
 			if strings.HasPrefix(line, "h3m: receivers:") {
 				once.Do(func() { close(ready) })

@@ -25,7 +25,8 @@ func TestPeers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rep, err := Peers(ctx, PeersOptions{H3M: bin, Receivers: []int{1}, Loss: []int{10}, Size: 3 << 20, Files: 6,
-		Rate: 100_000_000, Repeat: 1, Wait: DefaultPeersWait, Timeout: 2 * time.Minute, Dir: t.TempDir(), Out: &out})
+		Rate: 100_000_000, Repeat: 1, Wait: DefaultPeersAwaitWait, AwaitReceivers: true, PacketSize: DefaultPeersPacketSize,
+		Timeout: 2 * time.Minute, Dir: t.TempDir(), Out: &out})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +55,9 @@ func TestPeers(t *testing.T) {
 	}
 	if rep.UFTPVersion == "" {
 		t.Error("UFTP's version was not read from its output")
+	}
+	if !strings.Contains(rep.H3MServe, "--wait 2s --wait-receivers N --packet-size 1352") {
+		t.Errorf("h3m serve's command line lacks the wait for the receivers and the packet size: %s", rep.H3MServe)
 	}
 	if !strings.Contains(out.String(), "| 1 | 10 % |") {
 		t.Errorf("the summary lacks the case's row:\n%s", out.String())

@@ -3,9 +3,12 @@ package client
 import (
 	"context"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
@@ -399,6 +402,65 @@ func TestAltSvcOnly(t *testing.T) {
 	for _, d := range tc.checkExact(h, h.Paths) {
 		if d.Via != ViaMulticast {
 			t.Errorf("%s via %s", d.Path, d.Via)
+		}
+	}
+}
+
+// readCountingStorage keeps bodies in memory and counts the bytes read
+// back from each.
+type readCountingStorage struct{ h3m.MemoryStorage }
+
+type readCountingBody struct {
+	h3m.Body
+	read atomic.Int64
+}
+
+func (s readCountingStorage) NewBody(res *h3m.Resource, size int64) (h3m.Body, error) {
+	b, err := s.MemoryStorage.NewBody(res, size)
+	if err != nil {
+		return nil, err
+	}
+	return &readCountingBody{Body: b}, nil
+}
+
+func (b *readCountingBody) ReadAt(p []byte, off int64) (int, error) {
+	n, err := b.Body.ReadAt(p, off)
+	b.read.Add(int64(n))
+	return n, err
+}
+
+// TestRepairHashesOnce: a repaired resource is read back for its digests
+// once, from its first loss, not once more for the origin's Repr-Digest,
+// which is the pushed Content-Digest that pass has just checked.
+func TestRepairHashesOnce(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 12, MinSize: 100 << 10, MaxSize: 300 << 10, Seed: 3, Loss: 0.10})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "hash-once")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.Storage = readCountingStorage{}
+	var mu sync.Mutex
+	readBack := map[string][2]int64{} // path: bytes read back on delivery, size
+	cfg.OnResource = func(d Delivery) {
+		if b, ok := d.Body.(*readCountingBody); ok && d.Via == ViaRepair {
+			mu.Lock()
+			readBack[d.Path] = [2]int64{b.read.Load(), d.Size}
+			mu.Unlock()
+		}
+	}
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	tc.waitPaths(15*time.Second, h.Paths)
+	tc.checkExact(h, h.Paths)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(readBack) == 0 {
+		t.Fatal("nothing was repaired at 10 % loss")
+	}
+	for p, rs := range readBack {
+		if rs[0] > rs[1] {
+			t.Errorf("%s: %d bytes read back to verify a repaired body of %d", p, rs[0], rs[1])
 		}
 	}
 }

@@ -517,8 +517,12 @@ func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
 	if err := j.verifier.Verify(j.res, j.prof); err != nil {
 		return nil, badErr(fmt.Errorf("client: %s: repaired resource: %w", j.path, err))
 	}
-	checked := j.header.Get("Digest") != "" || (j.header.Get("Content-Digest") != "" && j.first == 0 && j.length == j.total)
-	if j.reprDigest != "" && j.first == 0 && j.length == j.total {
+	whole := j.first == 0 && j.length == j.total
+	checked := j.header.Get("Digest") != "" || (j.header.Get("Content-Digest") != "" && whole)
+	// The origin's Repr-Digest is the pushed Content-Digest when the
+	// representation did not change: Verify has just checked the body
+	// against that very value, and a second pass would hash it again.
+	if j.reprDigest != "" && whole && !sameDigestChecked(j) {
 		if err := integrity.VerifyContentDigest(j.reprDigest, io.NewSectionReader(body, 0, j.length), nil); err != nil && !errors.Is(err, integrity.ErrNoSupportedDigest) {
 			return nil, badErr(fmt.Errorf("%w: unicast: %s: repaired resource: Repr-Digest: %w", h3m.ErrIntegrity, j.path, err))
 		}
@@ -531,6 +535,14 @@ func (c *Client) repairAttempt(ctx context.Context, j *job) (*Delivery, error) {
 	d.Path, d.ETag, d.Via, d.Session, d.PushID = j.path, j.etag, ViaRepair, j.session, j.pushID
 	d.Status, d.Size, d.Header, d.Body = j.res.Response().Status, j.length, j.header, body
 	return &d, nil
+}
+
+// sameDigestChecked reports whether j's Repr-Digest is the Content-Digest
+// the push carried on a whole (200) response, which Verify checks: then
+// the Repr-Digest holds nothing Verify has not.
+func sameDigestChecked(j *job) bool {
+	cd := j.header.Get("Content-Digest")
+	return cd != "" && cd == j.reprDigest && j.res.Response().Status == http.StatusOK
 }
 
 // rangeRequest asks for batch with If-Range on the pushed ETag and writes

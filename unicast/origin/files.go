@@ -432,8 +432,17 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	http.ServeContent(&digestWriter{ResponseWriter: w, f: f}, r, "", rep.ModTime, file)
+	dw := &digestWriter{ResponseWriter: w, f: f}
+	http.ServeContent(dw, r, "", rep.ModTime, file)
+	dw.flush()
 }
+
+// responseBuffer is how many bytes of small writes a response gathers
+// before it hands them on. A multipart/byteranges response (a receiver's
+// repair) is written as a part header then its bytes, a write each; over
+// HTTP/3 each write would go out in packets of its own (a lost packet's
+// bytes in one packet, the next part's header in a second of 180 bytes).
+const responseBuffer = 16 << 10
 
 // digestWriter removes the representation fields that do not describe
 // what a response actually carries: Content-Digest from partial responses,
@@ -442,7 +451,8 @@ type digestWriter struct {
 	http.ResponseWriter
 	f       *FileServer // counts the content served
 	wrote   bool
-	content bool // a 200 or 206: its body bytes are counted
+	content bool   // a 200 or 206: its body bytes are counted
+	buf     []byte // small writes not yet handed on (responseBuffer)
 }
 
 func (d *digestWriter) WriteHeader(code int) {
@@ -474,6 +484,32 @@ func (d *digestWriter) Write(p []byte) (int, error) {
 	if !d.wrote {
 		d.WriteHeader(http.StatusOK)
 	}
+	if len(d.buf)+len(p) > responseBuffer {
+		if err := d.flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= responseBuffer {
+		return d.write(p)
+	}
+	if d.buf == nil {
+		d.buf = make([]byte, 0, responseBuffer)
+	}
+	d.buf = append(d.buf, p...)
+	return len(p), nil
+}
+
+// flush hands on the bytes gathered.
+func (d *digestWriter) flush() error {
+	if len(d.buf) == 0 {
+		return nil
+	}
+	_, err := d.write(d.buf)
+	d.buf = d.buf[:0]
+	return err
+}
+
+func (d *digestWriter) write(p []byte) (int, error) {
 	n, err := d.ResponseWriter.Write(p)
 	if d.content {
 		d.f.bodyBytes.Add(uint64(n))
