@@ -16,7 +16,7 @@ const (
 	DefaultMaxHeldPackets = 4096
 	DefaultMaxHeldBytes   = 8 << 20
 	DefaultMaxDigests     = 1 << 16
-	DefaultMaxVerifyRate  = 10000
+	DefaultMaxVerifyRate  = 20000
 	DefaultWindow         = 4096
 	DefaultMaxAhead       = 1 << 22
 	DefaultExpectAhead    = 256
@@ -46,8 +46,10 @@ type AuthConfig struct {
 	// the session's own packets (MANIFEST frames), and those from outside
 	// the session (HandleManifest: over unicast, from the origin). Past it
 	// manifests are dropped unverified. It bounds the CPU a flood of forged
-	// manifests can take, and a flood in the session does not touch the
-	// budget of the manifests fetched over unicast. Within the session's
+	// manifests can take (the default: about 0.6 of a core on amd64), and a
+	// flood in the session does not touch the budget of the manifests
+	// fetched over unicast. It also bounds a real session's rate: the
+	// default covers 660 000 packets a second at 33 digests per manifest. Within the session's
 	// budget, expected manifests come first: those with a sequence number
 	// after the newest verified one (ExpectAhead of them) or missing below
 	// it, of which fewer than two copies failed verification, that list a
