@@ -163,8 +163,9 @@ func (r AsymResult) Report(w io.Writer, o Options) {
 		fmt.Fprintf(w, "  %-22s symmetric %6.2f Gbit/s   asymmetric %6.2f Gbit/s   ratio %.3f %s\n",
 			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), ratio(runs), note)
 		for _, run := range runs {
-			fmt.Fprintf(w, "  %-22s   %-10s: %d of %d stream bytes delivered, %d packets lost, %d held packets expired\n",
-				"", mode(run.Asymmetric), run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, run.Receiver.Auth.Expired)
+			au := run.Receiver.Auth
+			fmt.Fprintf(w, "  %-22s   %-10s: %d of %d stream bytes delivered, %d packets lost, %d held packets expired, %d evicted, %d manifests over the verification budget\n",
+				"", mode(run.Asymmetric), run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, au.Expired, au.Evicted, au.RateLimited)
 		}
 	}
 	for _, runs := range r.Paced {
