@@ -174,10 +174,10 @@ func (r AsymResult) Report(w io.Writer, o Options) {
 	line("unpaced", r.Unpaced, "(target >= 0.35: the receiver's CPU is the limit)")
 	a := r.Paced[len(r.Paced)-1][1]
 	m, au := a.Sender.Manifests, a.Receiver.Auth
-	fmt.Fprintf(w, "  per packet, paced run: sender hash %.2f µs, sign %.2f µs (%d manifests of %d packets on average, %.1f µs each, each sent %d times); receiver verify %.2f µs (%d verifications, %.1f µs each)\n",
+	fmt.Fprintf(w, "  per packet, paced run: sender hash %.2f µs, sign %.2f µs (%d manifests of %d packets on average, %.1f µs each, each sent %d times); receiver verify %.2f µs (%d verifications, %d of them in batches, %.1f µs each)\n",
 		perPacket(m.HashTime, m.Hashed), perPacket(m.SignTime, m.Hashed), m.Manifests, a.Sender.Manifests.Digests/max(m.Manifests, 1),
 		perPacket(m.SignTime, m.Manifests), m.Frames/max(m.Manifests, 1),
-		perPacket(au.VerifyTime, au.Authenticated), au.Verified, perPacket(au.VerifyTime, au.Verified))
+		perPacket(au.VerifyTime, au.Authenticated), au.Verified, au.Batched, perPacket(au.VerifyTime, au.Verified))
 	fmt.Fprintf(w, "  packets on the wire: symmetric %d, asymmetric %d (+%.1f %% for manifests)\n",
 		r.Paced[len(r.Paced)-1][0].Sender.Packets, a.Sender.Packets,
 		100*(float64(a.Sender.Packets)/float64(a.Sent)*float64(r.Paced[len(r.Paced)-1][0].Sent)/float64(r.Paced[len(r.Paced)-1][0].Sender.Packets)-1))

@@ -84,6 +84,7 @@ type AuthStats struct {
 	Unexpected   uint64        // of the manifests the Authenticator verified or rate-limited, those it did not expect (lower priority)
 	Verified     uint64        // signature verifications (good or bad)
 	VerifyTime   time.Duration // time spent verifying
+	Batched      uint64        // of Verified, signatures verified in batches (Prechecker.VerifyClaimed)
 
 	// Digests.
 	Digests        uint64 // digests registered to wait for their packets
@@ -163,6 +164,9 @@ type Authenticator struct {
 	// top is the newest verified sequence number plus one (0: none), for
 	// the Prechecker.
 	top atomic.Uint64
+	// lastFailure is when a signature last failed verification, plus one
+	// (0: never), for the Prechecker's batches.
+	lastFailure atomic.Int64
 
 	stats AuthStats
 }
@@ -301,6 +305,9 @@ func (a *Authenticator) handle(m *Manifest, now time.Time, sig Signature, b *bud
 	if sig.Checked {
 		a.stats.Verified++
 		a.stats.VerifyTime += sig.Time
+		if sig.Batched {
+			a.stats.Batched++
+		}
 	}
 	t := a.ticks(now)
 	if m.StreamID != a.prof.StreamID {
@@ -347,7 +354,7 @@ func (a *Authenticator) handle(m *Manifest, now time.Time, sig Signature, b *bud
 		a.stats.Verified++
 		a.claims[m.Seq%claimSlots].Store(uint64(m.Seq) + 1)
 		if err != nil {
-			a.failed(m.Seq)
+			a.failed(m.Seq, t)
 		}
 	}
 	if err != nil {
@@ -390,8 +397,10 @@ func (a *Authenticator) listsHeld(m *Manifest) bool {
 	return false
 }
 
-// failed records that a copy of sequence number seq failed verification.
-func (a *Authenticator) failed(seq uint32) {
+// failed records that a copy of sequence number seq failed verification,
+// at t.
+func (a *Authenticator) failed(seq uint32, t int64) {
+	a.lastFailure.Store(t + 1)
 	slot := &a.failures[seq%claimSlots]
 	for {
 		f := a.failures[seq%claimSlots].Load()
