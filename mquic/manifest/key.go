@@ -23,10 +23,10 @@ import (
 
 // Ed25519 signatures are made and verified with curve25519-voi rather than
 // crypto/ed25519: on amd64 its vectorized (AVX2) field arithmetic signs and
-// verifies in about half the time, its expanded public key keeps the
+// verifies in about half the time, and its expanded public key keeps the
 // decompressed point and its table across verifications (crypto/ed25519
-// decompresses the key on every call), and it verifies several signatures
-// at once, which crypto/ed25519 cannot. The receiver verifies one signature
+// decompresses the key on every call). Several signatures are verified at
+// once with batch.go. The receiver verifies one signature
 // per manifest and the sender signs one, so this is most of what
 // asymmetric authentication costs per packet beyond hashing
 // (spec/transport.md, "Cost").

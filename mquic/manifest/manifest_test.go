@@ -412,8 +412,9 @@ func TestIsFrame(t *testing.T) {
 }
 
 // Ed25519 manifests are signed and verified with curve25519-voi (key.go);
-// crypto/ed25519 must agree with it both ways, including on a signature
-// whose S is not reduced (S + L), which both refuse.
+// crypto/ed25519 must agree with it both ways on the signatures anyone can
+// make, including one whose S is not reduced (S + L), which both refuse
+// (TestBatchAgreesWithSingle shows where the two differ).
 func TestEd25519AgreesWithStdlib(t *testing.T) {
 	key := testKey(t)
 	std := ed25519.NewKeyFromSeed(unhex(t, rfc8032Seed))
