@@ -3,7 +3,6 @@ module github.com/h3m-project/h3m
 go 1.26.0
 
 require (
-	filippo.io/edwards25519 v1.2.0
 	github.com/klauspost/reedsolomon v1.14.2
 	github.com/oasisprotocol/curve25519-voi v0.0.0-20230904125328-1f23a7beb09a
 	github.com/prometheus/client_golang v1.25.0

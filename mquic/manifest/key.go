@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/big"
 
-	"filippo.io/edwards25519"
 	"github.com/oasisprotocol/curve25519-voi/curve"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"golang.org/x/crypto/cryptobyte"
@@ -98,7 +97,8 @@ type PublicKey struct {
 	alg Algorithm
 	raw []byte
 	ed  *voi.ExpandedPublicKey
-	edA *edwards25519.Point // for batch verification
+	// For batch verification: the base point and the key, expanded.
+	edStatic [2]*curve.ExpandedEdwardsPoint
 	ec  *ecdsa.PublicKey
 	id  KeyID
 }
@@ -139,9 +139,11 @@ func ParsePublicKey(alg Algorithm, raw []byte) (*PublicKey, error) {
 			return nil, fmt.Errorf("manifest: ed25519 public key %x is not in canonical form (RFC 8032 §5.1.3)", raw)
 		}
 		k.ed = ed
-		if k.edA, err = new(edwards25519.Point).SetBytes(k.raw); err != nil {
+		var a curve.EdwardsPoint
+		if _, err := a.SetCompressedY(&y); err != nil {
 			return nil, fmt.Errorf("manifest: ed25519 public key %x is not a point of the curve", raw)
 		}
+		k.edStatic = [2]*curve.ExpandedEdwardsPoint{curve.NewExpandedEdwardsPoint(curve.ED25519_BASEPOINT_POINT), curve.NewExpandedEdwardsPoint(&a)}
 	case ECDSAP256SHA256:
 		ec, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 		if err != nil {
