@@ -99,8 +99,8 @@ type PublicKey struct {
 	ed  *voi.ExpandedPublicKey
 	// For batch verification: the base point and the key, expanded.
 	edStatic [2]*curve.ExpandedEdwardsPoint
-	ec  *ecdsa.PublicKey
-	id  KeyID
+	ec       *ecdsa.PublicKey
+	id       KeyID
 }
 
 // NewPublicKey wraps an ed25519.PublicKey or a P-256 *ecdsa.PublicKey.

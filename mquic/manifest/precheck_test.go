@@ -308,7 +308,7 @@ func TestBatchAgreesWithSingle(t *testing.T) {
 	if !key.Public().verifyBatch(append([]*Manifest{&odd}, goods...), &b) {
 		t.Fatal("the batch refuses what one-by-one verification takes")
 	}
-// And a batch refuses what one-by-one verification refuses.
+	// And a batch refuses what one-by-one verification refuses.
 	bad := odd
 	bad.Signature = append([]byte(nil), odd.Signature...)
 	bad.Signature[33] ^= 1
