@@ -207,19 +207,11 @@ func BenchmarkAsymThroughput(b *testing.B) {
 // share of what asymmetric authentication costs.
 func BenchmarkAsymRunPipeline(b *testing.B) {
 	for _, asym := range []bool{false, true} {
-		name, params, sc := "symmetric", testParams(b, mcasttest.Group()), (*manifest.SignerConfig)(nil)
+		params, pkts := capturedStream(b, asym, 24_000_000)
+		name := "symmetric"
 		if asym {
 			name = "asymmetric"
-			params, sc = asymParams(b, mcasttest.Group())
 		}
-		cc := &captureConn{}
-		snd, err := runSender(b, cc, mquic.SenderConfig{Params: params, Manifests: sc})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sendStreams(b, snd, newPattern(), 1, 24_000_000)
-		snd.Close()
-		pkts := cc.Packets()
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(pkts[1])))
@@ -247,4 +239,22 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// capturedStream returns the packets of one stream of size bytes sent in a
+// symmetric or an asymmetric session, and the session's parameters.
+func capturedStream(t testing.TB, asym bool, size int) (mquic.Params, [][]byte) {
+	t.Helper()
+	params, sc := testParams(t, mcasttest.Group()), (*manifest.SignerConfig)(nil)
+	if asym {
+		params, sc = asymParams(t, mcasttest.Group())
+	}
+	cc := &captureConn{}
+	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendStreams(t, snd, newPattern(), 1, size)
+	snd.Close()
+	return params, cc.Packets()
 }

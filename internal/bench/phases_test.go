@@ -12,6 +12,68 @@ import (
 	"github.com/h3m-project/h3m/mquic/wire"
 )
 
+// Benchmarks of single phases of h3m bench, for CPU profiles
+// (-benchtime=1x -cpuprofile), and of what bounds them.
+
+// loopbackGSO is h3m bench's default setting: 1200-byte packets, GSO and
+// GRO on loopback, AES-128-GCM, 2 s phases.
+func loopbackGSO() Options {
+	return Options{PacketSize: 1200, GSO: true, GRO: true, Suite: protect.SuiteAES128GCM, Interface: "lo",
+		Group: mcasttest.Group(), Source: netip.MustParseAddr("127.0.0.1"), Duration: 2 * time.Second}
+}
+
+// BenchmarkAsymUnpaced runs the unpaced phase of the asymmetric comparison
+// (h3m bench --what asym) for each mode on its own, so that a CPU profile
+// shows one mode: run with -benchtime=1x and -cpuprofile.
+func BenchmarkAsymUnpaced(b *testing.B) {
+	for _, asym := range []bool{false, true} {
+		b.Run(mode(asym), func(b *testing.B) {
+			o := loopbackGSO()
+			var run AsymRun
+			for b.Loop() {
+				var err error
+				if run, err = o.asymTransfer(context.Background(), o.Group.Port(), asym, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Logf("sent %d, delivered %d, packets %d, lost %d, auth %+v", run.Sent, run.Stream.Bytes, run.Receiver.Packets, run.Receiver.LostPackets, run.Receiver.Auth)
+			b.ReportMetric(run.Stream.Gbps(), "Gbit/s")
+			b.ReportMetric(float64(run.CPU.Nanoseconds())/float64(max(run.Receiver.Packets, 1)), "cpu-ns/pkt")
+		})
+	}
+}
+
+// BenchmarkHTTPLarge runs the stream phase and the 32 MiB pushes of the
+// HTTP comparison (h3m bench --what http) one at a time, so that a CPU
+// profile shows one of them, and reports each one's rate and CPU per byte
+// (sender and receiver). Run with -benchtime=1x.
+func BenchmarkHTTPLarge(b *testing.B) {
+	o := loopbackGSO()
+	run := func(b *testing.B, phase func() (Rate, error)) {
+		var r Rate
+		var cpu time.Duration
+		for b.Loop() {
+			c0 := processCPU()
+			var err error
+			if r, err = phase(); err != nil {
+				b.Fatal(err)
+			}
+			cpu = processCPU() - c0
+		}
+		b.ReportMetric(r.Gbps(), "Gbit/s")
+		b.ReportMetric(cpu.Seconds()/(float64(r.Bytes)/1e9), "cpu-s/GB")
+	}
+	b.Run("stream", func(b *testing.B) {
+		run(b, func() (Rate, error) {
+			_, _, s, err := o.streamPhase(context.Background(), o.Group.Port())
+			return s, err
+		})
+	})
+	b.Run("push", func(b *testing.B) {
+		run(b, func() (Rate, error) { return o.largePushes(context.Background(), o.Group.Port()+1, 32<<20) })
+	})
+}
+
 // BenchmarkCryptoCeiling measures, in one run, what bounds the loopback
 // GSO→GRO mquic/raw-UDP ratio on this machine: the raw-UDP baseline (its
 // rate and the CPU it takes per datagram, sender and receiver), the mquic
@@ -22,8 +84,7 @@ import (
 // nothing but crypto (crypto-only-Mpps). Run with -benchtime=1x; rounds
 // alternate the phases and the best of each is kept.
 func BenchmarkCryptoCeiling(b *testing.B) {
-	o := Options{PacketSize: 1200, GSO: true, GRO: true, Suite: protect.SuiteAES128GCM, Interface: "lo",
-		Group: mcasttest.Group(), Source: netip.MustParseAddr("127.0.0.1"), Duration: 2 * time.Second}
+	o := loopbackGSO()
 	const rounds = 3
 	var raw, stream Rate
 	var rawCPU float64 // CPU seconds per raw datagram received, least of the rounds
