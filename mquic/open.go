@@ -64,9 +64,8 @@ type opener struct {
 	// pre, when set, claims the signatures of MANIFEST frames for
 	// verification ahead as they are parsed, at now (asymmetric sessions,
 	// on Run's openers, which verify them batch by batch).
-	pre     *manifest.Prechecker
-	now     time.Time
-	scratch []byte
+	pre *manifest.Prechecker
+	now time.Time
 	// The REPAIR frame of the packet being parsed (fec_recv.go).
 	repair    fec.Repair
 	hasRepair bool
