@@ -24,9 +24,9 @@ import (
 // crypto/ed25519: on amd64 its vectorized (AVX2) field arithmetic signs and
 // verifies in about half the time, and its expanded public key keeps the
 // decompressed point and its table across verifications (crypto/ed25519
-// decompresses the key on every call). Several signatures are verified at
-// once with batch.go. The receiver verifies one signature
-// per manifest and the sender signs one, so this is most of what
+// decompresses the key on every call); batch.go verifies several
+// signatures at once with its group operations. The receiver verifies one
+// signature per manifest and the sender signs one, so this is most of what
 // asymmetric authentication costs per packet beyond hashing
 // (spec/transport.md, "Cost").
 //
