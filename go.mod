@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/klauspost/reedsolomon v1.14.2
+	github.com/oasisprotocol/curve25519-voi v0.0.0-20230904125328-1f23a7beb09a
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	keyforger "github.com/h3m-project/h3m/internal/forger"
 	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/manifest"
@@ -818,5 +819,51 @@ func TestAsymAllocations(t *testing.T) {
 	}
 	if s := r.Stats(); s.Auth.Authenticated < 3000 || s.Auth.BadSignature != 0 {
 		t.Fatalf("%s", s.Auth)
+	}
+}
+
+// TestPipelineBatchVerification: Run verifies the manifests of each read
+// together, in one batch; a read with a forged manifest among the real ones
+// is verified one by one, so that only the forgery is refused, and batches
+// stop while forgeries keep coming. Every real packet is authenticated.
+func TestPipelineBatchVerification(t *testing.T) {
+	params, pkts := capturedStream(t, true, 4_000_000)
+	prot, _ := params.Protector()
+	f, err := keyforger.New(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := batched(pkts, 256)
+	forged := 0
+	top := uint32(0)
+	for i, read := range reads {
+		for _, p := range read {
+			for _, m := range decodePacket(t, prot, len(params.SessionID), p).manifests {
+				top = max(top, m.Seq)
+			}
+		}
+		if i < len(reads)/2 {
+			continue // the first half: real manifests only
+		}
+		// A forged manifest, numbered just after the real ones and
+		// listing the read's first packet, in the middle of the read.
+		sp := decodePacket(t, prot, len(params.SessionID), read[0])
+		b, err := f.ManifestFrame(keyforger.Manifest{Seq: top + 1, FirstPN: sp.pn, Digests: []manifest.Digest{manifest.Sum(sp.wire)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fake := f.SealPN(sp.pn+1<<16+uint64(i), b)
+		reads[i] = append(append(append([][]byte(nil), read[:len(read)/2]...), fake), read[len(read)/2:]...)
+		forged++
+	}
+	st := receivePipelined(t, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, Workers: 2}, reads)
+	a := st.Auth
+	t.Logf("%d packets, %d forged manifests: %s; %d verifications, %d in batches", len(pkts), forged, a, a.Verified, a.Batched)
+	if a.Batched == 0 || a.BadSignature != uint64(forged) || a.Expired != 0 || a.Evicted != 0 {
+		t.Fatalf("%d batched, %d bad signatures (%d forged), %d expired, %d evicted", a.Batched, a.BadSignature, forged, a.Expired, a.Evicted)
+	}
+	// Only the packets of the last manifests wait: no manifest lists them.
+	if missing := uint64(len(pkts)) - st.Packets; missing > uint64(a.Held)+a.UnconfirmedManifests {
+		t.Fatalf("%d of %d real packets accepted, %d held", st.Packets, len(pkts), a.Held)
 	}
 }

@@ -77,7 +77,8 @@ func floodShare(t *testing.T, forge func(f *keyforger.Forger, real *sessionPacke
 	pat := newPattern()
 	pkts := capturedAsymSession(t, params, sc, pat, 30_000_000)
 	prot, _ := params.Protector()
-	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat)})
+	// A budget of 10 000 verifications a second: the flood is twice that.
+	r, clk, f := clockedReceiver(t, mquic.ReceiverConfig{Params: params, Handler: newCollector(pat), Auth: manifest.AuthConfig{MaxVerifyRate: 10_000}})
 	top := uint32(0)
 	for _, p := range pkts {
 		sp := decodePacket(t, prot, len(params.SessionID), p)

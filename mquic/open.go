@@ -46,6 +46,9 @@ type rxPacket struct {
 type rxManifest struct {
 	m   manifest.Manifest
 	sig manifest.Signature // m's signature, if verified ahead
+	// claimed: m's signature is to be verified ahead, with the others of
+	// its batch, once every part is opened (rxBatch.verifyClaimed).
+	claimed bool
 }
 
 // opener opens packets: the checks, the digest, header protection, AEAD and
@@ -58,11 +61,11 @@ type opener struct {
 	prot   *protect.Protector
 	frames []wire.Frame
 	mans   []rxManifest
-	// pre, when set, verifies the signatures of MANIFEST frames as they are
-	// parsed, at now (asymmetric sessions, on Run's openers).
-	pre     *manifest.Prechecker
-	now     time.Time
-	scratch []byte
+	// pre, when set, claims the signatures of MANIFEST frames for
+	// verification ahead as they are parsed, at now (asymmetric sessions,
+	// on Run's openers, which verify them batch by batch).
+	pre *manifest.Prechecker
+	now time.Time
 	// The REPAIR frame of the packet being parsed (fec_recv.go).
 	repair    fec.Repair
 	hasRepair bool
@@ -182,7 +185,7 @@ func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, 
 			rm := &o.mans[len(o.mans)-1]
 			rm.m, n, err = manifest.ParseFrame(b)
 			if err == nil && o.pre != nil {
-				rm.sig, o.scratch = o.pre.Check(&rm.m, o.now, o.scratch)
+				rm.claimed = o.pre.Claim(&rm.m, o.now)
 			}
 		} else if o.r.fec != nil && fec.IsFrame(b) {
 			n, err = o.parseRepair(b)

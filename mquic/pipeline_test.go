@@ -293,21 +293,7 @@ func TestPipelineMatchesSequential(t *testing.T) {
 // holding, verifying, releasing).
 func TestRunPipelineAllocations(t *testing.T) {
 	for _, asym := range []bool{false, true} {
-		var params mquic.Params
-		var sc *manifest.SignerConfig
-		if asym {
-			params, sc = asymParams(t, mcasttest.Group())
-		} else {
-			params = testParams(t, mcasttest.Group())
-		}
-		cc := &captureConn{}
-		snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sendStreams(t, snd, newPattern(), 1, 12_000_000)
-		snd.Close()
-		pkts := cc.Packets()
+		params, pkts := capturedStream(t, asym, 12_000_000)
 		warm := batched(pkts[:2000], 256)
 		rest := batched(pkts[2000:], 256)
 		conn := newFeedConn(warm)

@@ -12,19 +12,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/mcast"
 )
 
 // Run's pipeline. One goroutine reads batches of datagrams; the datagrams of
 // a batch are opened in parts (each packet independently: header
-// protection, AEAD, frames, digest, manifest signatures) by whichever of the
-// reader, Workers-1 more goroutines and the goroutine that called Run takes
-// a part first, and that last goroutine then processes them in the order
-// they were read (replay window, authentication, reassembly, handlers).
-// Reading, opening and processing of consecutive batches overlap; parts go
-// to whoever is free, so a worker that the machine does not schedule holds
-// nothing up. Batches are preallocated and recycled: nothing is allocated
-// per packet.
+// protection, AEAD, frames, digest) by whichever of the reader, Workers-1
+// more goroutines and the goroutine that called Run takes a part first; the
+// goroutine that opens the last part verifies the batch's manifest
+// signatures together; and the goroutine that called Run then processes
+// the packets in the order they were read (replay window, authentication,
+// reassembly, handlers). Reading, opening and processing of consecutive
+// batches overlap; parts go to whoever is free, so a worker that the
+// machine does not schedule holds nothing up. Batches are preallocated and
+// recycled: nothing is allocated per packet (a batch verification of
+// several signatures allocates its own working space, once per batch).
 
 // pipelineBatches is how many batches are in flight: one read, one opened,
 // one processed.
@@ -46,6 +49,13 @@ type rxBatch struct {
 	largest uint64
 	have    bool
 	pnLen   int
+
+	// The manifests claimed for verification while the parts were opened,
+	// verified together by the goroutine that opens the last part.
+	claimed []*rxManifest
+	cms     []*manifest.Manifest
+	csigs   []manifest.Signature
+	verify  manifest.Batch
 
 	nparts  int
 	next    atomic.Int32  // the next part to take
@@ -86,7 +96,36 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 		o.open(&ps[j], b.largest, b.have, b.pnLen)
 	}
 	if b.pending.Add(-1) == 0 {
+		if o.pre != nil {
+			b.verifyClaimed(o.pre)
+		}
 		b.opened <- struct{}{}
+	}
+}
+
+// verifyClaimed verifies with pre, in one batch, the signatures of the
+// manifests that were claimed for verification while the batch's parts were
+// opened (see opener.parse). Batch verification costs less per signature
+// the more there are, which is why the parts' openers only claim their
+// manifests.
+func (b *rxBatch) verifyClaimed(pre *manifest.Prechecker) {
+	b.claimed, b.cms = b.claimed[:0], b.cms[:0]
+	for i := range b.pkts {
+		p := &b.pkts[i]
+		for j := range p.mans {
+			if rm := &p.mans[j]; rm.claimed {
+				b.claimed = append(b.claimed, rm)
+				b.cms = append(b.cms, &rm.m)
+			}
+		}
+	}
+	if len(b.claimed) == 0 {
+		return
+	}
+	b.csigs = append(b.csigs[:0], make([]manifest.Signature, len(b.claimed))...)
+	pre.VerifyClaimed(b.cms, b.csigs, b.now, &b.verify)
+	for i, rm := range b.claimed {
+		rm.sig = b.csigs[i]
 	}
 }
 

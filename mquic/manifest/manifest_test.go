@@ -370,6 +370,8 @@ func TestProfile(t *testing.T) {
 		{"unknown algorithm", "01" + "0808" + "01020304" + rfc8032Public, "public key"},
 		{"short key", "01" + "0807" + "01020304" + rfc8032Public[:62], "public key"},
 		{"not a point", "01" + "0403" + "01020304" + "04" + strings.Repeat("00", 64), "public key"},
+		// y = 2 is no point's y-coordinate: no signature could verify.
+		{"ed25519 not a point", "01" + "0807" + "01020304" + "02" + strings.Repeat("00", 31), "public key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseProfile(unhex(t, tc.in))
@@ -406,5 +408,47 @@ func TestIsFrame(t *testing.T) {
 		if IsFrame(b) {
 			t.Fatalf("%x taken for a MANIFEST frame", b)
 		}
+	}
+}
+
+// Ed25519 manifests are signed and verified with curve25519-voi (key.go);
+// crypto/ed25519 must agree with it both ways on the signatures anyone can
+// make, including one whose S is not reduced (S + L), which both refuse
+// (TestBatchAgreesWithSingle shows where the two differ).
+func TestEd25519AgreesWithStdlib(t *testing.T) {
+	key := testKey(t)
+	std := ed25519.NewKeyFromSeed(unhex(t, rfc8032Seed))
+	m := Manifest{StreamID: 5, Seq: 6, FirstPN: 7, Digests: testDigests(33, 7)}
+	b, err := m.Append(nil, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, _ := Parse(b)
+	signed := append([]byte(signatureContext), p.SignedBytes()...)
+	if !ed25519.Verify(std.Public().(ed25519.PublicKey), signed, p.Signature) {
+		t.Fatal("crypto/ed25519 refuses the signer's signature")
+	}
+	if got := ed25519.Sign(std, signed); !bytes.Equal(got, p.Signature) {
+		t.Fatalf("signature %x, crypto/ed25519 makes %x", p.Signature, got)
+	}
+	// S + L, L the group order (little-endian), encodes the same scalar
+	// unreduced: RFC 8032 §5.1.7 rejects it.
+	l := unhex(t, "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+	sig := bytes.Clone(p.Signature)
+	carry := 0
+	for i := range 32 {
+		v := int(sig[32+i]) + int(l[i]) + carry
+		sig[32+i], carry = byte(v), v>>8
+	}
+	if carry != 0 || sig[63]&0xe0 != 0 {
+		t.Fatal("S + L does not fit in 253 bits")
+	}
+	copy(b[len(b)-64:], sig)
+	p, _, _ = Parse(b)
+	if ed25519.Verify(std.Public().(ed25519.PublicKey), signed, sig) {
+		t.Fatal("crypto/ed25519 takes an unreduced S")
+	}
+	if err := key.Public().Verify(&p); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("an unreduced S verified (%v)", err)
 	}
 }
