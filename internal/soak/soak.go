@@ -66,6 +66,17 @@ type Options struct {
 	// socket.
 	Loss float64
 	Seed uint64
+	// FEC, if positive, gives the session forward error correction at
+	// this overhead (serve --fec).
+	FEC float64
+	// Bursts of loss: every BurstEvery segments (0: none), BurstSegments
+	// segments are sent with BurstLoss of their packets dropped, enough
+	// for Breaker (the client's circuit breaker; zero fields take its
+	// defaults) to trip, leave the session and fetch over unicast until
+	// its back-off ends.
+	BurstEvery, BurstSegments int
+	BurstLoss                 float64
+	Breaker                   client.BreakerConfig
 
 	// The bounds to go past: the origin's catalogue and the
 	// representations it remembers, the client's copy of the catalogue and
@@ -201,6 +212,13 @@ type Report struct {
 	// passed.
 	Samples []Sample
 	WarmUp  int
+	// FECRecovered and FECUnrecovered are the lost packets the receivers
+	// rebuilt from FEC repair packets, and those they could not (read
+	// after every segment: a receiver's counts since the last reading
+	// before the breaker stopped it are missed).
+	FECRecovered, FECUnrecovered uint64
+	// BurstDropped are the packets dropped during the bursts of loss.
+	BurstDropped int
 }
 
 // Run runs a soak until every segment is pushed and played (or ctx ends).
@@ -266,7 +284,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		<-srvDone
 	}()
 	ad, err := origin.NewSession(origin.SessionConfig{Group: o.Group, Source: netip.MustParseAddr("127.0.0.1"), Interface: o.Interface,
-		Suite: protect.SuiteAES128GCM, PeakFlowRate: o.PeakFlowRate, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second})
+		Suite: protect.SuiteAES128GCM, PeakFlowRate: o.PeakFlowRate, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second, FEC: o.FEC})
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +298,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	cfg := client.Config{
 		URL: org.URL(), CAFile: caFile, Interface: o.Interface, RecvBuffer: 64 << 20,
 		MaxDeliveries: o.MaxDeliveries, MaxCatalog: o.ClientCatalog, CatalogRetention: o.ClientRetention,
-		Storage: h3m.MemoryStorage{MaxSize: 16 << 20}, RequireDigest: true, ExitOnEnd: true,
+		Storage: h3m.MemoryStorage{MaxSize: 16 << 20}, RequireDigest: true, ExitOnEnd: true, Breaker: o.Breaker,
 		Logger: log.With("part", "client"),
 		OnResource: func(d client.Delivery) {
 			viaMu.Lock()
@@ -389,7 +407,33 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			window = window[1:]
 		}
 	}
+	fec := fecTally{last: map[string][2]uint64{}}
+	inBurst := false
+	burstFrom := 0
 	for i := range o.Segments {
+		if burst := o.BurstEvery > 0 && i%o.BurstEvery >= o.BurstEvery-o.BurstSegments; burst != inBurst {
+			inBurst = burst
+			rate := o.Loss
+			if burst {
+				rate = o.BurstLoss
+			}
+			lossyMu.Lock()
+			dropped := 0
+			for _, l := range lossy {
+				l.SetRate(rate)
+				n, _ := l.DroppedCount()
+				dropped += n
+			}
+			lossyMu.Unlock()
+			if burst {
+				burstFrom = dropped
+			} else {
+				rep.BurstDropped += dropped - burstFrom
+			}
+		}
+		if o.FEC > 0 {
+			fec.read(rc.Sessions())
+		}
 		if d := time.Until(next); d > 0 {
 			select {
 			case <-ctx.Done():
@@ -432,6 +476,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// The player gets the last segments; then the session ends and the
 	// client, told at once by the in-band end, settles and returns.
 	<-playerDone
+	fec.read(rc.Sessions())
+	rep.FECRecovered, rep.FECUnrecovered = fec.totals()
 	if err := org.Publisher.Close(ctx); err != nil {
 		return rep, err
 	}
@@ -477,6 +523,33 @@ func warmUpSegments(o Options) int {
 		o.OriginFiles, o.MaxDeliveries, client.DefaultMaxPushes, int(o.Window/o.Interval),
 		int(o.StoreBytes/int64(o.MinSize+o.MaxSize)*2)) // the store full
 	return min(n+n/4, o.Segments/2)
+}
+
+// fecTally adds up the FEC counts of the receivers a session had: each
+// counts from its join, so a count lower than the last one read is a new
+// receiver's.
+type fecTally struct {
+	last map[string][2]uint64 // session ID -> recovered, unrecovered last read
+	done [2]uint64            // of the receivers that ended
+}
+
+func (f *fecTally) read(sessions []client.SessionInfo) {
+	for _, s := range sessions {
+		cur := [2]uint64{s.Transport.FEC.Recovered, s.Transport.FEC.Unrecovered}
+		last := f.last[s.ID]
+		if cur[0] < last[0] || cur[1] < last[1] {
+			f.done[0], f.done[1] = f.done[0]+last[0], f.done[1]+last[1]
+		}
+		f.last[s.ID] = cur
+	}
+}
+
+func (f *fecTally) totals() (recovered, unrecovered uint64) {
+	recovered, unrecovered = f.done[0], f.done[1]
+	for _, l := range f.last {
+		recovered, unrecovered = recovered+l[0], unrecovered+l[1]
+	}
+	return recovered, unrecovered
 }
 
 // manifestPath is the live manifest's path.
@@ -728,6 +801,14 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "  loss: %d of %d packets dropped (%d bytes); lost body bytes %d, repaired %d (ratio %.3f)\n",
 		r.DroppedPackets, r.SentPackets+r.DroppedPackets, r.DroppedBytes, r.Client.LostBytes, r.Client.RepairBytes, ratio)
+	if o.FEC > 0 || o.BurstEvery > 0 {
+		fmt.Fprintf(&b, "  fec %.0f%%: %d lost packets rebuilt, %d not; bursts of %.0f%% loss: %d packets dropped in them, %d breaker trips\n",
+			100*o.FEC, r.FECRecovered, r.FECUnrecovered, 100*o.BurstLoss, r.BurstDropped, r.Client.BreakerTrips)
+	}
+	if r.Client.Orphans > 0 {
+		fmt.Fprintf(&b, "  orphan push streams (promise or header section lost): %d, %d identified and repaired, %d fetched whole\n",
+			r.Client.Orphans, r.Client.OrphansMatched, r.Client.OrphansFetched)
+	}
 	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
 		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
 	fmt.Fprintf(&b, "  player: %d of %d segments served (%s), %d errors; gateway: %d held, %d fetched after the hold, %d passed to the origin\n",
