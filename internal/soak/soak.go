@@ -198,8 +198,9 @@ type Report struct {
 	WholeFetches, RangeRequests, RefetchedMulticast int
 	Refetched                                       []string // the first few of those, for the report
 	// ManifestRaces are requests for a version of the manifest that were
-	// answered with a later one (see ledger).
-	ManifestRaces int
+	// answered with a later one (see ledger); ManifestWholeFetches the
+	// whole fetches of the manifest, which may be too.
+	ManifestRaces, ManifestWholeFetches int
 	// Played counts the segments the player got from the gateway, by the
 	// gateway's X-H3m-Via; PlayerErrors are its failures (wrong bytes,
 	// statuses), the first few of them.
@@ -501,7 +502,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, p := range window {
 		led.finalize(p.key)
 	}
-	rep.WholeFetches, rep.RangeRequests, rep.RefetchedMulticast, rep.ManifestRaces, rep.Refetched = led.totals()
+	rep.WholeFetches, rep.RangeRequests, rep.RefetchedMulticast, rep.ManifestRaces, rep.ManifestWholeFetches, rep.Refetched = led.totals()
 	sample(o.Segments)
 	return rep, err
 }
@@ -710,7 +711,11 @@ type ledger struct {
 	byKey map[string]*keyRecord // path + "\x00" + ETag
 
 	whole, ranged, refetched, races int
-	examples                        []string
+	// manifestWhole counts the whole fetches of the manifest: each may be
+	// answered with a later version than the one asked for (a whole fetch
+	// names none), which the client then delivers in its place.
+	manifestWhole int
+	examples      []string
 }
 
 type keyRecord struct {
@@ -740,6 +745,9 @@ func (l *ledger) requested(path, etag string, ranged bool, ifRange string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.recordLocked(path, etag)
+	if !ranged && path == manifestPath {
+		l.manifestWhole++
+	}
 	if (ranged && ifRange != etag) || (!ranged && path == manifestPath && r.via != "") {
 		l.races++
 		if ranged {
@@ -771,10 +779,10 @@ func (l *ledger) finalize(key string) {
 	l.mu.Unlock()
 }
 
-func (l *ledger) totals() (whole, ranged, refetched, races int, examples []string) {
+func (l *ledger) totals() (whole, ranged, refetched, races, manifestWhole int, examples []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.whole, l.ranged, l.refetched, l.races, l.examples
+	return l.whole, l.ranged, l.refetched, l.races, l.manifestWhole, l.examples
 }
 
 func mustPool(caFile string) *x509.CertPool {
@@ -809,8 +817,8 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "  orphan push streams (promise or header section lost): %d, %d identified and repaired, %d fetched whole\n",
 			r.Client.Orphans, r.Client.OrphansMatched, r.Client.OrphansFetched)
 	}
-	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
-		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
+	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request, %d whole fetches of the manifest; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
+		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.ManifestWholeFetches, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
 	fmt.Fprintf(&b, "  player: %d of %d segments served (%s), %d errors; gateway: %d held, %d fetched after the hold, %d passed to the origin\n",
 		r.PlayedOK, o.Segments, formatCounts(r.Played), len(r.PlayerErrors), r.Gateway.Held, r.Gateway.HeldTimeout, r.Gateway.Passthrough)
 	if len(r.Samples) > 0 {
