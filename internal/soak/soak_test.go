@@ -140,12 +140,11 @@ func check(t *testing.T, rep *Report, live []uint64) {
 		}
 		// Repairs fetch the bytes lost, the gaps of at most MergeGap
 		// received bytes between two losses, and no more. With breaker
-		// trips, repairs have come up to a few hundred bytes short of
-		// the 300 KB counted lost (0.1 %; which resource, not found yet).
-		short := st.LostBytes
-		if o.BurstEvery > 0 {
-			short = st.LostBytes * 99 / 100
-		}
+		// trips, repairs have come 421 bytes short of what was counted
+		// lost, the size of a manifest version: one lost whole as the
+		// receiver stopped, delivered by a whole fetch (a later version)
+		// rather than by range; allowed once a trip.
+		short := st.LostBytes - int64(1<<10*st.BreakerTrips)
 		if st.RepairBytes < short || float64(st.RepairBytes) > 1.25*float64(st.LostBytes) {
 			t.Errorf("repaired %d bytes for %d lost (%d bytes from multicast repairs, %d fetched whole)", st.RepairBytes, st.LostBytes, st.MulticastRepairBytes, st.FetchBytes)
 		}
