@@ -141,9 +141,10 @@ func check(t *testing.T, rep *Report, live []uint64) {
 		// Repairs fetch the bytes lost, the gaps of at most MergeGap
 		// received bytes between two losses, and no more. With breaker
 		// trips, repairs have come 421 bytes short of what was counted
-		// lost, the size of a manifest version: one lost whole as the
-		// receiver stopped, delivered by a whole fetch (a later version)
-		// rather than by range; allowed once a trip.
+		// lost, the size of a manifest version: presumably one lost
+		// whole as the receiver stopped and delivered in the end by a
+		// whole fetch (of a later version) rather than by range; allowed
+		// once a trip.
 		short := st.LostBytes - int64(1<<10*st.BreakerTrips)
 		if st.RepairBytes < short || float64(st.RepairBytes) > 1.25*float64(st.LostBytes) {
 			t.Errorf("repaired %d bytes for %d lost (%d bytes from multicast repairs, %d fetched whole)", st.RepairBytes, st.LostBytes, st.MulticastRepairBytes, st.FetchBytes)
