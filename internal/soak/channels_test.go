@@ -82,13 +82,15 @@ func TestChannelSwitchUnderLoss(t *testing.T) {
 		t.Errorf("nothing lost (%d packets dropped, %d body bytes lost): the case did not happen", rep.dropped, st.LostBytes)
 	}
 	// Every switch joins the new rendition's channel (five phases), and
-	// a rendition played again after going unused is joined again. What
-	// was pushed before a join (the producer leads by two segments, and a
-	// promise lost right after the join hides one more) comes over
-	// unicast; every later segment by multicast.
+	// a rendition played again is joined again (the producer waits for it
+	// to be left first). What was pushed before a join comes over unicast:
+	// at most three segments a join (the producer leads by two, and a
+	// promise lost right after the join hides one more); the rest by
+	// multicast. A loaded machine may leave a channel between two requests
+	// of its player and join it again: each join may cost as much.
 	phases := (o.Segments + o.PerRendition - 1) / o.PerRendition
-	if n := rep.played[gateway.ViaUnicast]; n > 3*phases {
-		t.Errorf("%d segments over unicast, more than 3 a switch: the channels were not joined in time (%v)", n, rep.played)
+	if n := rep.played[gateway.ViaUnicast]; n > 3*(st.Joins-1) {
+		t.Errorf("%d segments over unicast, more than 3 a channel join (%d): the channels were not joined in time (%v)", n, st.Joins-1, rep.played)
 	}
 	if st.Joins < 1+phases {
 		t.Errorf("%d joins, want at least %d (the main session and a channel per phase)", st.Joins, 1+phases)
@@ -353,20 +355,31 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	var perr error
 	played := -1
 	for i := 0; i < o.Segments && perr == nil; i++ {
-		for played < i-lead {
+		for played < i-lead && perr == nil {
 			select {
 			case played = <-gotSeg:
 			case <-ctx.Done():
 				perr = ctx.Err()
 			}
-			if perr != nil {
-				break
-			}
 		}
+		// A rendition played before is played again only once the gateway
+		// has left it (so that each such phase joins afresh): the player
+		// comes back to it after a while, as users do.
+		if r := (i / o.PerRendition) % o.Renditions; i%o.PerRendition == 0 && i >= o.Renditions*o.PerRendition && perr == nil {
+			perr = waitFor(fmt.Sprintf("r%d left before it is played again", r), func() bool {
+				s := channelSession(rc, fmt.Sprintf("/r%d/", r))
+				return !s.Joined && s.Idle
+			})
+		}
+		if perr != nil {
+			break
+		}
+		// Paced from the last push (no catching up in a burst after a
+		// wait: each rendition is played for PerRendition intervals).
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
-		next = next.Add(o.Interval)
+		next = time.Now().Add(o.Interval)
 		for r, p := range pubs {
 			name := renditionPath(r, i)
 			if perr = writeFile(filepath.Join(www, filepath.FromSlash(name[1:])), o.segmentOf(r, i)); perr != nil {
@@ -444,6 +457,16 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	}
 	rep.groupsEnd = mine(gs)
 	return rep, nil
+}
+
+// channelSession returns the client's session of channel.
+func channelSession(rc *client.Client, channel string) client.SessionInfo {
+	for _, s := range rc.Sessions() {
+		if s.Channel == channel {
+			return s
+		}
+	}
+	return client.SessionInfo{}
 }
 
 // joinedGroups lists the IPv4 groups joined on iface, as the kernel keeps
