@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -16,17 +15,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/internal/mcasttest"
-	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/h3m-project/h3m/unicast/gateway"
@@ -164,55 +160,14 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 			return nil, err
 		}
 	}
-	caFile := filepath.Join(dir, "cert.pem")
-	cert, err := origin.LoadOrCreateCertificate(caFile, filepath.Join(dir, "key.pem"), []string{"127.0.0.1"})
-	if err != nil {
-		return nil, err
-	}
 	rep := &channelReport{played: map[string]int{}}
-
-	var lossyMu sync.Mutex
-	var lossy []*mcasttest.Lossy
-	seed := o.Seed
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	org, err := newLossyOrigin(dir, www, "lo", o.Loss, o.Seed, log)
 	if err != nil {
 		return nil, err
 	}
-	org, err := origin.New(origin.Config{
-		Dir: www, Addr: conn.LocalAddr().String(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Logger: log.With("part", "origin"),
-		Publisher: origin.PublisherConfig{Interface: "lo", TTL: 1, Listen: func(c mcast.Config) (net.PacketConn, error) {
-			mc, err := mcast.ListenSender(c)
-			if err != nil {
-				return nil, err
-			}
-			lossyMu.Lock()
-			defer lossyMu.Unlock()
-			seed++
-			l := mcasttest.NewLossy(mc, o.Loss, seed)
-			l.CountOnly()
-			lossy = append(lossy, l)
-			return l, nil
-		}},
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	srvDone := make(chan struct{})
-	go func() {
-		defer close(srvDone)
-		org.Server.Serve(conn)
-	}()
-	orgClosed := false
-	closeOrigin := func() {
-		if !orgClosed {
-			orgClosed = true
-			org.Close(context.WithoutCancel(ctx))
-			<-srvDone
-		}
-	}
-	defer closeOrigin()
+	caFile := org.CAFile
+	org.Serve()
+	defer org.Close(context.WithoutCancel(ctx))
 	ad, err := origin.NewSession(origin.SessionConfig{Group: o.Group, Source: netip.MustParseAddr("127.0.0.1"), Interface: "lo",
 		Suite: protect.SuiteAES128GCM, PeakFlowRate: 100_000_000, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second})
 	if err != nil {
@@ -243,17 +198,14 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	cfg := client.Config{
 		URL: org.URL(), CAFile: caFile, Interface: "lo", RecvBuffer: 16 << 20, ChannelIdle: o.ChannelIdle,
 		Storage: h3m.MemoryStorage{MaxSize: 16 << 20}, RequireDigest: true, ExitOnEnd: true,
-		Logger:      log.With("part", "client"),
-		QUICConfig:  &quic.Config{HandshakeIdleTimeout: time.Second, MaxIdleTimeout: 5 * time.Second, KeepAlivePeriod: time.Second},
-		PushTimeout: 500 * time.Millisecond, RepairDelay: 50 * time.Millisecond, RepairBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
-		FallbackAfter: 2 * time.Second, ProbeInterval: 300 * time.Millisecond, CatalogPoll: 200 * time.Millisecond, LostGrace: time.Second,
-		EndDrain: 500 * time.Millisecond,
+		Logger: log.With("part", "client"),
 		OnResource: func(d client.Delivery) {
 			if d.Err == nil {
 				store.Put(gateway.EntryOf(&d))
 			}
 		},
 	}
+	compressTimings(&cfg)
 	rc, err := client.New(cfg)
 	if err != nil {
 		return nil, err
@@ -273,14 +225,11 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, closeGateway, err := serveHTTP(gw)
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
-	base := "http://" + ln.Addr().String()
+	defer closeGateway()
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -435,19 +384,13 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	rep.gateway = gw.Status()
 	rep.heldTimedOut = int(timedOut.n.Load())
 
-	closeOrigin()
+	org.Close(context.WithoutCancel(ctx))
 	if err := stopClient(); err != nil && ctx.Err() != nil {
 		return rep, err
 	}
-	hs.Close()
+	closeGateway()
 	upstream.Close()
-	lossyMu.Lock()
-	for _, l := range lossy {
-		pkts, _ := l.DroppedCount()
-		rep.dropped += pkts
-		rep.sent += l.Sent()
-	}
-	lossyMu.Unlock()
+	rep.dropped, _, rep.sent = org.Counts()
 	waitFor("every group left", func() bool {
 		gs, err := joinedGroups("lo")
 		return err == nil && len(mine(gs)) == 0

@@ -24,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -36,12 +35,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/internal/mcasttest"
-	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/h3m-project/h3m/unicast/gateway"
@@ -235,55 +232,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.Mkdir(www, 0o755); err != nil {
 		return nil, err
 	}
-	caFile := filepath.Join(dir, "cert.pem")
-	cert, err := origin.LoadOrCreateCertificate(caFile, filepath.Join(dir, "key.pem"), []string{"127.0.0.1"})
-	if err != nil {
-		return nil, err
-	}
 	rep := &Report{Options: o, Via: map[string]int{}, Played: map[string]int{}}
 	led := &ledger{byKey: map[string]*keyRecord{}}
 
-	// The origin, its socket dropping o.Loss of the multicast packets.
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The origin, its sockets dropping o.Loss of the multicast packets.
+	org, err := newLossyOrigin(dir, www, o.Interface, o.Loss, o.Seed, log)
 	if err != nil {
 		return nil, err
 	}
-	var lossyMu sync.Mutex
-	var lossy []*mcasttest.Lossy
-	seed := o.Seed
-	org, err := origin.New(origin.Config{
-		Dir: www, Addr: conn.LocalAddr().String(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Logger: log.With("part", "origin"),
-		Publisher: origin.PublisherConfig{Interface: o.Interface, TTL: 1, Listen: func(c mcast.Config) (net.PacketConn, error) {
-			mc, err := mcast.ListenSender(c)
-			if err != nil {
-				return nil, err
-			}
-			lossyMu.Lock()
-			defer lossyMu.Unlock()
-			seed++
-			l := mcasttest.NewLossy(mc, o.Loss, seed)
-			l.CountOnly() // a long run cannot keep every packet it drops
-			lossy = append(lossy, l)
-			return l, nil
-		}},
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
+	defer org.Close(context.WithoutCancel(ctx))
+	caFile := org.CAFile
 	org.Catalog.MaxEntries, org.Catalog.MaxAge = o.CatalogEntries, o.CatalogAge
 	org.Files.MaxCached = o.OriginFiles
 	org.Server.Handler = &requestCounter{next: org.Files, led: led}
-	srvDone := make(chan struct{})
-	go func() {
-		defer close(srvDone)
-		org.Server.Serve(conn)
-	}()
-	defer func() {
-		org.Close(context.WithoutCancel(ctx))
-		<-srvDone
-	}()
+	org.Serve()
 	ad, err := origin.NewSession(origin.SessionConfig{Group: o.Group, Source: netip.MustParseAddr("127.0.0.1"), Interface: o.Interface,
 		Suite: protect.SuiteAES128GCM, PeakFlowRate: o.PeakFlowRate, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second, FEC: o.FEC})
 	if err != nil {
@@ -323,9 +285,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		},
 	}
 	if !o.RealTimeTimings {
-		cfg.QUICConfig = &quic.Config{HandshakeIdleTimeout: time.Second, MaxIdleTimeout: 5 * time.Second, KeepAlivePeriod: time.Second}
-		cfg.PushTimeout, cfg.RepairDelay, cfg.RepairBackoff, cfg.MaxBackoff = 500*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond, time.Second
-		cfg.FallbackAfter, cfg.ProbeInterval, cfg.CatalogPoll, cfg.LostGrace, cfg.EndDrain = 2*time.Second, 300*time.Millisecond, 200*time.Millisecond, time.Second, 500*time.Millisecond
+		compressTimings(&cfg)
 	}
 	rc, err := client.New(cfg)
 	if err != nil {
@@ -339,14 +299,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	gwURL, closeGateway, err := serveHTTP(gw)
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
-	gwURL := "http://" + ln.Addr().String()
+	defer closeGateway()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -418,14 +375,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if burst {
 				rate = o.BurstLoss
 			}
-			lossyMu.Lock()
-			dropped := 0
-			for _, l := range lossy {
-				l.SetRate(rate)
-				n, _ := l.DroppedCount()
-				dropped += n
-			}
-			lossyMu.Unlock()
+			dropped := org.SetRate(rate)
 			if burst {
 				burstFrom = dropped
 			} else {
@@ -446,7 +396,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			perr = ctx.Err()
 			break
 		}
-		e, err := writeAndPush(ctx, org, www, o, i)
+		e, err := writeAndPush(ctx, org.Origin, www, o, i)
 		if perr = err; perr != nil {
 			break
 		}
@@ -454,7 +404,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Pushed++
 		pushed <- i
 		if (i+1)%o.ManifestEvery == 0 {
-			e, err := pushManifest(ctx, org, www, o, i)
+			e, err := pushManifest(ctx, org.Origin, www, o, i)
 			if perr = err; perr != nil {
 				break
 			}
@@ -491,14 +441,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Duration = time.Since(start)
 	rep.Client = rc.Stats()
 	rep.Gateway = gw.Status()
-	lossyMu.Lock()
-	for _, l := range lossy {
-		pkts, bytes := l.DroppedCount()
-		rep.DroppedPackets += pkts
-		rep.DroppedBytes += bytes
-		rep.SentPackets += l.Sent()
-	}
-	lossyMu.Unlock()
+	rep.DroppedPackets, rep.DroppedBytes, rep.SentPackets = org.Counts()
 	for _, p := range window {
 		led.finalize(p.key)
 	}
