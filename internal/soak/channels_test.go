@@ -43,13 +43,22 @@ import (
 // delivers or by its knowing multicast will not bring it), every unused
 // channel is left (its group gone from the kernel's memberships), and once
 // everything is closed no group stays joined and no goroutine is left.
+// Without FEC, and with 5 % FEC on every session (a receiver joining
+// mid-stream meets FEC blocks begun before it).
 func TestChannelSwitchUnderLoss(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	t.Run("no-fec", func(t *testing.T) { testChannelSwitch(t, 0) })
+	t.Run("fec", func(t *testing.T) { testChannelSwitch(t, 0.05) })
+}
+
+// testChannelSwitch is TestChannelSwitchUnderLoss with sessions of fec
+// overhead (0: none).
+func testChannelSwitch(t *testing.T, fec float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	baseG := runtime.NumGoroutine()
 	o := channelRun{
 		Renditions: 3, Segments: 60, PerRendition: 12, Interval: 60 * time.Millisecond,
-		MinSize: 20 << 10, MaxSize: 60 << 10, Loss: 0.05, ChannelIdle: 500 * time.Millisecond, Seed: 7,
+		MinSize: 20 << 10, MaxSize: 60 << 10, Loss: 0.05, FEC: fec, ChannelIdle: 500 * time.Millisecond, Seed: 7,
 		Group: mcasttest.Group(),
 	}
 	if os.Getenv("SOAK_LOG") != "" {
@@ -120,7 +129,7 @@ type channelRun struct {
 	Renditions, Segments, PerRendition int
 	Interval                           time.Duration
 	MinSize, MaxSize                   int
-	Loss                               float64
+	Loss, FEC                          float64
 	ChannelIdle                        time.Duration
 	Seed                               uint64
 	Group                              netip.AddrPort
@@ -169,7 +178,7 @@ func (o *channelRun) run(ctx context.Context, t *testing.T) (*channelReport, err
 	org.Serve()
 	defer org.Close(context.WithoutCancel(ctx))
 	ad, err := origin.NewSession(origin.SessionConfig{Group: o.Group, Source: netip.MustParseAddr("127.0.0.1"), Interface: "lo",
-		Suite: protect.SuiteAES128GCM, PeakFlowRate: 100_000_000, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second})
+		Suite: protect.SuiteAES128GCM, PeakFlowRate: 100_000_000, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second, FEC: o.FEC})
 	if err != nil {
 		return nil, err
 	}
