@@ -24,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -36,12 +35,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/internal/mcasttest"
-	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/h3m-project/h3m/unicast/gateway"
@@ -66,6 +63,17 @@ type Options struct {
 	// socket.
 	Loss float64
 	Seed uint64
+	// FEC, if positive, gives the session forward error correction at
+	// this overhead (serve --fec).
+	FEC float64
+	// Bursts of loss: every BurstEvery segments (0: none), BurstSegments
+	// segments are sent with BurstLoss of their packets dropped, enough
+	// for Breaker (the client's circuit breaker; zero fields take its
+	// defaults) to trip, leave the session and fetch over unicast until
+	// its back-off ends.
+	BurstEvery, BurstSegments int
+	BurstLoss                 float64
+	Breaker                   client.BreakerConfig
 
 	// The bounds to go past: the origin's catalogue and the
 	// representations it remembers, the client's copy of the catalogue and
@@ -187,8 +195,9 @@ type Report struct {
 	WholeFetches, RangeRequests, RefetchedMulticast int
 	Refetched                                       []string // the first few of those, for the report
 	// ManifestRaces are requests for a version of the manifest that were
-	// answered with a later one (see ledger).
-	ManifestRaces int
+	// answered with a later one (see ledger); ManifestWholeFetches the
+	// whole fetches of the manifest, which may be too.
+	ManifestRaces, ManifestWholeFetches int
 	// Played counts the segments the player got from the gateway, by the
 	// gateway's X-H3m-Via; PlayerErrors are its failures (wrong bytes,
 	// statuses), the first few of them.
@@ -201,6 +210,13 @@ type Report struct {
 	// passed.
 	Samples []Sample
 	WarmUp  int
+	// FECRecovered and FECUnrecovered are the lost packets the receivers
+	// rebuilt from FEC repair packets, and those they could not (read
+	// after every segment: a receiver's counts since the last reading
+	// before the breaker stopped it are missed).
+	FECRecovered, FECUnrecovered uint64
+	// BurstDropped are the packets dropped during the bursts of loss.
+	BurstDropped int
 }
 
 // Run runs a soak until every segment is pushed and played (or ctx ends).
@@ -216,57 +232,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.Mkdir(www, 0o755); err != nil {
 		return nil, err
 	}
-	caFile := filepath.Join(dir, "cert.pem")
-	cert, err := origin.LoadOrCreateCertificate(caFile, filepath.Join(dir, "key.pem"), []string{"127.0.0.1"})
-	if err != nil {
-		return nil, err
-	}
 	rep := &Report{Options: o, Via: map[string]int{}, Played: map[string]int{}}
 	led := &ledger{byKey: map[string]*keyRecord{}}
 
-	// The origin, its socket dropping o.Loss of the multicast packets.
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The origin, its sockets dropping o.Loss of the multicast packets.
+	org, err := newLossyOrigin(dir, www, o.Interface, o.Loss, o.Seed, log)
 	if err != nil {
 		return nil, err
 	}
-	var lossyMu sync.Mutex
-	var lossy []*mcasttest.Lossy
-	seed := o.Seed
-	org, err := origin.New(origin.Config{
-		Dir: www, Addr: conn.LocalAddr().String(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Logger: log.With("part", "origin"),
-		Publisher: origin.PublisherConfig{Interface: o.Interface, TTL: 1, Listen: func(c mcast.Config) (net.PacketConn, error) {
-			mc, err := mcast.ListenSender(c)
-			if err != nil {
-				return nil, err
-			}
-			lossyMu.Lock()
-			defer lossyMu.Unlock()
-			seed++
-			l := mcasttest.NewLossy(mc, o.Loss, seed)
-			l.CountOnly() // a long run cannot keep every packet it drops
-			lossy = append(lossy, l)
-			return l, nil
-		}},
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
+	defer org.Close(context.WithoutCancel(ctx))
+	caFile := org.CAFile
 	org.Catalog.MaxEntries, org.Catalog.MaxAge = o.CatalogEntries, o.CatalogAge
 	org.Files.MaxCached = o.OriginFiles
 	org.Server.Handler = &requestCounter{next: org.Files, led: led}
-	srvDone := make(chan struct{})
-	go func() {
-		defer close(srvDone)
-		org.Server.Serve(conn)
-	}()
-	defer func() {
-		org.Close(context.WithoutCancel(ctx))
-		<-srvDone
-	}()
+	org.Serve()
 	ad, err := origin.NewSession(origin.SessionConfig{Group: o.Group, Source: netip.MustParseAddr("127.0.0.1"), Interface: o.Interface,
-		Suite: protect.SuiteAES128GCM, PeakFlowRate: o.PeakFlowRate, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second})
+		Suite: protect.SuiteAES128GCM, PeakFlowRate: o.PeakFlowRate, MaxConcurrentResources: 16, IdleTimeout: 3 * time.Second, FEC: o.FEC})
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +261,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	cfg := client.Config{
 		URL: org.URL(), CAFile: caFile, Interface: o.Interface, RecvBuffer: 64 << 20,
 		MaxDeliveries: o.MaxDeliveries, MaxCatalog: o.ClientCatalog, CatalogRetention: o.ClientRetention,
-		Storage: h3m.MemoryStorage{MaxSize: 16 << 20}, RequireDigest: true, ExitOnEnd: true,
+		Storage: h3m.MemoryStorage{MaxSize: 16 << 20}, RequireDigest: true, ExitOnEnd: true, Breaker: o.Breaker,
 		Logger: log.With("part", "client"),
 		OnResource: func(d client.Delivery) {
 			viaMu.Lock()
@@ -304,9 +285,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		},
 	}
 	if !o.RealTimeTimings {
-		cfg.QUICConfig = &quic.Config{HandshakeIdleTimeout: time.Second, MaxIdleTimeout: 5 * time.Second, KeepAlivePeriod: time.Second}
-		cfg.PushTimeout, cfg.RepairDelay, cfg.RepairBackoff, cfg.MaxBackoff = 500*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond, time.Second
-		cfg.FallbackAfter, cfg.ProbeInterval, cfg.CatalogPoll, cfg.LostGrace, cfg.EndDrain = 2*time.Second, 300*time.Millisecond, 200*time.Millisecond, time.Second, 500*time.Millisecond
+		compressTimings(&cfg)
 	}
 	rc, err := client.New(cfg)
 	if err != nil {
@@ -320,14 +299,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	gwURL, closeGateway, err := serveHTTP(gw)
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
-	gwURL := "http://" + ln.Addr().String()
+	defer closeGateway()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -389,7 +365,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			window = window[1:]
 		}
 	}
+	fec := fecTally{last: map[string][2]uint64{}}
+	inBurst := false
+	burstFrom := 0
 	for i := range o.Segments {
+		if burst := o.BurstEvery > 0 && i%o.BurstEvery >= o.BurstEvery-o.BurstSegments; burst != inBurst {
+			inBurst = burst
+			rate := o.Loss
+			if burst {
+				rate = o.BurstLoss
+			}
+			dropped := org.SetRate(rate)
+			if burst {
+				burstFrom = dropped
+			} else {
+				rep.BurstDropped += dropped - burstFrom
+			}
+		}
+		if o.FEC > 0 {
+			fec.read(rc.Sessions())
+		}
 		if d := time.Until(next); d > 0 {
 			select {
 			case <-ctx.Done():
@@ -401,7 +396,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			perr = ctx.Err()
 			break
 		}
-		e, err := writeAndPush(ctx, org, www, o, i)
+		e, err := writeAndPush(ctx, org.Origin, www, o, i)
 		if perr = err; perr != nil {
 			break
 		}
@@ -409,7 +404,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Pushed++
 		pushed <- i
 		if (i+1)%o.ManifestEvery == 0 {
-			e, err := pushManifest(ctx, org, www, o, i)
+			e, err := pushManifest(ctx, org.Origin, www, o, i)
 			if perr = err; perr != nil {
 				break
 			}
@@ -432,6 +427,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// The player gets the last segments; then the session ends and the
 	// client, told at once by the in-band end, settles and returns.
 	<-playerDone
+	fec.read(rc.Sessions())
+	rep.FECRecovered, rep.FECUnrecovered = fec.totals()
 	if err := org.Publisher.Close(ctx); err != nil {
 		return rep, err
 	}
@@ -444,18 +441,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Duration = time.Since(start)
 	rep.Client = rc.Stats()
 	rep.Gateway = gw.Status()
-	lossyMu.Lock()
-	for _, l := range lossy {
-		pkts, bytes := l.DroppedCount()
-		rep.DroppedPackets += pkts
-		rep.DroppedBytes += bytes
-		rep.SentPackets += l.Sent()
-	}
-	lossyMu.Unlock()
+	rep.DroppedPackets, rep.DroppedBytes, rep.SentPackets = org.Counts()
 	for _, p := range window {
 		led.finalize(p.key)
 	}
-	rep.WholeFetches, rep.RangeRequests, rep.RefetchedMulticast, rep.ManifestRaces, rep.Refetched = led.totals()
+	rep.WholeFetches, rep.RangeRequests, rep.RefetchedMulticast, rep.ManifestRaces, rep.ManifestWholeFetches, rep.Refetched = led.totals()
 	sample(o.Segments)
 	return rep, err
 }
@@ -477,6 +467,33 @@ func warmUpSegments(o Options) int {
 		o.OriginFiles, o.MaxDeliveries, client.DefaultMaxPushes, int(o.Window/o.Interval),
 		int(o.StoreBytes/int64(o.MinSize+o.MaxSize)*2)) // the store full
 	return min(n+n/4, o.Segments/2)
+}
+
+// fecTally adds up the FEC counts of the receivers a session had: each
+// counts from its join, so a count lower than the last one read is a new
+// receiver's.
+type fecTally struct {
+	last map[string][2]uint64 // session ID -> recovered, unrecovered last read
+	done [2]uint64            // of the receivers that ended
+}
+
+func (f *fecTally) read(sessions []client.SessionInfo) {
+	for _, s := range sessions {
+		cur := [2]uint64{s.Transport.FEC.Recovered, s.Transport.FEC.Unrecovered}
+		last := f.last[s.ID]
+		if cur[0] < last[0] || cur[1] < last[1] {
+			f.done[0], f.done[1] = f.done[0]+last[0], f.done[1]+last[1]
+		}
+		f.last[s.ID] = cur
+	}
+}
+
+func (f *fecTally) totals() (recovered, unrecovered uint64) {
+	recovered, unrecovered = f.done[0], f.done[1]
+	for _, l := range f.last {
+		recovered, unrecovered = recovered+l[0], unrecovered+l[1]
+	}
+	return recovered, unrecovered
 }
 
 // manifestPath is the live manifest's path.
@@ -637,7 +654,11 @@ type ledger struct {
 	byKey map[string]*keyRecord // path + "\x00" + ETag
 
 	whole, ranged, refetched, races int
-	examples                        []string
+	// manifestWhole counts the whole fetches of the manifest: each may be
+	// answered with a later version than the one asked for (a whole fetch
+	// names none), which the client then delivers in its place.
+	manifestWhole int
+	examples      []string
 }
 
 type keyRecord struct {
@@ -667,6 +688,9 @@ func (l *ledger) requested(path, etag string, ranged bool, ifRange string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.recordLocked(path, etag)
+	if !ranged && path == manifestPath {
+		l.manifestWhole++
+	}
 	if (ranged && ifRange != etag) || (!ranged && path == manifestPath && r.via != "") {
 		l.races++
 		if ranged {
@@ -698,10 +722,10 @@ func (l *ledger) finalize(key string) {
 	l.mu.Unlock()
 }
 
-func (l *ledger) totals() (whole, ranged, refetched, races int, examples []string) {
+func (l *ledger) totals() (whole, ranged, refetched, races, manifestWhole int, examples []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.whole, l.ranged, l.refetched, l.races, l.examples
+	return l.whole, l.ranged, l.refetched, l.races, l.manifestWhole, l.examples
 }
 
 func mustPool(caFile string) *x509.CertPool {
@@ -728,8 +752,16 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "  loss: %d of %d packets dropped (%d bytes); lost body bytes %d, repaired %d (ratio %.3f)\n",
 		r.DroppedPackets, r.SentPackets+r.DroppedPackets, r.DroppedBytes, r.Client.LostBytes, r.Client.RepairBytes, ratio)
-	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
-		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
+	if o.FEC > 0 || o.BurstEvery > 0 {
+		fmt.Fprintf(&b, "  fec %.0f%%: %d lost packets rebuilt, %d not; bursts of %.0f%% loss: %d packets dropped in them, %d breaker trips\n",
+			100*o.FEC, r.FECRecovered, r.FECUnrecovered, 100*o.BurstLoss, r.BurstDropped, r.Client.BreakerTrips)
+	}
+	if r.Client.Orphans > 0 {
+		fmt.Fprintf(&b, "  orphan push streams (promise or header section lost): %d, %d identified and repaired, %d fetched whole\n",
+			r.Client.Orphans, r.Client.OrphansMatched, r.Client.OrphansFetched)
+	}
+	fmt.Fprintf(&b, "  unicast: %d whole fetches, %d range requests, %d of them for what multicast had delivered, %d manifest updates that raced a request, %d whole fetches of the manifest; %d description reads; %d obsolete manifest versions not fetched, %d refused as older than the catalogue's current one\n",
+		r.WholeFetches, r.RangeRequests, r.RefetchedMulticast, r.ManifestRaces, r.ManifestWholeFetches, r.Client.Polls, r.Client.Superseded, r.Client.Stale)
 	fmt.Fprintf(&b, "  player: %d of %d segments served (%s), %d errors; gateway: %d held, %d fetched after the hold, %d passed to the origin\n",
 		r.PlayedOK, o.Segments, formatCounts(r.Played), len(r.PlayerErrors), r.Gateway.Held, r.Gateway.HeldTimeout, r.Gateway.Passthrough)
 	if len(r.Samples) > 0 {

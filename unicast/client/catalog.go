@@ -237,6 +237,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			continue
 		}
 		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
+			c.dropOrphanLocked(e) // delivered otherwise, or never to be: its orphan serves nothing
 			continue
 		}
 		if newest[[2]string{e.Session, e.Path}] > e.PushID && c.busy[e.Path] == 0 {
@@ -244,6 +245,7 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 			// obsolete one (a live manifest updated since).
 			c.stats.Superseded++
 			c.settleLocked(key, now)
+			c.dropOrphanLocked(e)
 			continue
 		}
 		first, ok := c.seen[key]
