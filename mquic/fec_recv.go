@@ -18,6 +18,11 @@ import (
 // sent, and that datagram is processed like one read from the socket:
 // replay window, manifests, frames. Stream holes wait (a bounded time) while
 // the decoder may still rebuild a packet before them.
+//
+// Those waits, and the decoder's for a block's missing repair packets,
+// count only time in which the receiver had drained its socket: time spent
+// reading a backlog (reads that fill the batch) does not count, since the
+// repair packets waited for may be in it.
 
 // recvFEC is a receiver's FEC state.
 type recvFEC struct {
@@ -25,6 +30,32 @@ type recvFEC struct {
 	buf []byte   // the rebuilt datagram
 	pkt rxPacket // its processing
 	src netip.AddrPort
+
+	// The decoder's clock: the receiver's, less behind.
+	last     time.Time     // when the read being handled was made
+	lastFull bool          // it filled the batch: the time until the next read does not count
+	behind   time.Duration // time between reads that followed a full one
+}
+
+// clock returns the decoder's time at the read made at now, which filled
+// the batch if full.
+func (f *recvFEC) clock(now time.Time, full bool) time.Time {
+	if !f.last.IsZero() && now.After(f.last) && f.lastFull {
+		f.behind += now.Sub(f.last)
+	}
+	if f.last.IsZero() || now.After(f.last) {
+		f.last = now
+	}
+	f.lastFull = full
+	return now.Add(-f.behind)
+}
+
+// fecClock returns the decoder's time at the read made at now, and tells
+// the reassembler how far behind the receiver's clock it is.
+func (r *Receiver) fecClock(now time.Time) time.Time {
+	t := r.fec.clock(now, r.readFull)
+	r.ra.fecBehind = r.fec.behind
+	return t
 }
 
 // setupFEC creates the decoder of a session that advertises FEC. A scheme
@@ -57,8 +88,9 @@ func (r *Receiver) noteFEC(p *rxPacket) {
 	switch {
 	case r.fec == nil:
 	case p.hasRepair:
-		r.fec.dec.Repair(&p.repair, p.pn, r.now)
+		r.fec.dec.Repair(&p.repair, p.pn, r.fecClock(r.now))
 	default:
+		r.fecClock(r.now)
 		r.fec.dec.Source(p.pn, p.payload)
 	}
 }
@@ -91,16 +123,17 @@ func (r *Receiver) recoverFEC(now time.Time) {
 		r.stats.Datagrams--
 		r.process(&f.pkt)
 	}
-	f.dec.Expire(now)
+	f.dec.Expire(r.fecClock(now))
 }
 
-// fecDeadline is when the decoder gives up a block by time, if it waits
-// for one.
+// fecDeadline is when the decoder gives up a block by time, on the
+// receiver's clock, if it waits for one.
 func (r *Receiver) fecDeadline() (time.Time, bool) {
 	if r.fec == nil {
 		return time.Time{}, false
 	}
-	return r.fec.dec.Deadline()
+	t, ok := r.fec.dec.Deadline()
+	return t.Add(r.fec.behind), ok
 }
 
 // parseRepair parses the REPAIR frame at the start of b into the opener's

@@ -10,6 +10,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/mquic/wire"
@@ -355,5 +356,62 @@ func TestFECPathsAllocateNothing(t *testing.T) {
 	}
 	if r.Stats().FEC.Recovered == before {
 		t.Fatal("nothing rebuilt")
+	}
+}
+
+// backlogConn serves prepared reads like feedConn, and moves the receiver's
+// clock on by step at every read: a receiver that takes step to handle each
+// read while its socket holds more.
+type backlogConn struct {
+	*feedConn
+	clk  *testClock
+	step time.Duration
+}
+
+func (c *backlogConn) ReadBatch(msgs []mcast.Message) (int, error) {
+	n, err := c.feedConn.ReadBatch(msgs)
+	if n > 0 {
+		c.clk.Advance(c.step)
+	}
+	return n, err
+}
+
+// TestFECWaitCountsOnlyDrainedTime: a receiver far behind its socket reads
+// full batches, each 40 ms after the last, so the repair packets of a block
+// that lost a packet are read 400 ms after the hole showed, long past every
+// wait on the read clock (ReorderDelay 20 ms, 2 × BlockTime + ReorderDelay
+// = 120 ms). They were in the socket all along: the waits count only time
+// in which the receiver had drained its socket, so the hole is rebuilt, not
+// declared a gap.
+func TestFECWaitCountsOnlyDrainedTime(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pat := newPattern()
+	pkts := capturedSession(t, params, pat, 600*1100)
+	const lost = 40
+	var kept [][]byte
+	for i, p := range pkts {
+		if i != lost {
+			kept = append(kept, p)
+		}
+	}
+	const readBatch = 16
+	clk := newTestClock()
+	conn := &backlogConn{feedConn: newFeedConn(batched(kept, readBatch)), clk: clk, step: 40 * time.Millisecond}
+	col := newCollector(pat)
+	rcv, err := mquic.NewReceiver(conn, mquic.ReceiverConfig{Params: params, Handler: col, ReadBatch: readBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.SetClock(clk.Now)
+	stop := runReceiver(t, rcv)
+	waitDatagrams(rcv, uint64(len(kept)), 30*time.Second)
+	stop()
+	rcv.Flush()
+	for _, err := range col.errs {
+		t.Error(err)
+	}
+	st := rcv.Stats()
+	if st.FEC.Recovered != 1 || st.Gaps != 0 {
+		t.Fatalf("packet %d lost: %d rebuilt, %d gaps declared (FEC %+v)", lost, st.FEC.Recovered, st.Gaps, st.FEC)
 	}
 }
