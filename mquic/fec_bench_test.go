@@ -28,22 +28,7 @@ func fecBenchParams(b *testing.B, withFEC bool) mquic.Params {
 // with FEC (repair packets included), sockets left out.
 func BenchmarkFECPacketize(b *testing.B) {
 	for _, m := range fecModes {
-		b.Run(m.name, func(b *testing.B) {
-			snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: fecBenchParams(b, m.fec)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer snd.Close()
-			st, _ := snd.OpenStream()
-			chunk := make([]byte, snd.MaxChunk())
-			b.SetBytes(int64(len(chunk)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := st.WriteChunk(chunk); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(m.name, func(b *testing.B) { benchPacketize(b, fecBenchParams(b, m.fec)) })
 	}
 }
 

@@ -116,14 +116,7 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 		}
 		return e, nil
 	}
-	matrix := make([][]byte, m)
-	for j := range matrix {
-		matrix[j] = make([]byte, k)
-		for i := range k {
-			matrix[j][i] = Coefficient(j, i)
-		}
-	}
-	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(matrix))
+	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(repairRows(k, m)))
 	if err != nil {
 		return nil, fmt.Errorf("fec: %w", err)
 	}
@@ -131,6 +124,19 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 	e.zero = symbol()
 	e.shards = make([][]byte, k+m)
 	return e, nil
+}
+
+// repairRows is the code's matrix for k source and m repair symbols, as
+// the library takes it: row j holds C(j, i) for i < k.
+func repairRows(k, m int) [][]byte {
+	rows := make([][]byte, m)
+	for j := range rows {
+		rows[j] = make([]byte, k)
+		for i := range k {
+			rows[j][i] = Coefficient(j, i)
+		}
+	}
+	return rows
 }
 
 // Params returns the parameters the encoder follows.

@@ -36,14 +36,7 @@ func TestGFNIMatchesLibrary(t *testing.T) {
 					src[i][b] = byte(rng.Uint32())
 				}
 			}
-			matrix := make([][]byte, c.m)
-			for j := range matrix {
-				matrix[j] = make([]byte, c.k)
-				for i := range c.k {
-					matrix[j][i] = Coefficient(j, i)
-				}
-			}
-			rs, err := reedsolomon.New(c.k, c.m, reedsolomon.WithCustomMatrix(matrix))
+			rs, err := reedsolomon.New(c.k, c.m, reedsolomon.WithCustomMatrix(repairRows(c.k, c.m)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,14 +91,7 @@ func BenchmarkEncodeBlock(b *testing.B) {
 		out[j] = make([]byte, n)
 	}
 	b.Run("library", func(b *testing.B) {
-		matrix := make([][]byte, m)
-		for j := range matrix {
-			matrix[j] = make([]byte, k)
-			for i := range k {
-				matrix[j][i] = Coefficient(j, i)
-			}
-		}
-		rs, _ := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(matrix))
+		rs, _ := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(repairRows(k, m)))
 		shards := append(append([][]byte{}, src...), out...)
 		b.SetBytes(k * n)
 		for b.Loop() {
