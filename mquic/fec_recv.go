@@ -16,8 +16,12 @@ import (
 // session: what the decoder rebuilds is checked again. A rebuilt payload is
 // protected again with its packet number, which gives back the datagram as
 // sent, and that datagram is processed like one read from the socket:
-// replay window, manifests, frames. Stream holes wait (a bounded time) while
-// the decoder may still rebuild a packet before them.
+// replay window, manifests, frames. It is processed at once, before the
+// rest of the packet whose payload or REPAIR frame completed the block:
+// the decoder holds a rebuilt payload in its ring of recent packets, where
+// the packets that follow in the same read may take its place. Stream holes
+// wait (a bounded time) while the decoder may still rebuild a packet before
+// them.
 //
 // Those waits, and the decoder's for a block's missing repair packets,
 // count only time in which the receiver had drained its socket: time spent
@@ -29,7 +33,11 @@ type recvFEC struct {
 	dec *fec.Decoder
 	buf []byte   // the rebuilt datagram
 	pkt rxPacket // its processing
+	op  opener   // opens it (the packet that completed its block may still be in seq's frame space)
 	src netip.AddrPort
+	// rebuilding: rebuilt packets are being processed (the processing of
+	// one of them is not to start that of the next).
+	rebuilding bool
 
 	// The decoder's clock: the receiver's, less behind.
 	last     time.Time     // when the read being handled was made
@@ -74,7 +82,7 @@ func (r *Receiver) setupFEC(p *Params) error {
 	if err != nil {
 		return err
 	}
-	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0)}
+	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot)}
 	// A block's repair packets are sealed at most BlockTime after its first
 	// packet; they may then wait in the sender's queue and on the path.
 	r.ra.fecWait = 2*fp.BlockTime + r.cfg.ReorderDelay
@@ -83,25 +91,40 @@ func (r *Receiver) setupFEC(p *Params) error {
 }
 
 // noteFEC gives the decoder an opened packet: its payload, or its REPAIR
-// frame.
+// frame, and processes the packets it rebuilt thereby.
 func (r *Receiver) noteFEC(p *rxPacket) {
 	switch {
 	case r.fec == nil:
+		return
 	case p.hasRepair:
 		r.fec.dec.Repair(&p.repair, p.pn, r.fecClock(r.now))
 	default:
 		r.fecClock(r.now)
 		r.fec.dec.Source(p.pn, p.payload)
 	}
+	r.processRebuilt()
 }
 
-// recoverFEC processes the packets the decoder rebuilt, then gives up the
-// blocks whose repair packets will not come any more.
+// recoverFEC processes the packets the decoder rebuilt (none wait: noteFEC
+// processes them), then gives up the blocks whose repair packets will not
+// come any more.
 func (r *Receiver) recoverFEC(now time.Time) {
 	if r.fec == nil {
 		return
 	}
+	r.processRebuilt()
+	r.fec.dec.Expire(r.fecClock(now))
+}
+
+// processRebuilt processes the packets the decoder has rebuilt, as
+// datagrams read.
+func (r *Receiver) processRebuilt() {
 	f := r.fec
+	if f.rebuilding || !f.dec.Ready() {
+		return // (rebuilding: the loop below, further up the stack, takes them)
+	}
+	f.rebuilding = true
+	defer func() { f.rebuilding = false }()
 	pnLen := r.pnLen
 	if pnLen == 0 {
 		pnLen = r.cfg.Params.PNLen()
@@ -116,14 +139,13 @@ func (r *Receiver) recoverFEC(now time.Time) {
 		pkt = r.seq.prot.Seal(pkt, 1+len(r.sessionID), pn)
 		f.buf = pkt[:0]
 		f.pkt = rxPacket{pkt: pkt, src: f.src}
-		r.seq.reset()
-		r.seq.open(&f.pkt, r.win.largest, r.win.have, r.pnLen)
+		f.op.reset()
+		f.op.open(&f.pkt, r.win.largest, r.win.have, r.pnLen)
 		// Not a datagram read, though process counts it as one: Datagrams
 		// plus FEC.Recovered is what ends accepted or dropped.
 		r.stats.Datagrams--
 		r.process(&f.pkt)
 	}
-	f.dec.Expire(r.fecClock(now))
 }
 
 // fecDeadline is when the decoder gives up a block by time, on the

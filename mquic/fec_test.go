@@ -415,3 +415,42 @@ func TestFECWaitCountsOnlyDrainedTime(t *testing.T) {
 		t.Fatalf("packet %d lost: %d rebuilt, %d gaps declared (FEC %+v)", lost, st.FEC.Recovered, st.Gaps, st.FEC)
 	}
 }
+
+// TestFECRebuildsWithinOneLargeRead: a receiver far behind its socket reads
+// a whole session in one batch, so that more than the decoder's ring of
+// packets follows, in the same read, the repair packet that rebuilds a lost
+// one. The rebuilt packet is processed all the same (it used to wait for
+// the end of the read, by which time later packets had taken its place in
+// the ring, and it was dropped: the hole became a gap that FEC had filled).
+// And a block that lost more than it has repair packets counts exactly the
+// packets it lost as unrecovered (it was given up at the end of the read,
+// when later packets had taken the places of some it had received).
+func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pat := newPattern()
+	pkts := capturedSession(t, params, pat, 1500*1100)
+	// Blocks of 200 + 10: packet 40 in the first; 15 packets of the second.
+	const lost, burst, burstLen = 40, 250, 15
+	var kept [][]byte
+	for i, p := range pkts {
+		if i != lost && (i < burst || i >= burst+burstLen) {
+			kept = append(kept, p)
+		}
+	}
+	col := newCollector(pat)
+	rcv, stop := runPipelined(t, newFeedConn([][][]byte{kept}), mquic.ReceiverConfig{Params: params, Handler: col, ReadBatch: len(kept)})
+	waitPipelined(rcv, len(kept))
+	stop()
+	rcv.Flush()
+	for _, err := range col.errs {
+		t.Error(err)
+	}
+	st := rcv.Stats()
+	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets != st.Datagrams+1 {
+		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted, %d gaps (want 1: the burst)",
+			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.Gaps)
+	}
+	if f := st.FEC; f.BlocksRecovered != 1 || f.BlocksUnrecoverable != 1 || f.Unrecovered != burstLen {
+		t.Errorf("FEC %+v: want 1 block rebuilt, 1 given up with %d packets unrecovered", f, burstLen)
+	}
+}
