@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,12 +52,10 @@ type rxBatch struct {
 	next    atomic.Int32  // the next part to take
 	pending atomic.Int32  // parts not opened yet
 	opened  chan struct{} // the last part to finish signals
-	// users counts who holds this batch: the pipeline (from the read to
-	// the end of its processing) and each worker handed it that has not
-	// left openParts yet. A worker may still look at next after the last
-	// part was opened; whoever lets go of the batch last recycles it, so
-	// that no worker ever touches a batch that is being refilled, and
-	// nobody waits for a worker the machine does not schedule.
+	// users counts the workers handed this batch that have not left
+	// openParts yet. A worker may still look at next after the last part
+	// was opened; the batch is recycled only once users is 0, so that no
+	// worker ever touches a batch that is being refilled.
 	users atomic.Int32
 }
 
@@ -92,12 +91,12 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 	}
 }
 
-// release lets go of b, and returns it to free if nobody else holds it
-// (free has room for every batch).
+// release returns b to free once no worker holds it any more.
 func (b *rxBatch) release(free chan<- *rxBatch) {
-	if b.users.Add(-1) == 0 {
-		free <- b
+	for b.users.Load() != 0 {
+		runtime.Gosched() // a worker between its last part and leaving openParts
 	}
+	free <- b
 }
 
 // Run reads and handles packets until ctx ends (it returns nil), the
@@ -146,7 +145,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		wg.Go(func() {
 			for b := range work[i] {
 				b.openParts(&o)
-				b.release(free)
+				b.users.Add(-1)
 			}
 		})
 	}
@@ -275,7 +274,6 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		}
 		base := r.base.Load()
 		b.largest, b.have, b.pnLen = base-1, base > 0, int(r.pnLenAt.Load())
-		b.users.Store(1) // the pipeline's hold, until Run has processed it
 		b.nparts = min(len(b.parts), max(1, len(b.pkts)/minPerWorker))
 		b.next.Store(0)
 		b.pending.Store(int32(b.nparts))
