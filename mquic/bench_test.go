@@ -15,8 +15,11 @@ func (*discardConn) WriteBatch(pkts [][]byte, _ netip.AddrPort) (int, error) { r
 
 // BenchmarkPacketize measures the sender's per-packet work: framing,
 // sealing and handing batches to the socket layer (here a no-op).
-func BenchmarkPacketize(b *testing.B) {
-	params := testParams(b, mcasttest.Group())
+func BenchmarkPacketize(b *testing.B) { benchPacketize(b, testParams(b, mcasttest.Group())) }
+
+// benchPacketize measures the sender's work per full packet of a session
+// with params.
+func benchPacketize(b *testing.B, params mquic.Params) {
 	snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: params})
 	if err != nil {
 		b.Fatal(err)

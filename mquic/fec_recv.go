@@ -16,15 +16,54 @@ import (
 // session: what the decoder rebuilds is checked again. A rebuilt payload is
 // protected again with its packet number, which gives back the datagram as
 // sent, and that datagram is processed like one read from the socket:
-// replay window, manifests, frames. Stream holes wait (a bounded time) while
-// the decoder may still rebuild a packet before them.
+// replay window, manifests, frames. It is processed at once, before the
+// rest of the packet whose payload or REPAIR frame completed the block:
+// the decoder holds a rebuilt payload in its ring of recent packets, where
+// the packets that follow in the same read may take its place. Stream holes
+// wait (a bounded time) while the decoder may still rebuild a packet before
+// them.
+//
+// Those waits, and the decoder's for a block's missing repair packets,
+// count only time in which the receiver had drained its socket: time spent
+// reading a backlog (reads that fill the batch) does not count, since the
+// repair packets waited for may be in it.
 
 // recvFEC is a receiver's FEC state.
 type recvFEC struct {
 	dec *fec.Decoder
 	buf []byte   // the rebuilt datagram
 	pkt rxPacket // its processing
+	op  opener   // opens it (the packet that completed its block may still be in seq's frame space)
 	src netip.AddrPort
+	// rebuilding: rebuilt packets are being processed (the processing of
+	// one of them is not to start that of the next).
+	rebuilding bool
+
+	// The decoder's clock: the receiver's, less behind.
+	last     time.Time     // when the read being handled was made
+	lastFull bool          // it filled the batch: the time until the next read does not count
+	behind   time.Duration // time between reads that followed a full one
+}
+
+// clock returns the decoder's time at the read made at now, which filled
+// the batch if full.
+func (f *recvFEC) clock(now time.Time, full bool) time.Time {
+	if !f.last.IsZero() && now.After(f.last) && f.lastFull {
+		f.behind += now.Sub(f.last)
+	}
+	if f.last.IsZero() || now.After(f.last) {
+		f.last = now
+	}
+	f.lastFull = full
+	return now.Add(-f.behind)
+}
+
+// fecClock returns the decoder's time at the read made at now, and tells
+// the reassembler how far behind the receiver's clock it is.
+func (r *Receiver) fecClock(now time.Time) time.Time {
+	t := r.fec.clock(now, r.readFull)
+	r.ra.fecBehind = r.fec.behind
+	return t
 }
 
 // setupFEC creates the decoder of a session that advertises FEC. A scheme
@@ -43,7 +82,7 @@ func (r *Receiver) setupFEC(p *Params) error {
 	if err != nil {
 		return err
 	}
-	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0)}
+	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot)}
 	// A block's repair packets are sealed at most BlockTime after its first
 	// packet; they may then wait in the sender's queue and on the path.
 	r.ra.fecWait = 2*fp.BlockTime + r.cfg.ReorderDelay
@@ -52,24 +91,40 @@ func (r *Receiver) setupFEC(p *Params) error {
 }
 
 // noteFEC gives the decoder an opened packet: its payload, or its REPAIR
-// frame.
+// frame, and processes the packets it rebuilt thereby.
 func (r *Receiver) noteFEC(p *rxPacket) {
 	switch {
 	case r.fec == nil:
+		return
 	case p.hasRepair:
-		r.fec.dec.Repair(&p.repair, p.pn, r.now)
+		r.fec.dec.Repair(&p.repair, p.pn, r.fecClock(r.now))
 	default:
+		r.fecClock(r.now)
 		r.fec.dec.Source(p.pn, p.payload)
 	}
+	r.processRebuilt()
 }
 
-// recoverFEC processes the packets the decoder rebuilt, then gives up the
-// blocks whose repair packets will not come any more.
+// recoverFEC processes the packets the decoder rebuilt (none wait: noteFEC
+// processes them), then gives up the blocks whose repair packets will not
+// come any more.
 func (r *Receiver) recoverFEC(now time.Time) {
 	if r.fec == nil {
 		return
 	}
+	r.processRebuilt()
+	r.fec.dec.Expire(r.fecClock(now))
+}
+
+// processRebuilt processes the packets the decoder has rebuilt, as
+// datagrams read.
+func (r *Receiver) processRebuilt() {
 	f := r.fec
+	if f.rebuilding || !f.dec.Ready() {
+		return // (rebuilding: the loop below, further up the stack, takes them)
+	}
+	f.rebuilding = true
+	defer func() { f.rebuilding = false }()
 	pnLen := r.pnLen
 	if pnLen == 0 {
 		pnLen = r.cfg.Params.PNLen()
@@ -84,23 +139,23 @@ func (r *Receiver) recoverFEC(now time.Time) {
 		pkt = r.seq.prot.Seal(pkt, 1+len(r.sessionID), pn)
 		f.buf = pkt[:0]
 		f.pkt = rxPacket{pkt: pkt, src: f.src}
-		r.seq.reset()
-		r.seq.open(&f.pkt, r.win.largest, r.win.have, r.pnLen)
+		f.op.reset()
+		f.op.open(&f.pkt, r.win.largest, r.win.have, r.pnLen)
 		// Not a datagram read, though process counts it as one: Datagrams
 		// plus FEC.Recovered is what ends accepted or dropped.
 		r.stats.Datagrams--
 		r.process(&f.pkt)
 	}
-	f.dec.Expire(now)
 }
 
-// fecDeadline is when the decoder gives up a block by time, if it waits
-// for one.
+// fecDeadline is when the decoder gives up a block by time, on the
+// receiver's clock, if it waits for one.
 func (r *Receiver) fecDeadline() (time.Time, bool) {
 	if r.fec == nil {
 		return time.Time{}, false
 	}
-	return r.fec.dec.Deadline()
+	t, ok := r.fec.dec.Deadline()
+	return t.Add(r.fec.behind), ok
 }
 
 // parseRepair parses the REPAIR frame at the start of b into the opener's

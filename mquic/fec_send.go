@@ -12,9 +12,9 @@ import (
 // correction"). Every packet's plaintext payload is kept for the open block
 // as the packet is sealed (finishPacket); when the block closes (full, at
 // its deadline, or on Close) its repair packets get the next slots of the
-// queue and the next packet numbers, and are sealed when the writer reaches
-// them, so that every block is a run of consecutive packet numbers followed
-// by its repair packets, sent in order.
+// queue and the next packet numbers, and are sealed when the writer is
+// about to write them, so that every block is a run of consecutive packet
+// numbers followed by its repair packets, sent in order.
 
 // sessionFEC returns the FEC parameters the session advertises, or nil.
 func sessionFEC(p *Params) (*fec.Params, error) {
@@ -85,7 +85,7 @@ func (s *Sender) fecAdd() bool {
 
 // fecReservation is the closed block whose repair packets have their slots
 // in the queue and their packet numbers (right after the block's), but are
-// not sealed yet: the writer seals them when it reaches them, computing the
+// not sealed yet: the writer seals them before the batch they fall in, computing the
 // repair symbols first (without the lock, while the stream writers go on
 // filling the next block). So the sealing goroutine does not pay for
 // encoding, and every block is still one run of consecutive packet numbers,
@@ -257,8 +257,8 @@ func (s *Sender) fecTimers(now time.Time) time.Duration {
 }
 
 // fecReserved returns the slot index of the first reserved repair packet,
-// if any: the writer writes the packets before it, and seals the reserved
-// ones (fecSeal) when it reaches them.
+// if any: the writer seals the reserved ones (fecSeal) when they fall in the
+// batch it is about to write, and never writes past them unsealed.
 func (s *Sender) fecReserved() (first uint64, ok bool) {
 	return s.res.first, s.fec != nil && s.res.pending
 }

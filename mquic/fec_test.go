@@ -10,6 +10,7 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
 	"github.com/h3m-project/h3m/mquic/manifest"
+	"github.com/h3m-project/h3m/mquic/mcast"
 	"github.com/h3m-project/h3m/mquic/protect"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/mquic/wire"
@@ -355,5 +356,101 @@ func TestFECPathsAllocateNothing(t *testing.T) {
 	}
 	if r.Stats().FEC.Recovered == before {
 		t.Fatal("nothing rebuilt")
+	}
+}
+
+// backlogConn serves prepared reads like feedConn, and moves the receiver's
+// clock on by step at every read: a receiver that takes step to handle each
+// read while its socket holds more.
+type backlogConn struct {
+	*feedConn
+	clk  *testClock
+	step time.Duration
+}
+
+func (c *backlogConn) ReadBatch(msgs []mcast.Message) (int, error) {
+	n, err := c.feedConn.ReadBatch(msgs)
+	if n > 0 {
+		c.clk.Advance(c.step)
+	}
+	return n, err
+}
+
+// TestFECWaitCountsOnlyDrainedTime: a receiver far behind its socket reads
+// full batches, each 40 ms after the last, so the repair packets of a block
+// that lost a packet are read 400 ms after the hole showed, long past every
+// wait on the read clock (ReorderDelay 20 ms, 2 × BlockTime + ReorderDelay
+// = 120 ms). They were in the socket all along: the waits count only time
+// in which the receiver had drained its socket, so the hole is rebuilt, not
+// declared a gap.
+func TestFECWaitCountsOnlyDrainedTime(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pat := newPattern()
+	pkts := capturedSession(t, params, pat, 600*1100)
+	const lost = 40
+	var kept [][]byte
+	for i, p := range pkts {
+		if i != lost {
+			kept = append(kept, p)
+		}
+	}
+	const readBatch = 16
+	clk := newTestClock()
+	conn := &backlogConn{feedConn: newFeedConn(batched(kept, readBatch)), clk: clk, step: 40 * time.Millisecond}
+	col := newCollector(pat)
+	rcv, err := mquic.NewReceiver(conn, mquic.ReceiverConfig{Params: params, Handler: col, ReadBatch: readBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.SetClock(clk.Now)
+	stop := runReceiver(t, rcv)
+	waitDatagrams(rcv, uint64(len(kept)), 30*time.Second)
+	stop()
+	rcv.Flush()
+	for _, err := range col.errs {
+		t.Error(err)
+	}
+	st := rcv.Stats()
+	if st.FEC.Recovered != 1 || st.Gaps != 0 {
+		t.Fatalf("packet %d lost: %d rebuilt, %d gaps declared (FEC %+v)", lost, st.FEC.Recovered, st.Gaps, st.FEC)
+	}
+}
+
+// TestFECRebuildsWithinOneLargeRead: a receiver far behind its socket reads
+// a whole session in one batch, so that more than the decoder's ring of
+// packets follows, in the same read, the repair packet that rebuilds a lost
+// one. The rebuilt packet is processed all the same (it used to wait for
+// the end of the read, by which time later packets had taken its place in
+// the ring, and it was dropped: the hole became a gap that FEC had filled).
+// And a block that lost more than it has repair packets counts exactly the
+// packets it lost as unrecovered (it was given up at the end of the read,
+// when later packets had taken the places of some it had received).
+func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pat := newPattern()
+	pkts := capturedSession(t, params, pat, 1500*1100)
+	// Blocks of 200 + 10: packet 40 in the first; 15 packets of the second.
+	const lost, burst, burstLen = 40, 250, 15
+	var kept [][]byte
+	for i, p := range pkts {
+		if i != lost && (i < burst || i >= burst+burstLen) {
+			kept = append(kept, p)
+		}
+	}
+	col := newCollector(pat)
+	rcv, stop := runPipelined(t, newFeedConn([][][]byte{kept}), mquic.ReceiverConfig{Params: params, Handler: col, ReadBatch: len(kept)})
+	waitPipelined(rcv, len(kept))
+	stop()
+	rcv.Flush()
+	for _, err := range col.errs {
+		t.Error(err)
+	}
+	st := rcv.Stats()
+	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets != st.Datagrams+1 {
+		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted, %d gaps (want 1: the burst)",
+			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.Gaps)
+	}
+	if f := st.FEC; f.BlocksRecovered != 1 || f.BlocksUnrecoverable != 1 || f.Unrecovered != burstLen {
+		t.Errorf("FEC %+v: want 1 block rebuilt, 1 given up with %d packets unrecovered", f, burstLen)
 	}
 }

@@ -40,9 +40,13 @@ type reassembler struct {
 
 	// fecWait, in a session with FEC, is how long a hole may wait while
 	// fecPending says a packet before the data after it may still be
-	// rebuilt (0: no FEC).
+	// rebuilt (0: no FEC). That wait counts only time in which the
+	// receiver had drained its socket: fecBehind is the time it has spent
+	// reading a backlog so far (the repair packets a hole waits for may be
+	// in it).
 	fecWait    time.Duration
 	fecPending func(pn uint64) bool
+	fecBehind  time.Duration
 }
 
 // streamList is a doubly linked list of streams through RecvStream.prev
@@ -230,7 +234,7 @@ func (a *reassembler) hold(s *RecvStream, off uint64, data []byte, pn uint64, no
 		buf = make([]byte, len(data), max(len(data), 2048))
 	}
 	copy(buf, data)
-	seg := segment{off: off, data: buf, pn: pn, at: now}
+	seg := segment{off: off, data: buf, pn: pn, at: now, fecAt: now.Add(-a.fecBehind)}
 	i, _ := slices.BinarySearchFunc(s.pending, off, func(a segment, off uint64) int {
 		if a.off < off {
 			return -1
@@ -330,7 +334,7 @@ func (a *reassembler) holeDue(seg *segment, largest uint64, heldPN uint64, held 
 	if due && held && heldPN < seg.pn && now.Sub(seg.at) < a.authReorderDelay {
 		return false // an older packet waits for its manifest: it may fill the hole
 	}
-	if due && a.fecWait > 0 && now.Sub(seg.at) < a.fecWait && a.fecPending(seg.pn) {
+	if due && a.fecWait > 0 && now.Add(-a.fecBehind).Sub(seg.fecAt) < a.fecWait && a.fecPending(seg.pn) {
 		return false // FEC may still rebuild a packet before seg
 	}
 	return due
@@ -366,10 +370,10 @@ func (a *reassembler) deadline(heldPN uint64, held bool) time.Time {
 		if held && heldPN < seg.pn {
 			wait = max(wait, a.authReorderDelay)
 		}
-		if a.fecWait > 0 && a.fecPending(seg.pn) {
-			wait = max(wait, a.fecWait)
-		}
 		t := seg.at.Add(wait)
+		if a.fecWait > 0 && a.fecPending(seg.pn) {
+			t = later(t, seg.fecAt.Add(a.fecBehind+a.fecWait))
+		}
 		if d.IsZero() || t.Before(d) {
 			d = t
 		}
@@ -512,4 +516,12 @@ func (a *reassembler) pruneClosed() {
 		}
 	}
 	a.closed = kept
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -266,6 +266,7 @@ type Receiver struct {
 	ra         reassembler
 	lastPacket time.Time
 	now        time.Time // when the datagrams being handled were read
+	readFull   bool      // their read filled the batch: more may wait in the socket
 	stats      ReceiverStats
 	seq        opener                  // opens packets on the goroutine that holds mu
 	rel        opener                  // parses the packets the authenticator releases
@@ -442,7 +443,7 @@ func (r *Receiver) nextDeadline() time.Time {
 func (r *Receiver) HandlePacket(pkt []byte, src netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.now = r.clock()
+	r.now, r.readFull = r.clock(), false
 	p := rxPacket{pkt: pkt, src: src}
 	r.seq.reset()
 	r.seq.open(&p, r.win.largest, r.win.have, r.pnLen)

@@ -43,6 +43,7 @@ type rxBatch struct {
 	parts []opener // frame space for each goroutine that opens a part
 	now   time.Time
 	tick  bool  // a read deadline passed: no datagrams
+	full  bool  // the read filled its batch: the socket may hold more
 	err   error // the read failed: Run ends
 
 	// Snapshot of the ordered state the openers decode against.
@@ -212,7 +213,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 			continue
 		}
 		r.mu.Lock()
-		r.now = b.now
+		r.now, r.readFull = b.now, b.full
 		for i := range b.pkts {
 			r.process(&b.pkts[i])
 		}
@@ -284,6 +285,7 @@ func (r *Receiver) read(ctx context.Context, free chan *rxBatch, ordered chan<- 
 		n, err := r.readBatch(b)
 		b.now = r.clock()
 		b.pkts, b.tick, b.err = b.pkts[:0], false, nil
+		b.full = n > 1 && n == len(b.msgs) // one datagram per read tells nothing
 		for i := range b.msgs[:n] {
 			m := &b.msgs[i]
 			d := m.Buf[:m.N:m.N]

@@ -61,6 +61,9 @@ type segment struct {
 	data []byte // a pooled buffer
 	pn   uint64 // packet that carried it
 	at   time.Time
+	// fecAt is at less the time the receiver had spent behind its socket
+	// until then, in a session with FEC (see reassembler.fecBehind).
+	fecAt time.Time
 }
 
 func (s *segment) end() uint64 { return s.off + uint64(len(s.data)) }

@@ -798,7 +798,9 @@ func (s *Sender) write(ctx context.Context) error {
 		next := s.timers(now)
 		out = out[:0]
 		if n := s.tail - s.head; n > 0 && (n >= uint64(s.batchN) || s.head < s.flushTo || s.closed) {
-			if first, ok := s.fecReserved(); ok && first == s.head {
+			if first, ok := s.fecReserved(); ok && first < s.head+uint64(s.batchN) {
+				// Seal a block's repair packets before writing the batch they
+				// fall in, rather than cut the batch short there.
 				s.inWriter = true
 				_ = s.fecSeal() // errQueueFull: another goroutine seals them and wakes us
 				s.inWriter = false

@@ -119,10 +119,20 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 // Stats returns the decoder's counters.
 func (d *Decoder) Stats() DecoderStats { return d.st }
 
-// see records that packet pn arrived.
+// see records that packet pn arrived, and gives up the blocks whose
+// repair packets are then not to come any more by packet numbers (see
+// Expire): now, while their packets are still in the ring, so that what
+// they lack is counted right even when many more packets follow before the
+// next Expire.
 func (d *Decoder) see(pn uint64) {
-	if !d.have || pn > d.largest {
-		d.largest, d.have = pn, true
+	if d.have && pn <= d.largest {
+		return
+	}
+	d.largest, d.have = pn, true
+	for _, b := range d.blocks {
+		if !b.decided && pn >= b.end()+uint64(d.cfg.ReorderThreshold) {
+			d.decide(b)
+		}
 	}
 }
 
@@ -375,6 +385,12 @@ func (d *Decoder) invert(b *block, miss []int) bool {
 	d.mat = m
 	return true
 }
+
+// Ready reports whether a rebuilt packet waits for Next. The caller should
+// take it before it gives the decoder packets past the ring's reach after
+// it (twice a block's packets): Next no longer hands out a packet whose
+// place in the ring a later packet took.
+func (d *Decoder) Ready() bool { return d.head < len(d.ready) }
 
 // Next hands out the next rebuilt packet: its number and plaintext payload,
 // valid until the decoder's next call. ok is false when none is waiting.

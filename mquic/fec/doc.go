@@ -24,14 +24,17 @@
 //
 //   - the wire formats: the extension value (Params) and the REPAIR frame
 //     (Repair, AppendFrame, ParseFrame);
-//   - Encoder, the sender side: accumulates repair symbols as packets are
-//     sealed and hands out REPAIR frames when a block closes;
+//   - Encoder, the sender side: keeps each packet's payload as it is
+//     sealed, computes a block's repair symbols when it closes and hands
+//     out its REPAIR frames;
 //   - Decoder, the receiver side: keeps the payloads of recent packets in
 //     pooled buffers, collects repair symbols per block and rebuilds what a
 //     block lost as soon as it has enough symbols.
 //
 // spec/transport.md ("Forward error correction") is the normative
 // description. The field arithmetic over packet-sized slices is the
-// vectorized code of github.com/klauspost/reedsolomon; the scalar
-// arithmetic of the few coefficients per block is here (gf.go).
+// vectorized code of github.com/klauspost/reedsolomon, but for the
+// sender's encoding of a whole block on CPUs with AVX-512 GFNI, which a
+// kernel of this package does (gfni.go says why); the scalar arithmetic of
+// the few coefficients per block is here (gf.go).
 package fec

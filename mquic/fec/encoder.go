@@ -24,23 +24,32 @@ type EncoderStats struct {
 // opens with the first packet worth repairing, takes every packet after
 // it, and closes when it has MaxSourceCount packets or at its deadline
 // (BlockTime after it opened), whichever comes first. Once closed, its
-// repair symbols are computed (Encode: one pass of the library's
-// vectorized encoder over the whole block, less than half the time of
-// adding each symbol to every repair symbol as it comes) and its REPAIR
-// frames handed out (AppendNext); the sender gives the repair packets the
-// packet numbers right after the block's. The source symbols are kept in
-// two sets, so that the next block fills while the closed one is encoded:
+// repair symbols are computed (Encode: one pass over the whole block, with
+// the GFNI kernel of gfni_amd64.s where the CPU has AVX-512 GFNI and the
+// library's vectorized encoder elsewhere; less than half the time of adding
+// each symbol to every repair symbol as it comes) and its REPAIR frames
+// handed out (AppendNext); the sender gives the repair packets the packet
+// numbers right after the block's. The source symbols are kept in two
+// sets, so that the next block fills while the closed one is encoded:
 // Encode touches only the closed block's state and may run concurrently
 // with Add, Deadline and Open; nothing else may.
 type Encoder struct {
 	p        Params
 	overhead float64
 	symLen   int // largest symbol: 2 + the largest payload
-	rs       reedsolomon.Encoder
 	sets     [2]symbolSet
-	zero     []byte   // stands for the source symbols a short block lacks
-	shards   [][]byte // the block as the library encodes it: sources, then repairs
 	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
+	// Every symbol buffer has room for symLen rounded up to 64 bytes, zero
+	// past its symbol (the GFNI kernel works on whole 64-byte vectors).
+
+	// With GFNI: the coefficient matrices (gfniMatrices) and the kernel's
+	// outputs, the repair symbols and scratch up to a multiple of ten.
+	gfniMat []uint64
+	gfniOut [][]byte
+	// Without: the library's encoder, and the block as it takes it.
+	rs     reedsolomon.Encoder
+	zero   []byte   // stands for the source symbols a short block lacks
+	shards [][]byte // sources, then repairs
 
 	// The open block, in sets[cur].
 	cur     int
@@ -82,32 +91,52 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 		return nil, fmt.Errorf("fec: overhead %v needs %d repair packets per block, the parameters allow %d", overhead, RepairCount(overhead, p.MaxSourceCount), p.MaxRepairCount)
 	}
 	k, m := p.MaxSourceCount, p.MaxRepairCount
-	matrix := make([][]byte, m)
-	for j := range matrix {
-		matrix[j] = make([]byte, k)
-		for i := range k {
-			matrix[j][i] = Coefficient(j, i)
-		}
-	}
-	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(matrix))
-	if err != nil {
-		return nil, fmt.Errorf("fec: %w", err)
-	}
-	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, rs: rs}
+	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload}
+	symbol := func() []byte { return make([]byte, e.symLen, roundUp64(e.symLen)) }
 	for s := range e.sets {
 		set := &e.sets[s]
 		set.src, set.srcLen = make([][]byte, k), make([]int, k)
 		for i := range set.src {
-			set.src[i] = make([]byte, e.symLen)
+			set.src[i] = symbol()
 		}
 	}
-	e.zero = make([]byte, e.symLen)
 	e.parity = make([][]byte, m)
 	for j := range e.parity {
-		e.parity[j] = make([]byte, e.symLen)
+		e.parity[j] = symbol()
 	}
+	if haveGFNI {
+		e.gfniMat = gfniMatrices(k, m)
+		e.gfniOut = make([][]byte, roundUp(m, gfniOutputs))
+		for j := range e.gfniOut {
+			if j < m {
+				e.gfniOut[j] = e.parity[j]
+			} else {
+				e.gfniOut[j] = symbol()
+			}
+		}
+		return e, nil
+	}
+	rs, err := reedsolomon.New(k, m, reedsolomon.WithCustomMatrix(repairRows(k, m)))
+	if err != nil {
+		return nil, fmt.Errorf("fec: %w", err)
+	}
+	e.rs = rs
+	e.zero = symbol()
 	e.shards = make([][]byte, k+m)
 	return e, nil
+}
+
+// repairRows is the code's matrix for k source and m repair symbols, as
+// the library takes it: row j holds C(j, i) for i < k.
+func repairRows(k, m int) [][]byte {
+	rows := make([][]byte, m)
+	for j := range rows {
+		rows[j] = make([]byte, k)
+		for i := range k {
+			rows[j][i] = Coefficient(j, i)
+		}
+	}
+	return rows
 }
 
 // Params returns the parameters the encoder follows.
@@ -223,16 +252,26 @@ func symbolLen(n, limit int) int {
 func (e *Encoder) NeedsEncode() bool { return e.inFlight && !e.encoded }
 
 // Encode computes the closed block's repair symbols: the one long step
-// (about 50 µs for 200 packets). It touches only the closed block's state,
+// (about 20 µs for 200 packets of 1150 bytes with GFNI, 50 µs without).
+// It touches only the closed block's state,
 // so the sender may run it without its lock while Add fills the next
 // block.
 func (e *Encoder) Encode() {
 	if !e.NeedsEncode() {
 		return
 	}
+	set := &e.sets[1-e.cur]
+	if e.gfniMat != nil {
+		// Only the block's own symbols: zero ones would change nothing.
+		n, k := roundUp64(e.closedS), e.p.MaxSourceCount
+		for g := range roundUp(e.m, gfniOutputs) / gfniOutputs {
+			gfniMulAdd10(&e.gfniMat[g*k*gfniOutputs], &set.src[0], e.closedK, &e.gfniOut[g*gfniOutputs], n)
+		}
+		e.encoded = true
+		return
+	}
 	// A short block is the full-size code with zero symbols past its end
 	// (which change no repair symbol).
-	set := &e.sets[1-e.cur]
 	for i := range set.src {
 		if i < e.closedK {
 			e.shards[i] = set.src[i][:e.closedS]
