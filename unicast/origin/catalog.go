@@ -61,15 +61,34 @@ func (c *Catalog) listAt(now time.Time) []wellknown.CatalogEntry {
 	return append([]wellknown.CatalogEntry(nil), c.entries...)
 }
 
+// Entry returns the entry of push pushID of session, while the catalogue
+// keeps it.
+func (c *Catalog) Entry(session string, pushID uint64) (wellknown.CatalogEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(time.Now())
+	for i := len(c.entries) - 1; i >= 0; i-- {
+		if e := &c.entries[i]; e.PushID == pushID && e.Session == session {
+			return *e, true
+		}
+	}
+	return wellknown.CatalogEntry{}, false
+}
+
+// maxAge is how long an entry is kept at most.
+func (c *Catalog) maxAge() time.Duration {
+	if c.MaxAge <= 0 {
+		return DefaultCatalogAge
+	}
+	return c.MaxAge
+}
+
 func (c *Catalog) pruneLocked(now time.Time) {
 	limit := c.MaxEntries
 	if limit <= 0 {
 		limit = DefaultCatalogEntries
 	}
-	age := c.MaxAge
-	if age <= 0 {
-		age = DefaultCatalogAge
-	}
+	age := c.maxAge()
 	drop := max(len(c.entries)-limit, 0)
 	for drop < len(c.entries) && now.Sub(c.entries[drop].Pushed) > age {
 		drop++

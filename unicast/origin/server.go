@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -67,6 +68,11 @@ type Server struct {
 	// serves the content over TLS with HTTP/2 and HTTP/1.1, for the caches
 	// of RepairURLs to fetch from (ServeTCP).
 	TCPAddr string
+	// CatalogKey signs the catalogue entries served alone at
+	// wellknown.CatalogPath, whose public key the description lists; nil
+	// means a key made for the server's life. Caches may store and serve
+	// those entries: the signature proves them to receivers.
+	CatalogKey ed25519.PrivateKey
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -239,7 +245,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cw.Live = &s.counters.manifestBytes
 	}
 	defer s.counters.count(rt, r.Method, cw)
+	defer s.logServed(r, cw)
 	s.serveHTTP(cw, r, rt)
+}
+
+// logServed is the access log, at debug level: what each receiver and
+// cache costs the origin, request by request. Defer it: it reads what w
+// recorded.
+func (s *Server) logServed(r *http.Request, w *httpmeter.Writer) {
+	if log := s.logger(); log.Enabled(r.Context(), slog.LevelDebug) {
+		log.Debug("served", "method", r.Method, "target", r.URL.RequestURI(), "range", r.Header.Get("Range"),
+			"status", w.Status, "bytes", w.Bytes, "proto", r.Proto, "remote", r.RemoteAddr)
+	}
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
@@ -261,6 +278,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	case routeKeys:
 		s.serveKey(w, r, secure)
+		return
+	case routeCatalog:
+		s.serveCatalogEntry(w, r)
 		return
 	}
 	if herr != nil {
@@ -389,7 +409,63 @@ func (s *Server) description() *wellknown.Description {
 	}
 	d.Keys = s.Keys.List()
 	d.RepairURLs = s.RepairURLs
+	if s.Catalog != nil {
+		d.CatalogKey = wellknown.EncodeCatalogKey(s.catalogKey().Public().(ed25519.PublicKey))
+	}
 	return d
+}
+
+// catalogKey returns the key that signs catalogue entries, made the first
+// time when CatalogKey is nil.
+func (s *Server) catalogKey() ed25519.PrivateKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.CatalogKey == nil {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			panic(fmt.Sprintf("origin: making the catalogue key: %v", err)) // crypto/rand does not fail
+		}
+		s.CatalogKey = key
+	}
+	return s.CatalogKey
+}
+
+// serveCatalogEntry serves one catalogue entry, signed, at
+// wellknown.CatalogEntryPath: an immutable document (a push ID names one
+// push of a session), which caches may keep while the catalogue does, so
+// that receivers that need an entry ask their cache, not the origin
+// (spec/unicast.md, "Signed catalogue entries"). It carries no key and is
+// served over TCP too.
+func (s *Server) serveCatalogEntry(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	session, pushID, ok := wellknown.ParseCatalogEntryPath(r.URL.Path)
+	var e wellknown.CatalogEntry
+	if ok && s.Catalog != nil {
+		e, ok = s.Catalog.Entry(session, pushID)
+	}
+	if !ok {
+		// Not listed (yet): a cache must not keep the answer.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "no such catalogue entry", http.StatusNotFound)
+		return
+	}
+	b, err := wellknown.SignCatalogEntry(s.catalogKey(), &e)
+	if err != nil {
+		s.logger().Error("signing a catalogue entry", "err", err)
+		http.Error(w, "cannot sign the entry", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, immutable", int(s.Catalog.maxAge().Seconds())))
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(b)
 }
 
 // acceptsGzip reports whether the request accepts the gzip content coding.

@@ -48,6 +48,12 @@ type Description struct {
 	// trailing "/") before the resource's origin-form target. Parse
 	// normalises them (ParseRepairURL).
 	RepairURLs []string `json:"repair_urls,omitempty"`
+	// CatalogKey, when set, is the Ed25519 public key (unpadded base64url,
+	// ParseCatalogKey) that signs each catalogue entry the origin serves
+	// alone at CatalogEntryPath: receivers may then fetch an entry through
+	// the repair URLs, which may not alter it (spec/unicast.md, "Signed
+	// catalogue entries").
+	CatalogKey string `json:"catalog_key,omitempty"`
 
 	// ResourcesAfter is set on a description that lists only the resources
 	// pushed at or after it (an incremental read, ResourcesAfterParam);
@@ -275,35 +281,47 @@ func Parse(b []byte) (*Description, error) {
 		}
 		d.RepairURLs[i] = u.String()
 	}
+	if d.CatalogKey != "" {
+		if _, err := ParseCatalogKey(d.CatalogKey); err != nil {
+			return nil, descErr("catalog_key", "%v", err)
+		}
+	}
 	for i := range d.Resources {
-		r := &d.Resources[i]
-		field := fmt.Sprintf("resources[%d]", i)
-		if err := checkPath(r.Path); err != nil {
-			return nil, descErr(field+".path", "%v", err)
+		if err := checkEntry(fmt.Sprintf("resources[%d]", i), &d.Resources[i]); err != nil {
+			return nil, err
 		}
-		if r.Size < 0 {
-			return nil, descErr(field+".size", "negative (%d)", r.Size)
-		}
-		if r.ETag != "" && !ValidETag(r.ETag) {
-			return nil, descErr(field+".etag", "%q is not an entity tag", r.ETag)
-		}
-		if r.ContentDigest != "" {
-			if _, err := integrity.ParseContentDigest(r.ContentDigest); err != nil {
-				return nil, descErr(field+".content_digest", "%v", err)
-			}
-		}
-		if r.Digest != "" {
-			if _, err := integrity.ParseDigest(r.Digest); err != nil {
-				return nil, descErr(field+".digest", "%v", err)
-			}
-		}
-		id, err := ParseSessionID(r.Session)
-		if err != nil {
-			return nil, descErr(field+".session", "%v", err)
-		}
-		r.Session = id
 	}
 	return &d, nil
+}
+
+// checkEntry checks a catalogue entry (Parse) and puts its session ID in
+// lower case.
+func checkEntry(field string, r *CatalogEntry) error {
+	if err := checkPath(r.Path); err != nil {
+		return descErr(field+".path", "%v", err)
+	}
+	if r.Size < 0 {
+		return descErr(field+".size", "negative (%d)", r.Size)
+	}
+	if r.ETag != "" && !ValidETag(r.ETag) {
+		return descErr(field+".etag", "%q is not an entity tag", r.ETag)
+	}
+	if r.ContentDigest != "" {
+		if _, err := integrity.ParseContentDigest(r.ContentDigest); err != nil {
+			return descErr(field+".content_digest", "%v", err)
+		}
+	}
+	if r.Digest != "" {
+		if _, err := integrity.ParseDigest(r.Digest); err != nil {
+			return descErr(field+".digest", "%v", err)
+		}
+	}
+	id, err := ParseSessionID(r.Session)
+	if err != nil {
+		return descErr(field+".session", "%v", err)
+	}
+	r.Session = id
+	return nil
 }
 
 // parseOneAdvertisement parses an alt-value that must hold exactly one
