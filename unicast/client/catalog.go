@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"slices"
 	"time"
@@ -26,6 +27,10 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	if fromOrigin {
 		c.keys.setListed(d.Keys, !d.FromAltSvc)
 	}
+	var catalogKey ed25519.PublicKey
+	if fromOrigin && !d.FromAltSvc && d.CatalogKey != "" {
+		catalogKey, _ = wellknown.ParseCatalogKey(d.CatalogKey) // Parse checked it
+	}
 	var joins []*csession
 	var leave []context.CancelFunc
 	c.mu.Lock()
@@ -37,6 +42,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		c.descAt = at
 		c.stats.Polls++
 		c.altSvcOnly = d.FromAltSvc
+		c.catalogKey = catalogKey
 	}
 	if first && !c.baseline {
 		c.baseline = true
@@ -343,6 +349,9 @@ func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 				kept = append(kept, e)
 			}
 		}
+	}
+	for i := range d.Resources {
+		delete(c.fromEntries, entryKey(&d.Resources[i])) // a read lists it now
 	}
 	if over := len(kept) - c.cfg.MaxCatalog; over > 0 {
 		n := copy(kept, kept[over:])

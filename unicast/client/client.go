@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/internal/caplog"
 	"github.com/h3m-project/h3m/unicast/internal/trace"
@@ -378,6 +380,10 @@ type Stats struct {
 	// which is fetched from the next URL).
 	CacheRequests, CacheErrors, CacheRejected int
 	CacheBytes                                int64
+	// CatalogEntries counts the signed catalogue entries taken from
+	// caches (signedentries.go): words of the catalogue that cost the
+	// origin no read.
+	CatalogEntries int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -419,8 +425,9 @@ type Client struct {
 	sem     chan struct{}
 	pollNow chan struct{}
 	keys    *keyResolver
-	// pollIdle: the poll interval has grown past CatalogPoll.
-	pollIdle atomic.Bool
+	// pollIdle: the poll interval has grown past CatalogPoll; pollLive:
+	// it was stretched because the sessions are live in-band.
+	pollIdle, pollLive atomic.Bool
 
 	// wake makes Run look at once whether everything has ended and is
 	// settled (ExitOnEnd), rather than at its next tick.
@@ -455,10 +462,18 @@ type Client struct {
 	lastDesc  *wellknown.Description
 	lastETag  string
 	lastAfter time.Time
-	results   []*Delivery
-	jobs      map[string]*job
-	busy      map[string]int // path -> multicast pushes in progress + jobs
-	seen      map[string]time.Time
+	// catalogKey verifies the signed catalogue entries (the description's
+	// CatalogKey; nil: the origin signs none); entryFetching are the
+	// entries being fetched (signedEntryKey), fromEntries the catalogue
+	// entries (entryKey) that came alone, not from a read: the next
+	// incremental read must not start after them (describeSince).
+	catalogKey    ed25519.PublicKey
+	entryFetching map[string]bool
+	fromEntries   map[string]bool
+	results       []*Delivery
+	jobs          map[string]*job
+	busy          map[string]int // path -> multicast pushes in progress + jobs
+	seen          map[string]time.Time
 	// settled holds the keys (deliveryKey) of the resources delivered or
 	// given up, with when: what the catalogue is checked against and
 	// duplicates are dropped by. A key is kept while the client's catalogue
@@ -557,21 +572,23 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr, tier: tier,
-		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr, tier: tier}},
-		storage:    storage,
-		sem:        make(chan struct{}, cfg.RepairConcurrency),
-		pollNow:    make(chan struct{}, 1),
-		wake:       make(chan struct{}, 1),
-		demand:     make(chan struct{}, 1),
-		static:     make(map[string]bool),
-		sessions:   make(map[string]*csession),
-		expectFrom: make(map[string]uint64),
-		jobs:       make(map[string]*job),
-		busy:       make(map[string]int),
-		seen:       make(map[string]time.Time),
-		settled:    make(map[string]time.Time),
-		current:    make(map[string]int),
-		fetching:   make(map[string]*job),
+		hc:            &http.Client{Transport: &originOnly{origin: origin, next: tr, tier: tier}},
+		storage:       storage,
+		sem:           make(chan struct{}, cfg.RepairConcurrency),
+		pollNow:       make(chan struct{}, 1),
+		wake:          make(chan struct{}, 1),
+		demand:        make(chan struct{}, 1),
+		static:        make(map[string]bool),
+		sessions:      make(map[string]*csession),
+		expectFrom:    make(map[string]uint64),
+		jobs:          make(map[string]*job),
+		busy:          make(map[string]int),
+		entryFetching: make(map[string]bool),
+		fromEntries:   make(map[string]bool),
+		seen:          make(map[string]time.Time),
+		settled:       make(map[string]time.Time),
+		current:       make(map[string]int),
+		fetching:      make(map[string]*job),
 	}
 	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
 		c.count(func(st *Stats) { st.OffOrigin++ })
@@ -760,7 +777,7 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	c.mu.Lock()
 	var newest time.Time
 	for i := range c.catalog {
-		if p := c.catalog[i].Pushed; p.After(newest) {
+		if p := c.catalog[i].Pushed; p.After(newest) && !c.fromEntries[entryKey(&c.catalog[i])] {
 			newest = p
 		}
 	}
@@ -808,9 +825,67 @@ func (c *Client) pollSoon() {
 // description, given the last one (CatalogPoll, CatalogIdlePoll).
 func (c *Client) pollInterval(last time.Duration) time.Duration {
 	if c.catalogNeeded() || c.cfg.CatalogIdlePoll <= c.cfg.CatalogPoll {
+		c.pollLive.Store(false)
 		return c.cfg.CatalogPoll
 	}
+	if c.liveInBand(time.Now()) {
+		// The sessions announce in-band what a read would tell: each
+		// push by its promise (whose catalogue word, when needed, is a
+		// read or a signed entry of its own), a lost promise by the next
+		// push ID, the end by the last push. Until they go quiet
+		// (monitor), reads only look for what they do not carry: a
+		// session announced meanwhile.
+		c.pollLive.Store(true)
+		return c.cfg.CatalogIdlePoll
+	}
+	c.pollLive.Store(false)
 	return min(max(2*last, c.cfg.CatalogPoll), c.cfg.CatalogIdlePoll)
+}
+
+// lastRead returns when the last description read began.
+func (c *Client) lastRead() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.descAt
+}
+
+// liveQuiet is how long a session must bring no packet to be quiet: a
+// sender sends a keep-alive at least every mquic.DefaultKeepAlive, so three
+// of them in a row lost (or LostGrace, if longer).
+const liveQuiet = 3 * mquic.DefaultKeepAlive
+
+// liveInBand reports whether every session the client has not left is
+// active, joined, and has brought packets within liveQuiet (its pushes,
+// or its keep-alives when it has none), and there is one.
+func (c *Client) liveInBand(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := 0
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		left := cs.left
+		ok := cs.state == wellknown.StateActive && cs.rcv != nil && !cs.sawEnd && !cs.lastPacket.IsZero() && now.Sub(cs.lastPacket) < max(liveQuiet, c.cfg.LostGrace)
+		cs.mu.Unlock()
+		switch {
+		case left:
+		case !ok:
+			return false
+		default:
+			live++
+		}
+	}
+	return live > 0
+}
+
+// quietInBand has the description read now when the poll interval was
+// stretched because the sessions were live in-band (pollInterval) and
+// they are no longer: a session that stopped sending without its end
+// reaching the client is known ended by the next read, not 30 s later.
+func (c *Client) quietInBand(now time.Time) {
+	if c.pollLive.Load() && !c.liveInBand(now) {
+		c.pollLive.Store(false)
+		c.pollSoon()
+	}
 }
 
 // catalogNeeded reports whether the client waits for something only the
@@ -818,8 +893,13 @@ func (c *Client) pollInterval(last time.Duration) time.Duration {
 func (c *Client) catalogNeeded() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.haveCat || c.altSvcOnly || c.fallback || len(c.held) > 0 {
+	if !c.haveCat || c.altSvcOnly || c.fallback {
 		return true
+	}
+	for _, o := range c.held {
+		if !c.entryFetching[signedEntryKey(o.cs.id, o.res.PushID)] {
+			return true // no signed entry on its way: a read must say
+		}
 	}
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
@@ -847,6 +927,18 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if c.liveInBand(time.Now()) && !c.catalogNeeded() {
+				// Nothing asks for a read that the sessions do not
+				// announce in-band: the interval stretches now
+				// (pollInterval), this read included.
+				if wait := c.cfg.CatalogIdlePoll - time.Since(c.lastRead()); wait > 0 && c.cfg.CatalogIdlePoll > c.cfg.CatalogPoll {
+					interval = c.cfg.CatalogIdlePoll
+					c.pollIdle.Store(true)
+					c.pollLive.Store(true)
+					t.Reset(jitter(wait))
+					continue
+				}
+			}
 		case <-c.pollNow:
 		}
 		interval = c.pollInterval(interval)

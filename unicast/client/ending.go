@@ -130,7 +130,13 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 	cs.mu.Unlock()
 	c.log.Info("push IDs skipped: promises lost in multicast; waiting for the catalogue to name them", "session", cs.id, "gaps", fmt.Sprint(gaps))
-	c.pollSoon() // the poll interval may have grown (CatalogIdlePoll)
+	// Not a signed entry at once (as for a held push): the push's stream
+	// may still be coming as an orphan, which the next read identifies
+	// and repairs, where an entry now would have it fetched whole. A gap
+	// of an orphan whose stream came has its entry asked already (orphan).
+	if !c.fetchingEntries(cs.id, gaps) {
+		c.pollSoon() // the poll interval may have grown (CatalogIdlePoll)
+	}
 	for _, g := range over {
 		c.reportGap(cs.id, g, "too many lost promises waiting for the catalogue")
 	}

@@ -47,7 +47,8 @@ type Server struct {
 	TLSConfig *tls.Config
 	// QUICConfig tunes the QUIC connections; nil means quic-go's defaults,
 	// with qlog traces of every connection under $QLOGDIR when that is set
-	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer).
+	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer), and
+	// no path MTU discovery when RepairURLs lists caches.
 	QUICConfig *quic.Config
 	// Sessions are the sessions to advertise; nil advertises none.
 	Sessions *Sessions
@@ -115,9 +116,13 @@ func (s *Server) setup() (*http3.Server, error) {
 	}
 	qc := s.QUICConfig
 	if qc == nil {
-		if tracer := trace.DirTracer(); tracer != nil {
-			qc = &quic.Config{Tracer: tracer}
-		}
+		qc = &quic.Config{Tracer: trace.DirTracer()}
+		// With caches listed, the receivers' connections here carry the
+		// description, keys and a few reads, and the bulk goes through
+		// the caches: the MTU probes (five or six packets of up to 1.4 kB
+		// each way) would cost each receiver more than larger packets
+		// save it.
+		qc.DisablePathMTUDiscovery = len(s.RepairURLs) > 0
 	}
 	s.h3 = &http3.Server{
 		Addr:       s.Addr,
@@ -264,7 +269,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 	handler, herr := s.handlerLocked()
 	s.mu.Unlock()
 	secure := r.TLS != nil
-	if secure {
+	// The description lists the sessions' alt-values in its body: the
+	// field would repeat them (a few hundred bytes, keys included) on
+	// every poll of every receiver.
+	if secure && rt != routeDescription {
 		if v := s.Sessions.AltSvc(time.Now()); v != "" {
 			w.Header().Set("Alt-Svc", v)
 		}

@@ -35,6 +35,15 @@ func CatalogEntryPath(session string, pushID uint64) string {
 	return CatalogPath + "/" + session + "/" + strconv.FormatUint(pushID, 10)
 }
 
+// CatalogEntryTarget returns CatalogEntryPath as a Target, to be put under
+// a repair URL (Target.On). ParseTarget refuses it (its ".well-known"
+// segment names a hidden file): a receiver only asks a cache for it when
+// it can check the answer's signature.
+func CatalogEntryTarget(session string, pushID uint64) Target {
+	p := CatalogEntryPath(session, pushID)
+	return Target{Path: p, RawPath: p}
+}
+
 // ParseCatalogEntryPath returns the session and push ID a path under
 // CatalogPath names; ok is false for any other path (a push ID in decimal
 // without leading zeros, a hex session ID in lower case).
