@@ -856,7 +856,8 @@ const liveQuiet = 3 * mquic.DefaultKeepAlive
 
 // liveInBand reports whether every session the client has not left is
 // active, joined, and has brought packets within liveQuiet (its pushes,
-// or its keep-alives when it has none), and there is one.
+// or its keep-alives when it has none; or was joined within it), and
+// there is one.
 func (c *Client) liveInBand(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -864,7 +865,11 @@ func (c *Client) liveInBand(now time.Time) bool {
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		left := cs.left
-		ok := cs.state == wellknown.StateActive && cs.rcv != nil && !cs.sawEnd && !cs.lastPacket.IsZero() && now.Sub(cs.lastPacket) < max(liveQuiet, c.cfg.LostGrace)
+		heard := cs.lastPacket
+		if heard.IsZero() {
+			heard = cs.joinedAt // just joined: its first packets are due
+		}
+		ok := cs.state == wellknown.StateActive && cs.rcv != nil && !cs.sawEnd && !heard.IsZero() && now.Sub(heard) < max(liveQuiet, c.cfg.LostGrace)
 		cs.mu.Unlock()
 		switch {
 		case left:
@@ -901,12 +906,31 @@ func (c *Client) catalogNeeded() bool {
 			return true // no signed entry on its way: a read must say
 		}
 	}
+	if c.pendingEntryLocked() {
+		return true // reads judge it lost in time (catalogJobsLocked)
+	}
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		waiting := !cs.left && (cs.state != wellknown.StateActive || cs.rcv == nil || cs.sawEnd) ||
 			len(cs.gaps) > 0 || len(cs.orphans) > 0
 		cs.mu.Unlock()
 		if waiting {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingEntryLocked reports whether the catalogue lists a resource the
+// client expects that is neither delivered, nor being received or fetched:
+// one a read will fetch once it counts as lost (lostLocked).
+func (c *Client) pendingEntryLocked() bool {
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		if e.Range != "" || c.busy[e.Path] > 0 || c.fetching[e.Path] != nil || c.jobs[entryKey(e)] != nil {
+			continue
+		}
+		if !c.settledEntryLocked(e) && c.expectedLocked(e) {
 			return true
 		}
 	}
