@@ -43,6 +43,9 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		c.stats.Polls++
 		c.altSvcOnly = d.FromAltSvc
 		c.catalogKey = catalogKey
+		if !d.FromAltSvc {
+			c.catalogNext = d.CatalogNext
+		}
 	}
 	if first && !c.baseline {
 		c.baseline = true
@@ -333,7 +336,7 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 	c.haveCat = true
 	var kept []wellknown.CatalogEntry
-	if d.ResourcesAfter.IsZero() {
+	if d.ResourcesAfter.IsZero() && d.ResourcesFrom == 0 {
 		kept = d.Resources
 	} else {
 		have := make(map[string]bool, len(c.catalog))

@@ -457,11 +457,14 @@ type Client struct {
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
 	// lastDesc is the last description read, lastETag its entity tag, for
-	// the query of catalogue entries pushed at or after lastAfter: the
-	// next read of the same query is conditional.
-	lastDesc  *wellknown.Description
-	lastETag  string
-	lastAfter time.Time
+	// the query lastQuery names (readQuery): the next read of the same
+	// query is conditional. catalogNext is the origin's number for its
+	// next catalogue entry, as of the last read (0: none, or an origin
+	// that does not number them).
+	lastDesc    *wellknown.Description
+	lastETag    string
+	lastQuery   string
+	catalogNext uint64
 	// catalogKey verifies the signed catalogue entries (the description's
 	// CatalogKey; nil: the origin signs none); entryFetching are the
 	// entries being fetched (signedEntryKey), fromEntries the catalogue
@@ -775,20 +778,16 @@ func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown
 // conditional on its entity tag: a 304 gives that description again.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
-	var newest time.Time
-	for i := range c.catalog {
-		if p := c.catalog[i].Pushed; p.After(newest) && !c.fromEntries[entryKey(&c.catalog[i])] {
-			newest = p
-		}
-	}
+	q := c.readQueryLocked()
+	key := q.Encode()
 	etag, last := "", c.lastDesc
-	if last != nil && c.lastAfter.Equal(newest) {
+	if last != nil && c.lastQuery == key {
 		etag = c.lastETag
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, newest, etag)
+	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, q, etag)
 	if errors.Is(err, errNotModified) {
 		c.contact()
 		c.count(func(st *Stats) { st.DescriptionNotModified++ })
@@ -801,10 +800,32 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 		kept := *d
 		kept.Resources = slices.Clone(d.Resources)
 		c.mu.Lock()
-		c.lastDesc, c.lastETag, c.lastAfter = &kept, tag, newest
+		c.lastDesc, c.lastETag, c.lastQuery = &kept, tag, key
 		c.mu.Unlock()
 	}
 	return d, err
+}
+
+// readQueryLocked returns the query of the next read: the catalogue
+// entries from the origin's number for the next one as of the last read,
+// when it numbers them (nothing the client has comes back, and the document
+// stays the same, a 304, while nothing is added); else those pushed at or
+// after the newest entry a read brought (describeSince); none for a whole
+// read.
+func (c *Client) readQueryLocked() url.Values {
+	if c.catalogNext > 0 {
+		return url.Values{wellknown.ResourcesFromParam: {strconv.FormatUint(c.catalogNext, 10)}}
+	}
+	var newest time.Time
+	for i := range c.catalog {
+		if p := c.catalog[i].Pushed; p.After(newest) && !c.fromEntries[entryKey(&c.catalog[i])] {
+			newest = p
+		}
+	}
+	if newest.IsZero() {
+		return url.Values{}
+	}
+	return url.Values{wellknown.ResourcesAfterParam: {newest.UTC().Format(time.RFC3339Nano)}}
 }
 
 // pollSoon has the description read now when the poll interval has grown
@@ -909,6 +930,12 @@ func (c *Client) catalogNeeded() bool {
 	if c.pendingEntryLocked() {
 		return true // reads judge it lost in time (catalogJobsLocked)
 	}
+	if len(c.jobs) > 0 && !c.endAt.IsZero() && c.allEndedLocked() {
+		// The last repairs after the end may go on longer than
+		// OriginGrace through the caches, whose answers are not the
+		// origin's: reads show the origin is still there (finish).
+		return true
+	}
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		waiting := !cs.left && (cs.state != wellknown.StateActive || cs.rcv == nil || cs.sawEnd) ||
@@ -919,6 +946,20 @@ func (c *Client) catalogNeeded() bool {
 		}
 	}
 	return false
+}
+
+// allEndedLocked reports whether every session the client knows has
+// ended, in-band or by the description, or was left.
+func (c *Client) allEndedLocked() bool {
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ended := cs.left || cs.sawEnd || cs.state == wellknown.StateEnded
+		cs.mu.Unlock()
+		if !ended {
+			return false
+		}
+	}
+	return true
 }
 
 // pendingEntryLocked reports whether the catalogue lists a resource the

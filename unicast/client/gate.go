@@ -147,11 +147,22 @@ func (c *Client) hold(ctx context.Context, o *outcome) {
 // started at started (and has completed), counting the read; with jobsOnly
 // (the read failed), only the outcomes that ask for unicast work.
 func (c *Client) releaseHeldLocked(started time.Time, jobsOnly bool) []*outcome {
+	out := c.takeHeldLocked(func(o *outcome) bool {
+		return o.at.Before(started) && (!jobsOnly || o.kind != outDeliver)
+	})
+	for _, o := range out {
+		o.reads++
+	}
+	return out
+}
+
+// takeHeldLocked removes the held outcomes match picks, their paths no
+// longer busy, and returns them.
+func (c *Client) takeHeldLocked(match func(*outcome) bool) []*outcome {
 	var out []*outcome
 	kept := c.held[:0]
 	for _, o := range c.held {
-		if o.at.Before(started) && (!jobsOnly || o.kind != outDeliver) {
-			o.reads++
+		if match(o) {
 			c.unbusyLocked(o.path)
 			out = append(out, o)
 		} else {

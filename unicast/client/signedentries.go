@@ -201,18 +201,7 @@ func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
 		cs.removeGapLocked(e.PushID) // named
 		cs.mu.Unlock()
 	}
-	var released []*outcome
-	kept := c.held[:0]
-	for _, o := range c.held {
-		if o.cs.id == e.Session && o.res.PushID == e.PushID {
-			c.unbusyLocked(o.path)
-			released = append(released, o)
-		} else {
-			kept = append(kept, o)
-		}
-	}
-	clear(c.held[len(kept):])
-	c.held = kept
+	released := c.takeHeldLocked(func(o *outcome) bool { return o.cs.id == e.Session && o.res.PushID == e.PushID })
 	c.mu.Unlock()
 	for _, j := range starts {
 		c.startJob(ctx, j)

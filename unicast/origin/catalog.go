@@ -26,6 +26,8 @@ type Catalog struct {
 
 	mu      sync.Mutex
 	entries []wellknown.CatalogEntry // in push order
+	seqs    []uint64                 // each entry's number
+	next    uint64                   // the number of the next entry added
 }
 
 // Add records a push. Entries keep the order they were added in, and their
@@ -43,7 +45,30 @@ func (c *Catalog) Add(e wellknown.CatalogEntry) {
 		e.Pushed = c.entries[n-1].Pushed
 	}
 	c.entries = append(c.entries, e)
+	c.seqs = append(c.seqs, c.next)
+	c.next++
 	c.pruneLocked(time.Now())
+}
+
+// ListFrom returns the entries still in the catalogue numbered from on
+// (entries are numbered from 0 in the order added), oldest first, and the
+// number the next entry will get. A from past that number (the catalogue
+// of an origin that started again) lists every entry, and whole says so.
+func (c *Catalog) ListFrom(from uint64) (entries []wellknown.CatalogEntry, next uint64, whole bool) {
+	if c == nil {
+		return nil, 0, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(time.Now())
+	if from > c.next {
+		from = 0
+	}
+	i := 0
+	for i < len(c.seqs) && c.seqs[i] < from {
+		i++
+	}
+	return append([]wellknown.CatalogEntry(nil), c.entries[i:]...), c.next, from == 0
 }
 
 // List returns the entries still in the catalogue, oldest first.
@@ -99,5 +124,6 @@ func (c *Catalog) pruneLocked(now time.Time) {
 		n := copy(c.entries, c.entries[drop:])
 		clear(c.entries[n:])
 		c.entries = c.entries[:n]
+		c.seqs = c.seqs[:copy(c.seqs, c.seqs[drop:])]
 	}
 }

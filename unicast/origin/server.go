@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -326,6 +327,22 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 			}
 		}
 		d.Resources, d.ResourcesAfter = kept, after
+	} else if v := r.URL.Query().Get(wellknown.ResourcesFromParam); v != "" {
+		from, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, wellknown.ResourcesFromParam+": want an entry number", http.StatusBadRequest)
+			return
+		}
+		// What was added since the reader's last read, and nothing it
+		// had: the document stays the same (a 304) while nothing is.
+		entries, next, whole := s.Catalog.ListFrom(from)
+		d.Resources, d.CatalogNext = entries, next
+		if d.Resources == nil {
+			d.Resources = []wellknown.CatalogEntry{}
+		}
+		if !whole {
+			d.ResourcesFrom = from
+		}
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -401,7 +418,8 @@ func describe(sessions *Sessions, catalog *Catalog) *wellknown.Description {
 		}
 	}
 	if catalog != nil {
-		d.Resources = append(d.Resources, catalog.List()...)
+		entries, next, _ := catalog.ListFrom(0)
+		d.Resources, d.CatalogNext = append(d.Resources, entries...), next
 	}
 	return d
 }

@@ -431,22 +431,39 @@ func TestIncrementalCatalog(t *testing.T) {
 	if len(delta.Resources) != 2 || delta.Resources[0].Path != "/b" || !delta.ResourcesAfter.Equal(since) {
 		t.Fatalf("incremental read: %+v", delta.Resources)
 	}
-	r := httptest.NewRequest("GET", wellknown.Path+"?"+wellknown.ResourcesAfterParam+"=yesterday", nil)
-	r.TLS = &tls.ConnectionState{}
-	w := httptest.NewRecorder()
-	srv.ServeHTTP(w, r)
-	if w.Code != 400 {
-		t.Fatalf("a bad time: %d", w.Code)
+	// By number: the full read gives the next entry's; a read from it
+	// lists what was added since, and nothing the reader had; a number
+	// past it (an origin that started again) lists everything.
+	if full.CatalogNext != 3 {
+		t.Fatalf("full read: catalog_next %d, want 3", full.CatalogNext)
+	}
+	if d := read("?resources_from=3"); len(d.Resources) != 0 || d.CatalogNext != 3 || d.ResourcesFrom != 3 {
+		t.Fatalf("read from 3 of 3: %+v", d)
+	}
+	if d := read("?resources_from=1"); len(d.Resources) != 2 || d.Resources[0].Path != "/b" || d.ResourcesFrom != 1 {
+		t.Fatalf("read from 1: %+v", d.Resources)
+	}
+	if d := read("?resources_from=9"); len(d.Resources) != 3 || d.ResourcesFrom != 0 || d.CatalogNext != 3 {
+		t.Fatalf("read from past the catalogue: %+v", d)
+	}
+	for _, bad := range []string{wellknown.ResourcesAfterParam + "=yesterday", wellknown.ResourcesFromParam + "=-1"} {
+		r := httptest.NewRequest("GET", wellknown.Path+"?"+bad, nil)
+		r.TLS = &tls.ConnectionState{}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code != 400 {
+			t.Fatalf("%s: %d", bad, w.Code)
+		}
 	}
 
 	// Compressed when the reader accepts gzip, and the same document.
 	for i := range 20 {
 		cat.Add(wellknown.CatalogEntry{Path: fmt.Sprintf("/more/%d", i), Size: 1, Pushed: t0, Session: "01", PushID: uint64(10 + i)})
 	}
-	r = httptest.NewRequest("GET", wellknown.Path, nil)
+	r := httptest.NewRequest("GET", wellknown.Path, nil)
 	r.TLS = &tls.ConnectionState{}
 	r.Header.Set("Accept-Encoding", "gzip")
-	w = httptest.NewRecorder()
+	w := httptest.NewRecorder()
 	srv.ServeHTTP(w, r)
 	if w.Header().Get("Content-Encoding") != "gzip" {
 		t.Fatalf("not compressed: %v", w.Header())
