@@ -130,12 +130,16 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 	cs.mu.Unlock()
 	c.log.Info("push IDs skipped: promises lost in multicast; waiting for the catalogue to name them", "session", cs.id, "gaps", fmt.Sprint(gaps))
-	// Not a signed entry at once (as for a held push): the push's stream
-	// may still be coming as an orphan, which the next read identifies
-	// and repairs, where an entry now would have it fetched whole. A gap
-	// of an orphan whose stream came has its entry asked already (orphan).
+	// Neither a read nor a signed entry at once: the push's stream may
+	// still be coming, its head lost, and a catalogue that names the push
+	// now would have it fetched whole (a later push was promised), where
+	// the orphan it becomes when it ends is identified and repaired
+	// (orphan, which reads or asks for its entry). A push lost whole is
+	// read about after LostGrace; the poll interval may have grown
+	// (CatalogIdlePoll). A gap of an orphan whose stream came has its
+	// entry asked already.
 	if !c.fetchingEntries(cs.id, gaps) {
-		c.pollSoon() // the poll interval may have grown (CatalogIdlePoll)
+		time.AfterFunc(c.cfg.LostGrace, c.pollSoon)
 	}
 	for _, g := range over {
 		c.reportGap(cs.id, g, "too many lost promises waiting for the catalogue")
