@@ -301,8 +301,9 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 
 // lostLocked reports whether multicast lost catalogue entry e (first listed
 // at first, not delivered, its path not being received): its session's
-// receiver promised a later push (promises come in push-ID order) or saw
-// the session end, or it has been quiet for LostGrace — no push in progress and no event since
+// receiver saw the session end, or promised a later push (promises come in
+// push-ID order) and half LostGrace has passed since first, or it has been
+// quiet for LostGrace — no push in progress and no event since
 // e was listed. The grace is measured against the receiver's progress, not
 // against the listing alone, because a receiver working through a backlog
 // (a loaded machine) still brings the pushes the catalogue lists ahead of
@@ -316,8 +317,17 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		last := cs.lastEvent
 		over := cs.sawEnd // nothing more comes
 		cs.mu.Unlock()
-		if later || over {
+		if over {
 			return true
+		}
+		if later {
+			// Promised pushes come in push-ID order, so this one's
+			// promise was lost; but its stream may still be coming
+			// without its head, to end as an orphan the catalogue then
+			// identifies and repairs. Half LostGrace from the first read
+			// that listed it lets it end, where a fetch now would take
+			// the whole resource.
+			return now.Sub(first) >= c.cfg.LostGrace/2
 		}
 		if working {
 			return false

@@ -963,15 +963,28 @@ func (c *Client) allEndedLocked() bool {
 }
 
 // pendingEntryLocked reports whether the catalogue lists a resource the
-// client expects that is neither delivered, nor being received or fetched:
-// one a read will fetch once it counts as lost (lostLocked).
+// client expects that is neither delivered, nor being received or fetched,
+// and that its session has gone past (a later push was promised, or the
+// session ended): one a read will fetch once it counts as lost
+// (lostLocked). A push listed before its promise reached the client (the
+// origin lists what it hands to the sender) is not: it is coming.
 func (c *Client) pendingEntryLocked() bool {
 	for i := range c.catalog {
 		e := &c.catalog[i]
 		if e.Range != "" || c.busy[e.Path] > 0 || c.fetching[e.Path] != nil || c.jobs[entryKey(e)] != nil {
 			continue
 		}
-		if !c.settledEntryLocked(e) && c.expectedLocked(e) {
+		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
+			continue
+		}
+		cs := c.sessions[e.Session]
+		if cs == nil || c.cfg.CatchUp {
+			return true // what was pushed before the client came is past too
+		}
+		cs.mu.Lock()
+		past := cs.sawEnd || cs.promised && cs.maxPromised > e.PushID
+		cs.mu.Unlock()
+		if past {
 			return true
 		}
 	}
