@@ -168,7 +168,7 @@ func TestIncrementalReadsAfterABurst(t *testing.T) {
 	unicasttest.WaitFor(t, 10*time.Second, "the catalogue read with every push", func() bool {
 		tc.c.mu.Lock()
 		defer tc.c.mu.Unlock()
-		return tc.c.catalogNext == uint64(len(h.Paths))
+		return tc.c.catalogNext == uint64(len(h.Paths))+1
 	})
 	mu.Lock()
 	from := len(froms)
@@ -182,8 +182,8 @@ func TestIncrementalReadsAfterABurst(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, f := range froms[from:] {
-		if f != uint64(len(h.Paths)) {
-			t.Errorf("a poll after the burst asked for the entries from %d, want %d (the number of the next)", f, len(h.Paths))
+		if f != uint64(len(h.Paths))+1 {
+			t.Errorf("a poll after the burst asked for the entries from %d, want %d (the number of the next)", f, len(h.Paths)+1)
 		}
 	}
 	if got := tc.c.Stats().DescriptionNotModified - nm; got < 2 {

@@ -806,6 +806,25 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	return d, err
 }
 
+// missesNothingLocked reports whether every session the client knows
+// ended in-band with no push ID missing before its end (a push lost whole
+// leaves a gap below the ending push's ID), no orphan to identify, and
+// nothing held or listed that is still to be judged.
+func (c *Client) missesNothingLocked() bool {
+	if len(c.sessions) == 0 || len(c.held) > 0 || c.pendingEntryLocked() {
+		return false
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ok := cs.sawEnd && len(cs.gaps) == 0 && len(cs.orphans) == 0
+		cs.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // readQueryLocked returns the query of the next read: the catalogue
 // entries from the origin's number for the next one as of the last read,
 // when it numbers them (nothing the client has comes back, and the document
@@ -814,6 +833,12 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 // read.
 func (c *Client) readQueryLocked() url.Values {
 	if c.catalogNext > 0 {
+		if c.missesNothingLocked() {
+			// Every push ID up to each session's end is accounted for:
+			// no entry can name anything missing, and the read is for
+			// the sessions (a successor) alone.
+			return url.Values{wellknown.ResourcesFromParam: {wellknown.ResourcesFromNext}}
+		}
 		return url.Values{wellknown.ResourcesFromParam: {strconv.FormatUint(c.catalogNext, 10)}}
 	}
 	var newest time.Time

@@ -1,7 +1,10 @@
 package client
 
 import (
+	"context"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,4 +89,51 @@ func TestPollsWhileLiveInBand(t *testing.T) {
 	p1 := tc.c.Stats().Polls
 	h.SetDrop(func([]byte) bool { return true })
 	unicasttest.WaitFor(t, 10*time.Second, "a read once the session went quiet", func() bool { return tc.c.Stats().Polls > p1 })
+}
+
+// TestEndReadsSessionsAlone: once the session has ended in-band and no
+// push ID is missing before its end, the read after the end asks for no
+// catalogue entry (resources_from=next): nothing listed could name a loss,
+// and the read is for the sessions alone. The client still exits with
+// every file.
+func TestEndReadsSessionsAlone(t *testing.T) {
+	var mu sync.Mutex
+	var froms []string
+	h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 20 << 10, Seed: 73,
+		Front: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == wellknown.Path {
+					mu.Lock()
+					froms = append(froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
+					mu.Unlock()
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "endread")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.ExitOnEnd = true
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	tc.waitPaths(10*time.Second, h.Paths)
+	if err := h.Pub.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return after the session ended: %+v", tc.c.Stats())
+	}
+	if tc.err != nil {
+		t.Fatal(tc.err)
+	}
+	tc.checkExact(h, h.Paths)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(froms); n < 2 || froms[n-1] != wellknown.ResourcesFromNext {
+		t.Errorf("reads asked resources_from %q; want the last (after the end) %q", froms, wellknown.ResourcesFromNext)
+	}
 }

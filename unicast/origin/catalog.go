@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ func (c *Catalog) Add(e wellknown.CatalogEntry) {
 	if n := len(c.entries); n > 0 && e.Pushed.Before(c.entries[n-1].Pushed) {
 		e.Pushed = c.entries[n-1].Pushed
 	}
+	if c.next == 0 {
+		c.next = 1
+	}
 	c.entries = append(c.entries, e)
 	c.seqs = append(c.seqs, c.next)
 	c.next++
@@ -51,24 +55,31 @@ func (c *Catalog) Add(e wellknown.CatalogEntry) {
 }
 
 // ListFrom returns the entries still in the catalogue numbered from on
-// (entries are numbered from 0 in the order added), oldest first, and the
-// number the next entry will get. A from past that number (the catalogue
-// of an origin that started again) lists every entry, and whole says so.
+// (entries are numbered from 1 in the order added), oldest first, and the
+// number the next entry will get. A from of 0, or past that number (the
+// catalogue of an origin that started again), lists every entry, and whole
+// says so; wellknown.ResourcesFromNext (as math.MaxUint64) lists none.
 func (c *Catalog) ListFrom(from uint64) (entries []wellknown.CatalogEntry, next uint64, whole bool) {
 	if c == nil {
-		return nil, 0, true
+		return nil, 1, true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pruneLocked(time.Now())
-	if from > c.next {
+	if c.next == 0 {
+		c.next = 1
+	}
+	switch {
+	case from == math.MaxUint64:
+		from = c.next
+	case from > c.next:
 		from = 0
 	}
 	i := 0
 	for i < len(c.seqs) && c.seqs[i] < from {
 		i++
 	}
-	return append([]wellknown.CatalogEntry(nil), c.entries[i:]...), c.next, from == 0
+	return append([]wellknown.CatalogEntry(nil), c.entries[i:]...), c.next, from <= 1
 }
 
 // List returns the entries still in the catalogue, oldest first.

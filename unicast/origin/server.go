@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -329,8 +330,11 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 		d.Resources, d.ResourcesAfter = kept, after
 	} else if v := r.URL.Query().Get(wellknown.ResourcesFromParam); v != "" {
 		from, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			http.Error(w, wellknown.ResourcesFromParam+": want an entry number", http.StatusBadRequest)
+		if v == wellknown.ResourcesFromNext {
+			from, err = math.MaxUint64, nil
+		}
+		if err != nil || from == math.MaxUint64 && v != wellknown.ResourcesFromNext {
+			http.Error(w, wellknown.ResourcesFromParam+": want an entry number or "+wellknown.ResourcesFromNext, http.StatusBadRequest)
 			return
 		}
 		// What was added since the reader's last read, and nothing it
@@ -341,7 +345,7 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 			d.Resources = []wellknown.CatalogEntry{}
 		}
 		if !whole {
-			d.ResourcesFrom = from
+			d.ResourcesFrom = min(from, next)
 		}
 	}
 	b, err := json.Marshal(d)

@@ -434,19 +434,22 @@ func TestIncrementalCatalog(t *testing.T) {
 	// By number: the full read gives the next entry's; a read from it
 	// lists what was added since, and nothing the reader had; a number
 	// past it (an origin that started again) lists everything.
-	if full.CatalogNext != 3 {
-		t.Fatalf("full read: catalog_next %d, want 3", full.CatalogNext)
+	if full.CatalogNext != 4 {
+		t.Fatalf("full read: catalog_next %d, want 4 (entries numbered from 1)", full.CatalogNext)
 	}
-	if d := read("?resources_from=3"); len(d.Resources) != 0 || d.CatalogNext != 3 || d.ResourcesFrom != 3 {
-		t.Fatalf("read from 3 of 3: %+v", d)
+	if d := read("?resources_from=4"); len(d.Resources) != 0 || d.CatalogNext != 4 || d.ResourcesFrom != 4 {
+		t.Fatalf("read from 4 of 3: %+v", d)
 	}
-	if d := read("?resources_from=1"); len(d.Resources) != 2 || d.Resources[0].Path != "/b" || d.ResourcesFrom != 1 {
-		t.Fatalf("read from 1: %+v", d.Resources)
+	if d := read("?resources_from=2"); len(d.Resources) != 2 || d.Resources[0].Path != "/b" || d.ResourcesFrom != 2 {
+		t.Fatalf("read from 2: %+v", d.Resources)
 	}
-	if d := read("?resources_from=9"); len(d.Resources) != 3 || d.ResourcesFrom != 0 || d.CatalogNext != 3 {
+	if d := read("?resources_from=9"); len(d.Resources) != 3 || d.ResourcesFrom != 0 || d.CatalogNext != 4 {
 		t.Fatalf("read from past the catalogue: %+v", d)
 	}
-	for _, bad := range []string{wellknown.ResourcesAfterParam + "=yesterday", wellknown.ResourcesFromParam + "=-1"} {
+	if d := read("?resources_from=next"); len(d.Resources) != 0 || d.ResourcesFrom != 4 || d.CatalogNext != 4 || len(d.Sessions) != len(full.Sessions) {
+		t.Fatalf("read of the sessions alone: %+v", d)
+	}
+	for _, bad := range []string{wellknown.ResourcesAfterParam + "=yesterday", wellknown.ResourcesFromParam + "=-1", wellknown.ResourcesFromParam + "=18446744073709551615"} {
 		r := httptest.NewRequest("GET", wellknown.Path+"?"+bad, nil)
 		r.TLS = &tls.ConnectionState{}
 		w := httptest.NewRecorder()

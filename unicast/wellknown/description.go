@@ -60,10 +60,10 @@ type Description struct {
 	// the rest of the catalogue is the reader's from earlier reads.
 	ResourcesAfter time.Time `json:"resources_after,omitzero"`
 	// CatalogNext is the number the catalogue's next entry will get (its
-	// entries are numbered from 0 in the order added): a reader asks for
-	// what was added since with ResourcesFromParam. 0: none added yet, or
-	// an origin that does not number them. ResourcesFrom is set on a
-	// description that lists only the entries from that number on.
+	// entries are numbered from 1 in the order added): a reader asks for
+	// what was added since with ResourcesFromParam. 0: an origin that does
+	// not number them. ResourcesFrom is set on a description that lists
+	// only the entries from that number on.
 	CatalogNext   uint64 `json:"catalog_next,omitempty"`
 	ResourcesFrom uint64 `json:"resources_from,omitempty"`
 

@@ -32,6 +32,12 @@ const ResourcesAfterParam = "resources_after"
 // the next one will get (Description.CatalogNext).
 const ResourcesFromParam = "resources_from"
 
+// ResourcesFromNext is the value of ResourcesFromParam that asks for no
+// entry: from the number the next will get, whatever it is now. A reader
+// that knows it misses nothing (every session it follows ended in-band, no
+// push ID missing) reads the sessions only.
+const ResourcesFromNext = "next"
+
 // Limits on keys.
 const (
 	// MaxKeyIDLen is the longest key ID published or resolved.
