@@ -302,7 +302,8 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 // lostLocked reports whether multicast lost catalogue entry e (first listed
 // at first, not delivered, its path not being received): its session's
 // receiver saw the session end, or promised a later push (promises come in
-// push-ID order) and half LostGrace has passed since first, or it has been
+// push-ID order) and PushTimeout and half LostGrace have passed since
+// first, or it has been
 // quiet for LostGrace — no push in progress and no event since
 // e was listed. The grace is measured against the receiver's progress, not
 // against the listing alone, because a receiver working through a backlog
@@ -324,10 +325,12 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 			// Promised pushes come in push-ID order, so this one's
 			// promise was lost; but its stream may still be coming
 			// without its head, to end as an orphan the catalogue then
-			// identifies and repairs. Half LostGrace from the first read
-			// that listed it lets it end, where a fetch now would take
-			// the whole resource.
-			return now.Sub(first) >= c.cfg.LostGrace/2
+			// identifies and repairs — when its last packet was lost
+			// too, only once it has been quiet for PushTimeout. Waiting
+			// that long (and half LostGrace) from the first read that
+			// listed it lets it end, where a fetch now would take the
+			// whole resource; a push lost whole is that much later.
+			return now.Sub(first) >= c.pushTimeout()+c.cfg.LostGrace/2
 		}
 		if working {
 			return false
@@ -337,6 +340,15 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		}
 	}
 	return now.Sub(from) >= c.cfg.LostGrace
+}
+
+// pushTimeout is the receivers' PushTimeout (h3m.ReceiverConfig's
+// default, 5 s, when Config leaves it 0).
+func (c *Client) pushTimeout() time.Duration {
+	if c.cfg.PushTimeout > 0 {
+		return c.cfg.PushTimeout
+	}
+	return 5 * time.Second
 }
 
 // mergeCatalogLocked takes the catalogue of d: all of it from a full read,

@@ -806,11 +806,25 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	return d, err
 }
 
+// heldForReadLocked reports whether a push is held for the catalogue's
+// word with no signed entry on its way for it: only a read can say.
+func (c *Client) heldForReadLocked() bool {
+	for _, o := range c.held {
+		if !c.entryFetching[signedEntryKey(o.cs.id, o.res.PushID)] {
+			return true
+		}
+	}
+	return false
+}
+
 // missesNothingLocked reports whether every session the client knows
 // ended in-band with no push ID missing before its end (a push lost whole
 // leaves a gap below the ending push's ID), no orphan to identify, and
 // nothing held or listed that is still to be judged.
 func (c *Client) missesNothingLocked() bool {
+	// Nothing held at all: a read releases what is held for a judgement,
+	// and one that lists no entry would refuse a push whose signed entry
+	// is still on its way.
 	if len(c.sessions) == 0 || len(c.held) > 0 || c.pendingEntryLocked() {
 		return false
 	}
@@ -947,10 +961,8 @@ func (c *Client) catalogNeeded() bool {
 	if !c.haveCat || c.altSvcOnly || c.fallback {
 		return true
 	}
-	for _, o := range c.held {
-		if !c.entryFetching[signedEntryKey(o.cs.id, o.res.PushID)] {
-			return true // no signed entry on its way: a read must say
-		}
+	if c.heldForReadLocked() {
+		return true // no signed entry on its way: a read must say
 	}
 	if c.pendingEntryLocked() {
 		return true // reads judge it lost in time (catalogJobsLocked)
