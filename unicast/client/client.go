@@ -457,10 +457,10 @@ type Client struct {
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
 	// lastDesc is the last description read, lastETag its entity tag, for
-	// the query lastQuery names (readQuery): the next read of the same
-	// query is conditional. catalogNext is the origin's number for its
-	// next catalogue entry, as of the last read (0: none, or an origin
-	// that does not number them).
+	// the query lastQuery names (readQueryLocked): the next read of the
+	// same query is conditional. catalogNext is the origin's number for
+	// its next catalogue entry, as of the last read (0: an origin that
+	// does not number them).
 	lastDesc    *wellknown.Description
 	lastETag    string
 	lastQuery   string
@@ -768,14 +768,16 @@ func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown
 }
 
 // describeSince reads the description with only the catalogue entries
-// pushed at or after the newest the client has. The origin lists its
-// entries in push order with push times that never go back (spec
-// unicast.md), so nothing added since the last read is older; the newest
-// entry comes back and merges away. The times compared are the origin's
-// own, so the clocks of client and origin need not agree, and a read costs
-// what was pushed since, not what was pushed in some interval. With no entry
-// yet, the read is whole. A read of the same query as the last one is
-// conditional on its entity tag: a 304 gives that description again.
+// added since the last read (readQueryLocked): from the origin's number
+// for its next entry when it numbers them; else those pushed at or after
+// the newest a read brought. The origin lists its entries in push order
+// with push times that never go back (spec unicast.md), so nothing added
+// since the last read is older; the newest entry comes back and merges
+// away. The times compared are the origin's own, so the clocks of client
+// and origin need not agree, and a read costs what was pushed since, not
+// what was pushed in some interval. With no entry yet, the read is whole.
+// A read of the same query as the last one is conditional on its entity
+// tag: a 304 gives that description again.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
 	q := c.readQueryLocked()
