@@ -808,6 +808,33 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 	return d, err
 }
 
+// endReadWait bounds how long the read after a session's end waits for
+// the signed entries on their way (entriesBeforeEndRead): well within
+// OriginGrace, which that read resets.
+const endReadWait = time.Second
+
+// entriesBeforeEndRead reports whether the read after a session's end
+// should wait for the signed entries of the pushes held: once they are in,
+// the client may miss nothing and read the sessions alone
+// (missesNothingLocked), where a read now would list every entry pushed
+// since its last. It waits endReadWait at most.
+func (c *Client) entriesBeforeEndRead(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.held) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
+		return false
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ended := cs.sawEnd
+		cs.mu.Unlock()
+		if !ended {
+			return false
+		}
+	}
+	return true
+}
+
 // heldForReadLocked reports whether a push is held for the catalogue's
 // word with no signed entry on its way for it: only a read can say.
 func (c *Client) heldForReadLocked() bool {
@@ -1057,6 +1084,12 @@ func (c *Client) pollLoop(ctx context.Context) {
 				}
 			}
 		case <-c.pollNow:
+		}
+		if c.entriesBeforeEndRead(time.Now()) {
+			// fetchEntry asks for the read when the last one is in;
+			// the timer, once endReadWait is over.
+			t.Reset(endReadWait / 4)
+			continue
 		}
 		interval = c.pollInterval(interval)
 		c.pollIdle.Store(interval > c.cfg.CatalogPoll)

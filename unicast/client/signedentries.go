@@ -84,7 +84,16 @@ func (c *Client) fetchEntry(ctx context.Context, session string, pushID uint64) 
 	defer func() {
 		c.mu.Lock()
 		delete(c.entryFetching, signedEntryKey(session, pushID))
+		last := len(c.entryFetching) == 0 && !c.endAt.IsZero()
 		c.mu.Unlock()
+		if last {
+			// The read after the end may have waited for this one
+			// (entriesBeforeEndRead).
+			select {
+			case c.pollNow <- struct{}{}:
+			default:
+			}
+		}
 	}()
 	target := wellknown.CatalogEntryTarget(session, pushID)
 	c.tier.mu.Lock()
