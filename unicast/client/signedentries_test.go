@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -119,17 +118,7 @@ func TestEndReadsSessionsAlone(t *testing.T) {
 	tc.waitJoined(1)
 	h.PushAll(h.Paths)
 	tc.waitPaths(10*time.Second, h.Paths)
-	if err := h.Pub.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tc.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Run did not return after the session ended: %+v", tc.c.Stats())
-	}
-	if tc.err != nil {
-		t.Fatal(tc.err)
-	}
+	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
 	mu.Lock()
 	defer mu.Unlock()
