@@ -138,6 +138,12 @@ http {
 	uwsgi_temp_path %[1]s/tmp/uwsgi;
 	scgi_temp_path %[1]s/tmp/scgi;
 	proxy_cache_path %[1]s/cache levels=1:2 keys_zone=h3m:10m max_size=1g inactive=10m use_temp_path=off;
+	# Connections to the origin are kept and reused: a TLS handshake per
+	# fetch would cost the origin more than a small repair does.
+	upstream h3m_origin {
+		server %[6]s;
+		keepalive 16;
+	}
 	server {
 		listen %[2]s ssl http2;
 		ssl_certificate %[3]s;
@@ -151,12 +157,14 @@ http {
 			proxy_cache_lock_age 30s;
 			proxy_cache_lock_timeout 30s;
 			proxy_http_version 1.1;
+			proxy_set_header Connection "";
 			proxy_ssl_protocols TLSv1.3;
-			proxy_pass %[6]s;
+			proxy_ssl_session_reuse on;
+			proxy_pass https://h3m_origin;
 		}
 	}
 }
-`, o.Dir, listen, o.Cert, o.Key, keying, strings.TrimSuffix(o.Upstream, "/"))
+`, o.Dir, listen, o.Cert, o.Key, keying, strings.TrimPrefix(strings.TrimSuffix(o.Upstream, "/"), "https://"))
 	confPath := filepath.Join(o.Dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err

@@ -88,8 +88,11 @@ receivers repair through, fetching from the origin (serve --tcp-listen) on a
 miss: "slice" caches 64 KiB slices, receivers asking for whole blocks;
 "exact" caches each range asked, receivers asking for exactly what they
 lost. The table then also shows the origin's unicast bytes per byte lost
-upstream, and the cache's fetches from the origin (the most of any one slice
-or range: 1 when each was fetched once).
+upstream (split into what it sent the cache and the receivers, counted on
+the bridge by destination), and the cache's fetches from the origin (the
+most of any one slice or range: 1 when each was fetched once). The origin
+logs each request it serves at debug level in those runs (keep the logs
+with --scale-dir); --scale-cache-only leaves out the runs without a cache.
 
 With --scale-mcast-repair N, each correlated case also runs without FEC with
 h3m serve --mcast-repair N: the ranges N receivers ask for are pushed once
@@ -110,12 +113,13 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	timeout := fs.Duration("scale-timeout", 0, "scale: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("scale-dir", "", "scale: keep the content and each process's log here (default: a temporary folder, removed)")
 	cacheFlag := fs.String("scale-cache", "auto", "scale: cache tiers to run at correlated loss, comma-separated: slice, exact; auto: both when nginx can run, none otherwise; none")
+	cacheOnly := fs.Bool("scale-cache-only", false, "scale: run only the cache tier's cases (and the baseline, if asked), not the direct ones")
 	h3mBin := fs.String("scale-h3m", "", "scale: the h3m binary to run (default: this one)")
 	return func(ctx context.Context, e *env) error {
 		if *mrepair < 0 {
 			return usagef("--scale-mcast-repair %d: want a count ≥ 0", *mrepair)
 		}
-		o := bench.ScaleOptions{Baseline: *baseline, MulticastRepair: *mrepair, RepairDelay: *repairDelay, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
+		o := bench.ScaleOptions{Baseline: *baseline, CacheOnly: *cacheOnly, MulticastRepair: *mrepair, RepairDelay: *repairDelay, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
 			Wait: *wait, Timeout: *timeout, Dir: *dir, Out: e.stdout, Logger: e.log}}
 		var err error
 		if o.Receivers, err = intList(*receivers); err != nil {

@@ -44,6 +44,10 @@ type ScaleOptions struct {
 	// an nginx cache on the bridge for each tier named (scale_cache.go):
 	// TierSlice or TierExact.
 	CacheTiers []string
+	// CacheOnly leaves out the runs without a cache tier (but the
+	// baseline, if asked): the cache tier's figures alone, in a fraction
+	// of the time.
+	CacheOnly bool
 	// MulticastRepair, when above 0, adds to each correlated case a run
 	// without FEC whose origin pushes once more on the session the ranges
 	// that many receivers ask for (h3m serve --mcast-repair N).
@@ -67,6 +71,12 @@ type ScaleRun struct {
 	// bridge to unicast and to multicast destinations (IP packets, counted
 	// at the bridge's port, before any loss rule).
 	UnicastBytes, MulticastBytes uint64
+	// ToCacheBytes is the part of UnicastBytes sent to the cache host;
+	// SmallBytes and SmallPackets the IP packets under 100 bytes sent to
+	// the receivers (acknowledgements, mostly). The origin's own log
+	// (h3m serve --log-level debug in the cache runs: one "served" line
+	// per request) says what the rest carried.
+	ToCacheBytes, SmallBytes, SmallPackets uint64
 	// LostBytes are the multicast bytes (IP packets) the bridge dropped
 	// (correlated loss: lost upstream of every receiver).
 	LostBytes uint64
@@ -169,14 +179,16 @@ func (o *ScaleOptions) cases() []scaleCase {
 				f = ScaleFEC(loss)
 			}
 			for _, f := range []float64{0, f} {
-				cs = append(cs, scaleCase{loss: loss, correlated: corr, fec: f})
+				if !o.CacheOnly {
+					cs = append(cs, scaleCase{loss: loss, correlated: corr, fec: f})
+				}
 			}
 			if corr {
 				for _, tier := range o.CacheTiers {
 					cs = append(cs, scaleCase{loss: loss, correlated: true, tier: tier})
 				}
 			}
-			if corr && o.MulticastRepair > 0 {
+			if corr && o.MulticastRepair > 0 && !o.CacheOnly {
 				cs = append(cs, scaleCase{loss: loss, correlated: corr, mrepair: o.MulticastRepair})
 			}
 		}
@@ -263,6 +275,8 @@ func (o *ScaleOptions) runScale(ctx context.Context, rep *ScaleReport, dir strin
 		}
 		run.Tool, run.PeerRun.Receivers, run.PeerRun.Loss = "h3m", n, c.loss
 		run.UnicastBytes, run.MulticastBytes = bridgeCounters(ctx, sw)
+		run.ToCacheBytes, _ = bridgeCounter(ctx, sw, "to-cache")
+		run.SmallBytes, run.SmallPackets = bridgeCounter(ctx, sw, "small")
 		if c.correlated {
 			run.Dropped = bridgeDropped(ctx, sw)
 			run.LostBytes, _ = bridgeCounter(ctx, sw, "drop")
@@ -305,6 +319,8 @@ table bridge %[1]s {
 		type filter hook prerouting priority -300; policy accept;
 		iifname "p-sender" ether type ip ip daddr 224.0.0.0/4 counter comment "multicast"
 		iifname "p-sender" ether type ip ip daddr != 224.0.0.0/4 counter comment "unicast"
+		iifname "p-sender" ether type ip ip daddr 10.77.0.2 counter comment "to-cache"
+		iifname "p-sender" ether type ip ip daddr != 224.0.0.0/4 ip daddr != 10.77.0.2 ip length < 100 counter comment "small"
 %[2]s	}
 }
 `, scaleTable, drop)
@@ -388,11 +404,25 @@ func (r *ScaleReport) printRun(w io.Writer, run ScaleRun) {
 		via = "cache (" + run.Tier + ")"
 		cache = fmt.Sprintf("%d (%d) / %d, %d", run.Cache.OriginFetches, run.Cache.MostFetches, run.H3M.CacheRequests, run.H3M.CacheRejected)
 		if run.LostBytes > 0 {
-			cache += fmt.Sprintf("; repairs / lost %.2f", float64(run.Cache.UpstreamBytes-run.Cache.WholeBytes)/float64(run.LostBytes))
+			cache += fmt.Sprintf("; repairs / lost %.2f", float64(run.Cache.UpstreamBytes-run.Cache.WholeBytes-run.Cache.EntryBytes)/float64(run.LostBytes))
+		}
+		if run.Cache.WholeBytes > 0 {
+			cache += fmt.Sprintf("; whole %.2f × lost", float64(run.Cache.WholeBytes)/float64(run.LostBytes))
+		}
+		if run.Cache.Entries > 0 {
+			cache += fmt.Sprintf("; %d signed entries, %.1f kB", run.Cache.Entries, float64(run.Cache.EntryBytes)/1e3)
 		}
 	}
 	if run.LostBytes > 0 {
 		perLost = fmt.Sprintf("%.2f", float64(run.UnicastBytes)/float64(run.LostBytes))
+		if run.Tier != "" {
+			// To the cache (repairs, fallback, signed catalogue entries)
+			// and to the receivers (handshakes, descriptions, keys).
+			toRecv := run.UnicastBytes - run.ToCacheBytes
+			perLost += fmt.Sprintf(" (cache %.3f + receivers %.3f: %.1f kB each, %d packets under 100 B)",
+				float64(run.ToCacheBytes)/float64(run.LostBytes), float64(toRecv)/float64(run.LostBytes),
+				float64(toRecv)/1e3/float64(run.Receivers), run.SmallPackets)
+		}
 	}
 	fmt.Fprintf(w, "| %d | %s | %s | %.4f | %.5f | %.2f | %.1f | %.3f | %d/%d/%d | %s | %s | %s | %s |\n",
 		run.Receivers, loss, fec, float64(run.UnicastBytes)/content, float64(run.UnicastBytes)/content/float64(run.Receivers),

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 
 	"github.com/h3m-project/h3m/interop"
 	"github.com/h3m-project/h3m/unicast/origin"
+	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
 // The scale bench's cache tier: an nginx cache host on the bridge
@@ -40,10 +42,14 @@ type CacheFigures struct {
 	// ranges), and MostFetches the most fetches of any one slice or range
 	// (1: each was fetched once, whatever the number of receivers).
 	OriginFetches, MostFetches int
-	// UpstreamBytes is what the cache received from the origin, and
-	// WholeBytes the part of it for requests of whole resources (no Range:
-	// fallback fetches), the rest being for repairs.
-	UpstreamBytes, WholeBytes int64
+	// UpstreamBytes is what the cache received from the origin, WholeBytes
+	// the part of it for requests of whole resources (no Range: fallback
+	// fetches) and EntryBytes for signed catalogue entries, the rest being
+	// for repairs.
+	UpstreamBytes, WholeBytes, EntryBytes int64
+	// Entries counts the signed catalogue entries the cache fetched from
+	// the origin.
+	Entries int
 }
 
 // prepareCacheRuns creates the certificate the origin and the cache share
@@ -74,7 +80,9 @@ func startTier(ctx context.Context, host interop.Host, dir, runDir, tier string,
 	if err != nil {
 		return nil, fmt.Errorf("scale: %w", err)
 	}
-	p.ServeArgs = append(p.ServeArgs, "--tcp-listen", fmt.Sprintf("10.77.0.1:%d", originTCPPort), "--repair-url", cache.URL)
+	// The origin logs each request it serves at debug level: what each
+	// receiver and the cache cost it (--scale-dir keeps the logs).
+	p.ServeArgs = append(p.ServeArgs, "--log-level", "debug", "--tcp-listen", fmt.Sprintf("10.77.0.1:%d", originTCPPort), "--repair-url", cache.URL)
 	if tier == TierExact {
 		p.ReceiveArgs = append(p.ReceiveArgs, "--repair-block", "1")
 	}
@@ -93,7 +101,13 @@ func (f *CacheFigures) read(cache *interop.NginxCache, run *PeerRun) {
 	}
 	for _, e := range log {
 		f.UpstreamBytes += e.UpstreamBytes
-		if e.Range == "" {
+		switch {
+		case strings.HasPrefix(e.URI, wellknown.CatalogPath+"/"):
+			f.EntryBytes += e.UpstreamBytes
+			if e.Fetched() {
+				f.Entries++
+			}
+		case e.Range == "":
 			f.WholeBytes += e.UpstreamBytes
 		}
 	}

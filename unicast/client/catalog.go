@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"slices"
 	"time"
@@ -26,6 +27,10 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	if fromOrigin {
 		c.keys.setListed(d.Keys, !d.FromAltSvc)
 	}
+	var catalogKey ed25519.PublicKey
+	if fromOrigin && !d.FromAltSvc && d.CatalogKey != "" {
+		catalogKey, _ = wellknown.ParseCatalogKey(d.CatalogKey) // Parse checked it
+	}
 	var joins []*csession
 	var leave []context.CancelFunc
 	c.mu.Lock()
@@ -37,6 +42,10 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		c.descAt = at
 		c.stats.Polls++
 		c.altSvcOnly = d.FromAltSvc
+		c.catalogKey = catalogKey
+		if !d.FromAltSvc {
+			c.catalogNext = d.CatalogNext
+		}
 	}
 	if first && !c.baseline {
 		c.baseline = true
@@ -294,8 +303,10 @@ func (c *Client) catalogJobsLocked(now time.Time) []*job {
 
 // lostLocked reports whether multicast lost catalogue entry e (first listed
 // at first, not delivered, its path not being received): its session's
-// receiver promised a later push (promises come in push-ID order) or saw
-// the session end, or it has been quiet for LostGrace — no push in progress and no event since
+// receiver saw the session end, or promised a later push (promises come in
+// push-ID order) and PushTimeout and half LostGrace have passed since
+// first, or it has been
+// quiet for LostGrace — no push in progress and no event since
 // e was listed. The grace is measured against the receiver's progress, not
 // against the listing alone, because a receiver working through a backlog
 // (a loaded machine) still brings the pushes the catalogue lists ahead of
@@ -309,8 +320,19 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 		last := cs.lastEvent
 		over := cs.sawEnd // nothing more comes
 		cs.mu.Unlock()
-		if later || over {
+		if over {
 			return true
+		}
+		if later {
+			// Promised pushes come in push-ID order, so this one's
+			// promise was lost; but its stream may still be coming
+			// without its head, to end as an orphan the catalogue then
+			// identifies and repairs — when its last packet was lost
+			// too, only once it has been quiet for PushTimeout. Waiting
+			// that long (and half LostGrace) from the first read that
+			// listed it lets it end, where a fetch now would take the
+			// whole resource; a push lost whole is that much later.
+			return now.Sub(first) >= c.pushTimeout()+c.cfg.LostGrace/2
 		}
 		if working {
 			return false
@@ -322,6 +344,15 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 	return now.Sub(from) >= c.cfg.LostGrace
 }
 
+// pushTimeout is the receivers' PushTimeout (h3m.ReceiverConfig's
+// default, 5 s, when Config leaves it 0).
+func (c *Client) pushTimeout() time.Duration {
+	if c.cfg.PushTimeout > 0 {
+		return c.cfg.PushTimeout
+	}
+	return 5 * time.Second
+}
+
 // mergeCatalogLocked takes the catalogue of d: all of it from a full read,
 // or, from an incremental one, the entries pushed since, added to what the
 // client has. Entries older than CatalogRetention, and the oldest beyond
@@ -329,7 +360,7 @@ func (c *Client) lostLocked(e *wellknown.CatalogEntry, first, now time.Time) boo
 func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 	c.haveCat = true
 	var kept []wellknown.CatalogEntry
-	if d.ResourcesAfter.IsZero() {
+	if d.ResourcesAfter.IsZero() && d.ResourcesFrom == 0 {
 		kept = d.Resources
 	} else {
 		have := make(map[string]bool, len(c.catalog))
@@ -345,6 +376,9 @@ func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 				kept = append(kept, e)
 			}
 		}
+	}
+	for i := range d.Resources {
+		delete(c.fromEntries, entryKey(&d.Resources[i])) // a read lists it now
 	}
 	if over := len(kept) - c.cfg.MaxCatalog; over > 0 {
 		n := copy(kept, kept[over:])

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/h3m-project/h3m/h3m"
 	"github.com/h3m-project/h3m/h3m/altsvc"
+	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/ranges"
 	"github.com/h3m-project/h3m/unicast/internal/caplog"
 	"github.com/h3m-project/h3m/unicast/internal/trace"
@@ -378,6 +380,10 @@ type Stats struct {
 	// which is fetched from the next URL).
 	CacheRequests, CacheErrors, CacheRejected int
 	CacheBytes                                int64
+	// CatalogEntries counts the signed catalogue entries taken from
+	// caches (signedentries.go): words of the catalogue that cost the
+	// origin no read.
+	CatalogEntries int
 	// FallbackActive says whether the client is in fallback now;
 	// FallbackEntered counts the switches to it.
 	FallbackActive  bool
@@ -419,8 +425,9 @@ type Client struct {
 	sem     chan struct{}
 	pollNow chan struct{}
 	keys    *keyResolver
-	// pollIdle: the poll interval has grown past CatalogPoll.
-	pollIdle atomic.Bool
+	// pollIdle: the poll interval has grown past CatalogPoll; pollLive:
+	// it was stretched because the sessions are live in-band.
+	pollIdle, pollLive atomic.Bool
 
 	// wake makes Run look at once whether everything has ended and is
 	// settled (ExitOnEnd), rather than at its next tick.
@@ -450,15 +457,26 @@ type Client struct {
 	// (ErrOriginGone): jobs that end unsettled are then given up.
 	abandoned error
 	// lastDesc is the last description read, lastETag its entity tag, for
-	// the query of catalogue entries pushed at or after lastAfter: the
-	// next read of the same query is conditional.
-	lastDesc  *wellknown.Description
-	lastETag  string
-	lastAfter time.Time
-	results   []*Delivery
-	jobs      map[string]*job
-	busy      map[string]int // path -> multicast pushes in progress + jobs
-	seen      map[string]time.Time
+	// the query lastQuery names (readQueryLocked): the next read of the
+	// same query is conditional. catalogNext is the origin's number for
+	// its next catalogue entry, as of the last read (0: an origin that
+	// does not number them).
+	lastDesc    *wellknown.Description
+	lastETag    string
+	lastQuery   string
+	catalogNext uint64
+	// catalogKey verifies the signed catalogue entries (the description's
+	// CatalogKey; nil: the origin signs none); entryFetching are the
+	// entries being fetched (signedEntryKey), fromEntries the catalogue
+	// entries (entryKey) that came alone, not from a read: the next
+	// incremental read must not start after them (describeSince).
+	catalogKey    ed25519.PublicKey
+	entryFetching map[string]bool
+	fromEntries   map[string]bool
+	results       []*Delivery
+	jobs          map[string]*job
+	busy          map[string]int // path -> multicast pushes in progress + jobs
+	seen          map[string]time.Time
 	// settled holds the keys (deliveryKey) of the resources delivered or
 	// given up, with when: what the catalogue is checked against and
 	// duplicates are dropped by. A key is kept while the client's catalogue
@@ -557,21 +575,23 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: cfg.Logger, origin: origin, tr: tr, tier: tier,
-		hc:         &http.Client{Transport: &originOnly{origin: origin, next: tr, tier: tier}},
-		storage:    storage,
-		sem:        make(chan struct{}, cfg.RepairConcurrency),
-		pollNow:    make(chan struct{}, 1),
-		wake:       make(chan struct{}, 1),
-		demand:     make(chan struct{}, 1),
-		static:     make(map[string]bool),
-		sessions:   make(map[string]*csession),
-		expectFrom: make(map[string]uint64),
-		jobs:       make(map[string]*job),
-		busy:       make(map[string]int),
-		seen:       make(map[string]time.Time),
-		settled:    make(map[string]time.Time),
-		current:    make(map[string]int),
-		fetching:   make(map[string]*job),
+		hc:            &http.Client{Transport: &originOnly{origin: origin, next: tr, tier: tier}},
+		storage:       storage,
+		sem:           make(chan struct{}, cfg.RepairConcurrency),
+		pollNow:       make(chan struct{}, 1),
+		wake:          make(chan struct{}, 1),
+		demand:        make(chan struct{}, 1),
+		static:        make(map[string]bool),
+		sessions:      make(map[string]*csession),
+		expectFrom:    make(map[string]uint64),
+		jobs:          make(map[string]*job),
+		busy:          make(map[string]int),
+		entryFetching: make(map[string]bool),
+		fromEntries:   make(map[string]bool),
+		seen:          make(map[string]time.Time),
+		settled:       make(map[string]time.Time),
+		current:       make(map[string]int),
+		fetching:      make(map[string]*job),
 	}
 	c.hc.Transport.(*originOnly).refused = func(u *url.URL) {
 		c.count(func(st *Stats) { st.OffOrigin++ })
@@ -748,30 +768,28 @@ func (c *Client) checkDiscovery(d *wellknown.Description, err error) (*wellknown
 }
 
 // describeSince reads the description with only the catalogue entries
-// pushed at or after the newest the client has. The origin lists its
-// entries in push order with push times that never go back (spec
-// unicast.md), so nothing added since the last read is older; the newest
-// entry comes back and merges away. The times compared are the origin's
-// own, so the clocks of client and origin need not agree, and a read costs
-// what was pushed since, not what was pushed in some interval. With no entry
-// yet, the read is whole. A read of the same query as the last one is
-// conditional on its entity tag: a 304 gives that description again.
+// added since the last read (readQueryLocked): from the origin's number
+// for its next entry when it numbers them; else those pushed at or after
+// the newest a read brought. The origin lists its entries in push order
+// with push times that never go back (spec unicast.md), so nothing added
+// since the last read is older; the newest entry comes back and merges
+// away. The times compared are the origin's own, so the clocks of client
+// and origin need not agree, and a read costs what was pushed since, not
+// what was pushed in some interval. With no entry yet, the read is whole.
+// A read of the same query as the last one is conditional on its entity
+// tag: a 304 gives that description again.
 func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, error) {
 	c.mu.Lock()
-	var newest time.Time
-	for i := range c.catalog {
-		if p := c.catalog[i].Pushed; p.After(newest) {
-			newest = p
-		}
-	}
+	q := c.readQueryLocked()
+	key := q.Encode()
 	etag, last := "", c.lastDesc
-	if last != nil && c.lastAfter.Equal(newest) {
+	if last != nil && c.lastQuery == key {
 		etag = c.lastETag
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, newest, etag)
+	d, tag, err := discoverIf(ctx, c.hc, c.cfg.URL, q, etag)
 	if errors.Is(err, errNotModified) {
 		c.contact()
 		c.count(func(st *Stats) { st.DescriptionNotModified++ })
@@ -784,10 +802,98 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 		kept := *d
 		kept.Resources = slices.Clone(d.Resources)
 		c.mu.Lock()
-		c.lastDesc, c.lastETag, c.lastAfter = &kept, tag, newest
+		c.lastDesc, c.lastETag, c.lastQuery = &kept, tag, key
 		c.mu.Unlock()
 	}
 	return d, err
+}
+
+// endReadWait bounds how long the read after a session's end waits for
+// the signed entries on their way (entriesBeforeEndRead): well within
+// OriginGrace, which that read resets.
+const endReadWait = time.Second
+
+// entriesBeforeEndRead reports whether the read after a session's end
+// should wait for the signed entries of the pushes held: once they are in,
+// the client may miss nothing and read the sessions alone
+// (missesNothingLocked), where a read now would list every entry pushed
+// since its last. It waits endReadWait at most.
+func (c *Client) entriesBeforeEndRead(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.held) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
+		return false
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ended := cs.sawEnd
+		cs.mu.Unlock()
+		if !ended {
+			return false
+		}
+	}
+	return true
+}
+
+// heldForReadLocked reports whether a push is held for the catalogue's
+// word with no signed entry on its way for it: only a read can say.
+func (c *Client) heldForReadLocked() bool {
+	for _, o := range c.held {
+		if !c.entryFetching[signedEntryKey(o.cs.id, o.res.PushID)] {
+			return true
+		}
+	}
+	return false
+}
+
+// missesNothingLocked reports whether every session the client knows
+// ended in-band with no push ID missing before its end (a push lost whole
+// leaves a gap below the ending push's ID), no orphan to identify, and
+// nothing held or listed that is still to be judged.
+func (c *Client) missesNothingLocked() bool {
+	// Nothing held at all: a read releases what is held for a judgement,
+	// and one that lists no entry would refuse a push whose signed entry
+	// is still on its way.
+	if len(c.sessions) == 0 || len(c.held) > 0 || c.pendingEntryLocked() {
+		return false
+	}
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ok := cs.sawEnd && len(cs.gaps) == 0 && len(cs.orphans) == 0
+		cs.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// readQueryLocked returns the query of the next read: the catalogue
+// entries from the origin's number for the next one as of the last read,
+// when it numbers them (nothing the client has comes back, and the document
+// stays the same, a 304, while nothing is added); else those pushed at or
+// after the newest entry a read brought (describeSince); none for a whole
+// read.
+func (c *Client) readQueryLocked() url.Values {
+	if c.catalogNext > 0 {
+		if c.missesNothingLocked() {
+			// Every push ID up to each session's end is accounted for:
+			// no entry can name anything missing, and the read is for
+			// the sessions (a successor) alone.
+			return url.Values{wellknown.ResourcesFromParam: {wellknown.ResourcesFromNext}}
+		}
+		return url.Values{wellknown.ResourcesFromParam: {strconv.FormatUint(c.catalogNext, 10)}}
+	}
+	var newest time.Time
+	for i := range c.catalog {
+		if p := c.catalog[i].Pushed; p.After(newest) && !c.fromEntries[entryKey(&c.catalog[i])] {
+			newest = p
+		}
+	}
+	if newest.IsZero() {
+		return url.Values{}
+	}
+	return url.Values{wellknown.ResourcesAfterParam: {newest.UTC().Format(time.RFC3339Nano)}}
 }
 
 // pollSoon has the description read now when the poll interval has grown
@@ -808,9 +914,72 @@ func (c *Client) pollSoon() {
 // description, given the last one (CatalogPoll, CatalogIdlePoll).
 func (c *Client) pollInterval(last time.Duration) time.Duration {
 	if c.catalogNeeded() || c.cfg.CatalogIdlePoll <= c.cfg.CatalogPoll {
+		c.pollLive.Store(false)
 		return c.cfg.CatalogPoll
 	}
+	if c.liveInBand(time.Now()) {
+		// The sessions announce in-band what a read would tell: each
+		// push by its promise (whose catalogue word, when needed, is a
+		// read or a signed entry of its own), a lost promise by the next
+		// push ID, the end by the last push. Until they go quiet
+		// (monitor), reads only look for what they do not carry: a
+		// session announced meanwhile.
+		c.pollLive.Store(true)
+		return c.cfg.CatalogIdlePoll
+	}
+	c.pollLive.Store(false)
 	return min(max(2*last, c.cfg.CatalogPoll), c.cfg.CatalogIdlePoll)
+}
+
+// lastRead returns when the last description read began.
+func (c *Client) lastRead() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.descAt
+}
+
+// liveQuiet is how long a session must bring no packet to be quiet: a
+// sender sends a keep-alive at least every mquic.DefaultKeepAlive, so three
+// of them in a row lost (or LostGrace, if longer).
+const liveQuiet = 3 * mquic.DefaultKeepAlive
+
+// liveInBand reports whether every session the client has not left is
+// active, joined, and has brought packets within liveQuiet (its pushes,
+// or its keep-alives when it has none; or was joined within it), and
+// there is one.
+func (c *Client) liveInBand(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := 0
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		left := cs.left
+		heard := cs.lastPacket
+		if heard.IsZero() {
+			heard = cs.joinedAt // just joined: its first packets are due
+		}
+		ok := cs.state == wellknown.StateActive && cs.rcv != nil && !cs.sawEnd && !heard.IsZero() && now.Sub(heard) < max(liveQuiet, c.cfg.LostGrace)
+		cs.mu.Unlock()
+		switch {
+		case left:
+		case !ok:
+			return false
+		default:
+			live++
+		}
+	}
+	return live > 0
+}
+
+// quietInBand has the description read now when the poll interval was
+// stretched because the sessions were live in-band (pollInterval) and
+// they are no longer: a session that stopped sending without its end
+// reaching the client is known ended by the next read, not 30 s later.
+func (c *Client) quietInBand(now time.Time) {
+	if c.pollLive.Load() && !c.liveInBand(now) {
+		c.pollLive.Store(false)
+		c.pollSoon()
+	}
 }
 
 // catalogNeeded reports whether the client waits for something only the
@@ -818,7 +987,19 @@ func (c *Client) pollInterval(last time.Duration) time.Duration {
 func (c *Client) catalogNeeded() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.haveCat || c.altSvcOnly || c.fallback || len(c.held) > 0 {
+	if !c.haveCat || c.altSvcOnly || c.fallback {
+		return true
+	}
+	if c.heldForReadLocked() {
+		return true // no signed entry on its way: a read must say
+	}
+	if c.pendingEntryLocked() {
+		return true // reads judge it lost in time (catalogJobsLocked)
+	}
+	if len(c.jobs) > 0 && !c.endAt.IsZero() && c.allEndedLocked() {
+		// The last repairs after the end may go on longer than
+		// OriginGrace through the caches, whose answers are not the
+		// origin's: reads show the origin is still there (finish).
 		return true
 	}
 	for _, cs := range c.sessions {
@@ -827,6 +1008,49 @@ func (c *Client) catalogNeeded() bool {
 			len(cs.gaps) > 0 || len(cs.orphans) > 0
 		cs.mu.Unlock()
 		if waiting {
+			return true
+		}
+	}
+	return false
+}
+
+// allEndedLocked reports whether every session the client knows has
+// ended, in-band or by the description, or was left.
+func (c *Client) allEndedLocked() bool {
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		ended := cs.left || cs.sawEnd || cs.state == wellknown.StateEnded
+		cs.mu.Unlock()
+		if !ended {
+			return false
+		}
+	}
+	return true
+}
+
+// pendingEntryLocked reports whether the catalogue lists a resource the
+// client expects that is neither delivered, nor being received or fetched,
+// and that its session has gone past (a later push was promised, or the
+// session ended): one a read will fetch once it counts as lost
+// (lostLocked). A push listed before its promise reached the client (the
+// origin lists what it hands to the sender) is not: it is coming.
+func (c *Client) pendingEntryLocked() bool {
+	for i := range c.catalog {
+		e := &c.catalog[i]
+		if e.Range != "" || c.busy[e.Path] > 0 || c.fetching[e.Path] != nil || c.jobs[entryKey(e)] != nil {
+			continue
+		}
+		if c.settledEntryLocked(e) || !c.expectedLocked(e) {
+			continue
+		}
+		cs := c.sessions[e.Session]
+		if cs == nil || c.cfg.CatchUp {
+			return true // what was pushed before the client came is past too
+		}
+		cs.mu.Lock()
+		past := cs.sawEnd || cs.promised && cs.maxPromised > e.PushID
+		cs.mu.Unlock()
+		if past {
 			return true
 		}
 	}
@@ -847,7 +1071,25 @@ func (c *Client) pollLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if c.liveInBand(time.Now()) && !c.catalogNeeded() {
+				// Nothing asks for a read that the sessions do not
+				// announce in-band: the interval stretches now
+				// (pollInterval), this read included.
+				if wait := c.cfg.CatalogIdlePoll - time.Since(c.lastRead()); wait > 0 && c.cfg.CatalogIdlePoll > c.cfg.CatalogPoll {
+					interval = c.cfg.CatalogIdlePoll
+					c.pollIdle.Store(true)
+					c.pollLive.Store(true)
+					t.Reset(jitter(wait))
+					continue
+				}
+			}
 		case <-c.pollNow:
+		}
+		if c.entriesBeforeEndRead(time.Now()) {
+			// fetchEntry asks for the read when the last one is in;
+			// the timer, once endReadWait is over.
+			t.Reset(endReadWait / 4)
+			continue
 		}
 		interval = c.pollInterval(interval)
 		c.pollIdle.Store(interval > c.cfg.CatalogPoll)

@@ -357,17 +357,7 @@ func TestExitOnEnd(t *testing.T) {
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	h.PushAll(h.Paths)
-	if err := h.Pub.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tc.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("Run did not return after the session ended: %+v", tc.c.Stats())
-	}
-	if tc.err != nil {
-		t.Fatal(tc.err)
-	}
+	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
 	if got := len(tc.c.Resources()); got != len(h.Paths) {
 		t.Errorf("Resources: %d, want %d", got, len(h.Paths))

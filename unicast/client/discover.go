@@ -31,7 +31,11 @@ func Discover(ctx context.Context, hc *http.Client, rawURL string) (*wellknown.D
 // discover is Discover; with a non-zero after it asks only for the
 // catalogue entries pushed since.
 func discover(ctx context.Context, hc *http.Client, rawURL string, after time.Time) (*wellknown.Description, error) {
-	d, _, err := discoverIf(ctx, hc, rawURL, after, "")
+	q := url.Values{}
+	if !after.IsZero() {
+		q.Set(wellknown.ResourcesAfterParam, after.UTC().Format(time.RFC3339Nano))
+	}
+	d, _, err := discoverIf(ctx, hc, rawURL, q, "")
 	return d, err
 }
 
@@ -39,19 +43,18 @@ func discover(ctx context.Context, hc *http.Client, rawURL string, after time.Ti
 // the one of the entity tag given.
 var errNotModified = errors.New("client: description not modified")
 
-// discoverIf is discover, conditional on etag (the entity tag of the
-// description last read for the same query; "" for none): it returns
-// errNotModified when the origin answers 304. The entity tag of what it
-// read is returned with it.
-func discoverIf(ctx context.Context, hc *http.Client, rawURL string, after time.Time, etag string) (*wellknown.Description, string, error) {
+// discoverIf reads the description with query q (the catalogue entries a
+// read asks for: Description.ResourcesAfter, ResourcesFrom; none: all),
+// conditional on etag (the entity tag of the description last read for
+// the same query; "" for none): it returns errNotModified when the origin
+// answers 304. The entity tag of what it read is returned with it.
+func discoverIf(ctx context.Context, hc *http.Client, rawURL string, q url.Values, etag string) (*wellknown.Description, string, error) {
 	u, err := originURL(rawURL)
 	if err != nil {
 		return nil, "", err
 	}
 	wk := u.JoinPath(wellknown.Path)
-	if !after.IsZero() {
-		wk.RawQuery = url.Values{wellknown.ResourcesAfterParam: {after.UTC().Format(time.RFC3339Nano)}}.Encode()
-	}
+	wk.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wk.String(), nil)
 	if err != nil {
 		return nil, "", err

@@ -130,7 +130,17 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 	cs.mu.Unlock()
 	c.log.Info("push IDs skipped: promises lost in multicast; waiting for the catalogue to name them", "session", cs.id, "gaps", fmt.Sprint(gaps))
-	c.pollSoon() // the poll interval may have grown (CatalogIdlePoll)
+	// Neither a read nor a signed entry at once: the push's stream may
+	// still be coming, its head lost, and a catalogue that names the push
+	// now would have it fetched whole (a later push was promised), where
+	// the orphan it becomes when it ends is identified and repaired
+	// (orphan, which reads or asks for its entry). A push lost whole is
+	// read about after LostGrace; the poll interval may have grown
+	// (CatalogIdlePoll). A gap of an orphan whose stream came has its
+	// entry asked already.
+	if !c.fetchingEntries(cs.id, gaps) {
+		time.AfterFunc(c.cfg.LostGrace, c.pollSoon)
+	}
 	for _, g := range over {
 		c.reportGap(cs.id, g, "too many lost promises waiting for the catalogue")
 	}

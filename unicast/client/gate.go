@@ -45,6 +45,8 @@ type outcome struct {
 	// (freshReads), so that a push listed a moment late is not.
 	at    time.Time
 	reads int
+	// entryAsked: its signed catalogue entry was asked for (hold).
+	entryAsked bool
 }
 
 // freshReads is how many catalogue reads started after a push was held
@@ -85,7 +87,7 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 	case v == vAct:
 		c.act(ctx, o)
 	case o.reads < freshReads:
-		c.hold(o)
+		c.hold(ctx, o)
 	case v == vStale:
 		c.count(func(st *Stats) { st.Stale++ })
 		args := []any{"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID, "etag", o.h.Get("Etag"), "current_etag", cur.ETag}
@@ -110,7 +112,7 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 
 // hold keeps o until the next catalogue read, or drops it when MaxHeld
 // outcomes are held already.
-func (c *Client) hold(o *outcome) {
+func (c *Client) hold(ctx context.Context, o *outcome) {
 	c.mu.Lock()
 	if len(c.held) >= c.cfg.MaxHeld {
 		c.stats.HeldDropped++
@@ -126,6 +128,15 @@ func (c *Client) hold(o *outcome) {
 	c.held = append(c.held, o)
 	c.busy[o.path]++
 	c.mu.Unlock()
+	if !o.entryAsked {
+		// Its signed entry, through the caches, is the cheapest word of
+		// the catalogue (signedentries.go); asked once, so that an entry
+		// that disagrees leaves the outcome to the reads.
+		o.entryAsked = true
+		if c.fetchEntries(ctx, o.cs.id, []uint64{o.res.PushID}) {
+			return
+		}
+	}
 	select {
 	case c.pollNow <- struct{}{}:
 	default:
@@ -136,11 +147,22 @@ func (c *Client) hold(o *outcome) {
 // started at started (and has completed), counting the read; with jobsOnly
 // (the read failed), only the outcomes that ask for unicast work.
 func (c *Client) releaseHeldLocked(started time.Time, jobsOnly bool) []*outcome {
+	out := c.takeHeldLocked(func(o *outcome) bool {
+		return o.at.Before(started) && (!jobsOnly || o.kind != outDeliver)
+	})
+	for _, o := range out {
+		o.reads++
+	}
+	return out
+}
+
+// takeHeldLocked removes the held outcomes match picks, their paths no
+// longer busy, and returns them.
+func (c *Client) takeHeldLocked(match func(*outcome) bool) []*outcome {
 	var out []*outcome
 	kept := c.held[:0]
 	for _, o := range c.held {
-		if o.at.Before(started) && (!jobsOnly || o.kind != outDeliver) {
-			o.reads++
+		if match(o) {
 			c.unbusyLocked(o.path)
 			out = append(out, o)
 		} else {

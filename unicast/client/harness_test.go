@@ -79,6 +79,23 @@ func runClient(h *origintest.Harness, cfg Config) *testClient {
 }
 
 // waitJoined waits until the client has joined n sessions.
+// endAndExit ends the publisher's session and waits for the client
+// (ExitOnEnd) to return, without an error.
+func (tc *testClient) endAndExit(t *testing.T, h *origintest.Harness) {
+	t.Helper()
+	if err := h.Pub.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return after the session ended: %+v", tc.c.Stats())
+	}
+	if tc.err != nil {
+		t.Fatal(tc.err)
+	}
+}
+
 func (tc *testClient) waitJoined(n int) {
 	tc.t.Helper()
 	unicasttest.WaitFor(tc.t, 5*time.Second, fmt.Sprintf("%d joins", n), func() bool { return tc.c.Stats().Joins >= n })

@@ -22,6 +22,7 @@ func TestForgottenDeliveriesAreNotFetched(t *testing.T) {
 	}
 	cfg := clientConfig(h)
 	cfg.MaxDeliveries = 4
+	cfg.CatalogIdlePoll = cfg.CatalogPoll // reads at a fixed rate, though the session is live in-band: each checks the catalogue again
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	h.PushAll(h.Paths)

@@ -58,11 +58,15 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 		discard(dropped.Body())
 		c.log.Info("too many orphan push streams wait for the catalogue; dropping the oldest (its resource will be fetched whole)", "session", cs.id, "max", maxOrphans)
 	}
+	viaEntry := false
 	if promised {
 		c.mu.Lock()
 		c.unbusyLocked(promisedPath)
 		c.mu.Unlock()
 	} else if idKnown {
+		// Its stream is here: its signed entry, through the caches,
+		// identifies it without a read (signedentries.go).
+		viaEntry = c.fetchEntries(ctx, cs.id, []uint64{res.PushID})
 		c.promiseLost(cs, res.PushID)
 	}
 	c.log.Debug("orphan push stream: waiting for the catalogue to identify it", "session", cs.id, "stream", res.StreamID, "push_id_known", idKnown, "push_id", res.PushID)
@@ -72,7 +76,9 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
-	c.pollSoon() // its entry may not be listed yet
+	if !viaEntry {
+		c.pollSoon() // its entry may not be listed yet
+	}
 }
 
 // takeOrphans removes and returns the orphans of cs.

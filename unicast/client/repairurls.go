@@ -399,7 +399,11 @@ func (t *repairTier) allows(r *http.Request) *repairBase {
 			target += "?" + u.RawQuery
 		}
 		if _, err := wellknown.ParseTarget(target); err != nil {
-			continue
+			// The one path under wellknown.Path a cache may serve: a
+			// signed catalogue entry (signedentries.go).
+			if _, _, ok := wellknown.ParseCatalogEntryPath(rest); !ok || u.RawQuery != "" {
+				continue
+			}
 		}
 		return b
 	}

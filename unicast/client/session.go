@@ -565,6 +565,7 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		ch.cs.mu.Unlock()
 	}
 	c.breakerTrips(trips, sessions, now)
+	c.quietInBand(now)
 	want := false
 	var why string
 	for _, cs := range sessions {

@@ -20,6 +20,7 @@ type Origin struct {
 	repairRequests, repairBytes, wholeRequests, wholeBytes              family
 	notModified, rejected, rangesIgnored                                family
 	descNotModified, mrepairPushes, mrepairBytes                        family
+	catalogEntries                                                      family
 }
 
 // NewOrigin returns the collector of o.
@@ -45,6 +46,7 @@ func NewOrigin(o *origin.Origin) *Origin {
 
 		descriptions:           counter("h3m_origin_descriptions_served_total", "Session descriptions (/.well-known/h3m) served."),
 		keys:                   counter("h3m_origin_keys_served_total", "Public keys of resource signatures served."),
+		catalogEntries:         counter("h3m_origin_catalog_entries_served_total", "Signed catalogue entries served alone (to caches, or receivers)."),
 		manifestRequests:       counter("h3m_origin_manifest_requests_total", "Requests for signed manifests over unicast answered (streams included)."),
 		manifestBytes:          counter("h3m_origin_manifest_served_bytes_total", "Bytes of signed manifests served over unicast."),
 		manifestStreams:        gauge("h3m_origin_manifest_streams_open", "Long-lived manifest streams served now."),
@@ -67,7 +69,7 @@ func (c *Origin) all() []family {
 		c.fecRepair, c.manifestsSigned, c.manifestFrames, c.pushes, c.pushBytes, c.pushErrors,
 		c.descriptions, c.keys, c.manifestRequests, c.manifestBytes, c.manifestStreams, c.manifestStreamsRefused,
 		c.repairRequests, c.repairBytes, c.wholeRequests, c.wholeBytes, c.notModified, c.rejected, c.rangesIgnored,
-		c.descNotModified, c.mrepairPushes, c.mrepairBytes}
+		c.descNotModified, c.mrepairPushes, c.mrepairBytes, c.catalogEntries}
 }
 
 // Describe implements prometheus.Collector.
@@ -112,6 +114,7 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 	ss := c.o.Server.Stats()
 	c.descriptions.emit(ch, float64(ss.Descriptions))
 	c.keys.emit(ch, float64(ss.Keys))
+	c.catalogEntries.emit(ch, float64(ss.CatalogEntries))
 	c.manifestRequests.emit(ch, float64(ss.ManifestRequests))
 	c.manifestBytes.emit(ch, float64(ss.ManifestBytes))
 	c.repairRequests.emit(ch, float64(ss.RepairRequests))

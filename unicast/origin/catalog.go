@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -26,6 +27,8 @@ type Catalog struct {
 
 	mu      sync.Mutex
 	entries []wellknown.CatalogEntry // in push order
+	seqs    []uint64                 // each entry's number
+	next    uint64                   // the number of the next entry added
 }
 
 // Add records a push. Entries keep the order they were added in, and their
@@ -42,8 +45,41 @@ func (c *Catalog) Add(e wellknown.CatalogEntry) {
 	if n := len(c.entries); n > 0 && e.Pushed.Before(c.entries[n-1].Pushed) {
 		e.Pushed = c.entries[n-1].Pushed
 	}
+	if c.next == 0 {
+		c.next = 1
+	}
 	c.entries = append(c.entries, e)
+	c.seqs = append(c.seqs, c.next)
+	c.next++
 	c.pruneLocked(time.Now())
+}
+
+// ListFrom returns the entries still in the catalogue numbered from on
+// (entries are numbered from 1 in the order added), oldest first, and the
+// number the next entry will get. A from of 0, or past that number (the
+// catalogue of an origin that started again), lists every entry, and whole
+// says so; wellknown.ResourcesFromNext (as math.MaxUint64) lists none.
+func (c *Catalog) ListFrom(from uint64) (entries []wellknown.CatalogEntry, next uint64, whole bool) {
+	if c == nil {
+		return nil, 1, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(time.Now())
+	if c.next == 0 {
+		c.next = 1
+	}
+	switch {
+	case from == math.MaxUint64:
+		from = c.next
+	case from > c.next:
+		from = 0
+	}
+	i := 0
+	for i < len(c.seqs) && c.seqs[i] < from {
+		i++
+	}
+	return append([]wellknown.CatalogEntry(nil), c.entries[i:]...), c.next, from <= 1
 }
 
 // List returns the entries still in the catalogue, oldest first.
@@ -61,15 +97,34 @@ func (c *Catalog) listAt(now time.Time) []wellknown.CatalogEntry {
 	return append([]wellknown.CatalogEntry(nil), c.entries...)
 }
 
+// Entry returns the entry of push pushID of session, while the catalogue
+// keeps it.
+func (c *Catalog) Entry(session string, pushID uint64) (wellknown.CatalogEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(time.Now())
+	for i := len(c.entries) - 1; i >= 0; i-- {
+		if e := &c.entries[i]; e.PushID == pushID && e.Session == session {
+			return *e, true
+		}
+	}
+	return wellknown.CatalogEntry{}, false
+}
+
+// maxAge is how long an entry is kept at most.
+func (c *Catalog) maxAge() time.Duration {
+	if c.MaxAge <= 0 {
+		return DefaultCatalogAge
+	}
+	return c.MaxAge
+}
+
 func (c *Catalog) pruneLocked(now time.Time) {
 	limit := c.MaxEntries
 	if limit <= 0 {
 		limit = DefaultCatalogEntries
 	}
-	age := c.MaxAge
-	if age <= 0 {
-		age = DefaultCatalogAge
-	}
+	age := c.maxAge()
 	drop := max(len(c.entries)-limit, 0)
 	for drop < len(c.entries) && now.Sub(c.entries[drop].Pushed) > age {
 		drop++
@@ -80,5 +135,6 @@ func (c *Catalog) pruneLocked(now time.Time) {
 		n := copy(c.entries, c.entries[drop:])
 		clear(c.entries[n:])
 		c.entries = c.entries[:n]
+		c.seqs = c.seqs[:copy(c.seqs, c.seqs[drop:])]
 	}
 }

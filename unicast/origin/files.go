@@ -1,7 +1,10 @@
 package origin
 
 import (
+	"bufio"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -414,7 +418,7 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if limit <= 0 {
 			limit = DefaultMaxRanges
 		}
-		plan, n, whole := planRanges(v, rep.Size, limit)
+		plan, n, whole, list := planRangeList(v, rep.Size, limit)
 		if whole || plan != v {
 			r = r.Clone(r.Context())
 			if whole {
@@ -431,6 +435,12 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				f.rangesCoalesced.Add(1)
 			}
 		}
+		if !whole && len(list) > 1 && plainRangeRequest(r, rep) {
+			dw := &digestWriter{ResponseWriter: w, f: f}
+			f.serveByteranges(dw, file, rep, list)
+			dw.flush()
+			return
+		}
 	}
 	dw := &digestWriter{ResponseWriter: w, f: f}
 	http.ServeContent(dw, r, "", rep.ModTime, file)
@@ -443,6 +453,70 @@ func (f *FileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // HTTP/3 each write would go out in packets of its own (a lost packet's
 // bytes in one packet, the next part's header in a second of 180 bytes).
 const responseBuffer = 16 << 10
+
+// plainRangeRequest reports whether r asks for ranges of rep with no
+// precondition but an If-Range that names rep's (strong) entity tag: the
+// ranges are then served whatever, and serveByteranges can answer without
+// http.ServeContent's precondition logic.
+func plainRangeRequest(r *http.Request, rep Representation) bool {
+	for _, k := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if r.Header.Get(k) != "" {
+			return false
+		}
+	}
+	ir := r.Header.Get("If-Range")
+	return ir == "" || ir == rep.ETag
+}
+
+// byterangesBoundary is the length of the boundary of the origin's
+// multipart/byteranges answers, in hex digits: 64 random bits, as unlikely
+// to occur in the content as net/http's 240.
+const byterangesBoundary = 16
+
+// serveByteranges answers a request for several ranges (sorted, apart)
+// with a multipart/byteranges body whose parts carry only Content-Range
+// (spec/unicast.md, "Repair through caches"): repairs ask for many small
+// ranges (the packets lost, about 1.2 kB each), on which net/http's framing
+// (a 60-digit boundary, and the representation's Content-Type in every
+// part) costs 12 %, a short boundary and no Content-Type about 5 %. The
+// parts are of the one representation whose Content-Type the response's
+// request already knows (the push, the catalogue), which RFC 9110 section
+// 14.6 leaves as a SHOULD.
+func (f *FileServer) serveByteranges(w http.ResponseWriter, file io.ReadSeeker, rep Representation, list []byteRange) {
+	var rnd [byterangesBoundary / 2]byte
+	rand.Read(rnd[:])
+	boundary := hex.EncodeToString(rnd[:])
+	size := strconv.FormatInt(rep.Size, 10)
+	head := func(i int, r byteRange) string {
+		sep := "\r\n--"
+		if i == 0 {
+			sep = "--"
+		}
+		return sep + boundary + "\r\nContent-Range: bytes " + strconv.FormatInt(r.first, 10) + "-" + strconv.FormatInt(r.last, 10) + "/" + size + "\r\n\r\n"
+	}
+	tail := "\r\n--" + boundary + "--\r\n"
+	length := int64(len(tail))
+	for i, r := range list {
+		length += int64(len(head(i, r))) + r.last - r.first + 1
+	}
+	h := w.Header()
+	h.Set("Content-Type", "multipart/byteranges; boundary="+boundary)
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	h.Set("Accept-Ranges", "bytes")
+	w.WriteHeader(http.StatusPartialContent)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	for i, r := range list {
+		bw.WriteString(head(i, r))
+		if _, err := file.Seek(r.first, io.SeekStart); err != nil {
+			return // the connection ends short: the client sees a truncated body
+		}
+		if _, err := io.CopyN(bw, file, r.last-r.first+1); err != nil {
+			return
+		}
+	}
+	bw.WriteString(tail)
+	bw.Flush()
+}
 
 // digestWriter removes the representation fields that do not describe
 // what a response actually carries: Content-Digest from partial responses,

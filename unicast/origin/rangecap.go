@@ -26,13 +26,20 @@ type byteRange struct{ first, last int64 }
 // ones coalesced into one (RFC 9110 §14.2 allows both). count is the number
 // of ranges v names.
 func planRanges(v string, size int64, maxRanges int) (plan string, count int, whole bool) {
+	plan, count, whole, _ = planRangeList(v, size, maxRanges)
+	return plan, count, whole
+}
+
+// planRangeList is planRanges, with the ranges of plan when it is made of
+// satisfiable ones (nil when plan is v as given).
+func planRangeList(v string, size int64, maxRanges int) (plan string, count int, whole bool, list []byteRange) {
 	spec, ok := cutPrefixFold(strings.TrimSpace(v), "bytes=")
 	if !ok {
-		return v, 0, false
+		return v, 0, false, nil
 	}
 	count = strings.Count(spec, ",") + 1
 	if count > maxRanges {
-		return "", count, true
+		return "", count, true, nil
 	}
 	rs := make([]byteRange, 0, count)
 	for part := range strings.SplitSeq(spec, ",") {
@@ -42,14 +49,14 @@ func planRanges(v string, size int64, maxRanges int) (plan string, count int, wh
 		}
 		a, b, ok := strings.Cut(part, "-")
 		if !ok {
-			return v, count, false
+			return v, count, false, nil
 		}
 		var r byteRange
 		switch {
 		case a == "": // suffix: the last b bytes
 			n, err := strconv.ParseInt(b, 10, 64)
 			if err != nil || n < 0 {
-				return v, count, false
+				return v, count, false, nil
 			}
 			if n == 0 || size == 0 {
 				continue
@@ -58,12 +65,12 @@ func planRanges(v string, size int64, maxRanges int) (plan string, count int, wh
 		default:
 			first, err := strconv.ParseInt(a, 10, 64)
 			if err != nil || first < 0 {
-				return v, count, false
+				return v, count, false, nil
 			}
 			last := size - 1
 			if b != "" {
 				if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
-					return v, count, false
+					return v, count, false, nil
 				}
 			}
 			if first >= size {
@@ -74,7 +81,7 @@ func planRanges(v string, size int64, maxRanges int) (plan string, count int, wh
 		rs = append(rs, r)
 	}
 	if len(rs) == 0 {
-		return v, count, false
+		return v, count, false, nil
 	}
 	slices.SortFunc(rs, func(x, y byteRange) int { return cmp.Compare(x.first, y.first) })
 	merged := rs[:1]
@@ -95,7 +102,7 @@ func planRanges(v string, size int64, maxRanges int) (plan string, count int, wh
 		sb.WriteByte('-')
 		sb.WriteString(strconv.FormatInt(r.last, 10))
 	}
-	return sb.String(), count, false
+	return sb.String(), count, false, merged
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -11,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +49,8 @@ type Server struct {
 	TLSConfig *tls.Config
 	// QUICConfig tunes the QUIC connections; nil means quic-go's defaults,
 	// with qlog traces of every connection under $QLOGDIR when that is set
-	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer).
+	// (<odcid>_server.sqlog, quic-go's qlog.DefaultConnectionTracer), and
+	// no path MTU discovery when RepairURLs lists caches.
 	QUICConfig *quic.Config
 	// Sessions are the sessions to advertise; nil advertises none.
 	Sessions *Sessions
@@ -67,6 +71,11 @@ type Server struct {
 	// serves the content over TLS with HTTP/2 and HTTP/1.1, for the caches
 	// of RepairURLs to fetch from (ServeTCP).
 	TCPAddr string
+	// CatalogKey signs the catalogue entries served alone at
+	// wellknown.CatalogPath, whose public key the description lists; nil
+	// means a key made for the server's life. Caches may store and serve
+	// those entries: the signature proves them to receivers.
+	CatalogKey ed25519.PrivateKey
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -109,9 +118,13 @@ func (s *Server) setup() (*http3.Server, error) {
 	}
 	qc := s.QUICConfig
 	if qc == nil {
-		if tracer := trace.DirTracer(); tracer != nil {
-			qc = &quic.Config{Tracer: tracer}
-		}
+		qc = &quic.Config{Tracer: trace.DirTracer()}
+		// With caches listed, the receivers' connections here carry the
+		// description, keys and a few reads, and the bulk goes through
+		// the caches: the MTU probes (five or six packets of up to 1.4 kB
+		// each way) would cost each receiver more than larger packets
+		// save it.
+		qc.DisablePathMTUDiscovery = len(s.RepairURLs) > 0
 	}
 	s.h3 = &http3.Server{
 		Addr:       s.Addr,
@@ -239,7 +252,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cw.Live = &s.counters.manifestBytes
 	}
 	defer s.counters.count(rt, r.Method, cw)
+	defer s.logServed(r, cw)
 	s.serveHTTP(cw, r, rt)
+}
+
+// logServed is the access log, at debug level: what each receiver and
+// cache costs the origin, request by request. Defer it: it reads what w
+// recorded.
+func (s *Server) logServed(r *http.Request, w *httpmeter.Writer) {
+	if log := s.logger(); log.Enabled(r.Context(), slog.LevelDebug) {
+		log.Debug("served", "method", r.Method, "target", r.URL.RequestURI(), "range", r.Header.Get("Range"),
+			"status", w.Status, "bytes", w.Bytes, "proto", r.Proto, "remote", r.RemoteAddr)
+	}
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
@@ -247,7 +271,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 	handler, herr := s.handlerLocked()
 	s.mu.Unlock()
 	secure := r.TLS != nil
-	if secure {
+	// The description lists the sessions' alt-values in its body: the
+	// field would repeat them (a few hundred bytes, keys included) on
+	// every poll of every receiver.
+	if secure && rt != routeDescription {
 		if v := s.Sessions.AltSvc(time.Now()); v != "" {
 			w.Header().Set("Alt-Svc", v)
 		}
@@ -261,6 +288,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	case routeKeys:
 		s.serveKey(w, r, secure)
+		return
+	case routeCatalog:
+		s.serveCatalogEntry(w, r)
 		return
 	}
 	if herr != nil {
@@ -298,6 +328,25 @@ func (s *Server) serveDescription(w http.ResponseWriter, r *http.Request, secure
 			}
 		}
 		d.Resources, d.ResourcesAfter = kept, after
+	} else if v := r.URL.Query().Get(wellknown.ResourcesFromParam); v != "" {
+		from, err := strconv.ParseUint(v, 10, 64)
+		if v == wellknown.ResourcesFromNext {
+			from, err = math.MaxUint64, nil
+		}
+		if err != nil || from == math.MaxUint64 && v != wellknown.ResourcesFromNext {
+			http.Error(w, wellknown.ResourcesFromParam+": want an entry number or "+wellknown.ResourcesFromNext, http.StatusBadRequest)
+			return
+		}
+		// What was added since the reader's last read, and nothing it
+		// had: the document stays the same (a 304) while nothing is.
+		entries, next, whole := s.Catalog.ListFrom(from)
+		d.Resources, d.CatalogNext = entries, next
+		if d.Resources == nil {
+			d.Resources = []wellknown.CatalogEntry{}
+		}
+		if !whole {
+			d.ResourcesFrom = min(from, next)
+		}
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -373,7 +422,8 @@ func describe(sessions *Sessions, catalog *Catalog) *wellknown.Description {
 		}
 	}
 	if catalog != nil {
-		d.Resources = append(d.Resources, catalog.List()...)
+		entries, next, _ := catalog.ListFrom(0)
+		d.Resources, d.CatalogNext = append(d.Resources, entries...), next
 	}
 	return d
 }
@@ -389,7 +439,63 @@ func (s *Server) description() *wellknown.Description {
 	}
 	d.Keys = s.Keys.List()
 	d.RepairURLs = s.RepairURLs
+	if s.Catalog != nil {
+		d.CatalogKey = wellknown.EncodeCatalogKey(s.catalogKey().Public().(ed25519.PublicKey))
+	}
 	return d
+}
+
+// catalogKey returns the key that signs catalogue entries, made the first
+// time when CatalogKey is nil.
+func (s *Server) catalogKey() ed25519.PrivateKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.CatalogKey == nil {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			panic(fmt.Sprintf("origin: making the catalogue key: %v", err)) // crypto/rand does not fail
+		}
+		s.CatalogKey = key
+	}
+	return s.CatalogKey
+}
+
+// serveCatalogEntry serves one catalogue entry, signed, at
+// wellknown.CatalogEntryPath: an immutable document (a push ID names one
+// push of a session), which caches may keep while the catalogue does, so
+// that receivers that need an entry ask their cache, not the origin
+// (spec/unicast.md, "Signed catalogue entries"). It carries no key and is
+// served over TCP too.
+func (s *Server) serveCatalogEntry(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	session, pushID, ok := wellknown.ParseCatalogEntryPath(r.URL.Path)
+	var e wellknown.CatalogEntry
+	if ok && s.Catalog != nil {
+		e, ok = s.Catalog.Entry(session, pushID)
+	}
+	if !ok {
+		// Not listed (yet): a cache must not keep the answer.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "no such catalogue entry", http.StatusNotFound)
+		return
+	}
+	b, err := wellknown.SignCatalogEntry(s.catalogKey(), &e)
+	if err != nil {
+		s.logger().Error("signing a catalogue entry", "err", err)
+		http.Error(w, "cannot sign the entry", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d, immutable", int(s.Catalog.maxAge().Seconds())))
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(b)
 }
 
 // acceptsGzip reports whether the request accepts the gzip content coding.

@@ -162,9 +162,10 @@ func TestFileServer(t *testing.T) {
 	}
 }
 
-// TestServerAdvertises: every response carries the Alt-Svc advertisement of
-// the announced and active sessions, never of ended ones; the well-known
-// document describes them all.
+// TestServerAdvertises: every response but the description's carries the
+// Alt-Svc advertisement of the announced and active sessions, never of
+// ended ones; the well-known document describes them all (the field would
+// repeat its body).
 func TestServerAdvertises(t *testing.T) {
 	h := origintest.New(t, origintest.Options{Files: 1, MaxSize: 100, Seed: 12})
 	hc := h.HTTPClient()
@@ -185,7 +186,7 @@ func TestServerAdvertises(t *testing.T) {
 	h.Sessions.SetExpiry(ida, time.Now().Add(90*time.Second))
 	h.Catalog.Add(wellknown.CatalogEntry{Path: h.Paths[0], Size: 100, Session: ida, PushID: 0})
 
-	for _, p := range []string{h.Paths[0], "/nope", wellknown.Path} {
+	for _, p := range []string{h.Paths[0], "/nope"} {
 		resp, _ := fetch(t, hc, "GET", base+p, nil)
 		ads, _, err := altsvc.Parse(strings.Join(resp.Header.Values("Alt-Svc"), ", "))
 		if err != nil || len(ads) != 2 {
@@ -200,7 +201,7 @@ func TestServerAdvertises(t *testing.T) {
 	}
 
 	resp, body := fetch(t, hc, "GET", base+wellknown.Path, nil)
-	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Type") != "application/json" {
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Alt-Svc") != "" {
 		t.Errorf("well-known fields: %v", resp.Header)
 	}
 	d, err := wellknown.Parse(body)
@@ -430,22 +431,42 @@ func TestIncrementalCatalog(t *testing.T) {
 	if len(delta.Resources) != 2 || delta.Resources[0].Path != "/b" || !delta.ResourcesAfter.Equal(since) {
 		t.Fatalf("incremental read: %+v", delta.Resources)
 	}
-	r := httptest.NewRequest("GET", wellknown.Path+"?"+wellknown.ResourcesAfterParam+"=yesterday", nil)
-	r.TLS = &tls.ConnectionState{}
-	w := httptest.NewRecorder()
-	srv.ServeHTTP(w, r)
-	if w.Code != 400 {
-		t.Fatalf("a bad time: %d", w.Code)
+	// By number: the full read gives the next entry's; a read from it
+	// lists what was added since, and nothing the reader had; a number
+	// past it (an origin that started again) lists everything.
+	if full.CatalogNext != 4 {
+		t.Fatalf("full read: catalog_next %d, want 4 (entries numbered from 1)", full.CatalogNext)
+	}
+	if d := read("?resources_from=4"); len(d.Resources) != 0 || d.CatalogNext != 4 || d.ResourcesFrom != 4 {
+		t.Fatalf("read from 4 of 3: %+v", d)
+	}
+	if d := read("?resources_from=2"); len(d.Resources) != 2 || d.Resources[0].Path != "/b" || d.ResourcesFrom != 2 {
+		t.Fatalf("read from 2: %+v", d.Resources)
+	}
+	if d := read("?resources_from=9"); len(d.Resources) != 3 || d.ResourcesFrom != 0 || d.CatalogNext != 4 {
+		t.Fatalf("read from past the catalogue: %+v", d)
+	}
+	if d := read("?resources_from=next"); len(d.Resources) != 0 || d.ResourcesFrom != 4 || d.CatalogNext != 4 || len(d.Sessions) != len(full.Sessions) {
+		t.Fatalf("read of the sessions alone: %+v", d)
+	}
+	for _, bad := range []string{wellknown.ResourcesAfterParam + "=yesterday", wellknown.ResourcesFromParam + "=-1", wellknown.ResourcesFromParam + "=18446744073709551615"} {
+		r := httptest.NewRequest("GET", wellknown.Path+"?"+bad, nil)
+		r.TLS = &tls.ConnectionState{}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code != 400 {
+			t.Fatalf("%s: %d", bad, w.Code)
+		}
 	}
 
 	// Compressed when the reader accepts gzip, and the same document.
 	for i := range 20 {
 		cat.Add(wellknown.CatalogEntry{Path: fmt.Sprintf("/more/%d", i), Size: 1, Pushed: t0, Session: "01", PushID: uint64(10 + i)})
 	}
-	r = httptest.NewRequest("GET", wellknown.Path, nil)
+	r := httptest.NewRequest("GET", wellknown.Path, nil)
 	r.TLS = &tls.ConnectionState{}
 	r.Header.Set("Accept-Encoding", "gzip")
-	w = httptest.NewRecorder()
+	w := httptest.NewRecorder()
 	srv.ServeHTTP(w, r)
 	if w.Header().Get("Content-Encoding") != "gzip" {
 		t.Fatalf("not compressed: %v", w.Header())

@@ -18,6 +18,9 @@ type ServerStats struct {
 	Descriptions uint64
 	// Keys counts public keys served (200).
 	Keys uint64
+	// CatalogEntries counts signed catalogue entries served (200), to
+	// caches or receivers.
+	CatalogEntries uint64
 	// ManifestRequests counts manifest requests answered 200 (streams
 	// included), ManifestBytes the bytes of manifests they carried.
 	ManifestRequests, ManifestBytes uint64
@@ -66,6 +69,7 @@ func rejectReason(status int) int {
 // serverCounters are a Server's counters (ServerStats).
 type serverCounters struct {
 	descriptions, keys              atomic.Uint64
+	catalogEntries                  atomic.Uint64
 	manifestRequests, manifestBytes atomic.Uint64
 	repairRequests, repairBytes     atomic.Uint64
 	wholeRequests, wholeBytes       atomic.Uint64
@@ -77,7 +81,7 @@ type serverCounters struct {
 func (s *Server) Stats() ServerStats {
 	c := &s.counters
 	st := ServerStats{
-		Descriptions: c.descriptions.Load(), Keys: c.keys.Load(),
+		Descriptions: c.descriptions.Load(), Keys: c.keys.Load(), CatalogEntries: c.catalogEntries.Load(),
 		ManifestRequests: c.manifestRequests.Load(), ManifestBytes: c.manifestBytes.Load(),
 		RepairRequests: c.repairRequests.Load(), RepairBytes: c.repairBytes.Load(),
 		WholeRequests: c.wholeRequests.Load(), WholeBytes: c.wholeBytes.Load(),
@@ -98,6 +102,7 @@ const (
 	routeDescription
 	routeManifests
 	routeKeys
+	routeCatalog
 )
 
 func routeOf(path string) route {
@@ -108,6 +113,8 @@ func routeOf(path string) route {
 		return routeManifests
 	case strings.HasPrefix(path, wellknown.KeysPath+"/"):
 		return routeKeys
+	case strings.HasPrefix(path, wellknown.CatalogPath+"/"):
+		return routeCatalog
 	}
 	return routeContent
 }
@@ -131,6 +138,8 @@ func (c *serverCounters) count(rt route, method string, w *httpmeter.Writer) {
 		c.descriptions.Add(1)
 	case rt == routeKeys:
 		c.keys.Add(1)
+	case rt == routeCatalog:
+		c.catalogEntries.Add(1)
 	case rt == routeManifests:
 		c.manifestRequests.Add(1)
 	case status == http.StatusPartialContent:

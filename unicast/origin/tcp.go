@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/h3m-project/h3m/unicast/internal/httpmeter"
 	"github.com/h3m-project/h3m/unicast/wellknown"
 )
 
@@ -33,8 +34,12 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 	handler, _ := s.handlerLocked()
 	tc := s.TLSConfig.Clone()
 	tc.NextProtos = []string{"h2", "http/1.1"}
+	// Caches keep their connections and fetch in bulk: full-size records
+	// from the first byte (the small ones that speed a browser's first
+	// paint cost a record header every 1.2 kB).
+	tc.DynamicRecordSizingDisabled = true
 	srv := &http.Server{
-		Handler:           contentOnly{handler},
+		Handler:           contentOnly{s, handler},
 		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -45,13 +50,26 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 	return srv.ServeTLS(ln, "", "")
 }
 
-// contentOnly serves the content handler and nothing under wellknown.Path.
-type contentOnly struct{ next http.Handler }
+// contentOnly serves the content handler and, under wellknown.Path, only
+// the signed catalogue entries (which carry no key, and which a cache may
+// serve: their signature proves them). Its answers count in the server's
+// counters as those over HTTP/3 do.
+type contentOnly struct {
+	s    *Server
+	next http.Handler
+}
 
 func (c contentOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == wellknown.Path || strings.HasPrefix(r.URL.Path, wellknown.Path+"/") {
-		http.Error(w, "the h3m description, manifests and keys are served by the origin over HTTP/3 only", http.StatusNotFound)
-		return
+	rt := routeOf(r.URL.Path)
+	cw := &httpmeter.Writer{ResponseWriter: w}
+	defer c.s.counters.count(rt, r.Method, cw)
+	defer c.s.logServed(r, cw)
+	switch {
+	case rt == routeCatalog:
+		c.s.serveCatalogEntry(cw, r)
+	case r.URL.Path == wellknown.Path || strings.HasPrefix(r.URL.Path, wellknown.Path+"/"):
+		http.Error(cw, "the h3m description, manifests and keys are served by the origin over HTTP/3 only", http.StatusNotFound)
+	default:
+		c.next.ServeHTTP(cw, r)
 	}
-	c.next.ServeHTTP(w, r)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,10 @@ func TestServeTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	ss.Activate(id)
-	srv := &origin.Server{Handler: files, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Sessions: &ss,
+	var cat origin.Catalog
+	entry := wellknown.CatalogEntry{Path: "/a.bin", Size: int64(len(content)), ETag: `"e"`, Session: "0a0b", PushID: 3, Pushed: time.Now()}
+	cat.Add(entry)
+	srv := &origin.Server{Handler: files, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Sessions: &ss, Catalog: &cat,
 		RepairURLs: []string{"https://cache.example/h3m"}, Logger: unicasttest.Logger(t)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +67,7 @@ func TestServeTCP(t *testing.T) {
 	pool.AppendCertsFromPEM(pem)
 	tlsConf := &tls.Config{RootCAs: pool}
 
+	var entries [][]byte
 	for _, h2 := range []bool{true, false} {
 		tr := &http.Transport{TLSClientConfig: tlsConf.Clone(), ForceAttemptHTTP2: h2, DisableCompression: true}
 		if !h2 {
@@ -84,6 +89,17 @@ func TestServeTCP(t *testing.T) {
 				t.Errorf("%s over TCP: %s, Alt-Svc %q", p, resp.Status, resp.Header.Get("Alt-Svc"))
 			}
 		}
+		// The signed catalogue entries are served over TCP (for caches),
+		// cacheable; one not listed is a 404 no cache keeps.
+		resp, body = fetch(t, hc, "GET", base+wellknown.CatalogEntryPath("0a0b", 3), nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+			t.Errorf("h2 %v: signed entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
+		}
+		entries = append(entries, body)
+		resp, _ = fetch(t, hc, "GET", base+wellknown.CatalogEntryPath("0a0b", 4), nil)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("h2 %v: unlisted entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
+		}
 		tr.CloseIdleConnections()
 	}
 
@@ -100,6 +116,19 @@ func TestServeTCP(t *testing.T) {
 	if len(d.RepairURLs) != 1 || d.RepairURLs[0] != "https://cache.example/h3m" {
 		raw, _ := json.Marshal(d.RepairURLs)
 		t.Errorf("repair URLs in the description: %s", raw)
+	}
+	key, err := wellknown.ParseCatalogKey(d.CatalogKey)
+	if err != nil {
+		t.Fatalf("the description's catalogue key: %v", err)
+	}
+	for _, b := range entries {
+		e, err := wellknown.VerifyCatalogEntry(key, b, "0a0b", 3)
+		if err != nil || e.Path != "/a.bin" || e.ETag != `"e"` {
+			t.Errorf("signed entry over TCP: %+v, %v", e, err)
+		}
+	}
+	if ss := srv.Stats(); ss.CatalogEntries != 2 || ss.RepairRequests != 2 || ss.RepairBytes != 2*65536 || ss.Rejected["not_found"] != 6 {
+		t.Errorf("server counters %+v; want the TCP answers counted", ss)
 	}
 	st := files.Stats()
 	if st.Responses != 2 || st.Partial != 2 || st.BodyBytes != 2*65536 {

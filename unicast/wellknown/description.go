@@ -48,11 +48,24 @@ type Description struct {
 	// trailing "/") before the resource's origin-form target. Parse
 	// normalises them (ParseRepairURL).
 	RepairURLs []string `json:"repair_urls,omitempty"`
+	// CatalogKey, when set, is the Ed25519 public key (unpadded base64url,
+	// ParseCatalogKey) that signs each catalogue entry the origin serves
+	// alone at CatalogEntryPath: receivers may then fetch an entry through
+	// the repair URLs, which may not alter it (spec/unicast.md, "Signed
+	// catalogue entries").
+	CatalogKey string `json:"catalog_key,omitempty"`
 
 	// ResourcesAfter is set on a description that lists only the resources
 	// pushed at or after it (an incremental read, ResourcesAfterParam);
 	// the rest of the catalogue is the reader's from earlier reads.
 	ResourcesAfter time.Time `json:"resources_after,omitzero"`
+	// CatalogNext is the number the catalogue's next entry will get (its
+	// entries are numbered from 1 in the order added): a reader asks for
+	// what was added since with ResourcesFromParam. 0: an origin that does
+	// not number them. ResourcesFrom is set on a description that lists
+	// only the entries from that number on.
+	CatalogNext   uint64 `json:"catalog_next,omitempty"`
+	ResourcesFrom uint64 `json:"resources_from,omitempty"`
 
 	// FromAltSvc is set on descriptions a client built from an Alt-Svc
 	// field because the origin serves no well-known document: every session
@@ -275,35 +288,47 @@ func Parse(b []byte) (*Description, error) {
 		}
 		d.RepairURLs[i] = u.String()
 	}
+	if d.CatalogKey != "" {
+		if _, err := ParseCatalogKey(d.CatalogKey); err != nil {
+			return nil, descErr("catalog_key", "%v", err)
+		}
+	}
 	for i := range d.Resources {
-		r := &d.Resources[i]
-		field := fmt.Sprintf("resources[%d]", i)
-		if err := checkPath(r.Path); err != nil {
-			return nil, descErr(field+".path", "%v", err)
+		if err := checkEntry(fmt.Sprintf("resources[%d]", i), &d.Resources[i]); err != nil {
+			return nil, err
 		}
-		if r.Size < 0 {
-			return nil, descErr(field+".size", "negative (%d)", r.Size)
-		}
-		if r.ETag != "" && !ValidETag(r.ETag) {
-			return nil, descErr(field+".etag", "%q is not an entity tag", r.ETag)
-		}
-		if r.ContentDigest != "" {
-			if _, err := integrity.ParseContentDigest(r.ContentDigest); err != nil {
-				return nil, descErr(field+".content_digest", "%v", err)
-			}
-		}
-		if r.Digest != "" {
-			if _, err := integrity.ParseDigest(r.Digest); err != nil {
-				return nil, descErr(field+".digest", "%v", err)
-			}
-		}
-		id, err := ParseSessionID(r.Session)
-		if err != nil {
-			return nil, descErr(field+".session", "%v", err)
-		}
-		r.Session = id
 	}
 	return &d, nil
+}
+
+// checkEntry checks a catalogue entry (Parse) and puts its session ID in
+// lower case.
+func checkEntry(field string, r *CatalogEntry) error {
+	if err := checkPath(r.Path); err != nil {
+		return descErr(field+".path", "%v", err)
+	}
+	if r.Size < 0 {
+		return descErr(field+".size", "negative (%d)", r.Size)
+	}
+	if r.ETag != "" && !ValidETag(r.ETag) {
+		return descErr(field+".etag", "%q is not an entity tag", r.ETag)
+	}
+	if r.ContentDigest != "" {
+		if _, err := integrity.ParseContentDigest(r.ContentDigest); err != nil {
+			return descErr(field+".content_digest", "%v", err)
+		}
+	}
+	if r.Digest != "" {
+		if _, err := integrity.ParseDigest(r.Digest); err != nil {
+			return descErr(field+".digest", "%v", err)
+		}
+	}
+	id, err := ParseSessionID(r.Session)
+	if err != nil {
+		return descErr(field+".session", "%v", err)
+	}
+	r.Session = id
+	return nil
 }
 
 // parseOneAdvertisement parses an alt-value that must hold exactly one

@@ -26,6 +26,18 @@ const ManifestsPath = Path + "/manifests"
 // the catalogue entries pushed at or after a time (RFC 3339).
 const ResourcesAfterParam = "resources_after"
 
+// ResourcesFromParam is the query parameter of the document that asks for
+// the catalogue entries from a number on: the catalogue numbers its
+// entries in the order it adds them, and each document gives the number
+// the next one will get (Description.CatalogNext).
+const ResourcesFromParam = "resources_from"
+
+// ResourcesFromNext is the value of ResourcesFromParam that asks for no
+// entry: from the number the next will get, whatever it is now. A reader
+// that knows it misses nothing (every session it follows ended in-band, no
+// push ID missing) reads the sessions only.
+const ResourcesFromNext = "next"
+
 // Limits on keys.
 const (
 	// MaxKeyIDLen is the longest key ID published or resolved.

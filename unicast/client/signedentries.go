@@ -1,0 +1,222 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// Signed catalogue entries (spec/unicast.md, "Signed catalogue entries"):
+// a push the client holds for the catalogue's word, or a push ID whose
+// promise was lost, needs one entry of the catalogue, not a read of the
+// origin's description. When the origin signs its entries (the
+// description's CatalogKey, which came over TLS) and lists caches, the
+// client asks the caches for that entry: the caches fetch it from the
+// origin once for every receiver, and its signature, not the cache, proves
+// it. An entry no cache has, or whose signature fails, leaves the matter
+// to the next read of the description, as without caches.
+
+// maxEntryFetches bounds the signed entries one event asks for, and the
+// fetches under way.
+const maxEntryFetches = 16
+
+// signedEntryKey names push pushID of session among the entries fetched.
+func signedEntryKey(session string, pushID uint64) string {
+	return session + "/" + strconv.FormatUint(pushID, 10)
+}
+
+// fetchEntries starts fetching the signed entries of the push IDs of
+// session the client's catalogue does not list, through the caches. It
+// reports whether it could (the origin signs entries and the client has
+// caches): if not, the caller reads the description instead.
+func (c *Client) fetchEntries(ctx context.Context, session string, ids []uint64) bool {
+	if len(ids) == 0 || c.tier.count() == 0 {
+		return false
+	}
+	c.mu.Lock()
+	key := c.catalogKey
+	var start []uint64
+	if key != nil {
+		for _, id := range ids {
+			k := signedEntryKey(session, id)
+			if c.entryFetching[k] || len(c.entryFetching) >= maxEntryFetches || c.listsPushLocked(session, id) {
+				continue
+			}
+			c.entryFetching[k] = true
+			start = append(start, id)
+		}
+	}
+	c.mu.Unlock()
+	if key == nil {
+		return false
+	}
+	for _, id := range start {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.fetchEntry(ctx, session, id)
+		}()
+	}
+	return true
+}
+
+// listsPushLocked reports whether the catalogue lists push pushID of
+// session.
+func (c *Client) listsPushLocked(session string, pushID uint64) bool {
+	for i := range c.catalog {
+		if e := &c.catalog[i]; e.PushID == pushID && e.Session == session {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchEntry asks each cache that is up, in order, for the signed entry of
+// push pushID of session, and takes the first that verifies. When none
+// does, the description is read.
+func (c *Client) fetchEntry(ctx context.Context, session string, pushID uint64) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.entryFetching, signedEntryKey(session, pushID))
+		last := len(c.entryFetching) == 0 && !c.endAt.IsZero()
+		c.mu.Unlock()
+		if last {
+			// The read after the end may have waited for this one
+			// (entriesBeforeEndRead).
+			select {
+			case c.pollNow <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	target := wellknown.CatalogEntryTarget(session, pushID)
+	c.tier.mu.Lock()
+	var bases []*repairBase
+	now := time.Now()
+	for _, b := range c.tier.bases {
+		if !now.Before(b.downUntil) {
+			bases = append(bases, b)
+		}
+	}
+	c.tier.mu.Unlock()
+	for _, b := range bases {
+		e, err := c.askEntry(ctx, target.On(b.url).String(), session, pushID)
+		if err == nil {
+			c.takeEntry(ctx, e)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var se *StatusError
+		switch {
+		case errors.As(err, &se) && se.Code < 500:
+			// Not listed yet where the cache looked: the next may have it.
+			c.log.Debug("a cache has no such catalogue entry", "cache", b.url.String(), "session", session, "push_id", pushID, "err", err)
+		case errors.Is(err, wellknown.ErrEntrySignature) || errors.Is(err, wellknown.ErrMalformed):
+			c.count(func(st *Stats) { st.CacheRejected++ })
+			c.log.Warn("a cache's catalogue entry failed its signature or checks; asking the next", "cache", b.url.String(), "session", session, "push_id", pushID, "err", err)
+		default:
+			c.tier.mu.Lock()
+			b.downUntil = time.Now().Add(cacheDownFor)
+			c.tier.mu.Unlock()
+			c.count(func(st *Stats) { st.CacheErrors++ })
+			c.log.Info("a cache did not answer; using the next repair URL", "cache", b.url.String(), "err", err)
+		}
+	}
+	select {
+	case c.pollNow <- struct{}{}:
+	default:
+	}
+}
+
+// askEntry fetches and verifies one signed entry at u.
+func (c *Client) askEntry(ctx context.Context, u, session string, pushID uint64) (*wellknown.CatalogEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.count(func(st *Stats) { st.CacheRequests++ })
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &StatusError{Path: wellknown.CatalogEntryPath(session, pushID), Code: resp.StatusCode, Status: resp.Status}
+	}
+	b, err := io.ReadAll(io.LimitReader(&cacheBody{resp.Body, c}, wellknown.MaxSignedEntrySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: reading a catalogue entry: %w", err)
+	}
+	c.mu.Lock()
+	key := c.catalogKey
+	c.mu.Unlock()
+	return wellknown.VerifyCatalogEntry(key, b, session, pushID)
+}
+
+// fetchingEntries reports whether the signed entries of every push ID of
+// gaps are being fetched.
+func (c *Client) fetchingEntries(session string, gaps []pushGap) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range gaps {
+		for id := g.from; id < g.to; id++ {
+			if !c.entryFetching[signedEntryKey(session, id)] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// takeEntry adds a verified entry to the catalogue, judges again the
+// pushes held for it and repairs the orphan it names. The catalogue's
+// other jobs (fetches of what multicast lost) wait for the next read, as
+// before: a push whose stream is still coming, its head lost, is then
+// identified as an orphan and repaired, not fetched whole.
+func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
+	c.mu.Lock()
+	if ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.stats.CatalogEntries++
+	if !c.listsPushLocked(e.Session, e.PushID) {
+		c.catalog = append(c.catalog, *e)
+		c.fromEntries[entryKey(e)] = true
+		c.indexCatalogLocked()
+	}
+	// An orphan it names (a stream that came without its head) is
+	// repaired now; the rest of the catalogue's work waits for a read.
+	var starts []*job
+	key := entryKey(e)
+	if !c.settledEntryLocked(e) && c.expectedLocked(e) {
+		if j := c.orphanJobLocked(e, key); j != nil {
+			c.addJobLocked(j)
+			starts = append(starts, j)
+		}
+	}
+	if cs := c.sessions[e.Session]; cs != nil {
+		cs.mu.Lock()
+		cs.removeGapLocked(e.PushID) // named
+		cs.mu.Unlock()
+	}
+	released := c.takeHeldLocked(func(o *outcome) bool { return o.cs.id == e.Session && o.res.PushID == e.PushID })
+	c.mu.Unlock()
+	for _, j := range starts {
+		c.startJob(ctx, j)
+	}
+	for _, o := range released {
+		c.settle(ctx, o)
+	}
+	c.notify()
+}

@@ -1,0 +1,128 @@
+package client
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/h3m-project/h3m/unicast/internal/origintest"
+	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
+	"github.com/h3m-project/h3m/unicast/wellknown"
+)
+
+// TestSignedEntriesThroughCache: at 10 % loss, the pushes held for the
+// catalogue's word are released by their signed entries, asked of the
+// cache, not by reads of the origin's description. A cache that tampers
+// with the entries is caught by their signature (counted, never taken),
+// and the reads of the origin do the work: every file arrives intact.
+func TestSignedEntriesThroughCache(t *testing.T) {
+	for _, tamper := range []bool{false, true} {
+		t.Run(map[bool]string{false: "good", true: "tampering"}[tamper], func(t *testing.T) {
+			h := origintest.New(t, origintest.Options{Files: 10, MinSize: 60 << 10, MaxSize: 200 << 10, Seed: 71, Loss: 0.10})
+			cache := newTestCache(t, h, tamper)
+			cfg := cacheConfig(t, h, cache.srv)
+			cfg.RepairURLs = []string{cache.srv.URL}
+			if _, err := h.Pub.Start(unicasttest.Ad(t, "signed")); err != nil {
+				t.Fatal(err)
+			}
+			tc := runClient(h, cfg)
+			tc.waitJoined(1)
+			h.PushAll(h.Paths)
+			tc.waitPaths(20*time.Second, h.Paths)
+			tc.checkExact(h, h.Paths)
+			st := tc.c.Stats()
+			asked := 0
+			for _, r := range cache.received() {
+				if strings.HasPrefix(r.URL.Path, wellknown.CatalogPath+"/") {
+					asked++
+				}
+			}
+			t.Logf("repaired %d; signed entries asked %d, taken %d; cache rejected %d; description reads %d", st.Repaired, asked, st.CatalogEntries, st.CacheRejected, st.Polls)
+			if st.Repaired == 0 || asked == 0 {
+				t.Fatalf("nothing repaired (%d) or no entry asked of the cache (%d) at 10%% loss", st.Repaired, asked)
+			}
+			if tamper {
+				if st.CatalogEntries != 0 || st.CacheRejected < asked {
+					t.Errorf("tampered entries: %d taken, %d of %d rejected", st.CatalogEntries, st.CacheRejected, asked)
+				}
+			} else if st.CatalogEntries == 0 || st.CacheRejected != 0 {
+				t.Errorf("good entries: %d taken, %d rejected", st.CatalogEntries, st.CacheRejected)
+			}
+			if st.Failed != 0 || st.Fallback != 0 {
+				t.Errorf("stats: %+v", st)
+			}
+		})
+	}
+}
+
+// TestPollsWhileLiveInBand: while its session brings packets, the client
+// does not read the description on a schedule (the session announces in
+// band what a read would say); when the session goes quiet without its
+// end reaching the client, it reads the description at once, not after
+// CatalogIdlePoll.
+func TestPollsWhileLiveInBand(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 8 << 10, Seed: 72})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "live")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h) // CatalogPoll 100 ms, CatalogIdlePoll 30 s, LostGrace 1 s
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths[:3])
+	tc.waitPaths(10*time.Second, h.Paths[:3])
+	// Live: keep-alives and a push now and then; doubling from 100 ms
+	// would read about five times in 3 s.
+	p0 := tc.c.Stats().Polls
+	for _, p := range h.Paths[3:] {
+		time.Sleep(time.Second)
+		h.PushAll([]string{p})
+	}
+	tc.waitPaths(10*time.Second, h.Paths)
+	live := tc.c.Stats().Polls - p0
+	if live > 1 {
+		t.Errorf("%d description reads while the session was live in-band, want at most 1", live)
+	}
+	// Quiet: nothing arrives any more.
+	p1 := tc.c.Stats().Polls
+	h.SetDrop(func([]byte) bool { return true })
+	unicasttest.WaitFor(t, 10*time.Second, "a read once the session went quiet", func() bool { return tc.c.Stats().Polls > p1 })
+}
+
+// TestEndReadsSessionsAlone: once the session has ended in-band and no
+// push ID is missing before its end, the read after the end asks for no
+// catalogue entry (resources_from=next): nothing listed could name a loss,
+// and the read is for the sessions alone. The client still exits with
+// every file.
+func TestEndReadsSessionsAlone(t *testing.T) {
+	var mu sync.Mutex
+	var froms []string
+	h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 20 << 10, Seed: 73,
+		Front: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == wellknown.Path {
+					mu.Lock()
+					froms = append(froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
+					mu.Unlock()
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "endread")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.ExitOnEnd = true
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths)
+	tc.waitPaths(10*time.Second, h.Paths)
+	tc.endAndExit(t, h)
+	tc.checkExact(h, h.Paths)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(froms); n < 2 || froms[n-1] != wellknown.ResourcesFromNext {
+		t.Errorf("reads asked resources_from %q; want the last (after the end) %q", froms, wellknown.ResourcesFromNext)
+	}
+}
