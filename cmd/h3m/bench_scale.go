@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/h3m-project/h3m/internal/bench"
 	"github.com/h3m-project/h3m/interop"
@@ -98,6 +99,11 @@ With --scale-mcast-repair N, each correlated case also runs without FEC with
 h3m serve --mcast-repair N: the ranges N receivers ask for are pushed once
 more on the session.`
 
+// scaleAwaitWait bounds the scale runs' wait for their receivers: 32
+// receivers starting on two cores take a few seconds to read the session
+// description.
+const scaleAwaitWait = 5 * time.Second
+
 // scaleFlags registers the scale phase's flags and returns what runs it.
 func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	receivers := fs.String("scale-receivers", "4,16,32", "scale: receiver counts, comma-separated")
@@ -109,7 +115,8 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	baseline := fs.Bool("scale-baseline", true, "scale: also run the unicast-only baseline per receiver count")
 	mrepair := fs.Int("scale-mcast-repair", 0, "scale: also run each correlated case without FEC with h3m serve --mcast-repair N (0: not)")
 	repairDelay := fs.Duration("scale-repair-delay", 0, "scale: h3m receive --repair-delay in the --scale-mcast-repair runs (0: its default)")
-	wait := fs.Duration("scale-wait", bench.DefaultPeersWait, "scale: h3m serve --wait")
+	wait := fs.Duration("scale-wait", scaleAwaitWait, "scale: h3m serve --wait: with --scale-await the longest it waits for the receivers, otherwise how long")
+	await := fs.Bool("scale-await", true, "scale: h3m serve --wait-receivers N: push once the case's N receivers have read the session description (receivers that join after the first push fetch what they missed, which is not repair)")
 	timeout := fs.Duration("scale-timeout", 0, "scale: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("scale-dir", "", "scale: keep the content and each process's log here (default: a temporary folder, removed)")
 	cacheFlag := fs.String("scale-cache", "auto", "scale: cache tiers to run at correlated loss, comma-separated: slice, exact; auto: both when nginx can run, none otherwise; none")
@@ -120,7 +127,7 @@ func scaleFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 			return usagef("--scale-mcast-repair %d: want a count ≥ 0", *mrepair)
 		}
 		o := bench.ScaleOptions{Baseline: *baseline, CacheOnly: *cacheOnly, MulticastRepair: *mrepair, RepairDelay: *repairDelay, Peers: bench.PeersOptions{Size: *size, Files: *files, Rate: *rate,
-			Wait: *wait, Timeout: *timeout, Dir: *dir, Out: e.stdout, Logger: e.log}}
+			Wait: *wait, AwaitReceivers: *await, Timeout: *timeout, Dir: *dir, Out: e.stdout, Logger: e.log}}
 		var err error
 		if o.Receivers, err = intList(*receivers); err != nil {
 			return usagef("--scale-receivers: %v", err)
