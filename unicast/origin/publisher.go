@@ -65,6 +65,14 @@ type PublisherConfig struct {
 	// (Rekey), announced RolloverLead ahead (0: a quarter of Rollover, at
 	// most 2 s).
 	Rollover, RolloverLead time.Duration
+	// RolloverJoin is how long a rollover holds new pushes between the
+	// old session's in-band end and the successor's first push (0:
+	// DefaultRolloverJoin). Receivers that read the description seldom
+	// (they back off while nothing needs it) learn of the successor from
+	// that end, which has them read it at once: the pause is their time
+	// to read it and join, so that they do not miss the successor's
+	// first pushes.
+	RolloverJoin time.Duration
 	// Manifests, if set, records the signed manifests of each asymmetric
 	// session for the unicast server, which serves them to receivers that
 	// lost the in-band copies.
@@ -102,6 +110,11 @@ type Publisher struct {
 	mu      sync.Mutex
 	current *pubSession
 	closed  bool
+	// switching is set while a rollover moves from the current session
+	// to its successor (the old one ended, the successor not yet
+	// pushing); it is closed when the successor is current. New pushes
+	// wait for it.
+	switching chan struct{}
 	// stopRollover ends the rollover loop; rolloverDone is closed when it
 	// has returned (both nil without one).
 	stopRollover context.CancelFunc
@@ -112,6 +125,10 @@ type Publisher struct {
 
 	pushes, pushBytes, pushErrors atomic.Uint64 // PublisherStats
 }
+
+// DefaultRolloverJoin is PublisherConfig.RolloverJoin's default: a
+// description read and a join, with room for a slow network.
+const DefaultRolloverJoin = 500 * time.Millisecond
 
 // maxManifestKeys bounds the manifest keys a Publisher keeps.
 const maxManifestKeys = 16
@@ -365,8 +382,11 @@ func (p *Publisher) rolloverLoop(ctx context.Context, done chan<- struct{}) {
 // session ID, and a new key): next is announced as the successor right
 // away, becomes active after lead (time for receivers to join it), and
 // takes every push from then on; the old session finishes the pushes in
-// progress, ends with "connection: close" and is marked ended. It returns
-// next's session ID.
+// progress, ends with "connection: close" and is marked ended. The old
+// session ends before the successor pushes, RolloverJoin before its first
+// push: the in-band end sends receivers to the description, which lists
+// the successor, however seldom they read it otherwise; pushes meanwhile
+// wait. It returns next's session ID.
 func (p *Publisher) Rollover(ctx context.Context, next altsvc.Advertisement, lead time.Duration) (string, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -395,15 +415,42 @@ func (p *Publisher) Rollover(ctx context.Context, next altsvc.Advertisement, lea
 		p.shut(context.WithoutCancel(ctx), ns)
 		return "", ctx.Err()
 	}
+	// The old session ends first: its in-band end has every receiver
+	// read the description at once, which lists the successor, however
+	// seldom it reads otherwise. Pushes wait meanwhile, and RolloverJoin
+	// more for the receivers to join the successor.
+	switched := make(chan struct{})
+	p.mu.Lock()
+	p.switching = switched
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		if p.switching == switched {
+			p.switching = nil
+		}
+		p.mu.Unlock()
+		close(switched)
+	}()
+	shutErr := p.shut(ctx, old)
 	if err := p.cfg.Sessions.Activate(ns.id); err != nil {
 		p.shut(ctx, ns)
-		return "", err
+		return "", errors.Join(err, shutErr)
+	}
+	join := p.cfg.RolloverJoin
+	if join <= 0 {
+		join = DefaultRolloverJoin
+	}
+	t.Reset(join)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
 	}
 	p.mu.Lock()
 	p.current = ns
 	p.mu.Unlock()
 	p.log.Info("rollover done", "session", ns.id, "ended", old.id)
-	return ns.id, p.shut(ctx, old)
+	return ns.id, shutErr
 }
 
 // shut ends a session: pushes in progress finish, the last push carries
@@ -419,6 +466,13 @@ func (p *Publisher) shut(ctx context.Context, ps *pubSession) error {
 		return fmt.Errorf("origin: publisher: ending session %s: %w", ps.id, err)
 	}
 	return nil
+}
+
+// rolledFrom reports whether a rollover has ended ps, or is ending it.
+func (p *Publisher) rolledFrom(ps *pubSession) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.switching != nil || p.current != ps
 }
 
 // Current returns the ID of the running session ("" if none).
@@ -514,10 +568,20 @@ func (p *Publisher) push(ctx context.Context, urlPath string, h http.Header, bod
 	}
 	for {
 		p.mu.Lock()
-		ps, closed := p.current, p.closed
+		ps, closed, switching := p.current, p.closed, p.switching
 		p.mu.Unlock()
 		if closed {
 			return wellknown.CatalogEntry{}, ErrPublisherClosed
+		}
+		if switching != nil {
+			// A rollover: the push goes to the successor once receivers
+			// had their time to join it.
+			select {
+			case <-switching:
+				continue
+			case <-ctx.Done():
+				return wellknown.CatalogEntry{}, fmt.Errorf("origin: push %s: %w", urlPath, ctx.Err())
+			}
 		}
 		if ps == nil {
 			return wellknown.CatalogEntry{}, errors.New("origin: publisher: no running session; call Start")
@@ -531,7 +595,7 @@ func (p *Publisher) push(ctx context.Context, urlPath string, h http.Header, bod
 			Body:          body,
 			ContentLength: size,
 		})
-		if errors.Is(err, h3m.ErrSessionEnded) && p.Current() != ps.id {
+		if errors.Is(err, h3m.ErrSessionEnded) && p.rolledFrom(ps) {
 			continue // a rollover ended the session under us: push on the successor
 		}
 		if err != nil {
@@ -565,6 +629,12 @@ func (p *Publisher) Close(ctx context.Context) error {
 		// A rollover in progress ends its new session and returns.
 		stop()
 		<-done
+	}
+	p.mu.Lock()
+	switching := p.switching
+	p.mu.Unlock()
+	if switching != nil {
+		<-switching // a Rollover called directly: its successor becomes current within RolloverJoin
 	}
 	p.mu.Lock()
 	ps := p.current
