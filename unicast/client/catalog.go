@@ -44,7 +44,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 		c.altSvcOnly = d.FromAltSvc
 		c.catalogKey = catalogKey
 		if !d.FromAltSvc {
-			c.catalogNext = d.CatalogNext
+			c.noteReadLocked(d, at)
 		}
 	}
 	if first && !c.baseline {
@@ -386,4 +386,34 @@ func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 		kept = kept[:n]
 	}
 	c.catalog = kept
+}
+
+// noteReadLocked takes the origin's number for its next catalogue entry
+// from d, a read that began at at, and notes what the read accounted for.
+// A read of the sessions alone lists no entries: when it names a session
+// the client does not know, that session's earlier entries came in no
+// read, so the number is kept and the next read lists entries from it
+// (entriesDue). A read of the entries accounts for the pushes before the
+// first one each session brought, if it began after that push.
+func (c *Client) noteReadLocked(d *wellknown.Description, at time.Time) {
+	if c.lastQuery == sessionsOnlyQuery {
+		for i := range d.Sessions {
+			if c.sessions[d.Sessions[i].ID] == nil {
+				c.entriesDue = true
+			}
+		}
+		if c.entriesDue {
+			return
+		}
+		c.catalogNext = d.CatalogNext
+		return
+	}
+	c.catalogNext, c.entriesDue = d.CatalogNext, false
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		if cs.promised && !cs.leadRead && at.After(cs.firstAt) {
+			cs.leadRead = true
+		}
+		cs.mu.Unlock()
+	}
 }

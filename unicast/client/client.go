@@ -465,6 +465,11 @@ type Client struct {
 	lastETag    string
 	lastQuery   string
 	catalogNext uint64
+	// entriesDue is set when a read of the sessions alone (no entries)
+	// named a session the client did not know: that session's entries,
+	// pushed before the client knew of it, came in no read, and the next
+	// read must list them (it starts at the catalogNext kept from before).
+	entriesDue bool
 	// catalogKey verifies the signed catalogue entries (the description's
 	// CatalogKey; nil: the origin signs none); entryFetching are the
 	// entries being fetched (signedEntryKey), fromEntries the catalogue
@@ -857,9 +862,16 @@ func (c *Client) missesNothingLocked() bool {
 	if len(c.sessions) == 0 || len(c.held) > 0 || c.pendingEntryLocked() {
 		return false
 	}
+	if c.entriesDue {
+		return false
+	}
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
-		ok := cs.sawEnd && len(cs.gaps) == 0 && len(cs.orphans) == 0
+		// Pushes before the first one the session brought (a join after
+		// its start) are accounted for only once a read of the entries
+		// began after it: such a read lists them, or one before did.
+		lead := cs.promised && cs.firstPush > c.expectFrom[cs.id] && !cs.leadRead
+		ok := cs.sawEnd && !lead && len(cs.gaps) == 0 && len(cs.orphans) == 0
 		cs.mu.Unlock()
 		if !ok {
 			return false
@@ -867,6 +879,10 @@ func (c *Client) missesNothingLocked() bool {
 	}
 	return true
 }
+
+// sessionsOnlyQuery is the query of a read of the sessions alone
+// (readQueryLocked), as lastQuery records it.
+var sessionsOnlyQuery = url.Values{wellknown.ResourcesFromParam: {wellknown.ResourcesFromNext}}.Encode()
 
 // readQueryLocked returns the query of the next read: the catalogue
 // entries from the origin's number for the next one as of the last read,
@@ -987,7 +1003,7 @@ func (c *Client) quietInBand(now time.Time) {
 func (c *Client) catalogNeeded() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.haveCat || c.altSvcOnly || c.fallback {
+	if !c.haveCat || c.altSvcOnly || c.fallback || c.entriesDue {
 		return true
 	}
 	if c.heldForReadLocked() {

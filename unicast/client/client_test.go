@@ -454,3 +454,42 @@ func TestRepairHashesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestLateJoinMissesNothing: a client that joins a session after its first
+// push (here a rollover's successor, found by the read the old session's
+// in-band end set off, with no pause for the join) still gets that push,
+// which no multicast packet brought: the read that found the session
+// listed no entries, and nothing may count as accounted for until a read
+// of the entries has. It once ended with the file missing and no error.
+func TestLateJoinMissesNothing(t *testing.T) {
+	h := origintest.New(t, origintest.Options{Files: 4, MaxSize: 20 << 10, Seed: 11, Publisher: func(pc *origin.PublisherConfig) {
+		pc.RolloverJoin = time.Nanosecond // the successor pushes at once: the client joins it late
+	}})
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "late-a")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clientConfig(h)
+	cfg.ExitOnEnd = true
+	cfg.CatalogIdlePoll = time.Minute // reads back off: the successor is found by the end's read
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	if _, err := h.Pub.PushFile(context.Background(), h.Paths[0]); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPaths(10*time.Second, h.Paths[:1])
+	if _, err := h.Pub.Rollover(context.Background(), unicasttest.Ad(t, "late-b"), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range h.Paths[1:] {
+		if _, err := h.Pub.PushFile(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.endAndExit(t, h)
+	for _, p := range h.Paths {
+		if len(tc.deliveries(p)) == 0 {
+			t.Errorf("%s was never delivered: the client ended without it (stats %+v)", p, tc.c.Stats())
+		}
+	}
+	tc.checkExact(h, h.Paths)
+}

@@ -72,6 +72,7 @@ func (cs *csession) pushSeenLocked(id uint64, lead bool, now time.Time) []pushGa
 			gaps = append(gaps, pushGap{0, id, now})
 		}
 		cs.maxPromised, cs.promised = id, true
+		cs.firstPush, cs.firstAt = id, now
 	case id > cs.maxPromised:
 		if id > cs.maxPromised+1 {
 			gaps = append(gaps, pushGap{cs.maxPromised + 1, id, now})
@@ -234,7 +235,9 @@ func (c *Client) finish(now time.Time) bool {
 	}
 	// The read after the end may name lost promises, and announce a
 	// successor (a rollover) to join.
-	settled := c.origin == nil || (len(c.jobs) == 0 && len(c.held) == 0 && c.catalogSettledLocked() && !c.descAt.Before(c.endAt))
+	// A read of the sessions alone that named one the client did not
+	// know leaves its entries to the next read (entriesDue).
+	settled := c.origin == nil || (len(c.jobs) == 0 && len(c.held) == 0 && !c.entriesDue && c.catalogSettledLocked() && !c.descAt.Before(c.endAt))
 	since := c.endAt
 	if c.lastContact.After(since) {
 		since = c.lastContact

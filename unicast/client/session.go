@@ -57,6 +57,13 @@ type csession struct {
 	lastEvent   time.Time
 	maxPromised uint64
 	promised    bool
+	// firstPush is the first push ID the session brought, firstAt when;
+	// leadRead is set once a read of the catalogue's entries began after
+	// firstAt: the pushes before firstPush are then accounted for
+	// (missesNothingLocked).
+	firstPush uint64
+	firstAt   time.Time
+	leadRead  bool
 
 	sawEnd   bool          // the receiver saw the session end
 	endRes   *h3m.Resource // the push that ended it
