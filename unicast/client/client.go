@@ -428,6 +428,11 @@ type Client struct {
 	// pollIdle: the poll interval has grown past CatalogPoll; pollLive:
 	// it was stretched because the sessions are live in-band.
 	pollIdle, pollLive atomic.Bool
+	// liveStretched is set while the interval is CatalogIdlePoll because
+	// the sessions were live in-band: once they are not, reads back off
+	// again from CatalogPoll (a session started after the end, by an
+	// origin that restarted, is found in seconds, not 30 s).
+	liveStretched atomic.Bool
 
 	// wake makes Run look at once whether everything has ended and is
 	// settled (ExitOnEnd), rather than at its next tick.
@@ -941,9 +946,13 @@ func (c *Client) pollInterval(last time.Duration) time.Duration {
 		// (monitor), reads only look for what they do not carry: a
 		// session announced meanwhile.
 		c.pollLive.Store(true)
+		c.liveStretched.Store(true)
 		return c.cfg.CatalogIdlePoll
 	}
 	c.pollLive.Store(false)
+	if c.liveStretched.Swap(false) {
+		return c.cfg.CatalogPoll
+	}
 	return min(max(2*last, c.cfg.CatalogPoll), c.cfg.CatalogIdlePoll)
 }
 
@@ -1095,6 +1104,7 @@ func (c *Client) pollLoop(ctx context.Context) {
 					interval = c.cfg.CatalogIdlePoll
 					c.pollIdle.Store(true)
 					c.pollLive.Store(true)
+					c.liveStretched.Store(true)
 					t.Reset(jitter(wait))
 					continue
 				}
