@@ -39,6 +39,7 @@ func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	timeout := fs.Duration("peers-timeout", 0, "peers: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("peers-dir", "", "peers: keep the content and each process's log here (default: a temporary folder, removed)")
 	uftpArgs := fs.String("peers-uftp-args", "", "peers: more options for uftp, space-separated (e.g. \"-r 0.1 -s 30\")")
+	serveArgs := fs.String("peers-serve-args", "", "peers: more options for h3m serve, space-separated (e.g. \"--mcast-repair 2\")")
 	h3mBin := fs.String("peers-h3m", "", "peers: the h3m binary to compare (default: this one)")
 	return func(ctx context.Context, e *env) error {
 		o := bench.PeersOptions{Size: *size, Files: *files, Rate: *rate, Repeat: *repeat, Wait: *wait,
@@ -70,6 +71,7 @@ func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 			}
 		}
 		o.UFTPArgs = strings.Fields(*uftpArgs)
+		o.ServeArgs = strings.Fields(*serveArgs)
 		o.H3M = *h3mBin
 		if o.H3M == "" {
 			if o.H3M, err = os.Executable(); err != nil {
