@@ -18,7 +18,8 @@ import (
 // that parallel test runs (ours and other packages') do not share traffic.
 func testGroup() netip.AddrPort {
 	a := netip.AddrFrom4([4]byte{232, byte(rand.IntN(256)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
-	return netip.AddrPortFrom(a, uint16(20000+rand.IntN(40000)))
+	// Below the ephemeral ports (32768 and up): see internal/mcasttest.Group.
+	return netip.AddrPortFrom(a, uint16(10000+rand.IntN(22000)))
 }
 
 var loopback = netip.MustParseAddr("127.0.0.1")

@@ -19,7 +19,8 @@ import (
 func v6Group() netip.AddrPort {
 	b := netip.MustParseAddr("ff3e::8000:0").As16()
 	b[13], b[14], b[15] = byte(rand.IntN(256)), byte(rand.IntN(256)), byte(1+rand.IntN(254))
-	return netip.AddrPortFrom(netip.AddrFrom16(b), uint16(20000+rand.IntN(40000)))
+	// Below the ephemeral ports (32768 and up): see internal/mcasttest.Group.
+	return netip.AddrPortFrom(netip.AddrFrom16(b), uint16(10000+rand.IntN(22000)))
 }
 
 // openInNS opens a receiver (recv) or a sender in ns, closed when t ends.
