@@ -834,15 +834,7 @@ func (c *Client) entriesBeforeEndRead(now time.Time) bool {
 	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.held) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
 		return false
 	}
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		ended := cs.sawEnd
-		cs.mu.Unlock()
-		if !ended {
-			return false
-		}
-	}
-	return true
+	return c.everySessionLocked(func(cs *csession) bool { return cs.sawEnd })
 }
 
 // heldForReadLocked reports whether a push is held for the catalogue's
@@ -870,19 +862,13 @@ func (c *Client) missesNothingLocked() bool {
 	if c.entriesDue {
 		return false
 	}
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
+	return c.everySessionLocked(func(cs *csession) bool {
 		// Pushes before the first one the session brought (a join after
 		// its start) are accounted for only once a read of the entries
 		// began after it: such a read lists them, or one before did.
 		lead := cs.promised && cs.firstPush > c.expectFrom[cs.id] && !cs.leadRead
-		ok := cs.sawEnd && !lead && len(cs.gaps) == 0 && len(cs.orphans) == 0
-		cs.mu.Unlock()
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return cs.sawEnd && !lead && len(cs.gaps) == 0 && len(cs.orphans) == 0
+	})
 }
 
 // sessionsOnlyQuery is the query of a read of the sessions alone
@@ -1042,11 +1028,19 @@ func (c *Client) catalogNeeded() bool {
 // allEndedLocked reports whether every session the client knows has
 // ended, in-band or by the description, or was left.
 func (c *Client) allEndedLocked() bool {
+	return c.everySessionLocked(func(cs *csession) bool {
+		return cs.left || cs.sawEnd || cs.state == wellknown.StateEnded
+	})
+}
+
+// everySessionLocked reports whether ok holds for every session the client
+// knows, each asked under its own lock. c.mu is held.
+func (c *Client) everySessionLocked(ok func(cs *csession) bool) bool {
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
-		ended := cs.left || cs.sawEnd || cs.state == wellknown.StateEnded
+		yes := ok(cs)
 		cs.mu.Unlock()
-		if !ended {
+		if !yes {
 			return false
 		}
 	}

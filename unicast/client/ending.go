@@ -224,14 +224,9 @@ func (c *Client) finish(now time.Time) bool {
 		c.mu.Unlock()
 		return false
 	}
-	for _, cs := range c.sessions {
-		cs.mu.Lock()
-		left := cs.left
-		cs.mu.Unlock()
-		if !left {
-			c.mu.Unlock()
-			return false
-		}
+	if !c.everySessionLocked(func(cs *csession) bool { return cs.left }) {
+		c.mu.Unlock()
+		return false
 	}
 	// The read after the end may name lost promises, and announce a
 	// successor (a rollover) to join.
