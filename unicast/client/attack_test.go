@@ -150,9 +150,17 @@ func TestPromiseFloodBounded(t *testing.T) {
 		t.Errorf("/big.bin delivered %d times", len(ds))
 	}
 	st := tc.c.Stats()
-	t.Logf("stats: unlisted %d, merged %d, held dropped %d, jobs dropped %d", st.Unlisted, st.Merged, st.HeldDropped, st.JobsDropped)
-	if st.Unlisted+st.HeldDropped != forged {
-		t.Errorf("unlisted %d + held dropped %d, want %d", st.Unlisted, st.HeldDropped, forged)
+	// Promises the receiver's cap on active pushes refused, or evicted
+	// for newer ones before the client heard of them (the flood comes
+	// faster than the client settles it), never reach the client: they
+	// count with the forged ones it let go.
+	var refused uint64
+	for _, r := range tc.c.receivers() {
+		refused += r.Stats().PushesRefused + r.Stats().PushesForgotten
+	}
+	t.Logf("stats: unlisted %d, merged %d, held dropped %d, jobs dropped %d, refused or forgotten by the receiver's caps %d", st.Unlisted, st.Merged, st.HeldDropped, st.JobsDropped, refused)
+	if let := uint64(st.Unlisted + st.HeldDropped); let > forged || let+refused < forged {
+		t.Errorf("unlisted %d + held dropped %d (+ %d refused or forgotten by caps), want %d", st.Unlisted, st.HeldDropped, refused, forged)
 	}
 }
 
