@@ -101,19 +101,7 @@ func TestOnDemandChannels(t *testing.T) {
 		return missed
 	})
 	// A player keeps using /a/b/ from now on.
-	stop := make(chan struct{})
-	playing := make(chan struct{})
-	go func() {
-		defer close(playing)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				tc.c.Use("/a/b/late.bin")
-			}
-		}
-	}()
+	stopPlaying := keepUsing(tc, "/a/b/late.bin")
 	unicasttest.WaitFor(t, 5*time.Second, "/a/b/ joined", func() bool { return sessionOf(tc.c, "/a/b/").Joined })
 	if s := sessionOf(tc.c, "/a/"); s.Joined {
 		t.Fatalf("/a/ joined for a path of /a/b/: %+v", s)
@@ -128,8 +116,7 @@ func TestOnDemandChannels(t *testing.T) {
 	if d := tc.deliveries("/a/b/late.bin"); d[0].Via != ViaMulticast || d[0].Err != nil {
 		t.Errorf("/a/b/late.bin: via %q, %v", d[0].Via, d[0].Err)
 	}
-	close(stop)
-	<-playing
+	stopPlaying()
 	unicasttest.WaitFor(t, 20*time.Second, "/a/b/ left, unused", func() bool {
 		s := sessionOf(tc.c, "/a/b/")
 		return !s.Joined && s.Idle
@@ -160,20 +147,7 @@ func TestOnDemandChannelRollover(t *testing.T) {
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	unicasttest.WaitFor(t, 5*time.Second, "three sessions known", func() bool { return len(tc.c.Sessions()) == 3 })
-	stop := make(chan struct{})
-	playing := make(chan struct{})
-	go func() { // a player of /a/
-		defer close(playing)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				tc.c.Use("/a/1.bin")
-			}
-		}
-	}()
-	defer func() { close(stop); <-playing }()
+	defer keepUsing(tc, "/a/1.bin")() // a player of /a/
 	tc.waitJoined(2)
 	if _, err := pubs["/a/"].PushFile(ctx, "/a/1.bin"); err != nil {
 		t.Fatal(err)
@@ -231,4 +205,22 @@ func TestOnDemandUsedWhileLeaving(t *testing.T) {
 	if d := tc.deliveries("/a/1.bin"); d[0].Via != ViaMulticast || st.FallbackEntered != 0 {
 		t.Errorf("/a/1.bin via %q; fallback entered %d times", d[0].Via, st.FallbackEntered)
 	}
+}
+
+// keepUsing has a player use path every 20 ms until the returned function
+// is called (which waits for it to stop).
+func keepUsing(tc *testClient, path string) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+				tc.c.Use(path)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }

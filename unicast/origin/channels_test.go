@@ -2,15 +2,10 @@ package origin_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/quic-go/quic-go/http3"
-
-	"github.com/h3m-project/h3m/unicast/client"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
 	"github.com/h3m-project/h3m/unicast/origin"
 	"github.com/h3m-project/h3m/unicast/wellknown"
@@ -66,16 +61,7 @@ func TestOriginChannels(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pool, err := client.LoadCertPool(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	defer tr.Close()
-	d, err := client.Discover(ctx, &http.Client{Transport: tr}, o.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := discoverOrigin(ctx, t, o, certFile)
 	got := map[string]string{}
 	for _, s := range d.Sessions {
 		got[s.Channel] = s.ID

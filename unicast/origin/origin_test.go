@@ -122,16 +122,7 @@ func TestNew(t *testing.T) {
 	if _, err := o.Publisher.PushFile(ctx, "/a.txt"); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := client.LoadCertPool(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	defer tr.Close()
-	d, err := client.Discover(ctx, &http.Client{Transport: tr}, o.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := discoverOrigin(ctx, t, o, certFile)
 	if len(d.Sessions) != 1 || d.Sessions[0].ID != id || d.Sessions[0].State != wellknown.StateActive ||
 		len(d.Resources) != 1 || d.Resources[0].Path != "/a.txt" || d.Resources[0].Size != 5 || d.Resources[0].Session != id {
 		t.Fatalf("description: %+v", d)
@@ -142,4 +133,21 @@ func TestNew(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("ListenAndServe: %v", err)
 	}
+}
+
+// discoverOrigin reads o's session description over HTTP/3, trusting
+// certFile.
+func discoverOrigin(ctx context.Context, t *testing.T, o *origin.Origin, certFile string) *wellknown.Description {
+	t.Helper()
+	pool, err := client.LoadCertPool(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer tr.Close()
+	d, err := client.Discover(ctx, &http.Client{Transport: tr}, o.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
