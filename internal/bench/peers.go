@@ -139,12 +139,12 @@ type PeerRun struct {
 	// unicast control and repairs both ways.
 	WireBytes, WirePackets uint64
 	// SenderBytes is the sender host's share of WireBytes, and
-	// MulticastBytes its multicast frames (data, repairs and control sent
-	// to a group, counted as the bridge received them), so that the rest
-	// of SenderBytes is its unicast (h3m: repairs, descriptions and ACKs
-	// to the receivers; UFTP: little) and WireBytes-SenderBytes what the
-	// receivers sent (requests, ACKs, handshakes, NAKs).
-	SenderBytes, MulticastBytes uint64
+	// SenderMulticastBytes its multicast frames (data, repairs and control
+	// sent to a group, counted as the bridge received them), so that the
+	// rest of SenderBytes is its unicast (h3m: repairs, descriptions and
+	// ACKs to the receivers; UFTP: little) and WireBytes-SenderBytes what
+	// the receivers sent (requests, ACKs, handshakes, NAKs).
+	SenderBytes, SenderMulticastBytes uint64
 	// Dropped is the number of packets the loss rules dropped, summed over
 	// the receivers.
 	Dropped uint64
@@ -823,7 +823,7 @@ func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *P
 		}
 	}
 	mc, err := multicastBytes(ctx, net)
-	r.MulticastBytes = mc
+	r.SenderMulticastBytes = mc
 	errs = append(errs, err)
 	for i, h := range net.Receivers {
 		n, err := dropped(ctx, h, loss)

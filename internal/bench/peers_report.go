@@ -31,8 +31,8 @@ func (r *PeersReport) printRun(w io.Writer, run PeerRun) {
 	}
 	fmt.Fprintf(w, "  %-4s N=%d loss %2d%%: %7.2f s (last file %6.2f s), sender CPU %6.2f s, receivers CPU %6.2f s, wire %7.1f MB in %d packets (sender multicast %.1f MB, unicast %.2f MB; receivers %.2f MB), %d dropped%s: %s\n",
 		run.Tool, run.Receivers, run.Loss, run.Done.Seconds(), run.LastFile.Seconds(), run.SenderCPU.Seconds(),
-		run.ReceiverCPU.Seconds(), float64(run.WireBytes)/1e6, run.WirePackets, float64(run.MulticastBytes)/1e6,
-		float64(run.SenderBytes-min(run.MulticastBytes, run.SenderBytes))/1e6, float64(run.WireBytes-run.SenderBytes)/1e6, run.Dropped, how, status)
+		run.ReceiverCPU.Seconds(), float64(run.WireBytes)/1e6, run.WirePackets, float64(run.SenderMulticastBytes)/1e6,
+		float64(run.SenderBytes-min(run.SenderMulticastBytes, run.SenderBytes))/1e6, float64(run.WireBytes-run.SenderBytes)/1e6, run.Dropped, how, status)
 }
 
 // peerFigures are the compared figures of a set of runs (medians).
@@ -69,9 +69,9 @@ func (r *PeersReport) figures(runs []PeerRun) peerFigures {
 		senderCPUGB:   med(func(p PeerRun) float64 { return p.SenderCPU.Seconds() / gb }),
 		receiverCPUGB: med(func(p PeerRun) float64 { return p.ReceiverCPU.Seconds() / gb / float64(p.Receivers) }),
 		wireMB:        med(func(p PeerRun) float64 { return float64(p.WireBytes) / 1e6 }),
-		multicastMB:   med(func(p PeerRun) float64 { return float64(p.MulticastBytes) / 1e6 }),
+		multicastMB:   med(func(p PeerRun) float64 { return float64(p.SenderMulticastBytes) / 1e6 }),
 		senderUnicastMB: med(func(p PeerRun) float64 {
-			return float64(p.SenderBytes-min(p.MulticastBytes, p.SenderBytes)) / 1e6
+			return float64(p.SenderBytes-min(p.SenderMulticastBytes, p.SenderBytes)) / 1e6
 		}),
 		receiversMB: med(func(p PeerRun) float64 { return float64(p.WireBytes-p.SenderBytes) / 1e6 }),
 	}

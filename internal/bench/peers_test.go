@@ -54,8 +54,8 @@ func TestPeers(t *testing.T) {
 		}
 		// Both tools send every byte by multicast first; the counter
 		// sees nothing the sender's eth0 did not send.
-		if r.MulticastBytes < 3<<20 || r.MulticastBytes > r.SenderBytes {
-			t.Errorf("%s: multicast %d bytes of the sender's %d, want between the content (3 MiB) and all", r.Tool, r.MulticastBytes, r.SenderBytes)
+		if r.SenderMulticastBytes < 3<<20 || r.SenderMulticastBytes > r.SenderBytes {
+			t.Errorf("%s: multicast %d bytes of the sender's %d, want between the content (3 MiB) and all", r.Tool, r.SenderMulticastBytes, r.SenderBytes)
 		}
 	}
 	if rep.UFTPVersion == "" {
