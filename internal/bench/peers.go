@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -137,8 +138,13 @@ type PeerRun struct {
 	// (the sum of the hosts' eth0 transmit counters): multicast once,
 	// unicast control and repairs both ways.
 	WireBytes, WirePackets uint64
-	// SenderBytes is the sender host's share of WireBytes.
-	SenderBytes uint64
+	// SenderBytes is the sender host's share of WireBytes, and
+	// SenderMulticastBytes its multicast frames (data, repairs and control
+	// sent to a group, counted as the bridge received them), so that the
+	// rest of SenderBytes is its unicast (h3m: repairs, descriptions and
+	// ACKs to the receivers; UFTP: little) and WireBytes-SenderBytes what
+	// the receivers sent (requests, ACKs, handshakes, NAKs).
+	SenderBytes, SenderMulticastBytes uint64
 	// Dropped is the number of packets the loss rules dropped, summed over
 	// the receivers.
 	Dropped uint64
@@ -772,10 +778,13 @@ func (o *PeersOptions) runUFTP(ctx context.Context, net *interop.Network, dir st
 	return r
 }
 
-// prepareRun empties each receiver's folder and sets its loss rate (which
-// also zeroes the drop counter).
+// prepareRun empties each receiver's folder, sets its loss rate (which
+// also zeroes the drop counter) and zeroes the multicast counter.
 func prepareRun(ctx context.Context, net *interop.Network, dir string, loss int) ([]string, error) {
 	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := countMulticast(ctx, net); err != nil {
 		return nil, err
 	}
 	outs := make([]string, len(net.Receivers))
@@ -813,6 +822,9 @@ func (o *PeersOptions) finishRun(ctx context.Context, net *interop.Network, r *P
 			r.SenderBytes = after[i].bytes - before[i].bytes
 		}
 	}
+	mc, err := multicastBytes(ctx, net)
+	r.SenderMulticastBytes = mc
+	errs = append(errs, err)
 	for i, h := range net.Receivers {
 		n, err := dropped(ctx, h, loss)
 		r.Dropped += n
@@ -893,6 +905,68 @@ func parseDropped(listing string) (uint64, error) {
 		return 0, fmt.Errorf("the loss rule's counter: %w", err)
 	}
 	return n, nil
+}
+
+// wireTable is the nftables table of the bridge's namespace that counts
+// the multicast frames the sender puts on the bridge.
+const wireTable = "h3m_peers_wire"
+
+// countMulticast replaces the bridge's multicast counter with a zeroed one:
+// every IPv4 multicast frame that enters the bridge from the sender's port,
+// counted once before the bridge floods it (and before the receivers' loss
+// rules drop their copies).
+func countMulticast(ctx context.Context, net *interop.Network) error {
+	sw := net.Switch()
+	script := fmt.Sprintf(`table bridge %s {}
+delete table bridge %s
+table bridge %s {
+	counter multicast {}
+	chain pre {
+		type filter hook prerouting priority -300; policy accept;
+		iifname %q ip daddr 224.0.0.0/4 counter name "multicast"
+	}
+}
+`, wireTable, wireTable, wireTable, net.Sender.Port)
+	cmd := sw.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: nft: %v: %s", sw.Name, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// multicastBytes reads the multicast counter, as Ethernet frames (the
+// bridge counts from the IP header on).
+func multicastBytes(ctx context.Context, net *interop.Network) (uint64, error) {
+	sw := net.Switch()
+	out, err := sw.Run(ctx, "nft", "-j", "list", "counter", "bridge", wireTable, "multicast")
+	if err != nil {
+		return 0, fmt.Errorf("reading the multicast counter: %w", err)
+	}
+	return parseMulticastCounter(out)
+}
+
+// parseMulticastCounter reads the frames' bytes from nft's JSON listing of
+// the multicast counter: its bytes and 14 bytes of Ethernet header per
+// packet.
+func parseMulticastCounter(listing []byte) (uint64, error) {
+	var doc struct {
+		Nftables []struct {
+			Counter *struct {
+				Name           string
+				Packets, Bytes uint64
+			}
+		}
+	}
+	if err := json.Unmarshal(listing, &doc); err != nil {
+		return 0, fmt.Errorf("the multicast counter's listing: %w", err)
+	}
+	for _, o := range doc.Nftables {
+		if c := o.Counter; c != nil && c.Name == "multicast" {
+			return c.Bytes + 14*c.Packets, nil
+		}
+	}
+	return 0, fmt.Errorf("no multicast counter in %q", listing)
 }
 
 // ifaceCounters are an interface's transmit counters.

@@ -16,7 +16,7 @@ func (r *PeersReport) printHeader(w io.Writer) {
 	fmt.Fprintf(w, "  h3m:  %s\n        %s   (one per receiver, started once the server is up)\n", r.H3MServe, r.H3MReceive)
 	fmt.Fprintf(w, "  UFTP: %s   (after every client listens)\n        %s   (one per receiver)\n", r.UFTPSender, r.UFTPClient)
 	fmt.Fprintf(w, "  time: from starting the sender until every receiver holds every file and the tool has finished (h3m: the last receiver exits; UFTP: the sender exits); files checked byte for byte\n")
-	fmt.Fprintf(w, "  CPU: user+system of the processes (wait4 rusage); sender per GB of content, receivers per GB received (content × receivers); wire: bytes all hosts transmitted onto the bridge\n\n")
+	fmt.Fprintf(w, "  CPU: user+system of the processes (wait4 rusage); sender per GB of content, receivers per GB received (content × receivers); wire: bytes all hosts transmitted onto the bridge (Ethernet frames), split into the sender's multicast (counted by nftables at the bridge), the sender's unicast and the receivers'\n\n")
 }
 
 // printRun prints one run as it finishes.
@@ -29,14 +29,18 @@ func (r *PeersReport) printRun(w io.Writer, run PeerRun) {
 	if d := run.H3M; d != (h3mDeliveries{}) {
 		how = fmt.Sprintf("; files by multicast %d, repaired %d (%.1f MB), by fallback %d", d.Multicast, d.Repaired, float64(d.RepairedBytes)/1e6, d.Fallback)
 	}
-	fmt.Fprintf(w, "  %-4s N=%d loss %2d%%: %7.2f s (last file %6.2f s), sender CPU %6.2f s, receivers CPU %6.2f s, wire %7.1f MB in %d packets (sender %.1f MB), %d dropped%s: %s\n",
+	fmt.Fprintf(w, "  %-4s N=%d loss %2d%%: %7.2f s (last file %6.2f s), sender CPU %6.2f s, receivers CPU %6.2f s, wire %7.1f MB in %d packets (sender multicast %.1f MB, unicast %.2f MB; receivers %.2f MB), %d dropped%s: %s\n",
 		run.Tool, run.Receivers, run.Loss, run.Done.Seconds(), run.LastFile.Seconds(), run.SenderCPU.Seconds(),
-		run.ReceiverCPU.Seconds(), float64(run.WireBytes)/1e6, run.WirePackets, float64(run.SenderBytes)/1e6, run.Dropped, how, status)
+		run.ReceiverCPU.Seconds(), float64(run.WireBytes)/1e6, run.WirePackets, float64(run.SenderMulticastBytes)/1e6,
+		float64(run.SenderBytes-min(run.SenderMulticastBytes, run.SenderBytes))/1e6, float64(run.WireBytes-run.SenderBytes)/1e6, run.Dropped, how, status)
 }
 
 // peerFigures are the compared figures of a set of runs (medians).
 type peerFigures struct {
 	done, lastFile, tail, goodput, senderCPUGB, receiverCPUGB, wireMB float64
+	// The medians of wireMB's parts: the sender's multicast and unicast,
+	// and what the receivers sent.
+	multicastMB, senderUnicastMB, receiversMB float64
 }
 
 func (r *PeersReport) figures(runs []PeerRun) peerFigures {
@@ -65,6 +69,11 @@ func (r *PeersReport) figures(runs []PeerRun) peerFigures {
 		senderCPUGB:   med(func(p PeerRun) float64 { return p.SenderCPU.Seconds() / gb }),
 		receiverCPUGB: med(func(p PeerRun) float64 { return p.ReceiverCPU.Seconds() / gb / float64(p.Receivers) }),
 		wireMB:        med(func(p PeerRun) float64 { return float64(p.WireBytes) / 1e6 }),
+		multicastMB:   med(func(p PeerRun) float64 { return float64(p.SenderMulticastBytes) / 1e6 }),
+		senderUnicastMB: med(func(p PeerRun) float64 {
+			return float64(p.SenderBytes-min(p.SenderMulticastBytes, p.SenderBytes)) / 1e6
+		}),
+		receiversMB: med(func(p PeerRun) float64 { return float64(p.WireBytes-p.SenderBytes) / 1e6 }),
 	}
 }
 
@@ -90,6 +99,14 @@ func (r *PeersReport) printCase(w io.Writer, c PeersCase) {
 	row("sender CPU per GB", "s", h.senderCPUGB, u.senderCPUGB)
 	row("receiver CPU per GB", "s", h.receiverCPUGB, u.receiverCPUGB)
 	row("bytes on the wire", "MB", h.wireMB, u.wireMB)
+	// The parts, without a ratio: the tools split their bytes differently
+	// (UFTP's sender sends next to no unicast).
+	part := func(name string, a, b float64) {
+		fmt.Fprintf(w, "  %-26s %9.2f  %9.2f           MB\n", name, a, b)
+	}
+	part("  sender's multicast", h.multicastMB, u.multicastMB)
+	part("  sender's unicast", h.senderUnicastMB, u.senderUnicastMB)
+	part("  receivers'", h.receiversMB, u.receiversMB)
 	fmt.Fprintln(w)
 }
 

@@ -52,6 +52,11 @@ func TestPeers(t *testing.T) {
 		if r.WireBytes < 3<<20 || r.Dropped == 0 || r.Done <= 0 || r.SenderCPU <= 0 {
 			t.Errorf("%s: implausible figures: %+v", r.Tool, r)
 		}
+		// Both tools send every byte by multicast first; the counter
+		// sees nothing the sender's eth0 did not send.
+		if r.SenderMulticastBytes < 3<<20 || r.SenderMulticastBytes > r.SenderBytes {
+			t.Errorf("%s: multicast %d bytes of the sender's %d, want between the content (3 MiB) and all", r.Tool, r.SenderMulticastBytes, r.SenderBytes)
+		}
 	}
 	if rep.UFTPVersion == "" {
 		t.Error("UFTP's version was not read from its output")
@@ -181,6 +186,18 @@ func TestPeersOutputChecks(t *testing.T) {
 	}
 	for _, bad := range []string{"table inet h3m_peers_loss {\n}\n", "counter packets ", "counter packets many"} {
 		if _, err := parseDropped(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+
+	// nft 1.0.6's listing of the bridge's multicast counter (-j): frames
+	// are its bytes and 14 bytes of Ethernet header per packet.
+	mc, err := parseMulticastCounter([]byte(`{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"counter": {"family": "bridge", "name": "multicast", "table": "h3m_peers_wire", "handle": 2, "packets": 80694, "bytes": 110428802}}]}`))
+	if err != nil || mc != 110428802+14*80694 {
+		t.Errorf("multicast counter: %d, %v", mc, err)
+	}
+	for _, bad := range []string{"", `{"nftables": [{"metainfo": {"version": "1.0.6"}}]}`, `{"nftables": [{"counter": {"name": "other", "packets": 1, "bytes": 2}}]}`} {
+		if _, err := parseMulticastCounter([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
