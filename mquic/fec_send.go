@@ -1,6 +1,7 @@
 package mquic
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,6 +57,20 @@ func (s *Sender) setupFEC(p *Params) error {
 	}
 	s.payloadEnd = s.hdrLen + payload
 	return nil
+}
+
+// SetRepairOverhead sets the share of repair packets of the FEC blocks
+// that open from now on (0.1: ⌈0.1 · k⌉ repair packets for a block of k
+// packets; 0: none, and no block at all), up to the session's Maximum
+// Repair Count per Maximum Source Count: an adaptive policy's knob
+// (spec/transport.md, "The sender's policy"). Each block carries its own
+// repair count, so receivers need nothing new. It is safe for concurrent
+// use; it fails in a session without FEC.
+func (s *Sender) SetRepairOverhead(overhead float64) error {
+	if s.fec == nil {
+		return errors.New("mquic: sender: the session advertises no FEC")
+	}
+	return s.fec.SetOverhead(overhead)
 }
 
 // MaxPayload is the largest plaintext payload of the sender's packets: its
