@@ -46,10 +46,10 @@ type Encoder struct {
 	overhead float64
 	// want is the overhead SetOverhead asked for (math.Float64bits): a
 	// block takes it when it opens.
-	want atomic.Uint64
-	symLen   int // largest symbol: 2 + the largest payload
-	sets     [2]symbolSet
-	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
+	want   atomic.Uint64
+	symLen int // largest symbol: 2 + the largest payload
+	sets   [2]symbolSet
+	parity [][]byte // MaxRepairCount repair symbols of symLen bytes
 	// Every symbol buffer has room for symLen rounded up to 64 bytes, zero
 	// past its symbol (the GFNI kernel works on whole 64-byte vectors).
 
