@@ -20,9 +20,9 @@ type EncoderStats struct {
 	// while no block is open, and blocks of only such packets; and, at
 	// overhead 0 (SetOverhead), every packet.
 	Uncovered uint64
-	// Overhead is the repair overhead of the last block opened (m per k);
-	// OverheadChanges counts the blocks that opened at an overhead other
-	// than the previous block's (SetOverhead).
+	// Overhead is the repair overhead in force (m per k), as SetOverhead
+	// set it, taken when a block would open; OverheadChanges counts its
+	// changes.
 	Overhead        float64
 	OverheadChanges uint64
 }
@@ -44,12 +44,9 @@ type EncoderStats struct {
 type Encoder struct {
 	p        Params
 	overhead float64
-	// want is the overhead SetOverhead asked for (math.Float64bits): a
-	// block takes it when it opens.
-	want   atomic.Uint64
-	symLen int // largest symbol: 2 + the largest payload
-	sets   [2]symbolSet
-	parity [][]byte // MaxRepairCount repair symbols of symLen bytes
+	symLen   int // largest symbol: 2 + the largest payload
+	sets     [2]symbolSet
+	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
 	// Every symbol buffer has room for symLen rounded up to 64 bytes, zero
 	// past its symbol (the GFNI kernel works on whole 64-byte vectors).
 
@@ -80,6 +77,10 @@ type Encoder struct {
 	inFlight bool // closed and not all handed out
 
 	st EncoderStats
+
+	// want is the overhead SetOverhead asked for (math.Float64bits): a
+	// block takes it when it opens.
+	want atomic.Uint64
 }
 
 // symbolSet is a block's source symbols.
