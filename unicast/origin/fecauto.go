@@ -92,6 +92,7 @@ type AutoFEC struct {
 	snd     *mquic.Sender // the session the policy runs for
 	pol     fecPolicy
 	ticks   []fecTick // oldest first
+	began   time.Time // the session's first tick with bytes pushed
 	cur     map[string]int64
 	stats   AutoFECStats
 	warned  bool
@@ -237,7 +238,7 @@ func (a *AutoFEC) Tick() {
 	if snd != a.snd {
 		// A new session (or none): its own window, from the overhead in
 		// force (open gave it to the sender).
-		a.snd, a.ticks = snd, a.ticks[:0]
+		a.snd, a.ticks, a.began = snd, a.ticks[:0], time.Time{}
 		clear(a.cur)
 		a.pol = fecPolicy{overhead: a.pol.overhead, loss: a.pol.loss, receivers: a.pol.receivers}
 		if fp != nil {
@@ -251,6 +252,9 @@ func (a *AutoFEC) Tick() {
 	}
 	if snd == nil || fp == nil {
 		return
+	}
+	if a.began.IsZero() && pushed > 0 {
+		a.began = now
 	}
 	a.ticks = append(a.ticks, fecTick{at: now, pushed: pushed, asked: a.cur})
 	a.cur = map[string]int64{}
@@ -283,6 +287,11 @@ func (a *AutoFEC) Tick() {
 // sampleLocked is the window ending at now: what each receiver asked in
 // it, against what the session pushed in the window Lag earlier.
 func (a *AutoFEC) sampleLocked(now time.Time) (fecSample, bool) {
+	if a.began.IsZero() || now.Sub(a.began) < 2*a.cfg.Lag {
+		// Requests lag their losses by up to about twice Lag: before,
+		// the window would show less loss than there is.
+		return fecSample{}, false
+	}
 	end := now.Add(-a.cfg.Lag)
 	start := end.Add(-a.cfg.Window)
 	pushedAt := func(t time.Time) (uint64, bool) {

@@ -54,6 +54,11 @@ const (
 	// fecRaise: a residual repair this many times what the estimate
 	// predicts raises the estimate to what explains it.
 	fecRaise = 3
+	// fecRaiseMin: the estimate a residual repair calls for must exceed
+	// the one in force by this factor to raise the overhead (so that what
+	// FEC leaves to unicast beyond the binomial model, late requests among
+	// them, does not ratchet it up).
+	fecRaiseMin = 1.15
 	// fecResidualFloor is the residual repair (per receiver, per byte
 	// pushed) below which it is noise, not a sign of more loss.
 	fecResidualFloor = 0.0005
@@ -96,7 +101,10 @@ func (p *fecPolicy) decide(now time.Time, s fecSample) (fecDecision, bool) {
 	switch {
 	case sum > fecRaise*expected && sum > fecResidualFloor*float64(p.receivers):
 		p.quiet = time.Time{}
-		loss := max(invertResidual(sum/float64(p.receivers), p.k, m), p.loss)
+		loss := invertResidual(sum/float64(p.receivers), p.k, m)
+		if loss < p.loss*fecRaiseMin {
+			return fecDecision{}, false
+		}
 		d := p.judge(loss, p.receivers, loss*float64(p.receivers))
 		d.reason = "the receivers' residual repair shows more loss than the repair packets cover"
 		if d.overhead <= p.overhead {
