@@ -107,7 +107,10 @@ func (p *fecPolicy) decide(now time.Time, s fecSample) (fecDecision, bool) {
 		}
 		d := p.judge(loss, p.receivers, loss*float64(p.receivers))
 		d.reason = "the receivers' residual repair shows more loss than the repair packets cover"
-		if d.overhead <= p.overhead {
+		if d.overhead <= p.overhead || d.benefit < d.cost {
+			// Covered already, or more repair packets than the unicast
+			// they would save: the blocks that fail are repaired over
+			// unicast.
 			p.loss = loss
 			return fecDecision{}, false
 		}
