@@ -14,7 +14,7 @@ import (
 // Defaults of AutoFECConfig.
 const (
 	DefaultAutoFECWindow    = 2 * time.Second
-	DefaultAutoFECLag       = 400 * time.Millisecond
+	DefaultAutoFECLag       = 600 * time.Millisecond
 	DefaultAutoFECHold      = 6 * time.Second
 	DefaultAutoFECMinPushed = 2 << 20
 	// DefaultAutoFECMaxOverhead is the maximum repair overhead serve
