@@ -160,13 +160,20 @@ func TestCLIUnknownCommand(t *testing.T) {
 // TestCLIBadFlag: a bad flag costs one line and a hint, not the usage.
 func TestCLIBadFlag(t *testing.T) {
 	checkUsageErrors(t, map[string]string{
-		"serve --dri x":                       "h3m serve: unknown flag --dri; did you mean --dir?\nRun \"h3m help serve\" for its flags.\n",
-		"receive --timeout soon":              "h3m receive: invalid value \"soon\" for flag -timeout: parse error\nRun \"h3m help receive\" for its flags.\n",
-		"gateway --listen":                    "h3m gateway: flag needs an argument: -listen\nRun \"h3m help gateway\" for its flags.\n",
-		"gateway --qqq":                       "h3m gateway: unknown flag --qqq\nRun \"h3m help gateway\" for its flags.\n",
-		"gateway --url x --cors y":            "h3m gateway: --cors: CORS origin \"y\": want * or scheme://host[:port], e.g. http://localhost:3000\n",
-		"serve --dir . --packet-size 1000":    "h3m serve: --packet-size 1000: want 1200 to 4096 bytes\n",
-		"serve --dir . --wait-receivers 2":    "h3m serve: --wait-receivers 2: want a count ≥ 0, and --wait to bound the wait\n",
+		"serve --dri x":                    "h3m serve: unknown flag --dri; did you mean --dir?\nRun \"h3m help serve\" for its flags.\n",
+		"receive --timeout soon":           "h3m receive: invalid value \"soon\" for flag -timeout: parse error\nRun \"h3m help receive\" for its flags.\n",
+		"gateway --listen":                 "h3m gateway: flag needs an argument: -listen\nRun \"h3m help gateway\" for its flags.\n",
+		"gateway --qqq":                    "h3m gateway: unknown flag --qqq\nRun \"h3m help gateway\" for its flags.\n",
+		"gateway --url x --cors y":         "h3m gateway: --cors: CORS origin \"y\": want * or scheme://host[:port], e.g. http://localhost:3000\n",
+		"serve --dir . --packet-size 1000": "h3m serve: --packet-size 1000: want 1200 to 4096 bytes\n",
+		"serve --dir . --wait-receivers 2": "h3m serve: --wait-receivers 2: want a count ≥ 0, and --wait to bound the wait\n",
+	})
+}
+
+// TestCLIServeFEC: --fec takes a share or auto, and auto is refused with
+// --channels (only the main session's sender would follow the policy).
+func TestCLIServeFEC(t *testing.T) {
+	checkUsageErrors(t, map[string]string{
 		"serve --dir . --fec auto --channels": "h3m serve: --fec auto: not with --channels (each channel's session would send the maximum)\n",
 		"serve --dir . --fec often":           "h3m serve: --fec \"often\": want a percentage (5%) or a fraction (0.05)\n",
 	})
