@@ -824,14 +824,16 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 const endReadWait = time.Second
 
 // entriesBeforeEndRead reports whether the read after a session's end
-// should wait for the signed entries of the pushes held: once they are in,
-// the client may miss nothing and read the sessions alone
+// should wait for the signed entries on their way (of the pushes held, of
+// orphans, of lost promises whose streams came): once they are in, the
+// client may miss nothing and read the sessions alone
 // (missesNothingLocked), where a read now would list every entry pushed
-// since its last. It waits endReadWait at most.
+// since its last. It waits endReadWait at most, and not when a push held
+// has no entry on its way (only a read can judge it).
 func (c *Client) entriesBeforeEndRead(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.held) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
+	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.entryFetching) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
 		return false
 	}
 	return c.everySessionLocked(func(cs *csession) bool { return cs.sawEnd })

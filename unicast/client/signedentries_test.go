@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +125,76 @@ func TestEndReadsSessionsAlone(t *testing.T) {
 	defer mu.Unlock()
 	if n := len(froms); n < 2 || froms[n-1] != wellknown.ResourcesFromNext {
 		t.Errorf("reads asked resources_from %q; want the last (after the end) %q", froms, wellknown.ResourcesFromNext)
+	}
+}
+
+// TestOrphanEntryByStream: a push loses its promise and its stream's first
+// packet (the push ID) with their copies, so its stream is an orphan known
+// only by its stream ID. The client asks the cache for the signed entry of
+// that stream, which identifies the orphan and names the lost promise: the
+// orphan is repaired, and the origin's description is read only at the
+// start and, after the end, for the sessions alone — no read of the
+// entries (before, the orphan had the client read every entry since its
+// last read, and the cache served nothing of it).
+func TestOrphanEntryByStream(t *testing.T) {
+	var mu sync.Mutex
+	var froms []string
+	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: 74,
+		Front: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == wellknown.Path {
+					mu.Lock()
+					froms = append(froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
+					mu.Unlock()
+				}
+				next.ServeHTTP(w, r)
+			})
+		}})
+	cache := newTestCache(t, h, false)
+	cfg := cacheConfig(t, h, cache.srv)
+	cfg.RepairURLs = []string{cache.srv.URL}
+	cfg.ExitOnEnd = true
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "bystream")); err != nil {
+		t.Fatal(err)
+	}
+	tc := runClient(h, cfg)
+	tc.waitJoined(1)
+	h.PushAll(h.Paths[:1])
+	h.Pub.Transport().Flush()
+	var n atomic.Int64
+	h.SetDrop(func(p []byte) bool {
+		k := n.Add(1)
+		// The promise, the stream's head and their copies (small, and
+		// first), and one body packet in 37.
+		return k <= 3 && len(p) < 1000 || k%37 == 0
+	})
+	h.PushAll(h.Paths[1:2])
+	h.Pub.Transport().Flush()
+	h.SetDrop(nil)
+	h.PushAll(h.Paths[2:])
+	tc.waitPaths(15*time.Second, h.Paths)
+	tc.endAndExit(t, h)
+	tc.checkExact(h, h.Paths)
+	st := tc.c.Stats()
+	byStream := 0
+	for _, r := range cache.received() {
+		if ref, ok := wellknown.ParseCatalogEntryRef(r.URL.Path); ok && ref.ByStream {
+			byStream++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("orphans %d matched %d fetched %d; entries asked by stream %d, taken %d; reads %q", st.Orphans, st.OrphansMatched, st.OrphansFetched, byStream, st.CatalogEntries, froms)
+	if st.Orphans != 1 || st.OrphansMatched != 1 || st.OrphansFetched != 0 || st.FetchBytes != 0 {
+		t.Errorf("orphans %d, matched %d, fetched whole %d (%d bytes); want 1, 1, 0", st.Orphans, st.OrphansMatched, st.OrphansFetched, st.FetchBytes)
+	}
+	if byStream != 1 || st.CatalogEntries == 0 {
+		t.Errorf("%d signed entries asked of the cache by stream, %d taken; want 1 and the orphan's", byStream, st.CatalogEntries)
+	}
+	for _, f := range froms {
+		if f != "" && f != wellknown.ResourcesFromNext {
+			t.Errorf("reads asked resources_from %q; want only whole reads (the start) and reads of the sessions alone (%q)", froms, wellknown.ResourcesFromNext)
+			break
+		}
 	}
 }

@@ -46,7 +46,7 @@ func TestServeTCP(t *testing.T) {
 	}
 	ss.Activate(id)
 	var cat origin.Catalog
-	entry := wellknown.CatalogEntry{Path: "/a.bin", Size: int64(len(content)), ETag: `"e"`, Session: "0a0b", PushID: 3, Pushed: time.Now()}
+	entry := wellknown.CatalogEntry{Path: "/a.bin", Size: int64(len(content)), ETag: `"e"`, Session: "0a0b", PushID: 3, StreamID: 15, Pushed: time.Now()}
 	cat.Add(entry)
 	srv := &origin.Server{Handler: files, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Sessions: &ss, Catalog: &cat,
 		RepairURLs: []string{"https://cache.example/h3m"}, Logger: unicasttest.Logger(t)}
@@ -96,6 +96,17 @@ func TestServeTCP(t *testing.T) {
 			t.Errorf("h2 %v: signed entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
 		}
 		entries = append(entries, body)
+		// The same entry by the stream that carried the push (what a
+		// receiver knows of a stream whose push ID was lost).
+		byStream := wellknown.EntryRef{Session: "0a0b", StreamID: 15, ByStream: true}
+		resp, sbody := fetch(t, hc, "GET", base+byStream.Path(), nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") || !bytes.Equal(sbody, body) {
+			t.Errorf("h2 %v: signed entry by stream: %s, Cache-Control %q, %q", h2, resp.Status, resp.Header.Get("Cache-Control"), sbody)
+		}
+		resp, _ = fetch(t, hc, "GET", base+wellknown.EntryRef{Session: "0a0b", StreamID: 19, ByStream: true}.Path(), nil)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("h2 %v: unlisted stream: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
+		}
 		resp, _ = fetch(t, hc, "GET", base+wellknown.CatalogEntryPath("0a0b", 4), nil)
 		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("h2 %v: unlisted entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
@@ -127,7 +138,7 @@ func TestServeTCP(t *testing.T) {
 			t.Errorf("signed entry over TCP: %+v, %v", e, err)
 		}
 	}
-	if ss := srv.Stats(); ss.CatalogEntries != 2 || ss.RepairRequests != 2 || ss.RepairBytes != 2*65536 || ss.Rejected["not_found"] != 6 {
+	if ss := srv.Stats(); ss.CatalogEntries != 4 || ss.RepairRequests != 2 || ss.RepairBytes != 2*65536 || ss.Rejected["not_found"] != 8 {
 		t.Errorf("server counters %+v; want the TCP answers counted", ss)
 	}
 	st := files.Stats()
