@@ -163,10 +163,10 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	// still be coming, its head lost, and a catalogue that names the push
 	// now would have it fetched whole (a later push was promised), where
 	// the orphan it becomes when it ends is identified and repaired
-	// (orphan, which reads or asks for its entry). A push lost whole is
-	// read about after LostGrace; the poll interval may have grown
-	// (CatalogIdlePoll). A gap of an orphan whose stream came has its
-	// entry asked already.
+	// (orphan, which asks for its entry or reads). A push lost whole is
+	// asked about after LostGrace (its signed entry, else a read: the
+	// poll interval may have grown to CatalogIdlePoll). A gap of an
+	// orphan whose stream came has its entry asked already.
 	if !c.fetchingEntries(cs.id, gaps) {
 		time.AfterFunc(c.cfg.LostGrace, func() {
 			// Unless an entry (of an orphan's stream, say) named them
@@ -175,7 +175,10 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 			open := len(cs.gaps) > 0
 			cs.mu.Unlock()
 			if open {
-				c.pollSoon()
+				select {
+				case c.gapsDue <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}

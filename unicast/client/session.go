@@ -598,6 +598,12 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 			c.log.Info("multicast is back")
 		}
 	}
+	if len(starts) == 0 && c.pendingEntryLocked() {
+		// Listed, expected, and neither received nor under way: judged
+		// lost here, on the client's own clock (lostLocked), rather than
+		// by reading the description every CatalogPoll until it is.
+		starts = c.catalogJobsLocked(now)
+	}
 	c.mu.Unlock()
 	for _, cancel := range leave {
 		cancel()

@@ -191,6 +191,40 @@ func (c *Client) askEntry(ctx context.Context, u string, ref wellknown.EntryRef)
 	return wellknown.VerifyCatalogEntryRef(key, b, ref)
 }
 
+// fetchGapEntries asks the caches for the signed entries of the push IDs
+// whose promises were lost LostGrace or more before now and that nothing
+// has named (lostPromises): each entry names its push as a read would, and
+// the client judges it lost on its own clock (monitor). It reports whether
+// it could ask for every one of them (or there was none); if not, a read
+// must say.
+func (c *Client) fetchGapEntries(ctx context.Context, now time.Time) bool {
+	var refs []wellknown.EntryRef
+	c.mu.Lock()
+	room := maxEntryFetches - len(c.entryFetching)
+	fits := c.catalogKey != nil
+	for _, cs := range c.sessions {
+		cs.mu.Lock()
+		for _, g := range cs.gaps {
+			if now.Sub(g.at) < c.cfg.LostGrace {
+				continue // its own turn comes
+			}
+			if g.to-g.from > uint64(room-len(refs)) {
+				fits = false
+				break
+			}
+			for id := g.from; id < g.to; id++ {
+				refs = append(refs, wellknown.EntryRef{Session: cs.id, PushID: id})
+			}
+		}
+		cs.mu.Unlock()
+	}
+	c.mu.Unlock()
+	if !fits {
+		return false
+	}
+	return len(refs) == 0 || c.fetchRefs(ctx, refs)
+}
+
 // fetchingEntries reports whether the signed entries of every push ID of
 // gaps are being fetched.
 func (c *Client) fetchingEntries(session string, gaps []pushGap) bool {
@@ -208,9 +242,10 @@ func (c *Client) fetchingEntries(session string, gaps []pushGap) bool {
 
 // takeEntry adds a verified entry to the catalogue, judges again the
 // pushes held for it and repairs the orphan it names. The catalogue's
-// other jobs (fetches of what multicast lost) wait for the next read, as
-// before: a push whose stream is still coming, its head lost, is then
-// identified as an orphan and repaired, not fetched whole.
+// other jobs (fetches of what multicast lost) wait until the entry counts
+// as lost (monitor, lostLocked): a push whose stream is still coming, its
+// head lost, is then identified as an orphan and repaired, not fetched
+// whole.
 func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
 	c.mu.Lock()
 	if ctx.Err() != nil {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,16 +131,89 @@ func TestEndReadsSessionsAlone(t *testing.T) {
 
 // TestOrphanEntryByStream: a push loses its promise and its stream's first
 // packet (the push ID) with their copies, so its stream is an orphan known
-// only by its stream ID. The client asks the cache for the signed entry of
-// that stream, which identifies the orphan and names the lost promise: the
-// orphan is repaired, and the origin's description is read only at the
-// start and, after the end, for the sessions alone — no read of the
-// entries (before, the orphan had the client read every entry since its
-// last read, and the cache served nothing of it).
+// only by its stream ID; in the second case its last packet too, so that
+// it ends as an orphan only once quiet for PushTimeout, after the next
+// promise showed the lost one. The client asks the cache for the signed
+// entry of that stream, which identifies the orphan and names the lost
+// promise: the orphan is repaired, and the origin's description is read
+// only at the start and, after the end, for the sessions alone — no read
+// of the entries (before, the orphan had the client read every entry
+// since its last read, and the cache served nothing of it; with the tail
+// lost, it read them every CatalogPoll until the orphan came).
 func TestOrphanEntryByStream(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tail bool
+	}{{"head", false}, {"head-and-tail", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var n atomic.Int64
+			tc, cache, froms := runThroughCache(t, 74, func(p []byte) bool {
+				k := n.Add(1)
+				// The promise and the stream's head travel together, and
+				// so do their copies (the first two packets); with the
+				// tail, every small packet; and one body packet in 37.
+				small := len(p) < 1000
+				return k <= 2 && small || tt.tail && small || k%37 == 0
+			})
+			st := tc.c.Stats()
+			byStream := 0
+			for _, r := range cache.received() {
+				if ref, ok := wellknown.ParseCatalogEntryRef(r.URL.Path); ok && ref.ByStream {
+					byStream++
+				}
+			}
+			t.Logf("orphans %d matched %d fetched %d; entries asked by stream %d, taken %d; reads %q", st.Orphans, st.OrphansMatched, st.OrphansFetched, byStream, st.CatalogEntries, froms)
+			if st.Orphans != 1 || st.OrphansMatched != 1 || st.OrphansFetched != 0 || st.FetchBytes != 0 {
+				t.Errorf("orphans %d, matched %d, fetched whole %d (%d bytes); want 1, 1, 0", st.Orphans, st.OrphansMatched, st.OrphansFetched, st.FetchBytes)
+			}
+			if byStream != 1 || st.CatalogEntries == 0 {
+				t.Errorf("%d signed entries asked of the cache by stream, %d taken; want 1 and the orphan's", byStream, st.CatalogEntries)
+			}
+			checkNoEntryReads(t, froms)
+		})
+	}
+}
+
+// TestLostPushEntry: a push is lost whole — promise, stream, copies. The
+// next promise shows the gap; once it has waited LostGrace (its stream
+// might have been coming without its head), the client asks the cache for
+// that push ID's signed entry, not the origin for every entry since its
+// last read, and fetches the file whole once it counts as lost — judged
+// on the client's clock, without reading again every CatalogPoll.
+func TestLostPushEntry(t *testing.T) {
+	var n atomic.Int64
+	tc, cache, froms := runThroughCache(t, 75, func(p []byte) bool {
+		n.Add(1)
+		return true
+	})
+	st := tc.c.Stats()
+	var asked []string
+	for _, r := range cache.received() {
+		if _, ok := wellknown.ParseCatalogEntryRef(r.URL.Path); ok {
+			asked = append(asked, r.URL.Path)
+		}
+	}
+	t.Logf("fetched %d bytes whole; entries asked %q, taken %d; reads %q", st.FetchBytes, asked, st.CatalogEntries, froms)
+	want := wellknown.CatalogEntryPath(tc.c.sessionList()[0].id, 1)
+	if len(asked) == 0 || asked[0] != want || st.CatalogEntries == 0 {
+		t.Errorf("signed entries asked %q; want %s", asked, want)
+	}
+	if st.FetchBytes == 0 {
+		t.Errorf("nothing fetched whole; %d packets dropped", n.Load())
+	}
+	checkNoEntryReads(t, froms)
+}
+
+// runThroughCache runs a client with a cache as its repair URL and
+// ExitOnEnd on a session of three files of 300–400 kB, the second pushed
+// while drop decides which of its packets are lost, and returns once it
+// has exited with every file intact, with the resources_from of every
+// description read.
+func runThroughCache(t *testing.T, seed uint64, drop func([]byte) bool) (*testClient, *testCache, []string) {
+	t.Helper()
 	var mu sync.Mutex
 	var froms []string
-	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: 74,
+	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: seed,
 		Front: func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == wellknown.Path {
@@ -154,20 +228,14 @@ func TestOrphanEntryByStream(t *testing.T) {
 	cfg := cacheConfig(t, h, cache.srv)
 	cfg.RepairURLs = []string{cache.srv.URL}
 	cfg.ExitOnEnd = true
-	if _, err := h.Pub.Start(unicasttest.Ad(t, "bystream")); err != nil {
+	if _, err := h.Pub.Start(unicasttest.Ad(t, "viacache")); err != nil {
 		t.Fatal(err)
 	}
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
 	h.PushAll(h.Paths[:1])
 	h.Pub.Transport().Flush()
-	var n atomic.Int64
-	h.SetDrop(func(p []byte) bool {
-		k := n.Add(1)
-		// The promise, the stream's head and their copies (small, and
-		// first), and one body packet in 37.
-		return k <= 3 && len(p) < 1000 || k%37 == 0
-	})
+	h.SetDrop(drop)
 	h.PushAll(h.Paths[1:2])
 	h.Pub.Transport().Flush()
 	h.SetDrop(nil)
@@ -175,26 +243,20 @@ func TestOrphanEntryByStream(t *testing.T) {
 	tc.waitPaths(15*time.Second, h.Paths)
 	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
-	st := tc.c.Stats()
-	byStream := 0
-	for _, r := range cache.received() {
-		if ref, ok := wellknown.ParseCatalogEntryRef(r.URL.Path); ok && ref.ByStream {
-			byStream++
-		}
-	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("orphans %d matched %d fetched %d; entries asked by stream %d, taken %d; reads %q", st.Orphans, st.OrphansMatched, st.OrphansFetched, byStream, st.CatalogEntries, froms)
-	if st.Orphans != 1 || st.OrphansMatched != 1 || st.OrphansFetched != 0 || st.FetchBytes != 0 {
-		t.Errorf("orphans %d, matched %d, fetched whole %d (%d bytes); want 1, 1, 0", st.Orphans, st.OrphansMatched, st.OrphansFetched, st.FetchBytes)
-	}
-	if byStream != 1 || st.CatalogEntries == 0 {
-		t.Errorf("%d signed entries asked of the cache by stream, %d taken; want 1 and the orphan's", byStream, st.CatalogEntries)
-	}
+	return tc, cache, slices.Clone(froms)
+}
+
+// checkNoEntryReads fails t when a description read asked for entries
+// from a number: only whole reads (the start) and reads of the sessions
+// alone are expected.
+func checkNoEntryReads(t *testing.T, froms []string) {
+	t.Helper()
 	for _, f := range froms {
 		if f != "" && f != wellknown.ResourcesFromNext {
 			t.Errorf("reads asked resources_from %q; want only whole reads (the start) and reads of the sessions alone (%q)", froms, wellknown.ResourcesFromNext)
-			break
+			return
 		}
 	}
 }
