@@ -126,9 +126,18 @@ func (s *Server) setup() (*http3.Server, error) {
 		// save it.
 		qc.DisablePathMTUDiscovery = len(s.RepairURLs) > 0
 	}
+	tc := s.TLSConfig.Clone()
+	if len(s.RepairURLs) > 0 {
+		// No TLS session tickets: h3m's client keeps no session cache (a
+		// receiver holds one connection for its life), so a ticket is
+		// never presented, and each receiver's handshake would carry
+		// 0.2 kB for nothing — with caches listed, the receivers'
+		// connections are most of what the origin sends over HTTP/3.
+		tc.SessionTicketsDisabled = true
+	}
 	s.h3 = &http3.Server{
 		Addr:       s.Addr,
-		TLSConfig:  http3.ConfigureTLSConfig(s.TLSConfig.Clone()),
+		TLSConfig:  http3.ConfigureTLSConfig(tc),
 		QUICConfig: qc,
 		Handler:    s,
 		Logger:     s.Logger,
