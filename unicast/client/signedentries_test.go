@@ -98,19 +98,8 @@ func TestPollsWhileLiveInBand(t *testing.T) {
 // and the read is for the sessions alone. The client still exits with
 // every file.
 func TestEndReadsSessionsAlone(t *testing.T) {
-	var mu sync.Mutex
-	var froms []string
-	h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 20 << 10, Seed: 73,
-		Front: func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == wellknown.Path {
-					mu.Lock()
-					froms = append(froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
-					mu.Unlock()
-				}
-				next.ServeHTTP(w, r)
-			})
-		}})
+	reads := &readLog{}
+	h := origintest.New(t, origintest.Options{Files: 6, MaxSize: 20 << 10, Seed: 73, Front: reads.front})
 	if _, err := h.Pub.Start(unicasttest.Ad(t, "endread")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +111,7 @@ func TestEndReadsSessionsAlone(t *testing.T) {
 	tc.waitPaths(10*time.Second, h.Paths)
 	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
-	mu.Lock()
-	defer mu.Unlock()
-	if n := len(froms); n < 2 || froms[n-1] != wellknown.ResourcesFromNext {
+	if froms := reads.list(); len(froms) < 2 || froms[len(froms)-1] != wellknown.ResourcesFromNext {
 		t.Errorf("reads asked resources_from %q; want the last (after the end) %q", froms, wellknown.ResourcesFromNext)
 	}
 }
@@ -211,19 +198,8 @@ func TestLostPushEntry(t *testing.T) {
 // description read.
 func runThroughCache(t *testing.T, seed uint64, drop func([]byte) bool) (*testClient, *testCache, []string) {
 	t.Helper()
-	var mu sync.Mutex
-	var froms []string
-	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: seed,
-		Front: func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == wellknown.Path {
-					mu.Lock()
-					froms = append(froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
-					mu.Unlock()
-				}
-				next.ServeHTTP(w, r)
-			})
-		}})
+	reads := &readLog{}
+	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: seed, Front: reads.front})
 	cache := newTestCache(t, h, false)
 	cfg := cacheConfig(t, h, cache.srv)
 	cfg.RepairURLs = []string{cache.srv.URL}
@@ -243,9 +219,32 @@ func runThroughCache(t *testing.T, seed uint64, drop func([]byte) bool) (*testCl
 	tc.waitPaths(15*time.Second, h.Paths)
 	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
-	mu.Lock()
-	defer mu.Unlock()
-	return tc, cache, slices.Clone(froms)
+	return tc, cache, reads.list()
+}
+
+// readLog records the resources_from of every description read an
+// origintest origin serves (as its Front).
+type readLog struct {
+	mu    sync.Mutex
+	froms []string
+}
+
+func (l *readLog) front(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wellknown.Path {
+			l.mu.Lock()
+			l.froms = append(l.froms, r.URL.Query().Get(wellknown.ResourcesFromParam))
+			l.mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// list returns the reads recorded so far.
+func (l *readLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.froms)
 }
 
 // checkNoEntryReads fails t when a description read asked for entries
