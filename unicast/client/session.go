@@ -374,6 +374,11 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		c.endAt = now
 		c.mu.Unlock()
 		c.lostPromises(cs, gaps)
+		// The end settled every stream still coming: the pushes of the
+		// gaps left were lost whole, and their signed entries, asked now,
+		// name them before the read after the end, which waits for them
+		// (entriesBeforeEndRead) and may then ask for the sessions alone.
+		c.fetchGapEntries(ctx, now)
 		// The catalogue may name what the end left missing: read it now,
 		// not at the next poll.
 		select {

@@ -192,11 +192,12 @@ func (c *Client) askEntry(ctx context.Context, u string, ref wellknown.EntryRef)
 }
 
 // fetchGapEntries asks the caches for the signed entries of the push IDs
-// whose promises were lost LostGrace or more before now and that nothing
-// has named (lostPromises): each entry names its push as a read would, and
-// the client judges it lost on its own clock (monitor). It reports whether
-// it could ask for every one of them (or there was none); if not, a read
-// must say.
+// whose promises were lost LostGrace or more before now, or before their
+// session's in-band end (which settles every stream still coming: none
+// can become an orphan later), and that nothing has named (lostPromises):
+// each entry names its push as a read would, and the client judges it
+// lost on its own clock (monitor, takeEntry). It reports whether it could
+// ask for every one of them (or there was none); if not, a read must say.
 func (c *Client) fetchGapEntries(ctx context.Context, now time.Time) bool {
 	var refs []wellknown.EntryRef
 	c.mu.Lock()
@@ -205,7 +206,7 @@ func (c *Client) fetchGapEntries(ctx context.Context, now time.Time) bool {
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		for _, g := range cs.gaps {
-			if now.Sub(g.at) < c.cfg.LostGrace {
+			if now.Sub(g.at) < c.cfg.LostGrace && !cs.sawEnd {
 				continue // its own turn comes
 			}
 			if g.to-g.from > uint64(room-len(refs)) {
@@ -241,11 +242,11 @@ func (c *Client) fetchingEntries(session string, gaps []pushGap) bool {
 }
 
 // takeEntry adds a verified entry to the catalogue, judges again the
-// pushes held for it and repairs the orphan it names. The catalogue's
-// other jobs (fetches of what multicast lost) wait until the entry counts
-// as lost (monitor, lostLocked): a push whose stream is still coming, its
-// head lost, is then identified as an orphan and repaired, not fetched
-// whole.
+// pushes held for it, repairs the orphan it names and closes the gap it
+// names (catalogJobsLocked). A push it names that does not count as lost
+// yet (lostLocked) waits for the monitor: one whose stream is still
+// coming, its head lost, is then identified as an orphan and repaired,
+// not fetched whole.
 func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
 	c.mu.Lock()
 	if ctx.Err() != nil {
@@ -258,21 +259,10 @@ func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
 		c.fromEntries[entryKey(e)] = true
 		c.indexCatalogLocked()
 	}
-	// An orphan it names (a stream that came without its head) is
-	// repaired now; the rest of the catalogue's work waits for a read.
-	var starts []*job
-	key := entryKey(e)
-	if !c.settledEntryLocked(e) && c.expectedLocked(e) {
-		if j := c.orphanJobLocked(e, key); j != nil {
-			c.addJobLocked(j)
-			starts = append(starts, j)
-		}
-	}
-	if cs := c.sessions[e.Session]; cs != nil {
-		cs.mu.Lock()
-		cs.removeGapLocked(e.PushID) // named
-		cs.mu.Unlock()
-	}
+	// The catalogue's jobs, as after a read: the orphan it names is
+	// repaired, and a push it names that counts as lost (lostLocked) is
+	// fetched; one whose stream may still be coming waits (monitor).
+	starts := c.catalogJobsLocked(time.Now())
 	released := c.takeHeldLocked(func(o *outcome) bool { return o.cs.id == e.Session && o.res.PushID == e.PushID })
 	c.mu.Unlock()
 	for _, j := range starts {

@@ -191,12 +191,39 @@ func TestLostPushEntry(t *testing.T) {
 	checkNoEntryReads(t, froms)
 }
 
+// TestLostLastPushEntry: the session's last push is lost whole, so the
+// gap shows only with the session's end. The end settles every stream
+// still coming, so its signed entry is asked of the cache at once, and the
+// read after the end, which waits for it, is of the sessions alone.
+func TestLostLastPushEntry(t *testing.T) {
+	tc, cache, froms := runThroughCacheDropping(t, 76, 2, func([]byte) bool { return true })
+	st := tc.c.Stats()
+	var asked []string
+	for _, r := range cache.received() {
+		if _, ok := wellknown.ParseCatalogEntryRef(r.URL.Path); ok {
+			asked = append(asked, r.URL.Path)
+		}
+	}
+	t.Logf("fetched %d bytes whole; entries asked %q, taken %d; reads %q", st.FetchBytes, asked, st.CatalogEntries, froms)
+	if want := wellknown.CatalogEntryPath(tc.c.sessionList()[0].id, 2); len(asked) == 0 || asked[0] != want || st.FetchBytes == 0 {
+		t.Errorf("signed entries asked %q, %d bytes fetched whole; want %s asked and the file fetched", asked, st.FetchBytes, want)
+	}
+	checkNoEntryReads(t, froms)
+}
+
 // runThroughCache runs a client with a cache as its repair URL and
 // ExitOnEnd on a session of three files of 300–400 kB, the second pushed
 // while drop decides which of its packets are lost, and returns once it
 // has exited with every file intact, with the resources_from of every
 // description read.
 func runThroughCache(t *testing.T, seed uint64, drop func([]byte) bool) (*testClient, *testCache, []string) {
+	t.Helper()
+	return runThroughCacheDropping(t, seed, 1, drop)
+}
+
+// runThroughCacheDropping is runThroughCache with drop deciding for the
+// packets of file lossy (0–2).
+func runThroughCacheDropping(t *testing.T, seed uint64, lossy int, drop func([]byte) bool) (*testClient, *testCache, []string) {
 	t.Helper()
 	reads := &readLog{}
 	h := origintest.New(t, origintest.Options{Files: 3, MinSize: 300 << 10, MaxSize: 400 << 10, Seed: seed, Front: reads.front})
@@ -209,14 +236,18 @@ func runThroughCache(t *testing.T, seed uint64, drop func([]byte) bool) (*testCl
 	}
 	tc := runClient(h, cfg)
 	tc.waitJoined(1)
-	h.PushAll(h.Paths[:1])
-	h.Pub.Transport().Flush()
-	h.SetDrop(drop)
-	h.PushAll(h.Paths[1:2])
-	h.Pub.Transport().Flush()
-	h.SetDrop(nil)
-	h.PushAll(h.Paths[2:])
-	tc.waitPaths(15*time.Second, h.Paths)
+	for i, p := range h.Paths {
+		if i == lossy {
+			h.SetDrop(drop)
+		}
+		h.PushAll([]string{p})
+		h.Pub.Transport().Flush()
+		h.SetDrop(nil)
+	}
+	if lossy < len(h.Paths)-1 {
+		// A later push shows the loss; the last one's shows with the end.
+		tc.waitPaths(15*time.Second, h.Paths)
+	}
 	tc.endAndExit(t, h)
 	tc.checkExact(h, h.Paths)
 	return tc, cache, reads.list()
