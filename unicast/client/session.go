@@ -403,9 +403,11 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	verifier := cs.verifier
 	cs.mu.Unlock()
 	if ok {
-		c.mu.Lock()
-		c.unbusyLocked(path)
-		c.mu.Unlock()
+		// Its path stays busy until what follows has handed the push on
+		// (a job, a hold, a delivery): a catalogue pass meanwhile
+		// (catalogJobsLocked, from a signed entry or the monitor) would
+		// take it for one not received and fetch it whole.
+		defer c.unbusy(path)
 	}
 	if path == "" {
 		path = res.Path()
@@ -504,6 +506,13 @@ func (c *Client) endMarker(cs *csession, res *h3m.Resource) bool {
 	_, length, _ := res.Span()
 	resp := res.Response()
 	return resp != nil && resp.Status == http.StatusNoContent && length <= 0
+}
+
+// unbusy is unbusyLocked taking c.mu.
+func (c *Client) unbusy(path string) {
+	c.mu.Lock()
+	c.unbusyLocked(path)
+	c.mu.Unlock()
 }
 
 func (c *Client) unbusyLocked(path string) {

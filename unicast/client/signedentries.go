@@ -268,8 +268,6 @@ func (c *Client) takeEntry(ctx context.Context, e *wellknown.CatalogEntry) {
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
-	for _, o := range released {
-		c.settle(ctx, o)
-	}
+	c.settleReleased(ctx, released)
 	c.notify()
 }
