@@ -201,7 +201,7 @@ func (o *Options) fecCostsOnce(res *FECResult, best func(*float64, func() (float
 		start := time.Now()
 		for b := range blocks {
 			for i := range k {
-				enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, true, at)
+				enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, 0, true, at)
 			}
 			enc.Close()
 			for enc.Pending() > 0 {
