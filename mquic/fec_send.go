@@ -93,7 +93,8 @@ func (s *Sender) fecAdd() bool {
 	worthy := s.curTrigger && !onlyPingOrPadding(payload)
 	pad := 0
 	if s.payloadEnd-len(s.cur) <= fecPadSlack {
-		pad = s.fecPadEnd - len(s.cur)
+		// At most fecPadSlack + the 19 to 84 bytes setupFEC takes off.
+		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
 	}
 	full := s.fec.Add(s.curPN, payload, pad, worthy, s.curSince)
 	s.cur = wire.AppendPadding(s.cur, pad)

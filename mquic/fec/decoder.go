@@ -21,7 +21,8 @@ type DecoderStats struct {
 	// BadRepair counts REPAIR frames inconsistent with the block other
 	// frames described (counts, symbol length, overlapping blocks) and
 	// blocks that cannot be decoded (a source payload whose tail past the
-	// symbol length is not padding).
+	// symbol length is not padding, or is longer than MaxPadding) or that
+	// decode to a payload longer than that.
 	BadRepair uint64
 	// UnusedRepair counts REPAIR frames that came after their block was
 	// decided (it lost nothing, was rebuilt, or was given up), or too late
@@ -296,7 +297,7 @@ func (d *Decoder) decode(b *block, miss []int) {
 			if len(src) > b.s {
 				// The symbol leaves out the payload's tail, which must be
 				// padding.
-				if !zeros(src[b.s:]) {
+				if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
 					d.fail(b, e, true) // a payload longer than the block's symbols
 					return
 				}
@@ -324,6 +325,11 @@ func (d *Decoder) decode(b *block, miss []int) {
 		// A payload longer than the symbol ends in padding the symbol
 		// leaves out: zeros.
 		n := int(out[0])<<8 | int(out[1])
+		if 2+n > b.s+MaxPadding {
+			s.ok = false
+			d.fail(b, e, true)
+			return
+		}
 		if 2+n > b.s {
 			if cap(out) < 2+n {
 				out = append(out, make([]byte, 2+n-len(out))...)

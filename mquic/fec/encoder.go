@@ -158,7 +158,7 @@ func (e *Encoder) SymbolLen() int { return e.symLen }
 // Add panics otherwise (a sender bug).
 func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now time.Time) (full bool) {
 	n := len(payload)
-	if 2+n > e.symLen || padding < 0 || n+padding > MaxSymbolLen-2 {
+	if 2+n > e.symLen || padding < 0 || padding > MaxPadding {
 		panic(fmt.Sprintf("fec: payload of %d+%d bytes exceeds the symbol length %d", n, padding, e.symLen))
 	}
 	if !e.open {

@@ -568,3 +568,49 @@ func TestPaddedPayloads(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestPaddingBound: a block that decodes to a payload more than MaxPadding
+// bytes longer than its symbols (a forged length) is refused, not rebuilt
+// into a buffer of that size.
+func TestPaddingBound(t *testing.T) {
+	p, _ := NewParams(0.5, 2, 0)
+	e, _ := NewEncoder(p, 0.5, 100)
+	now := time.Unix(0, 0)
+	ps := [][]byte{bytes.Repeat([]byte{7}, 50), bytes.Repeat([]byte{9}, 50)}
+	e.Add(0, ps[0], MaxPadding, true, now)
+	e.Add(1, ps[1], 0, true, now)
+	e.Close()
+	var r Repair
+	if _, err := ParseFrame(e.AppendNext(nil), &r); err != nil {
+		t.Fatal(err)
+	}
+	// Packet 0 lost: rebuilt with MaxPadding zeros.
+	d := newDecoder(t, p)
+	d.Source(1, ps[1])
+	d.Repair(&r, 2, now)
+	if _, pl, ok := d.Next(); !ok || len(pl) != 50+MaxPadding {
+		t.Fatalf("rebuilt %v, %d bytes", ok, len(pl))
+	}
+	// The repair symbol changed as if packet 0's length were one byte
+	// longer (the code is linear: C(0,0) times the change).
+	forged := r
+	forged.Symbol = bytes.Clone(r.Symbol)
+	was, l := 50+MaxPadding, 50+MaxPadding+1
+	forged.Symbol[0] ^= gfMul(Coefficient(0, 0), byte(was>>8)^byte(l>>8))
+	forged.Symbol[1] ^= gfMul(Coefficient(0, 0), byte(was)^byte(l))
+	d = newDecoder(t, p)
+	d.Source(1, ps[1])
+	d.Repair(&forged, 2, now)
+	if _, _, ok := d.Next(); ok {
+		t.Fatal("rebuilt a payload longer than the padding allows")
+	}
+	if st := d.Stats(); st.BadRepair != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Add took more padding than MaxPadding")
+		}
+	}()
+	e.Add(3, ps[0], MaxPadding+1, true, now)
+}
