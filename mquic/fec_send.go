@@ -33,8 +33,8 @@ func sessionFEC(p *Params) (*fec.Params, error) {
 // setupFEC creates the encoder of a session that advertises FEC, and
 // shortens the packets' payload so that a repair packet, whose symbol is a
 // payload plus its length, still fits in MaxPacketSize (by 21 bytes with
-// 1200-byte packets: 1.8 %). Full packets are padded back to MaxPacketSize,
-// and so are repair packets (fecPad): a bulk transfer is then one size of
+// 1200-byte packets: 1.8 %). Full packets are padded back to MaxPacketSize
+// (fecAdd), and so are repair packets (fecSeal): a bulk transfer is one size of
 // datagrams, which GSO and GRO keep in whole trains (a repair packet of
 // another size would cut them at every block; the padding is left out of
 // the symbols). The sender adds the overhead the parameters allow:
