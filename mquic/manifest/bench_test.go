@@ -36,7 +36,7 @@ func BenchmarkVerify(b *testing.B) {
 	key := testKey(b)
 	m := Manifest{StreamID: 1, FirstPN: 1, Digests: testDigests(33, 1)}
 	enc, _ := m.Append(nil, key, nil)
-	p, _, _ := Parse(enc)
+	p, _, _ := Parse(enc, DigestSHA256)
 	scratch := make([]byte, 0, 2048)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -68,7 +68,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 		m := Manifest{StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per), Digests: ds}
 		enc, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(enc)
+		p, _, _ := Parse(enc, DigestSHA256)
 		mans[i] = &p
 	}
 	now := time.Now()
