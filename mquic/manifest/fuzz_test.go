@@ -126,6 +126,7 @@ func FuzzAuthenticator(f *testing.F) {
 	f.Add(m, []byte("pkt 3 real"), uint16(3))
 	f.Add(tl, []byte("forged"), uint16(0))
 	f.Add([]byte{}, []byte{}, uint16(0xffff))
+	f.Add(saltedSeed(f), []byte("pkt 3 real"), uint16(3))
 	type setup struct {
 		prof *Profile
 		real *Manifest

@@ -104,34 +104,41 @@ func FuzzStreamReader(f *testing.F) {
 	f.Add(parts[0], uint16(1))
 	f.Add(stream[:len(stream)-1], uint16(7))
 	f.Add([]byte{}, uint16(0))
+	f.Add(saltedSeed(f), uint16(0))
 	f.Fuzz(func(t *testing.T, b []byte, maxLen uint16) {
-		sr := NewStreamReader(iotest.HalfReader(bytes.NewReader(b)), DigestSHA256, int(maxLen))
-		pos := 0
-		for {
-			m, raw, err := sr.Next()
-			if err != nil {
-				var pe *ParseError
-				switch {
-				case err == io.EOF:
-					if pos != len(b) {
-						t.Fatalf("EOF after %d of %d bytes", pos, len(b))
-					}
-				case err == io.ErrUnexpectedEOF, errors.Is(err, ErrTooLong), errors.As(err, &pe):
-				default:
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if !bytes.Equal(raw, b[pos:pos+len(raw)]) {
-				t.Fatalf("manifest at %d is not the input's bytes", pos)
-			}
-			again, n, err := Parse(raw, DigestSHA256)
-			if err != nil || n != len(raw) || again.Seq != m.Seq || again.FirstPN != m.FirstPN {
-				t.Fatalf("returned manifest does not parse back: %v", err)
-			}
-			pos += len(raw)
+		for _, alg := range []DigestAlg{DigestSHA256, DigestSalted128} {
+			fuzzStreamReader(t, b, maxLen, alg)
 		}
 	})
+}
+
+func fuzzStreamReader(t *testing.T, b []byte, maxLen uint16, alg DigestAlg) {
+	sr := NewStreamReader(iotest.HalfReader(bytes.NewReader(b)), alg, int(maxLen))
+	pos := 0
+	for {
+		m, raw, err := sr.Next()
+		if err != nil {
+			var pe *ParseError
+			switch {
+			case err == io.EOF:
+				if pos != len(b) {
+					t.Fatalf("EOF after %d of %d bytes", pos, len(b))
+				}
+			case err == io.ErrUnexpectedEOF, errors.Is(err, ErrTooLong), errors.As(err, &pe):
+			default:
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(raw, b[pos:pos+len(raw)]) {
+			t.Fatalf("manifest at %d is not the input's bytes", pos)
+		}
+		again, n, err := Parse(raw, alg)
+		if err != nil || n != len(raw) || again.Seq != m.Seq || again.FirstPN != m.FirstPN {
+			t.Fatalf("returned manifest does not parse back: %v", err)
+		}
+		pos += len(raw)
+	}
 }
 
 // TestSignerOnManifest: the hook sees every manifest once, signed, in

@@ -142,3 +142,14 @@ func TestSpecHasVector(t *testing.T) {
 		}
 	}
 }
+
+// TestSaltedDigestVector: the digest a DigestSalted128 manifest with Salt
+// 5a5a...5a lists for the packet of RFC 9001 Appendix A.5, as Python's
+// hashlib computes it: sha256(salt + sha256(packet)).digest()[:16].
+func TestSaltedDigestVector(t *testing.T) {
+	salt := bytes.Repeat([]byte{0x5a}, SaltLen)
+	got := DigestSalted128.List(salt, Sum(unhex(t, rfc9001A5)))
+	if want := "8b75b2a03f0b44d84ba40698ccaa9bb7"; hex.EncodeToString(got) != want {
+		t.Fatalf("listed %x, want %s", got, want)
+	}
+}
