@@ -414,7 +414,13 @@ func TestAuthenticatorOtherDigestAlgorithm(t *testing.T) {
 // The per-packet path of a steady session (hold, then release by manifest)
 // allocates nothing.
 func TestAuthenticatorAllocations(t *testing.T) {
-	h := newAuthHarness(t, AuthConfig{})
+	for _, prof := range []*Profile{testProfile(t), saltedProfile(t)} {
+		t.Run(prof.Digest.String(), func(t *testing.T) { testAuthenticatorAllocations(t, prof) })
+	}
+}
+
+func testAuthenticatorAllocations(t *testing.T, prof *Profile) {
+	h := newAlgHarness(t, AuthConfig{}, prof)
 	h.a.release = func(uint64, []byte, int, bool) {}
 	now := time.Now()
 	const per = 32
@@ -424,14 +430,16 @@ func TestAuthenticatorAllocations(t *testing.T) {
 		pkts[i] = append(packet(uint64(i), "real"), make([]byte, 1100)...)
 	}
 	for i := range mans {
-		var ds []byte
-		for j := range per {
-			d := Sum(pkts[i*per+j])
-			ds = append(ds, d[:]...)
+		m := Manifest{DigestAlg: prof.Digest, StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per)}
+		if prof.Digest == DigestSalted128 {
+			m.Salt = make([]byte, SaltLen)
+			rand.Read(m.Salt)
 		}
-		m := Manifest{StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per), Digests: ds}
+		for j := range per {
+			m.Digests = prof.Digest.list(m.Digests, m.Salt, new(Sum(pkts[i*per+j])))
+		}
 		b, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(b, DigestSHA256)
+		p, _, _ := Parse(b, prof.Digest)
 		mans[i] = &p
 	}
 	step := func(k int) {
