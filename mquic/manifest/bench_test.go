@@ -16,7 +16,7 @@ func BenchmarkSum(b *testing.B) {
 	}
 }
 
-// BenchmarkSign signs a full manifest (33 digests, what fits in a 1200-byte
+// BenchmarkSign signs a full sha-256 manifest (33 digests, what fits in a 1200-byte
 // packet).
 func BenchmarkSign(b *testing.B) {
 	key := testKey(b)
