@@ -30,7 +30,7 @@ const (
 	// DigestSalted128 lists, for each packet, the first 16 bytes of
 	// SHA-256(Salt ‖ SHA-256(packet)), with a Salt of 16 random bytes that
 	// the sender draws for each manifest when it signs it, after the
-	// packets it lists are sent (randomized hashing): a key holder who
+	// packets it lists are sealed (randomized hashing): a key holder who
 	// makes the sender send a packet of its choice cannot have prepared a
 	// second packet with the same listed digest, so forging one costs a
 	// second preimage (2^128) rather than a collision (2^64); see

@@ -227,7 +227,9 @@ func (s *Signer) seal(now time.Time) {
 	m := Manifest{DigestAlg: s.prof.Digest, StreamID: s.prof.StreamID, Seq: s.seq, FirstPN: s.firstPN, Digests: s.pending}
 	t0 := time.Now()
 	if m.DigestAlg == DigestSalted128 {
-		// Drawn now, after every packet the manifest lists was sent.
+		// Drawn now, once every packet the manifest lists is sealed: the
+		// salt is unknown until they are fixed, and public only with the
+		// manifest, which follows them.
 		if _, err := io.ReadFull(s.rand, s.salt[:]); err != nil {
 			s.err = fmt.Errorf("manifest: salt: %w", err)
 			return
