@@ -57,7 +57,7 @@ func decodeFECPacket(t testing.TB, prot *protect.Protector, sidLen int, pkt []by
 			continue
 		}
 		if manifest.IsFrame(payload) {
-			_, n, err := manifest.ParseFrame(payload)
+			_, n, err := manifest.ParseFrame(payload, manifest.DefaultDigestAlg)
 			if err != nil {
 				t.Fatal(err)
 			}
