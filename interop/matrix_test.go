@@ -15,9 +15,20 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string
 	builtH3M  string
 	buildErr  error
 )
+
+// TestMain removes the h3m binary the tests built (27 MB a run, left in the
+// temporary directory before).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // h3mBinary builds cmd/h3m once per test binary.
 func h3mBinary(t *testing.T) string {
@@ -28,6 +39,7 @@ func h3mBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		builtH3M = filepath.Join(dir, "h3m")
 		out, err := exec.Command("go", "build", "-o", builtH3M, "../cmd/h3m").CombinedOutput()
 		if err != nil {

@@ -11,11 +11,21 @@ import (
 	"github.com/h3m-project/h3m/mquic/manifest"
 )
 
-// BenchmarkAsymPacketize is BenchmarkPacketize in an asymmetric session: it
-// adds hashing every packet and signing a manifest every 33 packets (and
-// sending each manifest twice).
+// BenchmarkAsymPacketize is BenchmarkPacketize in an asymmetric session, with
+// each digest algorithm: it adds hashing every packet and signing a manifest
+// every 65 packets (33 with sha-256 digests), and sending each manifest
+// twice.
 func BenchmarkAsymPacketize(b *testing.B) {
-	params, sc := asymParams(b, mcasttest.Group())
+	for _, dig := range digestAlgs {
+		b.Run(dig.String(), func(b *testing.B) { benchmarkAsymPacketize(b, dig) })
+	}
+}
+
+// digestAlgs are the digest algorithms the asymmetric benchmarks compare.
+var digestAlgs = []manifest.DigestAlg{manifest.DigestSalted128, manifest.DigestSHA256}
+
+func benchmarkAsymPacketize(b *testing.B, dig manifest.DigestAlg) {
+	params, sc := asymParamsDigest(b, mcasttest.Group(), dig)
 	snd, err := runSender(b, &discardConn{}, mquic.SenderConfig{Params: params, Manifests: sc})
 	if err != nil {
 		b.Fatal(err)
@@ -202,15 +212,17 @@ func BenchmarkAsymThroughput(b *testing.B) {
 
 // BenchmarkAsymRunPipeline is Run's receive path (reads of 256 packets,
 // opened on two workers, signatures verified in batches, processed in
-// order) in a symmetric and an asymmetric session of the same stream data,
-// and reports the process's CPU time per packet of each: the receiver's
-// share of what asymmetric authentication costs.
+// order) in a symmetric session and in asymmetric ones of each digest
+// algorithm, of the same stream data, and reports the process's CPU time
+// per packet of each: the receiver's share of what asymmetric
+// authentication costs.
 func BenchmarkAsymRunPipeline(b *testing.B) {
-	for _, asym := range []bool{false, true} {
-		params, pkts := capturedStream(b, asym, 24_000_000)
+	for _, dig := range append([]manifest.DigestAlg{0}, digestAlgs...) {
+		asym := dig != 0
+		params, pkts := capturedStreamDigest(b, dig, 24_000_000)
 		name := "symmetric"
 		if asym {
-			name = "asymmetric"
+			name = "asymmetric-" + dig.String()
 		}
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -245,9 +257,20 @@ func cpuTime() time.Duration {
 // symmetric or an asymmetric session, and the session's parameters.
 func capturedStream(t testing.TB, asym bool, size int) (mquic.Params, [][]byte) {
 	t.Helper()
-	params, sc := testParams(t, mcasttest.Group()), (*manifest.SignerConfig)(nil)
+	var dig manifest.DigestAlg
 	if asym {
-		params, sc = asymParams(t, mcasttest.Group())
+		dig = manifest.DefaultDigestAlg
+	}
+	return capturedStreamDigest(t, dig, size)
+}
+
+// capturedStreamDigest is capturedStream in a session whose manifests list
+// digests of algorithm dig (0: a symmetric session).
+func capturedStreamDigest(t testing.TB, dig manifest.DigestAlg, size int) (mquic.Params, [][]byte) {
+	t.Helper()
+	params, sc := testParams(t, mcasttest.Group()), (*manifest.SignerConfig)(nil)
+	if dig != 0 {
+		params, sc = asymParamsDigest(t, mcasttest.Group(), dig)
 	}
 	cc := &captureConn{}
 	snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, Manifests: sc})

@@ -26,6 +26,12 @@ import (
 // the signer configuration of its sender.
 func asymParams(t testing.TB, group netip.AddrPort) (mquic.Params, *manifest.SignerConfig) {
 	t.Helper()
+	return asymParamsDigest(t, group, manifest.DefaultDigestAlg)
+}
+
+// asymParamsDigest is asymParams with a profile of digest algorithm dig.
+func asymParamsDigest(t testing.TB, group netip.AddrPort, dig manifest.DigestAlg) (mquic.Params, *manifest.SignerConfig) {
+	t.Helper()
 	p := testParams(t, group)
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -35,6 +41,7 @@ func asymParams(t testing.TB, group netip.AddrPort) (mquic.Params, *manifest.Sig
 	if err != nil {
 		t.Fatal(err)
 	}
+	prof.Digest = dig
 	p.Extensions = append(p.Extensions, mquic.Extension{ID: manifest.ExtensionID, Value: prof.Value()})
 	return p, &manifest.SignerConfig{Key: priv}
 }
@@ -74,7 +81,7 @@ func decodePacket(t testing.TB, prot *protect.Protector, sidLen int, pkt []byte)
 		n, err := wire.ParseFrame(payload, &f)
 		if err != nil && f.Type == manifest.FrameType {
 			var m manifest.Manifest
-			m, n, err = manifest.ParseFrame(payload)
+			m, n, err = manifest.ParseFrame(payload, manifest.DefaultDigestAlg) // asymParams' profile
 			sp.manifests = append(sp.manifests, m)
 		} else if f.Type != wire.FrameTypePadding {
 			sp.others = true
@@ -128,12 +135,26 @@ func runReceiver(t testing.TB, rcv *mquic.Receiver) (stop func()) {
 }
 
 // TestAsymTransfer sends 16 MiB over 16 streams in an asymmetric session over
-// loopback multicast: every byte arrives, every packet is authenticated
-// (those carrying the last manifests excepted: nothing lists them), and the
-// per-packet costs are logged.
+// loopback multicast, with each digest algorithm (the default salted 16-byte
+// digests, and the 32-byte SHA-256 of sessions whose profile names it):
+// every byte arrives, every packet is authenticated (those carrying the last
+// manifests excepted: nothing lists them), manifests list as many packets
+// as fit in one, and the per-packet costs are logged.
 func TestAsymTransfer(t *testing.T) {
+	for _, tc := range []struct {
+		dig manifest.DigestAlg
+		per uint64 // digests per full manifest in a 1200-byte packet
+	}{
+		{manifest.DigestSalted128, 65},
+		{manifest.DigestSHA256, 33},
+	} {
+		t.Run(tc.dig.String(), func(t *testing.T) { testAsymTransfer(t, tc.dig, tc.per) })
+	}
+}
+
+func testAsymTransfer(t *testing.T, dig manifest.DigestAlg, per uint64) {
 	group := mcasttest.Group()
-	params, sc := asymParams(t, group)
+	params, sc := asymParamsDigest(t, group, dig)
 	params.PeakFlowRate = 500_000_000
 	pat := newPattern()
 	col := newCollector(pat)
@@ -166,7 +187,11 @@ func TestAsymTransfer(t *testing.T) {
 	accounted(t, st)
 	a, m := st.Auth, ss.Manifests
 	t.Logf("sender: %d packets, %d manifests in %d frames (%d digests each at most); sign %.2f µs/packet, hash %.2f µs/packet",
-		ss.Packets, m.Manifests, m.Frames, 33, perPacket(m.SignTime, m.Hashed), perPacket(m.HashTime, m.Hashed))
+		ss.Packets, m.Manifests, m.Frames, per, perPacket(m.SignTime, m.Hashed), perPacket(m.HashTime, m.Hashed))
+	// Paced at 500 Mbit/s, manifests fill up long before their 5 ms.
+	if m.Digests < (per-1)*m.Manifests {
+		t.Fatalf("%d manifests list %d packets, want about %d each", m.Manifests, m.Digests, per)
+	}
 	t.Logf("receiver: %s; verify %.2f µs/packet", a, perPacket(a.VerifyTime, a.Authenticated))
 	// Every packet arrived (loopback, paced), so all are authenticated and
 	// accepted but those carrying the last manifest and the last copies
@@ -470,16 +495,19 @@ func TestAsymBadManifests(t *testing.T) {
 	_, forgerPriv, _ := ed25519.GenerateKey(rand.Reader)
 	forgerKey, _ := manifest.NewSigningKey(forgerPriv, nil)
 	forgedFrame := func(seq uint32, first uint64, claimID bool) []byte {
-		d := make([]byte, 33*manifest.DigestLen)
+		d := make([]byte, 33*prof.Digest.Len())
 		rand.Read(d)
-		m := manifest.Manifest{StreamID: prof.StreamID, Seq: seq, FirstPN: first, Digests: d}
+		m := manifest.Manifest{DigestAlg: prof.Digest, StreamID: prof.StreamID, Seq: seq, FirstPN: first, Digests: d}
+		if prof.Digest == manifest.DigestSalted128 {
+			m.Salt = make([]byte, manifest.SaltLen)
+		}
 		b, err := m.Append(nil, forgerKey, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if claimID {
 			id := prof.Key.ID()
-			copy(b[manifest.HeaderLen+33*manifest.DigestLen+2:], id[:])
+			copy(b[len(b)-len(m.Signature)-2-manifest.KeyIDLen:], id[:])
 		}
 		return manifest.AppendFrame(nil, b)
 	}

@@ -26,11 +26,12 @@ func FuzzFECReceivePath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// Packet 13 is padded: its symbol leaves the padding out.
 	var block [][]byte
 	for i := range 4 {
-		payload := stream(uint64(5*i), "abcde")
-		enc.Add(10+uint64(i), payload, true, time.Unix(0, 0))
-		block = append(block, nullPacket(params.SessionID, 10+uint64(i), payload))
+		payload, padding := stream(uint64(5*i), "abcde"), 7*(i/3)
+		enc.Add(10+uint64(i), payload, padding, true, time.Unix(0, 0))
+		block = append(block, nullPacket(params.SessionID, 10+uint64(i), append(payload, make([]byte, padding)...)))
 	}
 	enc.Close()
 	for j := range 2 {

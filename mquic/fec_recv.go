@@ -43,11 +43,17 @@ type recvFEC struct {
 	last     time.Time     // when the read being handled was made
 	lastFull bool          // it filled the batch: the time until the next read does not count
 	behind   time.Duration // time between reads that followed a full one
+	// The last call of clock: its now and what it returned.
+	atFor, at time.Time
 }
 
 // clock returns the decoder's time at the read made at now, which filled
 // the batch if full.
 func (f *recvFEC) clock(now time.Time, full bool) time.Time {
+	if full == f.lastFull && !f.atFor.IsZero() && now.Equal(f.atFor) {
+		// Every packet of a read asks: after its first, nothing moves.
+		return f.at
+	}
 	if !f.last.IsZero() && now.After(f.last) && f.lastFull {
 		f.behind += now.Sub(f.last)
 	}
@@ -55,7 +61,8 @@ func (f *recvFEC) clock(now time.Time, full bool) time.Time {
 		f.last = now
 	}
 	f.lastFull = full
-	return now.Add(-f.behind)
+	f.atFor, f.at = now, now.Add(-f.behind)
+	return f.at
 }
 
 // fecClock returns the decoder's time at the read made at now, and tells

@@ -34,8 +34,12 @@ func sessionFEC(p *Params) (*fec.Params, error) {
 // setupFEC creates the encoder of a session that advertises FEC, and
 // shortens the packets' payload so that a repair packet, whose symbol is a
 // payload plus its length, still fits in MaxPacketSize (by 21 bytes with
-// 1200-byte packets: 1.8 %). The sender adds
-// the overhead the parameters allow: MaxRepairCount per MaxSourceCount.
+// 1200-byte packets: 1.8 %). Full packets are padded back to MaxPacketSize
+// (fecAdd), and so are repair packets (fecSeal): a bulk transfer is one size of
+// datagrams, which GSO and GRO keep in whole trains (a repair packet of
+// another size would cut them at every block; the padding is left out of
+// the symbols). The sender adds the overhead the parameters allow:
+// MaxRepairCount per MaxSourceCount.
 func (s *Sender) setupFEC(p *Params) error {
 	fp, err := sessionFEC(p)
 	if err != nil || fp == nil {
@@ -55,6 +59,7 @@ func (s *Sender) setupFEC(p *Params) error {
 	if err != nil {
 		return err
 	}
+	s.fecPadEnd = s.payloadEnd
 	s.payloadEnd = s.hdrLen + payload
 	return nil
 }
@@ -73,6 +78,11 @@ func (s *Sender) SetRepairOverhead(overhead float64) error {
 	return s.fec.SetOverhead(overhead)
 }
 
+// fecPadSlack: a packet filled to within this many bytes of its payload's
+// end is full (what a stream write leaves is a STREAM frame header's
+// worth at most), and padded to fecPadEnd.
+const fecPadSlack = 64
+
 // MaxPayload is the largest plaintext payload of the sender's packets: its
 // packet size less the header and the AEAD tag, and, in a session with
 // FEC, less what a repair packet adds to a symbol.
@@ -90,12 +100,20 @@ func onlyPingOrPadding(payload []byte) bool {
 	return true
 }
 
-// fecAdd adds the packet being filled (not yet sealed) to the open block and
-// reports whether the block is full.
+// fecAdd adds the packet being filled (not yet sealed) to the open block,
+// padding it to fecPadEnd if it is full, and reports whether the block is
+// full.
 func (s *Sender) fecAdd() bool {
 	payload := s.cur[s.hdrLen:]
 	worthy := s.curTrigger && !onlyPingOrPadding(payload)
-	return s.fec.Add(s.curPN, payload, worthy, s.curSince)
+	pad := 0
+	if s.payloadEnd-len(s.cur) <= fecPadSlack {
+		// At most fecPadSlack + the 19 to 84 bytes setupFEC takes off.
+		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
+	}
+	full := s.fec.Add(s.curPN, payload, pad, worthy, s.curSince)
+	s.cur = wire.AppendPadding(s.cur, pad)
+	return full
 }
 
 // fecReservation is the closed block whose repair packets have their slots
@@ -227,6 +245,7 @@ func (s *Sender) fecSeal() error {
 		pn := r.pn + uint64(j)
 		pkt := wire.AppendShortHeader(s.slots[i][:0], s.sessionID, pn, s.pnLen)
 		pkt = s.fec.AppendNext(pkt)
+		pkt = wire.AppendPadding(pkt, s.fecPadEnd-len(pkt)) // the size of full source packets
 		if s.tr != nil {
 			s.tr.sent(pn, pkt[s.hdrLen:], len(pkt)+s.overhead)
 		}

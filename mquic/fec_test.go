@@ -57,7 +57,7 @@ func decodeFECPacket(t testing.TB, prot *protect.Protector, sidLen int, pkt []by
 			continue
 		}
 		if manifest.IsFrame(payload) {
-			_, n, err := manifest.ParseFrame(payload)
+			_, n, err := manifest.ParseFrame(payload, manifest.DefaultDigestAlg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,5 +452,53 @@ func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
 	}
 	if f := st.FEC; f.BlocksRecovered != 1 || f.BlocksUnrecoverable != 1 || f.Unrecovered != burstLen {
 		t.Errorf("FEC %+v: want 1 block rebuilt, 1 given up with %d packets unrecovered", f, burstLen)
+	}
+}
+
+// TestFECOneDatagramSize: in a bulk transfer with FEC, full source packets
+// and repair packets are datagrams of one size (MaxPacketSize), so that GSO
+// and GRO keep them in whole trains, written with Write and WriteChunk.
+func TestFECOneDatagramSize(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	prot, _ := params.Protector()
+	for _, chunks := range []bool{false, true} {
+		cc := &captureConn{}
+		snd, err := runSender(t, cc, mquic.SenderConfig{Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chunks {
+			st, _ := snd.OpenStream()
+			chunk := make([]byte, snd.MaxChunk())
+			for range 1000 {
+				if err := st.WriteChunk(chunk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Close()
+		} else {
+			sendStreams(t, snd, newPattern(), 1, 1<<20)
+		}
+		snd.Close()
+		sizes := map[int]int{}
+		repairs := 0
+		for _, pkt := range cc.Packets() {
+			p := decodeFECPacket(t, prot, len(params.SessionID), pkt)
+			if p.repair != nil {
+				repairs++
+				if len(pkt) != mquic.DefaultMaxPacketSize {
+					t.Fatalf("repair packet %d of %d bytes", p.pn, len(pkt))
+				}
+				continue
+			}
+			sizes[len(pkt)]++
+		}
+		if repairs == 0 {
+			t.Fatal("no repair packet")
+		}
+		// The last packets (the stream's end, its FIN) may be short.
+		if odd := len(cc.Packets()) - repairs - sizes[mquic.DefaultMaxPacketSize]; odd > 2 {
+			t.Errorf("chunks %v: source packets by size %v", chunks, sizes)
+		}
 	}
 }

@@ -183,7 +183,7 @@ func (o *opener) parse(payload []byte) (frames []wire.Frame, mans []rxManifest, 
 		if o.r.asym && manifest.IsFrame(b) {
 			o.mans = append(o.mans, rxManifest{})
 			rm := &o.mans[len(o.mans)-1]
-			rm.m, n, err = manifest.ParseFrame(b)
+			rm.m, n, err = manifest.ParseFrame(b, o.r.auth.Profile().Digest)
 			if err == nil && o.pre != nil {
 				rm.claimed = o.pre.Claim(&rm.m, o.now)
 			}

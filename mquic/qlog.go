@@ -95,7 +95,9 @@ func traceFrames(dst []traceFrame, payload []byte) []traceFrame {
 	var f wire.Frame
 	for b := payload; len(b) > 0; {
 		if manifest.IsFrame(b) {
-			if _, n, err := manifest.ParseFrame(b); err == nil {
+			// The frame only: the payloads traced were built by the
+			// sender, or their manifests parsed by the receiver.
+			if _, n, err := manifest.SplitFrame(b); err == nil {
 				dst = append(dst, traceFrame{typ: manifest.FrameType, known: true, wireLen: n})
 				b = b[n:]
 				continue

@@ -160,7 +160,7 @@ func wireFrames(t testing.TB, params mquic.Params, pkt []byte) (uint64, string) 
 	var f wire.Frame
 	for len(payload) > 0 {
 		if manifest.IsFrame(payload) {
-			_, n, err := manifest.ParseFrame(payload)
+			_, n, err := manifest.ParseFrame(payload, manifest.DefaultDigestAlg)
 			if err != nil {
 				t.Fatal(err)
 			}

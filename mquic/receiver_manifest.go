@@ -32,7 +32,7 @@ func (r *Receiver) HandleManifest(b []byte) error {
 	if r.auth == nil {
 		return ErrSymmetric
 	}
-	m, n, err := manifest.Parse(b)
+	m, n, err := manifest.Parse(b, r.auth.Profile().Digest)
 	if err == nil && n != len(b) {
 		err = fmt.Errorf("manifest: %d bytes after the manifest", len(b)-n)
 	}
@@ -55,6 +55,16 @@ func (r *Receiver) HandleManifest(b []byte) error {
 	}
 	r.afterBatchLocked(r.now)
 	return err
+}
+
+// ManifestDigest returns the digest algorithm of the session's manifests (the
+// profile's), which a reader of its manifests from outside the session
+// needs (manifest.NewStreamReader); 0 in a symmetric session.
+func (r *Receiver) ManifestDigest() manifest.DigestAlg {
+	if r.auth == nil {
+		return 0
+	}
+	return r.auth.Profile().Digest
 }
 
 // noteInBand records the outcome of a manifest that arrived in a MANIFEST

@@ -30,7 +30,7 @@ func TestHandleManifestFromOutside(t *testing.T) {
 		mu.Unlock()
 	}
 	pat := newPattern()
-	pkts := capturedAsymSession(t, params, sc, pat, 200_000)
+	pkts := capturedAsymSession(t, params, sc, pat, 400_000)
 	prot, _ := params.Protector()
 	col := newCollector(pat)
 	r := newTestReceiver(t, params, col)

@@ -160,6 +160,7 @@ type Sender struct {
 	overhead   int // AEAD tag
 	packetSize int
 	payloadEnd int // largest len(packet) before sealing
+	fecPadEnd  int // with FEC: len(packet) before sealing of full packets, padded (fec_send.go)
 	minPayload int
 	maxChunk   int
 	flushDelay time.Duration
@@ -710,10 +711,10 @@ func (s *Sender) finishPacket() error {
 	if pad := s.minPayload - (len(s.cur) - s.hdrLen); pad > 0 {
 		s.cur = wire.AppendPadding(s.cur, pad)
 	}
+	fecFull := s.fec != nil && !s.curRepair && s.fecAdd()
 	if s.tr != nil {
 		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
-	fecFull := s.fec != nil && !s.curRepair && s.fecAdd()
 	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
 	if s.signer != nil {
 		s.signer.Add(s.curPN, pkt, s.curTrigger, s.curSince)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"slices"
 	"time"
 
@@ -22,9 +23,9 @@ const FECOverhead = 0.05
 type FECResult struct {
 	Paced [2]TransferRun // at FECRate: without, with
 	// Unpaced are FECRounds pairs of unpaced runs, without and with FEC,
-	// alternating which goes first: on a shared machine the load changes
-	// between phases, and the median of the rounds' ratios says more than
-	// one pair.
+	// alternating which goes first: the throughput of one phase moves with
+	// the cores the kernel gives sender and receiver and with other jobs,
+	// so each pair's ratio is taken, and their median reported.
 	Unpaced [][2]TransferRun
 	// Per-packet costs, in nanoseconds, of a full packet: AES-GCM (the
 	// session's suite) seal and open, FEC encode (the sender's work per
@@ -39,17 +40,22 @@ type FECResult struct {
 const FECRate = 1_000_000_000
 
 // FECRounds is how many unpaced pairs the comparison runs.
-const FECRounds = 3
+const FECRounds = 5
 
 // FEC measures per-packet costs in process, then stream throughput without
 // and with 5 % FEC, paced at FECRate and unpaced, on fresh sockets each.
+// Every phase starts from the same process state: a first, unmeasured
+// pair warms up what the first phase would pay for alone (page faults of
+// the buffers, the socket buffers' growth, the scheduler's placement), and
+// a garbage collection precedes each phase, so that no phase collects the
+// previous one's garbage.
 func FEC(ctx context.Context, o Options) (FECResult, error) {
 	var res FECResult
 	if err := o.fecCosts(&res); err != nil {
 		return res, err
 	}
 	port := o.Group.Port() + 2
-	pair := func(rate uint64, fecFirst bool) (runs [2]TransferRun, err error) {
+	pair := func(o Options, rate uint64, fecFirst bool) (runs [2]TransferRun, err error) {
 		for _, withFEC := range []bool{fecFirst, !fecFirst} {
 			params := o.params(port)
 			if withFEC {
@@ -59,6 +65,7 @@ func FEC(ctx context.Context, o Options) (FECResult, error) {
 				}
 				params = fecParams(params, fp)
 			}
+			runtime.GC()
 			run, err := o.transfer(ctx, port, params, mquic.SenderConfig{}, rate)
 			if err != nil {
 				return runs, err
@@ -68,12 +75,17 @@ func FEC(ctx context.Context, o Options) (FECResult, error) {
 		}
 		return runs, nil
 	}
+	warm := o
+	warm.Duration = min(o.Duration, time.Second)
+	if _, err := pair(warm, 0, false); err != nil {
+		return res, err
+	}
 	var err error
-	if res.Paced, err = pair(FECRate, false); err != nil {
+	if res.Paced, err = pair(o, FECRate, false); err != nil {
 		return res, err
 	}
 	for i := range FECRounds {
-		runs, err := pair(0, i%2 == 1)
+		runs, err := pair(o, 0, i%2 == 1)
 		if err != nil {
 			return res, err
 		}
@@ -95,6 +107,9 @@ func fecRatio(runs [2]TransferRun) float64 { return runs[1].Stream.Gbps() / runs
 // UnpacedRatio is the median of the unpaced rounds' ratios.
 func (r FECResult) UnpacedRatio() float64 { return r.median(fecRatio) }
 
+// fecCPURatio is the CPU per stream byte without FEC over with it.
+func fecCPURatio(runs [2]TransferRun) float64 { return cpuPerByte(runs[0]) / cpuPerByte(runs[1]) }
+
 // cpuPerByte is the process's CPU time per stream byte delivered.
 func cpuPerByte(run TransferRun) float64 {
 	return float64(run.CPU) / float64(max(run.Stream.Bytes, 1))
@@ -104,17 +119,24 @@ func cpuPerByte(run TransferRun) float64 {
 // without FEC over with it: the throughput ratio a machine whose cores the
 // transfer saturates would see, less sensitive than throughput to other
 // jobs on a shared machine.
-func (r FECResult) UnpacedCPURatio() float64 {
-	return r.median(func(runs [2]TransferRun) float64 { return cpuPerByte(runs[0]) / cpuPerByte(runs[1]) })
-}
+func (r FECResult) UnpacedCPURatio() float64 { return r.median(fecCPURatio) }
 
 func (r FECResult) median(f func([2]TransferRun) float64) float64 {
+	rs := r.sorted(f)
+	if n := len(rs); n%2 == 0 {
+		return (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return rs[len(rs)/2]
+}
+
+// sorted returns f of each unpaced round, sorted.
+func (r FECResult) sorted(f func([2]TransferRun) float64) []float64 {
 	rs := make([]float64, len(r.Unpaced))
 	for i, runs := range r.Unpaced {
 		rs[i] = f(runs)
 	}
 	slices.Sort(rs)
-	return rs[len(rs)/2]
+	return rs
 }
 
 // fecCosts times sealing, opening, FEC encoding and decoding of full
@@ -201,7 +223,7 @@ func (o *Options) fecCostsOnce(res *FECResult, best func(*float64, func() (float
 		start := time.Now()
 		for b := range blocks {
 			for i := range k {
-				enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, true, at)
+				enc.Add(uint64(b*(k+fp.MaxRepairCount)+i), payload, 0, true, at)
 			}
 			enc.Close()
 			for enc.Pending() > 0 {
@@ -270,8 +292,8 @@ func (r FECResult) Report(w io.Writer, o Options) {
 	fmt.Fprintf(w, "  per packet (%d-byte payload): seal %.0f ns, open %.0f ns; FEC encode %.0f ns (%.2f × seal), decode at %.0f %% loss %.0f ns (%.2f × open)\n",
 		r.Payload, r.Seal, r.Open, r.Encode, r.Encode/r.Seal, r.DecodeLoss*100, r.Decode, r.Decode/r.Open)
 	line := func(name string, runs [2]TransferRun, note string) {
-		fmt.Fprintf(w, "  %-22s without %6.2f Gbit/s   with FEC %6.2f Gbit/s   ratio %.3f %s\n",
-			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), fecRatio(runs), note)
+		fmt.Fprintf(w, "  %-22s without %6.2f Gbit/s   with FEC %6.2f Gbit/s   ratio %.3f, CPU per GB ratio %.3f %s\n",
+			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), fecRatio(runs), fecCPURatio(runs), note)
 		for i, run := range runs {
 			f := run.Receiver.FEC
 			fmt.Fprintf(w, "  %-22s   %-8s: %d of %d stream bytes delivered, %d packets lost, %d rebuilt, %d repair packets sent, %.2f s CPU per GB\n",
@@ -282,8 +304,11 @@ func (r FECResult) Report(w io.Writer, o Options) {
 	for i, runs := range r.Unpaced {
 		line(fmt.Sprintf("unpaced, round %d", i+1), runs, "")
 	}
-	fmt.Fprintf(w, "  unpaced: median ratio %.3f (target >= 0.8; sender and receiver share this machine's cores, so the ratio is the CPU FEC adds to both)\n", r.UnpacedRatio())
-	fmt.Fprintf(w, "  unpaced: CPU per GB of stream data (sender and receiver) without / with FEC, median %.3f\n", r.UnpacedCPURatio())
+	rs, cs := r.sorted(fecRatio), r.sorted(fecCPURatio)
+	fmt.Fprintf(w, "  unpaced: median of the %d rounds' ratios %.3f (from %.3f to %.3f; target >= 0.8; sender and receiver share this machine's cores, so the ratio is the CPU FEC adds to both)\n",
+		len(rs), r.UnpacedRatio(), rs[0], rs[len(rs)-1])
+	fmt.Fprintf(w, "  unpaced: CPU per GB of stream data (sender and receiver) without / with FEC, median %.3f (from %.3f to %.3f)\n",
+		r.UnpacedCPURatio(), cs[0], cs[len(cs)-1])
 }
 
 // fecParams returns params advertising fp.

@@ -35,7 +35,7 @@ func TestSimMatchesDecoder(t *testing.T) {
 		first := uint64(b.first)
 		now := time.Unix(0, 0)
 		for i := range b.k {
-			e.Add(first+uint64(i), payload(b.first+i), true, now)
+			e.Add(first+uint64(i), payload(b.first+i), 0, true, now)
 		}
 		if m := e.Close(); m != b.m {
 			t.Fatalf("block of %d: the encoder makes %d repair packets, the simulation %d", b.k, m, b.m)

@@ -15,8 +15,10 @@ import (
 type Manifest struct {
 	Seq     uint32
 	FirstPN uint64
-	// Digests are the listed packet digests (at least one): random ones,
-	// or those of real packets a forger has seen.
+	// Digests are the SHA-256 digests of the listed packets (at least
+	// one): random ones, or those of real packets a forger has seen. They
+	// are listed as the session's profile says (salted and truncated with
+	// a random salt for manifest.DigestSalted128).
 	Digests []manifest.Digest
 }
 
@@ -36,8 +38,14 @@ func (f *Forger) ManifestFrame(m Manifest) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, m.Seq)
 	b = binary.BigEndian.AppendUint64(b, m.FirstPN)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Digests)))
+	var salt []byte
+	if prof.Digest == manifest.DigestSalted128 {
+		salt = make([]byte, manifest.SaltLen)
+		rand.Read(salt)
+		b = append(b, salt...)
+	}
 	for _, d := range m.Digests {
-		b = append(b, d[:]...)
+		b = append(b, prof.Digest.List(salt, d)...)
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(alg))
 	b = append(b, id[:]...)

@@ -39,7 +39,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.SetBytes(benchPayload)
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.Add(pn, ps[pn%uint64(len(ps))], true, now) {
+		if e.Add(pn, ps[pn%uint64(len(ps))], 0, true, now) {
 			e.Close()
 			for e.Pending() > 0 {
 				frame = e.AppendNext(frame[:0])
@@ -59,7 +59,7 @@ func BenchmarkDecode(b *testing.B) {
 	ps := benchPayloads()
 	now := time.Now()
 	for i, pl := range ps {
-		e.Add(uint64(i), pl, true, now)
+		e.Add(uint64(i), pl, 0, true, now)
 	}
 	e.Close()
 	var frames [][]byte

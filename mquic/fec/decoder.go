@@ -20,7 +20,9 @@ type DecoderStats struct {
 	Unrecovered         uint64
 	// BadRepair counts REPAIR frames inconsistent with the block other
 	// frames described (counts, symbol length, overlapping blocks) and
-	// decodings that gave an impossible payload length.
+	// blocks that cannot be decoded (a source payload whose tail past the
+	// symbol length is not padding, or is longer than MaxPadding) or that
+	// decode to a payload longer than that.
 	BadRepair uint64
 	// UnusedRepair counts REPAIR frames that came after their block was
 	// decided (it lost nothing, was rebuilt, or was given up), or too late
@@ -69,8 +71,9 @@ type Decoder struct {
 	st DecoderStats
 }
 
-// slot is one packet's payload, as its source symbol without the padding:
-// Length (16) followed by the payload.
+// slot is one packet's payload, as its source symbol without the zeros up
+// to the symbol length: Length (16) followed by the payload (which may be
+// longer than a block's symbols: its tail is then padding).
 type slot struct {
 	pn  uint64
 	ok  bool
@@ -292,8 +295,13 @@ func (d *Decoder) decode(b *block, miss []int) {
 			}
 			src := d.ring[(b.id+uint64(i))&d.mask].buf
 			if len(src) > b.s {
-				d.fail(b, e, true) // a payload longer than the block's symbols
-				return
+				// The symbol leaves out the payload's tail, which must be
+				// padding.
+				if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
+					d.fail(b, e, true) // a payload longer than the block's symbols
+					return
+				}
+				src = src[:b.s]
 			}
 			d.ll.GalMulSliceXor(Coefficient(j, i), src, syn)
 		}
@@ -314,11 +322,19 @@ func (d *Decoder) decode(b *block, miss []int) {
 		for a, j := range d.rows {
 			d.ll.GalMulSliceXor(inv[c*2*e+e+a], b.rep[j][:b.s], out)
 		}
+		// A payload longer than the symbol ends in padding the symbol
+		// leaves out: zeros.
 		n := int(out[0])<<8 | int(out[1])
-		if 2+n > b.s {
+		if 2+n > b.s+MaxPadding {
 			s.ok = false
 			d.fail(b, e, true)
 			return
+		}
+		if 2+n > b.s {
+			if cap(out) < 2+n {
+				out = append(out, make([]byte, 2+n-len(out))...)
+			}
+			clear(out[b.s : 2+n])
 		}
 		s.pn, s.ok, s.buf = b.id+uint64(i), true, out[:2+n]
 	}
@@ -461,4 +477,14 @@ func (d *Decoder) Pending(pn uint64) bool {
 		}
 	}
 	return pn > d.known
+}
+
+// zeros reports whether b holds only zero bytes.
+func zeros(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -13,7 +13,9 @@
 //
 // What is protected is each packet's plaintext payload — its frames, before
 // packet protection — prefixed by its 16-bit length and padded with zeros to
-// the block's symbol length (the FECFRAME "ADU information" of RFC 6363).
+// the block's symbol length (the FECFRAME "ADU information" of RFC 6363);
+// a payload longer than that ends in PADDING (zeros) the symbol leaves out,
+// so that a sender may pad its packets to the size of repair packets.
 // A receiver rebuilds the payload of a lost packet and protects it again
 // with the session key and the packet's number: that gives back the
 // datagram as it was sent, byte for byte, which then goes through the

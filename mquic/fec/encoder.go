@@ -160,17 +160,20 @@ func (e *Encoder) Params() Params { return e.p }
 // payload.
 func (e *Encoder) SymbolLen() int { return e.symLen }
 
-// Add adds packet pn, whose plaintext payload is payload, to the open
-// block, opening one if none is and worthy says the packet carries
-// something worth repairing (packets that are not, while no block is open,
-// stay uncovered). It returns true when the block is full: the caller
-// closes it (Close) before adding another packet. pn must follow the
-// block's last packet and payload must fit the symbol length: Add panics
-// otherwise (a sender bug).
-func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (full bool) {
+// Add adds packet pn, whose plaintext payload is payload followed by
+// padding zero bytes (PADDING frames), to the open block, opening one if
+// none is and worthy says the packet carries something worth repairing
+// (packets that are not, while no block is open, stay uncovered). The
+// padding is outside the symbol but for its length (spec/transport.md,
+// "What is protected"): a sender pads full packets to the size of repair
+// packets at no cost in symbol length. It returns true when the block is
+// full: the caller closes it (Close) before adding another packet. pn must
+// follow the block's last packet and payload must fit the symbol length:
+// Add panics otherwise (a sender bug).
+func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now time.Time) (full bool) {
 	n := len(payload)
-	if 2+n > e.symLen {
-		panic(fmt.Sprintf("fec: payload of %d bytes exceeds the symbol length %d", n, e.symLen))
+	if 2+n > e.symLen || padding < 0 || padding > MaxPadding {
+		panic(fmt.Sprintf("fec: payload of %d+%d bytes exceeds the symbol length %d", n, padding, e.symLen))
 	}
 	if !e.open {
 		if o := math.Float64frombits(e.want.Load()); o != e.overhead {
@@ -187,7 +190,7 @@ func (e *Encoder) Add(pn uint64, payload []byte, worthy bool, now time.Time) (fu
 	}
 	set := &e.sets[e.cur]
 	sym := set.src[e.k]
-	sym[0], sym[1] = byte(n>>8), byte(n)
+	sym[0], sym[1] = byte((n+padding)>>8), byte(n+padding)
 	copy(sym[2:], payload)
 	if old := set.srcLen[e.k]; old > 2+n {
 		clear(sym[2+n : old])

@@ -81,7 +81,7 @@ func encodeBlock(t testing.TB, e *Encoder, first uint64, payloads [][]byte) []Re
 	t.Helper()
 	now := time.Unix(0, 0)
 	for i, p := range payloads {
-		full := e.Add(first+uint64(i), p, true, now)
+		full := e.Add(first+uint64(i), p, 0, true, now)
 		if full != (i == e.Params().MaxSourceCount-1) {
 			t.Fatalf("Add %d: full = %v", i, full)
 		}
@@ -303,7 +303,7 @@ func TestDecodeNoAllocs(t *testing.T) {
 	block := func() {
 		now := time.Unix(0, 0)
 		for i, pl := range ps {
-			e.Add(first+uint64(i), pl, true, now)
+			e.Add(first+uint64(i), pl, 0, true, now)
 		}
 		e.Close()
 		frames = frames[:0]
@@ -370,21 +370,21 @@ func TestParams(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 	v := p.Value()
-	if fmt.Sprintf("%x", v) != "01c80a0032" {
+	if fmt.Sprintf("%x", v) != "02c80a0032" {
 		t.Fatalf("value %x", v)
 	}
 	q, err := ParseParams(v)
 	if err != nil || q != p {
 		t.Fatalf("%+v %v", q, err)
 	}
-	for _, bad := range []string{"", "01c80a00", "01c80a003200", "0100010032", "01c8390032", "01c80a0000"} {
+	for _, bad := range []string{"", "02c80a00", "02c80a003200", "0200010032", "02c8390032", "02c80a0000"} {
 		var b []byte
 		fmt.Sscanf(bad, "%x", &b)
 		if _, err := ParseParams(b); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	if _, err := ParseParams([]byte{2, 9}); !errors.Is(err, ErrUnknownScheme) {
+	if _, err := ParseParams([]byte{1, 9}); !errors.Is(err, ErrUnknownScheme) {
 		t.Errorf("unknown scheme: %v", err)
 	}
 	for _, o := range []float64{0, -1, 5} {
@@ -468,8 +468,10 @@ func TestVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	padding := []int{0, 0, 0}
+	padding[2], _ = strconv.Atoi(v["padding2"])
 	for i, pl := range ps {
-		e.Add(id+uint64(i), pl, true, time.Unix(0, 0))
+		e.Add(id+uint64(i), pl[:len(pl)-padding[i]], padding[i], true, time.Unix(0, 0))
 	}
 	if m := e.Close(); m != 2 {
 		t.Fatalf("%d repairs", m)
@@ -496,4 +498,119 @@ func TestVector(t *testing.T) {
 			t.Fatalf("rebuilt %v %d %x", ok, pn, pl)
 		}
 	}
+}
+
+// TestPaddedPayloads: payloads padded past the symbol length (as the sender
+// pads full packets to the size of repair packets) are rebuilt whole,
+// padding included, from symbols that leave the padding out; a payload
+// whose tail past the symbol length is not zeros makes its block
+// undecodable (BadRepair) rather than rebuild it wrong.
+func TestPaddedPayloads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	p, _ := NewParams(0.2, 10, 0)
+	e, _ := NewEncoder(p, 0.2, 300)
+	ps := randPayloads(rng, 10, 300)
+	padded := make([][]byte, len(ps))
+	now := time.Unix(0, 0)
+	for i, pl := range ps {
+		pad := 40 * (i % 2)
+		padded[i] = append(bytes.Clone(pl), make([]byte, pad)...)
+		e.Add(100+uint64(i), pl, pad, true, now)
+	}
+	m := e.Close()
+	var rs []Repair
+	for range m {
+		var r Repair
+		if _, err := ParseFrame(e.AppendNext(nil), &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Symbol) > 2+300 {
+			t.Fatalf("symbol of %d bytes: the padding is in it", len(r.Symbol))
+		}
+		rs = append(rs, r)
+	}
+	lost := map[int]bool{1: true, 4: true}
+	d := newDecoder(t, p)
+	for i, pl := range padded {
+		if !lost[i] {
+			d.Source(100+uint64(i), pl) // as received: padding included
+		}
+	}
+	for j := range rs {
+		d.Repair(&rs[j], 110+uint64(j), now)
+	}
+	for _, i := range []int{1, 4} {
+		pn, pl, ok := d.Next()
+		if !ok || pn != 100+uint64(i) || !bytes.Equal(pl, padded[i]) {
+			t.Fatalf("rebuilt %v %d: %x\nwant %x", ok, pn, pl, padded[i])
+		}
+	}
+
+	// A received payload longer than the symbols with a byte that is not
+	// padding past them: the block cannot have been encoded from it.
+	d = newDecoder(t, p)
+	for i, pl := range padded {
+		if !lost[i] {
+			if i == 3 {
+				pl = append(bytes.Clone(pl), make([]byte, 400)...)
+				pl[len(pl)-1] = 1
+			}
+			d.Source(100+uint64(i), pl)
+		}
+	}
+	for j := range rs {
+		d.Repair(&rs[j], 110+uint64(j), now)
+	}
+	if _, _, ok := d.Next(); ok {
+		t.Fatal("rebuilt a block from a payload the symbols cannot hold")
+	}
+	if st := d.Stats(); st.BadRepair != 1 || st.BlocksUnrecoverable != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPaddingBound: a block that decodes to a payload more than MaxPadding
+// bytes longer than its symbols (a forged length) is refused, not rebuilt
+// into a buffer of that size.
+func TestPaddingBound(t *testing.T) {
+	p, _ := NewParams(0.5, 2, 0)
+	e, _ := NewEncoder(p, 0.5, 100)
+	now := time.Unix(0, 0)
+	ps := [][]byte{bytes.Repeat([]byte{7}, 50), bytes.Repeat([]byte{9}, 50)}
+	e.Add(0, ps[0], MaxPadding, true, now)
+	e.Add(1, ps[1], 0, true, now)
+	e.Close()
+	var r Repair
+	if _, err := ParseFrame(e.AppendNext(nil), &r); err != nil {
+		t.Fatal(err)
+	}
+	// Packet 0 lost: rebuilt with MaxPadding zeros.
+	d := newDecoder(t, p)
+	d.Source(1, ps[1])
+	d.Repair(&r, 2, now)
+	if _, pl, ok := d.Next(); !ok || len(pl) != 50+MaxPadding {
+		t.Fatalf("rebuilt %v, %d bytes", ok, len(pl))
+	}
+	// The repair symbol changed as if packet 0's length were one byte
+	// longer (the code is linear: C(0,0) times the change).
+	forged := r
+	forged.Symbol = bytes.Clone(r.Symbol)
+	was, l := 50+MaxPadding, 50+MaxPadding+1
+	forged.Symbol[0] ^= gfMul(Coefficient(0, 0), byte(was>>8)^byte(l>>8))
+	forged.Symbol[1] ^= gfMul(Coefficient(0, 0), byte(was)^byte(l))
+	d = newDecoder(t, p)
+	d.Source(1, ps[1])
+	d.Repair(&forged, 2, now)
+	if _, _, ok := d.Next(); ok {
+		t.Fatal("rebuilt a payload longer than the padding allows")
+	}
+	if st := d.Stats(); st.BadRepair != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Add took more padding than MaxPadding")
+		}
+	}()
+	e.Add(3, ps[0], MaxPadding+1, true, now)
 }

@@ -40,6 +40,12 @@ const (
 	MaxSymbolLen = 2 + 0xffff
 )
 
+// MaxPadding is the most bytes of padding a source symbol leaves out of a
+// payload (spec/transport.md, "What is protected"): a payload is at most
+// this much longer than its block's symbol length less 2. It bounds what a
+// forged block makes a receiver rebuild.
+const MaxPadding = 255
+
 // Repair is a parsed REPAIR frame.
 type Repair struct {
 	BlockID     uint64 // packet number of the block's first source packet

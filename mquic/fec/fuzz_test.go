@@ -57,7 +57,8 @@ func FuzzParseFrame(f *testing.F) {
 func FuzzParseParams(f *testing.F) {
 	p, _ := NewParams(0.05, 0, 0)
 	f.Add(p.Value())
-	f.Add([]byte{1, 255, 1, 255, 255})
+	f.Add([]byte{2, 255, 1, 255, 255})
+	f.Add([]byte{1, 200, 10, 0, 50}) // scheme 1: no longer known
 	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParseParams(b)

@@ -16,8 +16,13 @@ import (
 const ExtensionID uint16 = 0xfec0
 
 // SchemeReedSolomon8 is the only FEC scheme: the Reed-Solomon code over
-// GF(2^8) with a Cauchy generator matrix described in the package comment.
-const SchemeReedSolomon8 = 1
+// GF(2^8) with a Cauchy generator matrix described in the package comment,
+// over source symbols that may leave out a payload's trailing padding
+// (spec/transport.md, "What is protected"). It is 2: scheme 1, an earlier
+// version whose symbols held every payload whole, is no longer sent nor
+// known (its receivers would misread the symbols of padded packets; a
+// receiver treats it as any unknown scheme).
+const SchemeReedSolomon8 = 2
 
 // MaxSymbols is the most symbols (source and repair) a block of
 // SchemeReedSolomon8 has: the code's matrix needs k + m ≤ 256.
@@ -40,7 +45,7 @@ const (
 // ExtensionID extension.
 //
 //	FEC Parameters {
-//	  FEC Scheme (8),            // 1: SchemeReedSolomon8
+//	  FEC Scheme (8),            // 2: SchemeReedSolomon8
 //	  Maximum Source Count (8),  // K: source packets per block, 1..255
 //	  Maximum Repair Count (8),  // M: repair packets per block, 1..256-K
 //	  Maximum Block Time (16),   // milliseconds from a block's first packet to its last repair packet being sealed

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -16,12 +17,17 @@ type authHarness struct {
 	key      *SigningKey
 	released []uint64
 	payloads map[uint64]string
+	alg      DigestAlg
 }
 
 func newAuthHarness(t testing.TB, cfg AuthConfig) *authHarness {
+	return newAlgHarness(t, cfg, testProfile(t))
+}
+
+func newAlgHarness(t testing.TB, cfg AuthConfig, prof *Profile) *authHarness {
 	t.Helper()
-	h := &authHarness{t: t, key: testKey(t), payloads: map[uint64]string{}}
-	a, err := NewAuthenticator(testProfile(t), cfg, func(pn uint64, p []byte, wireLen int, manifestOnly bool) {
+	h := &authHarness{t: t, key: testKey(t), payloads: map[uint64]string{}, alg: prof.Digest}
+	a, err := NewAuthenticator(prof, cfg, func(pn uint64, p []byte, wireLen int, manifestOnly bool) {
 		h.released = append(h.released, pn)
 		h.payloads[pn] = string(p)
 	})
@@ -38,17 +44,19 @@ func packet(pn uint64, salt string) []byte { return []byte(fmt.Sprintf("pkt %d %
 // manifest signs a manifest for packets [first, first+n) of salt.
 func (h *authHarness) manifest(seq uint32, first uint64, n int, salt string) *Manifest {
 	h.t.Helper()
-	var ds []byte
-	for i := range n {
-		d := Sum(packet(first+uint64(i), salt))
-		ds = append(ds, d[:]...)
+	m := Manifest{DigestAlg: h.alg, StreamID: 42, Seq: seq, FirstPN: first}
+	if h.alg == DigestSalted128 {
+		m.Salt = make([]byte, SaltLen)
+		rand.Read(m.Salt)
 	}
-	m := Manifest{StreamID: 42, Seq: seq, FirstPN: first, Digests: ds}
+	for i := range n {
+		m.Digests = h.alg.list(m.Digests, m.Salt, new(Sum(packet(first+uint64(i), salt))))
+	}
 	b, err := m.Append(nil, h.key, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p, _, err := Parse(b)
+	p, _, err := Parse(b, m.DigestAlg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -144,14 +152,14 @@ func TestAuthenticatorRejectsManifests(t *testing.T) {
 	otherKey, _ := NewSigningKey(otherPriv, nil)
 	other := Manifest{StreamID: 42, Seq: 1, FirstPN: 5004, Digests: make([]byte, DigestLen)}
 	ob, _ := other.Append(nil, otherKey, nil)
-	otherM, _, _ := Parse(ob)
+	otherM, _, _ := Parse(ob, DigestSHA256)
 
 	// Same key ID and algorithm as the session's, signed by another key.
 	claim := Manifest{StreamID: 42, Seq: 1, FirstPN: 5004, Digests: make([]byte, DigestLen)}
 	cb, _ := claim.Append(nil, otherKey, nil)
 	id := h.key.Public().ID()
 	copy(cb[HeaderLen+DigestLen+2:], id[:])
-	claimM, _, _ := Parse(cb)
+	claimM, _, _ := Parse(cb, DigestSHA256)
 
 	wrongStream := h.manifest(1, 5004, 4, "real")
 	wrongStream.StreamID = 43
@@ -226,7 +234,7 @@ func TestAuthenticatorManifestFlood(t *testing.T) {
 		b, _ := m.Append(nil, forgerKey, nil)
 		id := h.key.Public().ID()
 		copy(b[HeaderLen+33*DigestLen+2:], id[:])
-		forged, _, err := Parse(b)
+		forged, _, err := Parse(b, DigestSHA256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,28 +298,129 @@ func TestAuthenticatorMemoryBounds(t *testing.T) {
 }
 
 func TestAuthenticatorPNMismatch(t *testing.T) {
-	h := newAuthHarness(t, AuthConfig{})
+	for _, prof := range []*Profile{testProfile(t), saltedProfile(t)} {
+		t.Run(prof.Digest.String(), func(t *testing.T) {
+			h := newAlgHarness(t, AuthConfig{}, prof)
+			now := time.Now()
+			if err := h.a.HandleManifest(h.manifest(0, 10, 1, "real"), now); err != nil {
+				t.Fatal(err)
+			}
+			d := Sum(packet(10, "real"))
+			if h.a.Authenticate(&d, 11, now) {
+				t.Fatal("digest accepted for another packet number")
+			}
+			forged := Sum(packet(10, "forged"))
+			if h.a.Authenticate(&forged, 10, now) {
+				t.Fatal("another packet accepted under the listed packet number")
+			}
+			if !h.a.Authenticate(&d, 10, now) {
+				t.Fatal("digest lost after a mismatch")
+			}
+			if h.a.Stats().PNMismatch != 1 {
+				t.Fatal("mismatch not counted")
+			}
+		})
+	}
+}
+
+// In a DigestSalted128 session: each manifest has its own salt; packets
+// held before their manifest are released by it, packets after it are
+// authenticated on arrival, and forged packets under the same packet
+// numbers (held before and after the real ones) are never released and do
+// not keep the real ones from being released.
+func TestAuthenticatorSalted(t *testing.T) {
+	h := newAlgHarness(t, AuthConfig{}, saltedProfile(t))
 	now := time.Now()
-	if err := h.a.HandleManifest(h.manifest(0, 10, 1, "real"), now); err != nil {
+	forge := func(pn uint64, n int) {
+		t.Helper()
+		for i := range n {
+			p := packet(pn, fmt.Sprint("forged", i))
+			d := Sum(p)
+			if h.a.Authenticate(&d, pn, now) || !h.a.Hold(&d, pn, p, len(p), false, now) {
+				t.Fatalf("forged packet %d accepted, or not held", pn)
+			}
+		}
+	}
+	forge(0, 2)
+	for pn := range uint64(10) {
+		if auth, held := h.arrive(pn, "real", now); auth || !held {
+			t.Fatalf("packet %d before its manifest: authenticated %v, held %v", pn, auth, held)
+		}
+	}
+	forge(5, 3)
+	m0, m1 := h.manifest(0, 0, 10, "real"), h.manifest(1, 10, 10, "real")
+	if len(m0.Digests) != 10*16 || bytes.Equal(m0.Salt, m1.Salt) {
+		t.Fatalf("manifests of %d bytes of digests, salts %x and %x", len(m0.Digests), m0.Salt, m1.Salt)
+	}
+	if err := h.a.HandleManifest(m0, now); err != nil {
 		t.Fatal(err)
 	}
-	p := packet(10, "real")
-	d := Sum(p)
-	if h.a.Authenticate(&d, 11, now) {
-		t.Fatal("digest accepted for another packet number")
+	if len(h.released) != 10 {
+		t.Fatalf("released %v, want packets 0 to 9", h.released)
 	}
-	if !h.a.Authenticate(&d, 10, now) {
-		t.Fatal("digest lost after a mismatch")
+	for pn, p := range h.payloads {
+		if p != string(packet(pn, "real")) {
+			t.Fatalf("released %q as packet %d", p, pn)
+		}
 	}
-	if h.a.Stats().PNMismatch != 1 {
-		t.Fatal("mismatch not counted")
+	if err := h.a.HandleManifest(m1, now); err != nil {
+		t.Fatal(err)
+	}
+	forge(12, 1)
+	for pn := uint64(10); pn < 20; pn++ {
+		if auth, _ := h.arrive(pn, "real", now); !auth {
+			t.Fatalf("packet %d after its manifest not authenticated", pn)
+		}
+	}
+	st := h.a.Stats()
+	if st.Held != 6 || st.Authenticated != 20 || st.PNMismatch != 1 {
+		t.Fatalf("%+v", st)
+	}
+	h.a.Expire(now.Add(time.Hour))
+	if st := h.a.Stats(); st.Held != 0 || st.Expired != 6 {
+		t.Fatalf("after expiry: %+v", st)
+	}
+}
+
+// A manifest parsed for another digest algorithm than the profile's is
+// refused before its signature is checked.
+func TestAuthenticatorOtherDigestAlgorithm(t *testing.T) {
+	salted := newAlgHarness(t, AuthConfig{}, saltedProfile(t))
+	plain := newAuthHarness(t, AuthConfig{})
+	now := time.Now()
+	for _, tc := range []struct {
+		h *authHarness
+		m *Manifest
+	}{
+		{salted, plain.manifest(0, 0, 4, "real")},
+		{plain, salted.manifest(0, 0, 4, "real")},
+	} {
+		if err := tc.h.a.HandleManifest(tc.m, now); !errors.Is(err, ErrWrongKey) {
+			t.Fatalf("%v manifest in a %v session: %v", tc.m.DigestAlg, tc.h.alg, err)
+		}
+		// Its bytes do not parse as the session's (or name another key).
+		b := append(append([]byte(nil), tc.m.SignedBytes()...), tc.m.Signature...)
+		if p, _, err := Parse(b, tc.h.alg); err == nil {
+			if err := tc.h.a.HandleManifest(&p, now); err == nil {
+				t.Fatalf("%v manifest accepted as %v", tc.m.DigestAlg, tc.h.alg)
+			}
+		}
+	}
+	if st := salted.a.Stats(); st.Verified != 0 {
+		t.Fatalf("verified %d signatures", st.Verified)
 	}
 }
 
 // The per-packet path of a steady session (hold, then release by manifest)
 // allocates nothing.
 func TestAuthenticatorAllocations(t *testing.T) {
-	h := newAuthHarness(t, AuthConfig{})
+	for _, prof := range []*Profile{testProfile(t), saltedProfile(t)} {
+		t.Run(prof.Digest.String(), func(t *testing.T) { testAuthenticatorAllocations(t, prof) })
+	}
+}
+
+func testAuthenticatorAllocations(t *testing.T, prof *Profile) {
+	h := newAlgHarness(t, AuthConfig{}, prof)
 	h.a.release = func(uint64, []byte, int, bool) {}
 	now := time.Now()
 	const per = 32
@@ -321,14 +430,16 @@ func TestAuthenticatorAllocations(t *testing.T) {
 		pkts[i] = append(packet(uint64(i), "real"), make([]byte, 1100)...)
 	}
 	for i := range mans {
-		var ds []byte
-		for j := range per {
-			d := Sum(pkts[i*per+j])
-			ds = append(ds, d[:]...)
+		m := Manifest{DigestAlg: prof.Digest, StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per)}
+		if prof.Digest == DigestSalted128 {
+			m.Salt = make([]byte, SaltLen)
+			rand.Read(m.Salt)
 		}
-		m := Manifest{StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per), Digests: ds}
+		for j := range per {
+			m.Digests = prof.Digest.list(m.Digests, m.Salt, new(Sum(pkts[i*per+j])))
+		}
 		b, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(b)
+		p, _, _ := Parse(b, prof.Digest)
 		mans[i] = &p
 	}
 	step := func(k int) {

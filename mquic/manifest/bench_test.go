@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"crypto/rand"
 	"testing"
 	"time"
 )
@@ -15,7 +16,7 @@ func BenchmarkSum(b *testing.B) {
 	}
 }
 
-// BenchmarkSign signs a full manifest (33 digests, what fits in a 1200-byte
+// BenchmarkSign signs a full sha-256 manifest (33 digests, what fits in a 1200-byte
 // packet).
 func BenchmarkSign(b *testing.B) {
 	key := testKey(b)
@@ -36,7 +37,7 @@ func BenchmarkVerify(b *testing.B) {
 	key := testKey(b)
 	m := Manifest{StreamID: 1, FirstPN: 1, Digests: testDigests(33, 1)}
 	enc, _ := m.Append(nil, key, nil)
-	p, _, _ := Parse(enc)
+	p, _, _ := Parse(enc, DigestSHA256)
 	scratch := make([]byte, 0, 2048)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -50,25 +51,40 @@ func BenchmarkVerify(b *testing.B) {
 
 // BenchmarkAuthenticate is the receiver's authentication work per packet in
 // a steady session: hash, hold, and release when the manifest (verified
-// once, its copy recognized) arrives. One op is one packet.
+// once, its copy recognized) arrives, with full manifests of each digest
+// algorithm. One op is one packet.
 func BenchmarkAuthenticate(b *testing.B) {
-	h := newAuthHarness(b, AuthConfig{})
+	for _, tc := range []struct {
+		prof *Profile
+		per  int
+	}{
+		{saltedProfile(b), 65},
+		{testProfile(b), 33},
+	} {
+		b.Run(tc.prof.Digest.String(), func(b *testing.B) { benchmarkAuthenticate(b, tc.prof, tc.per) })
+	}
+}
+
+func benchmarkAuthenticate(b *testing.B, prof *Profile, per int) {
+	h := newAlgHarness(b, AuthConfig{}, prof)
 	h.a.release = func(uint64, []byte, int, bool) {}
-	const per, n = 33, 64
+	const n = 64
 	pkts := make([][]byte, n*per)
 	mans := make([]*Manifest, n)
 	for i := range pkts {
 		pkts[i] = append(packet(uint64(i), "real"), make([]byte, 1150)...)
 	}
 	for i := range mans {
-		var ds []byte
-		for j := range per {
-			d := Sum(pkts[i*per+j])
-			ds = append(ds, d[:]...)
+		m := Manifest{DigestAlg: prof.Digest, StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per)}
+		if prof.Digest == DigestSalted128 {
+			m.Salt = make([]byte, SaltLen)
+			rand.Read(m.Salt)
 		}
-		m := Manifest{StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per), Digests: ds}
+		for j := range per {
+			m.Digests = prof.Digest.list(m.Digests, m.Salt, new(Sum(pkts[i*per+j])))
+		}
 		enc, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(enc)
+		p, _, _ := Parse(enc, prof.Digest)
 		mans[i] = &p
 	}
 	now := time.Now()
@@ -78,7 +94,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	for b.Loop() {
 		if i == len(pkts) {
 			b.StopTimer()
-			h = newAuthHarness(b, AuthConfig{})
+			h = newAlgHarness(b, AuthConfig{}, prof)
 			h.a.release = func(uint64, []byte, int, bool) {}
 			i = 0
 			b.StartTimer()

@@ -46,32 +46,43 @@ func AppendFrame(dst, m []byte) []byte {
 	return append(dst, m...)
 }
 
-// ParseFrame parses the MANIFEST frame at the start of b, type included, and
-// the manifest it carries, which must fill it exactly. It returns the
-// manifest (aliasing b) and the frame's length.
-func ParseFrame(b []byte) (Manifest, int, error) {
+// SplitFrame parses the type and length of the MANIFEST frame at the start
+// of b and returns the manifest it carries, unparsed (aliasing b), and the
+// frame's length.
+func SplitFrame(b []byte) ([]byte, int, error) {
 	typ, n, err := quicvarint.Parse(b)
 	if err != nil {
-		return Manifest{}, 0, frameErr("type", wire.ErrTruncated)
+		return nil, 0, frameErr("type", wire.ErrTruncated)
 	}
 	if wire.FrameType(typ) != FrameType || n != frameTypeLen {
-		return Manifest{}, 0, frameErr("type", fmt.Errorf("%w: 0x%x in %d bytes, want 0x%x in %d", ErrInvalid, typ, n, uint64(FrameType), frameTypeLen))
+		return nil, 0, frameErr("type", fmt.Errorf("%w: 0x%x in %d bytes, want 0x%x in %d", ErrInvalid, typ, n, uint64(FrameType), frameTypeLen))
 	}
 	length, l, err := quicvarint.Parse(b[n:])
 	if err != nil {
-		return Manifest{}, 0, frameErr("length", wire.ErrTruncated)
+		return nil, 0, frameErr("length", wire.ErrTruncated)
 	}
 	n += l
 	if length > uint64(len(b)-n) {
-		return Manifest{}, 0, frameErr("manifest", wire.ErrTruncated)
+		return nil, 0, frameErr("manifest", wire.ErrTruncated)
 	}
-	body := b[n : n+int(length)]
-	m, ml, err := Parse(body)
+	return b[n : n+int(length)], n + int(length), nil
+}
+
+// ParseFrame parses the MANIFEST frame at the start of b, type included, and
+// the manifest it carries, which must fill it exactly. It returns the
+// manifest (aliasing b) and the frame's length. alg is the session
+// profile's digest algorithm.
+func ParseFrame(b []byte, alg DigestAlg) (Manifest, int, error) {
+	body, n, err := SplitFrame(b)
+	if err != nil {
+		return Manifest{}, 0, err
+	}
+	m, ml, err := Parse(body, alg)
 	if err != nil {
 		return Manifest{}, 0, err
 	}
 	if ml != len(body) {
 		return Manifest{}, 0, frameErr("length", fmt.Errorf("%w: %d bytes after the manifest", ErrInvalid, len(body)-ml))
 	}
-	return m, n + int(length), nil
+	return m, n, nil
 }

@@ -9,13 +9,13 @@ import (
 	"fmt"
 )
 
-// DigestLen is the length of a packet digest: SHA-256, the only hash
-// algorithm a profile can name for now.
+// DigestLen is the length of a packet's SHA-256 digest.
 const DigestLen = sha256.Size
 
 // Digest is the SHA-256 digest of one packet: the UDP payload exactly as sent
 // (after packet and header protection), nothing added, as MC_INTEGRITY in
-// draft-jholland-quic-multicast defines it.
+// draft-jholland-quic-multicast defines it. A manifest lists it as it is
+// (DigestSHA256) or salted and truncated (DigestSalted128).
 type Digest [DigestLen]byte
 
 // Sum returns the digest of a packet.
@@ -84,16 +84,23 @@ func manifestErr(field string, err error) error {
 //	  Packet Digest Count (15),
 //	  [TLV Length (16)],            // present when T is 1
 //	  [TLVs (8 * TLV Length)],
-//	  Packet Digests (256 * Packet Digest Count),
+//	  [Salt (128)],                 // DigestSalted128 only
+//	  Packet Digests (8 * L * Packet Digest Count), // L = 32 (DigestSHA256) or 16 (DigestSalted128)
 //	  Signature Algorithm (16),
 //	  Key ID (64),
 //	  Signature Length (16),
 //	  Signature (8 * Signature Length),
 //	}
 //
-// The signature covers the context string "h3m-manifest-v1" and a zero byte,
-// followed by every byte of the manifest before the Signature field.
+// The digest algorithm is the session profile's: the manifest does not name
+// it, so a parser must be told it, and a manifest made for another one does
+// not parse (or names another key). The signature covers the context string
+// "h3m-manifest-v1" and a zero byte, followed by every byte of the manifest
+// before the Signature field.
 type Manifest struct {
+	// DigestAlg is how Digests list the packets (the session profile's;
+	// the zero value means DigestSHA256).
+	DigestAlg DigestAlg
 	// StreamID is the Manifest Stream ID: the profile's, so that manifests
 	// of other manifest streams are told apart before any signature check.
 	StreamID uint32
@@ -106,7 +113,10 @@ type Manifest struct {
 	// the manifest has none (T is 0), not nil but empty for T set with an
 	// empty space. Append writes it as given; Parse checks its structure.
 	TLVs []byte
-	// Digests are the packet digests, DigestLen bytes each.
+	// Salt is the Salt of a DigestSalted128 manifest, SaltLen bytes (nil
+	// for DigestSHA256).
+	Salt []byte
+	// Digests are the listed packet digests, DigestAlg.Len() bytes each.
 	Digests []byte
 	// Alg and KeyID name the signing key.
 	Alg   Algorithm
@@ -117,14 +127,26 @@ type Manifest struct {
 	signed []byte // bytes before Signature (set by Parse and Append)
 }
 
-// Count returns the number of digests.
-func (m *Manifest) Count() int { return len(m.Digests) / DigestLen }
-
-// Digest returns the i-th digest, that of packet FirstPN+i.
-func (m *Manifest) Digest(i int) (d Digest) {
-	copy(d[:], m.Digests[i*DigestLen:])
-	return d
+// alg returns the digest algorithm, the zero value being DigestSHA256.
+func (m *Manifest) alg() DigestAlg {
+	if m.DigestAlg == 0 {
+		return DigestSHA256
+	}
+	return m.DigestAlg
 }
+
+// Count returns the number of digests.
+func (m *Manifest) Count() int { return len(m.Digests) / m.alg().Len() }
+
+// Listed returns the i-th listed digest, that of packet FirstPN+i.
+func (m *Manifest) Listed(i int) []byte {
+	l := m.alg().Len()
+	return m.Digests[i*l : (i+1)*l]
+}
+
+// Lists reports whether the i-th listed digest is that of the packet whose
+// SHA-256 is d.
+func (m *Manifest) Lists(i int, d *Digest) bool { return m.alg().matches(m.Listed(i), m.Salt, d) }
 
 // LastPN returns the packet number of the last digest.
 func (m *Manifest) LastPN() uint64 { return m.FirstPN + uint64(m.Count()) - 1 }
@@ -134,20 +156,22 @@ func (m *Manifest) LastPN() uint64 { return m.FirstPN + uint64(m.Count()) - 1 }
 // Parse and by Append.
 func (m *Manifest) SignedBytes() []byte { return m.signed }
 
-// Len returns the encoded length of the manifest with a signature of sigLen
-// bytes.
-func Len(digests, tlvLen, sigLen int) int {
-	n := HeaderLen + digests*DigestLen + TrailerLen + sigLen
+// Len returns the encoded length of a manifest of digest algorithm alg that
+// lists digests packets, with tlvLen bytes of TLVs and a signature of
+// sigLen bytes.
+func Len(alg DigestAlg, digests, tlvLen, sigLen int) int {
+	n := HeaderLen + alg.saltLen() + digests*alg.Len() + TrailerLen + sigLen
 	if tlvLen > 0 {
 		n += 2 + tlvLen
 	}
 	return n
 }
 
-// MaxDigestsIn returns how many digests fit in a manifest of at most size
-// bytes signed with alg and without TLVs, or 0 if none fits.
-func MaxDigestsIn(size int, alg Algorithm) int {
-	n := (size - HeaderLen - TrailerLen - alg.SignatureLen()) / DigestLen
+// MaxDigestsIn returns how many digests of algorithm dig fit in a manifest
+// of at most size bytes signed with alg and without TLVs, or 0 if none
+// fits.
+func MaxDigestsIn(size int, dig DigestAlg, alg Algorithm) int {
+	n := (size - HeaderLen - dig.saltLen() - TrailerLen - alg.SignatureLen()) / dig.Len()
 	return max(0, min(n, MaxDigests))
 }
 
@@ -189,6 +213,7 @@ func (m *Manifest) appendSigned(dst []byte, pub *PublicKey) []byte {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.TLVs)))
 		dst = append(dst, m.TLVs...)
 	}
+	dst = append(dst, m.Salt...)
 	dst = append(dst, m.Digests...)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(pub.alg))
 	dst = append(dst, pub.id[:]...)
@@ -197,13 +222,20 @@ func (m *Manifest) appendSigned(dst []byte, pub *PublicKey) []byte {
 
 // check validates the fields Append encodes.
 func (m *Manifest) check() error {
-	switch n := len(m.Digests); {
+	alg := m.alg()
+	if alg.Len() == 0 {
+		return manifestErr("digest algorithm", fmt.Errorf("%w: %d", ErrInvalid, uint8(alg)))
+	}
+	if len(m.Salt) != alg.saltLen() {
+		return manifestErr("salt", fmt.Errorf("%w: %d bytes, %s takes %d", ErrInvalid, len(m.Salt), alg, alg.saltLen()))
+	}
+	switch n, l := len(m.Digests), alg.Len(); {
 	case n == 0:
 		return manifestErr("packet digest count", fmt.Errorf("%w: no digests", ErrInvalid))
-	case n%DigestLen != 0:
-		return manifestErr("packet digests", fmt.Errorf("%w: %d bytes, not a multiple of %d", ErrInvalid, n, DigestLen))
-	case n/DigestLen > MaxDigests:
-		return manifestErr("packet digest count", fmt.Errorf("%w: %d digests, at most %d", ErrInvalid, n/DigestLen, MaxDigests))
+	case n%l != 0:
+		return manifestErr("packet digests", fmt.Errorf("%w: %d bytes, not a multiple of %d", ErrInvalid, n, l))
+	case n/l > MaxDigests:
+		return manifestErr("packet digest count", fmt.Errorf("%w: %d digests, at most %d", ErrInvalid, n/l, MaxDigests))
 	}
 	if m.FirstPN > wire.MaxPacketNumber || m.LastPN() > wire.MaxPacketNumber {
 		return manifestErr("first packet number", fmt.Errorf("%w: packets %d to %d pass 2^62-1", ErrInvalid, m.FirstPN, m.LastPN()))
@@ -217,12 +249,16 @@ func (m *Manifest) check() error {
 	return nil
 }
 
-// Parse parses the manifest at the start of b and returns it with its length,
-// so that manifests sent back to back (AMBI's application/ambi framing) can
-// be read one after the other. The returned manifest aliases b. Parse checks
-// the structure only; PublicKey.Verify checks the signature.
-func Parse(b []byte) (Manifest, int, error) {
-	var m Manifest
+// Parse parses the manifest at the start of b, of a session whose profile
+// names digest algorithm alg, and returns it with its length, so that
+// manifests sent back to back (AMBI's application/ambi framing) can be read
+// one after the other. The returned manifest aliases b. Parse checks the
+// structure only; PublicKey.Verify checks the signature.
+func Parse(b []byte, alg DigestAlg) (Manifest, int, error) {
+	m := Manifest{DigestAlg: alg}
+	if alg.Len() == 0 {
+		return m, 0, manifestErr("digest algorithm", fmt.Errorf("%w: %d", ErrInvalid, uint8(alg)))
+	}
 	if len(b) < HeaderLen {
 		return m, 0, manifestErr("header", wire.ErrTruncated)
 	}
@@ -256,7 +292,14 @@ func Parse(b []byte) (Manifest, int, error) {
 			return m, 0, err
 		}
 	}
-	n := count * DigestLen
+	if sl := alg.saltLen(); sl > 0 {
+		if len(b) < pos+sl {
+			return m, 0, manifestErr("salt", wire.ErrTruncated)
+		}
+		m.Salt = b[pos : pos+sl : pos+sl]
+		pos += sl
+	}
+	n := count * alg.Len()
 	if len(b) < pos+n {
 		return m, 0, manifestErr("packet digests", wire.ErrTruncated)
 	}

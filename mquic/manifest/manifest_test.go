@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -88,10 +89,10 @@ func TestAppendParseRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			b = b[len("prefix"):]
-			if len(b) != Len(m.Count(), len(m.TLVs), 64) {
-				t.Fatalf("encoded %d bytes, Len says %d", len(b), Len(m.Count(), len(m.TLVs), 64))
+			if len(b) != Len(DigestSHA256, m.Count(), len(m.TLVs), 64) {
+				t.Fatalf("encoded %d bytes, Len says %d", len(b), Len(DigestSHA256, m.Count(), len(m.TLVs), 64))
 			}
-			got, n, err := Parse(append(b, 0xee)) // a trailing byte is not part of it
+			got, n, err := Parse(append(b, 0xee), DigestSHA256) // a trailing byte is not part of it
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +110,7 @@ func TestAppendParseRoundTrip(t *testing.T) {
 			if err := key.Public().Verify(&got); err != nil {
 				t.Fatal(err)
 			}
-			if got.Digest(got.Count()-1) != m.Digest(m.Count()-1) || got.LastPN() != m.FirstPN+uint64(m.Count())-1 {
+			if !bytes.Equal(got.Listed(got.Count()-1), m.Listed(m.Count()-1)) || got.LastPN() != m.FirstPN+uint64(m.Count())-1 {
 				t.Fatal("Digest or LastPN wrong")
 			}
 		})
@@ -128,7 +129,7 @@ func TestEveryBitIsSigned(t *testing.T) {
 	for i := range len(b) * 8 {
 		c := bytes.Clone(b)
 		c[i/8] ^= 1 << (i % 8)
-		p, _, err := Parse(c)
+		p, _, err := Parse(c, DigestSHA256)
 		if err != nil {
 			continue
 		}
@@ -148,10 +149,10 @@ func TestSignatureContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, _ := Parse(b)
+	p, _, _ := Parse(b, DigestSHA256)
 	plain := ed25519.Sign(ed25519.NewKeyFromSeed(unhex(t, rfc8032Seed)), p.SignedBytes())
 	copy(b[len(b)-64:], plain)
-	p, _, _ = Parse(b)
+	p, _, _ = Parse(b, DigestSHA256)
 	if err := key.Public().Verify(&p); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("a signature without the context verified (%v)", err)
 	}
@@ -174,7 +175,7 @@ func TestECDSA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := Parse(b)
+	p, _, err := Parse(b, DigestSHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestECDSA(t *testing.T) {
 		t.Fatal("ECDSA profile did not round-trip")
 	}
 	b[len(b)-1] ^= 1
-	p, _, _ = Parse(b)
+	p, _, _ = Parse(b, DigestSHA256)
 	if err := key.Public().Verify(&p); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("tampered ECDSA signature: %v", err)
 	}
@@ -214,14 +215,14 @@ func TestWrongKey(t *testing.T) {
 	otherKey, _ := NewSigningKey(other, nil)
 	m := Manifest{StreamID: 1, Seq: 2, FirstPN: 3, Digests: testDigests(1, 8)}
 	b, _ := m.Append(nil, otherKey, nil)
-	p, _, _ := Parse(b)
+	p, _, _ := Parse(b, DigestSHA256)
 	if err := key.Public().Verify(&p); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("manifest of another key: %v", err)
 	}
 	// Same key ID claimed, but signed by the other key.
 	id := key.Public().ID()
 	copy(b[HeaderLen+DigestLen+2:], id[:])
-	p, _, _ = Parse(b)
+	p, _, _ = Parse(b, DigestSHA256)
 	if err := key.Public().Verify(&p); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("forged key ID: %v", err)
 	}
@@ -257,7 +258,7 @@ func TestParseErrors(t *testing.T) {
 		{"tlv header runs past", append(set(16, 0x80, 2)[:HeaderLen], 0, 2, 128, 0), "TLV length", ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := Parse(tc.in)
+			_, _, err := Parse(tc.in, DigestSHA256)
 			var pe *ParseError
 			if !errors.As(err, &pe) || pe.Field != tc.field || !errors.Is(err, tc.err) {
 				t.Fatalf("got %v, want field %q: %v", err, tc.field, tc.err)
@@ -270,7 +271,7 @@ func TestParseErrors(t *testing.T) {
 	// A signature of another length than the algorithm's parses, but never
 	// verifies.
 	b := append(set(len(good)-64-2, 0, 65), 0)
-	p, _, err := Parse(b)
+	p, _, err := Parse(b, DigestSHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +320,7 @@ func TestFrame(t *testing.T) {
 	if !bytes.Equal(f[:4], []byte{0x8f, 0xf3, 0xe8, 0xa0}) {
 		t.Fatalf("frame type encoded as %x", f[:4])
 	}
-	got, n, err := ParseFrame(append(f, 0x01)) // a PING after it
+	got, n, err := ParseFrame(append(f, 0x01), DigestSHA256) // a PING after it
 	if err != nil || n != len(f) || got.Seq != 2 {
 		t.Fatalf("ParseFrame: %v, %d of %d bytes", err, n, len(f))
 	}
@@ -337,7 +338,7 @@ func TestFrame(t *testing.T) {
 		{"bad manifest", AppendFrame(nil, body[:10]), "header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := ParseFrame(tc.in)
+			_, _, err := ParseFrame(tc.in, DigestSHA256)
 			var pe *ParseError
 			if !errors.As(err, &pe) || pe.Field != tc.field {
 				t.Fatalf("got %v, want field %q", err, tc.field)
@@ -352,21 +353,31 @@ func TestProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := prof.Value()
-	want := "01" + "0807" + "01020304" + rfc8032Public
-	if hex.EncodeToString(v) != want {
-		t.Fatalf("profile %x, want %s", v, want)
-	}
-	back, err := ParseProfile(v)
-	if err != nil || back.StreamID != 0x01020304 || !back.Key.Equal(key.Public()) {
-		t.Fatalf("round trip: %v", err)
+	for _, tc := range []struct {
+		alg  DigestAlg
+		want string
+	}{
+		{DigestSalted128, "82" + "0807" + "01020304" + rfc8032Public}, // NewProfile's default
+		{DigestSHA256, "01" + "0807" + "01020304" + rfc8032Public},
+	} {
+		v := prof.Value()
+		if hex.EncodeToString(v) != tc.want {
+			t.Fatalf("profile %x, want %s", v, tc.want)
+		}
+		back, err := ParseProfile(v)
+		if err != nil || back.Digest != tc.alg || back.StreamID != 0x01020304 || !back.Key.Equal(key.Public()) {
+			t.Fatalf("round trip: %v", err)
+		}
+		prof.Digest = DigestSHA256
 	}
 	for _, tc := range []struct {
 		name, in, field string
 	}{
 		{"empty", "", "header"},
 		{"short", "010807", "header"},
-		{"other hash", "02" + "0807" + "01020304" + rfc8032Public, "hash algorithm"},
+		// sha-256-128 without a salt: collisions cost 2^64 (spec).
+		{"truncated sha-256", "02" + "0807" + "01020304" + rfc8032Public, "digest algorithm"},
+		{"unknown digest", "00" + "0807" + "01020304" + rfc8032Public, "digest algorithm"},
 		{"unknown algorithm", "01" + "0808" + "01020304" + rfc8032Public, "public key"},
 		{"short key", "01" + "0807" + "01020304" + rfc8032Public[:62], "public key"},
 		{"not a point", "01" + "0403" + "01020304" + "04" + strings.Repeat("00", 64), "public key"},
@@ -384,19 +395,76 @@ func TestProfile(t *testing.T) {
 }
 
 func TestFitDigests(t *testing.T) {
-	for _, size := range []int{100, 200, 1000, 1151, 1171, 1400, 65000} {
-		n := FitDigests(size, Ed25519)
-		if n > 0 && FrameLen(Len(n, 0, 64)) > size {
-			t.Errorf("%d digests need %d bytes, more than %d", n, FrameLen(Len(n, 0, 64)), size)
-		}
-		if n < MaxDigests && FrameLen(Len(n+1, 0, 64)) <= size {
-			t.Errorf("%d bytes fit %d digests, FitDigests says %d", size, n+1, n)
+	for _, dig := range []DigestAlg{DigestSHA256, DigestSalted128} {
+		for _, size := range []int{100, 200, 1000, 1151, 1171, 1400, 65000} {
+			n := FitDigests(size, dig, Ed25519)
+			if n > 0 && FrameLen(Len(dig, n, 0, 64)) > size {
+				t.Errorf("%v: %d digests need %d bytes, more than %d", dig, n, FrameLen(Len(dig, n, 0, 64)), size)
+			}
+			if n < MaxDigests && FrameLen(Len(dig, n+1, 0, 64)) <= size {
+				t.Errorf("%v: %d bytes fit %d digests, FitDigests says %d", dig, size, n+1, n)
+			}
 		}
 	}
 	// A 1200-byte packet of this project's sender (8-byte session ID,
 	// 4-byte packet number, 16-byte tag) has 1171 bytes of room.
-	if n := FitDigests(1171, Ed25519); n != 33 {
+	if n := FitDigests(1171, DigestSHA256, Ed25519); n != 33 {
 		t.Errorf("1171 bytes fit %d digests, want 33", n)
+	}
+	if n := FitDigests(1171, DigestSalted128, Ed25519); n != 65 {
+		t.Errorf("1171 bytes fit %d salted digests, want 65", n)
+	}
+}
+
+// A DigestSalted128 manifest's encoding, and the errors that name its Salt.
+func TestSaltedManifest(t *testing.T) {
+	key := testKey(t)
+	salt := bytes.Repeat([]byte{0x5a}, SaltLen)
+	d := Sum([]byte("packet"))
+	m := Manifest{DigestAlg: DigestSalted128, StreamID: 7, Seq: 1, FirstPN: 9, Salt: salt, Digests: DigestSalted128.List(salt, d)}
+	b, err := m.Append(nil, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != Len(DigestSalted128, 1, 0, 64) || !bytes.Equal(b[HeaderLen:HeaderLen+SaltLen], salt) {
+		t.Fatalf("encoded %x", b)
+	}
+	// The listed digest: the first 16 bytes of SHA-256(Salt ‖ SHA-256(packet)).
+	want := sha256.Sum256(append(append([]byte(nil), salt...), d[:]...))
+	if !bytes.Equal(m.Digests, want[:16]) {
+		t.Fatalf("listed %x, want %x", m.Digests, want[:16])
+	}
+	p, n, err := Parse(b, DigestSalted128)
+	if err != nil || n != len(b) || !bytes.Equal(p.Salt, salt) || p.Count() != 1 || !p.Lists(0, &d) {
+		t.Fatalf("parsed %+v, %v", p, err)
+	}
+	if other := Sum([]byte("packet!")); p.Lists(0, &other) {
+		t.Fatal("another packet matches")
+	}
+	if err := key.Public().Verify(&p); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		err   error
+		field string
+	}{
+		{"salt truncated", func() error { _, _, err := Parse(b[:HeaderLen+SaltLen-1], DigestSalted128); return err }(), "salt"},
+		{"digests truncated", func() error { _, _, err := Parse(b[:HeaderLen+SaltLen+15], DigestSalted128); return err }(), "packet digests"},
+		{"unknown algorithm", func() error { _, _, err := Parse(b, 2); return err }(), "digest algorithm"},
+		{"no salt", func() error {
+			_, err := (&Manifest{DigestAlg: DigestSalted128, Digests: make([]byte, 16)}).Append(nil, key, nil)
+			return err
+		}(), "salt"},
+		{"salt in sha-256", func() error {
+			_, err := (&Manifest{Salt: salt, Digests: make([]byte, DigestLen)}).Append(nil, key, nil)
+			return err
+		}(), "salt"},
+	} {
+		var pe *ParseError
+		if !errors.As(tc.err, &pe) || pe.Field != tc.field {
+			t.Errorf("%s: got %v, want field %q", tc.name, tc.err, tc.field)
+		}
 	}
 }
 
@@ -423,7 +491,7 @@ func TestEd25519AgreesWithStdlib(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, _ := Parse(b)
+	p, _, _ := Parse(b, DigestSHA256)
 	signed := append([]byte(signatureContext), p.SignedBytes()...)
 	if !ed25519.Verify(std.Public().(ed25519.PublicKey), signed, p.Signature) {
 		t.Fatal("crypto/ed25519 refuses the signer's signature")
@@ -444,7 +512,7 @@ func TestEd25519AgreesWithStdlib(t *testing.T) {
 		t.Fatal("S + L does not fit in 253 bits")
 	}
 	copy(b[len(b)-64:], sig)
-	p, _, _ = Parse(b)
+	p, _, _ = Parse(b, DigestSHA256)
 	if ed25519.Verify(std.Public().(ed25519.PublicKey), signed, sig) {
 		t.Fatal("crypto/ed25519 takes an unreduced S")
 	}

@@ -125,7 +125,7 @@ func TestVerificationBudgetPerSource(t *testing.T) {
 		b, _ := m.Append(nil, forgerKey, nil)
 		id := h.key.Public().ID()
 		copy(b[HeaderLen+4*DigestLen+2:], id[:])
-		f, _, err := Parse(b)
+		f, _, err := Parse(b, DigestSHA256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestBatchAgreesWithSingle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, _ := Parse(enc)
+	p, _, _ := Parse(enc, DigestSHA256)
 	var rb [64]byte
 	rand.Read(rb[:])
 	r, _ := scalar.New().SetBytesModOrderWide(rb[:])
@@ -289,7 +289,7 @@ func TestBatchAgreesWithSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(enc[len(enc)-64:], sig)
-	odd, _, _ := Parse(enc)
+	odd, _, _ := Parse(enc, DigestSHA256)
 
 	if ed25519.Verify(ed25519.PublicKey(key.Public().Bytes()), append([]byte(signatureContext), odd.SignedBytes()...), odd.Signature) {
 		t.Fatal("crypto/ed25519 takes a signature with a small-order component in R")
@@ -302,7 +302,7 @@ func TestBatchAgreesWithSingle(t *testing.T) {
 	for i := range 3 {
 		other := Manifest{StreamID: 5, Seq: uint32(7 + i), FirstPN: uint64(10 + 3*i), Digests: testDigests(3, byte(10+i))}
 		enc2, _ := other.Append(nil, key, nil)
-		good, _, _ := Parse(enc2)
+		good, _, _ := Parse(enc2, DigestSHA256)
 		goods = append(goods, &good)
 	}
 	if !key.Public().verifyBatch(append([]*Manifest{&odd}, goods...), &b) {
@@ -325,7 +325,7 @@ func TestBatchAllocations(t *testing.T) {
 	for i := range 16 {
 		m := Manifest{StreamID: 5, Seq: uint32(i), FirstPN: uint64(33 * i), Digests: testDigests(33, byte(i))}
 		enc, _ := m.Append(nil, key, nil)
-		p, _, _ := Parse(enc)
+		p, _, _ := Parse(enc, DigestSHA256)
 		ms = append(ms, &p)
 	}
 	var b Batch
@@ -348,7 +348,7 @@ func BenchmarkVerifyBatch(b *testing.B) {
 		for i := range n {
 			m := Manifest{StreamID: 1, Seq: uint32(i), FirstPN: uint64(33 * i), Digests: testDigests(33, byte(i))}
 			enc, _ := m.Append(nil, key, nil)
-			p, _, _ := Parse(enc)
+			p, _, _ := Parse(enc, DigestSHA256)
 			ms = append(ms, &p)
 		}
 		b.Run(fmt.Sprint(n), func(b *testing.B) {

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -29,7 +30,8 @@ type SignerConfig struct {
 	// *ecdsa.PrivateKey or a crypto.Signer with one of those public keys.
 	// Its public key must be the one the session advertises.
 	Key crypto.Signer
-	// Rand is the randomness ECDSA needs; nil means crypto/rand.
+	// Rand is the randomness ECDSA and the salts of DigestSalted128 need;
+	// nil means crypto/rand.
 	Rand io.Reader
 	// PacketsPerManifest is how many packet digests a manifest lists at
 	// most; 0 means as many as fit in a MANIFEST frame in one packet.
@@ -59,7 +61,7 @@ type SignerStats struct {
 	Frames    uint64        // MANIFEST frames handed out, copies included
 	Digests   uint64        // packet digests listed in manifests
 	Hashed    uint64        // packets hashed
-	SignTime  time.Duration // time spent signing
+	SignTime  time.Duration // time spent signing (salting the digests included)
 	HashTime  time.Duration // time spent hashing packets (sampled: every 64th packet, scaled)
 	Abandoned uint64        // copies never sent because too many manifests were waiting
 }
@@ -84,9 +86,12 @@ type Signer struct {
 	repeatDelay time.Duration
 	onManifest  func([]byte)
 
+	rand        io.Reader // draws the salts
 	seq         uint32
 	firstPN     uint64
-	pending     []byte // digests of packets firstPN, firstPN+1, ...
+	pending     []byte // SHA-256 digests of packets firstPN, firstPN+1, ...
+	listed      []byte // the pending digests as a manifest lists them
+	salt        [SaltLen]byte
 	haveTrigger bool
 	triggerAt   time.Time
 	hashN       uint64
@@ -124,7 +129,7 @@ func NewSigner(prof *Profile, cfg SignerConfig, maxFrameLen int) (*Signer, error
 	if !key.pub.Equal(prof.Key) {
 		return nil, fmt.Errorf("manifest: new signer: the signing key's public key (key ID %x) is not the advertised one (key ID %x)", key.pub.id, prof.Key.id)
 	}
-	fit := FitDigests(maxFrameLen, key.pub.alg)
+	fit := FitDigests(maxFrameLen, prof.Digest, key.pub.alg)
 	if fit == 0 {
 		return nil, fmt.Errorf("manifest: new signer: a MANIFEST frame of %d bytes cannot list a single digest", maxFrameLen)
 	}
@@ -136,6 +141,10 @@ func NewSigner(prof *Profile, cfg SignerConfig, maxFrameLen int) (*Signer, error
 		maxDelay:    cfg.MaxDelay,
 		repeatDelay: cfg.RepeatDelay,
 		onManifest:  cfg.OnManifest,
+		rand:        cfg.Rand,
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
 	}
 	switch {
 	case s.per == 0:
@@ -156,15 +165,17 @@ func NewSigner(prof *Profile, cfg SignerConfig, maxFrameLen int) (*Signer, error
 		s.repeatDelay = s.maxDelay
 	}
 	s.pending = make([]byte, 0, s.per*DigestLen)
-	s.scratch = make([]byte, 0, len(signatureContext)+Len(s.per, 0, 64))
+	s.listed = make([]byte, 0, s.per*prof.Digest.Len())
+	s.scratch = make([]byte, 0, len(signatureContext)+Len(prof.Digest, s.per, 0, 64))
 	return s, nil
 }
 
-// FitDigests returns how many digests the largest manifest signed with alg
-// that fits in a MANIFEST frame of maxFrameLen bytes can list.
-func FitDigests(maxFrameLen int, alg Algorithm) int {
-	n := MaxDigestsIn(maxFrameLen-frameTypeLen-1, alg)
-	for n > 0 && FrameLen(Len(n, 0, alg.SignatureLen())) > maxFrameLen {
+// FitDigests returns how many digests of algorithm dig the largest manifest
+// signed with alg that fits in a MANIFEST frame of maxFrameLen bytes can
+// list.
+func FitDigests(maxFrameLen int, dig DigestAlg, alg Algorithm) int {
+	n := MaxDigestsIn(maxFrameLen-frameTypeLen-1, dig, alg)
+	for n > 0 && FrameLen(Len(dig, n, 0, alg.SignatureLen())) > maxFrameLen {
 		n--
 	}
 	return n
@@ -213,12 +224,27 @@ func (s *Signer) seal(now time.Time) {
 	if len(s.pending) == 0 || s.err != nil {
 		return
 	}
-	rec := s.newRecord()
-	m := Manifest{StreamID: s.prof.StreamID, Seq: s.seq, FirstPN: s.firstPN, Digests: s.pending}
-	buf := quicvarint.Append(rec.frame[:0], uint64(FrameType))
-	buf = quicvarint.Append(buf, uint64(Len(m.Count(), 0, s.key.pub.alg.SignatureLen())))
-	hdr := len(buf)
+	m := Manifest{DigestAlg: s.prof.Digest, StreamID: s.prof.StreamID, Seq: s.seq, FirstPN: s.firstPN, Digests: s.pending}
 	t0 := time.Now()
+	if m.DigestAlg == DigestSalted128 {
+		// Drawn now, once every packet the manifest lists is sealed: the
+		// salt is unknown until they are fixed, and public only with the
+		// manifest, which follows them.
+		if _, err := io.ReadFull(s.rand, s.salt[:]); err != nil {
+			s.err = fmt.Errorf("manifest: salt: %w", err)
+			return
+		}
+		m.Salt = s.salt[:]
+		s.listed = s.listed[:0]
+		for d := s.pending; len(d) > 0; d = d[DigestLen:] {
+			s.listed = m.DigestAlg.list(s.listed, m.Salt, (*Digest)(d))
+		}
+		m.Digests = s.listed
+	}
+	rec := s.newRecord()
+	buf := quicvarint.Append(rec.frame[:0], uint64(FrameType))
+	buf = quicvarint.Append(buf, uint64(Len(m.DigestAlg, m.Count(), 0, s.key.pub.alg.SignatureLen())))
+	hdr := len(buf)
 	buf, err := m.Append(buf, s.key, s.scratch)
 	s.stats.SignTime += time.Since(t0)
 	if err != nil {
@@ -249,7 +275,7 @@ func (s *Signer) newRecord() *record {
 		s.spare = s.spare[:n-1]
 		return r
 	}
-	return &record{frame: make([]byte, 0, FrameLen(Len(s.per, 0, s.key.pub.alg.SignatureLen())))}
+	return &record{frame: make([]byte, 0, FrameLen(Len(s.prof.Digest, s.per, 0, s.key.pub.alg.SignatureLen())))}
 }
 
 // Next returns the next MANIFEST frame due at now, or nil when none is. With

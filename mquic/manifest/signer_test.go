@@ -8,11 +8,23 @@ import (
 	"time"
 )
 
+// testProfile is the profile of the tests written for 32-byte digests
+// (DigestSHA256); saltedProfile that of the default, DigestSalted128.
 func testProfile(t testing.TB) *Profile {
+	t.Helper()
+	p := saltedProfile(t)
+	p.Digest = DigestSHA256
+	return p
+}
+
+func saltedProfile(t testing.TB) *Profile {
 	t.Helper()
 	p, err := NewProfile(testKey(t).Public(), 42)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Digest != DigestSalted128 {
+		t.Fatalf("NewProfile's digest algorithm is %v", p.Digest)
 	}
 	return p
 }
@@ -41,17 +53,53 @@ func drain(t testing.TB, s *Signer, now time.Time, force bool) []Manifest {
 		if f == nil {
 			return out
 		}
-		m, n, err := ParseFrame(append([]byte(nil), f...))
+		m, n, err := ParseFrame(append([]byte(nil), f...), s.prof.Digest)
 		if err != nil || n != len(f) {
 			t.Fatalf("signer frame: %v", err)
 		}
-		if err := testProfile(t).Key.Verify(&m); err != nil {
+		if err := s.prof.Key.Verify(&m); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, m)
 		if len(out) > 1000 {
 			t.Fatal("Next never returns nil")
 		}
+	}
+}
+
+// A DigestSalted128 signer fills a 1200-byte packet's frame with 65
+// digests, draws a salt for each manifest, and lists each packet as the
+// salt says.
+func TestSignerSalted(t *testing.T) {
+	prof := saltedProfile(t)
+	s, err := NewSigner(prof, SignerConfig{Key: ed25519.NewKeyFromSeed(unhex(t, rfc8032Seed))}, 1171)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.PacketsPerManifest() != 65 {
+		t.Fatalf("%d digests per manifest, want 65", s.PacketsPerManifest())
+	}
+	now := time.Unix(1000, 0)
+	salts := map[string]bool{}
+	for pn := range uint64(130) {
+		s.Add(pn, pkt(pn), true, now)
+		for _, m := range drain(t, s, now, false) {
+			if len(m.SignedBytes())+len(m.Signature) > 1171-6 {
+				t.Fatalf("manifest of %d bytes", len(m.SignedBytes())+len(m.Signature))
+			}
+			if m.Count() != 65 {
+				t.Fatalf("manifest %d lists %d packets", m.Seq, m.Count())
+			}
+			for i := range m.Count() {
+				if d := Sum(pkt(m.FirstPN + uint64(i))); !m.Lists(i, &d) {
+					t.Fatalf("manifest %d digest %d is not that of packet %d", m.Seq, i, m.FirstPN+uint64(i))
+				}
+			}
+			salts[string(m.Salt)] = true
+		}
+	}
+	if len(salts) != 2 {
+		t.Fatalf("%d salts for 2 manifests", len(salts))
 	}
 }
 
@@ -80,7 +128,7 @@ func TestSignerFullManifestsAndCopies(t *testing.T) {
 			t.Fatalf("manifest %d: %d digests from %d", m.Seq, m.Count(), m.FirstPN)
 		}
 		for i := range m.Count() {
-			if m.Digest(i) != Sum(pkt(m.FirstPN+uint64(i))) {
+			if d := Sum(pkt(m.FirstPN + uint64(i))); !m.Lists(i, &d) {
 				t.Fatalf("manifest %d digest %d is not that of packet %d", m.Seq, i, m.FirstPN+uint64(i))
 			}
 		}

@@ -15,7 +15,7 @@ const MediaType = "application/ambi"
 
 // MaxLen is the length of the longest manifest the format can encode: a full
 // TLV space, MaxDigests digests and a 65535-byte signature.
-const MaxLen = HeaderLen + 2 + 0xffff + MaxDigests*DigestLen + TrailerLen + 0xffff
+const MaxLen = HeaderLen + 2 + 0xffff + SaltLen + MaxDigests*DigestLen + TrailerLen + 0xffff
 
 // ErrTooLong is returned by StreamReader.Next for a manifest longer than the
 // reader's limit.
@@ -27,19 +27,21 @@ var ErrTooLong = errors.New("manifest: longer than the stream reader's limit")
 // delay than the connection adds.
 type StreamReader struct {
 	r          io.Reader
+	alg        DigestAlg
 	max        int
 	buf        []byte
 	start, end int
 	err        error
 }
 
-// NewStreamReader returns a reader of the manifests in r. maxLen bounds one
-// manifest (and the reader's buffer); 0 means MaxLen.
-func NewStreamReader(r io.Reader, maxLen int) *StreamReader {
+// NewStreamReader returns a reader of the manifests in r, of a session whose
+// profile names digest algorithm alg. maxLen bounds one manifest (and the
+// reader's buffer); 0 means MaxLen.
+func NewStreamReader(r io.Reader, alg DigestAlg, maxLen int) *StreamReader {
 	if maxLen <= 0 || maxLen > MaxLen {
 		maxLen = MaxLen
 	}
-	return &StreamReader{r: r, max: maxLen, buf: make([]byte, min(maxLen, 4096))}
+	return &StreamReader{r: r, alg: alg, max: maxLen, buf: make([]byte, min(maxLen, 4096))}
 }
 
 // Next returns the next manifest, parsed, and its encoding. Both alias the
@@ -54,7 +56,7 @@ func (s *StreamReader) Next() (Manifest, []byte, error) {
 	}
 	for {
 		if s.end > s.start {
-			m, n, err := Parse(s.buf[s.start:s.end])
+			m, n, err := Parse(s.buf[s.start:s.end], s.alg)
 			if err == nil {
 				b := s.buf[s.start : s.start+n : s.start+n]
 				s.start += n

@@ -36,7 +36,7 @@ func TestStreamReader(t *testing.T) {
 		"one byte": iotest.OneByteReader(bytes.NewReader(stream)),
 		"half":     iotest.HalfReader(bytes.NewReader(stream)),
 	} {
-		sr := NewStreamReader(r, 0)
+		sr := NewStreamReader(r, DigestSHA256, 0)
 		for i, want := range parts {
 			m, b, err := sr.Next()
 			if err != nil {
@@ -61,7 +61,7 @@ func TestStreamReader(t *testing.T) {
 func TestStreamReaderErrors(t *testing.T) {
 	stream, parts := streamSeeds(t)
 	// Ends inside the second manifest.
-	sr := NewStreamReader(bytes.NewReader(stream[:len(parts[0])+20]), 0)
+	sr := NewStreamReader(bytes.NewReader(stream[:len(parts[0])+20]), DigestSHA256, 0)
 	if _, _, err := sr.Next(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestStreamReaderErrors(t *testing.T) {
 		t.Fatalf("truncated: %v", err)
 	}
 	// A limit below the third manifest's length.
-	sr = NewStreamReader(iotest.OneByteReader(bytes.NewReader(stream)), len(parts[2])-1)
+	sr = NewStreamReader(iotest.OneByteReader(bytes.NewReader(stream)), DigestSHA256, len(parts[2])-1)
 	sr.Next()
 	sr.Next()
 	if _, _, err := sr.Next(); !errors.Is(err, ErrTooLong) {
@@ -78,7 +78,7 @@ func TestStreamReaderErrors(t *testing.T) {
 	// A malformed manifest (digest count 0) after a good one.
 	bad := append(bytes.Clone(parts[0]), parts[1]...)
 	bad[len(parts[0])+16], bad[len(parts[0])+17] = 0x80, 0
-	sr = NewStreamReader(bytes.NewReader(bad), 0)
+	sr = NewStreamReader(bytes.NewReader(bad), DigestSHA256, 0)
 	sr.Next()
 	_, _, err := sr.Next()
 	var pe *ParseError
@@ -89,7 +89,7 @@ func TestStreamReaderErrors(t *testing.T) {
 		t.Fatalf("error not sticky: %v", err2)
 	}
 	// A read error is passed on.
-	sr = NewStreamReader(iotest.ErrReader(io.ErrClosedPipe), 0)
+	sr = NewStreamReader(iotest.ErrReader(io.ErrClosedPipe), DigestSHA256, 0)
 	if _, _, err := sr.Next(); err != io.ErrClosedPipe {
 		t.Fatalf("read error: %v", err)
 	}
@@ -104,34 +104,41 @@ func FuzzStreamReader(f *testing.F) {
 	f.Add(parts[0], uint16(1))
 	f.Add(stream[:len(stream)-1], uint16(7))
 	f.Add([]byte{}, uint16(0))
+	f.Add(saltedSeed(f), uint16(0))
 	f.Fuzz(func(t *testing.T, b []byte, maxLen uint16) {
-		sr := NewStreamReader(iotest.HalfReader(bytes.NewReader(b)), int(maxLen))
-		pos := 0
-		for {
-			m, raw, err := sr.Next()
-			if err != nil {
-				var pe *ParseError
-				switch {
-				case err == io.EOF:
-					if pos != len(b) {
-						t.Fatalf("EOF after %d of %d bytes", pos, len(b))
-					}
-				case err == io.ErrUnexpectedEOF, errors.Is(err, ErrTooLong), errors.As(err, &pe):
-				default:
-					t.Fatalf("unexpected error %v", err)
-				}
-				return
-			}
-			if !bytes.Equal(raw, b[pos:pos+len(raw)]) {
-				t.Fatalf("manifest at %d is not the input's bytes", pos)
-			}
-			again, n, err := Parse(raw)
-			if err != nil || n != len(raw) || again.Seq != m.Seq || again.FirstPN != m.FirstPN {
-				t.Fatalf("returned manifest does not parse back: %v", err)
-			}
-			pos += len(raw)
+		for _, alg := range []DigestAlg{DigestSHA256, DigestSalted128} {
+			fuzzStreamReader(t, b, maxLen, alg)
 		}
 	})
+}
+
+func fuzzStreamReader(t *testing.T, b []byte, maxLen uint16, alg DigestAlg) {
+	sr := NewStreamReader(iotest.HalfReader(bytes.NewReader(b)), alg, int(maxLen))
+	pos := 0
+	for {
+		m, raw, err := sr.Next()
+		if err != nil {
+			var pe *ParseError
+			switch {
+			case err == io.EOF:
+				if pos != len(b) {
+					t.Fatalf("EOF after %d of %d bytes", pos, len(b))
+				}
+			case err == io.ErrUnexpectedEOF, errors.Is(err, ErrTooLong), errors.As(err, &pe):
+			default:
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(raw, b[pos:pos+len(raw)]) {
+			t.Fatalf("manifest at %d is not the input's bytes", pos)
+		}
+		again, n, err := Parse(raw, alg)
+		if err != nil || n != len(raw) || again.Seq != m.Seq || again.FirstPN != m.FirstPN {
+			t.Fatalf("returned manifest does not parse back: %v", err)
+		}
+		pos += len(raw)
+	}
 }
 
 // TestSignerOnManifest: the hook sees every manifest once, signed, in
@@ -153,7 +160,7 @@ func TestSignerOnManifest(t *testing.T) {
 			if f == nil {
 				break
 			}
-			m, _, err := ParseFrame(f)
+			m, _, err := ParseFrame(f, DigestSHA256)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +175,7 @@ func TestSignerOnManifest(t *testing.T) {
 		t.Fatalf("%d manifests handed out, want 3 (4+4+2 packets)", len(got))
 	}
 	for i, b := range got {
-		m, n, err := Parse(b)
+		m, n, err := Parse(b, DigestSHA256)
 		if err != nil || n != len(b) {
 			t.Fatalf("manifest %d: %v", i, err)
 		}

@@ -380,7 +380,7 @@ func TestAsymmetricManifestStreamCloses(t *testing.T) {
 	cfg := clientConfig(h)
 	cfg.ManifestStreamMin = 300 * time.Millisecond
 	var bigOK atomic.Bool
-	big := make([]byte, 12<<20) // about 320 manifests: the whole coverage window
+	big := make([]byte, 24<<20) // about 320 manifests of 65 packets: the whole coverage window
 	rand.Read(big)
 	cfg.OnResource = func(d Delivery) {
 		if d.Path == "/big" && d.Err == nil && d.Via == ViaMulticast && d.Size == int64(len(big)) {

@@ -120,9 +120,7 @@ func (c *Client) apply(ctx context.Context, d *wellknown.Description, first bool
 	for _, j := range starts {
 		c.startJob(ctx, j)
 	}
-	for _, o := range released {
-		c.settle(ctx, o)
-	}
+	c.settleReleased(ctx, released)
 	c.notify()
 }
 

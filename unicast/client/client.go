@@ -424,6 +424,9 @@ type Client struct {
 	storage h3m.Storage
 	sem     chan struct{}
 	pollNow chan struct{}
+	// gapsDue: lost promises have waited LostGrace (lostPromises); the
+	// poll loop asks for their signed entries, or reads.
+	gapsDue chan struct{}
 	keys    *keyResolver
 	// pollIdle: the poll interval has grown past CatalogPoll; pollLive:
 	// it was stretched because the sessions are live in-band.
@@ -589,6 +592,7 @@ func New(cfg Config) (*Client, error) {
 		storage:       storage,
 		sem:           make(chan struct{}, cfg.RepairConcurrency),
 		pollNow:       make(chan struct{}, 1),
+		gapsDue:       make(chan struct{}, 1),
 		wake:          make(chan struct{}, 1),
 		demand:        make(chan struct{}, 1),
 		static:        make(map[string]bool),
@@ -824,14 +828,16 @@ func (c *Client) describeSince(ctx context.Context) (*wellknown.Description, err
 const endReadWait = time.Second
 
 // entriesBeforeEndRead reports whether the read after a session's end
-// should wait for the signed entries of the pushes held: once they are in,
-// the client may miss nothing and read the sessions alone
+// should wait for the signed entries on their way (of the pushes held, of
+// orphans, of lost promises whose streams came): once they are in, the
+// client may miss nothing and read the sessions alone
 // (missesNothingLocked), where a read now would list every entry pushed
-// since its last. It waits endReadWait at most.
+// since its last. It waits endReadWait at most, and not when a push held
+// has no entry on its way (only a read can judge it).
 func (c *Client) entriesBeforeEndRead(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.held) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
+	if c.endAt.IsZero() || now.Sub(c.endAt) >= endReadWait || len(c.entryFetching) == 0 || c.heldForReadLocked() || !c.descAt.Before(c.endAt) {
 		return false
 	}
 	return c.everySessionLocked(func(cs *csession) bool { return cs.sawEnd })
@@ -1004,21 +1010,38 @@ func (c *Client) catalogNeeded() bool {
 	if c.heldForReadLocked() {
 		return true // no signed entry on its way: a read must say
 	}
-	if c.pendingEntryLocked() {
-		return true // reads judge it lost in time (catalogJobsLocked)
-	}
 	if len(c.jobs) > 0 && !c.endAt.IsZero() && c.allEndedLocked() {
 		// The last repairs after the end may go on longer than
 		// OriginGrace through the caches, whose answers are not the
 		// origin's: reads show the origin is still there (finish).
 		return true
 	}
+	// Lost promises are asked of the caches as signed entries once they
+	// have waited LostGrace (fetchGapEntries), when the origin signs them;
+	// a failed one asks for a read.
+	gapsByEntry := c.catalogKey != nil && c.tier.count() > 0
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		waiting := !cs.left && (cs.state != wellknown.StateActive || cs.rcv == nil || cs.sawEnd) ||
-			len(cs.gaps) > 0 || len(cs.orphans) > 0
+			len(cs.gaps) > 0 && !gapsByEntry || c.orphanUnaskedLocked(cs)
 		cs.mu.Unlock()
 		if waiting {
+			return true
+		}
+	}
+	return false
+}
+
+// orphanUnaskedLocked reports whether an orphan of cs waits for the
+// catalogue with no signed entry on its way to name it (orphan): only a
+// read can. c.mu and cs.mu are held.
+func (c *Client) orphanUnaskedLocked(cs *csession) bool {
+	for _, res := range cs.orphans {
+		ref := wellknown.EntryRef{Session: cs.id, StreamID: res.StreamID, ByStream: true}
+		if _, idKnown := res.Orphan(); idKnown {
+			ref = wellknown.EntryRef{Session: cs.id, PushID: res.PushID}
+		}
+		if !c.entryFetching[ref.Path()] {
 			return true
 		}
 	}
@@ -1104,6 +1127,12 @@ func (c *Client) pollLoop(ctx context.Context) {
 				}
 			}
 		case <-c.pollNow:
+		case <-c.gapsDue:
+			if c.fetchGapEntries(ctx, time.Now()) || !c.pollIdle.Load() {
+				// Their entries are on their way (a failed one asks for
+				// a read); or the next poll comes soon enough.
+				continue
+			}
 		}
 		if c.entriesBeforeEndRead(time.Now()) {
 			// fetchEntry asks for the read when the last one is in;

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/h3m-project/h3m/h3m"
@@ -87,23 +88,44 @@ func (cs *csession) pushSeenLocked(id uint64, lead bool, now time.Time) []pushGa
 // removeGapLocked takes push id out of cs's gaps (a late promise, or the
 // catalogue named it).
 func (cs *csession) removeGapLocked(id uint64) {
-	for i, g := range cs.gaps {
+	cs.gaps = removeGap(cs.gaps, id)
+}
+
+// removeGap returns gaps less push id.
+func removeGap(gaps []pushGap, id uint64) []pushGap {
+	for i, g := range gaps {
 		if id < g.from || id >= g.to {
 			continue
 		}
 		switch {
 		case g.to-g.from == 1:
-			cs.gaps = append(cs.gaps[:i], cs.gaps[i+1:]...)
+			gaps = append(gaps[:i], gaps[i+1:]...)
 		case id == g.from:
-			cs.gaps[i].from++
+			gaps[i].from++
 		case id == g.to-1:
-			cs.gaps[i].to--
+			gaps[i].to--
 		default:
-			cs.gaps = append(cs.gaps[:i+1], cs.gaps[i:]...)
-			cs.gaps[i].to, cs.gaps[i+1].from = id, id+1
+			gaps = append(gaps[:i+1], gaps[i:]...)
+			gaps[i].to, gaps[i+1].from = id, id+1
 		}
-		return
+		return gaps
 	}
+	return gaps
+}
+
+// unnamedLocked returns gaps (of session) less the push IDs the catalogue
+// lists: a signed entry or a read that came before the gap was noticed
+// (the entry of an orphan's stream, say, before the next promise showed
+// that the orphan's was lost) named them, and catalogJobsLocked has them
+// in hand. c.mu is held.
+func (c *Client) unnamedLocked(session string, gaps []pushGap) []pushGap {
+	gaps = slices.Clone(gaps)
+	for i := range c.catalog {
+		if e := &c.catalog[i]; e.Session == session && len(gaps) > 0 {
+			gaps = removeGap(gaps, e.PushID)
+		}
+	}
+	return gaps
 }
 
 // lostPromises handles the gaps pushSeenLocked found in session cs: kept
@@ -115,12 +137,18 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	}
 	c.mu.Lock()
 	catalogue := c.origin != nil && !c.altSvcOnly
+	if catalogue {
+		gaps = c.unnamedLocked(cs.id, gaps)
+	}
 	c.mu.Unlock()
 	if !catalogue {
 		for _, g := range gaps {
 			c.reportGap(cs.id, g, "nothing names it: there is no catalogue")
 		}
 		return
+	}
+	if len(gaps) == 0 {
+		return // named already
 	}
 	var over []pushGap
 	cs.mu.Lock()
@@ -135,12 +163,24 @@ func (c *Client) lostPromises(cs *csession, gaps []pushGap) {
 	// still be coming, its head lost, and a catalogue that names the push
 	// now would have it fetched whole (a later push was promised), where
 	// the orphan it becomes when it ends is identified and repaired
-	// (orphan, which reads or asks for its entry). A push lost whole is
-	// read about after LostGrace; the poll interval may have grown
-	// (CatalogIdlePoll). A gap of an orphan whose stream came has its
-	// entry asked already.
+	// (orphan, which asks for its entry or reads). A push lost whole is
+	// asked about after LostGrace (its signed entry, else a read: the
+	// poll interval may have grown to CatalogIdlePoll). A gap of an
+	// orphan whose stream came has its entry asked already.
 	if !c.fetchingEntries(cs.id, gaps) {
-		time.AfterFunc(c.cfg.LostGrace, c.pollSoon)
+		time.AfterFunc(c.cfg.LostGrace, func() {
+			// Unless an entry (of an orphan's stream, say) named them
+			// meanwhile.
+			cs.mu.Lock()
+			open := len(cs.gaps) > 0
+			cs.mu.Unlock()
+			if open {
+				select {
+				case c.gapsDue <- struct{}{}:
+				default:
+				}
+			}
+		})
 	}
 	for _, g := range over {
 		c.reportGap(cs.id, g, "too many lost promises waiting for the catalogue")

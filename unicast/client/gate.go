@@ -156,14 +156,15 @@ func (c *Client) releaseHeldLocked(started time.Time, jobsOnly bool) []*outcome 
 	return out
 }
 
-// takeHeldLocked removes the held outcomes match picks, their paths no
-// longer busy, and returns them.
+// takeHeldLocked removes the held outcomes match picks and returns them,
+// their paths still busy: settleReleased (or actReleased) hands each on,
+// then frees its path, so that no catalogue pass in between takes it for
+// a push not received.
 func (c *Client) takeHeldLocked(match func(*outcome) bool) []*outcome {
 	var out []*outcome
 	kept := c.held[:0]
 	for _, o := range c.held {
 		if match(o) {
-			c.unbusyLocked(o.path)
 			out = append(out, o)
 		} else {
 			kept = append(kept, o)
@@ -186,6 +187,16 @@ func (c *Client) unchecked(ctx context.Context, started time.Time) {
 	c.mu.Unlock()
 	for _, o := range released {
 		c.act(ctx, o)
+		c.unbusy(o.path)
+	}
+}
+
+// settleReleased settles the outcomes takeHeldLocked released, freeing
+// each one's path once it is handed on.
+func (c *Client) settleReleased(ctx context.Context, released []*outcome) {
+	for _, o := range released {
+		c.settle(ctx, o)
+		c.unbusy(o.path)
 	}
 }
 

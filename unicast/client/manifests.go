@@ -328,7 +328,7 @@ func (f *manifestFetcher) fetch(ctx context.Context, q string, long bool) (n int
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, manifest.MediaType) {
 		return 0, 0, fmt.Errorf("client: %s: content type %q, want %s", f.path, ct, manifest.MediaType)
 	}
-	sr := manifest.NewStreamReader(resp.Body, 0)
+	sr := manifest.NewStreamReader(resp.Body, f.tr.ManifestDigest(), 0)
 	var rejected int
 	for {
 		m, raw, err := sr.Next()

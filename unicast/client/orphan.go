@@ -68,6 +68,12 @@ func (c *Client) orphan(ctx context.Context, cs *csession, res *h3m.Resource) {
 		// identifies it without a read (signedentries.go).
 		viaEntry = c.fetchEntries(ctx, cs.id, []uint64{res.PushID})
 		c.promiseLost(cs, res.PushID)
+	} else {
+		// Its push ID was lost with its stream's first packet: the
+		// signed entry of its stream names it (and the gap its lost
+		// promise left, if it was lost too), without a read of every
+		// entry since the last.
+		viaEntry = c.fetchStreamEntry(ctx, cs.id, res.StreamID)
 	}
 	c.log.Debug("orphan push stream: waiting for the catalogue to identify it", "session", cs.id, "stream", res.StreamID, "push_id_known", idKnown, "push_id", res.PushID)
 	c.mu.Lock()

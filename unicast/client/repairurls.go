@@ -401,7 +401,7 @@ func (t *repairTier) allows(r *http.Request) *repairBase {
 		if _, err := wellknown.ParseTarget(target); err != nil {
 			// The one path under wellknown.Path a cache may serve: a
 			// signed catalogue entry (signedentries.go).
-			if _, _, ok := wellknown.ParseCatalogEntryPath(rest); !ok || u.RawQuery != "" {
+			if _, ok := wellknown.ParseCatalogEntryRef(rest); !ok || u.RawQuery != "" {
 				continue
 			}
 		}

@@ -316,6 +316,12 @@ func TestRepairTierAllows(t *testing.T) {
 		"http://other.example/a.bin":                   false,
 		"https://u@other.example/a.bin":                false,
 		"https://evil.example/a.bin":                   false,
+		// Signed catalogue entries, by push ID or by stream ID: the one
+		// exception under /.well-known/ (their signatures prove them).
+		"https://other.example/.well-known/h3m/catalog/0a0b/7":          true,
+		"https://other.example/.well-known/h3m/catalog/0a0b/stream/7":   true,
+		"https://other.example/.well-known/h3m/catalog/0a0b/stream/7?x": false,
+		"https://other.example/.well-known/h3m/catalog/0a0b/stream/07":  false,
 	} {
 		u, err := url.Parse(raw)
 		if err != nil {

@@ -374,6 +374,11 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 		c.endAt = now
 		c.mu.Unlock()
 		c.lostPromises(cs, gaps)
+		// The end settled every stream still coming: the pushes of the
+		// gaps left were lost whole, and their signed entries, asked now,
+		// name them before the read after the end, which waits for them
+		// (entriesBeforeEndRead) and may then ask for the sessions alone.
+		c.fetchGapEntries(ctx, now)
 		// The catalogue may name what the end left missing: read it now,
 		// not at the next poll.
 		select {
@@ -398,9 +403,11 @@ func (c *Client) onEvent(ctx context.Context, cs *csession, e h3m.Event) {
 	verifier := cs.verifier
 	cs.mu.Unlock()
 	if ok {
-		c.mu.Lock()
-		c.unbusyLocked(path)
-		c.mu.Unlock()
+		// Its path stays busy until what follows has handed the push on
+		// (a job, a hold, a delivery): a catalogue pass meanwhile
+		// (catalogJobsLocked, from a signed entry or the monitor) would
+		// take it for one not received and fetch it whole.
+		defer c.unbusy(path)
 	}
 	if path == "" {
 		path = res.Path()
@@ -501,6 +508,13 @@ func (c *Client) endMarker(cs *csession, res *h3m.Resource) bool {
 	return resp != nil && resp.Status == http.StatusNoContent && length <= 0
 }
 
+// unbusy is unbusyLocked taking c.mu.
+func (c *Client) unbusy(path string) {
+	c.mu.Lock()
+	c.unbusyLocked(path)
+	c.mu.Unlock()
+}
+
 func (c *Client) unbusyLocked(path string) {
 	if c.busy[path]--; c.busy[path] <= 0 {
 		delete(c.busy, path)
@@ -597,6 +611,12 @@ func (c *Client) monitor(ctx context.Context, now time.Time) {
 		default:
 			c.log.Info("multicast is back")
 		}
+	}
+	if len(starts) == 0 && c.pendingEntryLocked() {
+		// Listed, expected, and neither received nor under way: judged
+		// lost here, on the client's own clock (lostLocked), rather than
+		// by reading the description every CatalogPoll until it is.
+		starts = c.catalogJobsLocked(now)
 	}
 	c.mu.Unlock()
 	for _, cancel := range leave {

@@ -100,11 +100,17 @@ func (c *Catalog) listAt(now time.Time) []wellknown.CatalogEntry {
 // Entry returns the entry of push pushID of session, while the catalogue
 // keeps it.
 func (c *Catalog) Entry(session string, pushID uint64) (wellknown.CatalogEntry, bool) {
+	return c.EntryOf(wellknown.EntryRef{Session: session, PushID: pushID})
+}
+
+// EntryOf returns the entry ref names (by push ID, or by the stream that
+// carried the push), while the catalogue keeps it.
+func (c *Catalog) EntryOf(ref wellknown.EntryRef) (wellknown.CatalogEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pruneLocked(time.Now())
 	for i := len(c.entries) - 1; i >= 0; i-- {
-		if e := &c.entries[i]; e.PushID == pushID && e.Session == session {
+		if e := &c.entries[i]; ref.Names(e) {
 			return *e, true
 		}
 	}

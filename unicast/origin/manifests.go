@@ -71,6 +71,7 @@ type Manifests struct {
 // manifestLog is the manifests of one session: a ring of the newest ones,
 // consecutive in sequence number.
 type manifestLog struct {
+	alg     manifest.DigestAlg // set at Open, never changed
 	mu      sync.Mutex
 	ring    []manifestEntry
 	head, n int
@@ -96,10 +97,10 @@ func (ms *Manifests) maxBytes() int {
 	return DefaultManifestBytes
 }
 
-// Open starts keeping the manifests of session id (lower-case hex). Opening
-// a running session again is harmless; opening one that ended starts a new
-// log.
-func (ms *Manifests) Open(id string) {
+// Open starts keeping the manifests of session id (lower-case hex), whose
+// profile names digest algorithm alg. Opening a running session again is
+// harmless; opening one that ended starts a new log.
+func (ms *Manifests) Open(id string, alg manifest.DigestAlg) {
 	if ms == nil {
 		return
 	}
@@ -118,7 +119,7 @@ func (ms *Manifests) Open(id string) {
 		// The ID of a session that ended long ago, used again: a new log.
 		ms.ended = slices.DeleteFunc(ms.ended, func(e string) bool { return e == id })
 	}
-	ms.logs[id] = &manifestLog{max: ms.maxBytes(), waiters: make(map[chan struct{}]struct{})}
+	ms.logs[id] = &manifestLog{alg: alg, max: ms.maxBytes(), waiters: make(map[chan struct{}]struct{})}
 }
 
 func (ms *Manifests) log(id string) *manifestLog {
@@ -142,7 +143,7 @@ func (ms *Manifests) Add(id string, m []byte) error {
 	if l == nil {
 		return fmt.Errorf("origin: manifests: %w: %q", ErrUnknownSession, id)
 	}
-	p, n, err := manifest.Parse(m)
+	p, n, err := manifest.Parse(m, l.alg)
 	if err != nil {
 		return fmt.Errorf("origin: manifests: %w", err)
 	}

@@ -36,7 +36,7 @@ func testManifests(t testing.TB, n, per int, seq0 uint32, pn0 uint64) [][]byte {
 
 func TestManifestsStore(t *testing.T) {
 	ms := &Manifests{MaxBytes: 10 * 1200}
-	ms.Open("01")
+	ms.Open("01", manifest.DigestSHA256)
 	if err := ms.Add("02", testManifests(t, 1, 1, 0, 0)[0]); err == nil {
 		t.Fatal("manifest for a session not opened accepted")
 	}
@@ -80,7 +80,7 @@ func TestManifestsStore(t *testing.T) {
 	// Ended sessions beyond MaxEnded are forgotten.
 	ms2 := &Manifests{MaxEnded: 2}
 	for _, id := range []string{"a1", "a2", "a3"} {
-		ms2.Open(id)
+		ms2.Open(id, manifest.DigestSHA256)
 		ms2.End(id)
 	}
 	if ms2.Has("a1") || !ms2.Has("a2") || !ms2.Has("a3") {

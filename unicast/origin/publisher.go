@@ -231,7 +231,7 @@ func (p *Publisher) manifestConfig(ad *altsvc.Advertisement, id string) (*manife
 		return nil, fmt.Errorf("the session is asymmetric, and no manifest key has its public key (key ID %x)", id[:])
 	}
 	if p.cfg.Manifests != nil {
-		p.cfg.Manifests.Open(id)
+		p.cfg.Manifests.Open(id, prof.Digest)
 		record, user := p.cfg.Manifests.Recorder(id), sc.OnManifest
 		sc.OnManifest = func(m []byte) {
 			record(m)

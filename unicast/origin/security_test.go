@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/unicast/internal/origintest"
 	"github.com/h3m-project/h3m/unicast/internal/unicasttest"
 	"github.com/h3m-project/h3m/unicast/origin"
@@ -150,7 +151,7 @@ func TestRangeCap(t *testing.T) {
 func TestManifestStreamsPerClient(t *testing.T) {
 	h := origintest.New(t, origintest.Options{Files: 1})
 	const id = "0a0b"
-	h.Manifests.Open(id)
+	h.Manifests.Open(id, manifest.DigestSHA256)
 	url := "https://" + h.Addr + wellknown.ManifestPath(id)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

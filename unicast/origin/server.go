@@ -126,9 +126,18 @@ func (s *Server) setup() (*http3.Server, error) {
 		// save it.
 		qc.DisablePathMTUDiscovery = len(s.RepairURLs) > 0
 	}
+	tc := s.TLSConfig.Clone()
+	if len(s.RepairURLs) > 0 {
+		// No TLS session tickets: h3m's client keeps no session cache (a
+		// receiver holds one connection for its life), so a ticket is
+		// never presented, and each receiver's handshake would carry
+		// 0.2 kB for nothing — with caches listed, the receivers'
+		// connections are most of what the origin sends over HTTP/3.
+		tc.SessionTicketsDisabled = true
+	}
 	s.h3 = &http3.Server{
 		Addr:       s.Addr,
-		TLSConfig:  http3.ConfigureTLSConfig(s.TLSConfig.Clone()),
+		TLSConfig:  http3.ConfigureTLSConfig(tc),
 		QUICConfig: qc,
 		Handler:    s,
 		Logger:     s.Logger,
@@ -461,8 +470,9 @@ func (s *Server) catalogKey() ed25519.PrivateKey {
 }
 
 // serveCatalogEntry serves one catalogue entry, signed, at
-// wellknown.CatalogEntryPath: an immutable document (a push ID names one
-// push of a session), which caches may keep while the catalogue does, so
+// wellknown.CatalogEntryPath or CatalogStreamEntryPath: an immutable
+// document (a push ID, or a stream ID, names one push of a session), which
+// caches may keep while the catalogue does, so
 // that receivers that need an entry ask their cache, not the origin
 // (spec/unicast.md, "Signed catalogue entries"). It carries no key and is
 // served over TCP too.
@@ -472,10 +482,10 @@ func (s *Server) serveCatalogEntry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	session, pushID, ok := wellknown.ParseCatalogEntryPath(r.URL.Path)
+	ref, ok := wellknown.ParseCatalogEntryRef(r.URL.Path)
 	var e wellknown.CatalogEntry
 	if ok && s.Catalog != nil {
-		e, ok = s.Catalog.Entry(session, pushID)
+		e, ok = s.Catalog.EntryOf(ref)
 	}
 	if !ok {
 		// Not listed (yet): a cache must not keep the answer.

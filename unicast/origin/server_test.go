@@ -285,7 +285,7 @@ func TestManifestsHTTP(t *testing.T) {
 	h := origintest.New(t, origintest.Options{Files: 1})
 	hc := h.HTTPClient()
 	const id = "0a0b"
-	h.Manifests.Open(id)
+	h.Manifests.Open(id, manifest.DigestSHA256)
 	ms := origin.TestManifests(t, 40, 33, 100, 0)
 	for _, m := range ms[:10] {
 		h.Manifests.Add(id, m)
@@ -335,7 +335,7 @@ func TestManifestsHTTP(t *testing.T) {
 			t.Fatalf("stream %s: %v", q, err)
 		}
 		t.Cleanup(func() { resp.Body.Close() })
-		return manifest.NewStreamReader(resp.Body, 0)
+		return manifest.NewStreamReader(resp.Body, manifest.DigestSHA256, 0)
 	}
 	from, live := open("?from=105"), open("")
 	expect := func(sr *manifest.StreamReader, want []byte) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestServeTCP(t *testing.T) {
 	}
 	ss.Activate(id)
 	var cat origin.Catalog
-	entry := wellknown.CatalogEntry{Path: "/a.bin", Size: int64(len(content)), ETag: `"e"`, Session: "0a0b", PushID: 3, Pushed: time.Now()}
+	entry := wellknown.CatalogEntry{Path: "/a.bin", Size: int64(len(content)), ETag: `"e"`, Session: "0a0b", PushID: 3, StreamID: 15, Pushed: time.Now()}
 	cat.Add(entry)
 	srv := &origin.Server{Handler: files, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, Sessions: &ss, Catalog: &cat,
 		RepairURLs: []string{"https://cache.example/h3m"}, Logger: unicasttest.Logger(t)}
@@ -96,6 +97,17 @@ func TestServeTCP(t *testing.T) {
 			t.Errorf("h2 %v: signed entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
 		}
 		entries = append(entries, body)
+		// The same entry by the stream that carried the push (what a
+		// receiver knows of a stream whose push ID was lost).
+		byStream := wellknown.EntryRef{Session: "0a0b", StreamID: 15, ByStream: true}
+		resp, sbody := fetch(t, hc, "GET", base+byStream.Path(), nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") || !bytes.Equal(sbody, body) {
+			t.Errorf("h2 %v: signed entry by stream: %s, Cache-Control %q, %q", h2, resp.Status, resp.Header.Get("Cache-Control"), sbody)
+		}
+		resp, _ = fetch(t, hc, "GET", base+wellknown.EntryRef{Session: "0a0b", StreamID: 19, ByStream: true}.Path(), nil)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("h2 %v: unlisted stream: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
+		}
 		resp, _ = fetch(t, hc, "GET", base+wellknown.CatalogEntryPath("0a0b", 4), nil)
 		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("h2 %v: unlisted entry: %s, Cache-Control %q", h2, resp.Status, resp.Header.Get("Cache-Control"))
@@ -103,7 +115,13 @@ func TestServeTCP(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 
-	h3 := &http3.Transport{TLSClientConfig: tlsConf.Clone()}
+	// With repair URLs listed the origin issues no TLS session ticket
+	// over HTTP/3 (h3m's client never presents one): a session cache
+	// gets nothing to keep.
+	tickets := &ticketCache{}
+	h3conf := tlsConf.Clone()
+	h3conf.ClientSessionCache = tickets
+	h3 := &http3.Transport{TLSClientConfig: h3conf}
 	defer h3.Close()
 	resp, body := fetch(t, &http.Client{Transport: h3}, "GET", "https://"+udp.LocalAddr().String()+wellknown.Path, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -117,6 +135,9 @@ func TestServeTCP(t *testing.T) {
 		raw, _ := json.Marshal(d.RepairURLs)
 		t.Errorf("repair URLs in the description: %s", raw)
 	}
+	if n := tickets.puts.Load(); n != 0 {
+		t.Errorf("%d TLS session tickets issued over HTTP/3 with repair URLs listed; want none", n)
+	}
 	key, err := wellknown.ParseCatalogKey(d.CatalogKey)
 	if err != nil {
 		t.Fatalf("the description's catalogue key: %v", err)
@@ -127,7 +148,7 @@ func TestServeTCP(t *testing.T) {
 			t.Errorf("signed entry over TCP: %+v, %v", e, err)
 		}
 	}
-	if ss := srv.Stats(); ss.CatalogEntries != 2 || ss.RepairRequests != 2 || ss.RepairBytes != 2*65536 || ss.Rejected["not_found"] != 6 {
+	if ss := srv.Stats(); ss.CatalogEntries != 4 || ss.RepairRequests != 2 || ss.RepairBytes != 2*65536 || ss.Rejected["not_found"] != 8 {
 		t.Errorf("server counters %+v; want the TCP answers counted", ss)
 	}
 	st := files.Stats()
@@ -143,5 +164,17 @@ func TestServeTCP(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("ServeTCP did not return after Close")
+	}
+}
+
+// ticketCache is a TLS client session cache that counts the tickets it is
+// given and keeps none.
+type ticketCache struct{ puts atomic.Int64 }
+
+func (c *ticketCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+
+func (c *ticketCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.puts.Add(1)
 	}
 }

@@ -44,27 +44,95 @@ func CatalogEntryTarget(session string, pushID uint64) Target {
 	return Target{Path: p, RawPath: p}
 }
 
+// CatalogStreamEntryPath returns the path of the signed entry of the push
+// that stream streamID of session carried: what a receiver knows of a push
+// stream whose first packet, with its push ID, was lost (an orphan). A
+// stream ID names one push of a session for good, as a push ID does.
+func CatalogStreamEntryPath(session string, streamID uint64) string {
+	return CatalogPath + "/" + session + "/" + streamSegment + "/" + strconv.FormatUint(streamID, 10)
+}
+
+// streamSegment separates a stream ID from a push ID in the path of a
+// signed entry.
+const streamSegment = "stream"
+
+// EntryRef names one signed catalogue entry: push PushID of Session, or,
+// when ByStream, the push that stream StreamID of Session carried.
+type EntryRef struct {
+	Session  string
+	PushID   uint64
+	StreamID uint64
+	ByStream bool
+}
+
+// Path returns the path of the signed entry r names.
+func (r EntryRef) Path() string {
+	if r.ByStream {
+		return CatalogStreamEntryPath(r.Session, r.StreamID)
+	}
+	return CatalogEntryPath(r.Session, r.PushID)
+}
+
+// Target returns Path as a Target (CatalogEntryTarget).
+func (r EntryRef) Target() Target {
+	p := r.Path()
+	return Target{Path: p, RawPath: p}
+}
+
+// Names reports whether entry e is the one r names.
+func (r EntryRef) Names(e *CatalogEntry) bool {
+	if e.Session != r.Session {
+		return false
+	}
+	if r.ByStream {
+		return r.StreamID != 0 && e.StreamID == r.StreamID // 0: not given
+	}
+	return e.PushID == r.PushID
+}
+
 // ParseCatalogEntryPath returns the session and push ID a path under
 // CatalogPath names; ok is false for any other path (a push ID in decimal
-// without leading zeros, a hex session ID in lower case).
+// without leading zeros, a hex session ID in lower case), a stream's
+// included (ParseCatalogEntryRef).
 func ParseCatalogEntryPath(p string) (session string, pushID uint64, ok bool) {
+	r, ok := ParseCatalogEntryRef(p)
+	if !ok || r.ByStream {
+		return "", 0, false
+	}
+	return r.Session, r.PushID, true
+}
+
+// ParseCatalogEntryRef returns the entry a path under CatalogPath names:
+// CatalogEntryPath or CatalogStreamEntryPath, in their canonical forms
+// (decimal numbers without leading zeros, a hex session ID in lower case;
+// stream 0 names nothing).
+func ParseCatalogEntryRef(p string) (EntryRef, bool) {
 	rest, found := strings.CutPrefix(p, CatalogPath+"/")
 	if !found {
-		return "", 0, false
+		return EntryRef{}, false
 	}
 	session, num, found := strings.Cut(rest, "/")
 	if !found || session == "" {
-		return "", 0, false
+		return EntryRef{}, false
 	}
 	id, err := ParseSessionID(session)
 	if err != nil || id != session {
-		return "", 0, false
+		return EntryRef{}, false
 	}
-	pushID, err = strconv.ParseUint(num, 10, 62)
-	if err != nil || strconv.FormatUint(pushID, 10) != num {
-		return "", 0, false
+	r := EntryRef{Session: session}
+	if stream, ok := strings.CutPrefix(num, streamSegment+"/"); ok {
+		r.ByStream, num = true, stream
 	}
-	return session, pushID, true
+	n, err := strconv.ParseUint(num, 10, 62)
+	if err != nil || strconv.FormatUint(n, 10) != num || r.ByStream && n == 0 {
+		return EntryRef{}, false
+	}
+	if r.ByStream {
+		r.StreamID = n
+	} else {
+		r.PushID = n
+	}
+	return r, true
 }
 
 // signedEntry is the document served at CatalogEntryPath: the entry's JSON
@@ -109,6 +177,12 @@ func SignCatalogEntry(key ed25519.PrivateKey, e *CatalogEntry) ([]byte, error) {
 // then is the entry returned. Errors wrap ErrEntrySignature or
 // ErrMalformed.
 func VerifyCatalogEntry(key ed25519.PublicKey, b []byte, session string, pushID uint64) (*CatalogEntry, error) {
+	return VerifyCatalogEntryRef(key, b, EntryRef{Session: session, PushID: pushID})
+}
+
+// VerifyCatalogEntryRef is VerifyCatalogEntry for the entry ref names (by
+// push ID or by stream ID).
+func VerifyCatalogEntryRef(key ed25519.PublicKey, b []byte, ref EntryRef) (*CatalogEntry, error) {
 	if len(b) > MaxSignedEntrySize {
 		return nil, descErr("", "signed entry of %d bytes, limit %d", len(b), MaxSignedEntrySize)
 	}
@@ -134,8 +208,8 @@ func VerifyCatalogEntry(key ed25519.PublicKey, b []byte, session string, pushID 
 	if err := checkEntry("entry", &e); err != nil {
 		return nil, err
 	}
-	if e.Session != session || e.PushID != pushID {
-		return nil, descErr("entry", "push %d of session %s, asked for push %d of %s", e.PushID, e.Session, pushID, Truncate(session))
+	if !ref.Names(&e) {
+		return nil, descErr("entry", "push %d (stream %d) of session %s, asked for %s", e.PushID, e.StreamID, e.Session, Truncate(ref.Path()))
 	}
 	return &e, nil
 }

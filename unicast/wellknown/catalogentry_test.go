@@ -76,6 +76,56 @@ func TestCatalogEntryPath(t *testing.T) {
 	}
 }
 
+func TestCatalogStreamEntryPath(t *testing.T) {
+	ref := EntryRef{Session: "0a0b", StreamID: 207, ByStream: true}
+	p := ref.Path()
+	if p != "/.well-known/h3m/catalog/0a0b/stream/207" {
+		t.Fatalf("path %q", p)
+	}
+	if got, ok := ParseCatalogEntryRef(p); !ok || got != ref {
+		t.Fatalf("parse: %+v %v", got, ok)
+	}
+	if _, _, ok := ParseCatalogEntryPath(p); ok {
+		t.Fatalf("a stream's path parsed as a push ID's")
+	}
+	if got, ok := ParseCatalogEntryRef(CatalogEntryPath("0a0b", 3)); !ok || got != (EntryRef{Session: "0a0b", PushID: 3}) {
+		t.Fatalf("push path: %+v %v", got, ok)
+	}
+	for _, bad := range []string{"/.well-known/h3m/catalog/0a0b/stream/0", "/.well-known/h3m/catalog/0a0b/stream/07",
+		"/.well-known/h3m/catalog/0a0b/stream/", "/.well-known/h3m/catalog/0a0b/stream", "/.well-known/h3m/catalog/0a0b/streams/7",
+		"/.well-known/h3m/catalog/0a0b/stream/7/x", "/.well-known/h3m/catalog/0a0b/Stream/7"} {
+		if r, ok := ParseCatalogEntryRef(bad); ok {
+			t.Errorf("%q accepted: %+v", bad, r)
+		}
+	}
+}
+
+// TestVerifyCatalogEntryByStream: an entry asked by stream ID must be of
+// that stream and session, whatever its push ID.
+func TestVerifyCatalogEntryByStream(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	e := testEntry()
+	e.StreamID = 31
+	doc, err := SignCatalogEntry(priv, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyCatalogEntryRef(pub, doc, EntryRef{Session: "0a0b", StreamID: 31, ByStream: true})
+	if err != nil || got.PushID != 7 || got.StreamID != 31 {
+		t.Fatalf("verify: %+v, %v", got, err)
+	}
+	for _, ref := range []EntryRef{{Session: "0a0b", StreamID: 35, ByStream: true}, {Session: "0a0c", StreamID: 31, ByStream: true}} {
+		if _, err := VerifyCatalogEntryRef(pub, doc, ref); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%+v: %v", ref, err)
+		}
+	}
+	e.StreamID = 0
+	doc, _ = SignCatalogEntry(priv, e)
+	if _, err := VerifyCatalogEntryRef(pub, doc, EntryRef{Session: "0a0b", ByStream: true}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("an entry without a stream ID taken for stream 0: %v", err)
+	}
+}
+
 func TestParseCatalogKey(t *testing.T) {
 	for _, bad := range []string{"", "!!", EncodeCatalogKey(make([]byte, 31))} {
 		if _, err := ParseCatalogKey(bad); err == nil {
@@ -101,6 +151,10 @@ func FuzzVerifyCatalogEntry(f *testing.F) {
 	f.Add([]byte(`{}`))
 	pub := seed.Public().(ed25519.PublicKey)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if e, err := VerifyCatalogEntryRef(pub, b, EntryRef{Session: "0a0b", StreamID: 31, ByStream: true}); err == nil &&
+			(e.Session != "0a0b" || e.StreamID != 31 || checkPath(e.Path) != nil) {
+			t.Fatalf("accepted by stream %+v", e)
+		}
 		e, err := VerifyCatalogEntry(pub, b, "0a0b", 7)
 		if err != nil {
 			return
