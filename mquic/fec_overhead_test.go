@@ -76,15 +76,23 @@ func TestFECOverheadChanges(t *testing.T) {
 		t.Errorf("back at overhead 0: %d blocks, %d before (only the block open then may close with repair packets)", end.Blocks, mid.Blocks)
 	}
 	// Every block has ⌈0.1 k⌉ repair packets, and none covers the first
-	// phase's packets.
+	// phase's packets; those are not padded to the size of repair packets
+	// (there are none to match), the second phase's full ones are.
 	prot, _ := params.Protector()
+	full := map[bool]int{}
 	for i, p := range rec.packets() {
+		if len(p) == mquic.DefaultMaxPacketSize {
+			full[uint64(i) < firstFEC]++
+		}
 		fp := decodeFECPacket(t, prot, len(params.SessionID), p)
 		if r := fp.repair; r != nil {
 			if r.RepairCount != fec.RepairCount(0.1, r.SourceCount) || uint64(i) < firstFEC {
 				t.Fatalf("packet %d: block %d of %d+%d packets; want ⌈0.1 k⌉ repair packets, after packet %d", i, r.BlockID, r.SourceCount, r.RepairCount, firstFEC)
 			}
 		}
+	}
+	if full[true] != 0 || full[false] == 0 {
+		t.Errorf("%d packets of %d bytes at overhead 0, %d at 0.1; want none, then some", full[true], mquic.DefaultMaxPacketSize, full[false])
 	}
 	want := expectFEC(t, params, rec.packets(), lossy.Dropped())
 	st := rcv.Stats()

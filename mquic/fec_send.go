@@ -112,7 +112,12 @@ func (s *Sender) fecAdd() bool {
 		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
 	}
 	full := s.fec.Add(s.curPN, payload, pad, worthy, s.curSince)
-	s.cur = wire.AppendPadding(s.cur, pad)
+	if s.fec.Open() {
+		// Only packets of a block: with no repair packets (overhead 0,
+		// SetRepairOverhead) there is no size to match, and the padding
+		// would cost what the shorter payloads save in bytes.
+		s.cur = wire.AppendPadding(s.cur, pad)
+	}
 	return full
 }
 
