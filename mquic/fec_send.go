@@ -83,6 +83,17 @@ func (s *Sender) SetRepairOverhead(overhead float64) error {
 // worth at most), and padded to fecPadEnd.
 const fecPadSlack = 64
 
+// FECPaddingCost is what the padding of a session's full packets to the
+// size of repair packets adds, per payload byte, while blocks with repair
+// packets are sent (none at overhead 0, nor without FEC): the payloads are
+// shorter by what a repair packet adds to a symbol, the datagrams not.
+func (s *Sender) FECPaddingCost() float64 {
+	if s.fec == nil {
+		return 0
+	}
+	return float64(s.fecPadEnd-s.payloadEnd) / float64(s.payloadEnd-s.hdrLen)
+}
+
 // MaxPayload is the largest plaintext payload of the sender's packets: its
 // packet size less the header and the AEAD tag, and, in a session with
 // FEC, less what a repair packet adds to a symbol.

@@ -249,6 +249,9 @@ func (a *AutoFEC) Tick() {
 		}
 		a.pol.framing, a.pol.target, a.pol.hysteresis = a.cfg.Framing, a.cfg.Target, fecHysteresis
 		a.pol.settle, a.pol.hold = a.cfg.Window+a.cfg.Lag, a.cfg.Hold
+		if snd != nil {
+			a.pol.extra = snd.FECPaddingCost()
+		}
 	}
 	if snd == nil || fp == nil {
 		return
@@ -281,7 +284,7 @@ func (a *AutoFEC) Tick() {
 	a.stats.Overhead, a.stats.Loss, a.stats.Receivers = d.overhead, d.loss, d.receivers
 	a.log.Info("adaptive FEC: repair overhead changed", "session", sid,
 		"repair_per_block", repairCount(d.overhead, a.pol.k, a.pol.maxM), "block", a.pol.k, "overhead", d.overhead,
-		"loss", d.loss, "receivers", d.receivers, "unicast_saved", d.benefit, "multicast_cost", d.cost, "reason", d.reason)
+		"loss", d.loss, "receivers", d.receivers, "unicast_saved", d.benefit, "multicast_cost", d.cost, "padding_cost", a.pol.extra, "reason", d.reason)
 }
 
 // sampleLocked is the window ending at now: what each receiver asked in

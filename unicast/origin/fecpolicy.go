@@ -18,6 +18,10 @@ type fecPolicy struct {
 	hysteresis float64 // on above cost·(1+h), off below cost·(1−h)
 	settle     time.Duration
 	hold       time.Duration
+	// extra is what repair packets cost besides themselves, per byte
+	// pushed: the padding of full packets to their size
+	// (mquic.Sender.FECPaddingCost).
+	extra float64
 
 	overhead  float64 // in force; 0: no repair packets
 	loss      float64 // the per-receiver loss behind it
@@ -143,12 +147,13 @@ func (p *fecPolicy) decide(now time.Time, s fecSample) (fecDecision, bool) {
 
 // judge is what loss at n receivers, whose asked fractions sum to sum,
 // calls for: the repair packets a block needs to be rebuilt but with
-// probability target, and what they cost against the unicast they save.
+// probability target, and what they cost (with the padding, extra)
+// against the unicast they save.
 func (p *fecPolicy) judge(loss float64, n int, sum float64) fecDecision {
 	m := repairsFor(loss, p.k, p.maxM, p.target)
 	return fecDecision{
 		overhead: float64(m) / float64(p.k), loss: loss, receivers: n,
-		benefit: p.framing * sum, cost: float64(m) / float64(p.k),
+		benefit: p.framing * sum, cost: float64(m)/float64(p.k) + p.extra,
 	}
 }
 

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,9 +68,14 @@ func TestFECPolicyDecisions(t *testing.T) {
 		{"N=100, 0.1 %", window(repeat(0.001, 100)...), true, 1, 3},
 		{"N=3, 0.1 %", window(0.001, 0.001, 0.001), false, 0, 0},
 		{"N=4, nothing pushed", fecSample{asked: []int64{1, 1, 1, 1}}, false, 0, 0},
+		{"N=4, 2 %, padding 3.6 %: costs more than it saves", window(0.02, 0.02, 0.02, 0.02), false, 0, 0},
+		{"N=4, 10 %, padding 3.6 %", window(0.1, 0.1, 0.1, 0.1), true, 30, 40},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := testPolicy()
+			if strings.Contains(c.name, "padding") {
+				p.extra = 0.036
+			}
 			d, changed := p.decide(now, c.s)
 			if changed != c.on {
 				t.Fatalf("changed %v (%+v), want on %v", changed, d, c.on)
