@@ -49,7 +49,7 @@ type fecDecision struct {
 const (
 	fecFraming    = 1.1
 	fecTarget     = 0.01
-	fecHysteresis = 0.15
+	fecHysteresis = 0.25
 	// fecDecay is what the loss estimate is multiplied by after a hold
 	// with no residual repair: the policy tries less overhead, and the
 	// residual repair it causes, if the loss is still there, brings the
