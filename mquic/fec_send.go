@@ -1,6 +1,7 @@
 package mquic
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -63,10 +64,35 @@ func (s *Sender) setupFEC(p *Params) error {
 	return nil
 }
 
+// SetRepairOverhead sets the share of repair packets of the FEC blocks
+// that open from now on (0.1: ⌈0.1 · k⌉ repair packets for a block of k
+// packets; 0: none, and no block at all), up to the session's Maximum
+// Repair Count per Maximum Source Count: an adaptive policy's knob
+// (spec/transport.md, "The sender's policy"). Each block carries its own
+// repair count, so receivers need nothing new. It is safe for concurrent
+// use; it fails in a session without FEC.
+func (s *Sender) SetRepairOverhead(overhead float64) error {
+	if s.fec == nil {
+		return errors.New("mquic: sender: the session advertises no FEC")
+	}
+	return s.fec.SetOverhead(overhead)
+}
+
 // fecPadSlack: a packet filled to within this many bytes of its payload's
 // end is full (what a stream write leaves is a STREAM frame header's
 // worth at most), and padded to fecPadEnd.
 const fecPadSlack = 64
+
+// FECPaddingCost is what the padding of a session's full packets to the
+// size of repair packets adds, per payload byte, while blocks with repair
+// packets are sent (none at overhead 0, nor without FEC): the payloads are
+// shorter by what a repair packet adds to a symbol, the datagrams not.
+func (s *Sender) FECPaddingCost() float64 {
+	if s.fec == nil {
+		return 0
+	}
+	return float64(s.fecPadEnd-s.payloadEnd) / float64(s.payloadEnd-s.hdrLen)
+}
 
 // MaxPayload is the largest plaintext payload of the sender's packets: its
 // packet size less the header and the AEAD tag, and, in a session with
@@ -97,7 +123,12 @@ func (s *Sender) fecAdd() bool {
 		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
 	}
 	full := s.fec.Add(s.curPN, payload, pad, worthy, s.curSince)
-	s.cur = wire.AppendPadding(s.cur, pad)
+	if s.fec.Open() {
+		// Only packets of a block: with no repair packets (overhead 0,
+		// SetRepairOverhead) there is no size to match, and the padding
+		// would cost what the shorter payloads save in bytes.
+		s.cur = wire.AppendPadding(s.cur, pad)
+	}
 	return full
 }
 

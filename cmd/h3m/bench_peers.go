@@ -23,7 +23,9 @@ h3m binary's serve --once and receive, and uftp/uftpd (AES-128-GCM, ECDH key
 exchange), alternately, with the same generated files, rate and loss, and
 prints per case the time until every receiver holds every file (checked byte
 for byte), goodput, sender and receiver CPU per GB, and bytes on the wire,
-each with the ratio h3m/UFTP.`
+each with the ratio h3m/UFTP. h3m serves with --fec auto by default
+(--peers-fec): repair packets only once the receivers' repair requests show
+that they cost less than the unicast repair they save.`
 
 // peersFlags registers the peers phase's flags and returns what runs it.
 func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
@@ -39,6 +41,7 @@ func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 	timeout := fs.Duration("peers-timeout", 0, "peers: bound on each run (0: ten times the nominal transfer time, at least a minute)")
 	dir := fs.String("peers-dir", "", "peers: keep the content and each process's log here (default: a temporary folder, removed)")
 	uftpArgs := fs.String("peers-uftp-args", "", "peers: more options for uftp, space-separated (e.g. \"-r 0.1 -s 30\")")
+	fecMode := fs.String("peers-fec", "auto", "peers: h3m serve --fec: auto (repair packets from the loss the receivers' requests show), a share such as 20%, or none")
 	serveArgs := fs.String("peers-serve-args", "", "peers: more options for h3m serve, space-separated (e.g. \"--mcast-repair 2\")")
 	h3mBin := fs.String("peers-h3m", "", "peers: the h3m binary to compare (default: this one)")
 	return func(ctx context.Context, e *env) error {
@@ -71,7 +74,10 @@ func peersFlags(fs *flag.FlagSet) func(ctx context.Context, e *env) error {
 			}
 		}
 		o.UFTPArgs = strings.Fields(*uftpArgs)
-		o.ServeArgs = strings.Fields(*serveArgs)
+		if *fecMode != "none" && *fecMode != "" {
+			o.ServeArgs = append(o.ServeArgs, "--fec", *fecMode)
+		}
+		o.ServeArgs = append(o.ServeArgs, strings.Fields(*serveArgs)...)
 		o.H3M = *h3mBin
 		if o.H3M == "" {
 			if o.H3M, err = os.Executable(); err != nil {

@@ -170,6 +170,15 @@ func TestCLIBadFlag(t *testing.T) {
 	})
 }
 
+// TestCLIServeFEC: --fec takes a share or auto, and auto is refused with
+// --channels (only the main session's sender would follow the policy).
+func TestCLIServeFEC(t *testing.T) {
+	checkUsageErrors(t, map[string]string{
+		"serve --dir . --fec auto --channels": "h3m serve: --fec auto: not with --channels (each channel's session would send the maximum)\n",
+		"serve --dir . --fec often":           "h3m serve: --fec \"often\": want a percentage (5%) or a fraction (0.05)\n",
+	})
+}
+
 // TestCLIURLForms: receive and gateway take the same --url forms and
 // refuse the same ones with the same message.
 func TestCLIURLForms(t *testing.T) {

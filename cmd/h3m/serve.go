@@ -80,7 +80,16 @@ With --fec OVERHEAD (e.g. 5%), the session carries forward error correction
 (spec/transport.md): repair packets over blocks of up to 200 packets, which
 let receivers rebuild lost packets without asking the server; receivers
 repair over unicast only what FEC could not rebuild. Receivers that do not
-know the extension ignore it.
+know the extension ignore it. With --fec auto, the session advertises up to
+25 % but its sender starts with no repair packets (a lossless session pays
+nothing): the server counts what each receiver asks to repair over a 2 s
+window against what it pushed, and turns repair packets on once they cost
+less on multicast than the unicast repair they save (several receivers
+losing: at 4 receivers and 10 % loss about 17 %, at 1 receiver never),
+sized for a typical receiver's loss with margin for a block's variance, and
+down or off again once the loss goes (spec/transport.md, "The sender's
+policy"). Each change is logged with the estimate behind it. Not with
+--channels.
 
 With --channels, each subfolder of --dir present at start is a channel with a
 session of its own: one per rendition of a DASH ladder (ffmpeg's dash muxer
@@ -133,7 +142,7 @@ session then ends only once no repair was asked for that window.`,
 			fs.Var(&repair, "repair-url", "base https URL of an HTTP cache that receivers repair and fall back through before this server (repeatable, nearest first), listed in /.well-known/h3m")
 			tcpListen := fs.String("tcp-listen", "", "also serve the content over TLS on this TCP address (HTTP/2, HTTP/1.1), for caches to fetch from; no session keys, description or keys there")
 			channels := fs.Bool("channels", false, "one session per subfolder of --dir (a channel: one rendition of a DASH ladder), each on the next group address and port after --group and --port; files outside them on the main session")
-			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05; empty: none)")
+			fecFlag := fs.String("fec", "", "forward error correction: repair packets as a share of the packets (5% or 0.05), or auto: from the loss the receivers' repair requests show (empty: none)")
 			mrepair := fs.Int("mcast-repair", 0, "push a byte range once more on the session when this many receivers ask to repair it (0: never)")
 			mrepairWindow := fs.Duration("mcast-repair-window", origin.DefaultRepairWindow, "with --mcast-repair: how long the requests for a range are counted together, and the least time between two multicast repairs of it")
 			var qlogDir, metricsListen string
@@ -153,7 +162,15 @@ session then ends only once no repair was asked for that window.`,
 				if err != nil {
 					return err
 				}
-				if *fecFlag != "" {
+				autoFEC := *fecFlag == "auto"
+				if autoFEC {
+					if *channels {
+						return usagef("--fec auto: not with --channels (each channel's session would send the maximum)")
+					}
+					if err := origin.AddFEC(&ad, origin.DefaultAutoFECMaxOverhead); err != nil {
+						return usagef("--fec auto: %v", err)
+					}
+				} else if *fecFlag != "" {
 					overhead, err := parseShare(*fecFlag)
 					if err == nil {
 						err = origin.AddFEC(&ad, overhead)
@@ -179,6 +196,7 @@ session then ends only once no repair was asked for that window.`,
 					mrepair:       origin.MulticastRepairConfig{Threshold: *mrepair, Window: *mrepairWindow},
 					metricsListen: metricsListen,
 					repairURLs:    repair, tcpListen: *tcpListen, channels: *channels,
+					autoFEC: origin.AutoFECConfig{Enabled: autoFEC},
 				}
 				if o.tracer, err = qlogSetup(qlogDir, "sender", e.log); err != nil {
 					return err
@@ -362,6 +380,8 @@ type serveOptions struct {
 	ready func(url string)
 	// mrepair configures multicast repair (--mcast-repair).
 	mrepair origin.MulticastRepairConfig
+	// autoFEC steers the repair overhead (--fec auto).
+	autoFEC origin.AutoFECConfig
 }
 
 func runServe(ctx context.Context, e *env, o serveOptions) error {
@@ -408,6 +428,7 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 		PrivateFiles:    private,
 		RepairURLs:      o.repairURLs,
 		MulticastRepair: o.mrepair,
+		AutoFEC:         o.autoFEC,
 		Logger:          e.log,
 	})
 	if err != nil {
@@ -447,6 +468,11 @@ func runServe(ctx context.Context, e *env, o serveOptions) error {
 	for _, x := range o.ad.Session.Extensions {
 		if x.ID == fec.ExtensionID {
 			fp, _ := fec.ParseParams(x.Value)
+			if o.autoFEC.Enabled {
+				fmt.Fprintf(e.stdout, "h3m: FEC auto: up to %d repair packets per block of up to %d packets, none until the receivers' repair requests show loss\n",
+					fp.MaxRepairCount, fp.MaxSourceCount)
+				continue
+			}
 			fmt.Fprintf(e.stdout, "h3m: FEC: %d repair packets per block of up to %d packets, blocks closed within %v\n",
 				fp.MaxRepairCount, fp.MaxSourceCount, fp.BlockTime)
 		}

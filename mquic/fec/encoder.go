@@ -2,6 +2,8 @@ package fec
 
 import (
 	"fmt"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/reedsolomon"
@@ -15,8 +17,14 @@ type EncoderStats struct {
 	RepairBytes   uint64 // repair symbol bytes handed out
 	// Uncovered counts packets left out of every block: packets that carry
 	// nothing worth repairing (only PING, PADDING or MANIFEST frames)
-	// while no block is open, and blocks of only such packets.
+	// while no block is open, and blocks of only such packets; and, at
+	// overhead 0 (SetOverhead), every packet.
 	Uncovered uint64
+	// Overhead is the repair overhead in force (m per k), as SetOverhead
+	// set it, taken when a block would open; OverheadChanges counts its
+	// changes.
+	Overhead        float64
+	OverheadChanges uint64
 }
 
 // Encoder is the sender side. It keeps a copy of each packet's payload, as
@@ -69,6 +77,10 @@ type Encoder struct {
 	inFlight bool // closed and not all handed out
 
 	st EncoderStats
+
+	// want is the overhead SetOverhead asked for (math.Float64bits): a
+	// block takes it when it opens.
+	want atomic.Uint64
 }
 
 // symbolSet is a block's source symbols.
@@ -92,6 +104,8 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 	}
 	k, m := p.MaxSourceCount, p.MaxRepairCount
 	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload}
+	e.want.Store(math.Float64bits(overhead))
+	e.st.Overhead = overhead
 	symbol := func() []byte { return make([]byte, e.symLen, roundUp64(e.symLen)) }
 	for s := range e.sets {
 		set := &e.sets[s]
@@ -162,7 +176,11 @@ func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now t
 		panic(fmt.Sprintf("fec: payload of %d+%d bytes exceeds the symbol length %d", n, padding, e.symLen))
 	}
 	if !e.open {
-		if !worthy {
+		if o := math.Float64frombits(e.want.Load()); o != e.overhead {
+			e.overhead, e.st.Overhead = o, o
+			e.st.OverheadChanges++
+		}
+		if !worthy || e.overhead == 0 {
 			e.st.Uncovered++
 			return false
 		}
@@ -182,6 +200,19 @@ func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now t
 	e.maxLen = max(e.maxLen, n)
 	e.worthy = e.worthy || worthy
 	return e.k == e.p.MaxSourceCount
+}
+
+// SetOverhead sets the repair overhead of the blocks that open from now
+// on (0.1: m = ⌈0.1 · k⌉ repair packets for a block of k packets; 0: no
+// block, no repair packet). It may be called from any goroutine; the
+// overhead may not call for more repair packets than the parameters'
+// MaxRepairCount for a full block.
+func (e *Encoder) SetOverhead(overhead float64) error {
+	if overhead < 0 || math.IsNaN(overhead) || (overhead > 0 && RepairCount(overhead, e.p.MaxSourceCount) > e.p.MaxRepairCount) {
+		return fmt.Errorf("fec: overhead %v: want 0 to %d repair packets per %d", overhead, e.p.MaxRepairCount, e.p.MaxSourceCount)
+	}
+	e.want.Store(math.Float64bits(overhead))
+	return nil
 }
 
 // Open reports whether a block is open.

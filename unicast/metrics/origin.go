@@ -21,6 +21,7 @@ type Origin struct {
 	notModified, rejected, rangesIgnored                                family
 	descNotModified, mrepairPushes, mrepairBytes                        family
 	catalogEntries                                                      family
+	fecOverhead, fecChanges, fecLoss                                    family
 }
 
 // NewOrigin returns the collector of o.
@@ -61,6 +62,9 @@ func NewOrigin(o *origin.Origin) *Origin {
 		descNotModified:        counter("h3m_origin_descriptions_not_modified_total", "Reads of the session description answered 304 Not Modified (the receiver's copy was current)."),
 		mrepairPushes:          counter("h3m_origin_multicast_repair_pushes_total", "Partial pushes of byte ranges that many receivers asked to repair, sent once more on the session (serve --mcast-repair)."),
 		mrepairBytes:           counter("h3m_origin_multicast_repair_bytes_total", "Body bytes of those multicast repairs."),
+		fecOverhead:            gauge("h3m_origin_fec_repair_overhead", "Repair packets per source packet of the FEC blocks the running session sends now (0: none).", "session"),
+		fecChanges:             counter("h3m_origin_fec_overhead_changes_total", "Changes of the repair overhead by the adaptive FEC policy (serve --fec auto)."),
+		fecLoss:                gauge("h3m_origin_fec_loss_estimate", "Per-receiver loss behind the adaptive FEC policy's repair overhead (0 while it sends none)."),
 	}
 }
 
@@ -69,7 +73,7 @@ func (c *Origin) all() []family {
 		c.fecRepair, c.manifestsSigned, c.manifestFrames, c.pushes, c.pushBytes, c.pushErrors,
 		c.descriptions, c.keys, c.manifestRequests, c.manifestBytes, c.manifestStreams, c.manifestStreamsRefused,
 		c.repairRequests, c.repairBytes, c.wholeRequests, c.wholeBytes, c.notModified, c.rejected, c.rangesIgnored,
-		c.descNotModified, c.mrepairPushes, c.mrepairBytes, c.catalogEntries}
+		c.descNotModified, c.mrepairPushes, c.mrepairBytes, c.catalogEntries, c.fecOverhead, c.fecChanges, c.fecLoss}
 }
 
 // Describe implements prometheus.Collector.
@@ -104,6 +108,7 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 		c.rate.emit(ch, float64(ps.PeakFlowRate)/8, id)
 		c.queue.emit(ch, float64(s.Queued), id)
 		c.fecRepair.emit(ch, float64(s.FEC.RepairPackets), id)
+		c.fecOverhead.emit(ch, s.FEC.Overhead, id)
 		c.manifestsSigned.emit(ch, float64(s.Manifests.Manifests), id)
 		c.manifestFrames.emit(ch, float64(s.Manifests.Frames), id)
 	}
@@ -129,6 +134,12 @@ func (c *Origin) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.mrepairPushes.emit(ch, float64(rs.Pushes))
 	c.mrepairBytes.emit(ch, float64(rs.PushedBytes))
+	var fs origin.AutoFECStats
+	if c.o.AutoFEC != nil {
+		fs = c.o.AutoFEC.Stats()
+	}
+	c.fecChanges.emit(ch, float64(fs.Changes))
+	c.fecLoss.emit(ch, fs.Loss)
 	for _, r := range origin.RejectReasons {
 		c.rejected.emit(ch, float64(ss.Rejected[r]), r)
 	}

@@ -37,6 +37,10 @@ type Config struct {
 	// MulticastRepair, when its Threshold is set, pushes ranges that many
 	// receivers ask to repair once more on the session (MulticastRepair).
 	MulticastRepair MulticastRepairConfig
+	// AutoFEC, when Enabled, sets the repair overhead of the Publisher's
+	// sessions (which must advertise FEC: AddFEC) from the loss the
+	// receivers' repair requests show (AutoFEC).
+	AutoFEC AutoFECConfig
 	// PrivateFiles are files that must never be served or pushed: the TLS
 	// key and certificate, signing keys. New refuses a Dir that holds any
 	// of them (CheckOutside).
@@ -73,6 +77,9 @@ type Origin struct {
 	// Repair is the multicast repair in front of Files (nil when
 	// Config.MulticastRepair has no Threshold).
 	Repair *MulticastRepair
+	// AutoFEC steers the Publisher's repair overhead (nil unless
+	// Config.AutoFEC is Enabled).
+	AutoFEC *AutoFEC
 
 	pubCfg     PublisherConfig // Publisher's, for AddChannel
 	channelsMu sync.Mutex
@@ -133,6 +140,16 @@ func New(cfg Config) (*Origin, error) {
 		o.Repair.SetPublisher(o.Publisher)
 		o.Server.Handler = o.Repair
 	}
+	if cfg.AutoFEC.Enabled {
+		ac := cfg.AutoFEC
+		if ac.Logger == nil {
+			ac.Logger = cfg.Logger
+		}
+		o.AutoFEC = NewAutoFEC(ac, o.Server.Handler)
+		o.AutoFEC.SetPublisher(o.Publisher)
+		o.Server.Handler = o.AutoFEC
+		o.AutoFEC.Start()
+	}
 	return o, nil
 }
 
@@ -182,6 +199,9 @@ func (o *Origin) URL() string {
 // Close ends the running sessions (Publisher.Close, and the channels'), stops the server and
 // releases the folder.
 func (o *Origin) Close(ctx context.Context) error {
+	if o.AutoFEC != nil {
+		o.AutoFEC.Stop()
+	}
 	errs := []error{o.Publisher.Close(ctx)}
 	for _, p := range o.Channels() {
 		errs = append(errs, p.Close(ctx))

@@ -124,6 +124,10 @@ type Publisher struct {
 	manifestKeys []crypto.Signer
 
 	pushes, pushBytes, pushErrors atomic.Uint64 // PublisherStats
+
+	// autoFEC, if set, steers the repair overhead of the sessions
+	// (AutoFEC.SetPublisher); their senders start at its overhead.
+	autoFEC atomic.Pointer[AutoFEC]
 }
 
 // DefaultRolloverJoin is PublisherConfig.RolloverJoin's default: a
@@ -293,6 +297,15 @@ func (p *Publisher) open(ad altsvc.Advertisement) (*pubSession, error) {
 	}
 	if snd, err = mquic.NewSender(conn, sc); err != nil {
 		return fail(fmt.Errorf("origin: publisher: %w", err))
+	}
+	if a := p.autoFEC.Load(); a != nil && advertisedFEC(&ad) != nil {
+		if err := snd.SetRepairOverhead(a.overhead()); err != nil {
+			// More than this session advertises: it starts with none.
+			p.log.Warn("adaptive FEC: the session starts with no repair packets", "session", sid, "err", err)
+			if err := snd.SetRepairOverhead(0); err != nil {
+				return fail(fmt.Errorf("origin: publisher: %w", err))
+			}
+		}
 	}
 	// The sender's writer runs until shut (or fail) closes the sender.
 	go func() {
