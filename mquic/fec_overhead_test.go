@@ -2,12 +2,10 @@ package mquic_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/mquic"
 	"github.com/h3m-project/h3m/mquic/fec"
-	"github.com/h3m-project/h3m/mquic/ranges"
 )
 
 // TestFECOverheadChanges: a session advertises FEC with up to 50 repair
@@ -22,20 +20,8 @@ func TestFECOverheadChanges(t *testing.T) {
 	params := fecParams(t, group, 0.25, 0)
 	params.PeakFlowRate = 400_000_000
 	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0.05, 7)
-	pat := newPattern()
-	col := newCollector(pat)
-	rcv, err := mquic.NewReceiver(mcasttest.Receiver(t, group), mquic.ReceiverConfig{Params: params, Handler: col})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	rcv.SetClock(clk.Now)
-	stop := runReceiver(t, rcv)
-	rec := &recorder{}
-	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, OnPacket: rec.onPacket})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startFECRun(t, params, nil, lossy, group)
+	snd, rec := r.snd, r.rec
 	if err := snd.SetRepairOverhead(0.3); err == nil {
 		t.Error("SetRepairOverhead(0.3) with at most 25 % advertised: no error")
 	}
@@ -43,7 +29,7 @@ func TestFECOverheadChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 1 << 19
-	ids := sendStreams(t, snd, pat, 4, size)
+	ids := sendStreams(t, snd, r.pat, 4, size)
 	if st := snd.Stats().FEC; st.RepairPackets != 0 || st.Blocks != 0 || st.Overhead != 0 {
 		t.Fatalf("at overhead 0: %+v, want no block and no repair packet", st)
 	}
@@ -51,7 +37,7 @@ func TestFECOverheadChanges(t *testing.T) {
 	if err := snd.SetRepairOverhead(0.1); err != nil {
 		t.Fatal(err)
 	}
-	ids = append(ids, sendStreams(t, snd, pat, 4, size)...)
+	ids = append(ids, sendStreams(t, snd, r.pat, 4, size)...)
 	mid := snd.Stats().FEC
 	if mid.RepairPackets == 0 || mid.Overhead != 0.1 || mid.OverheadChanges != 2 {
 		t.Fatalf("at overhead 0.1: %+v, want repair packets", mid)
@@ -59,18 +45,8 @@ func TestFECOverheadChanges(t *testing.T) {
 	if err := snd.SetRepairOverhead(0); err != nil {
 		t.Fatal(err)
 	}
-	ids = append(ids, sendStreams(t, snd, pat, 4, size)...)
-	if err := snd.Close(); err != nil {
-		t.Fatal(err)
-	}
-	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
-	stop()
-	clk.Advance(time.Second) // past every wait: undecided blocks are given up
-	rcv.Tick()
-	rcv.Flush()
-	for _, err := range col.errs {
-		t.Error(err)
-	}
+	ids = append(ids, sendStreams(t, snd, r.pat, 4, size)...)
+	r.finish(t)
 	end := snd.Stats().FEC
 	if end.Blocks > mid.Blocks+1 {
 		t.Errorf("back at overhead 0: %d blocks, %d before (only the block open then may close with repair packets)", end.Blocks, mid.Blocks)
@@ -95,21 +71,8 @@ func TestFECOverheadChanges(t *testing.T) {
 		t.Errorf("%d packets of %d bytes at overhead 0, %d at 0.1; want none, then some", full[true], mquic.DefaultMaxPacketSize, full[false])
 	}
 	want := expectFEC(t, params, rec.packets(), lossy.Dropped())
-	st := rcv.Stats()
-	for _, id := range ids {
-		l := col.streams[id]
-		w := want.missing[id]
-		if w == nil {
-			w = &ranges.Set{}
-		}
-		var got ranges.Set
-		for _, rg := range l.got.Missing(nil, 0, size) {
-			got.Add(rg.Start, rg.End)
-		}
-		if got.String() != w.String() {
-			t.Errorf("stream %d: missing %v, want %v", id, got.String(), w.String())
-		}
-	}
+	st := r.rcv.Stats()
+	r.checkMissing(t, ids, size, want)
 	f := st.FEC
 	if want.recovered == 0 || f.Recovered != want.recovered || f.BlocksUnrecoverable != want.unrecoverableBlocks || f.BadRepair != 0 {
 		t.Errorf("receiver FEC %+v, want %d rebuilt, %d blocks unrecoverable", f, want.recovered, want.unrecoverableBlocks)

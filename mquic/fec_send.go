@@ -38,9 +38,10 @@ func sessionFEC(p *Params) (*fec.Params, error) {
 // (fecAdd), and so are repair packets (fecSeal): a bulk transfer is one size of
 // datagrams, which GSO and GRO keep in whole trains (a repair packet of
 // another size would cut them at every block; the padding is left out of
-// the symbols). The sender adds the overhead the parameters allow:
-// MaxRepairCount per MaxSourceCount.
-func (s *Sender) setupFEC(p *Params) error {
+// the symbols), unless unpadded (SenderConfig.FECUnpadded). The sender
+// adds the overhead the parameters allow: MaxRepairCount per
+// MaxSourceCount.
+func (s *Sender) setupFEC(p *Params, unpadded bool) error {
 	fp, err := sessionFEC(p)
 	if err != nil || fp == nil {
 		return err
@@ -61,6 +62,9 @@ func (s *Sender) setupFEC(p *Params) error {
 	}
 	s.fecPadEnd = s.payloadEnd
 	s.payloadEnd = s.hdrLen + payload
+	if unpadded {
+		s.fecPadEnd = s.payloadEnd // nothing to pad to
+	}
 	return nil
 }
 
@@ -85,7 +89,8 @@ const fecPadSlack = 64
 
 // FECPaddingCost is what the padding of a session's full packets to the
 // size of repair packets adds, per payload byte, while blocks with repair
-// packets are sent (none at overhead 0, nor without FEC): the payloads are
+// packets are sent (none at overhead 0, nor without FEC, nor unpadded
+// (SenderConfig.FECUnpadded)): the payloads are
 // shorter by what a repair packet adds to a symbol, the datagrams not.
 func (s *Sender) FECPaddingCost() float64 {
 	if s.fec == nil {
@@ -118,7 +123,7 @@ func (s *Sender) fecAdd() bool {
 	payload := s.cur[s.hdrLen:]
 	worthy := s.curTrigger && !onlyPingOrPadding(payload)
 	pad := 0
-	if s.payloadEnd-len(s.cur) <= fecPadSlack {
+	if s.fecPadEnd > s.payloadEnd && s.payloadEnd-len(s.cur) <= fecPadSlack {
 		// At most fecPadSlack + the 19 to 84 bytes setupFEC takes off.
 		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
 	}
@@ -261,7 +266,9 @@ func (s *Sender) fecSeal() error {
 		pn := r.pn + uint64(j)
 		pkt := wire.AppendShortHeader(s.slots[i][:0], s.sessionID, pn, s.pnLen)
 		pkt = s.fec.AppendNext(pkt)
-		pkt = wire.AppendPadding(pkt, s.fecPadEnd-len(pkt)) // the size of full source packets
+		if s.fecPadEnd > s.payloadEnd {
+			pkt = wire.AppendPadding(pkt, s.fecPadEnd-len(pkt)) // the size of full source packets
+		}
 		if s.tr != nil {
 			s.tr.sent(pn, pkt[s.hdrLen:], len(pkt)+s.overhead)
 		}

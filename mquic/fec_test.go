@@ -174,53 +174,87 @@ func expectFEC(t testing.TB, params mquic.Params, sent [][]byte, dropped [][]byt
 	return o
 }
 
+// fecRun is a receiver and a sender of one FEC test over lossy, the
+// receiver's clock standing still while packets flow.
+type fecRun struct {
+	pat  pattern
+	col  *collector
+	rcv  *mquic.Receiver
+	clk  *testClock
+	stop func()
+	rec  *recorder
+	snd  *mquic.Sender
+	sent func() int
+}
+
+func startFECRun(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, lossy *mcasttest.Lossy, group netip.AddrPort) *fecRun {
+	t.Helper()
+	r := &fecRun{pat: newPattern(), clk: newTestClock(), rec: &recorder{}, sent: lossy.Sent}
+	r.col = newCollector(r.pat)
+	var err error
+	r.rcv, err = mquic.NewReceiver(mcasttest.Receiver(t, group), mquic.ReceiverConfig{Params: params, Handler: r.col})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.rcv.SetClock(r.clk.Now)
+	r.stop = runReceiver(t, r.rcv)
+	r.snd, err = runSender(t, lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: r.rec.onPacket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// finish closes the sender, waits for every datagram sent, and lets time
+// pass: undecided blocks are given up.
+func (r *fecRun) finish(t *testing.T) {
+	t.Helper()
+	if err := r.snd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitDatagrams(r.rcv, uint64(r.sent()), 30*time.Second)
+	r.stop()
+	r.clk.Advance(time.Second)
+	r.rcv.Tick()
+	r.rcv.Flush()
+	for _, err := range r.col.errs {
+		t.Error(err)
+	}
+}
+
+// checkMissing compares what each stream misses with the bytes of the
+// packets FEC could not rebuild.
+func (r *fecRun) checkMissing(t *testing.T, ids []uint64, size uint64, want fecOutcome) {
+	t.Helper()
+	for _, id := range ids {
+		w := want.missing[id]
+		if w == nil {
+			w = &ranges.Set{}
+		}
+		var got ranges.Set
+		for _, rg := range r.col.streams[id].got.Missing(nil, 0, size) {
+			got.Add(rg.Start, rg.End)
+		}
+		if got.String() != w.String() {
+			t.Errorf("stream %d: missing %v, want the bytes of the packets FEC could not rebuild %v", id, got.String(), w.String())
+		}
+	}
+}
+
 // fecTransfer sends streams × size bytes through lossy to a receiver with a
 // clock that stands still while packets flow (so that only packet counts
 // decide, never a slow machine), then lets time pass, and checks the
 // receiver against expectFEC.
 func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, lossy *mcasttest.Lossy, group netip.AddrPort, streams, size int) (fecOutcome, mquic.ReceiverStats, mquic.SenderStats) {
 	t.Helper()
-	pat := newPattern()
-	col := newCollector(pat)
-	rcv, err := mquic.NewReceiver(mcasttest.Receiver(t, group), mquic.ReceiverConfig{Params: params, Handler: col})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newTestClock()
-	rcv.SetClock(clk.Now)
-	stop := runReceiver(t, rcv)
-	rec := &recorder{}
-	snd, err := runSender(t, lossy, mquic.SenderConfig{Params: params, Manifests: sc, OnPacket: rec.onPacket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := sendStreams(t, snd, pat, streams, size)
-	if err := snd.Close(); err != nil {
-		t.Fatal(err)
-	}
-	waitDatagrams(rcv, uint64(lossy.Sent()), 30*time.Second)
-	stop()
-	clk.Advance(time.Second) // past every wait: undecided blocks are given up
-	rcv.Tick()
-	rcv.Flush()
-	for _, err := range col.errs {
-		t.Error(err)
-	}
-	want := expectFEC(t, params, rec.packets(), lossy.Dropped())
-	st, ss := rcv.Stats(), snd.Stats()
+	r := startFECRun(t, params, sc, lossy, group)
+	ids := sendStreams(t, r.snd, r.pat, streams, size)
+	r.finish(t)
+	want := expectFEC(t, params, r.rec.packets(), lossy.Dropped())
+	st, ss := r.rcv.Stats(), r.snd.Stats()
+	r.checkMissing(t, ids, uint64(size), want)
 	for _, id := range ids {
-		l := col.streams[id]
-		w := want.missing[id]
-		if w == nil {
-			w = &ranges.Set{}
-		}
-		var got ranges.Set
-		for _, rg := range l.got.Missing(nil, 0, uint64(size)) {
-			got.Add(rg.Start, rg.End)
-		}
-		if got.String() != w.String() {
-			t.Errorf("stream %d: missing %v, want the bytes of the packets FEC could not rebuild %v", id, got.String(), w.String())
-		}
+		l, w := r.col.streams[id], want.missing[id]
 		// What is missing was reported as gaps (the tail excepted), exactly.
 		for _, g := range l.gaps.Ranges() {
 			if !w.Contains(g.Start, g.End) {
@@ -458,47 +492,82 @@ func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
 // TestFECOneDatagramSize: in a bulk transfer with FEC, full source packets
 // and repair packets are datagrams of one size (MaxPacketSize), so that GSO
 // and GRO keep them in whole trains, written with Write and WriteChunk.
+// With FECUnpadded, nothing is padded: full source packets are shorter by
+// what a repair packet adds to a symbol, and fewer bytes go on the wire.
 func TestFECOneDatagramSize(t *testing.T) {
 	params := fecParams(t, mcasttest.Group(), 0.05, 0)
 	prot, _ := params.Protector()
-	for _, chunks := range []bool{false, true} {
-		cc := &captureConn{}
-		snd, err := runSender(t, cc, mquic.SenderConfig{Params: params})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if chunks {
-			st, _ := snd.OpenStream()
-			chunk := make([]byte, snd.MaxChunk())
-			for range 1000 {
-				if err := st.WriteChunk(chunk); err != nil {
-					t.Fatal(err)
+	wire := map[bool]int{} // by unpadded
+	for _, unpadded := range []bool{false, true} {
+		for _, chunks := range []bool{false, true} {
+			cc := &captureConn{}
+			snd, err := runSender(t, cc, mquic.SenderConfig{Params: params, FECUnpadded: unpadded})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chunks {
+				st, _ := snd.OpenStream()
+				chunk := make([]byte, snd.MaxChunk())
+				for range 1000 {
+					if err := st.WriteChunk(chunk); err != nil {
+						t.Fatal(err)
+					}
+				}
+				st.Close()
+			} else {
+				sendStreams(t, snd, newPattern(), 1, 1<<20)
+			}
+			snd.Close()
+			if c := snd.FECPaddingCost(); (c == 0) != unpadded {
+				t.Errorf("unpadded %v: FECPaddingCost %v", unpadded, c)
+			}
+			// A full source packet: padded, MaxPacketSize; unpadded, at most
+			// the largest payload sealed (a chunk leaves a few bytes of it).
+			full, largest := mquic.DefaultMaxPacketSize, mquic.DefaultMaxPacketSize
+			if unpadded {
+				largest = len(params.SessionID) + 1 + 4 + snd.MaxPayload() + 16
+			}
+			sizes := map[int]int{}
+			var repairSizes []int
+			for _, pkt := range cc.Packets() {
+				wire[unpadded] += len(pkt)
+				p := decodeFECPacket(t, prot, len(params.SessionID), pkt)
+				if p.repair != nil {
+					repairSizes = append(repairSizes, len(pkt))
+					continue
+				}
+				sizes[len(pkt)]++
+				if sizes[len(pkt)] > sizes[full] {
+					full = len(pkt)
 				}
 			}
-			st.Close()
-		} else {
-			sendStreams(t, snd, newPattern(), 1, 1<<20)
-		}
-		snd.Close()
-		sizes := map[int]int{}
-		repairs := 0
-		for _, pkt := range cc.Packets() {
-			p := decodeFECPacket(t, prot, len(params.SessionID), pkt)
-			if p.repair != nil {
-				repairs++
-				if len(pkt) != mquic.DefaultMaxPacketSize {
-					t.Fatalf("repair packet %d of %d bytes", p.pn, len(pkt))
-				}
-				continue
+			if len(repairSizes) == 0 {
+				t.Fatal("no repair packet")
 			}
-			sizes[len(pkt)]++
-		}
-		if repairs == 0 {
-			t.Fatal("no repair packet")
-		}
-		// The last packets (the stream's end, its FIN) may be short.
-		if odd := len(cc.Packets()) - repairs - sizes[mquic.DefaultMaxPacketSize]; odd > 2 {
-			t.Errorf("chunks %v: source packets by size %v", chunks, sizes)
+			if full > largest || full < largest-64 { // the sender's slack for "full"
+				t.Errorf("unpadded %v, chunks %v: full source packets of %d bytes, want %d at most", unpadded, chunks, full, largest)
+			}
+			for _, n := range repairSizes {
+				if n > mquic.DefaultMaxPacketSize || (!unpadded && n != full) || (unpadded && n <= largest) {
+					t.Fatalf("unpadded %v, chunks %v: a repair packet of %d bytes, full source packets of %d", unpadded, chunks, n, full)
+				}
+			}
+			// The last packets (the stream's end, its FIN) may be short;
+			// unpadded, a chunk's packet is as long as its STREAM frame
+			// header (the offset's varint grows).
+			odd := len(cc.Packets()) - len(repairSizes)
+			for n, c := range sizes {
+				if n == full || (unpadded && n <= largest && n >= largest-64) {
+					odd -= c
+				}
+			}
+			if odd > 2 {
+				t.Errorf("unpadded %v, chunks %v: source packets by size %v", unpadded, chunks, sizes)
+			}
 		}
 	}
+	if wire[true] >= wire[false] {
+		t.Errorf("%d bytes on the wire unpadded, %d padded", wire[true], wire[false])
+	}
+	t.Logf("%d bytes on the wire padded, %d unpadded", wire[false], wire[true])
 }

@@ -28,7 +28,9 @@ type AutoFECConfig struct {
 	// Enabled turns the policy on (Origin.New then wires an AutoFEC).
 	// The session must advertise FEC (AddFEC, at the maximum overhead
 	// the policy may use; DefaultAutoFECMaxOverhead): its sender starts
-	// with no repair packets.
+	// with no repair packets, and does not pad its packets to the size of
+	// repair packets (mquic.SenderConfig.FECUnpadded): the padding would
+	// cost bytes on the wire, which the policy exists to save.
 	Enabled bool
 	// Window is the sliding window over which the receivers' repair
 	// requests are compared with the bytes pushed; 0 means

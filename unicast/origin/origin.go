@@ -122,6 +122,11 @@ func New(cfg Config) (*Origin, error) {
 	}
 	pc := cfg.Publisher
 	pc.Files, pc.Authority, pc.Digests = files, cfg.Addr, cfg.Digests
+	if cfg.AutoFEC.Enabled {
+		// Adaptive FEC is there to save bytes on the wire: no padding of
+		// packets to the size of repair packets.
+		pc.Sender.FECUnpadded = true
+	}
 	pc.Sessions, pc.Catalog, pc.Manifests, pc.Keys = o.Sessions, o.Catalog, o.Manifests, o.Keys
 	if pc.Logger == nil {
 		pc.Logger = cfg.Logger
