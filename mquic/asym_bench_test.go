@@ -52,13 +52,7 @@ func BenchmarkAsymReceive(b *testing.B) {
 	params, sc := asymParams(b, mcasttest.Group())
 	const n = 8192
 	pkts := capturedAsymSession(b, params, sc, newPattern(), n*1100)
-	newR := func() *mquic.Receiver {
-		r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return r
-	}
+	newR := func() *mquic.Receiver { return benchReceiver(b, params) }
 	r := newR()
 	buf := make([]byte, 1500)
 	b.SetBytes(int64(len(pkts[1])))
@@ -280,4 +274,15 @@ func capturedStreamDigest(t testing.TB, dig manifest.DigestAlg, size int) (mquic
 	sendStreams(t, snd, newPattern(), 1, size)
 	snd.Close()
 	return params, cc.Packets()
+}
+
+// benchReceiver is a receiver of params that discards what it receives,
+// for benchmarks that feed it captured packets with HandlePacket.
+func benchReceiver(b *testing.B, params mquic.Params) *mquic.Receiver {
+	b.Helper()
+	r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
 }

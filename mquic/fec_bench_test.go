@@ -40,13 +40,7 @@ func BenchmarkFECReceive(b *testing.B) {
 		b.Run(m.name, func(b *testing.B) {
 			params := fecBenchParams(b, m.fec)
 			pkts := capturedSession(b, params, newPattern(), 8000*1100)
-			newR := func() *mquic.Receiver {
-				r, err := mquic.NewReceiver(&captureConn{}, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				return r
-			}
+			newR := func() *mquic.Receiver { return benchReceiver(b, params) }
 			r := newR()
 			buf := make([]byte, 1500)
 			b.ReportAllocs()
