@@ -282,10 +282,7 @@ func (s *Signer) seal(now time.Time) {
 			return
 		}
 		m.Salt = s.salt[:]
-		s.listed = s.listed[:0]
-		for d := s.pending; len(d) > 0; d = d[DigestLen:] {
-			s.listed = m.DigestAlg.list(s.listed, m.Salt, (*Digest)(d))
-		}
+		s.listed = listSalted(s.listed[:0], m.Salt, s.pending)
 		m.Digests = s.listed
 	}
 	rec := s.newRecord()

@@ -83,3 +83,17 @@ func FuzzSumPair(f *testing.F) {
 		}
 	})
 }
+
+// listSalted lists, two at a time, what list lists one by one.
+func TestListSalted(t *testing.T) {
+	salt := []byte("0123456789abcdef")
+	var ds, want []byte
+	for n := range 70 {
+		if got := listSalted(nil, salt, ds); string(got) != string(want) {
+			t.Fatalf("%d digests: listSalted %x, want %x", n, got, want)
+		}
+		d := Sum([]byte{byte(n), 1, 2})
+		ds = append(ds, d[:]...)
+		want = DigestSalted128.list(want, salt, &d)
+	}
+}
