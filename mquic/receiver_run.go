@@ -106,7 +106,7 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 	o.reset()
 	ps := b.part(i)
 	if o.r.asym {
-		hashDigests(ps)
+		o.r.hashDigests(ps)
 	}
 	for j := range ps {
 		o.open(&ps[j], b.largest, b.have, b.pnLen)
