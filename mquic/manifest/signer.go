@@ -209,14 +209,14 @@ func (s *Signer) Add(pn uint64, pkt []byte, trigger bool, now time.Time) {
 	switch {
 	case s.hasUnhashed:
 		s.hasUnhashed = false
-		s.hash(s.unhashed, pkt)
+		s.hash(s.unhashed, pkt, true)
 	case s.count()+1 < s.per:
 		// Hashed with the next packet, which is listed by the same
 		// manifest unless a gap or a deadline comes first (seal).
 		s.unhashed, s.hasUnhashed = append(s.unhashed[:0], pkt...), true
 		return
 	default:
-		s.hash(pkt, nil)
+		s.hash(pkt, nil, false)
 	}
 	if len(s.pending) == s.per*DigestLen {
 		s.seal(now)
@@ -232,13 +232,13 @@ func (s *Signer) count() int {
 	return n
 }
 
-// hash appends the digests of a and, unless nil, b to the pending ones:
+// hash appends the digests of a and, with pair, b to the pending ones:
 // together with SumPair, which hashes two packets in about the time of
 // one. It samples the time hashing takes without paying for a clock
 // reading per packet.
-func (s *Signer) hash(a, b []byte) {
+func (s *Signer) hash(a, b []byte, pair bool) {
 	n := uint64(1)
-	if b != nil {
+	if pair {
 		n = 2
 	}
 	var t0 time.Time
@@ -247,7 +247,7 @@ func (s *Signer) hash(a, b []byte) {
 		t0 = time.Now()
 	}
 	var da, db Digest
-	if b != nil {
+	if pair {
 		SumPair(&da, &db, a, b)
 	} else {
 		da = Sum(a)
@@ -257,7 +257,7 @@ func (s *Signer) hash(a, b []byte) {
 	}
 	s.hashN += n
 	s.pending = append(s.pending, da[:]...)
-	if b != nil {
+	if pair {
 		s.pending = append(s.pending, db[:]...)
 	}
 }
@@ -266,7 +266,7 @@ func (s *Signer) hash(a, b []byte) {
 func (s *Signer) seal(now time.Time) {
 	if s.hasUnhashed {
 		s.hasUnhashed = false
-		s.hash(s.unhashed, nil)
+		s.hash(s.unhashed, nil, false)
 	}
 	if len(s.pending) == 0 || s.err != nil {
 		return

@@ -269,7 +269,7 @@ func TestSignerListsPacketsAsAdded(t *testing.T) {
 	buf := make([]byte, 1500)
 	want := map[uint64]Digest{}
 	var got []Manifest
-	lens := []int{1200, 1200, 1199, 700, 1200, 1143, 1144, 64, 55, 56}
+	lens := []int{1200, 1200, 1199, 700, 1200, 1143, 1144, 64, 55, 56, 0, 0}
 	pn := uint64(1)
 	for i := range 200 {
 		if i == 77 {
