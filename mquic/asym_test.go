@@ -188,8 +188,10 @@ func testAsymTransfer(t *testing.T, dig manifest.DigestAlg, per uint64) {
 	a, m := st.Auth, ss.Manifests
 	t.Logf("sender: %d packets, %d manifests in %d frames (%d digests each at most); sign %.2f µs/packet, hash %.2f µs/packet",
 		ss.Packets, m.Manifests, m.Frames, per, perPacket(m.SignTime, m.Hashed), perPacket(m.HashTime, m.Hashed))
-	// Paced at 500 Mbit/s, manifests fill up long before their 5 ms.
-	if m.Digests < (per-1)*m.Manifests {
+	// Paced at 500 Mbit/s, manifests fill up long before their 5 ms,
+	// unless the machine stalls the sender for that long (a loaded CI
+	// runner, the race detector): nine tenths full on average.
+	if 10*m.Digests < 9*per*m.Manifests {
 		t.Fatalf("%d manifests list %d packets, want about %d each", m.Manifests, m.Digests, per)
 	}
 	t.Logf("receiver: %s; verify %.2f µs/packet", a, perPacket(a.VerifyTime, a.Authenticated))

@@ -34,6 +34,7 @@ type rxPacket struct {
 	pn        uint64
 	payload   []byte
 	digest    manifest.Digest // asymmetric sessions: of the packet as sent
+	hashed    bool            // digest is set (hashDigests)
 	frames    []wire.Frame    // its QUIC frames; aliases the opener's space
 	mans      []rxManifest    // its MANIFEST frames; aliases the opener's space
 	frameErr  dropReason      // dropUnknownFrame or dropBadFrame, or 0
@@ -130,7 +131,7 @@ func (o *opener) open(p *rxPacket, largest uint64, have bool, pnLen int) {
 			pnLen = int(pkt[0]&0x03) + 1
 		}
 	}
-	if r.asym {
+	if r.asym && !p.hashed {
 		// The digest covers the packet as sent: take it before decryption
 		// in place.
 		p.digest = manifest.Sum(pkt)

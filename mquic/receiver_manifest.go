@@ -1,6 +1,7 @@
 package mquic
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/h3m-project/h3m/mquic/manifest"
 	"github.com/h3m-project/h3m/mquic/ranges"
+	"github.com/h3m-project/h3m/mquic/wire"
 )
 
 // ErrSymmetric is returned by HandleManifest in a session without
@@ -315,5 +317,30 @@ func (t *manifestTrack) mark(m *manifest.Manifest, inBand bool, now time.Time) {
 func (t *manifestTrack) seenInBand(seq uint32) {
 	if t.have && t.top-seq < trackSize && int32(seq-t.top) <= 0 {
 		t.inband[seq/64%64] |= 1 << (seq % 64)
+	}
+}
+
+// hashDigests takes the digests of the datagrams of a read that are the
+// session's (its source, its session ID), two at a time
+// (manifest.SumPair: about the time of one), before they are opened, which
+// decrypts them in place. Other datagrams are left to open, which drops
+// them without hashing them.
+func (r *Receiver) hashDigests(ps []rxPacket) {
+	var first *rxPacket
+	for j := range ps {
+		p := &ps[j]
+		if r.source.IsValid() && p.src.Addr().Unmap() != r.source {
+			continue
+		}
+		if dcid, _, err := wire.ParseShortHeader(p.pkt, len(r.sessionID)); err != nil || !bytes.Equal(dcid, r.sessionID) {
+			continue
+		}
+		if first == nil {
+			first = p
+			continue
+		}
+		manifest.SumPair(&first.digest, &p.digest, first.pkt, p.pkt)
+		first.hashed, p.hashed = true, true
+		first = nil
 	}
 }

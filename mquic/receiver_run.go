@@ -105,6 +105,9 @@ func (b *rxBatch) openPart(i int, prot *opener) {
 	o.r, o.prot, o.pre, o.now = prot.r, prot.prot, prot.pre, b.now
 	o.reset()
 	ps := b.part(i)
+	if o.r.asym {
+		o.r.hashDigests(ps)
+	}
 	for j := range ps {
 		o.open(&ps[j], b.largest, b.have, b.pnLen)
 	}

@@ -33,9 +33,11 @@ The pace phase sends paced at 100 Mbit/s to 3 Gbit/s and prints the rate
 set against the rate achieved at the sender and at the receiver.
 
 The asym phase compares a symmetric and an asymmetric session (signed
-manifests of packet digests) in the same run, paced at each of --asym-rates
-and then unpaced, prints the throughput ratio and what hashing, signing and verifying
-cost per packet.
+manifests of packet digests) in the same run: after an unmeasured warm-up
+pair, paced at each of --asym-rates, then five unpaced pairs alternating
+which goes first, each with its throughput ratio, and the median of those
+ratios and of the CPU per packet; it prints what hashing, signing and
+verifying cost per packet.
 
 The fec phase prints what FEC encoding and decoding cost per packet next to
 AES-GCM sealing and opening, then compares sessions without and with 5 %

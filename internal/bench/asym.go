@@ -41,44 +41,73 @@ func (r TransferRun) Complete() bool { return r.Stream.Bytes == r.Sent }
 // AsymResult compares symmetric and asymmetric sessions in the same run, at
 // paced rates and unpaced.
 type AsymResult struct {
-	Paced   [][2]AsymRun // per rate: symmetric, asymmetric
-	Unpaced [2]AsymRun
+	Paced [][2]AsymRun // per rate: symmetric, asymmetric
+	// Unpaced are AsymRounds pairs of unpaced runs, symmetric and
+	// asymmetric, alternating which goes first (see pairs): each pair's
+	// ratio is taken, and their median reported.
+	Unpaced [][2]AsymRun
 }
 
-// Ratio is the asymmetric stream throughput over the symmetric one.
-func ratio(runs [2]AsymRun) float64 { return runs[1].Stream.Gbps() / runs[0].Stream.Gbps() }
+// AsymRounds is how many unpaced pairs the comparison runs.
+const AsymRounds = 5
+
+// ratio is the asymmetric stream throughput over the symmetric one.
+func ratio(runs [2]TransferRun) float64 { return runs[1].Stream.Gbps() / runs[0].Stream.Gbps() }
+
+// cpuRatio is the CPU per packet delivered, symmetric over asymmetric.
+func cpuRatio(runs [2]TransferRun) float64 { return cpuPerPacket(runs[0]) / cpuPerPacket(runs[1]) }
+
+// transferRuns returns the transfers of the unpaced rounds.
+func (r AsymResult) transferRuns() [][2]TransferRun {
+	out := make([][2]TransferRun, len(r.Unpaced))
+	for i, runs := range r.Unpaced {
+		out[i] = transfers(runs)
+	}
+	return out
+}
+
+// transfers returns the transfers of a symmetric and an asymmetric run.
+func transfers(runs [2]AsymRun) [2]TransferRun {
+	return [2]TransferRun{runs[0].TransferRun, runs[1].TransferRun}
+}
+
+// UnpacedRatio is the median of the unpaced rounds' throughput ratios.
+func (r AsymResult) UnpacedRatio() float64 { return medianRatio(r.transferRuns(), ratio) }
 
 // Asymmetric measures stream throughput in a symmetric and an asymmetric
 // session (signed manifests, spec/transport.md), one after the other on
-// fresh sockets, paced at each of o.AsymRates and then unpaced, for o.Duration each,
-// and reports the per-packet cost of hashing, signing and verifying.
+// fresh sockets, for o.Duration each: after a warm-up, paced at each of
+// o.AsymRates, then AsymRounds pairs unpaced, alternating which mode goes
+// first (see pairs). Report gives the per-packet cost of hashing, signing
+// and verifying.
 func Asymmetric(ctx context.Context, o Options) (AsymResult, error) {
 	var res AsymResult
 	rates := o.AsymRates
 	if rates == nil {
 		rates = DefaultAsymRates
 	}
-	port := o.Group.Port() + 4
-	for _, rate := range rates {
-		var runs [2]AsymRun
-		for i, asym := range []bool{false, true} {
-			r, err := o.asymTransfer(ctx, port, asym, rate)
-			if err != nil {
-				return res, err
-			}
-			runs[i] = r
-			port++
-		}
-		res.Paced = append(res.Paced, runs)
+	p := pairs{port: o.Group.Port() + 4, phase: func(o Options, port uint16, which int, rate uint64) (TransferRun, error) {
+		r, err := o.asymTransfer(ctx, port, which == 1, rate)
+		return r.TransferRun, err
+	}}
+	asymRuns := func(runs [2]TransferRun) [2]AsymRun {
+		return [2]AsymRun{{TransferRun: runs[0]}, {Asymmetric: true, TransferRun: runs[1]}}
 	}
-	for i, asym := range []bool{false, true} {
-		r, err := o.asymTransfer(ctx, port+uint16(i), asym, 0)
+	if err := p.warmUp(o); err != nil {
+		return res, err
+	}
+	for _, rate := range rates {
+		runs, err := p.pair(o, rate, false)
 		if err != nil {
 			return res, err
 		}
-		res.Unpaced[i] = r
+		res.Paced = append(res.Paced, asymRuns(runs))
 	}
-	return res, nil
+	rounds, err := p.alternate(o, AsymRounds)
+	for _, runs := range rounds {
+		res.Unpaced = append(res.Unpaced, asymRuns(runs))
+	}
+	return res, err
 }
 
 // asymTransfer writes stream data for o.Duration at rate and times it from
@@ -161,7 +190,7 @@ func (r AsymResult) Report(w io.Writer, o Options) {
 		o.link(), o.PacketSize, o.Duration, o.GSO, o.GRO, o.Suite)
 	line := func(name string, runs [2]AsymRun, note string) {
 		fmt.Fprintf(w, "  %-22s symmetric %6.2f Gbit/s   asymmetric %6.2f Gbit/s   ratio %.3f %s\n",
-			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), ratio(runs), note)
+			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), ratio(transfers(runs)), note)
 		for _, run := range runs {
 			au := run.Receiver.Auth
 			fmt.Fprintf(w, "  %-22s   %-10s: %d of %d stream bytes delivered, %d packets lost, %d held packets expired, %d evicted, %d manifests over the verification budget\n",
@@ -171,13 +200,36 @@ func (r AsymResult) Report(w io.Writer, o Options) {
 	for _, runs := range r.Paced {
 		line(fmt.Sprintf("paced at %.1f Gbit/s", float64(runs[0].Rate)/1e9), runs, "(stream data; target >= 0.9, nothing lost or expired)")
 	}
-	line("unpaced", r.Unpaced, "(target >= 0.35: the receiver's CPU is the limit)")
-	if cs, ca := cpuPerPacket(r.Unpaced[0].TransferRun), cpuPerPacket(r.Unpaced[1].TransferRun); cs > 0 && ca > 0 {
+	for i, runs := range r.Unpaced {
+		line(fmt.Sprintf("unpaced, round %d", i+1), runs, "")
+	}
+	rounds := r.transferRuns()
+	rs := sortedRatios(rounds, ratio)
+	fmt.Fprintf(w, "  unpaced: median of the %d rounds' ratios %.3f (from %.3f to %.3f; target >= 0.35: sender and receiver share this machine's cores, so the CPU per packet is the limit)\n",
+		len(rs), r.UnpacedRatio(), rs[0], rs[len(rs)-1])
+	cpu := func(which int) float64 {
+		return medianRatio(rounds, func(runs [2]TransferRun) float64 { return cpuPerPacket(runs[which]) })
+	}
+	if c0, c1 := cpu(0), cpu(1); c0 > 0 && c1 > 0 {
+		cs := sortedRatios(rounds, cpuRatio)
 		// Whatever share of the machine the process got: sender and
 		// receiver share the cores, so this ratio bounds the unpaced one.
-		fmt.Fprintf(w, "  %-22s CPU per packet delivered (sender and receiver): symmetric %.2f µs, asymmetric %.2f µs, ratio %.3f\n",
-			"", cs, ca, cs/ca)
+		fmt.Fprintf(w, "  unpaced: CPU per packet delivered (sender and receiver), medians: symmetric %.2f µs, asymmetric %.2f µs; symmetric / asymmetric median %.3f (from %.3f to %.3f)\n",
+			c0, c1, medianRatio(rounds, cpuRatio), cs[0], cs[len(cs)-1])
 	}
+	// Medians of the asymmetric runs' costs.
+	asymCost := func(f func(TransferRun) float64) float64 {
+		return medianRatio(rounds, func(runs [2]TransferRun) float64 { return f(runs[1]) })
+	}
+	fmt.Fprintf(w, "  unpaced, medians per packet: sender hash %.2f µs, sign %.2f µs; receiver verify %.2f µs (%.0f %% of the signatures in batches)\n",
+		asymCost(func(t TransferRun) float64 { return perPacket(t.Sender.Manifests.HashTime, t.Sender.Manifests.Hashed) }),
+		asymCost(func(t TransferRun) float64 { return perPacket(t.Sender.Manifests.SignTime, t.Sender.Manifests.Hashed) }),
+		asymCost(func(t TransferRun) float64 {
+			return perPacket(t.Receiver.Auth.VerifyTime, t.Receiver.Auth.Authenticated)
+		}),
+		asymCost(func(t TransferRun) float64 {
+			return 100 * float64(t.Receiver.Auth.Batched) / float64(max(t.Receiver.Auth.Verified, 1))
+		}))
 	a := r.Paced[len(r.Paced)-1][1]
 	m, au := a.Sender.Manifests, a.Receiver.Auth
 	fmt.Fprintf(w, "  per packet, paced run: sender hash %.2f µs, sign %.2f µs (%d manifests of %d packets on average, %.1f µs each, each sent %d times); receiver verify %.2f µs (%d verifications, %d of them in batches, %.1f µs each)\n",

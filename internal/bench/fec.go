@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"slices"
 	"time"
 
@@ -23,9 +22,8 @@ const FECOverhead = 0.05
 type FECResult struct {
 	Paced [2]TransferRun // at FECRate: without, with
 	// Unpaced are FECRounds pairs of unpaced runs, without and with FEC,
-	// alternating which goes first: the throughput of one phase moves with
-	// the cores the kernel gives sender and receiver and with other jobs,
-	// so each pair's ratio is taken, and their median reported.
+	// alternating which goes first (see pairs): each pair's ratio is
+	// taken, and their median reported.
 	Unpaced [][2]TransferRun
 	// Per-packet costs, in nanoseconds, of a full packet: AES-GCM (the
 	// session's suite) seal and open, FEC encode (the sender's work per
@@ -43,62 +41,33 @@ const FECRate = 1_000_000_000
 const FECRounds = 5
 
 // FEC measures per-packet costs in process, then stream throughput without
-// and with 5 % FEC, paced at FECRate and unpaced, on fresh sockets each.
-// Every phase starts from the same process state: a first, unmeasured
-// pair warms up what the first phase would pay for alone (page faults of
-// the buffers, the socket buffers' growth, the scheduler's placement), and
-// a garbage collection precedes each phase, so that no phase collects the
-// previous one's garbage.
+// and with 5 % FEC, paced at FECRate and unpaced, on fresh sockets each,
+// after a warm-up (see pairs).
 func FEC(ctx context.Context, o Options) (FECResult, error) {
 	var res FECResult
 	if err := o.fecCosts(&res); err != nil {
 		return res, err
 	}
-	port := o.Group.Port() + 2
-	pair := func(o Options, rate uint64, fecFirst bool) (runs [2]TransferRun, err error) {
-		for _, withFEC := range []bool{fecFirst, !fecFirst} {
-			params := o.params(port)
-			if withFEC {
-				fp, err := fec.NewParams(FECOverhead, 0, 0)
-				if err != nil {
-					return runs, err
-				}
-				params = fecParams(params, fp)
-			}
-			runtime.GC()
-			run, err := o.transfer(ctx, port, params, mquic.SenderConfig{}, rate)
+	p := pairs{port: o.Group.Port() + 2, phase: func(o Options, port uint16, which int, rate uint64) (TransferRun, error) {
+		params := o.params(port)
+		if which == 1 {
+			fp, err := fec.NewParams(FECOverhead, 0, 0)
 			if err != nil {
-				return runs, err
+				return TransferRun{}, err
 			}
-			runs[b2i(withFEC)] = run
-			port++
+			params = fecParams(params, fp)
 		}
-		return runs, nil
-	}
-	warm := o
-	warm.Duration = min(o.Duration, time.Second)
-	if _, err := pair(warm, 0, false); err != nil {
+		return o.transfer(ctx, port, params, mquic.SenderConfig{}, rate)
+	}}
+	if err := p.warmUp(o); err != nil {
 		return res, err
 	}
 	var err error
-	if res.Paced, err = pair(o, FECRate, false); err != nil {
+	if res.Paced, err = p.pair(o, FECRate, false); err != nil {
 		return res, err
 	}
-	for i := range FECRounds {
-		runs, err := pair(o, 0, i%2 == 1)
-		if err != nil {
-			return res, err
-		}
-		res.Unpaced = append(res.Unpaced, runs)
-	}
-	return res, nil
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	res.Unpaced, err = p.alternate(o, FECRounds)
+	return res, err
 }
 
 // fecRatio is the stream throughput with FEC over without.
@@ -121,22 +90,11 @@ func cpuPerByte(run TransferRun) float64 {
 // jobs on a shared machine.
 func (r FECResult) UnpacedCPURatio() float64 { return r.median(fecCPURatio) }
 
-func (r FECResult) median(f func([2]TransferRun) float64) float64 {
-	rs := r.sorted(f)
-	if n := len(rs); n%2 == 0 {
-		return (rs[n/2-1] + rs[n/2]) / 2
-	}
-	return rs[len(rs)/2]
-}
+func (r FECResult) median(f func([2]TransferRun) float64) float64 { return medianRatio(r.Unpaced, f) }
 
 // sorted returns f of each unpaced round, sorted.
 func (r FECResult) sorted(f func([2]TransferRun) float64) []float64 {
-	rs := make([]float64, len(r.Unpaced))
-	for i, runs := range r.Unpaced {
-		rs[i] = f(runs)
-	}
-	slices.Sort(rs)
-	return rs
+	return sortedRatios(r.Unpaced, f)
 }
 
 // fecCosts times sealing, opening, FEC encoding and decoding of full

@@ -1,9 +1,11 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,6 +156,7 @@ type Authenticator struct {
 	seen    [64]seenManifest // recently verified manifests, by Seq % 64
 	seqs    seqWindow        // sequence numbers verified recently
 	scratch []byte
+	newest  []newestHeld // register's, for each packet number of a manifest
 
 	// The verification budgets (MaxVerifyRate), the session's shared with
 	// the Prechecker.
@@ -192,6 +195,13 @@ type heldPacket struct {
 	// older and newer link the held packets with the same packet number
 	// (a forger's, and the real one), slots in heldQ or -1.
 	older, newer int32
+}
+
+// newestHeld is the newest packet held under one of the packet numbers a
+// verified manifest lists (slot -1: none) and whether the manifest lists it.
+type newestHeld struct {
+	slot   int32
+	listed bool
 }
 
 type seenManifest struct {
@@ -414,7 +424,16 @@ func (a *Authenticator) listsHeld(m *Manifest) bool {
 // listed (in a manifest with salt), or -1.
 func (a *Authenticator) heldMatch(pn uint64, listed, salt []byte) int32 {
 	hi, ok := a.heldPN[pn]
-	for ok && hi >= 0 {
+	if !ok {
+		return -1
+	}
+	return a.heldMatchFrom(hi, listed, salt)
+}
+
+// heldMatchFrom is heldMatch from held packet hi (-1: none) to the oldest
+// with its packet number.
+func (a *Authenticator) heldMatchFrom(hi int32, listed, salt []byte) int32 {
+	for hi >= 0 {
 		h := a.heldQ.at(hi)
 		if a.prof.Digest.matches(listed, salt, &h.d) {
 			return hi
@@ -422,6 +441,51 @@ func (a *Authenticator) heldMatch(pn uint64, listed, salt []byte) int32 {
 		hi = h.older
 	}
 	return -1
+}
+
+// matchNewest fills a.newest for a verified DigestSalted128 manifest m: for
+// each packet number it lists, the newest packet held under it (the real
+// one, unless a forger's came after it) and whether m lists it. It hashes
+// the salted digests two at a time (SumPair), where register would hash
+// them one by one; register tries the older packets under a number, if
+// any, only when the newest is not listed.
+func (a *Authenticator) matchNewest(m *Manifest) {
+	n := m.Count()
+	a.newest = slices.Grow(a.newest[:0], n)[:n]
+	var in [2][SaltLen + DigestLen]byte
+	copy(in[0][:], m.Salt)
+	copy(in[1][:], m.Salt)
+	var out [2]Digest
+	pair := [2]int{-1, -1} // indexes of m waiting to be hashed
+	flush := func(k int) {
+		if k == 2 {
+			SumPair(&out[0], &out[1], in[0][:], in[1][:])
+		} else {
+			out[0] = sha256.Sum256(in[0][:])
+		}
+		for j := range k {
+			i := pair[j]
+			a.newest[i].listed = bytes.Equal(out[j][:16], m.Listed(i))
+		}
+	}
+	k := 0
+	for i := range n {
+		hi, ok := a.heldPN[m.FirstPN+uint64(i)]
+		if !ok {
+			a.newest[i] = newestHeld{slot: -1}
+			continue
+		}
+		a.newest[i] = newestHeld{slot: hi}
+		copy(in[k][SaltLen:], a.heldQ.at(hi).d[:])
+		pair[k] = i
+		if k++; k == 2 {
+			flush(2)
+			k = 0
+		}
+	}
+	if k == 1 {
+		flush(1)
+	}
 }
 
 // failed records that a copy of sequence number seq failed verification,
@@ -484,6 +548,10 @@ func (a *Authenticator) takeToken(b *budget, t int64, expected bool) bool {
 
 // register makes a verified manifest's digests authenticate their packets.
 func (a *Authenticator) register(m *Manifest, t int64) {
+	salted := a.prof.Digest == DigestSalted128
+	if salted {
+		a.matchNewest(m)
+	}
 	for i := range m.Count() {
 		pn := m.FirstPN + uint64(i)
 		if a.haveLargest && pn < a.largest && a.largest-pn >= a.cfg.Window {
@@ -491,7 +559,16 @@ func (a *Authenticator) register(m *Manifest, t int64) {
 			continue
 		}
 		listed := m.Listed(i)
-		if hi := a.heldMatch(pn, listed, m.Salt); hi >= 0 {
+		hi := int32(-1)
+		switch {
+		case !salted:
+			hi = a.heldMatch(pn, listed, m.Salt)
+		case a.newest[i].listed:
+			hi = a.newest[i].slot
+		case a.newest[i].slot >= 0:
+			hi = a.heldMatchFrom(a.heldQ.at(a.newest[i].slot).older, listed, m.Salt)
+		}
+		if hi >= 0 {
 			h := a.heldQ.at(hi)
 			a.authenticated(pn, t)
 			a.stats.Released++

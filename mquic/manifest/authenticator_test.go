@@ -484,3 +484,52 @@ func TestSeqWindow(t *testing.T) {
 		t.Fatal("after a jump")
 	}
 }
+
+// A salted manifest matches the packets held under its packet numbers two
+// at a time: with numbers held by nothing, by a forger only, by a forger
+// after or before the real packet, and an odd count, only the real packets
+// are released, each once.
+func TestAuthenticatorSaltedPairs(t *testing.T) {
+	h := newAlgHarness(t, AuthConfig{}, saltedProfile(t))
+	now := time.Now()
+	hold := func(pn uint64, salt string) {
+		t.Helper()
+		if auth, held := h.arrive(pn, salt, now); auth || !held {
+			t.Fatalf("packet %d %s: authenticated %v, held %v", pn, salt, auth, held)
+		}
+	}
+	for pn := range uint64(11) {
+		switch pn {
+		case 3: // arrives after the manifest
+		case 7:
+			hold(pn, "forged")
+		case 8:
+			hold(pn, "real")
+			hold(pn, "forged")
+		case 9:
+			hold(pn, "forged")
+			hold(pn, "real")
+		default:
+			hold(pn, "real")
+		}
+	}
+	if err := h.a.HandleManifest(h.manifest(0, 0, 11, "real"), now); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(h.released) != "[0 1 2 4 5 6 8 9 10]" {
+		t.Fatalf("released %v", h.released)
+	}
+	for pn, p := range h.payloads {
+		if p != string(packet(pn, "real")) {
+			t.Fatalf("released %q as packet %d", p, pn)
+		}
+	}
+	for _, pn := range []uint64{3, 7} {
+		if auth, _ := h.arrive(pn, "real", now); !auth {
+			t.Fatalf("packet %d after its manifest not authenticated", pn)
+		}
+	}
+	if st := h.a.Stats(); st.Held != 3 || st.Authenticated != 11 || st.Released != 9 {
+		t.Fatalf("%+v", st)
+	}
+}

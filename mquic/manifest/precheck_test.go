@@ -343,7 +343,7 @@ func TestBatchAllocations(t *testing.T) {
 // signature, next to BenchmarkVerify's one by one.
 func BenchmarkVerifyBatch(b *testing.B) {
 	key := testKey(b)
-	for _, n := range []int{2, 4, 8, 16} {
+	for _, n := range []int{2, 3, 4, 8, 16} {
 		var ms []*Manifest
 		for i := range n {
 			m := Manifest{StreamID: 1, Seq: uint32(i), FirstPN: uint64(33 * i), Digests: testDigests(33, byte(i))}

@@ -88,6 +88,26 @@ func (d DigestAlg) list(dst, salt []byte, pd *Digest) []byte {
 	return append(dst, out[:16]...)
 }
 
+// listSalted appends to dst the DigestSalted128 digests, in a manifest with
+// salt, of the packets whose SHA-256 digests ds concatenates, two at a time
+// (SumPair).
+func listSalted(dst, salt, ds []byte) []byte {
+	var a, b [SaltLen + DigestLen]byte
+	copy(a[:], salt)
+	copy(b[:], salt)
+	for ; len(ds) >= 2*DigestLen; ds = ds[2*DigestLen:] {
+		copy(a[SaltLen:], ds[:DigestLen])
+		copy(b[SaltLen:], ds[DigestLen:2*DigestLen])
+		var oa, ob Digest
+		SumPair(&oa, &ob, a[:], b[:])
+		dst = append(append(dst, oa[:16]...), ob[:16]...)
+	}
+	if len(ds) > 0 {
+		dst = DigestSalted128.list(dst, salt, (*Digest)(ds))
+	}
+	return dst
+}
+
 // matches reports whether listed, a digest a manifest with salt lists, is
 // that of the packet whose SHA-256 is pd.
 func (d DigestAlg) matches(listed, salt []byte, pd *Digest) bool {

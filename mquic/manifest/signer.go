@@ -3,7 +3,6 @@ package manifest
 import (
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -86,10 +85,14 @@ type Signer struct {
 	repeatDelay time.Duration
 	onManifest  func([]byte)
 
-	rand        io.Reader // draws the salts
-	seq         uint32
-	firstPN     uint64
-	pending     []byte // SHA-256 digests of packets firstPN, firstPN+1, ...
+	rand    io.Reader // draws the salts
+	seq     uint32
+	firstPN uint64
+	pending []byte // SHA-256 digests of packets firstPN, firstPN+1, ...
+	// unhashed is a copy of the packet after the pending ones, when one
+	// waits to be hashed together with the next (SumPair).
+	unhashed    []byte
+	hasUnhashed bool
 	listed      []byte // the pending digests as a manifest lists them
 	salt        [SaltLen]byte
 	haveTrigger bool
@@ -193,34 +196,78 @@ func (s *Signer) Redundancy() int { return s.copies }
 // manifest. Add signs a manifest when it becomes full; its frame is then
 // waiting for Next.
 func (s *Signer) Add(pn uint64, pkt []byte, trigger bool, now time.Time) {
-	if len(s.pending) > 0 && pn != s.firstPN+uint64(len(s.pending)/DigestLen) {
+	if n := s.count(); n > 0 && pn != s.firstPN+uint64(n) {
 		s.seal(now)
 	}
-	if len(s.pending) == 0 {
+	if s.count() == 0 {
 		s.firstPN = pn
 	}
-	// Sample the hashing cost without paying for a clock read per packet.
-	var t0 time.Time
-	if s.hashN%64 == 0 {
-		t0 = time.Now()
-	}
-	d := sha256.Sum256(pkt)
-	if s.hashN%64 == 0 {
-		s.stats.HashTime += 64 * time.Since(t0)
-	}
-	s.hashN++
 	s.stats.Hashed++
-	s.pending = append(s.pending, d[:]...)
 	if trigger && !s.haveTrigger {
 		s.haveTrigger, s.triggerAt = true, now
+	}
+	switch {
+	case s.hasUnhashed:
+		s.hasUnhashed = false
+		s.hash(s.unhashed, pkt, true)
+	case s.count()+1 < s.per:
+		// Hashed with the next packet, which is listed by the same
+		// manifest unless a gap or a deadline comes first (seal).
+		s.unhashed, s.hasUnhashed = append(s.unhashed[:0], pkt...), true
+		return
+	default:
+		s.hash(pkt, nil, false)
 	}
 	if len(s.pending) == s.per*DigestLen {
 		s.seal(now)
 	}
 }
 
+// count is how many packets the pending manifest lists so far.
+func (s *Signer) count() int {
+	n := len(s.pending) / DigestLen
+	if s.hasUnhashed {
+		n++
+	}
+	return n
+}
+
+// hash appends the digests of a and, with pair, b to the pending ones:
+// together with SumPair, which hashes two packets in about the time of
+// one. It samples the time hashing takes without paying for a clock
+// reading per packet.
+func (s *Signer) hash(a, b []byte, pair bool) {
+	n := uint64(1)
+	if pair {
+		n = 2
+	}
+	var t0 time.Time
+	sample := (s.hashN+n-1)%64 < n // the call hashes a packet whose index is a multiple of 64
+	if sample {
+		t0 = time.Now()
+	}
+	var da, db Digest
+	if pair {
+		SumPair(&da, &db, a, b)
+	} else {
+		da = Sum(a)
+	}
+	if sample {
+		s.stats.HashTime += 64 * time.Since(t0) / time.Duration(n)
+	}
+	s.hashN += n
+	s.pending = append(s.pending, da[:]...)
+	if pair {
+		s.pending = append(s.pending, db[:]...)
+	}
+}
+
 // seal signs the pending digests into a new manifest.
 func (s *Signer) seal(now time.Time) {
+	if s.hasUnhashed {
+		s.hasUnhashed = false
+		s.hash(s.unhashed, nil, false)
+	}
 	if len(s.pending) == 0 || s.err != nil {
 		return
 	}
@@ -235,10 +282,7 @@ func (s *Signer) seal(now time.Time) {
 			return
 		}
 		m.Salt = s.salt[:]
-		s.listed = s.listed[:0]
-		for d := s.pending; len(d) > 0; d = d[DigestLen:] {
-			s.listed = m.DigestAlg.list(s.listed, m.Salt, (*Digest)(d))
-		}
+		s.listed = listSalted(s.listed[:0], m.Salt, s.pending)
 		m.Digests = s.listed
 	}
 	rec := s.newRecord()

@@ -258,3 +258,48 @@ func TestSignerAllocations(t *testing.T) {
 		t.Fatalf("%.3f allocations per packet", a)
 	}
 }
+
+// The signer lists each packet as it was when added, though it hashes
+// packets two at a time: a sender may reuse a packet's buffer once Add
+// returns. Packets of varied lengths (hashed together or not), a gap, a
+// deadline and full manifests end manifests between the two of a pair.
+func TestSignerListsPacketsAsAdded(t *testing.T) {
+	s := newTestSigner(t, SignerConfig{Redundancy: 1, MaxDelay: time.Millisecond}, 1171)
+	now := time.Unix(1000, 0)
+	buf := make([]byte, 1500)
+	want := map[uint64]Digest{}
+	var got []Manifest
+	lens := []int{1200, 1200, 1199, 700, 1200, 1143, 1144, 64, 55, 56, 0, 0}
+	pn := uint64(1)
+	for i := range 200 {
+		if i == 77 {
+			pn += 3 // a gap
+		}
+		p := buf[:lens[i%len(lens)]]
+		for j := range p {
+			p[j] = byte(i*7 + j)
+		}
+		s.Add(pn, p, true, now)
+		want[pn] = Sum(p)
+		clear(buf) // the sender's slot, reused
+		if i%41 == 40 {
+			now = now.Add(time.Millisecond) // the deadline of a part-filled manifest
+		}
+		got = append(got, drain(t, s, now, false)...)
+		pn++
+	}
+	got = append(got, drain(t, s, now, true)...)
+	listed := 0
+	for _, m := range got {
+		for i := range m.Count() {
+			d, ok := want[m.FirstPN+uint64(i)]
+			if !ok || !m.Lists(i, &d) {
+				t.Fatalf("manifest %d lists packet %d wrongly", m.Seq, m.FirstPN+uint64(i))
+			}
+			listed++
+		}
+	}
+	if listed != len(want) || len(got) < 8 {
+		t.Fatalf("%d manifests list %d packets, want all %d", len(got), listed, len(want))
+	}
+}
