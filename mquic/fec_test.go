@@ -264,7 +264,7 @@ func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, l
 	}
 	f := st.FEC
 	if f.Recovered != want.recovered || f.BlocksRecovered != want.recoveredBlocks || f.BlocksUnrecoverable != want.unrecoverableBlocks ||
-		f.Unrecovered != want.unrecovered || f.RepairPackets != want.repairsArrived || f.BadRepair != 0 {
+		f.Unrecovered != want.unrecovered || f.RepairPackets+f.RepairSkipped != want.repairsArrived || f.BadRepair != 0 {
 		t.Errorf("receiver FEC %+v, want recovered %d in %d blocks, %d blocks (%d packets) unrecoverable, %d repair packets",
 			f, want.recovered, want.recoveredBlocks, want.unrecoverableBlocks, want.unrecovered, want.repairsArrived)
 	}
@@ -274,7 +274,7 @@ func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, l
 	// Every datagram and every rebuilt packet was accepted (none dropped;
 	// in an asymmetric session, the last manifests' packets are listed by
 	// no manifest).
-	if st.Datagrams != uint64(lossy.Sent()) || st.Packets+st.Auth.UnconfirmedManifests+uint64(st.Auth.Held) != st.Datagrams+f.Recovered || st.Auth.Expired != 0 {
+	if st.Datagrams != uint64(lossy.Sent()) || st.Packets+st.Auth.UnconfirmedManifests+uint64(st.Auth.Held)+f.RepairSkipped != st.Datagrams+f.Recovered || st.Auth.Expired != 0 {
 		t.Errorf("%d datagrams sent, %d read; %d accepted, %d rebuilt", lossy.Sent(), st.Datagrams, st.Packets, f.Recovered)
 	}
 	t.Logf("%s; sender %d packets, %d blocks, %d repair packets (%.1f %%); receiver rebuilt %d packets in %d blocks, %d blocks (%d packets) unrecoverable, %d gaps",
@@ -295,6 +295,24 @@ func TestFECRandomLoss(t *testing.T) {
 	if want.recovered == 0 {
 		t.Fatal("no packet needed rebuilding")
 	}
+}
+
+// TestFECSkipsRepairNotNeeded: in a lossless transfer, repair packets of
+// blocks that lack nothing are dropped unopened by their packet numbers
+// (FEC.RepairSkipped), all but the first of each block, whose REPAIR frame
+// tells the receiver of its block; every packet is still accounted for and
+// every byte delivered (fecTransfer).
+func TestFECSkipsRepairNotNeeded(t *testing.T) {
+	group := mcasttest.Group()
+	params := fecParams(t, group, 0.05, 0)
+	params.PeakFlowRate = 400_000_000
+	lossy := mcasttest.NewLossy(mcasttest.Sender(t, group), 0, 0)
+	want, st, ss := fecTransfer(t, params, nil, lossy, group, 8, 1<<20)
+	f := st.FEC
+	if f.RepairSkipped == 0 || f.RepairSkipped > ss.FEC.RepairPackets-uint64(want.blocks) || f.RepairPackets < uint64(want.blocks) {
+		t.Fatalf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
+	}
+	t.Logf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
 }
 
 // TestFECBursts: bursts of 8 lost packets (fewer than a full block's 10
@@ -344,6 +362,8 @@ func TestFECAsymmetric(t *testing.T) {
 	if want.recovered == 0 || want.unrecovered != 0 || st.Auth.Expired != 0 {
 		t.Fatalf("%d rebuilt, %d not, %d expired", want.recovered, want.unrecovered, st.Auth.Expired)
 	}
+	// Repair packets skipped unopened end there; the others as ever.
+	st.Datagrams -= st.FEC.RepairSkipped
 	accounted(t, st)
 }
 
@@ -480,9 +500,9 @@ func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
 		t.Error(err)
 	}
 	st := rcv.Stats()
-	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets != st.Datagrams+1 {
-		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted, %d gaps (want 1: the burst)",
-			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.Gaps)
+	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets+st.FEC.RepairSkipped != st.Datagrams+1 {
+		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted (%d repair packets skipped), %d gaps (want 1: the burst)",
+			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.FEC.RepairSkipped, st.Gaps)
 	}
 	if f := st.FEC; f.BlocksRecovered != 1 || f.BlocksUnrecoverable != 1 || f.Unrecovered != burstLen {
 		t.Errorf("FEC %+v: want 1 block rebuilt, 1 given up with %d packets unrecovered", f, burstLen)

@@ -28,6 +28,9 @@ type DecoderStats struct {
 	// decided (it lost nothing, was rebuilt, or was given up), or too late
 	// for its source packets to be still at hand.
 	UnusedRepair uint64
+	// RepairSkipped counts datagrams dropped unopened (Skip): repair
+	// packets, by their packet numbers, of blocks already decided.
+	RepairSkipped uint64
 }
 
 // DecoderConfig configures a Decoder.
@@ -400,6 +403,38 @@ func (d *Decoder) invert(b *block, miss []int) bool {
 	// inv[c*w+e+a] through d.mat.
 	d.mat = m
 	return true
+}
+
+// Skip reports whether the datagram of packet number pn, not opened yet,
+// need not be: pn is among the repair packets of a known block that is
+// decided (it lacks nothing, or was rebuilt or given up), so that its
+// REPAIR frame would only be counted unused. It counts the datagrams it
+// skips. pn is not authenticated: a forged number can only make the
+// caller skip a datagram that was not needed (a forged datagram fails its
+// AEAD anyway), so Skip changes nothing else.
+func (d *Decoder) Skip(pn uint64) bool {
+	for _, b := range d.blocks {
+		if pn >= b.id+uint64(b.k) && pn < b.end() {
+			if b.decided {
+				d.st.RepairSkipped++
+			}
+			return b.decided
+		}
+	}
+	return false
+}
+
+// MaxSourceCount is the session's K: the source packets of a full block.
+func (d *Decoder) MaxSourceCount() int { return d.cfg.Params.MaxSourceCount }
+
+// Newest returns the block ID, source and repair counts of the newest
+// block known (whose REPAIR frames came), if any.
+func (d *Decoder) Newest() (id uint64, k, m int, ok bool) {
+	if len(d.blocks) == 0 {
+		return 0, 0, 0, false
+	}
+	b := d.blocks[len(d.blocks)-1]
+	return b.id, b.k, b.m, true
 }
 
 // Ready reports whether a rebuilt packet waits for Next. The caller should

@@ -268,6 +268,48 @@ func TestDecodeLateSource(t *testing.T) {
 	}
 }
 
+// TestDecoderSkip: the repair packets of a block are skippable once the
+// block is decided, lossless or rebuilt, and not while it may still use
+// them; no other packet number is.
+func TestDecoderSkip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	p, _ := NewParams(0.2, 20, 0)
+	e, _ := NewEncoder(p, 0.2, 100)
+	now := time.Unix(0, 0)
+	for _, lose := range []int{0, 2} {
+		d := newDecoder(t, p)
+		ps := randPayloads(rng, 20, 100)
+		rs := encodeBlock(t, e, 50, ps) // packets 50..69, repair packets 70..73
+		for i := lose; i < 20; i++ {
+			d.Source(50+uint64(i), ps[i])
+		}
+		if d.Skip(70) {
+			t.Fatal("skips before the block is known")
+		}
+		// The lossless block is decided by its first REPAIR frame, the
+		// other once it has as many as it lost.
+		need := max(lose, 1)
+		for j := range rs {
+			pn := 70 + uint64(j)
+			if j > 0 && d.Skip(pn) != (j >= need) {
+				t.Fatalf("lost %d: repair packet %d skipped %v", lose, j, j < need)
+			}
+			if j < need {
+				d.Repair(&rs[j], pn, now)
+			}
+		}
+		for _, pn := range []uint64{49, 50, 69, 74, 1 << 40} {
+			if d.Skip(pn) {
+				t.Fatalf("lost %d: packet %d skipped", lose, pn)
+			}
+		}
+		st := d.Stats()
+		if want := uint64(len(rs) - need); st.RepairSkipped != want || st.UnusedRepair != 0 || st.Recovered != uint64(lose) {
+			t.Fatalf("lost %d: %+v, want %d skipped", lose, st, want)
+		}
+	}
+}
+
 // TestDecoderRejectsInconsistent: a frame that contradicts its block, or
 // overlaps another, is counted and ignored.
 func TestDecoderRejectsInconsistent(t *testing.T) {
