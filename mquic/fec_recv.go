@@ -56,6 +56,9 @@ type recvFEC struct {
 	// unopened. Written by the ordered processing, read by the openers;
 	// a torn pair only makes an opener leave another packet to the ordered
 	// processing, which opens it.
+	// skip: repair packets not needed may be skipped (symmetric sessions
+	// only: see spec, "Blocks at the receiver").
+	skip      bool
 	hintBase  atomic.Uint64 // the newest known block's ID
 	hintShape atomic.Uint64 // its k | m<<9 | full<<18 (0: no hint)
 	shape     uint64        // hintShape's value, for the ordered processing
@@ -76,7 +79,7 @@ const hintHorizon = 16
 // needed.
 func (f *recvFEC) publishHint() {
 	id, k, m, ok := f.dec.Newest()
-	if !ok {
+	if !ok || !f.skip {
 		return
 	}
 	shape := uint64(k) | uint64(m)<<9
@@ -115,17 +118,21 @@ func (f *recvFEC) repairLikely(pn uint64) bool {
 // ordered processing if it is a repair packet the decoder does not need
 // (Decoder.Skip).
 func (r *Receiver) skipRepair(p *rxPacket) bool {
-	if r.fec == nil {
+	if r.fec == nil || !r.fec.skip {
 		return false
 	}
 	pn := p.truncated
 	if r.win.have {
 		pn = wire.DecodePacketNumber(r.win.largest, p.truncated, p.pnLen)
 	}
-	if !r.fec.dec.Skip(pn) {
+	if r.win.check(pn) != pnNew || !r.fec.dec.Skip(pn) {
 		return false
 	}
+	// It arrived: not a loss, and a copy is a duplicate. (The number is in
+	// the range of a block that authenticated REPAIR frames told of.)
+	r.win.markAt(pn, r.now)
 	if r.tr != nil {
+		r.tr.arrived(pn)
 		r.tr.droppedPN(pn, len(p.pkt), dropRepairSkipped)
 	}
 	return true
@@ -173,7 +180,7 @@ func (r *Receiver) setupFEC(p *Params) error {
 	if err != nil {
 		return err
 	}
-	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot)}
+	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot), skip: !r.asym}
 	// A block's repair packets are sealed at most BlockTime after its first
 	// packet; they may then wait in the sender's queue and on the path.
 	r.ra.fecWait = 2*fp.BlockTime + r.cfg.ReorderDelay

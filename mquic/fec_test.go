@@ -312,6 +312,10 @@ func TestFECSkipsRepairNotNeeded(t *testing.T) {
 	if f.RepairSkipped == 0 || f.RepairSkipped > ss.FEC.RepairPackets-uint64(want.blocks) || f.RepairPackets < uint64(want.blocks) {
 		t.Fatalf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
 	}
+	// A skipped packet arrived: it is no loss.
+	if st.LostPackets != 0 {
+		t.Fatalf("%d packets lost, none dropped (%d repair packets skipped)", st.LostPackets, f.RepairSkipped)
+	}
 	t.Logf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
 }
 
@@ -362,8 +366,11 @@ func TestFECAsymmetric(t *testing.T) {
 	if want.recovered == 0 || want.unrecovered != 0 || st.Auth.Expired != 0 {
 		t.Fatalf("%d rebuilt, %d not, %d expired", want.recovered, want.unrecovered, st.Auth.Expired)
 	}
-	// Repair packets skipped unopened end there; the others as ever.
-	st.Datagrams -= st.FEC.RepairSkipped
+	// Asymmetric sessions open every repair packet (spec, "Blocks at the
+	// receiver").
+	if st.FEC.RepairSkipped != 0 {
+		t.Fatalf("%d repair packets skipped in an asymmetric session", st.FEC.RepairSkipped)
+	}
 	accounted(t, st)
 }
 
