@@ -1,6 +1,7 @@
 package fec
 
 import (
+	"crypto/subtle"
 	"math/bits"
 	"time"
 
@@ -65,6 +66,14 @@ type Decoder struct {
 	largest uint64 // largest packet number seen
 	known   uint64 // end of the newest known block (its last repair packet + 1)
 
+	// With GFNI (haveGFNI): the kernel's matrix of each byte value, and
+	// the scratch of syndromesGFNI.
+	gfniTab *[256]uint64
+	gmat    []uint64
+	gin     [][]byte
+	gout    [][]byte
+	zero    []byte
+
 	// Scratch of a decoding.
 	miss []int
 	rows []int
@@ -119,6 +128,12 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 	d := &Decoder{cfg: cfg, ring: make([]slot, n), mask: uint64(n - 1)}
 	m := cfg.Params.MaxRepairCount
 	d.mat = make([]byte, 0, 2*m*m)
+	if haveGFNI {
+		d.gfniTab = new([256]uint64)
+		for c := range 256 {
+			d.gfniTab[c] = mulMatrix(byte(c))
+		}
+	}
 	return d, nil
 }
 
@@ -290,23 +305,27 @@ func (d *Decoder) decode(b *block, miss []int) {
 			d.rows = append(d.rows, j)
 		}
 	}
-	for _, j := range d.rows {
-		syn := b.rep[j][:b.s]
-		for i := range b.k {
-			if d.lost[i] {
-				continue
+	for i := range b.k {
+		if src := d.ring[(b.id+uint64(i))&d.mask].buf; !d.lost[i] && len(src) > b.s {
+			// The symbol leaves out the payload's tail, which must be
+			// padding.
+			if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
+				d.fail(b, e, true) // a payload longer than the block's symbols
+				return
 			}
-			src := d.ring[(b.id+uint64(i))&d.mask].buf
-			if len(src) > b.s {
-				// The symbol leaves out the payload's tail, which must be
-				// padding.
-				if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
-					d.fail(b, e, true) // a payload longer than the block's symbols
-					return
+		}
+	}
+	if d.gfniTab != nil {
+		d.syndromesGFNI(b)
+	} else {
+		for _, j := range d.rows {
+			syn := b.rep[j][:b.s]
+			for i := range b.k {
+				if !d.lost[i] {
+					src := d.ring[(b.id+uint64(i))&d.mask].buf
+					d.ll.GalMulSliceXor(Coefficient(j, i), src[:min(len(src), b.s)], syn)
 				}
-				src = src[:b.s]
 			}
-			d.ll.GalMulSliceXor(Coefficient(j, i), src, syn)
 		}
 	}
 	if !d.invert(b, miss) {
@@ -346,6 +365,67 @@ func (d *Decoder) decode(b *block, miss []int) {
 	}
 	d.st.Recovered += uint64(e)
 	d.st.BlocksRecovered++
+}
+
+// syndromesGFNI computes the syndromes of decode with the GFNI kernel:
+// the block's received source symbols times the coefficients of the repair
+// rows used (up to ten per pass over the symbols, the lost ones replaced
+// by zeros), added to those rows' repair symbols. One pass reads each
+// source symbol once for ten rows, where the library's slice
+// multiplication reads it once per row (e·(k−e) passes of a symbol).
+func (d *Decoder) syndromesGFNI(b *block) {
+	n, e := roundUp64(b.s), len(d.rows)
+	if len(d.zero) < n {
+		d.zero = make([]byte, n)
+	}
+	d.gin = d.gin[:0]
+	for i := range b.k {
+		if d.lost[i] {
+			d.gin = append(d.gin, d.zero[:n])
+			continue
+		}
+		s := &d.ring[(b.id+uint64(i))&d.mask]
+		if cap(s.buf) < n {
+			s.buf = append(make([]byte, 0, n), s.buf...)
+		}
+		// The symbol is the payload's first bytes then zeros, to n: the
+		// buffer is zeroed past the payload (the tail of a longer payload is
+		// padding, zeros already).
+		if l := len(s.buf); l < n {
+			clear(s.buf[l:n])
+		}
+		d.gin = append(d.gin, s.buf[:n])
+	}
+	groups := roundUp(e, gfniOutputs) / gfniOutputs
+	for len(d.gout) < groups*gfniOutputs {
+		d.gout = append(d.gout, nil)
+	}
+	for o := range d.gout[:groups*gfniOutputs] {
+		if cap(d.gout[o]) < n {
+			d.gout[o] = make([]byte, n)
+		}
+		d.gout[o] = d.gout[o][:n]
+	}
+	if need := b.k * gfniOutputs; cap(d.gmat) < need {
+		d.gmat = make([]uint64, need)
+	}
+	mat := d.gmat[:b.k*gfniOutputs]
+	for g := range groups {
+		for i := range b.k {
+			for o := range gfniOutputs {
+				var c uint64
+				if a := g*gfniOutputs + o; a < e && !d.lost[i] {
+					c = d.gfniTab[Coefficient(d.rows[a], i)]
+				}
+				mat[i*gfniOutputs+o] = c
+			}
+		}
+		gfniMulAdd10(&mat[0], &d.gin[0], b.k, &d.gout[g*gfniOutputs], n)
+	}
+	for a, j := range d.rows {
+		syn := b.rep[j][:b.s]
+		subtle.XORBytes(syn, syn, d.gout[a][:b.s])
+	}
 }
 
 // fail decides b as unrecoverable with e packets missing.

@@ -77,6 +77,20 @@ func TestEncoderWithoutGFNI(t *testing.T) {
 	t.Run("vector", TestVector)
 }
 
+// TestDecoderWithoutGFNI runs the decoder tests on the library's path (the
+// syndromes by slice multiplication), which CPUs without AVX-512 GFNI
+// take; the other tests take the kernel's where the CPU has it.
+func TestDecoderWithoutGFNI(t *testing.T) {
+	if !haveGFNI {
+		t.Skip("the other tests take the library's path already")
+	}
+	haveGFNI = false
+	defer func() { haveGFNI = true }()
+	t.Run("erasures", TestDecodeErasures)
+	t.Run("padded", TestPaddedPayloads)
+	t.Run("noallocs", TestDecodeNoAllocs)
+}
+
 // BenchmarkEncodeBlock is the computation of a full block's repair symbols
 // (200 source symbols of 1152 bytes, 10 repair symbols) by the library's
 // Encode and by the GFNI kernel, per source symbol.
