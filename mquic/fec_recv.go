@@ -197,22 +197,31 @@ func (r *Receiver) noteFEC(p *rxPacket) {
 	case p.hasRepair:
 		r.fec.dec.Repair(&p.repair, p.pn, r.fecClock(r.now))
 		r.fec.publishHint()
-	default:
+	case r.fec.rebuilding:
+		// (Its payload is in a buffer the next rebuilt packet takes.)
 		r.fecClock(r.now)
 		r.fec.dec.Source(p.pn, p.payload)
+	default:
+		// Lent until the end of the read's processing (recoverFEC): a
+		// block whose repair packets came in the same read is decided
+		// without a copy of its payloads.
+		r.fecClock(r.now)
+		r.fec.dec.Lend(p.pn, p.payload)
 	}
 	r.processRebuilt()
 }
 
 // recoverFEC processes the packets the decoder rebuilt (none wait: noteFEC
-// processes them), then gives up the blocks whose repair packets will not
-// come any more.
+// processes them), gives up the blocks whose repair packets will not come
+// any more, and ends the loans of the read's payloads to the decoder.
 func (r *Receiver) recoverFEC(now time.Time) {
 	if r.fec == nil {
 		return
 	}
 	r.processRebuilt()
 	r.fec.dec.Expire(r.fecClock(now))
+	// The read's buffers are reused after this.
+	r.fec.dec.Keep()
 }
 
 // processRebuilt processes the packets the decoder has rebuilt, as

@@ -74,6 +74,8 @@ type Decoder struct {
 	gout    [][]byte
 	zero    []byte
 
+	lent []uint64 // packet numbers whose payloads are lent (Lend)
+
 	// Scratch of a decoding.
 	miss []int
 	rows []int
@@ -90,6 +92,9 @@ type slot struct {
 	pn  uint64
 	ok  bool
 	buf []byte
+	// lent: the payload, lent by the caller until Keep (then buf is not
+	// the symbol).
+	lent []byte
 }
 
 // block is what REPAIR frames told of one block.
@@ -157,18 +162,68 @@ func (d *Decoder) see(pn uint64) {
 	}
 }
 
-// Source keeps the plaintext payload of packet pn, which arrived (and was
-// authenticated by its AEAD), for the block it belongs to; if that block
-// now has enough symbols, its lost packets are rebuilt.
-func (d *Decoder) Source(pn uint64, payload []byte) {
+// Source keeps a copy of the plaintext payload of packet pn, which arrived
+// (and was authenticated by its AEAD), for the block it belongs to; if
+// that block now has enough symbols, its lost packets are rebuilt.
+func (d *Decoder) Source(pn uint64, payload []byte) { d.source(pn, payload, false) }
+
+// Lend is Source without the copy: the decoder uses payload in place until
+// the next Keep, which copies it only if its block may still need it. The
+// caller must not change payload before then.
+func (d *Decoder) Lend(pn uint64, payload []byte) { d.source(pn, payload, true) }
+
+// Keep ends the loans of payloads since the last Keep: it copies those
+// whose blocks are not decided (unknown yet, or still waiting for
+// symbols) and lets go of the others, which nothing reads any more. The
+// caller may then reuse their buffers. A receiver that reads datagrams in
+// batches lends each batch's payloads and calls Keep before reusing its
+// buffers: a block whose repair packets came in the same batch as its
+// source packets is then decided without a copy of them.
+func (d *Decoder) Keep() {
+	for _, pn := range d.lent {
+		s := &d.ring[pn&d.mask]
+		if s.pn != pn || s.lent == nil {
+			continue // its place was taken since
+		}
+		if d.sourceDecided(pn) {
+			s.ok, s.lent = false, nil
+			continue
+		}
+		s.keep(s.lent)
+	}
+	d.lent = d.lent[:0]
+}
+
+// sourceDecided reports whether pn is a source packet of a decided block.
+func (d *Decoder) sourceDecided(pn uint64) bool {
+	for _, b := range d.blocks {
+		if pn >= b.id && pn < b.id+uint64(b.k) {
+			return b.decided
+		}
+	}
+	return false
+}
+
+// keep copies payload into s's own buffer, as its symbol.
+func (s *slot) keep(payload []byte) {
+	n := len(payload)
+	s.buf = append(append(s.buf[:0], byte(n>>8), byte(n)), payload...)
+	s.lent = nil
+}
+
+func (d *Decoder) source(pn uint64, payload []byte, lend bool) {
 	if 2+len(payload) > MaxSymbolLen {
 		return
 	}
 	d.see(pn)
 	s := &d.ring[pn&d.mask]
-	n := len(payload)
 	s.pn, s.ok = pn, true
-	s.buf = append(append(s.buf[:0], byte(n>>8), byte(n)), payload...)
+	if lend {
+		s.lent = payload
+		d.lent = append(d.lent, pn)
+	} else {
+		s.keep(payload)
+	}
 	for _, b := range d.blocks {
 		if !b.decided && pn >= b.id && pn < b.id+uint64(b.k) {
 			d.try(b)
@@ -306,6 +361,11 @@ func (d *Decoder) decode(b *block, miss []int) {
 		}
 	}
 	for i := range b.k {
+		if s := &d.ring[(b.id+uint64(i))&d.mask]; !d.lost[i] && s.lent != nil {
+			s.keep(s.lent) // the symbol, in a buffer of the decoder's own
+		}
+	}
+	for i := range b.k {
 		if src := d.ring[(b.id+uint64(i))&d.mask].buf; !d.lost[i] && len(src) > b.s {
 			// The symbol leaves out the payload's tail, which must be
 			// padding.
@@ -358,7 +418,7 @@ func (d *Decoder) decode(b *block, miss []int) {
 			}
 			clear(out[b.s : 2+n])
 		}
-		s.pn, s.ok, s.buf = b.id+uint64(i), true, out[:2+n]
+		s.pn, s.ok, s.buf, s.lent = b.id+uint64(i), true, out[:2+n], nil
 	}
 	for _, i := range miss {
 		d.ready = append(d.ready, b.id+uint64(i))
