@@ -3,6 +3,7 @@ package mquic_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -319,6 +320,49 @@ func TestFECSkipsRepairNotNeeded(t *testing.T) {
 		t.Fatalf("%d packets lost, none dropped (%d repair packets skipped)", st.LostPackets, f.RepairSkipped)
 	}
 	t.Logf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
+}
+
+// TestFECSkippedRepairTraced: a receiver that reads a lossless session in
+// one read (its first, whose packets are opened in order) opens the first
+// repair packet of each block, which tells it of the block and decides it,
+// and drops the others unopened: exactly those, each traced as
+// packet_dropped (repair_not_needed) and none as lost.
+func TestFECSkippedRepairTraced(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pkts := capturedSession(t, params, newPattern(), 1500*1100)
+	prot, err := params.Protector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64 // the repair packets past the first of their block
+	for _, p := range pkts {
+		if fp := decodeFECPacket(t, prot, len(params.SessionID), p); fp.repair != nil && fp.repair.Index > 0 {
+			want = append(want, fp.pn)
+		}
+	}
+	var rbuf traceBuffer
+	rrec := startTrace(&rbuf, params.SessionID, true)
+	rcv, stop := runPipelined(t, newFeedConn([][][]byte{pkts}), mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: len(pkts), Tracer: rrec})
+	waitPipelined(rcv, len(pkts))
+	stop()
+	rrec.Close()
+	var skipped []uint64
+	for _, e := range parseTrace(t, rbuf.Bytes(), "client", fmt.Sprintf("%x", params.SessionID)) {
+		switch e.Name {
+		case "recovery:packet_lost":
+			t.Errorf("packet %d traced lost", e.pn(t))
+		case "transport:packet_dropped":
+			if e.Data.Details.Reason != "repair_not_needed" || e.Data.Trigger != "general" {
+				t.Errorf("packet %d dropped: %s %s", e.pn(t), e.Data.Trigger, e.Data.Details.Reason)
+			}
+			skipped = append(skipped, e.pn(t))
+		}
+	}
+	st := rcv.Stats()
+	if len(want) == 0 || !slices.Equal(skipped, want) || st.FEC.RepairSkipped != uint64(len(want)) || st.LostPackets != 0 ||
+		st.Packets+st.FEC.RepairSkipped != st.Datagrams {
+		t.Fatalf("skipped %v (%d counted), want %v; %d lost, %d of %d datagrams accepted", skipped, st.FEC.RepairSkipped, want, st.LostPackets, st.Packets, st.Datagrams)
+	}
 }
 
 // TestFECBursts: bursts of 8 lost packets (fewer than a full block's 10
