@@ -456,31 +456,37 @@ func (d *Decoder) syndromesGFNI(b *block) {
 		}
 		d.gin = append(d.gin, s.buf[:n])
 	}
-	groups := roundUp(e, gfniOutputs) / gfniOutputs
-	for len(d.gout) < groups*gfniOutputs {
+	// Passes of ten rows; of four when four do (the usual few losses): a
+	// pass costs about as many multiplications as it has outputs.
+	outs, kernel := gfniOutputs, gfniMulAdd10
+	if e <= gfniSmallOutputs {
+		outs, kernel = gfniSmallOutputs, gfniMulAdd4
+	}
+	groups := roundUp(e, outs) / outs
+	for len(d.gout) < groups*outs {
 		d.gout = append(d.gout, nil)
 	}
-	for o := range d.gout[:groups*gfniOutputs] {
+	for o := range d.gout[:groups*outs] {
 		if cap(d.gout[o]) < n {
 			d.gout[o] = make([]byte, n)
 		}
 		d.gout[o] = d.gout[o][:n]
 	}
-	if need := b.k * gfniOutputs; cap(d.gmat) < need {
+	if need := b.k * outs; cap(d.gmat) < need {
 		d.gmat = make([]uint64, need)
 	}
-	mat := d.gmat[:b.k*gfniOutputs]
+	mat := d.gmat[:b.k*outs]
 	for g := range groups {
 		for i := range b.k {
-			for o := range gfniOutputs {
+			for o := range outs {
 				var c uint64
-				if a := g*gfniOutputs + o; a < e && !d.lost[i] {
+				if a := g*outs + o; a < e && !d.lost[i] {
 					c = d.gfniTab[Coefficient(d.rows[a], i)]
 				}
-				mat[i*gfniOutputs+o] = c
+				mat[i*outs+o] = c
 			}
 		}
-		gfniMulAdd10(&mat[0], &d.gin[0], b.k, &d.gout[g*gfniOutputs], n)
+		kernel(&mat[0], &d.gin[0], b.k, &d.gout[g*outs], n)
 	}
 	for a, j := range d.rows {
 		syn := b.rep[j][:b.s]

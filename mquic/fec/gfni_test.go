@@ -19,9 +19,10 @@ func TestMulMatrix(t *testing.T) {
 	}
 }
 
-// TestGFNIMatchesLibrary: the kernel's repair symbols are the library's,
+// TestGFNIMatchesLibrary: the kernels' repair symbols are the library's,
 // byte for byte, for blocks of 1 to 255 source symbols, 1 to 30 repair
-// symbols (in groups of ten) and symbols of one and of many vectors.
+// symbols (in groups of ten; the small kernel's first four) and symbols of
+// one and of many vectors.
 func TestGFNIMatchesLibrary(t *testing.T) {
 	if !haveGFNI {
 		t.Skip("no AVX-512 GFNI on this CPU")
@@ -59,6 +60,23 @@ func TestGFNIMatchesLibrary(t *testing.T) {
 			for j := range c.m {
 				if !bytes.Equal(out[j], shards[c.k+j]) {
 					t.Fatalf("repair symbol %d differs from the library's", j)
+				}
+			}
+			// The small kernel (the decoder's): the first four.
+			mat4 := make([]uint64, c.k*gfniSmallOutputs)
+			for i := range c.k {
+				for o := range min(c.m, gfniSmallOutputs) {
+					mat4[i*gfniSmallOutputs+o] = mulMatrix(Coefficient(o, i))
+				}
+			}
+			out4 := out[:gfniSmallOutputs]
+			for j := range out4 {
+				out4[j] = bytes.Repeat([]byte{0xaa}, c.n)
+			}
+			gfniMulAdd4(&mat4[0], &src[0], c.k, &out4[0], c.n)
+			for j := range min(c.m, gfniSmallOutputs) {
+				if !bytes.Equal(out4[j], shards[c.k+j]) {
+					t.Fatalf("small kernel: repair symbol %d differs from the library's", j)
 				}
 			}
 		})
