@@ -52,7 +52,7 @@ func FuzzFECReceivePath(f *testing.F) {
 		}
 		r.Flush()
 		st := r.Stats()
-		total := st.Packets + st.DecryptFailed + st.WrongSource + st.NotShort + st.WrongSession + st.Duplicate + st.Stale + st.UnknownFrame + st.BadFrame
+		total := st.Packets + st.DecryptFailed + st.WrongSource + st.NotShort + st.WrongSession + st.Duplicate + st.Stale + st.UnknownFrame + st.BadFrame + st.FEC.RepairSkipped
 		if total != st.Datagrams+st.FEC.Recovered {
 			t.Fatalf("%d datagrams and %d rebuilt, %d accounted for: %+v", st.Datagrams, st.FEC.Recovered, total, st)
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/h3m-project/h3m/internal/mcasttest"
 	"github.com/h3m-project/h3m/mquic"
-	"github.com/h3m-project/h3m/mquic/fec"
 )
 
 // TestFECBlocksCloseUnderConcurrentWriters: blocks that close by time (the
@@ -18,12 +17,7 @@ import (
 // to close"). Bounded: 16 writers × 400 chunks.
 func TestFECBlocksCloseUnderConcurrentWriters(t *testing.T) {
 	group := mcasttest.Group()
-	p := testParams(t, group)
-	fp, err := fec.NewParams(0.2, 32, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Extensions = append(p.Extensions, mquic.Extension{ID: fec.ExtensionID, Value: fp.Value()})
+	p := fecParamsBlockTime(t, group, 0.2, 32, time.Millisecond)
 	snd, err := runSender(t, &captureConn{}, mquic.SenderConfig{Params: p, FlushDelay: 200 * time.Microsecond})
 	if err != nil {
 		t.Fatal(err)

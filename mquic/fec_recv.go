@@ -3,6 +3,7 @@ package mquic
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/h3m-project/h3m/mquic/fec"
@@ -22,6 +23,10 @@ import (
 // the packets that follow in the same read may take its place. Stream holes
 // wait (a bounded time) while the decoder may still rebuild a packet before
 // them.
+//
+// Repair packets of a block the decoder has decided are dropped unopened,
+// by their packet numbers (publishHint, skipRepair; spec "Blocks at the
+// receiver").
 //
 // Those waits, and the decoder's for a block's missing repair packets,
 // count only time in which the receiver had drained its socket: time spent
@@ -45,6 +50,92 @@ type recvFEC struct {
 	behind   time.Duration // time between reads that followed a full one
 	// The last call of clock: its now and what it returned.
 	atFor, at time.Time
+
+	// Which packet numbers are likely repair packets that the ordered
+	// processing may skip (repairLikely): Run's openers leave those
+	// unopened. Written by the ordered processing, read by the openers;
+	// a torn pair only makes an opener leave another packet to the ordered
+	// processing, which opens it.
+	// skip: repair packets not needed may be skipped (symmetric sessions
+	// only: see spec, "Blocks at the receiver").
+	skip      bool
+	hintBase  atomic.Uint64 // the newest known block's ID
+	hintShape atomic.Uint64 // its k | m<<9 | full<<18 (0: no hint)
+	shape     uint64        // hintShape's value, for the ordered processing
+	base      uint64
+}
+
+// hintHorizon is how many blocks past the newest known one the hint
+// predicts, when that one was full: blocks of a bulk transfer follow each
+// other with the same counts, and Run's reading runs at most a few batches
+// (of up to a few hundred packets each) ahead of the ordered processing.
+const hintHorizon = 16
+
+// publishHint tells the openers the repair packets to expect from the
+// newest block the decoder knows: the rest of its own, and, if it was full
+// (K source packets), those of the blocks that follow if they are alike.
+// The first repair packet of each predicted block is left out: it tells
+// the decoder of its block, which then decides whether the rest is
+// needed.
+func (f *recvFEC) publishHint() {
+	id, k, m, ok := f.dec.Newest()
+	if !ok || !f.skip {
+		return
+	}
+	shape := uint64(k) | uint64(m)<<9
+	if k == f.dec.MaxSourceCount() {
+		shape |= 1 << 18
+	}
+	if id == f.base && shape == f.shape {
+		return
+	}
+	f.base, f.shape = id, shape
+	f.hintShape.Store(0) // (no torn hint while it changes)
+	f.hintBase.Store(id)
+	f.hintShape.Store(shape)
+}
+
+// repairLikely reports whether the hint expects packet pn to be a repair
+// packet, past the first, of the newest known block or of one predicted.
+func (f *recvFEC) repairLikely(pn uint64) bool {
+	shape := f.hintShape.Load()
+	if shape == 0 {
+		return false
+	}
+	base := f.hintBase.Load()
+	k, n := shape&0x1ff, shape&0x1ff+shape>>9&0x1ff
+	if pn <= base+k || n == 0 {
+		return false
+	}
+	span := pn - base
+	if span >= n && (shape>>18 == 0 || span >= hintHorizon*n) {
+		return false
+	}
+	return span%n > k
+}
+
+// skipRepair drops, unopened, a datagram that an opener left for the
+// ordered processing if it is a repair packet the decoder does not need
+// (Decoder.Skip).
+func (r *Receiver) skipRepair(p *rxPacket) bool {
+	if r.fec == nil || !r.fec.skip {
+		return false
+	}
+	pn := p.truncated
+	if r.win.have {
+		pn = wire.DecodePacketNumber(r.win.largest, p.truncated, p.pnLen)
+	}
+	if r.win.check(pn) != pnNew || !r.fec.dec.Skip(pn) {
+		return false
+	}
+	// It arrived: not a loss, and a copy is a duplicate. (The number is in
+	// the range of a block that authenticated REPAIR frames told of.)
+	r.win.markAt(pn, r.now)
+	if r.tr != nil {
+		r.tr.arrived(pn)
+		r.tr.droppedPN(pn, len(p.pkt), dropRepairSkipped)
+	}
+	return true
 }
 
 // clock returns the decoder's time at the read made at now, which filled
@@ -89,7 +180,7 @@ func (r *Receiver) setupFEC(p *Params) error {
 	if err != nil {
 		return err
 	}
-	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot)}
+	r.fec = &recvFEC{dec: dec, src: netip.AddrPortFrom(r.source, 0), op: r.newOpener(r.prot), skip: !r.asym}
 	// A block's repair packets are sealed at most BlockTime after its first
 	// packet; they may then wait in the sender's queue and on the path.
 	r.ra.fecWait = 2*fp.BlockTime + r.cfg.ReorderDelay
@@ -105,22 +196,32 @@ func (r *Receiver) noteFEC(p *rxPacket) {
 		return
 	case p.hasRepair:
 		r.fec.dec.Repair(&p.repair, p.pn, r.fecClock(r.now))
-	default:
+		r.fec.publishHint()
+	case r.fec.rebuilding:
+		// (Its payload is in a buffer the next rebuilt packet takes.)
 		r.fecClock(r.now)
 		r.fec.dec.Source(p.pn, p.payload)
+	default:
+		// Lent until the end of the read's processing (recoverFEC): a
+		// block whose repair packets came in the same read is decided
+		// without a copy of its payloads.
+		r.fecClock(r.now)
+		r.fec.dec.Lend(p.pn, p.payload)
 	}
 	r.processRebuilt()
 }
 
 // recoverFEC processes the packets the decoder rebuilt (none wait: noteFEC
-// processes them), then gives up the blocks whose repair packets will not
-// come any more.
+// processes them), gives up the blocks whose repair packets will not come
+// any more, and ends the loans of the read's payloads to the decoder.
 func (r *Receiver) recoverFEC(now time.Time) {
 	if r.fec == nil {
 		return
 	}
 	r.processRebuilt()
 	r.fec.dec.Expire(r.fecClock(now))
+	// The read's buffers are reused after this.
+	r.fec.dec.Keep()
 }
 
 // processRebuilt processes the packets the decoder has rebuilt, as

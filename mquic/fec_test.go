@@ -3,6 +3,7 @@ package mquic_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,8 +21,14 @@ import (
 // maxK packets.
 func fecParams(t testing.TB, group netip.AddrPort, overhead float64, maxK int) mquic.Params {
 	t.Helper()
+	return fecParamsBlockTime(t, group, overhead, maxK, 0)
+}
+
+// fecParamsBlockTime is fecParams with a block time (0: the default).
+func fecParamsBlockTime(t testing.TB, group netip.AddrPort, overhead float64, maxK int, blockTime time.Duration) mquic.Params {
+	t.Helper()
 	p := testParams(t, group)
-	fp, err := fec.NewParams(overhead, maxK, 0)
+	fp, err := fec.NewParams(overhead, maxK, blockTime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +271,7 @@ func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, l
 	}
 	f := st.FEC
 	if f.Recovered != want.recovered || f.BlocksRecovered != want.recoveredBlocks || f.BlocksUnrecoverable != want.unrecoverableBlocks ||
-		f.Unrecovered != want.unrecovered || f.RepairPackets != want.repairsArrived || f.BadRepair != 0 {
+		f.Unrecovered != want.unrecovered || f.RepairPackets+f.RepairSkipped != want.repairsArrived || f.BadRepair != 0 {
 		t.Errorf("receiver FEC %+v, want recovered %d in %d blocks, %d blocks (%d packets) unrecoverable, %d repair packets",
 			f, want.recovered, want.recoveredBlocks, want.unrecoverableBlocks, want.unrecovered, want.repairsArrived)
 	}
@@ -274,7 +281,7 @@ func fecTransfer(t *testing.T, params mquic.Params, sc *manifest.SignerConfig, l
 	// Every datagram and every rebuilt packet was accepted (none dropped;
 	// in an asymmetric session, the last manifests' packets are listed by
 	// no manifest).
-	if st.Datagrams != uint64(lossy.Sent()) || st.Packets+st.Auth.UnconfirmedManifests+uint64(st.Auth.Held) != st.Datagrams+f.Recovered || st.Auth.Expired != 0 {
+	if st.Datagrams != uint64(lossy.Sent()) || st.Packets+st.Auth.UnconfirmedManifests+uint64(st.Auth.Held)+f.RepairSkipped != st.Datagrams+f.Recovered || st.Auth.Expired != 0 {
 		t.Errorf("%d datagrams sent, %d read; %d accepted, %d rebuilt", lossy.Sent(), st.Datagrams, st.Packets, f.Recovered)
 	}
 	t.Logf("%s; sender %d packets, %d blocks, %d repair packets (%.1f %%); receiver rebuilt %d packets in %d blocks, %d blocks (%d packets) unrecoverable, %d gaps",
@@ -294,6 +301,74 @@ func TestFECRandomLoss(t *testing.T) {
 	want, _, _ := fecTransfer(t, params, nil, lossy, group, 8, 1<<20)
 	if want.recovered == 0 {
 		t.Fatal("no packet needed rebuilding")
+	}
+}
+
+// TestFECSkipsRepairNotNeeded: in a lossless transfer, repair packets of
+// blocks that lack nothing are dropped unopened by their packet numbers
+// (FEC.RepairSkipped), all but the first of each block, whose REPAIR frame
+// tells the receiver of its block; every packet is still accounted for and
+// every byte delivered (fecTransfer).
+func TestFECSkipsRepairNotNeeded(t *testing.T) {
+	// Blocks close at K packets however slow the machine (a block time of
+	// a minute), as in a bulk transfer: the receiver's openers, which may
+	// run up to a few reads ahead, learn from the first block where the
+	// next ones' repair packets fall.
+	group := mcasttest.Group()
+	params := fecParamsBlockTime(t, group, 0.05, 0, time.Minute)
+	params.PeakFlowRate = 400_000_000
+	want, st, ss := fecTransfer(t, params, nil, mcasttest.NewLossy(mcasttest.Sender(t, group), 0, 0), group, 8, 1<<20)
+	f := st.FEC
+	if f.RepairSkipped == 0 || f.RepairSkipped > ss.FEC.RepairPackets-uint64(want.blocks) || f.RepairPackets < uint64(want.blocks) {
+		t.Fatalf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
+	}
+	// A skipped packet arrived: it is no loss.
+	if st.LostPackets != 0 {
+		t.Fatalf("%d packets lost, none dropped (%d repair packets skipped)", st.LostPackets, f.RepairSkipped)
+	}
+	t.Logf("%d blocks, %d repair packets sent: %d opened, %d skipped", want.blocks, ss.FEC.RepairPackets, f.RepairPackets, f.RepairSkipped)
+}
+
+// TestFECSkippedRepairTraced: a receiver that reads a lossless session in
+// one read (its first, whose packets are opened in order) opens the first
+// repair packet of each block, which tells it of the block and decides it,
+// and drops the others unopened: exactly those, each traced as
+// packet_dropped (repair_not_needed) and none as lost.
+func TestFECSkippedRepairTraced(t *testing.T) {
+	params := fecParams(t, mcasttest.Group(), 0.05, 0)
+	pkts := capturedSession(t, params, newPattern(), 1500*1100)
+	prot, err := params.Protector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64 // the repair packets past the first of their block
+	for _, p := range pkts {
+		if fp := decodeFECPacket(t, prot, len(params.SessionID), p); fp.repair != nil && fp.repair.Index > 0 {
+			want = append(want, fp.pn)
+		}
+	}
+	var rbuf traceBuffer
+	rrec := startTrace(&rbuf, params.SessionID, true)
+	rcv, stop := runPipelined(t, newFeedConn([][][]byte{pkts}), mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, ReadBatch: len(pkts), Tracer: rrec})
+	waitPipelined(rcv, len(pkts))
+	stop()
+	rrec.Close()
+	var skipped []uint64
+	for _, e := range parseTrace(t, rbuf.Bytes(), "client", fmt.Sprintf("%x", params.SessionID)) {
+		switch e.Name {
+		case "recovery:packet_lost":
+			t.Errorf("packet %d traced lost", e.pn(t))
+		case "transport:packet_dropped":
+			if e.Data.Details.Reason != "repair_not_needed" || e.Data.Trigger != "general" {
+				t.Errorf("packet %d dropped: %s %s", e.pn(t), e.Data.Trigger, e.Data.Details.Reason)
+			}
+			skipped = append(skipped, e.pn(t))
+		}
+	}
+	st := rcv.Stats()
+	if len(want) == 0 || !slices.Equal(skipped, want) || st.FEC.RepairSkipped != uint64(len(want)) || st.LostPackets != 0 ||
+		st.Packets+st.FEC.RepairSkipped != st.Datagrams {
+		t.Fatalf("skipped %v (%d counted), want %v; %d lost, %d of %d datagrams accepted", skipped, st.FEC.RepairSkipped, want, st.LostPackets, st.Packets, st.Datagrams)
 	}
 }
 
@@ -343,6 +418,11 @@ func TestFECAsymmetric(t *testing.T) {
 	want, st, _ := fecTransfer(t, params, sc, lossy, group, 4, 1<<20)
 	if want.recovered == 0 || want.unrecovered != 0 || st.Auth.Expired != 0 {
 		t.Fatalf("%d rebuilt, %d not, %d expired", want.recovered, want.unrecovered, st.Auth.Expired)
+	}
+	// Asymmetric sessions open every repair packet (spec, "Blocks at the
+	// receiver").
+	if st.FEC.RepairSkipped != 0 {
+		t.Fatalf("%d repair packets skipped in an asymmetric session", st.FEC.RepairSkipped)
 	}
 	accounted(t, st)
 }
@@ -480,9 +560,9 @@ func TestFECRebuildsWithinOneLargeRead(t *testing.T) {
 		t.Error(err)
 	}
 	st := rcv.Stats()
-	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets != st.Datagrams+1 {
-		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted, %d gaps (want 1: the burst)",
-			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.Gaps)
+	if st.FEC.Recovered != 1 || st.Gaps != 1 || st.Packets+st.FEC.RepairSkipped != st.Datagrams+1 {
+		t.Errorf("packet %d and %d after %d lost: %d rebuilt, %d of %d datagrams and rebuilt packets accepted (%d repair packets skipped), %d gaps (want 1: the burst)",
+			lost, burstLen, burst, st.FEC.Recovered, st.Packets, st.Datagrams+st.FEC.Recovered, st.FEC.RepairSkipped, st.Gaps)
 	}
 	if f := st.FEC; f.BlocksRecovered != 1 || f.BlocksUnrecoverable != 1 || f.Unrecovered != burstLen {
 		t.Errorf("FEC %+v: want 1 block rebuilt, 1 given up with %d packets unrecovered", f, burstLen)

@@ -67,6 +67,9 @@ type opener struct {
 	// on Run's openers, which verify them batch by batch).
 	pre *manifest.Prechecker
 	now time.Time
+	// ahead: the opener runs ahead of the ordered processing (Run's); it
+	// leaves likely repair packets to it (fec_recv.go, repairLikely).
+	ahead bool
 	// The REPAIR frame of the packet being parsed (fec_recv.go).
 	repair    fec.Repair
 	hasRepair bool
@@ -153,6 +156,12 @@ func (o *opener) open(p *rxPacket, largest uint64, have bool, pnLen int) {
 	} else if o != &r.seq {
 		// The first packet number fixes the decoding of the others: the
 		// first packets are decrypted in order.
+		p.state = rxDeferred
+		return
+	}
+	if o.ahead && r.fec != nil && r.fec.repairLikely(pn) {
+		// Likely a repair packet that the ordered processing will find
+		// not needed (Receiver.skipRepair): it decides before decrypting.
 		p.state = rxDeferred
 		return
 	}

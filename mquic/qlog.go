@@ -44,6 +44,7 @@ const (
 	dropUnknownFrame
 	dropBadFrame
 	dropBadManifest
+	dropRepairSkipped // FEC: a repair packet not needed, left unopened
 	heldForManifest
 )
 
@@ -69,6 +70,8 @@ func (r dropReason) qlog() (trigger, reason string) {
 		return "invalid", "malformed_frame"
 	case dropBadManifest:
 		return "rejected", "bad_manifest"
+	case dropRepairSkipped:
+		return "general", "repair_not_needed"
 	case heldForManifest:
 		return "unknown", "manifest_pending"
 	}

@@ -221,7 +221,8 @@ type ReceiverStats struct {
 	// repair packets, packets rebuilt, blocks that could not be. A rebuilt
 	// packet is processed like a datagram read (and counted as accepted or
 	// dropped), so with FEC, Datagrams plus FEC.Recovered is what is in
-	// Packets and the drop reasons.
+	// Packets, the drop reasons and FEC.RepairSkipped (repair packets not
+	// needed, dropped unopened).
 	FEC fec.DecoderStats
 }
 
@@ -480,6 +481,9 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 		return
 	case rxDeferred:
+		if r.skipRepair(p) {
+			return
+		}
 		// Opened here, against the window as it is now.
 		r.seq.reset()
 		r.seq.open(p, r.win.largest, r.win.have, r.pnLen)

@@ -102,7 +102,7 @@ func (b *rxBatch) openParts(o *opener) {
 // openPart opens part i with o's protector.
 func (b *rxBatch) openPart(i int, prot *opener) {
 	o := &b.parts[i]
-	o.r, o.prot, o.pre, o.now = prot.r, prot.prot, prot.pre, b.now
+	o.r, o.prot, o.pre, o.now, o.ahead = prot.r, prot.prot, prot.pre, b.now, true
 	o.reset()
 	ps := b.part(i)
 	if o.r.asym {

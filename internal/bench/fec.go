@@ -254,8 +254,8 @@ func (r FECResult) Report(w io.Writer, o Options) {
 			name, runs[0].Stream.Gbps(), runs[1].Stream.Gbps(), fecRatio(runs), fecCPURatio(runs), note)
 		for i, run := range runs {
 			f := run.Receiver.FEC
-			fmt.Fprintf(w, "  %-22s   %-8s: %d of %d stream bytes delivered, %d packets lost, %d rebuilt, %d repair packets sent, %.2f s CPU per GB\n",
-				"", []string{"without", "with FEC"}[i], run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, f.Recovered, run.Sender.FEC.RepairPackets, cpuPerByte(run))
+			fmt.Fprintf(w, "  %-22s   %-8s: %d of %d stream bytes delivered, %d packets lost, %d rebuilt, %d repair packets sent (%d skipped unopened), %.2f s CPU per GB\n",
+				"", []string{"without", "with FEC"}[i], run.Stream.Bytes, run.Sent, run.Receiver.LostPackets, f.Recovered, run.Sender.FEC.RepairPackets, f.RepairSkipped, cpuPerByte(run))
 		}
 	}
 	line(fmt.Sprintf("paced at %.1f Gbit/s", float64(FECRate)/1e9), r.Paced, "(stream data; the repair packets share the rate)")

@@ -1,6 +1,7 @@
 package fec
 
 import (
+	"crypto/subtle"
 	"math/bits"
 	"time"
 
@@ -28,6 +29,9 @@ type DecoderStats struct {
 	// decided (it lost nothing, was rebuilt, or was given up), or too late
 	// for its source packets to be still at hand.
 	UnusedRepair uint64
+	// RepairSkipped counts datagrams dropped unopened (Skip): repair
+	// packets, by their packet numbers, of blocks already decided.
+	RepairSkipped uint64
 }
 
 // DecoderConfig configures a Decoder.
@@ -62,6 +66,16 @@ type Decoder struct {
 	largest uint64 // largest packet number seen
 	known   uint64 // end of the newest known block (its last repair packet + 1)
 
+	// With GFNI (haveGFNI): the kernel's matrix of each byte value, and
+	// the scratch of syndromesGFNI.
+	gfniTab *[256]uint64
+	gmat    []uint64
+	gin     [][]byte
+	gout    [][]byte
+	zero    []byte
+
+	lent []uint64 // packet numbers whose payloads are lent (Lend)
+
 	// Scratch of a decoding.
 	miss []int
 	rows []int
@@ -78,6 +92,9 @@ type slot struct {
 	pn  uint64
 	ok  bool
 	buf []byte
+	// lent: the payload, lent by the caller until Keep (then buf is not
+	// the symbol).
+	lent []byte
 }
 
 // block is what REPAIR frames told of one block.
@@ -116,6 +133,12 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 	d := &Decoder{cfg: cfg, ring: make([]slot, n), mask: uint64(n - 1)}
 	m := cfg.Params.MaxRepairCount
 	d.mat = make([]byte, 0, 2*m*m)
+	if haveGFNI {
+		d.gfniTab = new([256]uint64)
+		for c := range 256 {
+			d.gfniTab[c] = mulMatrix(byte(c))
+		}
+	}
 	return d, nil
 }
 
@@ -139,18 +162,68 @@ func (d *Decoder) see(pn uint64) {
 	}
 }
 
-// Source keeps the plaintext payload of packet pn, which arrived (and was
-// authenticated by its AEAD), for the block it belongs to; if that block
-// now has enough symbols, its lost packets are rebuilt.
-func (d *Decoder) Source(pn uint64, payload []byte) {
+// Source keeps a copy of the plaintext payload of packet pn, which arrived
+// (and was authenticated by its AEAD), for the block it belongs to; if
+// that block now has enough symbols, its lost packets are rebuilt.
+func (d *Decoder) Source(pn uint64, payload []byte) { d.source(pn, payload, false) }
+
+// Lend is Source without the copy: the decoder uses payload in place until
+// the next Keep, which copies it only if its block may still need it. The
+// caller must not change payload before then.
+func (d *Decoder) Lend(pn uint64, payload []byte) { d.source(pn, payload, true) }
+
+// Keep ends the loans of payloads since the last Keep: it copies those
+// whose blocks are not decided (unknown yet, or still waiting for
+// symbols) and lets go of the others, which nothing reads any more. The
+// caller may then reuse their buffers. A receiver that reads datagrams in
+// batches lends each batch's payloads and calls Keep before reusing its
+// buffers: a block whose repair packets came in the same batch as its
+// source packets is then decided without a copy of them.
+func (d *Decoder) Keep() {
+	for _, pn := range d.lent {
+		s := &d.ring[pn&d.mask]
+		if s.pn != pn || s.lent == nil {
+			continue // its place was taken since
+		}
+		if d.sourceDecided(pn) {
+			s.ok, s.lent = false, nil
+			continue
+		}
+		s.keep(s.lent)
+	}
+	d.lent = d.lent[:0]
+}
+
+// sourceDecided reports whether pn is a source packet of a decided block.
+func (d *Decoder) sourceDecided(pn uint64) bool {
+	for _, b := range d.blocks {
+		if pn >= b.id && pn < b.id+uint64(b.k) {
+			return b.decided
+		}
+	}
+	return false
+}
+
+// keep copies payload into s's own buffer, as its symbol.
+func (s *slot) keep(payload []byte) {
+	n := len(payload)
+	s.buf = append(append(s.buf[:0], byte(n>>8), byte(n)), payload...)
+	s.lent = nil
+}
+
+func (d *Decoder) source(pn uint64, payload []byte, lend bool) {
 	if 2+len(payload) > MaxSymbolLen {
 		return
 	}
 	d.see(pn)
 	s := &d.ring[pn&d.mask]
-	n := len(payload)
 	s.pn, s.ok = pn, true
-	s.buf = append(append(s.buf[:0], byte(n>>8), byte(n)), payload...)
+	if lend {
+		s.lent = payload
+		d.lent = append(d.lent, pn)
+	} else {
+		s.keep(payload)
+	}
 	for _, b := range d.blocks {
 		if !b.decided && pn >= b.id && pn < b.id+uint64(b.k) {
 			d.try(b)
@@ -287,23 +360,32 @@ func (d *Decoder) decode(b *block, miss []int) {
 			d.rows = append(d.rows, j)
 		}
 	}
-	for _, j := range d.rows {
-		syn := b.rep[j][:b.s]
-		for i := range b.k {
-			if d.lost[i] {
-				continue
+	for i := range b.k {
+		if s := &d.ring[(b.id+uint64(i))&d.mask]; !d.lost[i] && s.lent != nil {
+			s.keep(s.lent) // the symbol, in a buffer of the decoder's own
+		}
+	}
+	for i := range b.k {
+		if src := d.ring[(b.id+uint64(i))&d.mask].buf; !d.lost[i] && len(src) > b.s {
+			// The symbol leaves out the payload's tail, which must be
+			// padding.
+			if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
+				d.fail(b, e, true) // a payload longer than the block's symbols
+				return
 			}
-			src := d.ring[(b.id+uint64(i))&d.mask].buf
-			if len(src) > b.s {
-				// The symbol leaves out the payload's tail, which must be
-				// padding.
-				if len(src) > b.s+MaxPadding || !zeros(src[b.s:]) {
-					d.fail(b, e, true) // a payload longer than the block's symbols
-					return
+		}
+	}
+	if d.gfniTab != nil {
+		d.syndromesGFNI(b)
+	} else {
+		for _, j := range d.rows {
+			syn := b.rep[j][:b.s]
+			for i := range b.k {
+				if !d.lost[i] {
+					src := d.ring[(b.id+uint64(i))&d.mask].buf
+					d.ll.GalMulSliceXor(Coefficient(j, i), src[:min(len(src), b.s)], syn)
 				}
-				src = src[:b.s]
 			}
-			d.ll.GalMulSliceXor(Coefficient(j, i), src, syn)
 		}
 	}
 	if !d.invert(b, miss) {
@@ -336,13 +418,80 @@ func (d *Decoder) decode(b *block, miss []int) {
 			}
 			clear(out[b.s : 2+n])
 		}
-		s.pn, s.ok, s.buf = b.id+uint64(i), true, out[:2+n]
+		s.pn, s.ok, s.buf, s.lent = b.id+uint64(i), true, out[:2+n], nil
 	}
 	for _, i := range miss {
 		d.ready = append(d.ready, b.id+uint64(i))
 	}
 	d.st.Recovered += uint64(e)
 	d.st.BlocksRecovered++
+}
+
+// syndromesGFNI computes the syndromes of decode with the GFNI kernel:
+// the block's received source symbols times the coefficients of the repair
+// rows used (up to ten per pass over the symbols, the lost ones replaced
+// by zeros), added to those rows' repair symbols. One pass reads each
+// source symbol once for ten rows, where the library's slice
+// multiplication reads it once per row (e·(k−e) passes of a symbol).
+func (d *Decoder) syndromesGFNI(b *block) {
+	n, e := roundUp64(b.s), len(d.rows)
+	if len(d.zero) < n {
+		d.zero = make([]byte, n)
+	}
+	d.gin = d.gin[:0]
+	for i := range b.k {
+		if d.lost[i] {
+			d.gin = append(d.gin, d.zero[:n])
+			continue
+		}
+		s := &d.ring[(b.id+uint64(i))&d.mask]
+		if cap(s.buf) < n {
+			s.buf = append(make([]byte, 0, n), s.buf...)
+		}
+		// The symbol is the payload's first bytes then zeros, to n: the
+		// buffer is zeroed past the payload (the tail of a longer payload is
+		// padding, zeros already).
+		if l := len(s.buf); l < n {
+			clear(s.buf[l:n])
+		}
+		d.gin = append(d.gin, s.buf[:n])
+	}
+	// Passes of ten rows; of four when four do (the usual few losses): a
+	// pass costs about as many multiplications as it has outputs.
+	outs, kernel := gfniOutputs, gfniMulAdd10
+	if e <= gfniSmallOutputs {
+		outs, kernel = gfniSmallOutputs, gfniMulAdd4
+	}
+	groups := roundUp(e, outs) / outs
+	for len(d.gout) < groups*outs {
+		d.gout = append(d.gout, nil)
+	}
+	for o := range d.gout[:groups*outs] {
+		if cap(d.gout[o]) < n {
+			d.gout[o] = make([]byte, n)
+		}
+		d.gout[o] = d.gout[o][:n]
+	}
+	if need := b.k * outs; cap(d.gmat) < need {
+		d.gmat = make([]uint64, need)
+	}
+	mat := d.gmat[:b.k*outs]
+	for g := range groups {
+		for i := range b.k {
+			for o := range outs {
+				var c uint64
+				if a := g*outs + o; a < e && !d.lost[i] {
+					c = d.gfniTab[Coefficient(d.rows[a], i)]
+				}
+				mat[i*outs+o] = c
+			}
+		}
+		kernel(&mat[0], &d.gin[0], b.k, &d.gout[g*outs], n)
+	}
+	for a, j := range d.rows {
+		syn := b.rep[j][:b.s]
+		subtle.XORBytes(syn, syn, d.gout[a][:b.s])
+	}
 }
 
 // fail decides b as unrecoverable with e packets missing.
@@ -400,6 +549,38 @@ func (d *Decoder) invert(b *block, miss []int) bool {
 	// inv[c*w+e+a] through d.mat.
 	d.mat = m
 	return true
+}
+
+// Skip reports whether the datagram of packet number pn, not opened yet,
+// need not be: pn is among the repair packets of a known block that is
+// decided (it lacks nothing, or was rebuilt or given up), so that its
+// REPAIR frame would only be counted unused. It counts the datagrams it
+// skips. pn is not authenticated: a forged number can only make the
+// caller skip a datagram that was not needed (a forged datagram fails its
+// AEAD anyway), so Skip changes nothing else.
+func (d *Decoder) Skip(pn uint64) bool {
+	for _, b := range d.blocks {
+		if pn >= b.id+uint64(b.k) && pn < b.end() {
+			if b.decided {
+				d.st.RepairSkipped++
+			}
+			return b.decided
+		}
+	}
+	return false
+}
+
+// MaxSourceCount is the session's K: the source packets of a full block.
+func (d *Decoder) MaxSourceCount() int { return d.cfg.Params.MaxSourceCount }
+
+// Newest returns the block ID, source and repair counts of the newest
+// block known (whose REPAIR frames came), if any.
+func (d *Decoder) Newest() (id uint64, k, m int, ok bool) {
+	if len(d.blocks) == 0 {
+		return 0, 0, 0, false
+	}
+	b := d.blocks[len(d.blocks)-1]
+	return b.id, b.k, b.m, true
 }
 
 // Ready reports whether a rebuilt packet waits for Next. The caller should

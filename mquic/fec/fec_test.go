@@ -268,6 +268,107 @@ func TestDecodeLateSource(t *testing.T) {
 	}
 }
 
+// TestDecoderSkip: the repair packets of a block are skippable once the
+// block is decided, lossless or rebuilt, and not while it may still use
+// them; no other packet number is.
+func TestDecoderSkip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	p, _ := NewParams(0.2, 20, 0)
+	e, _ := NewEncoder(p, 0.2, 100)
+	now := time.Unix(0, 0)
+	for _, lose := range []int{0, 2} {
+		d := newDecoder(t, p)
+		ps := randPayloads(rng, 20, 100)
+		rs := encodeBlock(t, e, 50, ps) // packets 50..69, repair packets 70..73
+		for i := lose; i < 20; i++ {
+			d.Source(50+uint64(i), ps[i])
+		}
+		if d.Skip(70) {
+			t.Fatal("skips before the block is known")
+		}
+		// The lossless block is decided by its first REPAIR frame, the
+		// other once it has as many as it lost.
+		need := max(lose, 1)
+		for j := range rs {
+			pn := 70 + uint64(j)
+			if j > 0 && d.Skip(pn) != (j >= need) {
+				t.Fatalf("lost %d: repair packet %d skipped %v", lose, j, j < need)
+			}
+			if j < need {
+				d.Repair(&rs[j], pn, now)
+			}
+		}
+		for _, pn := range []uint64{49, 50, 69, 74, 1 << 40} {
+			if d.Skip(pn) {
+				t.Fatalf("lost %d: packet %d skipped", lose, pn)
+			}
+		}
+		st := d.Stats()
+		if want := uint64(len(rs) - need); st.RepairSkipped != want || st.UnusedRepair != 0 || st.Recovered != uint64(lose) {
+			t.Fatalf("lost %d: %+v, want %d skipped", lose, st, want)
+		}
+	}
+}
+
+// TestDecoderLend: lent payloads are used in place until Keep, which copies
+// those of blocks not decided (here: not known yet) — the block is rebuilt
+// right although the lent buffers were overwritten after Keep — and lets go
+// of those of decided blocks without a copy.
+func TestDecoderLend(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	p, _ := NewParams(0.1, 20, 0)
+	e, _ := NewEncoder(p, 0.1, 300)
+	now := time.Unix(0, 0)
+	d := newDecoder(t, p)
+	lend := func(first uint64, ps [][]byte, lost int) [][]byte {
+		var bufs [][]byte
+		for i, pl := range ps {
+			if i != lost {
+				b := bytes.Clone(pl)
+				bufs = append(bufs, b)
+				d.Lend(first+uint64(i), b)
+			}
+		}
+		return bufs
+	}
+	scribble := func(bufs [][]byte) {
+		for _, b := range bufs {
+			for i := range b {
+				b[i] = 0xee
+			}
+		}
+	}
+	// Block 1 (packets 100..119, repair 120..121) loses packet 105; its
+	// repair packets come after the Keep.
+	ps := randPayloads(rng, 20, 300)
+	rs := encodeBlock(t, e, 100, ps)
+	bufs := lend(100, ps, 5)
+	d.Keep()
+	scribble(bufs)
+	for j := range rs {
+		d.Repair(&rs[j], 120+uint64(j), now)
+	}
+	pn, pl, ok := d.Next()
+	if !ok || pn != 105 || !bytes.Equal(pl, ps[5]) {
+		t.Fatalf("rebuilt %v %d: wrong, from payloads overwritten after Keep", ok, pn)
+	}
+	// Block 2 (packets 122..141) loses nothing; its repair packets come
+	// before the Keep: it is decided, and Keep copies none of it.
+	ps = randPayloads(rng, 20, 300)
+	rs = encodeBlock(t, e, 122, ps)
+	lend(122, ps, -1)
+	d.Repair(&rs[0], 142, now)
+	d.Keep()
+	for i := range uint64(20) {
+		if d.holds(122 + i) {
+			t.Fatalf("packet %d of a decided block kept", 122+i)
+		}
+	}
+	if len(d.lent) != 0 || d.Stats().Recovered != 1 {
+		t.Fatalf("%d lent after Keep, %+v", len(d.lent), d.Stats())
+	}
+}
+
 // TestDecoderRejectsInconsistent: a frame that contradicts its block, or
 // overlaps another, is counted and ignored.
 func TestDecoderRejectsInconsistent(t *testing.T) {

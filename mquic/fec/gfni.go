@@ -16,6 +16,11 @@ package fec
 // (one ZMM accumulator each).
 const gfniOutputs = 10
 
+// gfniSmallOutputs is how many repair symbols one pass of the small kernel
+// (gfniMulAdd4) computes: the decoder's syndromes of a block that lost few
+// packets.
+const gfniSmallOutputs = 4
+
 // mulMatrix returns the 8×8 bit matrix, as GF2P8AFFINEQB takes it, of the
 // multiplication by c in this package's field: byte 7−i of the result
 // holds, as bit k, bit i of c·2^k.

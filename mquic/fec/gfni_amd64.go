@@ -14,3 +14,9 @@ var haveGFNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512GFNI
 //
 //go:noescape
 func gfniMulAdd10(mat *uint64, in *[]byte, k int, out *[]byte, n int)
+
+// gfniMulAdd4 is gfniMulAdd10 with four outputs, mat holding four matrices
+// per source symbol (mat[i·4+o]): out[o] for o < 4.
+//
+//go:noescape
+func gfniMulAdd4(mat *uint64, in *[]byte, k int, out *[]byte, n int)

@@ -7,3 +7,5 @@ package fec
 var haveGFNI = false
 
 func gfniMulAdd10(*uint64, *[]byte, int, *[]byte, int) { panic("fec: no GFNI kernel on this platform") }
+
+func gfniMulAdd4(*uint64, *[]byte, int, *[]byte, int) { panic("fec: no GFNI kernel on this platform") }

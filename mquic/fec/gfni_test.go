@@ -19,9 +19,10 @@ func TestMulMatrix(t *testing.T) {
 	}
 }
 
-// TestGFNIMatchesLibrary: the kernel's repair symbols are the library's,
+// TestGFNIMatchesLibrary: the kernels' repair symbols are the library's,
 // byte for byte, for blocks of 1 to 255 source symbols, 1 to 30 repair
-// symbols (in groups of ten) and symbols of one and of many vectors.
+// symbols (in groups of ten; the small kernel's first four) and symbols of
+// one and of many vectors.
 func TestGFNIMatchesLibrary(t *testing.T) {
 	if !haveGFNI {
 		t.Skip("no AVX-512 GFNI on this CPU")
@@ -61,6 +62,23 @@ func TestGFNIMatchesLibrary(t *testing.T) {
 					t.Fatalf("repair symbol %d differs from the library's", j)
 				}
 			}
+			// The small kernel (the decoder's): the first four.
+			mat4 := make([]uint64, c.k*gfniSmallOutputs)
+			for i := range c.k {
+				for o := range min(c.m, gfniSmallOutputs) {
+					mat4[i*gfniSmallOutputs+o] = mulMatrix(Coefficient(o, i))
+				}
+			}
+			out4 := out[:gfniSmallOutputs]
+			for j := range out4 {
+				out4[j] = bytes.Repeat([]byte{0xaa}, c.n)
+			}
+			gfniMulAdd4(&mat4[0], &src[0], c.k, &out4[0], c.n)
+			for j := range min(c.m, gfniSmallOutputs) {
+				if !bytes.Equal(out4[j], shards[c.k+j]) {
+					t.Fatalf("small kernel: repair symbol %d differs from the library's", j)
+				}
+			}
 		})
 	}
 }
@@ -75,6 +93,20 @@ func TestEncoderWithoutGFNI(t *testing.T) {
 	defer func() { haveGFNI = true }()
 	t.Run("reference", TestEncoderMatchesReference)
 	t.Run("vector", TestVector)
+}
+
+// TestDecoderWithoutGFNI runs the decoder tests on the library's path (the
+// syndromes by slice multiplication), which CPUs without AVX-512 GFNI
+// take; the other tests take the kernel's where the CPU has it.
+func TestDecoderWithoutGFNI(t *testing.T) {
+	if !haveGFNI {
+		t.Skip("the other tests take the library's path already")
+	}
+	haveGFNI = false
+	defer func() { haveGFNI = true }()
+	t.Run("erasures", TestDecodeErasures)
+	t.Run("padded", TestPaddedPayloads)
+	t.Run("noallocs", TestDecodeNoAllocs)
 }
 
 // BenchmarkEncodeBlock is the computation of a full block's repair symbols

@@ -88,6 +88,7 @@ var dropReasons = []struct {
 	{"unauthenticated_expired", func(s *mquic.ReceiverStats) uint64 { return s.Auth.Expired }},
 	{"unauthenticated_evicted", func(s *mquic.ReceiverStats) uint64 { return s.Auth.Evicted }},
 	{"unconfirmed_manifest", func(s *mquic.ReceiverStats) uint64 { return s.Auth.UnconfirmedManifests }},
+	{"repair_not_needed", func(s *mquic.ReceiverStats) uint64 { return s.FEC.RepairSkipped }},
 }
 
 // verifyKinds name the verification failures of a session: its pushes'
