@@ -189,6 +189,7 @@ func runGateway(ctx context.Context, e *env, cf *clientFlags, o gatewayOptions) 
 	if o.ready != nil {
 		o.ready(base)
 	}
+	defer tuneProcs(ctx, e.log, rc, cf.procs)()
 	clientErr := make(chan error, 1)
 	go func() { clientErr <- rc.Run(ctx) }()
 	select {

@@ -115,6 +115,7 @@ type clientFlags struct {
 	repairBlock         int64
 	tracer              func(sessionID []byte) qlogwriter.Trace // set by check
 	breaker             client.BreakerConfig                    // zero: on, with the defaults
+	procs               int
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -140,6 +141,7 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.breaker.Sustain, "breaker-sustain", client.DefaultBreakerSustain, "circuit breaker: trip once the rate or the loss has stayed over its limit for this long")
 	fs.DurationVar(&c.breaker.Backoff, "breaker-backoff", client.DefaultBreakerBackoff, "circuit breaker: join again this long after a trip (doubling while it keeps tripping, at most 5m)")
 	registerMetricsFlag(fs, &c.metricsListen)
+	fs.IntVar(&c.procs, "procs", 0, "Go processors (GOMAXPROCS) to use: 0 sizes them from the joined sessions' advertised rates, one per 250 Mbit/s (an idle processor costs CPU in wake-ups), and uses every CPU for a session with no rate or over unicast; the GOMAXPROCS environment variable also wins over 0")
 }
 
 // negatedBool is a boolean flag that sets the negation of its value
@@ -179,6 +181,9 @@ func (c *clientFlags) check(e *env) error {
 	}
 	if c.repairBlock < 1 {
 		return usagef("--repair-block %d: want a size in bytes (1: no alignment)", c.repairBlock)
+	}
+	if c.procs < 0 {
+		return usagef("--procs %d: want a number of Go processors, or 0 to size them from the sessions' rates", c.procs)
 	}
 	if c.maxSize < 0 {
 		return usagef("--max-resource-size %d: want a size in bytes, or 0 for the default", c.maxSize)
@@ -343,6 +348,7 @@ func runReceive(ctx context.Context, e *env, cf *clientFlags, out string, timeou
 		return err
 	}
 	defer stopMetrics()
+	defer tuneProcs(ctx, e.log, rc, cf.procs)()
 	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
