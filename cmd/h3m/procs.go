@@ -14,9 +14,8 @@ import (
 // and an idle Go processor costs CPU: each packet, timer and unicast event
 // that readies a goroutine makes the runtime wake a thread to look for work
 // on the other processor, which finds none and parks again. At 100 Mbit/s
-// on a 2-core machine that was a quarter of the receiver's CPU (and the
-// whole of what h3m spent above UFTP's), and it bought nothing: one core
-// opens and handles 100 Mbit/s many times over. So `h3m receive` and
+// on a 2-core machine that was 15–25 % of the receiver's CPU, and it bought
+// nothing: one core opens and handles 100 Mbit/s many times over. So `h3m receive` and
 // `h3m gateway` size GOMAXPROCS from the advertised peak flow rate of the
 // sessions they have joined (--procs 0, the default), and give a session
 // that advertises no rate, and unicast-only operation, every CPU.
