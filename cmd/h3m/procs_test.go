@@ -43,7 +43,7 @@ func TestProcsTunerFollowsSessions(t *testing.T) {
 	tu.step() // discovering: stays at every CPU
 	sessions = []client.SessionInfo{{Joined: true, PeakFlowRate: 100e6}}
 	tu.step()
-	tu.step() // unchanged: not set again
+	tu.step()                  // unchanged: not set again
 	sessions[0].Joined = false // the breaker left it: unicast needs the CPUs
 	tu.step()
 	if want := []int{1, 4}; len(sets) != len(want) || sets[0] != want[0] || sets[1] != want[1] {
