@@ -71,14 +71,16 @@ func (t *procsTuner) step() {
 }
 
 // tuneProcs applies --procs: fixed > 0 sets GOMAXPROCS to it; 0 follows
-// the client's sessions (looked at four times a second) until ctx ends. Either way the
-// returned function restores the value found (the command may run inside
-// a test's process). A GOMAXPROCS environment variable wins over auto.
+// the client's sessions (looked at four times a second) until ctx ends.
+// Either way the returned function restores the value found, unless
+// someone else changed it since (the command may run inside a test's
+// process, beside other commands). A GOMAXPROCS environment variable wins
+// over auto.
 func tuneProcs(ctx context.Context, log *slog.Logger, rc *client.Client, fixed int) (restore func()) {
 	orig := runtime.GOMAXPROCS(0)
 	if fixed > 0 {
 		runtime.GOMAXPROCS(fixed)
-		return func() { runtime.GOMAXPROCS(orig) }
+		return func() { restoreProcs(fixed, orig) }
 	}
 	if os.Getenv("GOMAXPROCS") != "" {
 		log.Debug("GOMAXPROCS set in the environment; --procs auto leaves it", "gomaxprocs", orig)
@@ -103,6 +105,14 @@ func tuneProcs(ctx context.Context, log *slog.Logger, rc *client.Client, fixed i
 	return func() {
 		cancel()
 		<-done
+		restoreProcs(t.cur, orig)
+	}
+}
+
+// restoreProcs sets GOMAXPROCS back to orig if it is still set, the value
+// this command gave it.
+func restoreProcs(set, orig int) {
+	if runtime.GOMAXPROCS(0) == set {
 		runtime.GOMAXPROCS(orig)
 	}
 }
