@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -209,6 +210,30 @@ func TestServeWaitReceivers(t *testing.T) {
 	sameTree(t, src, out)
 	if !strings.Contains(srv.output(), "receivers have the session description; pushing") {
 		t.Errorf("serve did not say it stopped waiting:\n%s", srv.output())
+	}
+}
+
+// TestReceiveSizesProcsFromRate: a receiver of a 20 Mbit/s session runs
+// it on one Go processor (--procs 0, the default) and says so. The push
+// starts once the receiver has joined (--wait-receivers) and, paced, lasts
+// at least 1.6 s, several of the tuner's looks at the sessions.
+func TestReceiveSizesProcsFromRate(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" || runtime.NumCPU() < 2 {
+		t.Skip("GOMAXPROCS is set in the environment, or one CPU: nothing to size")
+	}
+	src, out := makeFolder(t), t.TempDir()
+	listen := "127.0.0.1:24445"
+	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
+		"--linger", "5s", "--group", "232.255.7.15", "--port", "5715", "--listen", listen, "--rate", "20000000")
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
+	if err := rcv.wait(t, 90*time.Second); err != nil {
+		t.Fatalf("receive: %v\n%s", err, rcv.output())
+	}
+	sameTree(t, src, out)
+	if !strings.Contains(rcv.output(), "Go processors sized for the sessions' advertised rate\" gomaxprocs=1") {
+		t.Errorf("the receiver did not run its 20 Mbit/s session on one Go processor:\n%s", rcv.output())
 	}
 }
 
