@@ -209,14 +209,14 @@ func (s *Signer) Add(pn uint64, pkt []byte, trigger bool, now time.Time) {
 	switch {
 	case s.hasUnhashed:
 		s.hasUnhashed = false
-		s.hash(s.unhashed, pkt, true)
+		s.hash(s.unhashed, pkt)
 	case s.count()+1 < s.per:
 		// Hashed with the next packet, which is listed by the same
 		// manifest unless a gap or a deadline comes first (seal).
 		s.unhashed, s.hasUnhashed = append(s.unhashed[:0], pkt...), true
 		return
 	default:
-		s.hash(pkt, nil, false)
+		s.hash(pkt, nil)
 	}
 	if len(s.pending) == s.per*DigestLen {
 		s.seal(now)
@@ -232,11 +232,12 @@ func (s *Signer) count() int {
 	return n
 }
 
-// hash appends the digests of a and, with pair, b to the pending ones:
+// hash appends the digests of a and, unless b is nil, b to the pending ones:
 // together with SumPair, which hashes two packets in about the time of
 // one. It samples the time hashing takes without paying for a clock
 // reading per packet.
-func (s *Signer) hash(a, b []byte, pair bool) {
+func (s *Signer) hash(a, b []byte) {
+	pair := b != nil // (a packet is never empty)
 	n := uint64(1)
 	if pair {
 		n = 2
@@ -266,7 +267,7 @@ func (s *Signer) hash(a, b []byte, pair bool) {
 func (s *Signer) seal(now time.Time) {
 	if s.hasUnhashed {
 		s.hasUnhashed = false
-		s.hash(s.unhashed, nil, false)
+		s.hash(s.unhashed, nil)
 	}
 	if len(s.pending) == 0 || s.err != nil {
 		return
