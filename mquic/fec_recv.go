@@ -61,8 +61,6 @@ type recvFEC struct {
 	skip      bool
 	hintBase  atomic.Uint64 // the newest known block's ID
 	hintShape atomic.Uint64 // its k | m<<9 | full<<18 (0: no hint)
-	shape     uint64        // hintShape's value, for the ordered processing
-	base      uint64
 }
 
 // hintHorizon is how many blocks past the newest known one the hint
@@ -86,10 +84,9 @@ func (f *recvFEC) publishHint() {
 	if k == f.dec.MaxSourceCount() {
 		shape |= 1 << 18
 	}
-	if id == f.base && shape == f.shape {
-		return
+	if id == f.hintBase.Load() && shape == f.hintShape.Load() {
+		return // (only the ordered processing writes the hint)
 	}
-	f.base, f.shape = id, shape
 	f.hintShape.Store(0) // (no torn hint while it changes)
 	f.hintBase.Store(id)
 	f.hintShape.Store(shape)
