@@ -141,10 +141,10 @@ type Authenticator struct {
 
 	// Digests and packets are matched by packet number: a salted digest
 	// (DigestSalted128) cannot be computed before its manifest comes.
-	digests   map[uint64]int32 // packet number -> verified digest waiting for its packet, slot in waiting
+	digests   pnIndex // packet number -> verified digest waiting for its packet, slot in waiting
 	waiting   fifo[waitingDigest]
-	held      map[Digest]int32 // unauthenticated packets by SHA-256 -> slot in heldQ
-	heldPN    map[uint64]int32 // packet number -> newest held packet with that number, slot in heldQ
+	held      digestIndex // unauthenticated packets by SHA-256 -> slot in heldQ
+	heldPN    pnIndex     // packet number -> newest held packet with that number, slot in heldQ
 	heldQ     fifo[heldPacket]
 	heldBytes int
 	bufs      [][]byte // free payload buffers
@@ -249,10 +249,10 @@ func NewAuthenticator(prof *Profile, cfg AuthConfig, release Release) (*Authenti
 		cfg:     cfg,
 		release: release,
 		epoch:   time.Now(),
-		digests: make(map[uint64]int32, min(cfg.MaxDigests, 4096)),
+		digests: newPNIndex(min(cfg.MaxDigests, 4096)),
 		waiting: newFIFO[waitingDigest](),
-		held:    make(map[Digest]int32, min(cfg.MaxHeldPackets, 1024)),
-		heldPN:  make(map[uint64]int32, min(cfg.MaxHeldPackets, 1024)),
+		held:    newDigestIndex(min(cfg.MaxHeldPackets, 1024)),
+		heldPN:  newPNIndex(2 * cfg.MaxHeldPackets),
 		heldQ:   newFIFO[heldPacket](),
 		scratch: make([]byte, 0, 2048),
 	}
@@ -413,7 +413,7 @@ func (a *Authenticator) expected(seq uint32) bool {
 // digests, or send packets of its own first).
 func (a *Authenticator) listsHeld(m *Manifest) bool {
 	for i := range min(m.Count(), 4) {
-		if _, ok := a.heldPN[m.FirstPN+uint64(i)]; ok {
+		if a.heldPN.has(m.FirstPN + uint64(i)) {
 			return true
 		}
 	}
@@ -423,10 +423,7 @@ func (a *Authenticator) listsHeld(m *Manifest) bool {
 // heldMatch returns the slot of the held packet numbered pn whose digest is
 // listed (in a manifest with salt), or -1.
 func (a *Authenticator) heldMatch(pn uint64, listed, salt []byte) int32 {
-	hi, ok := a.heldPN[pn]
-	if !ok {
-		return -1
-	}
+	hi, _ := a.heldPN.get(pn) // -1 if none
 	return a.heldMatchFrom(hi, listed, salt)
 }
 
@@ -470,7 +467,7 @@ func (a *Authenticator) matchNewest(m *Manifest) {
 	}
 	k := 0
 	for i := range n {
-		hi, ok := a.heldPN[m.FirstPN+uint64(i)]
+		hi, ok := a.heldPN.get(m.FirstPN + uint64(i))
 		if !ok {
 			a.newest[i] = newestHeld{slot: -1}
 			continue
@@ -576,7 +573,7 @@ func (a *Authenticator) register(m *Manifest, t int64) {
 			a.dropHeld(hi) // h is invalid from here
 			continue
 		}
-		if _, ok := a.digests[pn]; ok {
+		if a.digests.has(pn) {
 			continue // listed by an earlier manifest too
 		}
 		if a.waiting.len() >= a.cfg.MaxDigests {
@@ -586,7 +583,7 @@ func (a *Authenticator) register(m *Manifest, t int64) {
 		w := waitingDigest{pn: pn, at: t}
 		copy(w.listed[:], listed)
 		copy(w.salt[:], m.Salt)
-		a.digests[pn] = a.waiting.push(w)
+		a.digests.set(pn, a.waiting.push(w))
 		a.stats.Digests++
 	}
 }
@@ -603,7 +600,7 @@ func (a *Authenticator) authenticated(pn uint64, t int64) {
 // SHA-256 d and packet number pn, and if so consumes the digest: it
 // authenticates one packet only.
 func (a *Authenticator) Authenticate(d *Digest, pn uint64, now time.Time) bool {
-	i, ok := a.digests[pn]
+	i, ok := a.digests.get(pn)
 	if !ok {
 		return false
 	}
@@ -627,8 +624,8 @@ func (a *Authenticator) Authenticate(d *Digest, pn uint64, now time.Time) bool {
 // When the held packets exceed MaxHeldPackets or MaxHeldBytes, the oldest
 // are dropped.
 func (a *Authenticator) Hold(d *Digest, pn uint64, payload []byte, wireLen int, manifestOnly bool, now time.Time) bool {
-	if _, dup := a.held[*d]; dup {
-		return false
+	if a.held.find(d, &a.heldQ) >= 0 {
+		return false // a duplicate
 	}
 	var buf []byte
 	if !manifestOnly {
@@ -638,16 +635,13 @@ func (a *Authenticator) Hold(d *Digest, pn uint64, payload []byte, wireLen int, 
 	for a.heldQ.len() > 0 && (a.heldQ.len() >= a.cfg.MaxHeldPackets || a.heldBytes+cap(buf) > a.cfg.MaxHeldBytes) {
 		a.evict(a.heldQ.front(), &a.stats.Evicted)
 	}
-	older, ok := a.heldPN[pn]
-	if !ok {
-		older = -1
-	}
+	older, _ := a.heldPN.get(pn) // -1 if none
 	hi := a.heldQ.push(heldPacket{d: *d, pn: pn, at: a.ticks(now), buf: buf, wireLen: wireLen, manifestOnly: manifestOnly, older: older, newer: -1})
 	if older >= 0 {
 		a.heldQ.at(older).newer = hi
 	}
-	a.held[*d] = hi
-	a.heldPN[pn] = hi
+	a.held.add(d, hi)
+	a.heldPN.set(pn, hi)
 	a.heldBytes += cap(buf)
 	return true
 }
@@ -677,14 +671,14 @@ func (a *Authenticator) evict(i int32, counter *uint64) {
 
 func (a *Authenticator) dropHeld(i int32) {
 	h := a.heldQ.at(i)
-	delete(a.held, h.d)
+	a.held.remove(&h.d, i)
 	switch {
 	case h.newer >= 0:
 		a.heldQ.at(h.newer).older = h.older
 	case h.older >= 0:
-		a.heldPN[h.pn] = h.older
+		a.heldPN.set(h.pn, h.older)
 	default:
-		delete(a.heldPN, h.pn)
+		a.heldPN.del(h.pn)
 	}
 	if h.older >= 0 {
 		a.heldQ.at(h.older).newer = h.newer
@@ -699,7 +693,7 @@ func (a *Authenticator) dropHeld(i int32) {
 }
 
 func (a *Authenticator) dropDigest(i int32) {
-	delete(a.digests, a.waiting.at(i).pn)
+	a.digests.del(a.waiting.at(i).pn)
 	a.waiting.remove(i)
 }
 
