@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -446,22 +445,21 @@ func (a *Authenticator) heldMatchFrom(hi int32, listed, salt []byte) int32 {
 // matchNewest fills a.newest for a verified DigestSalted128 manifest m: for
 // each packet number it lists, the newest packet held under it (the real
 // one, unless a forger's came after it) and whether m lists it. It hashes
-// the salted digests two at a time (SumPair), where register would hash
+// the salted digests two at a time (saltedPair), where register would hash
 // them one by one; register tries the older packets under a number, if
 // any, only when the newest is not listed.
 func (a *Authenticator) matchNewest(m *Manifest) {
 	n := m.Count()
 	a.newest = slices.Grow(a.newest[:0], n)[:n]
-	var in [2][SaltLen + DigestLen]byte
-	copy(in[0][:], m.Salt)
-	copy(in[1][:], m.Salt)
+	var in saltedPair
+	in.setSalt(m.Salt)
 	var out [2]Digest
 	pair := [2]int{-1, -1} // indexes of m waiting to be hashed
 	flush := func(k int) {
 		if k == 2 {
-			SumPair(&out[0], &out[1], in[0][:], in[1][:])
+			in.sum(&out[0], &out[1])
 		} else {
-			out[0] = sha256.Sum256(in[0][:])
+			out[0] = in.sum1()
 		}
 		for j := range k {
 			i := pair[j]
@@ -476,7 +474,7 @@ func (a *Authenticator) matchNewest(m *Manifest) {
 			continue
 		}
 		a.newest[i] = newestHeld{slot: hi}
-		copy(in[k][SaltLen:], a.heldQ.at(hi).d[:])
+		in.set(k, a.heldQ.at(hi).d[:])
 		pair[k] = i
 		if k++; k == 2 {
 			flush(2)
