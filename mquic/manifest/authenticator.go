@@ -148,6 +148,7 @@ type Authenticator struct {
 	heldQ     fifo[heldPacket]
 	heldBytes int
 	bufs      [][]byte // free payload buffers
+	lent      []int32  // slots in heldQ of the payloads lent since the last Keep
 
 	largest     uint64
 	haveLargest bool
@@ -191,6 +192,7 @@ type heldPacket struct {
 	pn           uint64
 	at           int64
 	buf          []byte
+	lent         bool // buf is the caller's, until Keep (HoldLent)
 	wireLen      int
 	manifestOnly bool
 	// older and newer link the held packets with the same packet number
@@ -630,26 +632,77 @@ func (a *Authenticator) Authenticate(d *Digest, pn uint64, now time.Time) bool {
 // When the held packets exceed MaxHeldPackets or MaxHeldBytes, the oldest
 // are dropped.
 func (a *Authenticator) Hold(d *Digest, pn uint64, payload []byte, wireLen int, manifestOnly bool, now time.Time) bool {
+	return a.hold(d, pn, payload, wireLen, manifestOnly, now, false)
+}
+
+// HoldLent is Hold without the copy: the authenticator keeps payload in
+// place until the next Keep, which copies it if the packet is still held
+// then. The caller must not change payload before then. A receiver that
+// reads packets in batches lends each batch's payloads and calls Keep
+// before reusing its buffers: a packet whose manifest comes in the same
+// batch (most of them, at high rates) is released without ever being
+// copied.
+func (a *Authenticator) HoldLent(d *Digest, pn uint64, payload []byte, wireLen int, manifestOnly bool, now time.Time) bool {
+	return a.hold(d, pn, payload, wireLen, manifestOnly, now, true)
+}
+
+func (a *Authenticator) hold(d *Digest, pn uint64, payload []byte, wireLen int, manifestOnly bool, now time.Time, lent bool) bool {
 	if a.held.find(d, &a.heldQ) >= 0 {
 		return false // a duplicate
 	}
 	var buf []byte
-	if !manifestOnly {
+	switch {
+	case manifestOnly:
+	case lent:
+		buf = payload[:len(payload):len(payload)]
+		if buf == nil {
+			buf = []byte{} // (nil means nothing kept)
+		}
+	default:
 		buf = a.buffer(len(payload))
 		copy(buf, payload)
 	}
-	for a.heldQ.len() > 0 && (a.heldQ.len() >= a.cfg.MaxHeldPackets || a.heldBytes+cap(buf) > a.cfg.MaxHeldBytes) {
+	size := heldSize(buf)
+	for a.heldQ.len() > 0 && (a.heldQ.len() >= a.cfg.MaxHeldPackets || a.heldBytes+size > a.cfg.MaxHeldBytes) {
 		a.evict(a.heldQ.front(), &a.stats.Evicted)
 	}
 	older, _ := a.heldPN.get(pn) // -1 if none
-	hi := a.heldQ.push(heldPacket{d: *d, pn: pn, at: a.ticks(now), buf: buf, wireLen: wireLen, manifestOnly: manifestOnly, older: older, newer: -1})
+	hi := a.heldQ.push(heldPacket{d: *d, pn: pn, at: a.ticks(now), buf: buf, lent: lent && !manifestOnly, wireLen: wireLen, manifestOnly: manifestOnly, older: older, newer: -1})
 	if older >= 0 {
 		a.heldQ.at(older).newer = hi
 	}
 	a.held.add(d, hi)
 	a.heldPN.set(pn, hi)
-	a.heldBytes += cap(buf)
+	a.heldBytes += size
+	if lent && !manifestOnly {
+		a.lent = append(a.lent, hi)
+	}
 	return true
+}
+
+// Keep ends the loans of payloads since the last Keep (HoldLent): it
+// copies those of the packets still held. The caller may then reuse their
+// buffers.
+func (a *Authenticator) Keep() {
+	for _, i := range a.lent {
+		// A slot may have been freed since, or freed and taken again:
+		// only a packet still lent is copied, once.
+		if h := a.heldQ.at(i); h.lent {
+			buf := a.buffer(len(h.buf))
+			copy(buf, h.buf)
+			h.buf, h.lent = buf, false
+		}
+	}
+	a.lent = a.lent[:0]
+}
+
+// heldSize is what a held payload counts towards MaxHeldBytes: the size of
+// the buffer its copy takes (cap of buffer), lent or not yet.
+func heldSize(buf []byte) int {
+	if buf == nil {
+		return 0
+	}
+	return max(len(buf), heldBufSize)
 }
 
 func (a *Authenticator) buffer(n int) []byte {
@@ -690,8 +743,8 @@ func (a *Authenticator) dropHeld(i int32) {
 		a.heldQ.at(h.older).newer = h.newer
 	}
 	if h.buf != nil {
-		a.heldBytes -= cap(h.buf)
-		if cap(h.buf) == heldBufSize && len(a.bufs) < 1024 {
+		a.heldBytes -= heldSize(h.buf)
+		if !h.lent && cap(h.buf) == heldBufSize && len(a.bufs) < 1024 {
 			a.bufs = append(a.bufs, h.buf[:0])
 		}
 	}

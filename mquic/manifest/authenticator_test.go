@@ -412,14 +412,17 @@ func TestAuthenticatorOtherDigestAlgorithm(t *testing.T) {
 }
 
 // The per-packet path of a steady session (hold, then release by manifest)
-// allocates nothing.
+// allocates nothing, with payloads copied or lent (a Keep after each
+// manifest).
 func TestAuthenticatorAllocations(t *testing.T) {
 	for _, prof := range []*Profile{testProfile(t), saltedProfile(t)} {
-		t.Run(prof.Digest.String(), func(t *testing.T) { testAuthenticatorAllocations(t, prof) })
+		for _, lent := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/lent=%v", prof.Digest, lent), func(t *testing.T) { testAuthenticatorAllocations(t, prof, lent) })
+		}
 	}
 }
 
-func testAuthenticatorAllocations(t *testing.T, prof *Profile) {
+func testAuthenticatorAllocations(t *testing.T, prof *Profile, lent bool) {
 	h := newAlgHarness(t, AuthConfig{}, prof)
 	h.a.release = func(uint64, []byte, int, bool) {}
 	now := time.Now()
@@ -446,13 +449,21 @@ func testAuthenticatorAllocations(t *testing.T, prof *Profile) {
 		for j := range per {
 			pn := uint64(k*per + j)
 			d := Sum(pkts[pn])
-			if !h.a.Authenticate(&d, pn, now) {
+			switch {
+			case h.a.Authenticate(&d, pn, now):
+			case lent:
+				h.a.HoldLent(&d, pn, pkts[pn], len(pkts[pn]), false, now)
+			default:
 				h.a.Hold(&d, pn, pkts[pn], len(pkts[pn]), false, now)
 			}
+		}
+		if k%2 == 1 {
+			h.a.Keep() // lent payloads copied before their manifest comes
 		}
 		if err := h.a.HandleManifest(mans[k], now); err != nil {
 			t.Fatal(err)
 		}
+		h.a.Keep()
 	}
 	for k := range 8 {
 		step(k)
