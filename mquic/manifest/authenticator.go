@@ -667,7 +667,9 @@ func (a *Authenticator) hold(d *Digest, pn uint64, payload []byte, wireLen int, 
 		a.evict(a.heldQ.front(), &a.stats.Evicted)
 	}
 	older, _ := a.heldPN.get(pn) // -1 if none
-	hi := a.heldQ.push(heldPacket{d: *d, pn: pn, at: a.ticks(now), buf: buf, lent: lent && !manifestOnly, wireLen: wireLen, manifestOnly: manifestOnly, older: older, newer: -1})
+	hi, h := a.heldQ.add()
+	h.d, h.pn, h.at, h.buf, h.lent = *d, pn, a.ticks(now), buf, lent && !manifestOnly
+	h.wireLen, h.manifestOnly, h.older, h.newer = wireLen, manifestOnly, older, -1
 	if older >= 0 {
 		a.heldQ.at(older).newer = hi
 	}
