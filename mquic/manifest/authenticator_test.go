@@ -427,24 +427,7 @@ func testAuthenticatorAllocations(t *testing.T, prof *Profile, lent bool) {
 	h.a.release = func(uint64, []byte, int, bool) {}
 	now := time.Now()
 	const per = 32
-	pkts := make([][]byte, 64*per)
-	mans := make([]*Manifest, 64)
-	for i := range pkts {
-		pkts[i] = append(packet(uint64(i), "real"), make([]byte, 1100)...)
-	}
-	for i := range mans {
-		m := Manifest{DigestAlg: prof.Digest, StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per)}
-		if prof.Digest == DigestSalted128 {
-			m.Salt = make([]byte, SaltLen)
-			rand.Read(m.Salt)
-		}
-		for j := range per {
-			m.Digests = prof.Digest.list(m.Digests, m.Salt, new(Sum(pkts[i*per+j])))
-		}
-		b, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(b, prof.Digest)
-		mans[i] = &p
-	}
+	pkts, _, mans := steadySession(h, 64, per, 1100)
 	step := func(k int) {
 		for j := range per {
 			pn := uint64(k*per + j)
