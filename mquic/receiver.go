@@ -545,7 +545,7 @@ func (r *Receiver) process(p *rxPacket) {
 				if r.tr != nil {
 					r.tr.droppedPN(pn, wireLen, dropBadManifest)
 				}
-			case !r.auth.Hold(&p.digest, pn, p.payload, wireLen, manifestOnly, now):
+			case !r.hold(p, pn, wireLen, manifestOnly):
 				r.stats.Duplicate++
 				if r.tr != nil {
 					r.tr.droppedPN(pn, wireLen, dropDuplicate)
@@ -559,6 +559,17 @@ func (r *Receiver) process(p *rxPacket) {
 		}
 	}
 	r.accept(pn, p.pnLen, p.payload, p.frames, wireLen, now)
+}
+
+// hold passes an unauthenticated packet to the authenticator to wait for
+// its manifest. Its payload is lent until the end of the read's processing
+// (afterBatchLocked), as to the FEC decoder (noteFEC), unless it is a packet
+// FEC rebuilt, whose buffer the next rebuilt packet takes.
+func (r *Receiver) hold(p *rxPacket, pn uint64, wireLen int, manifestOnly bool) bool {
+	if r.fec != nil && r.fec.rebuilding {
+		return r.auth.Hold(&p.digest, pn, p.payload, wireLen, manifestOnly, r.now)
+	}
+	return r.auth.HoldLent(&p.digest, pn, p.payload, wireLen, manifestOnly, r.now)
 }
 
 // stale counts a packet below the replay window.
@@ -683,6 +694,7 @@ func (r *Receiver) afterBatchLocked(now time.Time) {
 	r.recoverFEC(now)
 	if r.auth != nil {
 		r.auth.Expire(now)
+		r.auth.Keep() // the read's buffers are reused after this
 	}
 	heldPN, held := r.heldData()
 	r.ra.expire(r.win.largest, heldPN, held, now)

@@ -185,3 +185,37 @@ func TestAuthReorderDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldPacketsOutliveTheReadBuffer feeds an asymmetric session to
+// HandlePacket through one buffer, overwritten by each packet as a socket's
+// read buffer is: a packet held for its manifest keeps its own bytes (the
+// authenticator copies what it still holds after each read, Keep), and every
+// packet is delivered whole and right. Every packet arrives before its
+// manifest, so each is held, across many reads.
+func TestHeldPacketsOutliveTheReadBuffer(t *testing.T) {
+	params, sc := asymParams(t, mcasttest.Group())
+	pat := newPattern()
+	pkts := capturedAsymSession(t, params, sc, pat, 300_000)
+	col := newCollector(pat)
+	r := newTestReceiver(t, params, col)
+	buf := make([]byte, 2048)
+	for _, p := range pkts {
+		r.HandlePacket(buf[:copy(buf, p)], src)
+		for i := range buf {
+			buf[i] = 0xa5 // the buffer reused for something else
+		}
+	}
+	r.Flush()
+	st := r.Stats()
+	if st.Auth.Released < uint64(len(pkts))/2 {
+		t.Fatalf("%d packets: %+v", len(pkts), st.Auth)
+	}
+	for _, err := range col.errs {
+		t.Fatal(err)
+	}
+	l := col.streams[3]
+	if l == nil || !l.finished || len(l.gaps.Ranges()) != 0 || !l.got.Contains(0, 300_000) {
+		t.Fatalf("stream: %+v", l)
+	}
+	accounted(t, st)
+}

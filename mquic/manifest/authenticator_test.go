@@ -412,47 +412,41 @@ func TestAuthenticatorOtherDigestAlgorithm(t *testing.T) {
 }
 
 // The per-packet path of a steady session (hold, then release by manifest)
-// allocates nothing.
+// allocates nothing, with payloads copied or lent (a Keep after each
+// manifest).
 func TestAuthenticatorAllocations(t *testing.T) {
 	for _, prof := range []*Profile{testProfile(t), saltedProfile(t)} {
-		t.Run(prof.Digest.String(), func(t *testing.T) { testAuthenticatorAllocations(t, prof) })
+		for _, lent := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/lent=%v", prof.Digest, lent), func(t *testing.T) { testAuthenticatorAllocations(t, prof, lent) })
+		}
 	}
 }
 
-func testAuthenticatorAllocations(t *testing.T, prof *Profile) {
+func testAuthenticatorAllocations(t *testing.T, prof *Profile, lent bool) {
 	h := newAlgHarness(t, AuthConfig{}, prof)
 	h.a.release = func(uint64, []byte, int, bool) {}
 	now := time.Now()
 	const per = 32
-	pkts := make([][]byte, 64*per)
-	mans := make([]*Manifest, 64)
-	for i := range pkts {
-		pkts[i] = append(packet(uint64(i), "real"), make([]byte, 1100)...)
-	}
-	for i := range mans {
-		m := Manifest{DigestAlg: prof.Digest, StreamID: 42, Seq: uint32(i), FirstPN: uint64(i * per)}
-		if prof.Digest == DigestSalted128 {
-			m.Salt = make([]byte, SaltLen)
-			rand.Read(m.Salt)
-		}
-		for j := range per {
-			m.Digests = prof.Digest.list(m.Digests, m.Salt, new(Sum(pkts[i*per+j])))
-		}
-		b, _ := m.Append(nil, h.key, nil)
-		p, _, _ := Parse(b, prof.Digest)
-		mans[i] = &p
-	}
+	pkts, _, mans := steadySession(h, 64, per, 1100)
 	step := func(k int) {
 		for j := range per {
 			pn := uint64(k*per + j)
 			d := Sum(pkts[pn])
-			if !h.a.Authenticate(&d, pn, now) {
+			switch {
+			case h.a.Authenticate(&d, pn, now):
+			case lent:
+				h.a.HoldLent(&d, pn, pkts[pn], len(pkts[pn]), false, now)
+			default:
 				h.a.Hold(&d, pn, pkts[pn], len(pkts[pn]), false, now)
 			}
+		}
+		if k%2 == 1 {
+			h.a.Keep() // lent payloads copied before their manifest comes
 		}
 		if err := h.a.HandleManifest(mans[k], now); err != nil {
 			t.Fatal(err)
 		}
+		h.a.Keep()
 	}
 	for k := range 8 {
 		step(k)

@@ -28,6 +28,15 @@ func (f *fifo[T]) at(i int32) *T { return &f.nodes[i].v }
 
 // push appends v and returns its slot.
 func (f *fifo[T]) push(v T) int32 {
+	i, p := f.add()
+	*p = v
+	return i
+}
+
+// add appends a zero element and returns its slot and the element, to be
+// filled in place: an element with pointers is not built and then copied
+// (twice, with write barriers), which costs more than filling it.
+func (f *fifo[T]) add() (int32, *T) {
 	var i int32
 	if f.free >= 0 {
 		i = f.free
@@ -36,7 +45,8 @@ func (f *fifo[T]) push(v T) int32 {
 		i = int32(len(f.nodes))
 		f.nodes = append(f.nodes, fifoNode[T]{})
 	}
-	f.nodes[i] = fifoNode[T]{v: v, prev: f.tail, next: -1}
+	nd := &f.nodes[i] // its element is zero (remove clears it)
+	nd.prev, nd.next = f.tail, -1
 	if f.tail >= 0 {
 		f.nodes[f.tail].next = i
 	} else {
@@ -44,7 +54,7 @@ func (f *fifo[T]) push(v T) int32 {
 	}
 	f.tail = i
 	f.n++
-	return i
+	return i, &nd.v
 }
 
 // remove unlinks slot i and frees it.

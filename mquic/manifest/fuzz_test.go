@@ -164,8 +164,18 @@ func fuzzAuthenticator(t *testing.T, prof *Profile, key *SigningKey, real *Manif
 			_ = a.HandleManifest(&fp, now)
 		}
 		d := Sum(fuzzPacket)
-		if !a.Authenticate(&d, uint64(fuzzPN), now) {
+		// Lent every other time, the buffer reused after Keep.
+		lent := append([]byte(nil), fuzzPacket...)
+		switch {
+		case a.Authenticate(&d, uint64(fuzzPN), now):
+		case pn%2 == 1:
+			a.HoldLent(&d, uint64(fuzzPN), lent, len(lent), false, now)
+		default:
 			a.Hold(&d, uint64(fuzzPN), fuzzPacket, len(fuzzPacket), false, now)
+		}
+		a.Keep()
+		for i := range lent {
+			lent[i] ^= 0xff
 		}
 		if st := a.Stats(); st.Held > 8 || st.WaitingDigests > 8 {
 			t.Fatalf("caps broken: %+v", st)
@@ -180,5 +190,8 @@ func fuzzAuthenticator(t *testing.T, prof *Profile, key *SigningKey, real *Manif
 	a.Expire(now.Add(time.Hour))
 	if st := a.Stats(); st.Held != 0 || st.WaitingDigests != 0 || st.HeldBytes != 0 {
 		t.Fatalf("state left after expiry: %+v", st)
+	}
+	if a.heldPN.len() != 0 || a.held.n != 0 || a.digests.len() != 0 {
+		t.Fatalf("indexes not empty after expiry: %d, %d, %d", a.heldPN.len(), a.held.n, a.digests.len())
 	}
 }

@@ -90,16 +90,15 @@ func (d DigestAlg) list(dst, salt []byte, pd *Digest) []byte {
 
 // listSalted appends to dst the DigestSalted128 digests, in a manifest with
 // salt, of the packets whose SHA-256 digests ds concatenates, two at a time
-// (SumPair).
+// (saltedPair).
 func listSalted(dst, salt, ds []byte) []byte {
-	var a, b [SaltLen + DigestLen]byte
-	copy(a[:], salt)
-	copy(b[:], salt)
+	var p saltedPair
+	p.setSalt(salt)
 	for ; len(ds) >= 2*DigestLen; ds = ds[2*DigestLen:] {
-		copy(a[SaltLen:], ds[:DigestLen])
-		copy(b[SaltLen:], ds[DigestLen:2*DigestLen])
+		p.set(0, ds[:DigestLen])
+		p.set(1, ds[DigestLen:2*DigestLen])
 		var oa, ob Digest
-		SumPair(&oa, &ob, a[:], b[:])
+		p.sum(&oa, &ob)
 		dst = append(append(dst, oa[:16]...), ob[:16]...)
 	}
 	if len(ds) > 0 {

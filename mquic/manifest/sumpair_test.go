@@ -97,3 +97,27 @@ func TestListSalted(t *testing.T) {
 		want = DigestSalted128.list(want, salt, &d)
 	}
 }
+
+// saltedPair hashes what crypto/sha256 hashes for salt || digest, pair by
+// pair and alone, with the salt changed between pairs.
+func TestSaltedPair(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var p saltedPair
+	for range 100 {
+		salt, da, db := make([]byte, SaltLen), make([]byte, DigestLen), make([]byte, DigestLen)
+		for _, b := range [][]byte{salt, da, db} {
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+		}
+		p.setSalt(salt)
+		p.set(0, da)
+		p.set(1, db)
+		var oa, ob Digest
+		p.sum(&oa, &ob)
+		wa, wb := sha256.Sum256(append(append([]byte(nil), salt...), da...)), sha256.Sum256(append(append([]byte(nil), salt...), db...))
+		if oa != wa || ob != wb || p.sum1() != wa {
+			t.Fatalf("salt %x: %x %x, want %x %x", salt, oa, ob, wa, wb)
+		}
+	}
+}
