@@ -168,6 +168,7 @@ type Sender struct {
 	overhead   int // AEAD tag
 	packetSize int
 	payloadEnd int // largest len(packet) before sealing
+	bufLen     int // packet buffers' size: packetSize, or with FEC room for a source symbol (fec_send.go)
 	fecPadEnd  int // with FEC: len(packet) before sealing of full packets, padded (fec_send.go); payloadEnd when unpadded
 	minPayload int
 	maxChunk   int
@@ -279,6 +280,7 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.hdrLen = 1 + len(p.SessionID) + s.pnLen
 	s.payloadEnd = s.packetSize - s.overhead
 	s.minPayload = prot.MinPayload(s.pnLen)
+	s.bufLen = s.packetSize
 	if err := s.setupFEC(&p, cfg.FECUnpadded); err != nil {
 		return nil, fmt.Errorf("mquic: new sender: %w", err)
 	}
@@ -301,7 +303,7 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.slots = make([][]byte, queueBatches*cfg.BatchSize)
 	s.since = make([]time.Time, len(s.slots))
 	for i := range s.slots {
-		s.slots[i] = make([]byte, 0, s.packetSize)
+		s.slots[i] = make([]byte, 0, s.bufLen)
 	}
 	s.stream0 = &SendStream{s: s, id: 0}
 	s.log.Debug("sender created", "suite", p.CipherSuite, "pn_len", s.pnLen, "packet_size", s.packetSize,
@@ -719,11 +721,22 @@ func (s *Sender) finishPacket() error {
 	if pad := s.minPayload - (len(s.cur) - s.hdrLen); pad > 0 {
 		s.cur = wire.AppendPadding(s.cur, pad)
 	}
-	fecFull := s.fec != nil && !s.curRepair && s.fecAdd()
+	var spare []byte
+	fecFull := false
+	if s.fec != nil && !s.curRepair {
+		spare, fecFull = s.fecAdd()
+	}
 	if s.tr != nil {
 		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
-	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
+	var pkt []byte
+	if spare != nil {
+		// The plaintext is the FEC block's source symbol now: the packet
+		// goes into the buffer the encoder gave up for it.
+		pkt = s.prot.SealTo(spare, s.cur, 1+len(s.sessionID), s.curPN)
+	} else {
+		pkt = s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
+	}
 	if s.signer != nil {
 		s.signer.Add(s.curPN, pkt, s.curTrigger, s.curSince)
 	}

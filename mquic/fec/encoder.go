@@ -1,6 +1,7 @@
 package fec
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -27,8 +28,9 @@ type EncoderStats struct {
 	OverheadChanges uint64
 }
 
-// Encoder is the sender side. It keeps a copy of each packet's payload, as
-// the packet is sealed, as a source symbol of the open block. A block
+// Encoder is the sender side. It keeps each packet's payload, as the packet
+// is sealed, as a source symbol of the open block: a copy (Add), or the
+// packet's own buffer, exchanged for one the encoder gives up (Swap). A block
 // opens with the first packet worth repairing, takes every packet after
 // it, and closes when it has MaxSourceCount packets or at its deadline
 // (BlockTime after it opened), whichever comes first. Once closed, its
@@ -47,8 +49,11 @@ type Encoder struct {
 	symLen   int // largest symbol: 2 + the largest payload
 	sets     [2]symbolSet
 	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
-	// Every symbol buffer has room for symLen rounded up to 64 bytes, zero
-	// past its symbol (the GFNI kernel works on whole 64-byte vectors).
+	// Every symbol has room for symLen rounded up to 64 bytes (space), zero
+	// past its payload (the GFNI kernel works on whole 64-byte vectors).
+	// Source symbols start at off in buffers of bufLen bytes
+	// (SymbolBuffers): the buffers Swap exchanges.
+	space, off, bufLen int
 
 	// With GFNI: the coefficient matrices (gfniMatrices) and the kernel's
 	// outputs, the repair symbols and scratch up to a multiple of ten.
@@ -85,8 +90,13 @@ type Encoder struct {
 
 // symbolSet is a block's source symbols.
 type symbolSet struct {
-	src    [][]byte // MaxSourceCount symbols of symLen bytes, zero past their payload
+	buf    [][]byte // MaxSourceCount buffers of bufLen bytes
+	src    [][]byte // the symbols in them: symLen bytes at off, zero past their payload
 	srcLen []int    // each symbol's payload + 2
+	// Each symbol's length field (payload and padding), written into it
+	// when the block is encoded: until then the caller may still read the
+	// bytes before a swapped packet's payload (its header, to seal it).
+	field []int
 }
 
 // NewEncoder returns the encoder of a sender that adds overhead (0.05 for
@@ -103,17 +113,11 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 		return nil, fmt.Errorf("fec: overhead %v needs %d repair packets per block, the parameters allow %d", overhead, RepairCount(overhead, p.MaxSourceCount), p.MaxRepairCount)
 	}
 	k, m := p.MaxSourceCount, p.MaxRepairCount
-	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload}
+	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, space: roundUp64(2 + maxPayload)}
 	e.want.Store(math.Float64bits(overhead))
 	e.st.Overhead = overhead
-	symbol := func() []byte { return make([]byte, e.symLen, roundUp64(e.symLen)) }
-	for s := range e.sets {
-		set := &e.sets[s]
-		set.src, set.srcLen = make([][]byte, k), make([]int, k)
-		for i := range set.src {
-			set.src[i] = symbol()
-		}
-	}
+	symbol := func() []byte { return make([]byte, e.symLen, e.space) }
+	e.allocSets(0, e.space)
 	e.parity = make([][]byte, m)
 	for j := range e.parity {
 		e.parity[j] = symbol()
@@ -138,6 +142,44 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 	e.zero = symbol()
 	e.shards = make([][]byte, k+m)
 	return e, nil
+}
+
+// allocSets allocates the source symbols, at off in buffers of bufLen
+// bytes.
+func (e *Encoder) allocSets(off, bufLen int) {
+	k := e.p.MaxSourceCount
+	e.off, e.bufLen = off, bufLen
+	for s := range e.sets {
+		set := &e.sets[s]
+		set.buf, set.src, set.srcLen, set.field = make([][]byte, k), make([][]byte, k), make([]int, k), make([]int, k)
+		for i := range set.buf {
+			set.buf[i] = make([]byte, bufLen)
+			set.src[i] = e.symbolIn(set.buf[i])
+		}
+	}
+}
+
+// symbolIn is the symbol in buffer b.
+func (e *Encoder) symbolIn(b []byte) []byte { return b[e.off : e.off+e.symLen : e.off+e.space] }
+
+// SymbolSpace is the room a source symbol takes in a buffer (SymbolBuffers):
+// SymbolLen rounded up to a multiple of 64 bytes.
+func (e *Encoder) SymbolSpace() int { return e.space }
+
+// SymbolBuffers makes the encoder keep its source symbols at offset off in
+// buffers of bufLen bytes (at least off + SymbolSpace()): the layout of
+// the buffers Swap exchanges, the packet buffers of a sender whose
+// payloads start at off + 2. It reallocates the symbols: call it before
+// the first packet.
+func (e *Encoder) SymbolBuffers(off, bufLen int) error {
+	if off < 0 || bufLen < off+e.space {
+		return fmt.Errorf("fec: symbols of %d bytes at %d do not fit in buffers of %d", e.space, off, bufLen)
+	}
+	if e.open || e.inFlight {
+		return errors.New("fec: SymbolBuffers after the first block")
+	}
+	e.allocSets(off, bufLen)
+	return nil
 }
 
 // repairRows is the code's matrix for k source and m repair symbols, as
@@ -172,6 +214,48 @@ func (e *Encoder) SymbolLen() int { return e.symLen }
 // Add panics otherwise (a sender bug).
 func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now time.Time) (full bool) {
 	n := len(payload)
+	if !e.take(pn, n, padding, worthy, now) {
+		return false
+	}
+	set := &e.sets[e.cur]
+	sym := set.src[e.k]
+	copy(sym[2:], payload)
+	if old := set.srcLen[e.k]; old > 2+n {
+		clear(sym[2+n : old])
+	}
+	return e.added(n, padding, worthy)
+}
+
+// Swap is Add without the copy, for a caller whose packet buffers have the
+// layout SymbolBuffers set: pkt (from its buffer's start) holds packet pn
+// with its payload of n bytes at off + 2, which padding zero bytes may
+// follow. If the packet joins a block, the encoder keeps pkt's buffer as
+// its source symbol, clears it past the payload (up to off +
+// SymbolSpace()), and returns the buffer it gives up in exchange (from its
+// start, of length 0), now the caller's; otherwise it returns nil and keeps
+// nothing. The caller may go on reading pkt (to seal it out of place into
+// the buffer returned) until it closes the block, but not write it: the
+// encoder writes the length field into pkt[off:off+2] when it encodes the
+// block. full is as Add's.
+func (e *Encoder) Swap(pn uint64, pkt []byte, n, padding int, worthy bool, now time.Time) (spare []byte, full bool) {
+	if cap(pkt) < e.bufLen || len(pkt) < e.off+2+n {
+		panic(fmt.Sprintf("fec: Swap of a packet of %d bytes (buffer %d) with a payload of %d bytes at %d, buffers of %d", len(pkt), cap(pkt), n, e.off+2, e.bufLen))
+	}
+	if !e.take(pn, n, padding, worthy, now) {
+		return nil, false
+	}
+	set := &e.sets[e.cur]
+	spare = set.buf[e.k][:0]
+	b := pkt[:e.bufLen]
+	clear(b[min(e.off+2+n+padding, e.off+e.space) : e.off+e.space])
+	set.buf[e.k], set.src[e.k] = b, e.symbolIn(b)
+	return spare, e.added(n, padding, worthy)
+}
+
+// take checks a packet of n payload bytes and padding, and opens a block
+// for it if none is open: it reports whether the packet joins the open
+// block, as its symbol e.k.
+func (e *Encoder) take(pn uint64, n, padding int, worthy bool, now time.Time) bool {
 	if 2+n > e.symLen || padding < 0 || padding > MaxPadding {
 		panic(fmt.Sprintf("fec: payload of %d+%d bytes exceeds the symbol length %d", n, padding, e.symLen))
 	}
@@ -188,14 +272,14 @@ func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now t
 	} else if pn != e.id+uint64(e.k) || e.k == e.p.MaxSourceCount {
 		panic(fmt.Sprintf("fec: packet %d added to block %d+%d", pn, e.id, e.k))
 	}
+	return true
+}
+
+// added counts the symbol e.k, just filled, in the open block and reports
+// whether the block is full.
+func (e *Encoder) added(n, padding int, worthy bool) (full bool) {
 	set := &e.sets[e.cur]
-	sym := set.src[e.k]
-	sym[0], sym[1] = byte((n+padding)>>8), byte(n+padding)
-	copy(sym[2:], payload)
-	if old := set.srcLen[e.k]; old > 2+n {
-		clear(sym[2+n : old])
-	}
-	set.srcLen[e.k] = 2 + n
+	set.srcLen[e.k], set.field[e.k] = 2+n, n+padding
 	e.k++
 	e.maxLen = max(e.maxLen, n)
 	e.worthy = e.worthy || worthy
@@ -295,6 +379,9 @@ func (e *Encoder) Encode() {
 		return
 	}
 	set := &e.sets[1-e.cur]
+	for i, f := range set.field[:e.closedK] {
+		set.src[i][0], set.src[i][1] = byte(f>>8), byte(f)
+	}
 	if e.gfniMat != nil {
 		// Only the block's own symbols: zero ones would change nothing.
 		n, k := roundUp64(e.closedS), e.p.MaxSourceCount

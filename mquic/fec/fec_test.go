@@ -715,3 +715,88 @@ func TestPaddingBound(t *testing.T) {
 	}()
 	e.Add(3, ps[0], MaxPadding+1, true, now)
 }
+
+// TestSwapMatchesAdd: an encoder that takes the packets' own buffers
+// (Swap), handed back used (stale bytes past the packet, the header where
+// the length field goes), makes the same REPAIR frames as one that copies
+// the payloads (Add), over blocks of payloads of every length, with and
+// without padding, with the GFNI kernel and the library's encoder.
+func TestSwapMatchesAdd(t *testing.T) {
+	for _, gfni := range []bool{true, false} {
+		if gfni && !haveGFNI {
+			continue
+		}
+		t.Run(fmt.Sprintf("gfni=%v", gfni), func(t *testing.T) {
+			if !gfni && haveGFNI {
+				haveGFNI = false
+				defer func() { haveGFNI = true }()
+			}
+			const maxPayload, hdrLen = 1150, 13
+			const bufLen = hdrLen + maxPayload + MaxPadding
+			p, err := NewParams(0.2, 10, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copying, _ := NewEncoder(p, 0.2, maxPayload)
+			swapping, _ := NewEncoder(p, 0.2, maxPayload)
+			if err := swapping.SymbolBuffers(hdrLen-2, 100); err == nil {
+				t.Fatal("SymbolBuffers took buffers too short")
+			}
+			if err := swapping.SymbolBuffers(hdrLen-2, bufLen); err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			spare := make([]byte, bufLen) // the caller's buffer
+			now := time.Unix(0, 0)
+			pn := uint64(0)
+			for block := range 60 {
+				k := 1 + rng.IntN(10)
+				for i := range k {
+					n := 1 + rng.IntN(maxPayload)
+					if rng.IntN(2) == 0 {
+						n = maxPayload - rng.IntN(20)
+					}
+					padding := 0
+					if n > maxPayload-64 {
+						padding = rng.IntN(MaxPadding + 1)
+					}
+					pkt := spare[:bufLen]
+					for b := range pkt {
+						pkt[b] = byte(rng.Uint32()) // stale bytes everywhere
+					}
+					pkt = pkt[:hdrLen+n]
+					clear(pkt[hdrLen+n : hdrLen+n+padding]) // PADDING frames
+					payload := append([]byte(nil), pkt[hdrLen:]...)
+					header := append([]byte(nil), pkt[:hdrLen]...)
+					copying.Add(pn, payload, padding, true, now)
+					var full bool
+					spare, full = swapping.Swap(pn, pkt, n, padding, true, now)
+					if spare == nil || len(spare) != 0 || cap(spare) < bufLen || &spare[:1][0] == &pkt[0] {
+						t.Fatalf("block %d packet %d: Swap gave back %d/%d bytes", block, i, len(spare), cap(spare))
+					}
+					if !bytes.Equal(pkt[:hdrLen], header) || !bytes.Equal(pkt[hdrLen:hdrLen+n], payload) {
+						t.Fatalf("block %d packet %d: Swap changed the packet before its block closed", block, i)
+					}
+					if full != (i == p.MaxSourceCount-1) {
+						t.Fatalf("block %d packet %d: full = %v", block, i, full)
+					}
+					pn++
+				}
+				m := copying.Close()
+				if sm := swapping.Close(); sm != m {
+					t.Fatalf("block %d: %d repair packets swapping, %d copying", block, sm, m)
+				}
+				if block%2 == 0 {
+					swapping.Encode() // as the sender does, apart from AppendNext
+				}
+				for j := range m {
+					want, got := copying.AppendNext(nil), swapping.AppendNext(nil)
+					if !bytes.Equal(got, want) {
+						t.Fatalf("block %d (%d packets): repair frame %d differs", block, k, j)
+					}
+				}
+				pn += uint64(m)
+			}
+		})
+	}
+}
