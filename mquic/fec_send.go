@@ -249,7 +249,10 @@ func (s *Sender) fecWait(priority *bool) error {
 // goroutine, which comes back when woken).
 func (s *Sender) fecSeal() error {
 	for s.res.sealing {
-		if err := s.fecWait(nil); err != nil {
+		s.sealWaiters++
+		err := s.fecWait(nil)
+		s.sealWaiters--
+		if err != nil {
 			return err
 		}
 	}
@@ -259,8 +262,14 @@ func (s *Sender) fecSeal() error {
 	s.res.sealing = true
 	defer func() {
 		s.res.sealing = false
-		s.cond.Broadcast()
-		s.wakeWriter()
+		// Wake only who waits for this: once per block, a broadcast would
+		// wake every stream writer blocked on a full queue for nothing.
+		if s.sealWaiters > 0 {
+			s.cond.Broadcast()
+		}
+		if !s.inWriter {
+			s.wakeWriter() // it stopped short of the repair packets
+		}
 	}()
 	if s.fec.NeedsEncode() && s.signer == nil {
 		// inWriter describes the goroutine that holds the lock: not ours
