@@ -228,15 +228,16 @@ func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now t
 
 // Swap is Add without the copy, for a caller whose packet buffers have the
 // layout SymbolBuffers set: pkt (from its buffer's start) holds packet pn
-// with its payload of n bytes at off + 2, which padding zero bytes may
-// follow. If the packet joins a block, the encoder keeps pkt's buffer as
-// its source symbol, clears it past the payload (up to off +
-// SymbolSpace()), and returns the buffer it gives up in exchange (from its
-// start, of length 0), now the caller's; otherwise it returns nil and keeps
-// nothing. The caller may go on reading pkt (to seal it out of place into
-// the buffer returned) until it closes the block, but not write it: the
-// encoder writes the length field into pkt[off:off+2] when it encodes the
-// block. full is as Add's.
+// with its payload of n bytes at off + 2, to be followed by padding zero
+// bytes (PADDING frames). If the packet joins a block, the encoder keeps
+// pkt's buffer as its source symbol, zeroes it past the payload (up to off
+// + SymbolSpace(); the caller may then append the padding), and returns the
+// buffer it gives up in exchange (from its start, of length 0), now the
+// caller's; otherwise it returns nil and keeps nothing. The caller may go
+// on reading pkt (to seal it out of place into the buffer returned) until
+// it closes the block, but write nothing but the padding: the encoder
+// writes the length field into pkt[off:off+2] when it encodes the block.
+// full is as Add's.
 func (e *Encoder) Swap(pn uint64, pkt []byte, n, padding int, worthy bool, now time.Time) (spare []byte, full bool) {
 	if cap(pkt) < e.bufLen || len(pkt) < e.off+2+n {
 		panic(fmt.Sprintf("fec: Swap of a packet of %d bytes (buffer %d) with a payload of %d bytes at %d, buffers of %d", len(pkt), cap(pkt), n, e.off+2, e.bufLen))
@@ -247,7 +248,7 @@ func (e *Encoder) Swap(pn uint64, pkt []byte, n, padding int, worthy bool, now t
 	set := &e.sets[e.cur]
 	spare = set.buf[e.k][:0]
 	b := pkt[:e.bufLen]
-	clear(b[min(e.off+2+n+padding, e.off+e.space) : e.off+e.space])
+	clear(b[e.off+2+n : e.off+e.space])
 	set.buf[e.k], set.src[e.k] = b, e.symbolIn(b)
 	return spare, e.added(n, padding, worthy)
 }

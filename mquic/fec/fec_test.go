@@ -764,8 +764,7 @@ func TestSwapMatchesAdd(t *testing.T) {
 					for b := range pkt {
 						pkt[b] = byte(rng.Uint32()) // stale bytes everywhere
 					}
-					pkt = pkt[:hdrLen+n]
-					clear(pkt[hdrLen+n : hdrLen+n+padding]) // PADDING frames
+					pkt = pkt[:hdrLen+n] // the padding goes after Swap
 					payload := append([]byte(nil), pkt[hdrLen:]...)
 					header := append([]byte(nil), pkt[:hdrLen]...)
 					copying.Add(pn, payload, padding, true, now)
