@@ -11,10 +11,9 @@ import (
 
 // Forward error correction at the sender (spec/transport.md, "Forward error
 // correction"). Every packet's plaintext payload is kept for the open block
-// as the packet is sealed (finishPacket): the packet's buffer becomes the
-// block's source symbol, and the packet is sealed out of place into the
-// buffer the encoder gives up for it (no copy of the payload). When the
-// block closes (full, at
+// as the packet is sealed (finishPacket), without a copy: the packet is
+// assembled in the buffer of the symbol it will be (startPacket) and sealed
+// out of place into its slot. When the block closes (full, at
 // its deadline, or on Close) its repair packets get the next slots of the
 // queue and the next packet numbers, and are sealed when the writer is
 // about to write them, so that every block is a run of consecutive packet
@@ -63,11 +62,10 @@ func (s *Sender) setupFEC(p *Params, unpadded bool) error {
 	if err != nil {
 		return err
 	}
-	// Packet buffers and source symbols are one pool (fecAdd): a symbol,
-	// its 2-byte length then the payload, sits where the packet's header
-	// ends and its payload is.
-	s.bufLen = max(s.packetSize, s.hdrLen-2+s.fec.SymbolSpace())
-	if err := s.fec.SymbolBuffers(s.hdrLen-2, s.bufLen); err != nil {
+	// Packets are assembled in the buffers of their source symbols
+	// (startPacket): a symbol, its 2-byte length then the payload, sits
+	// where the packet's header ends and its payload is.
+	if err := s.fec.SymbolBuffers(s.hdrLen-2, max(s.packetSize, s.hdrLen-2+s.fec.SymbolSpace())); err != nil {
 		return err
 	}
 	s.fecPadEnd = s.payloadEnd
@@ -128,10 +126,8 @@ func onlyPingOrPadding(payload []byte) bool {
 
 // fecAdd adds the packet being filled (not yet sealed) to the open block,
 // padding it to fecPadEnd if it is full, and reports whether the block is
-// full. If the block takes the packet, the encoder keeps the packet's
-// buffer as its source symbol and gives up another, spare, into which the
-// packet is sealed (out of place); the plaintext must not change after.
-func (s *Sender) fecAdd() (spare []byte, full bool) {
+// full.
+func (s *Sender) fecAdd() bool {
 	payload := s.cur[s.hdrLen:]
 	worthy := s.curTrigger && !onlyPingOrPadding(payload)
 	pad := 0
@@ -139,14 +135,14 @@ func (s *Sender) fecAdd() (spare []byte, full bool) {
 		// At most fecPadSlack + the 19 to 84 bytes setupFEC takes off.
 		pad = min(s.fecPadEnd-len(s.cur), fec.MaxPadding)
 	}
-	spare, full = s.fec.Swap(s.curPN, s.cur, len(payload), pad, worthy, s.curSince)
-	if spare != nil {
+	full := s.fec.Add(s.curPN, payload, pad, worthy, s.curSince)
+	if s.fec.Open() {
 		// Only packets of a block: with no repair packets (overhead 0,
 		// SetRepairOverhead) there is no size to match, and the padding
 		// would cost what the shorter payloads save in bytes.
 		s.cur = wire.AppendPadding(s.cur, pad)
 	}
-	return spare, full
+	return full
 }
 
 // fecReservation is the closed block whose repair packets have their slots

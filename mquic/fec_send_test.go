@@ -8,14 +8,15 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 )
 
-// TestFECRebuildsPacketsOfMixedSizes: the sender keeps each packet's buffer
-// as its block's source symbol and seals the packet into a buffer the
-// encoder gives up, which held an earlier packet's symbol (or ciphertext).
-// Packets of every length, short ones after long ones in the same buffers,
-// over hundreds of small blocks, with as many source packets of each block
-// lost as it has repair packets: every lost packet is rebuilt and its
-// stream bytes arrive exact. A symbol with stale bytes past its payload,
-// or a length field left out, would rebuild other bytes.
+// TestFECRebuildsPacketsOfMixedSizes: the sender assembles each packet in
+// the buffer of the source symbol it will be, which held an earlier
+// packet, and seals it out of place. Packets of every length, short ones
+// after long ones in the same buffers, over hundreds of small blocks, with
+// runs at overhead 0 between (packets left out of every block, assembled
+// in those buffers too), and as many source packets of each block lost as
+// it has repair packets: every lost packet is rebuilt and its stream bytes
+// arrive exact. A symbol with stale bytes past its payload, or a length
+// field left out, would rebuild other bytes.
 func TestFECRebuildsPacketsOfMixedSizes(t *testing.T) {
 	params := fecParams(t, mcasttest.Group(), 0.25, 8) // 2 repair packets per 8
 	prot, err := params.Protector()
@@ -37,7 +38,17 @@ func TestFECRebuildsPacketsOfMixedSizes(t *testing.T) {
 		}
 	}
 	chunk := make([]byte, snd.MaxChunk())
-	for range 3000 {
+	for c := range 3000 {
+		switch c % 300 {
+		case 150:
+			if err := snd.SetRepairOverhead(0); err != nil {
+				t.Fatal(err)
+			}
+		case 170:
+			if err := snd.SetRepairOverhead(0.25); err != nil {
+				t.Fatal(err)
+			}
+		}
 		i := rng.IntN(len(streams))
 		var n int
 		switch rng.IntN(3) {
@@ -96,8 +107,8 @@ func TestFECRebuildsPacketsOfMixedSizes(t *testing.T) {
 			sizes[len(pkts[i])] = true
 		}
 	}
-	if blocks < 200 || len(sizes) < 100 {
-		t.Fatalf("%d blocks, %d packet sizes lost: too few to tell", blocks, len(sizes))
+	if st := snd.Stats().FEC; blocks < 200 || len(sizes) < 100 || st.Uncovered < 100 {
+		t.Fatalf("%d blocks, %d packet sizes lost, %d packets left out of blocks: too few to tell", blocks, len(sizes), st.Uncovered)
 	}
 
 	col := newCollector(pat)

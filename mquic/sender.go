@@ -168,7 +168,6 @@ type Sender struct {
 	overhead   int // AEAD tag
 	packetSize int
 	payloadEnd int // largest len(packet) before sealing
-	bufLen     int // packet buffers' size: packetSize, or with FEC room for a source symbol (fec_send.go)
 	fecPadEnd  int // with FEC: len(packet) before sealing of full packets, padded (fec_send.go); payloadEnd when unpadded
 	minPayload int
 	maxChunk   int
@@ -195,11 +194,12 @@ type Sender struct {
 	since      []time.Time // when each slot's packet was started
 	head, tail uint64      // slots [head, tail) are sealed and queued (indices mod len(slots))
 	flushTo    uint64      // write the queue up to here even if it is not a full batch
-	cur        []byte      // packet being filled, in slot tail; nil when none
+	cur        []byte      // packet being filled, in slot tail (or see curInFEC); nil when none
 	curPN      uint64
 	curSince   time.Time
 	curTrigger bool   // the packet being filled carries more than MANIFEST frames: it calls for a manifest
 	curRepair  bool   // the packet being filled is a repair packet
+	curInFEC   bool   // the packet being filled is in its FEC source symbol's buffer, to be sealed into slot tail
 	emitting   bool   // inside emitManifests
 	mframe     []byte // the MANIFEST frame being placed
 	// manifestWaiting: emitManifests waits for room, and has the next free
@@ -281,7 +281,6 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.hdrLen = 1 + len(p.SessionID) + s.pnLen
 	s.payloadEnd = s.packetSize - s.overhead
 	s.minPayload = prot.MinPayload(s.pnLen)
-	s.bufLen = s.packetSize
 	if err := s.setupFEC(&p, cfg.FECUnpadded); err != nil {
 		return nil, fmt.Errorf("mquic: new sender: %w", err)
 	}
@@ -304,7 +303,7 @@ func NewSender(conn net.PacketConn, cfg SenderConfig) (*Sender, error) {
 	s.slots = make([][]byte, queueBatches*cfg.BatchSize)
 	s.since = make([]time.Time, len(s.slots))
 	for i := range s.slots {
-		s.slots[i] = make([]byte, 0, s.bufLen)
+		s.slots[i] = make([]byte, 0, s.packetSize)
 	}
 	s.stream0 = &SendStream{s: s, id: 0}
 	s.log.Debug("sender created", "suite", p.CipherSuite, "pn_len", s.pnLen, "packet_size", s.packetSize,
@@ -700,7 +699,14 @@ func (s *Sender) appendRepeats() {
 func (s *Sender) startPacket() {
 	s.curPN = s.nextPN
 	s.nextPN++
-	s.cur = wire.AppendShortHeader(s.slots[s.tail%uint64(len(s.slots))][:0], s.sessionID, s.curPN, s.pnLen)
+	buf := s.slots[s.tail%uint64(len(s.slots))][:0]
+	s.curInFEC = false
+	if s.fec != nil {
+		if sym := s.fec.Next(); sym != nil {
+			buf, s.curInFEC = sym, true
+		}
+	}
+	s.cur = wire.AppendShortHeader(buf, s.sessionID, s.curPN, s.pnLen)
 	// One clock reading per write batch: its packets are filled within
 	// microseconds, and FlushDelay and the manifest delay are milliseconds.
 	if s.tail == s.head || s.tail%uint64(s.batchN) == 0 || s.curSince.IsZero() {
@@ -722,19 +728,14 @@ func (s *Sender) finishPacket() error {
 	if pad := s.minPayload - (len(s.cur) - s.hdrLen); pad > 0 {
 		s.cur = wire.AppendPadding(s.cur, pad)
 	}
-	var spare []byte
-	fecFull := false
-	if s.fec != nil && !s.curRepair {
-		spare, fecFull = s.fecAdd()
-	}
+	fecFull := s.fec != nil && !s.curRepair && s.fecAdd()
 	if s.tr != nil {
 		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
 	var pkt []byte
-	if spare != nil {
-		// The plaintext is the FEC block's source symbol now: the packet
-		// goes into the buffer the encoder gave up for it.
-		pkt = s.prot.SealTo(spare, s.cur, 1+len(s.sessionID), s.curPN)
+	if s.curInFEC {
+		// The plaintext stays, as the block's source symbol.
+		pkt = s.prot.SealTo(s.slots[s.tail%uint64(len(s.slots))], s.cur, 1+len(s.sessionID), s.curPN)
 	} else {
 		pkt = s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
 	}

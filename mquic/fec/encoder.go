@@ -29,8 +29,8 @@ type EncoderStats struct {
 }
 
 // Encoder is the sender side. It keeps each packet's payload, as the packet
-// is sealed, as a source symbol of the open block: a copy (Add), or the
-// packet's own buffer, exchanged for one the encoder gives up (Swap). A block
+// is sealed, as a source symbol of the open block: a copy, or none when the
+// caller assembled the packet in the symbol's buffer (Next). A block
 // opens with the first packet worth repairing, takes every packet after
 // it, and closes when it has MaxSourceCount packets or at its deadline
 // (BlockTime after it opened), whichever comes first. Once closed, its
@@ -42,7 +42,7 @@ type EncoderStats struct {
 // numbers right after the block's. The source symbols are kept in two
 // sets, so that the next block fills while the closed one is encoded:
 // Encode touches only the closed block's state and may run concurrently
-// with Add, Deadline and Open; nothing else may.
+// with Add, Next, Deadline and Open; nothing else may.
 type Encoder struct {
 	p        Params
 	overhead float64
@@ -52,7 +52,7 @@ type Encoder struct {
 	// Every symbol has room for symLen rounded up to 64 bytes (space), zero
 	// past its payload (the GFNI kernel works on whole 64-byte vectors).
 	// Source symbols start at off in buffers of bufLen bytes
-	// (SymbolBuffers): the buffers Swap exchanges.
+	// (SymbolBuffers), where a caller may assemble its packets (Next).
 	space, off, bufLen int
 
 	// With GFNI: the coefficient matrices (gfniMatrices) and the kernel's
@@ -90,12 +90,15 @@ type Encoder struct {
 
 // symbolSet is a block's source symbols.
 type symbolSet struct {
-	buf    [][]byte // MaxSourceCount buffers of bufLen bytes
-	src    [][]byte // the symbols in them: symLen bytes at off, zero past their payload
-	srcLen []int    // each symbol's payload + 2
+	buf [][]byte // MaxSourceCount buffers of bufLen bytes
+	src [][]byte // the symbols in them: symLen bytes at off
+	// Each symbol is zero past srcLen: its payload + 2, or more when a
+	// packet left out of every block was assembled there (Next).
+	srcLen []int
 	// Each symbol's length field (payload and padding), written into it
 	// when the block is encoded: until then the caller may still read the
-	// bytes before a swapped packet's payload (its header, to seal it).
+	// bytes before a packet's payload assembled there (its header, to seal
+	// the packet).
 	field []int
 }
 
@@ -167,10 +170,9 @@ func (e *Encoder) symbolIn(b []byte) []byte { return b[e.off : e.off+e.symLen : 
 func (e *Encoder) SymbolSpace() int { return e.space }
 
 // SymbolBuffers makes the encoder keep its source symbols at offset off in
-// buffers of bufLen bytes (at least off + SymbolSpace()): the layout of
-// the buffers Swap exchanges, the packet buffers of a sender whose
-// payloads start at off + 2. It reallocates the symbols: call it before
-// the first packet.
+// buffers of bufLen bytes (at least off + SymbolSpace()): the buffers Next
+// lends, for packets whose payloads start at off + 2. It reallocates the
+// symbols: call it before the first packet.
 func (e *Encoder) SymbolBuffers(off, bufLen int) error {
 	if off < 0 || bufLen < off+e.space {
 		return fmt.Errorf("fec: symbols of %d bytes at %d do not fit in buffers of %d", e.space, off, bufLen)
@@ -180,6 +182,26 @@ func (e *Encoder) SymbolBuffers(off, bufLen int) error {
 	}
 	e.allocSets(off, bufLen)
 	return nil
+}
+
+// Next returns the buffer (from its start, of length 0 and capacity
+// bufLen) that keeps the next packet added as its source symbol, if the
+// packet joins a block; nil when the open block is full. A caller that
+// assembles the packet there, its payload at off + 2 (SymbolBuffers),
+// spares Add the copy; it must seal the packet out of place, write nothing
+// past the payload but padding (zero bytes), and be done with the packet
+// (sealed) before it closes the block: the encoder then writes the length
+// field into buf[off:off+2], the end of the packet's header. The buffer
+// stays the encoder's: it is the caller's again, for the next packet, only
+// if Add leaves that packet out.
+func (e *Encoder) Next() []byte {
+	if !e.open {
+		return e.sets[e.cur].buf[0][:0]
+	}
+	if e.k == e.p.MaxSourceCount {
+		return nil
+	}
+	return e.sets[e.cur].buf[e.k][:0]
 }
 
 // repairRows is the code's matrix for k source and m repair symbols, as
@@ -211,46 +233,31 @@ func (e *Encoder) SymbolLen() int { return e.symLen }
 // packets at no cost in symbol length. It returns true when the block is
 // full: the caller closes it (Close) before adding another packet. pn must
 // follow the block's last packet and payload must fit the symbol length:
-// Add panics otherwise (a sender bug).
+// Add panics otherwise (a sender bug). Add copies the payload unless it is
+// where the symbol's payload goes, in the buffer Next lent.
 func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now time.Time) (full bool) {
 	n := len(payload)
+	// The symbol the packet would be kept as, and whether the caller
+	// assembled it there (Next).
+	set, i := &e.sets[e.cur], 0
+	if e.open {
+		i = min(e.k, len(set.src)-1) // take panics on a full block
+	}
+	sym := set.src[i]
+	inPlace := n > 0 && &payload[0] == &sym[2:3][0]
+	if inPlace {
+		set.srcLen[i] = max(set.srcLen[i], 2+n)
+	}
 	if !e.take(pn, n, padding, worthy, now) {
 		return false
 	}
-	set := &e.sets[e.cur]
-	sym := set.src[e.k]
-	copy(sym[2:], payload)
+	if !inPlace {
+		copy(sym[2:], payload)
+	}
 	if old := set.srcLen[e.k]; old > 2+n {
 		clear(sym[2+n : old])
 	}
 	return e.added(n, padding, worthy)
-}
-
-// Swap is Add without the copy, for a caller whose packet buffers have the
-// layout SymbolBuffers set: pkt (from its buffer's start) holds packet pn
-// with its payload of n bytes at off + 2, to be followed by padding zero
-// bytes (PADDING frames). If the packet joins a block, the encoder keeps
-// pkt's buffer as its source symbol, zeroes it past the payload (up to off
-// + SymbolSpace(); the caller may then append the padding), and returns the
-// buffer it gives up in exchange (from its start, of length 0), now the
-// caller's; otherwise it returns nil and keeps nothing. The caller may go
-// on reading pkt (to seal it out of place into the buffer returned) until
-// it closes the block, but write nothing but the padding: the encoder
-// writes the length field into pkt[off:off+2] when it encodes the block.
-// full is as Add's.
-func (e *Encoder) Swap(pn uint64, pkt []byte, n, padding int, worthy bool, now time.Time) (spare []byte, full bool) {
-	if cap(pkt) < e.bufLen || len(pkt) < e.off+2+n {
-		panic(fmt.Sprintf("fec: Swap of a packet of %d bytes (buffer %d) with a payload of %d bytes at %d, buffers of %d", len(pkt), cap(pkt), n, e.off+2, e.bufLen))
-	}
-	if !e.take(pn, n, padding, worthy, now) {
-		return nil, false
-	}
-	set := &e.sets[e.cur]
-	spare = set.buf[e.k][:0]
-	b := pkt[:e.bufLen]
-	clear(b[e.off+2+n : e.off+e.space])
-	set.buf[e.k], set.src[e.k] = b, e.symbolIn(b)
-	return spare, e.added(n, padding, worthy)
 }
 
 // take checks a packet of n payload bytes and padding, and opens a block

@@ -716,12 +716,14 @@ func TestPaddingBound(t *testing.T) {
 	e.Add(3, ps[0], MaxPadding+1, true, now)
 }
 
-// TestSwapMatchesAdd: an encoder that takes the packets' own buffers
-// (Swap), handed back used (stale bytes past the packet, the header where
-// the length field goes), makes the same REPAIR frames as one that copies
-// the payloads (Add), over blocks of payloads of every length, with and
-// without padding, with the GFNI kernel and the library's encoder.
-func TestSwapMatchesAdd(t *testing.T) {
+// TestAddInPlaceMatchesCopy: an encoder whose caller assembles each packet
+// in the buffer Next lends (header, then payload), so that Add copies
+// nothing, makes the same REPAIR frames as one that copies the payloads,
+// over blocks of payloads of every length, short after long in the same
+// buffers, with and without padding appended after Add, and with packets
+// left out of every block assembled there too; with the GFNI kernel and
+// the library's encoder.
+func TestAddInPlaceMatchesCopy(t *testing.T) {
 	for _, gfni := range []bool{true, false} {
 		if gfni && !haveGFNI {
 			continue
@@ -738,59 +740,66 @@ func TestSwapMatchesAdd(t *testing.T) {
 				t.Fatal(err)
 			}
 			copying, _ := NewEncoder(p, 0.2, maxPayload)
-			swapping, _ := NewEncoder(p, 0.2, maxPayload)
-			if err := swapping.SymbolBuffers(hdrLen-2, 100); err == nil {
+			inPlace, _ := NewEncoder(p, 0.2, maxPayload)
+			if err := inPlace.SymbolBuffers(hdrLen-2, 100); err == nil {
 				t.Fatal("SymbolBuffers took buffers too short")
 			}
-			if err := swapping.SymbolBuffers(hdrLen-2, bufLen); err != nil {
+			if err := inPlace.SymbolBuffers(hdrLen-2, bufLen); err != nil {
 				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(3, 4))
-			spare := make([]byte, bufLen) // the caller's buffer
 			now := time.Unix(0, 0)
 			pn := uint64(0)
-			for block := range 60 {
+			add := func(worthy bool) (full bool) {
+				n := 1 + rng.IntN(maxPayload)
+				if rng.IntN(2) == 0 {
+					n = maxPayload - rng.IntN(20)
+				}
+				padding := 0
+				if n > maxPayload-64 {
+					padding = rng.IntN(MaxPadding + 1)
+				}
+				pkt := inPlace.Next()
+				if pkt == nil || len(pkt) != 0 || cap(pkt) < bufLen {
+					t.Fatalf("packet %d: Next lent %d/%d bytes", pn, len(pkt), cap(pkt))
+				}
+				for range hdrLen + n {
+					pkt = append(pkt, byte(rng.Uint32()))
+				}
+				want := append([]byte(nil), pkt...)
+				cfull := copying.Add(pn, want[hdrLen:], padding, worthy, now)
+				full = inPlace.Add(pn, pkt[hdrLen:], padding, worthy, now)
+				if full != cfull || inPlace.Open() != copying.Open() {
+					t.Fatalf("packet %d: full %v, open %v in place; %v, %v copying", pn, full, inPlace.Open(), cfull, copying.Open())
+				}
+				if !bytes.Equal(pkt, want) {
+					t.Fatalf("packet %d: Add changed the packet before its block closed", pn)
+				}
+				if inPlace.Open() {
+					pkt = append(pkt, make([]byte, padding)...) // as the sender pads
+				}
+				pn++
+				return full
+			}
+			for block := range 80 {
+				for range rng.IntN(3) {
+					add(false) // no block open: left out
+				}
 				k := 1 + rng.IntN(10)
 				for i := range k {
-					n := 1 + rng.IntN(maxPayload)
-					if rng.IntN(2) == 0 {
-						n = maxPayload - rng.IntN(20)
-					}
-					padding := 0
-					if n > maxPayload-64 {
-						padding = rng.IntN(MaxPadding + 1)
-					}
-					pkt := spare[:bufLen]
-					for b := range pkt {
-						pkt[b] = byte(rng.Uint32()) // stale bytes everywhere
-					}
-					pkt = pkt[:hdrLen+n] // the padding goes after Swap
-					payload := append([]byte(nil), pkt[hdrLen:]...)
-					header := append([]byte(nil), pkt[:hdrLen]...)
-					copying.Add(pn, payload, padding, true, now)
-					var full bool
-					spare, full = swapping.Swap(pn, pkt, n, padding, true, now)
-					if spare == nil || len(spare) != 0 || cap(spare) < bufLen || &spare[:1][0] == &pkt[0] {
-						t.Fatalf("block %d packet %d: Swap gave back %d/%d bytes", block, i, len(spare), cap(spare))
-					}
-					if !bytes.Equal(pkt[:hdrLen], header) || !bytes.Equal(pkt[hdrLen:hdrLen+n], payload) {
-						t.Fatalf("block %d packet %d: Swap changed the packet before its block closed", block, i)
-					}
-					if full != (i == p.MaxSourceCount-1) {
+					if full := add(true); full != (i == p.MaxSourceCount-1) {
 						t.Fatalf("block %d packet %d: full = %v", block, i, full)
 					}
-					pn++
 				}
 				m := copying.Close()
-				if sm := swapping.Close(); sm != m {
-					t.Fatalf("block %d: %d repair packets swapping, %d copying", block, sm, m)
+				if im := inPlace.Close(); im != m {
+					t.Fatalf("block %d: %d repair packets in place, %d copying", block, im, m)
 				}
 				if block%2 == 0 {
-					swapping.Encode() // as the sender does, apart from AppendNext
+					inPlace.Encode() // as the sender does, apart from AppendNext
 				}
 				for j := range m {
-					want, got := copying.AppendNext(nil), swapping.AppendNext(nil)
-					if !bytes.Equal(got, want) {
+					if got, want := inPlace.AppendNext(nil), copying.AppendNext(nil); !bytes.Equal(got, want) {
 						t.Fatalf("block %d (%d packets): repair frame %d differs", block, k, j)
 					}
 				}
