@@ -245,10 +245,7 @@ func (s *Sender) fecWait(priority *bool) error {
 // goroutine, which comes back when woken).
 func (s *Sender) fecSeal() error {
 	for s.res.sealing {
-		s.sealWaiters++
-		err := s.fecWait(nil)
-		s.sealWaiters--
-		if err != nil {
+		if err := s.fecWait(nil); err != nil {
 			return err
 		}
 	}
@@ -258,14 +255,8 @@ func (s *Sender) fecSeal() error {
 	s.res.sealing = true
 	defer func() {
 		s.res.sealing = false
-		// Wake only who waits for this: once per block, a broadcast would
-		// wake every stream writer blocked on a full queue for nothing.
-		if s.sealWaiters > 0 {
-			s.cond.Broadcast()
-		}
-		if !s.inWriter {
-			s.wakeWriter() // it stopped short of the repair packets
-		}
+		s.cond.Broadcast()
+		s.wakeWriter()
 	}()
 	if s.fec.NeedsEncode() && s.signer == nil {
 		// inWriter describes the goroutine that holds the lock: not ours

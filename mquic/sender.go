@@ -225,7 +225,6 @@ type Sender struct {
 	// reserved and not sealed yet (fec_send.go).
 	repairWaiting bool
 	res           fecReservation
-	sealWaiters   int // goroutines waiting for another to seal res
 
 	// repeats are chunks to send a second time at the start of the next
 	// packet (WriteChunkRepeated); repeatData holds their bytes.
