@@ -776,7 +776,7 @@ func TestAddInPlaceMatchesCopy(t *testing.T) {
 					t.Fatalf("packet %d: Add changed the packet before its block closed", pn)
 				}
 				if inPlace.Open() {
-					pkt = append(pkt, make([]byte, padding)...) // as the sender pads
+					clear(pkt[len(pkt) : len(pkt)+padding]) // as the sender pads
 				}
 				pn++
 				return full
