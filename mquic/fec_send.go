@@ -11,9 +11,7 @@ import (
 
 // Forward error correction at the sender (spec/transport.md, "Forward error
 // correction"). Every packet's plaintext payload is kept for the open block
-// as the packet is sealed (finishPacket), without a copy: the packet is
-// assembled in the buffer of the symbol it will be (startPacket) and sealed
-// out of place into its slot. When the block closes (full, at
+// as the packet is sealed (finishPacket); when the block closes (full, at
 // its deadline, or on Close) its repair packets get the next slots of the
 // queue and the next packet numbers, and are sealed when the writer is
 // about to write them, so that every block is a run of consecutive packet
@@ -60,12 +58,6 @@ func (s *Sender) setupFEC(p *Params, unpadded bool) error {
 	}
 	s.fec, err = fec.NewEncoder(*fp, float64(fp.MaxRepairCount)/float64(fp.MaxSourceCount), payload)
 	if err != nil {
-		return err
-	}
-	// Packets are assembled in the buffers of their source symbols
-	// (startPacket): a symbol, its 2-byte length then the payload, sits
-	// where the packet's header ends and its payload is.
-	if err := s.fec.SymbolBuffers(s.hdrLen-2, max(s.packetSize, s.hdrLen-2+s.fec.SymbolSpace())); err != nil {
 		return err
 	}
 	s.fecPadEnd = s.payloadEnd

@@ -8,15 +8,15 @@ import (
 	"github.com/h3m-project/h3m/mquic"
 )
 
-// TestFECRebuildsPacketsOfMixedSizes: the sender assembles each packet in
-// the buffer of the source symbol it will be, which held an earlier
-// packet, and seals it out of place. Packets of every length, short ones
-// after long ones in the same buffers, over hundreds of small blocks, with
-// runs at overhead 0 between (packets left out of every block, assembled
-// in those buffers too), and as many source packets of each block lost as
-// it has repair packets: every lost packet is rebuilt and its stream bytes
-// arrive exact. A symbol with stale bytes past its payload, or a length
-// field left out, would rebuild other bytes.
+// TestFECRebuildsPacketsOfMixedSizes: source symbols are reused block
+// after block, each holding an earlier packet's payload. Packets of every
+// length, short ones after long ones in the same symbols, over hundreds of
+// small blocks, with runs at overhead 0 between (packets left out of every
+// block), and as many source packets of each block lost as it has repair
+// packets: every lost packet is rebuilt and its stream bytes arrive exact.
+// A symbol with stale bytes past its payload, or a wrong length field,
+// would rebuild other bytes (whatever the sender does to avoid copying
+// payloads).
 func TestFECRebuildsPacketsOfMixedSizes(t *testing.T) {
 	params := fecParams(t, mcasttest.Group(), 0.25, 8) // 2 repair packets per 8
 	prot, err := params.Protector()

@@ -194,12 +194,11 @@ type Sender struct {
 	since      []time.Time // when each slot's packet was started
 	head, tail uint64      // slots [head, tail) are sealed and queued (indices mod len(slots))
 	flushTo    uint64      // write the queue up to here even if it is not a full batch
-	cur        []byte      // packet being filled, in slot tail (or see curInFEC); nil when none
+	cur        []byte      // packet being filled, in slot tail; nil when none
 	curPN      uint64
 	curSince   time.Time
 	curTrigger bool   // the packet being filled carries more than MANIFEST frames: it calls for a manifest
 	curRepair  bool   // the packet being filled is a repair packet
-	curInFEC   bool   // the packet being filled is in its FEC source symbol's buffer, to be sealed into slot tail
 	emitting   bool   // inside emitManifests
 	mframe     []byte // the MANIFEST frame being placed
 	// manifestWaiting: emitManifests waits for room, and has the next free
@@ -698,14 +697,7 @@ func (s *Sender) appendRepeats() {
 func (s *Sender) startPacket() {
 	s.curPN = s.nextPN
 	s.nextPN++
-	buf := s.slots[s.tail%uint64(len(s.slots))][:0]
-	s.curInFEC = false
-	if s.fec != nil {
-		if sym := s.fec.Next(); sym != nil {
-			buf, s.curInFEC = sym, true
-		}
-	}
-	s.cur = wire.AppendShortHeader(buf, s.sessionID, s.curPN, s.pnLen)
+	s.cur = wire.AppendShortHeader(s.slots[s.tail%uint64(len(s.slots))][:0], s.sessionID, s.curPN, s.pnLen)
 	// One clock reading per write batch: its packets are filled within
 	// microseconds, and FlushDelay and the manifest delay are milliseconds.
 	if s.tail == s.head || s.tail%uint64(s.batchN) == 0 || s.curSince.IsZero() {
@@ -731,13 +723,7 @@ func (s *Sender) finishPacket() error {
 	if s.tr != nil {
 		s.tr.sent(s.curPN, s.cur[s.hdrLen:], len(s.cur)+s.overhead)
 	}
-	var pkt []byte
-	if s.curInFEC {
-		// The plaintext stays, as the block's source symbol.
-		pkt = s.prot.SealTo(s.slots[s.tail%uint64(len(s.slots))], s.cur, 1+len(s.sessionID), s.curPN)
-	} else {
-		pkt = s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
-	}
+	pkt := s.prot.Seal(s.cur, 1+len(s.sessionID), s.curPN)
 	if s.signer != nil {
 		s.signer.Add(s.curPN, pkt, s.curTrigger, s.curSince)
 	}

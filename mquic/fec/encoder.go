@@ -1,7 +1,6 @@
 package fec
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -28,9 +27,8 @@ type EncoderStats struct {
 	OverheadChanges uint64
 }
 
-// Encoder is the sender side. It keeps each packet's payload, as the packet
-// is sealed, as a source symbol of the open block: a copy, or none when the
-// caller assembled the packet in the symbol's buffer (Next). A block
+// Encoder is the sender side. It keeps a copy of each packet's payload, as
+// the packet is sealed, as a source symbol of the open block. A block
 // opens with the first packet worth repairing, takes every packet after
 // it, and closes when it has MaxSourceCount packets or at its deadline
 // (BlockTime after it opened), whichever comes first. Once closed, its
@@ -42,18 +40,15 @@ type EncoderStats struct {
 // numbers right after the block's. The source symbols are kept in two
 // sets, so that the next block fills while the closed one is encoded:
 // Encode touches only the closed block's state and may run concurrently
-// with Add, Next, Deadline and Open; nothing else may.
+// with Add, Deadline and Open; nothing else may.
 type Encoder struct {
 	p        Params
 	overhead float64
 	symLen   int // largest symbol: 2 + the largest payload
 	sets     [2]symbolSet
 	parity   [][]byte // MaxRepairCount repair symbols of symLen bytes
-	// Every symbol has room for symLen rounded up to 64 bytes (space), zero
-	// past its payload (the GFNI kernel works on whole 64-byte vectors).
-	// Source symbols start at off in buffers of bufLen bytes
-	// (SymbolBuffers), where a caller may assemble its packets (Next).
-	space, off, bufLen int
+	// Every symbol buffer has room for symLen rounded up to 64 bytes, zero
+	// past its symbol (the GFNI kernel works on whole 64-byte vectors).
 
 	// With GFNI: the coefficient matrices (gfniMatrices) and the kernel's
 	// outputs, the repair symbols and scratch up to a multiple of ten.
@@ -90,16 +85,8 @@ type Encoder struct {
 
 // symbolSet is a block's source symbols.
 type symbolSet struct {
-	buf [][]byte // MaxSourceCount buffers of bufLen bytes
-	src [][]byte // the symbols in them: symLen bytes at off
-	// Each symbol is zero past srcLen: its payload + 2, or more when a
-	// packet left out of every block was assembled there (Next).
-	srcLen []int
-	// Each symbol's length field (payload and padding), written into it
-	// when the block is encoded: until then the caller may still read the
-	// bytes before a packet's payload assembled there (its header, to seal
-	// the packet).
-	field []int
+	src    [][]byte // MaxSourceCount symbols of symLen bytes, zero past their payload
+	srcLen []int    // each symbol's payload + 2
 }
 
 // NewEncoder returns the encoder of a sender that adds overhead (0.05 for
@@ -116,11 +103,17 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 		return nil, fmt.Errorf("fec: overhead %v needs %d repair packets per block, the parameters allow %d", overhead, RepairCount(overhead, p.MaxSourceCount), p.MaxRepairCount)
 	}
 	k, m := p.MaxSourceCount, p.MaxRepairCount
-	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload, space: roundUp64(2 + maxPayload)}
+	e := &Encoder{p: p, overhead: overhead, symLen: 2 + maxPayload}
 	e.want.Store(math.Float64bits(overhead))
 	e.st.Overhead = overhead
-	symbol := func() []byte { return make([]byte, e.symLen, e.space) }
-	e.allocSets(0, e.space)
+	symbol := func() []byte { return make([]byte, e.symLen, roundUp64(e.symLen)) }
+	for s := range e.sets {
+		set := &e.sets[s]
+		set.src, set.srcLen = make([][]byte, k), make([]int, k)
+		for i := range set.src {
+			set.src[i] = symbol()
+		}
+	}
 	e.parity = make([][]byte, m)
 	for j := range e.parity {
 		e.parity[j] = symbol()
@@ -145,63 +138,6 @@ func NewEncoder(p Params, overhead float64, maxPayload int) (*Encoder, error) {
 	e.zero = symbol()
 	e.shards = make([][]byte, k+m)
 	return e, nil
-}
-
-// allocSets allocates the source symbols, at off in buffers of bufLen
-// bytes.
-func (e *Encoder) allocSets(off, bufLen int) {
-	k := e.p.MaxSourceCount
-	e.off, e.bufLen = off, bufLen
-	for s := range e.sets {
-		set := &e.sets[s]
-		set.buf, set.src, set.srcLen, set.field = make([][]byte, k), make([][]byte, k), make([]int, k), make([]int, k)
-		for i := range set.buf {
-			set.buf[i] = make([]byte, bufLen)
-			set.src[i] = e.symbolIn(set.buf[i])
-		}
-	}
-}
-
-// symbolIn is the symbol in buffer b.
-func (e *Encoder) symbolIn(b []byte) []byte { return b[e.off : e.off+e.symLen : e.off+e.space] }
-
-// SymbolSpace is the room a source symbol takes in a buffer (SymbolBuffers):
-// SymbolLen rounded up to a multiple of 64 bytes.
-func (e *Encoder) SymbolSpace() int { return e.space }
-
-// SymbolBuffers makes the encoder keep its source symbols at offset off in
-// buffers of bufLen bytes (at least off + SymbolSpace()): the buffers Next
-// lends, for packets whose payloads start at off + 2. It reallocates the
-// symbols: call it before the first packet.
-func (e *Encoder) SymbolBuffers(off, bufLen int) error {
-	if off < 0 || bufLen < off+e.space {
-		return fmt.Errorf("fec: symbols of %d bytes at %d do not fit in buffers of %d", e.space, off, bufLen)
-	}
-	if e.open || e.inFlight {
-		return errors.New("fec: SymbolBuffers after the first block")
-	}
-	e.allocSets(off, bufLen)
-	return nil
-}
-
-// Next returns the buffer (from its start, of length 0 and capacity
-// bufLen) that keeps the next packet added as its source symbol, if the
-// packet joins a block; nil when the open block is full. A caller that
-// assembles the packet there, its payload at off + 2 (SymbolBuffers),
-// spares Add the copy; it must seal the packet out of place, write nothing
-// past the payload but padding (zero bytes), and be done with the packet
-// (sealed) before it closes the block: the encoder then writes the length
-// field into buf[off:off+2], the end of the packet's header. The buffer
-// stays the encoder's: it is the caller's again, for the next packet, only
-// if Add leaves that packet out.
-func (e *Encoder) Next() []byte {
-	if !e.open {
-		return e.sets[e.cur].buf[0][:0]
-	}
-	if e.k == e.p.MaxSourceCount {
-		return nil
-	}
-	return e.sets[e.cur].buf[e.k][:0]
 }
 
 // repairRows is the code's matrix for k source and m repair symbols, as
@@ -233,37 +169,9 @@ func (e *Encoder) SymbolLen() int { return e.symLen }
 // packets at no cost in symbol length. It returns true when the block is
 // full: the caller closes it (Close) before adding another packet. pn must
 // follow the block's last packet and payload must fit the symbol length:
-// Add panics otherwise (a sender bug). Add copies the payload unless it is
-// where the symbol's payload goes, in the buffer Next lent.
+// Add panics otherwise (a sender bug).
 func (e *Encoder) Add(pn uint64, payload []byte, padding int, worthy bool, now time.Time) (full bool) {
 	n := len(payload)
-	// The symbol the packet would be kept as, and whether the caller
-	// assembled it there (Next).
-	set, i := &e.sets[e.cur], 0
-	if e.open {
-		i = min(e.k, len(set.src)-1) // take panics on a full block
-	}
-	sym := set.src[i]
-	inPlace := n > 0 && &payload[0] == &sym[2:3][0]
-	if inPlace {
-		set.srcLen[i] = max(set.srcLen[i], 2+n)
-	}
-	if !e.take(pn, n, padding, worthy, now) {
-		return false
-	}
-	if !inPlace {
-		copy(sym[2:], payload)
-	}
-	if old := set.srcLen[e.k]; old > 2+n {
-		clear(sym[2+n : old])
-	}
-	return e.added(n, padding, worthy)
-}
-
-// take checks a packet of n payload bytes and padding, and opens a block
-// for it if none is open: it reports whether the packet joins the open
-// block, as its symbol e.k.
-func (e *Encoder) take(pn uint64, n, padding int, worthy bool, now time.Time) bool {
 	if 2+n > e.symLen || padding < 0 || padding > MaxPadding {
 		panic(fmt.Sprintf("fec: payload of %d+%d bytes exceeds the symbol length %d", n, padding, e.symLen))
 	}
@@ -280,14 +188,14 @@ func (e *Encoder) take(pn uint64, n, padding int, worthy bool, now time.Time) bo
 	} else if pn != e.id+uint64(e.k) || e.k == e.p.MaxSourceCount {
 		panic(fmt.Sprintf("fec: packet %d added to block %d+%d", pn, e.id, e.k))
 	}
-	return true
-}
-
-// added counts the symbol e.k, just filled, in the open block and reports
-// whether the block is full.
-func (e *Encoder) added(n, padding int, worthy bool) (full bool) {
 	set := &e.sets[e.cur]
-	set.srcLen[e.k], set.field[e.k] = 2+n, n+padding
+	sym := set.src[e.k]
+	sym[0], sym[1] = byte((n+padding)>>8), byte(n+padding)
+	copy(sym[2:], payload)
+	if old := set.srcLen[e.k]; old > 2+n {
+		clear(sym[2+n : old])
+	}
+	set.srcLen[e.k] = 2 + n
 	e.k++
 	e.maxLen = max(e.maxLen, n)
 	e.worthy = e.worthy || worthy
@@ -387,9 +295,6 @@ func (e *Encoder) Encode() {
 		return
 	}
 	set := &e.sets[1-e.cur]
-	for i, f := range set.field[:e.closedK] {
-		set.src[i][0], set.src[i][1] = byte(f>>8), byte(f)
-	}
 	if e.gfniMat != nil {
 		// Only the block's own symbols: zero ones would change nothing.
 		n, k := roundUp64(e.closedS), e.p.MaxSourceCount

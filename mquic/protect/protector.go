@@ -176,7 +176,14 @@ func (p *Protector) setMask(sample []byte) {
 // Seal panics on a packet shorter than its header or, with header
 // protection, on a payload shorter than MinPayload: both are sender bugs.
 func (p *Protector) Seal(pkt []byte, pnOffset int, pn uint64) []byte {
-	hdrLen := headerLen(pkt, pnOffset)
+	if pnOffset < 1 || len(pkt) < pnOffset {
+		panic("protect: Seal: packet shorter than its header")
+	}
+	pnLen := wire.PacketNumberLen(pkt[0])
+	hdrLen := pnOffset + pnLen
+	if len(pkt) < hdrLen {
+		panic("protect: Seal: packet shorter than its header")
+	}
 	if p.aead != nil {
 		if tag := p.aead.Overhead(); cap(pkt)-len(pkt) < tag {
 			pkt = slices.Grow(pkt, tag)
@@ -185,55 +192,17 @@ func (p *Protector) Seal(pkt []byte, pnOffset int, pn uint64) []byte {
 		sealed := p.aead.Seal(pkt[hdrLen:hdrLen], p.nonce[:], pkt[hdrLen:], pkt[:hdrLen])
 		pkt = pkt[:hdrLen+len(sealed)]
 	}
-	p.protectHeader(pkt, pnOffset, hdrLen-pnOffset)
+	if p.HeaderProtection() {
+		if len(pkt) < pnOffset+sampleOffset+sampleLen {
+			panic(fmt.Sprintf("protect: Seal: payload shorter than MinPayload(%d) = %d", pnLen, p.MinPayload(pnLen)))
+		}
+		p.setMask(pkt[pnOffset+sampleOffset : pnOffset+sampleOffset+sampleLen])
+		pkt[0] ^= p.mask[0] & shortHeaderMask
+		for i := range pnLen {
+			pkt[pnOffset+i] ^= p.mask[1+i]
+		}
+	}
 	return pkt
-}
-
-// SealTo is Seal out of place: it writes the protected packet to dst[:0]
-// (without allocating if cap(dst) is len(pkt) + Overhead()) and returns it,
-// leaving pkt as it was. dst and pkt must not overlap. A sender that keeps
-// the plaintext (forward error correction) seals this way rather than copy
-// it first.
-func (p *Protector) SealTo(dst, pkt []byte, pnOffset int, pn uint64) []byte {
-	hdrLen := headerLen(pkt, pnOffset)
-	dst = append(dst[:0], pkt[:hdrLen]...)
-	if p.aead != nil {
-		p.setNonce(pn)
-		dst = p.aead.Seal(dst, p.nonce[:], pkt[hdrLen:], pkt[:hdrLen])
-	} else {
-		dst = append(dst, pkt[hdrLen:]...)
-	}
-	p.protectHeader(dst, pnOffset, hdrLen-pnOffset)
-	return dst
-}
-
-// headerLen is the length of pkt's header, whose packet number starts at
-// pnOffset; it panics if pkt is shorter (a sender bug).
-func headerLen(pkt []byte, pnOffset int) int {
-	if pnOffset < 1 || len(pkt) < pnOffset {
-		panic("protect: Seal: packet shorter than its header")
-	}
-	hdrLen := pnOffset + wire.PacketNumberLen(pkt[0])
-	if len(pkt) < hdrLen {
-		panic("protect: Seal: packet shorter than its header")
-	}
-	return hdrLen
-}
-
-// protectHeader applies header protection to a sealed packet, if the suite
-// has it.
-func (p *Protector) protectHeader(pkt []byte, pnOffset, pnLen int) {
-	if !p.HeaderProtection() {
-		return
-	}
-	if len(pkt) < pnOffset+sampleOffset+sampleLen {
-		panic(fmt.Sprintf("protect: Seal: payload shorter than MinPayload(%d) = %d", pnLen, p.MinPayload(pnLen)))
-	}
-	p.setMask(pkt[pnOffset+sampleOffset : pnOffset+sampleOffset+sampleLen])
-	pkt[0] ^= p.mask[0] & shortHeaderMask
-	for i := range pnLen {
-		pkt[pnOffset+i] ^= p.mask[1+i]
-	}
 }
 
 // Open authenticates and decrypts a received packet in place. pnOffset is
