@@ -2,7 +2,6 @@ package mquic_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/h3m-project/h3m/mquic"
 )
@@ -17,18 +16,8 @@ func BenchmarkFECRunPipeline(b *testing.B) {
 		params := fecBenchParams(b, m.fec)
 		pkts := capturedSession(b, params, newPattern(), 24_000_000)
 		b.Run(m.name, func(b *testing.B) {
-			b.ReportAllocs()
-			var cpu time.Duration
 			var stream uint64
-			done := 0
-			for done < b.N {
-				n := min(len(pkts), b.N-done)
-				c0 := cpuTime()
-				st := receivePipelined(b, mquic.ReceiverConfig{Params: params, Handler: nopHandler{}, Workers: 2}, batched(pkts[:n], 256))
-				cpu += cpuTime() - c0
-				stream += st.StreamBytes
-				done += n
-			}
+			cpu := pipelineCPU(b, params, pkts, func(st mquic.ReceiverStats) { stream += st.StreamBytes })
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
 			if stream > 0 {
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(stream)*1e3, "cpu-ns/KB")
