@@ -174,10 +174,13 @@ func TestIncrementalReadsAfterABurst(t *testing.T) {
 	from := len(froms)
 	mu.Unlock()
 	nm := tc.c.Stats().DescriptionNotModified
-	unicasttest.WaitFor(t, 10*time.Second, "three polls after the burst", func() bool {
+	// Events, not time: the origin sees a poll's request before the client
+	// has counted its answer, and on a loaded machine that gap is long.
+	unicasttest.WaitFor(t, 10*time.Second, "three polls after the burst, two of them answered 304", func() bool {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(froms) >= from+3
+		polls := len(froms) - from
+		mu.Unlock()
+		return polls >= 3 && tc.c.Stats().DescriptionNotModified-nm >= 2
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -185,8 +188,5 @@ func TestIncrementalReadsAfterABurst(t *testing.T) {
 		if f != uint64(len(h.Paths))+1 {
 			t.Errorf("a poll after the burst asked for the entries from %d, want %d (the number of the next)", f, len(h.Paths)+1)
 		}
-	}
-	if got := tc.c.Stats().DescriptionNotModified - nm; got < 2 {
-		t.Errorf("%d of the polls after the burst answered 304", got)
 	}
 }
