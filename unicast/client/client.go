@@ -477,6 +477,8 @@ type Client struct {
 	// named a session the client did not know: that session's entries,
 	// pushed before the client knew of it, came in no read, and the next
 	// read must list them (it starts at the catalogNext kept from before).
+	// It is set too when unicast work for a push was refused because no
+	// read listed its path (settle): an origin may list it late.
 	entriesDue bool
 	// catalogKey verifies the signed catalogue entries (the description's
 	// CatalogKey; nil: the origin signs none); entryFetching are the

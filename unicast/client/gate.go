@@ -102,7 +102,13 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 		o.discard()
 	default:
 		// A forged promise, or a push the origin had not listed yet: if
-		// it lists it later, the catalogue has it fetched.
+		// it lists it later, the catalogue has it fetched. The reads owe
+		// it their entries until one lists them from here: a read of the
+		// sessions alone (after the end, missesNothingLocked) would step
+		// over an entry added late, and the push would be lost unsaid.
+		c.mu.Lock()
+		c.entriesDue = true
+		c.mu.Unlock()
 		c.count(func(st *Stats) { st.Unlisted++ })
 		c.unlistedLog.Bit(c.log, slog.LevelInfo, "not fetching a pushed path the catalogue does not list; left to the catalogue",
 			"path", wellknown.Truncate(o.path), "session", o.cs.id, "push_id", o.res.PushID)
