@@ -391,22 +391,25 @@ func (c *Client) mergeCatalogLocked(d *wellknown.Description, now time.Time) {
 // A read of the sessions alone lists no entries: when it names a session
 // the client does not know, that session's earlier entries came in no
 // read, so the number is kept and the next read lists entries from it
-// (entriesDue). A read of the entries accounts for the pushes before the
-// first one each session brought, if it began after that push.
+// (oweEntriesLocked). A read of the entries accounts for the pushes before
+// the first one each session brought, if it began after that push.
 func (c *Client) noteReadLocked(d *wellknown.Description, at time.Time) {
 	if c.lastQuery == sessionsOnlyQuery {
 		for i := range d.Sessions {
 			if c.sessions[d.Sessions[i].ID] == nil {
-				c.entriesDue = true
+				c.oweEntriesLocked(at)
 			}
 		}
-		if c.entriesDue {
+		if c.entriesDueLocked() {
 			return
 		}
 		c.catalogNext = d.CatalogNext
 		return
 	}
-	c.catalogNext, c.entriesDue = d.CatalogNext, false
+	c.catalogNext = d.CatalogNext
+	if !at.Before(c.entriesDueSince) {
+		c.entriesDueSince = time.Time{} // paid
+	}
 	for _, cs := range c.sessions {
 		cs.mu.Lock()
 		if cs.promised && !cs.leadRead && at.After(cs.firstAt) {
@@ -415,3 +418,15 @@ func (c *Client) noteReadLocked(d *wellknown.Description, at time.Time) {
 		cs.mu.Unlock()
 	}
 }
+
+// oweEntriesLocked records that the next reads must list the entries from
+// catalogNext until one that began at or after since has come.
+func (c *Client) oweEntriesLocked(since time.Time) {
+	if since.After(c.entriesDueSince) {
+		c.entriesDueSince = since
+	}
+}
+
+// entriesDueLocked reports whether a read of the entries is owed
+// (oweEntriesLocked).
+func (c *Client) entriesDueLocked() bool { return !c.entriesDueSince.IsZero() }

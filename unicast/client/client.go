@@ -473,13 +473,15 @@ type Client struct {
 	lastETag    string
 	lastQuery   string
 	catalogNext uint64
-	// entriesDue is set when a read of the sessions alone (no entries)
-	// named a session the client did not know: that session's entries,
-	// pushed before the client knew of it, came in no read, and the next
-	// read must list them (it starts at the catalogNext kept from before).
-	// It is set too when unicast work for a push was refused because no
-	// read listed its path (settle): an origin may list it late.
-	entriesDue bool
+	// entriesDueSince is set (oweEntriesLocked) when the next read must
+	// list the entries from the catalogNext kept from before, and only a
+	// read of the entries that began at or after it pays that debt: when a
+	// read of the sessions alone (no entries) named a session the client did
+	// not know (that session's entries, pushed before the client knew of
+	// it, came in no read), and when unicast work for a push was refused
+	// because no read listed its path (settle: an origin may list it late,
+	// after a read already on its way). Zero: nothing owed.
+	entriesDueSince time.Time
 	// catalogKey verifies the signed catalogue entries (the description's
 	// CatalogKey; nil: the origin signs none); entryFetching are the
 	// entries being fetched (signedEntryKey), fromEntries the catalogue
@@ -867,7 +869,7 @@ func (c *Client) missesNothingLocked() bool {
 	if len(c.sessions) == 0 || len(c.held) > 0 || c.pendingEntryLocked() {
 		return false
 	}
-	if c.entriesDue {
+	if c.entriesDueLocked() {
 		return false
 	}
 	return c.everySessionLocked(func(cs *csession) bool {
@@ -1006,7 +1008,7 @@ func (c *Client) quietInBand(now time.Time) {
 func (c *Client) catalogNeeded() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.haveCat || c.altSvcOnly || c.fallback || c.entriesDue {
+	if !c.haveCat || c.altSvcOnly || c.fallback || c.entriesDueLocked() {
 		return true
 	}
 	if c.heldForReadLocked() {

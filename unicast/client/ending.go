@@ -271,8 +271,8 @@ func (c *Client) finish(now time.Time) bool {
 	// The read after the end may name lost promises, and announce a
 	// successor (a rollover) to join.
 	// A read of the sessions alone that named one the client did not
-	// know leaves its entries to the next read (entriesDue).
-	settled := c.origin == nil || (len(c.jobs) == 0 && len(c.held) == 0 && !c.entriesDue && c.catalogSettledLocked() && !c.descAt.Before(c.endAt))
+	// know leaves its entries to the next read (entriesDueSince).
+	settled := c.origin == nil || (len(c.jobs) == 0 && len(c.held) == 0 && !c.entriesDueLocked() && c.catalogSettledLocked() && !c.descAt.Before(c.endAt))
 	since := c.endAt
 	if c.lastContact.After(since) {
 		since = c.lastContact

@@ -107,7 +107,7 @@ func (c *Client) settle(ctx context.Context, o *outcome) {
 		// sessions alone (after the end, missesNothingLocked) would step
 		// over an entry added late, and the push would be lost unsaid.
 		c.mu.Lock()
-		c.entriesDue = true
+		c.oweEntriesLocked(time.Now())
 		c.mu.Unlock()
 		c.count(func(st *Stats) { st.Unlisted++ })
 		c.unlistedLog.Bit(c.log, slog.LevelInfo, "not fetching a pushed path the catalogue does not list; left to the catalogue",
