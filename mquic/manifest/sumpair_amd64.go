@@ -42,10 +42,8 @@ func sumPair(da, db *Digest, a, b []byte) bool {
 	n := padTail(&ta, a[64*full:], len(a))
 	padTail(&tb, b[64*full:], len(b))
 	blockSHANI2(&ha, &hb, &ta[0], &tb[0], n)
-	for i := range 8 {
-		binary.BigEndian.PutUint32(da[4*i:], ha[i])
-		binary.BigEndian.PutUint32(db[4*i:], hb[i])
-	}
+	putDigest(da, &ha)
+	putDigest(db, &hb)
 	return true
 }
 
@@ -72,9 +70,14 @@ func sumBlocks(da, db *Digest, a, b *[64]byte) bool {
 	}
 	ha, hb := sha256IV, sha256IV
 	blockSHANI2(&ha, &hb, &a[0], &b[0], 1)
-	for i := range 8 {
-		binary.BigEndian.PutUint32(da[4*i:], ha[i])
-		binary.BigEndian.PutUint32(db[4*i:], hb[i])
-	}
+	putDigest(da, &ha)
+	putDigest(db, &hb)
 	return true
+}
+
+// putDigest writes SHA-256 state h, after the last block, as digest d.
+func putDigest(d *Digest, h *[8]uint32) {
+	for i, w := range h {
+		binary.BigEndian.PutUint32(d[4*i:], w)
+	}
 }
