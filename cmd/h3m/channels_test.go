@@ -69,15 +69,13 @@ func TestChannelsGatewayJoinsOnDemand(t *testing.T) {
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	gwAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	srv := start(t, nil, h3mBinary, "serve", "--dir", live, "--channels", "--watch", "--settle", "100ms",
+	srv, cert := startServer(t, nil, "--dir", live, "--channels", "--watch", "--settle", "100ms",
 		"--group", "232.255.8.10", "--port", "5810", "--listen", listen, "--rate", "20000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
 	for _, want := range []string{"channel /r0/: session", "on 232.255.8.11:5811", "channel /r2/: session", "on 232.255.8.13:5813"} {
 		if !strings.Contains(srv.output(), want) {
 			t.Fatalf("serve did not print %q:\n%s", want, srv.output())
 		}
 	}
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	const idle = 3 * time.Second
 	gw := start(t, nil, h3mBinary, "gateway", "--url", "https://"+listen+"/", "--ca", cert, "--listen", gwAddr,
 		"--channel-idle", idle.String(), "--hold-timeout", "20s")

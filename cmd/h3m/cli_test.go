@@ -309,12 +309,11 @@ func TestCLIGatewayConfigAndInterrupt(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "a.bin"), []byte("hello"), 0o644)
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--listen", listen, "--group", "232.255.7.22", "--port", "5722")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	_, cert := startServer(t, nil, "--dir", src, "--listen", listen, "--group", "232.255.7.22", "--port", "5722")
 	gwAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	config := filepath.Join(t.TempDir(), "gateway.json")
 	os.WriteFile(config, []byte(fmt.Sprintf(`{"url": %q, "ca": %q, "listen": %q, "cors": "none", "hold": ["*.m4s"]}`,
-		listen, filepath.Join(srv.cmd.Dir, "h3m-cert.pem"), gwAddr)), 0o644)
+		listen, cert, gwAddr)), 0o644)
 	gw := start(t, nil, h3mBinary, "gateway", "--config", config)
 	waitFor(t, "the gateway", 10*time.Second, func() bool { return strings.Contains(gw.output(), "player http://"+gwAddr) })
 	var body string

@@ -45,9 +45,8 @@ func exitCode(t *testing.T, err error) int {
 // the session up, and returns it with its URL and certificate.
 func serveForever(t *testing.T, src, listen, group, port string) (*proc, string, string) {
 	t.Helper()
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--group", group, "--port", port, "--listen", listen, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	return srv, "https://" + listen + "/", filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
+	srv, cert := startServer(t, nil, "--dir", src, "--group", group, "--port", port, "--listen", listen, "--rate", "200000000")
+	return srv, "https://" + listen + "/", cert
 }
 
 // TestReceiveTimeoutExits1: --timeout reached before the session ends: exit
@@ -100,10 +99,9 @@ func TestReceiveUnknownAuthority(t *testing.T) {
 func TestReceiveOriginGoneAfterEnd(t *testing.T) {
 	src, out := makeFolder(t), t.TempDir()
 	listen := "127.0.0.1:24444"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "3s", "--linger", "0s",
+	srv, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "3s", "--linger", "0s",
 		"--group", "232.255.7.14", "--port", "5714", "--listen", listen, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", filepath.Join(srv.cmd.Dir, "h3m-cert.pem"),
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert,
 		"--out", out, "--timeout", "90s")
 	if err := srv.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("serve: %v", err)

@@ -175,10 +175,8 @@ func sameTree(t *testing.T, want, got string) {
 func TestServeOnceReceive(t *testing.T) {
 	src, out := makeFolder(t), t.TempDir()
 	listen := "127.0.0.1:24433"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
+	srv, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
 		"--group", "232.255.7.1", "--port", "5701", "--listen", listen, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
 	if err := rcv.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv.output())
@@ -199,10 +197,8 @@ func TestServeOnceReceive(t *testing.T) {
 func TestServeWaitReceivers(t *testing.T) {
 	src, out := makeFolder(t), t.TempDir()
 	listen := "127.0.0.1:24436"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
+	srv, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
 		"--packet-size", "1472", "--linger", "5s", "--group", "232.255.7.6", "--port", "5706", "--listen", listen)
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
 	if err := rcv.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv.output())
@@ -223,10 +219,8 @@ func TestReceiveSizesProcsFromRate(t *testing.T) {
 	}
 	src, out := makeFolder(t), t.TempDir()
 	listen := "127.0.0.1:24445"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
+	_, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "1h", "--wait-receivers", "1",
 		"--linger", "5s", "--group", "232.255.7.15", "--port", "5715", "--listen", listen, "--rate", "20000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
 	if err := rcv.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv.output())
@@ -255,10 +249,8 @@ func TestServeOnceReceiveWithLoss(t *testing.T) {
 
 	src, out := makeFolder(t), t.TempDir()
 	listen := "10.99.7.1:4433"
-	srv := start(t, a, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "10s",
+	_, cert := startServer(t, a, "--dir", src, "--once", "--wait", "2s", "--linger", "10s",
 		"--group", "232.255.7.2", "--port", "5702", "--interface", ifA, "--listen", listen, "--rate", "100000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, b, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out, "--interface", ifB)
 	if err := rcv.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv.output())
@@ -282,10 +274,8 @@ func TestLiveDASHThroughGateway(t *testing.T) {
 	}
 	live := t.TempDir()
 	listen := "127.0.0.1:24435"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", live, "--watch", "--settle", "150ms",
+	_, cert := startServer(t, nil, "--dir", live, "--watch", "--settle", "150ms",
 		"--group", "232.255.7.3", "--port", "5703", "--listen", listen, "--rate", "50000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	gw := start(t, nil, h3mBinary, "gateway", "--url", "https://"+listen+"/", "--ca", cert, "--listen", "127.0.0.1:28435")
 	waitFor(t, "the gateway", 10*time.Second, func() bool { return strings.Contains(gw.output(), "gateway for") })
 	time.Sleep(time.Second) // let the gateway join before the stream starts
@@ -350,14 +340,12 @@ func TestServeAsymmetricSignedReceive(t *testing.T) {
 	}
 	src, out := makeFolder(t), t.TempDir()
 	listen := "127.0.0.1:24436"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
+	srv, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
 		"--group", "232.255.7.4", "--port", "5704", "--listen", listen, "--rate", "200000000",
 		"--asymmetric", "--sign-key", keyFile)
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
 	if !strings.Contains(srv.output(), "asymmetric") || !strings.Contains(srv.output(), "pushes signed (ed25519") {
 		t.Fatalf("serve does not say the session is asymmetric and signed:\n%s", srv.output())
 	}
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out,
 		"--require-asymmetric", "--require-signature")
 	if err := rcv.wait(t, 60*time.Second); err != nil {
@@ -374,10 +362,9 @@ func TestServeAsymmetricSignedReceive(t *testing.T) {
 	// A symmetric session: refused, everything over unicast.
 	out2 := t.TempDir()
 	listen2 := "127.0.0.1:24437"
-	srv2 := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "8s",
+	_, cert2 := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "8s",
 		"--group", "232.255.7.5", "--port", "5705", "--listen", listen2, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv2.output(), "receivers:") })
-	rcv2 := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen2+"/", "--ca", filepath.Join(srv2.cmd.Dir, "h3m-cert.pem"),
+	rcv2 := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen2+"/", "--ca", cert2,
 		"--out", out2, "--require-asymmetric")
 	if err := rcv2.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv2.output())
@@ -386,4 +373,14 @@ func TestServeAsymmetricSignedReceive(t *testing.T) {
 	if !strings.Contains(rcv2.output(), "refusing to join a symmetric multicast session") || !strings.Contains(rcv2.output(), "8 by fallback") {
 		t.Errorf("the symmetric session was not refused:\n%s", rcv2.output())
 	}
+}
+
+// startServer starts `h3m serve` with args (in ns; nil: here), waits until
+// it serves, and returns it with the certificate it made for its unicast
+// server.
+func startServer(t *testing.T, ns *netns.NS, args ...string) (*proc, string) {
+	t.Helper()
+	srv := start(t, ns, append([]string{h3mBinary, "serve"}, args...)...)
+	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
+	return srv, filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 }

@@ -180,11 +180,9 @@ func TestMetricsServeGateway(t *testing.T) {
 		return err
 	})
 	listen, originMetrics, gatewayMetrics := "10.99.8.1:4433", "10.99.8.1:9464", "10.99.8.2:9465"
-	srv := start(t, a, h3mBinary, "serve", "--dir", src, "--wait", "3s",
+	_, cert := startServer(t, a, "--dir", src, "--wait", "3s",
 		"--group", "232.255.7.8", "--port", "5708", "--interface", ifA, "--listen", listen, "--rate", "100000000",
 		"--metrics-listen", originMetrics)
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	gw := start(t, b, h3mBinary, "gateway", "--url", "https://"+listen+"/", "--ca", cert, "--interface", ifB,
 		"--listen", "127.0.0.1:8080", "--metrics-listen", gatewayMetrics)
 	waitFor(t, "the gateway", 10*time.Second, func() bool { return strings.Contains(gw.output(), "metrics at http://"+gatewayMetrics) })

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
@@ -65,15 +64,13 @@ func TestServeReceiveQlog(t *testing.T) {
 	src, out := makeFolder(t), t.TempDir()
 	sdir, rdir := t.TempDir(), t.TempDir()
 	listen := "127.0.0.1:24439"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "3s",
+	srv, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "3s",
 		"--group", "232.255.7.9", "--port", "5709", "--listen", listen, "--rate", "200000000", "--qlog-dir", sdir)
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
 	m := regexp.MustCompile(`session ([0-9a-f]+) `).FindStringSubmatch(srv.output())
 	if m == nil {
 		t.Fatalf("no session ID in the output:\n%s", srv.output())
 	}
 	sid := m[1]
-	cert := filepath.Join(srv.cmd.Dir, "h3m-cert.pem")
 	rcv := start(t, nil, "env", "QLOGDIR="+rdir, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
 	if err := rcv.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("receive: %v\n%s", err, rcv.output())

@@ -27,10 +27,9 @@ func TestReceiveNeverWritesThroughLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	listen := "127.0.0.1:24438"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
+	_, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "5s",
 		"--group", "232.255.7.6", "--port", "5706", "--listen", listen, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", filepath.Join(srv.cmd.Dir, "h3m-cert.pem"), "--out", out)
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert, "--out", out)
 	err := rcv.wait(t, 60*time.Second)
 	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
 		t.Errorf("receive wrote %s through the link in the output folder", entries[0].Name())
@@ -133,10 +132,9 @@ func TestReceiveMaxResourceSize(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "big.bin"), big, 0o644)
 	os.WriteFile(filepath.Join(src, "small.bin"), small, 0o644)
 	listen := "127.0.0.1:24440"
-	srv := start(t, nil, h3mBinary, "serve", "--dir", src, "--once", "--wait", "2s", "--linger", "10s",
+	_, cert := startServer(t, nil, "--dir", src, "--once", "--wait", "2s", "--linger", "10s",
 		"--group", "232.255.7.8", "--port", "5708", "--listen", listen, "--rate", "200000000")
-	waitFor(t, "the server", 10*time.Second, func() bool { return strings.Contains(srv.output(), "receivers:") })
-	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", filepath.Join(srv.cmd.Dir, "h3m-cert.pem"),
+	rcv := start(t, nil, h3mBinary, "receive", "--url", "https://"+listen+"/", "--ca", cert,
 		"--out", out, "--max-resource-size", "100000")
 	err := rcv.wait(t, 60*time.Second)
 	if err == nil || !strings.Contains(rcv.output(), "big.bin") || !strings.Contains(rcv.output(), "cap 100000") {
